@@ -1,0 +1,1152 @@
+#include "storage/store.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
+#include <rocksdb/sst_file_manager.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_buffer_manager.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "storage/keys.h"
+
+namespace arbor::storage {
+
+namespace {
+
+namespace fs = std::filesystem;
+using rocksdb::Slice;
+
+constexpr std::string_view kSeqFloorKey = "m:seq_floor";
+constexpr std::string_view kNextTimelineKey = "m:next_tl";
+constexpr uint64_t kInodeReserve = 4096;
+constexpr size_t kGcBatch = 512;
+
+// The prefix of a versioned key is everything but its 8-byte version suffix, so that a
+// prefix Bloom filter answers "does this timeline hold any version of this key?".
+class VersionStrip : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "arbor.VersionStrip.v1"; }
+  Slice Transform(const Slice& key) const override { return Slice(key.data(), key.size() - 8); }
+  bool InDomain(const Slice& key) const override {
+    return key.size() > 10 && key[0] == keys::kData;
+  }
+};
+
+Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return Status::Ok();
+  std::string msg = std::string(what) + ": " + s.ToString();
+  if (s.IsNoSpace() || s.subcode() == rocksdb::Status::kSpaceLimit) {
+    return Status::ResourceExhausted(msg);
+  }
+  if (s.IsCorruption()) return Status::Corruption(msg);
+  if (s.IsNotFound()) return Status::NotFound(msg);
+  return Status::IOError(msg);
+}
+
+bool HasPrefix(Slice key, std::string_view prefix) {
+  return key.size() >= prefix.size() && std::memcmp(key.data(), prefix.data(), prefix.size()) == 0;
+}
+
+std::string Successor(std::string prefix) {
+  // The smallest key greater than every key that starts with `prefix`.
+  while (!prefix.empty() && static_cast<uint8_t>(prefix.back()) == 0xff) prefix.pop_back();
+  if (!prefix.empty()) prefix.back() = static_cast<char>(static_cast<uint8_t>(prefix.back()) + 1);
+  return prefix;
+}
+
+std::string FormatTime(int64_t us) {
+  time_t secs = us / 1'000'000;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[96];
+  snprintf(out, sizeof out, "%s.%06lldZ", buf, static_cast<long long>(us % 1'000'000));
+  return out;
+}
+
+}  // namespace
+
+// One level of a read's walk up the ancestry: read `tl` at min(at, cap).
+struct Level {
+  TimelineId tl;
+  Seq cap;
+};
+using Chain = std::vector<Level>;
+
+struct Node {
+  TimelineInfo info;
+  std::shared_ptr<const Chain> chain;  // this timeline first, then its ancestors
+  std::vector<TimelineId> children;
+};
+
+class Store::Impl {
+ public:
+  Options options;
+  std::unique_ptr<rocksdb::DB> db;
+  std::shared_ptr<rocksdb::Cache> cache;
+
+  mutable std::shared_mutex tl_mu;  // guards nodes
+  std::map<TimelineId, Node> nodes;
+
+  std::mutex write_mu;  // serializes seq assignment with the RocksDB write
+  std::atomic<uint64_t> last_seq{0};
+  int64_t last_time_us = 0;                // guarded by write_mu
+  uint64_t next_timeline = 1;              // guarded by write_mu
+  std::map<TimelineId, uint64_t> written;  // guarded by write_mu
+  bool needs_resume = false;               // guarded by write_mu
+  std::atomic<int64_t> clock_override{0};
+
+  std::mutex sync_mu;
+  uint64_t synced_seq = 0;  // guarded by sync_mu
+
+  std::mutex ino_mu;
+  uint64_t next_ino = 2;  // guarded by ino_mu
+  uint64_t reserved_ino = 2;
+
+  std::mutex gc_mu;
+  std::condition_variable gc_cv;
+  bool stopping = false;
+  std::thread gc_thread;
+
+  ~Impl() {
+    {
+      std::lock_guard l(gc_mu);
+      stopping = true;
+    }
+    gc_cv.notify_all();
+    if (gc_thread.joinable()) gc_thread.join();
+    if (db) {
+      rocksdb::Status s = db->SyncWAL();
+      if (!s.ok()) log::warn("store: final WAL sync failed: {}", s.ToString());
+      s = db->Close();
+      if (!s.ok()) log::warn("store: close failed: {}", s.ToString());
+    }
+  }
+
+  int64_t Now() const {
+    int64_t o = clock_override.load();
+    return o ? o : WallMicros();
+  }
+
+  // ---- ancestry ----
+
+  Result<std::shared_ptr<const Chain>> ChainOf(TimelineId tl) const {
+    std::shared_lock l(tl_mu);
+    auto it = nodes.find(tl);
+    if (it == nodes.end()) return Status::NotFound("timeline " + tl.ToString() + " does not exist");
+    return it->second.chain;
+  }
+
+  // Builds the chain of `info` from its parent's. REQUIRES: tl_mu held.
+  std::shared_ptr<const Chain> MakeChain(const TimelineInfo& info) const {
+    auto chain = std::make_shared<Chain>();
+    chain->push_back({info.id, kSeqMax});
+    if (info.parent.value() != 0) {
+      const Chain& up = *nodes.at(info.parent).chain;
+      for (const Level& l : up) chain->push_back({l.tl, std::min(l.cap, info.fork_seq)});
+    }
+    return chain;
+  }
+
+  void AddNode(const TimelineInfo& info) {  // REQUIRES: tl_mu held exclusively
+    Node n{info, MakeChain(info), {}};
+    nodes[info.id] = std::move(n);
+    if (info.parent.value() != 0) nodes.at(info.parent).children.push_back(info.id);
+  }
+
+  // ---- versioned point reads ----
+
+  // Calls `on_value` with the newest visible version's value (tag byte included) of the key
+  // whose unversioned form is `prefix_of(tl)`; returns false via `found` if none.
+  template <typename PrefixFn, typename OnValue>
+  Status FindVersion(const Chain& chain, Seq at, PrefixFn prefix_of, OnValue on_value,
+                     bool* found) const {
+    rocksdb::ReadOptions ro;
+    ro.prefix_same_as_start = true;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+    std::string key;
+    for (const Level& level : chain) {
+      key = prefix_of(level.tl);
+      size_t plen = key.size();
+      keys::AppendVersion(&key, std::min(at, level.cap));
+      it->Seek(key);
+      if (it->Valid()) {
+        Slice k = it->key();
+        if (k.size() == plen + 8 && std::memcmp(k.data(), key.data(), plen) == 0) {
+          *found = true;
+          on_value(it->value());
+          return Status::Ok();
+        }
+      } else if (!it->status().ok()) {
+        return FromRocks(it->status(), "read");
+      }
+    }
+    *found = false;
+    return Status::Ok();
+  }
+
+  // Visits, in key order, every distinct key under `prefix_of(tl)` that is visible at `at`
+  // along the chain, with the value of its newest visible version. Closer timelines shadow
+  // farther ones. `suffix_from` narrows each level's scan to keys >= prefix + suffix_from.
+  template <typename PrefixFn>
+  Status MergeScan(const Chain& chain, Seq at, PrefixFn prefix_of, std::string_view suffix_from,
+                   std::map<std::string, std::string>* out) const {
+    std::map<std::string, std::string> decided;  // unversioned suffix -> value
+    for (const Level& level : chain) {
+      Seq s = std::min(at, level.cap);
+      std::string prefix = prefix_of(level.tl);
+      std::string upper = Successor(prefix);
+      rocksdb::ReadOptions ro;
+      ro.total_order_seek = true;
+      Slice upper_slice(upper);
+      ro.iterate_upper_bound = &upper_slice;
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+      std::string last;  // suffix already decided at this level
+      bool have_last = false;
+      for (it->Seek(prefix + std::string(suffix_from)); it->Valid(); it->Next()) {
+        Slice k = it->key();
+        if (k.size() < prefix.size() + 8) continue;
+        std::string_view suffix(k.data() + prefix.size(), k.size() - prefix.size() - 8);
+        if (have_last && suffix == last) continue;
+        if (keys::VersionOf(std::string_view(k.data(), k.size())) > s) continue;
+        last.assign(suffix);
+        have_last = true;
+        decided.try_emplace(last, it->value().ToString());
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "scan");
+    }
+    *out = std::move(decided);
+    return Status::Ok();
+  }
+
+  // ---- time index ----
+
+  // The last seq of `tl`'s own time index with time <= t, or 0 if none.
+  Result<Seq> LastSeqAtOrBefore(TimelineId tl, int64_t t) const {
+    std::string prefix = keys::KindPrefix(tl, keys::Kind::kTime);
+    rocksdb::ReadOptions ro;
+    ro.total_order_seek = true;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+    auto entry_at_or_after = [&](uint64_t seq, uint64_t* found_seq, int64_t* time) -> bool {
+      it->Seek(keys::TimeKey(tl, Seq(seq)));
+      if (!it->Valid() || !HasPrefix(it->key(), prefix) || it->value().size() != 8) return false;
+      *found_seq = keys::GetBE64(std::string_view(it->key().data() + prefix.size(), 8));
+      std::memcpy(time, it->value().data(), 8);
+      return true;
+    };
+    uint64_t lo = 0, hi = ~uint64_t{0} - 1, best = 0;
+    uint64_t fs;
+    int64_t ft;
+    // Binary search over seq: time is non-decreasing in seq.
+    while (lo <= hi) {
+      uint64_t mid = lo + (hi - lo) / 2;
+      if (!entry_at_or_after(mid, &fs, &ft)) {
+        if (mid == 0) break;
+        hi = mid - 1;
+        continue;
+      }
+      if (ft <= t) {
+        best = fs;
+        lo = fs + 1;
+      } else {
+        if (mid == 0) break;
+        hi = mid - 1;
+      }
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "time index");
+    return Seq(best);
+  }
+
+  // The oldest readable seq of `info`'s timeline at time `now`.
+  Result<Seq> HorizonOf(const TimelineInfo& info, int64_t window_us, int64_t now) const {
+    Seq start = info.parent.value() ? info.fork_seq : info.create_seq;
+    ARBOR_ASSIGN_OR_RETURN(Seq last, LastSeqAtOrBefore(info.id, now - window_us));
+    return std::max(start, last);
+  }
+
+  Result<int64_t> WindowOf(const TimelineInfo& info) const {
+    std::shared_lock l(tl_mu);
+    auto it = nodes.find(info.root);
+    if (it == nodes.end()) return Status::Internal("root of timeline vanished");
+    return it->second.info.history_window_us;
+  }
+
+  Result<TimelineInfo> Info(TimelineId tl) const {
+    std::shared_lock l(tl_mu);
+    auto it = nodes.find(tl);
+    if (it == nodes.end()) return Status::NotFound("timeline " + tl.ToString() + " does not exist");
+    return it->second.info;
+  }
+
+  // ---- writes ----
+
+  rocksdb::WriteOptions PlainWrite() const { return rocksdb::WriteOptions(); }
+
+  Status WriteLocked(rocksdb::WriteBatch* batch, bool sync) {  // REQUIRES: write_mu held
+    if (needs_resume) {
+      rocksdb::Status rs = db->Resume();
+      if (!rs.ok()) return FromRocks(rs, "store is read-only after an earlier error");
+      needs_resume = false;
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = sync;
+    rocksdb::Status s = db->Write(wo, batch);
+    if (!s.ok()) {
+      needs_resume = true;
+      return FromRocks(s, "write");
+    }
+    return Status::Ok();
+  }
+
+  // Takes the next seq and its wall time. REQUIRES: write_mu held.
+  std::pair<Seq, int64_t> NextSeqLocked() {
+    int64_t now = std::max(Now(), last_time_us);
+    return {Seq(last_seq.load() + 1), now};
+  }
+  void CommitSeqLocked(Seq seq, int64_t now) {
+    last_time_us = now;
+    last_seq.store(seq.value());
+  }
+
+  Status PersistTimeline(const TimelineInfo& info, rocksdb::WriteBatch* batch) {
+    batch->Put(keys::TimelineRecordKey(info.id), keys::EncodeTimeline(info));
+    return Status::Ok();
+  }
+
+  // ---- GC ----
+
+  Result<uint64_t> GcTimeline(const TimelineInfo& info, int64_t now);
+  void GcLoop();
+};
+
+// ---------------------------------------------------------------------------------------
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  std::error_code ec;
+  bool exists = fs::exists(options.path, ec);
+  bool has_current = exists && fs::exists(fs::path(options.path) / "CURRENT", ec);
+  if (exists && !fs::is_directory(options.path, ec)) {
+    return Status::Corruption(options.path + " is not a directory, so it is not an Arbor store");
+  }
+  if (exists && !has_current && !fs::is_empty(options.path, ec)) {
+    return Status::Corruption(options.path +
+                              " is not an Arbor store (it is a non-empty directory without one)");
+  }
+  if (!has_current && !options.create_if_missing) {
+    return Status::NotFound("no Arbor store at " + options.path);
+  }
+
+  rocksdb::Options ro;
+  ro.create_if_missing = !has_current;
+  ro.error_if_exists = false;
+  ro.prefix_extractor = std::make_shared<VersionStrip>();
+  ro.memtable_prefix_bloom_size_ratio = 0.05;
+  ro.max_background_jobs = 2;
+  ro.bytes_per_sync = 1 << 20;
+  ro.wal_bytes_per_sync = 0;
+  ro.recycle_log_file_num = 4;
+  ro.level_compaction_dynamic_level_bytes = true;
+  ro.write_buffer_size = 32 << 20;
+  ro.max_write_buffer_number = 3;
+  ro.max_total_wal_size = 256 << 20;
+  ro.paranoid_checks = true;
+  ro.sst_file_manager.reset(rocksdb::NewSstFileManager(rocksdb::Env::Default()));
+  rocksdb::CompressionType comp;
+  if (options.compression == "none") {
+    comp = rocksdb::kNoCompression;
+  } else if (options.compression == "lz4") {
+    comp = rocksdb::kLZ4Compression;
+  } else if (options.compression == "zstd") {
+    comp = rocksdb::kZSTD;
+  } else {
+    return Status::InvalidArgument("unknown compression '" + options.compression +
+                                   "' (use none, lz4 or zstd)");
+  }
+  ro.compression = comp;
+  ro.bottommost_compression = comp;
+  impl->cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  // Memtables are charged to the block cache, so the cache bounds the store's memory.
+  ro.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
+      std::min<uint64_t>(options.block_cache_bytes / 2, 128ull << 20), impl->cache);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = impl->cache;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.whole_key_filtering = false;
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.block_size = 16 << 10;
+  ro.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(ro, options.path, &raw);
+  if (!s.ok()) {
+    if (s.IsCorruption()) {
+      return Status::Corruption("the store at " + options.path + " is damaged: " + s.ToString());
+    }
+    return FromRocks(s, "opening the store at " + options.path);
+  }
+  impl->db.reset(raw);
+  rocksdb::DB* db = impl->db.get();
+
+  // Format version.
+  std::string v;
+  s = db->Get(rocksdb::ReadOptions(), std::string(keys::kFormatKey), &v);
+  if (s.IsNotFound()) {
+    std::unique_ptr<rocksdb::Iterator> any(db->NewIterator(rocksdb::ReadOptions()));
+    any->SeekToFirst();
+    if (any->Valid()) {
+      return Status::Corruption(options.path + " is a RocksDB database but not an Arbor store");
+    }
+    std::string f(keys::kMagic);
+    f.push_back(':');
+    f += std::to_string(keys::kFormatVersion);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ARBOR_RETURN_IF_ERROR(FromRocks(db->Put(wo, std::string(keys::kFormatKey), f), "format"));
+  } else if (!s.ok()) {
+    return FromRocks(s, "reading the format version");
+  } else {
+    std::string magic = std::string(keys::kMagic) + ":";
+    if (v.rfind(magic, 0) != 0) {
+      return Status::Corruption(options.path + " has a malformed format record");
+    }
+    std::string ver = v.substr(magic.size());
+    if (ver != std::to_string(keys::kFormatVersion)) {
+      return Status::FailedPrecondition("the store at " + options.path + " has format version " +
+                                        ver + "; this build reads version " +
+                                        std::to_string(keys::kFormatVersion));
+    }
+  }
+
+  // Counters and timelines.
+  uint64_t max_seq = 0;
+  auto read_u64 = [&](std::string_view key, uint64_t* out) -> Status {
+    std::string val;
+    rocksdb::Status gs = db->Get(rocksdb::ReadOptions(), std::string(key), &val);
+    if (gs.IsNotFound()) return Status::Ok();
+    if (!gs.ok()) return FromRocks(gs, "reading counters");
+    if (val.size() != 8) return Status::Corruption("malformed counter " + std::string(key));
+    std::memcpy(out, val.data(), 8);
+    return Status::Ok();
+  };
+  ARBOR_RETURN_IF_ERROR(read_u64(kSeqFloorKey, &max_seq));
+  ARBOR_RETURN_IF_ERROR(read_u64(keys::kNextInodeKey, &impl->reserved_ino));
+  impl->reserved_ino = std::max<uint64_t>(impl->reserved_ino, 2);
+  impl->next_ino = impl->reserved_ino;
+  ARBOR_RETURN_IF_ERROR(read_u64(kNextTimelineKey, &impl->next_timeline));
+  impl->next_timeline = std::max<uint64_t>(impl->next_timeline, 1);
+
+  std::vector<TimelineInfo> infos;
+  {
+    rocksdb::ReadOptions rdo;
+    rdo.total_order_seek = true;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rdo));
+    for (it->Seek(std::string(keys::kTimelinePrefix));
+         it->Valid() && HasPrefix(it->key(), keys::kTimelinePrefix); it->Next()) {
+      auto info = keys::DecodeTimeline(std::string_view(it->value().data(), it->value().size()));
+      if (!info.ok()) return info.status();
+      infos.push_back(*info);
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading timelines");
+  }
+  // Parents have smaller ids than their children, so id order builds chains top-down.
+  std::sort(infos.begin(), infos.end(),
+            [](const TimelineInfo& a, const TimelineInfo& b) { return a.id < b.id; });
+  {
+    std::unique_lock l(impl->tl_mu);
+    for (const TimelineInfo& info : infos) {
+      if (info.parent.value() != 0 && !impl->nodes.count(info.parent)) {
+        return Status::Corruption("timeline " + info.id.ToString() + " has a missing parent " +
+                                  info.parent.ToString());
+      }
+      impl->AddNode(info);
+      max_seq = std::max(max_seq, info.create_seq.value());
+      impl->next_timeline = std::max(impl->next_timeline, info.id.value() + 1);
+    }
+  }
+  rocksdb::ReadOptions rdo;
+  rdo.total_order_seek = true;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rdo));
+  for (const TimelineInfo& info : infos) {
+    std::string prefix = keys::KindPrefix(info.id, keys::Kind::kTime);
+    it->SeekForPrev(Successor(prefix));
+    if (it->Valid() && HasPrefix(it->key(), prefix) && it->key().size() == prefix.size() + 8) {
+      max_seq =
+          std::max(max_seq, keys::GetBE64(std::string_view(it->key().data() + prefix.size(), 8)));
+      int64_t t;
+      if (it->value().size() == 8) {
+        std::memcpy(&t, it->value().data(), 8);
+        impl->last_time_us = std::max(impl->last_time_us, t);
+      }
+    }
+    std::string w;
+    rocksdb::Status ws = db->Get(rocksdb::ReadOptions(), keys::WrittenKey(info.id), &w);
+    if (ws.ok() && w.size() == 8) {
+      uint64_t n;
+      std::memcpy(&n, w.data(), 8);
+      impl->written[info.id] = n;
+    }
+  }
+  impl->last_seq.store(max_seq);
+  impl->synced_seq = max_seq;
+
+  if (options.background_gc) impl->gc_thread = std::thread([p = impl.get()] { p->GcLoop(); });
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+// ---- timelines ----
+
+Result<TimelineId> Store::CreateRoot(int64_t history_window_us, uint32_t uid, uint32_t gid) {
+  if (history_window_us <= 0) return Status::InvalidArgument("history window must be positive");
+  Impl& im = *impl_;
+  std::lock_guard l(im.write_mu);
+  auto [seq, now] = im.NextSeqLocked();
+  TimelineInfo info;
+  info.id = TimelineId(im.next_timeline);
+  info.create_seq = seq;
+  info.create_time_us = now;
+  info.fork_time_us = now;
+  info.history_window_us = history_window_us;
+  info.root = info.id;
+  rocksdb::WriteBatch batch;
+  ARBOR_RETURN_IF_ERROR(im.PersistTimeline(info, &batch));
+  uint64_t next = im.next_timeline + 1;
+  batch.Put(std::string(kNextTimelineKey), Slice(reinterpret_cast<const char*>(&next), 8));
+  Attr root;
+  root.kind = FileKind::kDirectory;
+  root.mode = S_IFDIR | 0755;
+  root.uid = uid;
+  root.gid = gid;
+  root.nlink = 2;
+  root.atime_ns = root.mtime_ns = root.ctime_ns = now * 1000;
+  std::string key = keys::AttrPrefix(info.id, kRootInode);
+  keys::AppendVersion(&key, seq);
+  batch.Put(key, keys::EncodeAttr(root));
+  batch.Put(keys::TimeKey(info.id, seq), Slice(reinterpret_cast<const char*>(&now), 8));
+  ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, true));
+  im.next_timeline = next;
+  im.CommitSeqLocked(seq, now);
+  std::unique_lock tl(im.tl_mu);
+  im.AddNode(info);
+  return info.id;
+}
+
+Result<TimelineId> Store::Branch(TimelineId parent, Seq at) {
+  Impl& im = *impl_;
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo pinfo, im.Info(parent));
+  ARBOR_ASSIGN_OR_RETURN(int64_t window, im.WindowOf(pinfo));
+  ARBOR_ASSIGN_OR_RETURN(Seq horizon, im.HorizonOf(pinfo, window, im.Now()));
+  std::lock_guard l(im.write_mu);
+  Seq head(im.last_seq.load());
+  if (at > head) {
+    return Status::OutOfRange("seq " + at.ToString() + " is past the head of the store (" +
+                              head.ToString() + "); branch at a seq in [" + horizon.ToString() +
+                              ", " + head.ToString() + "]");
+  }
+  if (at < horizon) {
+    return Status::OutOfRange(
+        "seq " + at.ToString() + " is before the history horizon of timeline " + parent.ToString() +
+        "; branch at a seq in [" + horizon.ToString() + ", " + head.ToString() + "]");
+  }
+  {
+    std::shared_lock tl(im.tl_mu);
+    if (!im.nodes.count(parent)) {
+      return Status::NotFound("timeline " + parent.ToString() + " does not exist");
+    }
+  }
+  auto [seq, now] = im.NextSeqLocked();
+  TimelineInfo info;
+  info.id = TimelineId(im.next_timeline);
+  info.parent = parent;
+  info.fork_seq = at;
+  info.create_seq = seq;
+  info.create_time_us = now;
+  info.root = pinfo.root;
+  // The fork's wall time: the time of the parent's last change at or before `at`.
+  {
+    std::string prefix = keys::KindPrefix(parent, keys::Kind::kTime);
+    rocksdb::ReadOptions rdo;
+    rdo.total_order_seek = true;
+    std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(rdo));
+    it->SeekForPrev(keys::TimeKey(parent, at));
+    info.fork_time_us = pinfo.fork_time_us;
+    if (it->Valid() && HasPrefix(it->key(), prefix) && it->value().size() == 8) {
+      std::memcpy(&info.fork_time_us, it->value().data(), 8);
+    }
+  }
+  rocksdb::WriteBatch batch;
+  ARBOR_RETURN_IF_ERROR(im.PersistTimeline(info, &batch));
+  uint64_t next = im.next_timeline + 1;
+  batch.Put(std::string(kNextTimelineKey), Slice(reinterpret_cast<const char*>(&next), 8));
+  batch.Put(keys::TimeKey(info.id, seq), Slice(reinterpret_cast<const char*>(&now), 8));
+  ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, false));
+  im.next_timeline = next;
+  im.CommitSeqLocked(seq, now);
+  std::unique_lock tl(im.tl_mu);
+  im.AddNode(info);
+  return info.id;
+}
+
+Status Store::DeleteTimeline(TimelineId id) {
+  Impl& im = *impl_;
+  std::lock_guard l(im.write_mu);
+  {
+    std::shared_lock tl(im.tl_mu);
+    auto it = im.nodes.find(id);
+    if (it == im.nodes.end())
+      return Status::NotFound("timeline " + id.ToString() + " does not exist");
+    if (!it->second.children.empty()) {
+      std::string kids;
+      for (TimelineId c : it->second.children) kids += (kids.empty() ? "" : ", ") + c.ToString();
+      return Status::FailedPrecondition("timeline " + id.ToString() + " has children (" + kids +
+                                        "); delete them first");
+    }
+  }
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(keys::TimelinePrefix(id), keys::TimelinePrefix(TimelineId(id.value() + 1)));
+  batch.Delete(keys::TimelineRecordKey(id));
+  uint64_t floor = im.last_seq.load();
+  batch.Put(std::string(kSeqFloorKey), Slice(reinterpret_cast<const char*>(&floor), 8));
+  ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, true));
+  im.written.erase(id);
+  {
+    std::unique_lock tl(im.tl_mu);
+    TimelineId parent = im.nodes.at(id).info.parent;
+    im.nodes.erase(id);
+    if (parent.value() != 0) {
+      auto& kids = im.nodes.at(parent).children;
+      kids.erase(std::remove(kids.begin(), kids.end(), id), kids.end());
+    }
+  }
+  // Free the space now rather than at the next natural compaction of that range.
+  std::string begin = keys::TimelinePrefix(id);
+  std::string end = keys::TimelinePrefix(TimelineId(id.value() + 1));
+  Slice b(begin), e(end);
+  rocksdb::CompactRangeOptions cro;
+  cro.exclusive_manual_compaction = false;
+  rocksdb::Status cs = im.db->CompactRange(cro, &b, &e);
+  if (!cs.ok()) log::warn("store: compacting deleted timeline {}: {}", id.value(), cs.ToString());
+  return Status::Ok();
+}
+
+Result<TimelineInfo> Store::GetTimeline(TimelineId id) const { return impl_->Info(id); }
+
+std::vector<TimelineInfo> Store::ListTimelines() const {
+  std::shared_lock l(impl_->tl_mu);
+  std::vector<TimelineInfo> out;
+  for (const auto& [id, node] : impl_->nodes) out.push_back(node.info);
+  return out;
+}
+
+Status Store::SetHistoryWindow(TimelineId root, int64_t history_window_us) {
+  if (history_window_us <= 0) return Status::InvalidArgument("history window must be positive");
+  Impl& im = *impl_;
+  std::lock_guard l(im.write_mu);
+  TimelineInfo info;
+  {
+    std::shared_lock tl(im.tl_mu);
+    auto it = im.nodes.find(root);
+    if (it == im.nodes.end())
+      return Status::NotFound("timeline " + root.ToString() + " does not exist");
+    if (it->second.info.parent.value() != 0) {
+      return Status::InvalidArgument("timeline " + root.ToString() +
+                                     " is not a root; its history window is its root's");
+    }
+    info = it->second.info;
+  }
+  info.history_window_us = history_window_us;
+  rocksdb::WriteBatch batch;
+  ARBOR_RETURN_IF_ERROR(im.PersistTimeline(info, &batch));
+  ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, true));
+  std::unique_lock tl(im.tl_mu);
+  im.nodes.at(root).info.history_window_us = history_window_us;
+  return Status::Ok();
+}
+
+Seq Store::Head() const { return Seq(impl_->last_seq.load()); }
+
+// ---- mutations ----
+
+Result<Seq> Store::Apply(TimelineId timeline, Mutation&& m) {
+  Impl& im = *impl_;
+  {
+    std::shared_lock tl(im.tl_mu);
+    if (!im.nodes.count(timeline)) {
+      return Status::NotFound("timeline " + timeline.ToString() + " does not exist");
+    }
+  }
+  for (const Mutation::Entry& e : m.ops_) {
+    if (e.op == Mutation::Op::kPutDirent || e.op == Mutation::Op::kDelDirent) {
+      if (e.name.empty() || e.name.size() > 255 || e.name.find('/') != std::string::npos ||
+          e.name.find('\0') != std::string::npos || e.name == "." || e.name == "..") {
+        return Status::InvalidArgument("invalid file name");
+      }
+    }
+  }
+  // Keys are built before taking the lock; only their version suffix depends on the seq.
+  struct Built {
+    std::string key;
+    const std::string* value;
+  };
+  std::vector<Built> built;
+  built.reserve(m.ops_.size());
+  static const std::string kTomb(1, keys::kTombstone);
+  std::vector<std::string> dirent_values;
+  dirent_values.reserve(m.ops_.size());
+  uint64_t bytes = 0;
+  for (const Mutation::Entry& e : m.ops_) {
+    switch (e.op) {
+      case Mutation::Op::kPutAttr:
+        built.push_back({keys::AttrPrefix(timeline, e.ino), &e.data});
+        break;
+      case Mutation::Op::kDelAttr:
+        built.push_back({keys::AttrPrefix(timeline, e.ino), &kTomb});
+        break;
+      case Mutation::Op::kPutDirent:
+        dirent_values.push_back(keys::EncodeDirent(e.child, e.kind));
+        built.push_back({keys::DirentPrefix(timeline, e.ino, e.name), &dirent_values.back()});
+        break;
+      case Mutation::Op::kDelDirent:
+        built.push_back({keys::DirentPrefix(timeline, e.ino, e.name), &kTomb});
+        break;
+      case Mutation::Op::kPutBlock:
+        built.push_back({keys::BlockPrefix(timeline, e.ino, e.block), &e.data});
+        break;
+      case Mutation::Op::kZeroBlock:
+        built.push_back({keys::BlockPrefix(timeline, e.ino, e.block), &kTomb});
+        break;
+    }
+    bytes += built.back().key.size() + 8 + built.back().value->size();
+  }
+
+  std::lock_guard l(im.write_mu);
+  {
+    std::shared_lock tl(im.tl_mu);  // a concurrent delete may have won
+    if (!im.nodes.count(timeline)) {
+      return Status::NotFound("timeline " + timeline.ToString() + " does not exist");
+    }
+  }
+  auto [seq, now] = im.NextSeqLocked();
+  rocksdb::WriteBatch batch(bytes + 128);
+  for (Built& b : built) {
+    keys::AppendVersion(&b.key, seq);
+    batch.Put(b.key, *b.value);
+  }
+  batch.Put(keys::TimeKey(timeline, seq), Slice(reinterpret_cast<const char*>(&now), 8));
+  uint64_t total = im.written[timeline] + bytes;
+  batch.Put(keys::WrittenKey(timeline), Slice(reinterpret_cast<const char*>(&total), 8));
+  ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, false));
+  im.written[timeline] = total;
+  im.CommitSeqLocked(seq, now);
+  return seq;
+}
+
+Status Store::Sync(TimelineId timeline) {
+  Impl& im = *impl_;
+  {
+    std::shared_lock tl(im.tl_mu);
+    if (!im.nodes.count(timeline)) {
+      return Status::NotFound("timeline " + timeline.ToString() + " does not exist");
+    }
+  }
+  // One WAL serves every timeline, so syncing it covers this timeline's earlier mutations.
+  // Concurrent callers share one fsync: whoever syncs covers everything applied before it.
+  uint64_t target = im.last_seq.load();
+  std::lock_guard l(im.sync_mu);
+  if (im.synced_seq >= target) return Status::Ok();
+  uint64_t covering = im.last_seq.load();
+  rocksdb::Status s = im.db->SyncWAL();
+  if (!s.ok()) return FromRocks(s, "sync");
+  im.synced_seq = covering;
+  return Status::Ok();
+}
+
+Status Store::AddTruncate(TimelineId timeline, InodeId ino, uint64_t old_size, uint64_t new_size,
+                          Mutation* m) {
+  if (new_size >= old_size) return Status::Ok();
+  ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
+  uint64_t first_whole = (new_size + kBlockSize - 1) / kBlockSize;
+  if (new_size % kBlockSize != 0) {
+    std::string buf(kBlockSize, '\0');
+    uint64_t b = new_size / kBlockSize;
+    ARBOR_RETURN_IF_ERROR(ReadBlock(timeline, kSeqMax, ino, b, std::span<char>(buf)));
+    std::memset(buf.data() + new_size % kBlockSize, 0, kBlockSize - new_size % kBlockSize);
+    m->PutBlock(ino, b, std::span<const char>(buf));
+  }
+  std::string from;
+  keys::PutBE64(&from, first_whole);
+  std::map<std::string, std::string> visible;
+  ARBOR_RETURN_IF_ERROR(impl_->MergeScan(
+      *chain, kSeqMax, [&](TimelineId t) { return keys::BlockInodePrefix(t, ino); }, from,
+      &visible));
+  for (const auto& [suffix, value] : visible) {
+    if (suffix.size() != 8) continue;
+    uint64_t b = keys::GetBE64(suffix);
+    if (b < first_whole) continue;
+    if (!value.empty() && value[0] == keys::kPresent) m->ZeroBlock(ino, b);
+  }
+  return Status::Ok();
+}
+
+Result<InodeId> Store::AllocateInode() {
+  Impl& im = *impl_;
+  std::lock_guard l(im.ino_mu);
+  if (im.next_ino >= im.reserved_ino) {
+    uint64_t reserve = im.next_ino + kInodeReserve;
+    rocksdb::WriteOptions wo;
+    wo.sync = true;  // a reservation must be durable before any id in it is handed out
+    rocksdb::Status s = im.db->Put(wo, std::string(keys::kNextInodeKey),
+                                   Slice(reinterpret_cast<const char*>(&reserve), 8));
+    if (!s.ok()) return FromRocks(s, "reserving inode ids");
+    im.reserved_ino = reserve;
+  }
+  return InodeId(im.next_ino++);
+}
+
+// ---- reads ----
+
+Result<std::optional<Attr>> Store::GetAttr(TimelineId timeline, Seq at, InodeId ino) const {
+  ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
+  bool found = false;
+  std::string value;
+  ARBOR_RETURN_IF_ERROR(impl_->FindVersion(
+      *chain, at, [&](TimelineId t) { return keys::AttrPrefix(t, ino); },
+      [&](Slice v) { value.assign(v.data(), v.size()); }, &found));
+  if (!found || value.empty() || value[0] == keys::kTombstone) return std::optional<Attr>();
+  ARBOR_ASSIGN_OR_RETURN(Attr a, keys::DecodeAttr(value));
+  return std::optional<Attr>(std::move(a));
+}
+
+Result<std::optional<DirEntry>> Store::Lookup(TimelineId timeline, Seq at, InodeId dir,
+                                              std::string_view name) const {
+  if (name.empty() || name.find('\0') != std::string_view::npos) {
+    return std::optional<DirEntry>();
+  }
+  ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
+  bool found = false;
+  std::string value;
+  ARBOR_RETURN_IF_ERROR(impl_->FindVersion(
+      *chain, at, [&](TimelineId t) { return keys::DirentPrefix(t, dir, name); },
+      [&](Slice v) { value.assign(v.data(), v.size()); }, &found));
+  if (!found || value.empty() || value[0] == keys::kTombstone) return std::optional<DirEntry>();
+  ARBOR_ASSIGN_OR_RETURN(DirEntry e, keys::DecodeDirent(name, value));
+  return std::optional<DirEntry>(std::move(e));
+}
+
+Result<std::vector<DirEntry>> Store::ReadDir(TimelineId timeline, Seq at, InodeId dir) const {
+  ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
+  std::map<std::string, std::string> visible;
+  ARBOR_RETURN_IF_ERROR(impl_->MergeScan(
+      *chain, at, [&](TimelineId t) { return keys::DirPrefix(t, dir); }, "", &visible));
+  std::vector<DirEntry> out;
+  for (const auto& [suffix, value] : visible) {
+    if (value.empty() || value[0] == keys::kTombstone) continue;
+    if (suffix.empty() || suffix.back() != '\0') return Status::Corruption("malformed dirent key");
+    ARBOR_ASSIGN_OR_RETURN(
+        DirEntry e,
+        keys::DecodeDirent(std::string_view(suffix).substr(0, suffix.size() - 1), value));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Status Store::ReadBlock(TimelineId timeline, Seq at, InodeId ino, uint64_t block,
+                        std::span<char> out) const {
+  if (out.size() != kBlockSize) return Status::InvalidArgument("block buffer must be 8 KiB");
+  ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
+  bool found = false;
+  size_t n = 0;
+  Status bad;
+  ARBOR_RETURN_IF_ERROR(impl_->FindVersion(
+      *chain, at, [&](TimelineId t) { return keys::BlockPrefix(t, ino, block); },
+      [&](Slice v) {
+        if (v.empty() || v[0] == keys::kTombstone) return;
+        if (v.size() > kBlockSize + 1) {
+          bad = Status::Corruption("block value longer than a block");
+          return;
+        }
+        n = v.size() - 1;
+        std::memcpy(out.data(), v.data() + 1, n);
+      },
+      &found));
+  ARBOR_RETURN_IF_ERROR(bad);
+  std::memset(out.data() + n, 0, kBlockSize - n);
+  return Status::Ok();
+}
+
+Result<std::string> Store::ReadFile(TimelineId timeline, Seq at, InodeId ino, uint64_t offset,
+                                    uint64_t len) const {
+  ARBOR_ASSIGN_OR_RETURN(auto attr, GetAttr(timeline, at, ino));
+  if (!attr) return Status::NotFound("inode " + ino.ToString() + " does not exist");
+  if (offset >= attr->size) return std::string();
+  len = std::min(len, attr->size - offset);
+  std::string out(len, '\0');
+  std::string buf(kBlockSize, '\0');
+  uint64_t pos = offset;
+  while (pos < offset + len) {
+    uint64_t b = pos / kBlockSize, in = pos % kBlockSize;
+    uint64_t n = std::min<uint64_t>(kBlockSize - in, offset + len - pos);
+    ARBOR_RETURN_IF_ERROR(ReadBlock(timeline, at, ino, b, std::span<char>(buf)));
+    std::memcpy(out.data() + (pos - offset), buf.data() + in, n);
+    pos += n;
+  }
+  return out;
+}
+
+// ---- time ----
+
+Result<std::pair<int64_t, int64_t>> Store::TimeRange(TimelineId timeline) const {
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
+  ARBOR_ASSIGN_OR_RETURN(int64_t window, impl_->WindowOf(info));
+  int64_t now = impl_->Now();
+  return std::make_pair(std::max(info.create_time_us, now - window), now);
+}
+
+Result<Seq> Store::SeqAtTime(TimelineId timeline, int64_t time_us) const {
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
+  ARBOR_ASSIGN_OR_RETURN(auto range, TimeRange(timeline));
+  if (time_us < range.first || time_us > range.second) {
+    return Status::OutOfRange("time " + FormatTime(time_us) +
+                              " is outside the history of timeline " + timeline.ToString() +
+                              "; the allowed range is " + FormatTime(range.first) + " to " +
+                              FormatTime(range.second));
+  }
+  ARBOR_ASSIGN_OR_RETURN(Seq s, impl_->LastSeqAtOrBefore(timeline, time_us));
+  Seq start = info.parent.value() ? info.fork_seq : info.create_seq;
+  return std::max(s, start);
+}
+
+Result<int64_t> Store::TimeOfSeq(TimelineId timeline, Seq seq) const {
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
+  if (info.parent.value() && seq == info.fork_seq) return info.fork_time_us;
+  std::string v;
+  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), keys::TimeKey(timeline, seq), &v);
+  if (s.IsNotFound()) {
+    return Status::NotFound("timeline " + timeline.ToString() + " has no change at seq " +
+                            seq.ToString());
+  }
+  if (!s.ok()) return FromRocks(s, "time index");
+  if (v.size() != 8) return Status::Corruption("malformed time index entry");
+  int64_t t;
+  std::memcpy(&t, v.data(), 8);
+  return t;
+}
+
+Result<Seq> Store::Horizon(TimelineId timeline) const {
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
+  ARBOR_ASSIGN_OR_RETURN(int64_t window, impl_->WindowOf(info));
+  return impl_->HorizonOf(info, window, impl_->Now());
+}
+
+// ---- space ----
+
+Result<Usage> Store::GetUsage(TimelineId timeline) const {
+  ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
+  std::map<std::string, std::string> attrs;
+  ARBOR_RETURN_IF_ERROR(impl_->MergeScan(
+      *chain, kSeqMax, [&](TimelineId t) { return keys::KindPrefix(t, keys::Kind::kAttr); }, "",
+      &attrs));
+  Usage u;
+  for (const auto& [suffix, value] : attrs) {
+    if (value.empty() || value[0] == keys::kTombstone) continue;
+    ARBOR_ASSIGN_OR_RETURN(Attr a, keys::DecodeAttr(value));
+    if (a.kind == FileKind::kRegular) u.logical_size_bytes += a.size;
+  }
+  std::lock_guard l(impl_->write_mu);
+  auto it = impl_->written.find(timeline);
+  u.written_bytes = it == impl_->written.end() ? 0 : it->second;
+  return u;
+}
+
+uint64_t Store::DiskBytes() const {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(impl_->options.path, ec)) {
+    if (e.is_regular_file(ec)) total += e.file_size(ec);
+  }
+  return total;
+}
+
+void Store::SetClockForTesting(int64_t now_us) { impl_->clock_override.store(now_us); }
+
+// ---- GC ----
+
+// Drops the versions of one timeline that no legal read can reach:
+//   * a read of T at s >= H (the horizon) needs, per key, the newest version <= s;
+//   * a child forked at f needs the newest version <= f.
+// So version v_i (newest first) survives iff i == 1, or v_{i-1} > H, or some fork point f
+// has v_i <= f < v_{i-1}. On a root, a tombstone with nothing older left reads exactly like
+// absence, so it goes too.
+Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) {
+  ARBOR_ASSIGN_OR_RETURN(int64_t window, WindowOf(info));
+  ARBOR_ASSIGN_OR_RETURN(Seq horizon, HorizonOf(info, window, now));
+  std::vector<uint64_t> forks;
+  {
+    std::shared_lock l(tl_mu);
+    auto it = nodes.find(info.id);
+    if (it == nodes.end()) return uint64_t{0};
+    for (TimelineId c : it->second.children) forks.push_back(nodes.at(c).info.fork_seq.value());
+  }
+  std::sort(forks.begin(), forks.end());
+  bool is_root = info.parent.value() == 0;
+  auto fork_in = [&](uint64_t lo, uint64_t hi) {  // any fork f with lo <= f < hi
+    auto it = std::lower_bound(forks.begin(), forks.end(), lo);
+    return it != forks.end() && *it < hi;
+  };
+
+  rocksdb::ReadOptions ro;
+  ro.total_order_seek = true;
+  ro.fill_cache = false;
+  std::string prefix = keys::TimelinePrefix(info.id);
+  std::string upper = Successor(prefix);
+  Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+
+  uint64_t dropped = 0;
+  rocksdb::WriteBatch batch;
+  auto flush = [&]() -> Status {
+    if (batch.Count() == 0) return Status::Ok();
+    rocksdb::WriteOptions wo;
+    wo.low_pri = true;  // yields to foreground writes when compaction falls behind
+    rocksdb::Status s = db->Write(wo, &batch);
+    batch.Clear();
+    if (!s.ok()) return FromRocks(s, "gc");
+    // Throttle: GC never takes more than a sliver of the disk.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return Status::Ok();
+  };
+
+  struct Version {
+    std::string key;
+    uint64_t seq;
+    bool tombstone;
+  };
+  std::vector<Version> group;
+  std::string group_prefix;
+  auto decide = [&]() {
+    if (group.empty()) return;
+    std::vector<bool> keep(group.size(), false);
+    keep[0] = true;
+    for (size_t i = 1; i < group.size(); ++i) {
+      uint64_t newer = group[i - 1].seq;
+      keep[i] = newer > horizon.value() || fork_in(group[i].seq, newer);
+    }
+    if (is_root) {
+      // Trailing tombstones with nothing kept beneath them read like absence.
+      for (size_t i = group.size(); i-- > 0;) {
+        if (!keep[i]) continue;
+        if (!group[i].tombstone) break;
+        bool older_kept = false;
+        for (size_t j = i + 1; j < group.size(); ++j) older_kept |= keep[j];
+        if (older_kept) break;
+        keep[i] = false;
+      }
+    }
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (!keep[i]) {
+        batch.Delete(group[i].key);
+        ++dropped;
+      }
+    }
+    group.clear();
+  };
+
+  const char time_kind = static_cast<char>(keys::Kind::kTime);
+  const char written_kind = static_cast<char>(keys::Kind::kWritten);
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    Slice k = it->key();
+    if (k.size() <= prefix.size()) continue;
+    char kind = k[prefix.size()];
+    if (kind == written_kind) continue;
+    if (kind == time_kind) {
+      // The time index below the horizon answers no legal question any more.
+      if (k.size() == prefix.size() + 9 &&
+          keys::GetBE64(std::string_view(k.data() + prefix.size() + 1, 8)) < horizon.value()) {
+        batch.Delete(k);
+        ++dropped;
+      }
+    } else {
+      if (k.size() < prefix.size() + 9) continue;
+      std::string_view unversioned(k.data(), k.size() - 8);
+      if (unversioned != group_prefix) {
+        decide();
+        group_prefix.assign(unversioned);
+      }
+      Slice v = it->value();
+      group.push_back({k.ToString(), keys::VersionOf(std::string_view(k.data(), k.size())).value(),
+                       v.empty() || v[0] == keys::kTombstone});
+    }
+    if (batch.Count() >= kGcBatch) ARBOR_RETURN_IF_ERROR(flush());
+    {
+      std::lock_guard l(gc_mu);
+      if (stopping) break;
+    }
+  }
+  decide();
+  if (!it->status().ok()) return FromRocks(it->status(), "gc scan");
+  ARBOR_RETURN_IF_ERROR(flush());
+  return dropped;
+}
+
+Result<uint64_t> Store::RunGc() {
+  uint64_t dropped = 0;
+  int64_t now = impl_->Now();
+  for (const TimelineInfo& info : ListTimelines()) {
+    auto r = impl_->GcTimeline(info, now);
+    if (!r.ok()) {
+      if (r.status().code() == Code::kNotFound) continue;  // deleted meanwhile
+      return r.status();
+    }
+    dropped += *r;
+  }
+  return dropped;
+}
+
+void Store::Impl::GcLoop() {
+  std::unique_lock l(gc_mu);
+  while (!stopping) {
+    gc_cv.wait_for(l, std::chrono::milliseconds(options.gc_interval_ms));
+    if (stopping) break;
+    l.unlock();
+    int64_t now = Now();
+    std::vector<TimelineInfo> infos;
+    {
+      std::shared_lock tl(tl_mu);
+      for (const auto& [id, node] : nodes) infos.push_back(node.info);
+    }
+    uint64_t dropped = 0;
+    for (const TimelineInfo& info : infos) {
+      auto r = GcTimeline(info, now);
+      if (r.ok()) {
+        dropped += *r;
+      } else if (r.status().code() != Code::kNotFound) {
+        log::warn("store gc: timeline {}: {}", info.id.value(), r.status().ToString());
+      }
+    }
+    if (dropped) log::debug("store gc: dropped {} versions", dropped);
+    l.lock();
+  }
+}
+
+}  // namespace arbor::storage

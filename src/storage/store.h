@@ -1,0 +1,223 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/status.h"
+
+namespace arbor::storage {
+
+// Every file's data is cut into blocks of this size; a block is the unit of copy-on-write.
+inline constexpr uint32_t kBlockSize = 8192;
+
+enum class FileKind : uint8_t { kRegular = 1, kDirectory = 2, kSymlink = 3 };
+
+// The attributes of one inode, stored as one versioned key.
+struct Attr {
+  FileKind kind = FileKind::kRegular;
+  uint32_t mode = 0;  // permission bits and S_IFMT type bits, as in st_mode
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t nlink = 1;
+  uint64_t size = 0;  // bytes; for a symlink, the target's length
+  int64_t atime_ns = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  std::string symlink_target;  // only for kSymlink
+
+  bool operator==(const Attr&) const = default;
+};
+
+// One name in a directory.
+struct DirEntry {
+  std::string name;
+  InodeId ino;
+  FileKind kind = FileKind::kRegular;
+
+  bool operator==(const DirEntry&) const = default;
+};
+
+enum class TimelineState : uint8_t { kActive = 1, kDeleted = 2 };
+
+// What the store records about a timeline.
+struct TimelineInfo {
+  TimelineId id;
+  TimelineId parent;  // 0 for a root
+  Seq fork_seq;       // the parent's state this timeline starts from; 0 for a root
+  Seq create_seq;     // the seq its creation took
+  int64_t create_time_us = 0;
+  int64_t fork_time_us = 0;       // wall time of fork_seq (== create time for a branch at head)
+  int64_t history_window_us = 0;  // set on roots; descendants use their root's
+  TimelineState state = TimelineState::kActive;
+  TimelineId root;  // the root of its tree (itself for a root)
+};
+
+// Space accounting of one timeline, at its head.
+struct Usage {
+  uint64_t logical_size_bytes = 0;  // sum of the sizes of the regular files it can see
+  uint64_t written_bytes = 0;       // bytes of keys and values it wrote since its fork
+};
+
+// A set of key changes applied atomically, under one seq, to one timeline.
+// A value type built by one thread; not thread-safe.
+class Mutation {
+ public:
+  void PutAttr(InodeId ino, const Attr& attr);
+  // The inode no longer exists from this seq on (its blocks should be zeroed too; see
+  // Store::AddTruncate).
+  void DeleteAttr(InodeId ino);
+  void PutDirent(InodeId dir, std::string_view name, InodeId child, FileKind kind);
+  void DeleteDirent(InodeId dir, std::string_view name);
+  // REQUIRES: data.size() <= kBlockSize. A shorter block reads back zero-padded.
+  void PutBlock(InodeId ino, uint64_t block, std::span<const char> data);
+  // The block reads as zeros from this seq on.
+  void ZeroBlock(InodeId ino, uint64_t block);
+
+  bool empty() const { return ops_.empty(); }
+  size_t size() const { return ops_.size(); }
+
+ private:
+  friend class Store;
+  enum class Op : uint8_t { kPutAttr, kDelAttr, kPutDirent, kDelDirent, kPutBlock, kZeroBlock };
+  struct Entry {
+    Op op;
+    InodeId ino;         // inode, or directory for dirents
+    uint64_t block = 0;  // block number, for blocks
+    InodeId child;       // for kPutDirent
+    FileKind kind = FileKind::kRegular;
+    std::string name;  // dirent name
+    std::string data;  // block bytes, or encoded attr
+  };
+  std::vector<Entry> ops_;
+};
+
+// The versioned, copy-on-write store of file trees; one timeline per branch, on RocksDB.
+//
+// Every mutation gets a store-wide, strictly increasing Seq. A read of key K at
+// (timeline T, seq S) takes the newest version of K on T with seq <= S; failing that it
+// continues on T's parent at min(S, fork_seq(T)), up to the root, where absence means
+// "absent". Reads at kSeqMax read the head.
+//
+// Thread-safe: any number of threads may read and mutate any timelines at once. The caller
+// (arborfs) is responsible for allowing one writer per timeline's file tree, so that
+// read-modify-write of attributes is not racy at the file level.
+class Store {
+ public:
+  struct Options {
+    std::string path;                           // directory holding the RocksDB files
+    bool create_if_missing = true;              // create an empty store if `path` has none
+    uint64_t block_cache_bytes = 256ull << 20;  // RocksDB block cache
+    bool background_gc = true;                  // run the throttled GC thread
+    int64_t gc_interval_ms = 60'000;            // time between background GC passes
+    // RocksDB block compression: "none", "lz4" or "zstd" (see docs/storage-format.md for
+    // the measurements behind the default).
+    std::string compression = "lz4";
+  };
+
+  // Opens (or creates) a store. Corruption if `path` holds something that is not a store;
+  // FailedPrecondition if it holds a store of an unknown format version; IOError otherwise.
+  [[nodiscard]] static Result<std::unique_ptr<Store>> Open(const Options& options);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // ---- timelines ----
+
+  // Creates a root timeline with an empty root directory (kRootInode, mode 0755 owned by
+  // `uid`:`gid`). `history_window_us` is the point-in-time window of it and its
+  // descendants. InvalidArgument if the window is not positive.
+  [[nodiscard]] Result<TimelineId> CreateRoot(int64_t history_window_us, uint32_t uid = 0,
+                                              uint32_t gid = 0);
+  // Creates a child of `parent` that shares every version of `parent` as of `at`; copies
+  // nothing (O(1)). Like any mutation, the new timeline is durable after the next Sync. NotFound if
+  // `parent` does not exist; OutOfRange if `at` is past the store's head or before the parent's
+  // retention horizon (the message gives the range).
+  [[nodiscard]] Result<TimelineId> Branch(TimelineId parent, Seq at);
+  // Deletes a timeline and frees its data with a range delete. NotFound if absent;
+  // FailedPrecondition while it has children.
+  [[nodiscard]] Status DeleteTimeline(TimelineId id);
+  [[nodiscard]] Result<TimelineInfo> GetTimeline(TimelineId id) const;
+  std::vector<TimelineInfo> ListTimelines() const;
+  // Changes the history window of a root (and so of its tree). InvalidArgument if not a root.
+  [[nodiscard]] Status SetHistoryWindow(TimelineId root, int64_t history_window_us);
+
+  // The newest seq the store has applied. Every mutation that returned before this call has
+  // a seq <= Head(); a branch at Head() sees all of them.
+  Seq Head() const;
+
+  // ---- mutations ----
+
+  // Applies `m` atomically to `timeline` under a new seq and returns that seq. The mutation
+  // is visible to readers at once, and durable after a later Sync. NotFound if the timeline
+  // does not exist; ResourceExhausted if the disk is full; IOError otherwise. On failure
+  // nothing of `m` is applied.
+  [[nodiscard]] Result<Seq> Apply(TimelineId timeline, Mutation&& m);
+  // Returns only when every mutation of `timeline` applied before the call is durable.
+  [[nodiscard]] Status Sync(TimelineId timeline);
+  // Adds to `m` what truncating `ino` from `old_size` to `new_size` bytes needs: the tail of
+  // the new last block is zeroed, and every block past it that holds data becomes zeros.
+  // Does nothing when new_size >= old_size. Reads the head of `timeline`.
+  [[nodiscard]] Status AddTruncate(TimelineId timeline, InodeId ino, uint64_t old_size,
+                                   uint64_t new_size, Mutation* m);
+  // A new inode id, never handed out before by this store.
+  [[nodiscard]] Result<InodeId> AllocateInode();
+
+  // ---- reads ----
+
+  // nullopt if the inode does not exist at (timeline, at).
+  [[nodiscard]] Result<std::optional<Attr>> GetAttr(TimelineId timeline, Seq at, InodeId ino) const;
+  // nullopt if `name` is not in `dir`.
+  [[nodiscard]] Result<std::optional<DirEntry>> Lookup(TimelineId timeline, Seq at, InodeId dir,
+                                                       std::string_view name) const;
+  // Every entry of `dir`, sorted by name.
+  [[nodiscard]] Result<std::vector<DirEntry>> ReadDir(TimelineId timeline, Seq at,
+                                                      InodeId dir) const;
+  // Fills `out` (REQUIRES: out.size() == kBlockSize) with block `block` of `ino`; zeros if
+  // it was never written or was zeroed.
+  [[nodiscard]] Status ReadBlock(TimelineId timeline, Seq at, InodeId ino, uint64_t block,
+                                 std::span<char> out) const;
+  // Reads up to `len` bytes at `offset`, clamped to the file's size. NotFound if no inode.
+  [[nodiscard]] Result<std::string> ReadFile(TimelineId timeline, Seq at, InodeId ino,
+                                             uint64_t offset, uint64_t len) const;
+
+  // ---- time ----
+
+  // The last seq of `timeline` written at or before `time_us` (its fork seq if it wrote
+  // nothing since). OutOfRange if `time_us` is before the history horizon or the timeline's
+  // creation, or in the future; the message gives the allowed range.
+  [[nodiscard]] Result<Seq> SeqAtTime(TimelineId timeline, int64_t time_us) const;
+  // The wall time of a seq at which `timeline` changed (or its fork seq). NotFound if the
+  // timeline recorded no such seq (or it has been dropped by GC).
+  [[nodiscard]] Result<int64_t> TimeOfSeq(TimelineId timeline, Seq seq) const;
+  // The oldest seq of `timeline` that can still be read or branched from.
+  [[nodiscard]] Result<Seq> Horizon(TimelineId timeline) const;
+  // The allowed [oldest, newest] time range for SeqAtTime, in µs.
+  [[nodiscard]] Result<std::pair<int64_t, int64_t>> TimeRange(TimelineId timeline) const;
+
+  // ---- space ----
+
+  [[nodiscard]] Result<Usage> GetUsage(TimelineId timeline) const;
+
+  // Runs one full GC pass now and returns the number of versions it dropped. Safe to call
+  // while the store is in use.
+  [[nodiscard]] Result<uint64_t> RunGc();
+  // Bytes the store occupies on disk (live SST and log files).
+  uint64_t DiskBytes() const;
+
+  // For tests: overrides the wall clock the store stamps mutations with (µs); 0 restores it.
+  void SetClockForTesting(int64_t now_us);
+
+  class Impl;
+
+ private:
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace arbor::storage

@@ -1,0 +1,595 @@
+#include "storage/store.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "storage/keys.h"
+
+namespace arbor::storage {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr int64_t kDay = 86'400'000'000;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "arbor-store-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::unique_ptr<Store> OpenStore(const std::string& path, bool gc = false) {
+  Store::Options o;
+  o.path = path;
+  o.background_gc = gc;
+  o.block_cache_bytes = 16 << 20;
+  auto s = Store::Open(o);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+std::string Block(char fill, size_t n = kBlockSize) { return std::string(n, fill); }
+
+// Writes a whole regular file `ino` of `content` (attr + blocks) in one mutation.
+Seq WriteFile(Store& st, TimelineId tl, InodeId ino, const std::string& content) {
+  Mutation m;
+  Attr a;
+  a.mode = 0100644;
+  a.size = content.size();
+  m.PutAttr(ino, a);
+  for (size_t off = 0; off < content.size(); off += kBlockSize) {
+    size_t n = std::min<size_t>(kBlockSize, content.size() - off);
+    m.PutBlock(ino, off / kBlockSize, std::span<const char>(content.data() + off, n));
+  }
+  auto r = st.Apply(tl, std::move(m));
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? *r : Seq(0);
+}
+
+std::string Read(Store& st, TimelineId tl, InodeId ino, Seq at = kSeqMax) {
+  auto r = st.ReadFile(tl, at, ino, 0, 1 << 30);
+  return r.ok() ? *r : "<" + r.status().ToString() + ">";
+}
+
+TEST(StoreTest, BranchIsolationBothWays) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  auto root = st->CreateRoot(kDay);
+  ASSERT_TRUE(root.ok());
+  InodeId f = *st->AllocateInode();
+  WriteFile(*st, *root, f, "parent-v1");
+  auto child = st->Branch(*root, st->Head());
+  ASSERT_TRUE(child.ok()) << child.status().ToString();
+  auto sibling = st->Branch(*root, st->Head());
+  ASSERT_TRUE(sibling.ok());
+
+  WriteFile(*st, *child, f, "child-v2");
+  WriteFile(*st, *root, f, "parent-v3");
+  EXPECT_EQ(Read(*st, *child, f), "child-v2");
+  EXPECT_EQ(Read(*st, *root, f), "parent-v3");
+  EXPECT_EQ(Read(*st, *sibling, f), "parent-v1");
+
+  // A file made on the child does not exist on the parent or the sibling.
+  InodeId g = *st->AllocateInode();
+  Mutation m;
+  m.PutDirent(kRootInode, "only-on-child", g, FileKind::kRegular);
+  ASSERT_TRUE(st->Apply(*child, std::move(m)).ok());
+  WriteFile(*st, *child, g, "x");
+  EXPECT_TRUE(st->Lookup(*child, kSeqMax, kRootInode, "only-on-child")->has_value());
+  EXPECT_FALSE(st->Lookup(*root, kSeqMax, kRootInode, "only-on-child")->has_value());
+  EXPECT_FALSE(st->Lookup(*sibling, kSeqMax, kRootInode, "only-on-child")->has_value());
+  EXPECT_FALSE(st->GetAttr(*root, kSeqMax, g)->has_value());
+}
+
+TEST(StoreTest, HundredDeepChainSeesEachLevelsOwnWrites) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId tl = *st->CreateRoot(kDay);
+  std::vector<TimelineId> chain{tl};
+  std::vector<InodeId> files;
+  InodeId z = *st->AllocateInode();
+  for (int i = 0; i < 100; ++i) {
+    InodeId f = *st->AllocateInode();
+    files.push_back(f);
+    WriteFile(*st, chain.back(), f, "level-" + std::to_string(i));
+    // Every level also overwrites z, so each level sees a different version of it.
+    WriteFile(*st, chain.back(), z, "zero@" + std::to_string(i));
+    auto next = st->Branch(chain.back(), st->Head());
+    ASSERT_TRUE(next.ok()) << next.status().ToString();
+    chain.push_back(*next);
+  }
+  for (int i = 0; i < 100; ++i) {
+    // Level i sees files 0..i, file 0 as written at level i, and nothing made later.
+    EXPECT_EQ(Read(*st, chain[i], files[i]), "level-" + std::to_string(i));
+    EXPECT_EQ(Read(*st, chain[i], z), "zero@" + std::to_string(i));
+    if (i + 1 < 100) {
+      EXPECT_FALSE(st->GetAttr(chain[i], kSeqMax, files[i + 1])->has_value());
+    }
+  }
+  EXPECT_EQ(Read(*st, chain[100], z), "zero@99");
+  WriteFile(*st, chain[100], files[50], "deepest");
+  EXPECT_EQ(Read(*st, chain[50], files[50]), "level-50");
+  EXPECT_EQ(Read(*st, chain[100], files[50]), "deepest");
+}
+
+TEST(StoreTest, ReadsAtPastSeqsReturnExactlyWhatWasThere) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId tl = *st->CreateRoot(kDay);
+  InodeId f = *st->AllocateInode();
+  std::mt19937 rng(7);
+  std::vector<std::pair<Seq, std::string>> history;
+  std::string content;
+  for (int i = 0; i < 300; ++i) {
+    size_t off = rng() % (4 * kBlockSize);
+    size_t len = 1 + rng() % (2 * kBlockSize);
+    if (content.size() < off + len) content.resize(off + len, '\0');
+    for (size_t j = 0; j < len; ++j) content[off + j] = static_cast<char>('a' + rng() % 26);
+    if (rng() % 5 == 0) content.resize(rng() % content.size());  // shrink sometimes
+    Mutation m;
+    Attr a;
+    a.mode = 0100600;
+    auto cur = st->GetAttr(tl, kSeqMax, f);
+    uint64_t old_size = cur->has_value() ? (*cur)->size : 0;
+    ASSERT_TRUE(st->AddTruncate(tl, f, old_size, content.size(), &m).ok());
+    a.size = content.size();
+    m.PutAttr(f, a);
+    for (size_t b = 0; b * kBlockSize < content.size(); ++b) {
+      size_t n = std::min<size_t>(kBlockSize, content.size() - b * kBlockSize);
+      m.PutBlock(f, b, std::span<const char>(content.data() + b * kBlockSize, n));
+    }
+    auto seq = st->Apply(tl, std::move(m));
+    ASSERT_TRUE(seq.ok());
+    history.emplace_back(*seq, content);
+  }
+  for (auto& [seq, expect] : history) ASSERT_EQ(Read(*st, tl, f, seq), expect) << seq.value();
+  EXPECT_FALSE(st->GetAttr(tl, Seq(history[0].first.value() - 1), f)->has_value());
+}
+
+TEST(StoreTest, TruncateThenExtendReadsZerosOnBranchAndParent) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId root = *st->CreateRoot(kDay);
+  InodeId f = *st->AllocateInode();
+  std::string data = Block('x', 3 * kBlockSize + 100);
+  WriteFile(*st, root, f, data);
+  TimelineId child = *st->Branch(root, st->Head());
+
+  for (TimelineId tl : {child, root}) {
+    Mutation m;
+    ASSERT_TRUE(st->AddTruncate(tl, f, data.size(), 10, &m).ok());
+    Attr a;
+    a.mode = 0100644;
+    a.size = 10;
+    m.PutAttr(f, a);
+    ASSERT_TRUE(st->Apply(tl, std::move(m)).ok());
+    Mutation grow;
+    a.size = data.size();  // extend without writing
+    grow.PutAttr(f, a);
+    ASSERT_TRUE(st->Apply(tl, std::move(grow)).ok());
+    EXPECT_EQ(Read(*st, tl, f), std::string(10, 'x') + std::string(data.size() - 10, '\0'))
+        << "timeline " << tl.value();
+  }
+}
+
+TEST(StoreTest, RenameReplacingTargetIsOneStep) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId tl = *st->CreateRoot(kDay);
+  InodeId a = *st->AllocateInode(), b = *st->AllocateInode();
+  Mutation m;
+  m.PutDirent(kRootInode, "a", a, FileKind::kRegular);
+  m.PutDirent(kRootInode, "b", b, FileKind::kRegular);
+  Seq before = *st->Apply(tl, std::move(m));
+  Mutation rename;
+  rename.DeleteDirent(kRootInode, "a");
+  rename.PutDirent(kRootInode, "b", a, FileKind::kRegular);
+  rename.DeleteAttr(b);
+  Seq after = *st->Apply(tl, std::move(rename));
+  EXPECT_EQ(after.value(), before.value() + 1);  // one seq: no state in between exists
+  auto old_names = *st->ReadDir(tl, before, kRootInode);
+  auto new_names = *st->ReadDir(tl, after, kRootInode);
+  ASSERT_EQ(old_names.size(), 2u);
+  ASSERT_EQ(new_names.size(), 1u);
+  EXPECT_EQ(new_names[0], (DirEntry{"b", a, FileKind::kRegular}));
+}
+
+TEST(StoreTest, ReadDirMergesAncestryAndHonoursDeletes) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId root = *st->CreateRoot(kDay);
+  Mutation m;
+  for (std::string n : {"base", "gone", "kept"}) {
+    m.PutDirent(kRootInode, n, *st->AllocateInode(), FileKind::kRegular);
+  }
+  ASSERT_TRUE(st->Apply(root, std::move(m)).ok());
+  TimelineId child = *st->Branch(root, st->Head());
+  Mutation c;
+  c.DeleteDirent(kRootInode, "gone");
+  c.PutDirent(kRootInode, "added", *st->AllocateInode(), FileKind::kDirectory);
+  ASSERT_TRUE(st->Apply(child, std::move(c)).ok());
+  std::vector<std::string> names;
+  auto entries = st->ReadDir(child, kSeqMax, kRootInode);
+  ASSERT_TRUE(entries.ok());
+  for (auto& e : *entries) names.push_back(e.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"added", "base", "kept"}));
+  EXPECT_EQ(st->ReadDir(root, kSeqMax, kRootInode)->size(), 3u);
+}
+
+TEST(StoreTest, TimeIndexMapsBothWays) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  int64_t t0 = 1'700'000'000'000'000;
+  st->SetClockForTesting(t0);
+  TimelineId tl = *st->CreateRoot(kDay);
+  InodeId f = *st->AllocateInode();
+  std::vector<Seq> seqs;
+  for (int i = 1; i <= 10; ++i) {
+    st->SetClockForTesting(t0 + i * 1000);
+    seqs.push_back(WriteFile(*st, tl, f, "v" + std::to_string(i)));
+  }
+  st->SetClockForTesting(t0 + 20'000);
+  for (int i = 1; i <= 10; ++i) {
+    EXPECT_EQ(*st->SeqAtTime(tl, t0 + i * 1000), seqs[i - 1]);
+    EXPECT_EQ(*st->SeqAtTime(tl, t0 + i * 1000 + 999), seqs[i - 1]);
+    EXPECT_EQ(*st->TimeOfSeq(tl, seqs[i - 1]), t0 + i * 1000);
+  }
+  EXPECT_EQ(Read(*st, tl, f, *st->SeqAtTime(tl, t0 + 5500)), "v5");
+  // The future and before creation are refused, naming the allowed range.
+  auto future = st->SeqAtTime(tl, t0 + 30'000);
+  EXPECT_EQ(future.status().code(), Code::kOutOfRange);
+  EXPECT_NE(future.status().message().find("allowed range"), std::string::npos);
+  EXPECT_EQ(st->SeqAtTime(tl, t0 - 1).status().code(), Code::kOutOfRange);
+  // A child with no writes of its own answers with its fork point.
+  TimelineId child = *st->Branch(tl, seqs[3]);
+  EXPECT_EQ(Read(*st, child, f), "v4");
+  EXPECT_EQ(*st->TimeOfSeq(child, seqs[3]), t0 + 4000);
+}
+
+TEST(StoreTest, WrongRequestsGetClearErrorsAndChangeNothing) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId root = *st->CreateRoot(kDay);
+  InodeId f = *st->AllocateInode();
+  WriteFile(*st, root, f, "precious");
+  TimelineId child = *st->Branch(root, st->Head());
+
+  auto past_head = st->Branch(root, Seq(st->Head().value() + 5));
+  EXPECT_EQ(past_head.status().code(), Code::kOutOfRange);
+  EXPECT_EQ(st->Branch(TimelineId(999), st->Head()).status().code(), Code::kNotFound);
+  Status del = st->DeleteTimeline(root);
+  EXPECT_EQ(del.code(), Code::kFailedPrecondition);
+  EXPECT_NE(del.message().find("children"), std::string::npos);
+  EXPECT_EQ(st->Apply(TimelineId(999), Mutation()).status().code(), Code::kNotFound);
+  Mutation bad;
+  bad.PutDirent(kRootInode, "a/b", f, FileKind::kRegular);
+  EXPECT_EQ(st->Apply(root, std::move(bad)).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(st->CreateRoot(0).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(st->SetHistoryWindow(child, kDay).code(), Code::kInvalidArgument);
+
+  EXPECT_EQ(Read(*st, root, f), "precious");
+  EXPECT_EQ(Read(*st, child, f), "precious");
+  EXPECT_EQ(st->ListTimelines().size(), 2u);
+
+  // Deleting the leaf works, and frees its range; the parent is untouched.
+  WriteFile(*st, child, f, "child data");
+  ASSERT_TRUE(st->DeleteTimeline(child).ok());
+  EXPECT_EQ(st->GetTimeline(child).status().code(), Code::kNotFound);
+  EXPECT_EQ(Read(*st, root, f), "precious");
+  EXPECT_TRUE(st->DeleteTimeline(root).ok());
+}
+
+TEST(StoreTest, BranchBelowHorizonIsRefused) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  int64_t t0 = 1'700'000'000'000'000;
+  st->SetClockForTesting(t0);
+  TimelineId tl = *st->CreateRoot(3'600'000'000);  // one hour
+  InodeId f = *st->AllocateInode();
+  Seq older = WriteFile(*st, tl, f, "older");
+  Seq old = WriteFile(*st, tl, f, "old");
+  st->SetClockForTesting(t0 + 2 * 3'600'000'000);
+  WriteFile(*st, tl, f, "new");
+  st->SetClockForTesting(t0 + 2 * 3'600'000'000 + 10);
+  // The state at the horizon's time is still there; anything older is not.
+  EXPECT_EQ(*st->Horizon(tl), old);
+  EXPECT_TRUE(st->Branch(tl, old).ok());
+  auto r = st->Branch(tl, older);
+  EXPECT_EQ(r.status().code(), Code::kOutOfRange);
+  EXPECT_NE(r.status().message().find("horizon"), std::string::npos);
+}
+
+TEST(StoreTest, UsageCountsLogicalSizeAndWrittenBytes) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId root = *st->CreateRoot(kDay);
+  InodeId a = *st->AllocateInode(), b = *st->AllocateInode();
+  WriteFile(*st, root, a, Block('a', 20000));
+  WriteFile(*st, root, b, Block('b', 5000));
+  EXPECT_EQ(st->GetUsage(root)->logical_size_bytes, 25000u);
+  TimelineId child = *st->Branch(root, st->Head());
+  EXPECT_EQ(st->GetUsage(child)->logical_size_bytes, 25000u);
+  EXPECT_EQ(st->GetUsage(child)->written_bytes, 0u);
+  WriteFile(*st, child, b, Block('c', 9000));
+  EXPECT_EQ(st->GetUsage(child)->logical_size_bytes, 29000u);
+  EXPECT_GE(st->GetUsage(child)->written_bytes, 9000u);
+  EXPECT_LT(st->GetUsage(child)->written_bytes, 9000u + 1024);
+  EXPECT_EQ(st->GetUsage(root)->logical_size_bytes, 25000u);
+}
+
+TEST(StoreTest, StateSurvivesReopen) {
+  TempDir dir;
+  TimelineId root, child;
+  InodeId f;
+  Seq head;
+  {
+    auto st = OpenStore(dir.path());
+    root = *st->CreateRoot(kDay);
+    f = *st->AllocateInode();
+    WriteFile(*st, root, f, "hello");
+    child = *st->Branch(root, st->Head());
+    WriteFile(*st, child, f, "bye");
+    ASSERT_TRUE(st->Sync(child).ok());
+    head = st->Head();
+  }
+  auto st = OpenStore(dir.path());
+  EXPECT_GE(st->Head(), head);
+  EXPECT_EQ(Read(*st, root, f), "hello");
+  EXPECT_EQ(Read(*st, child, f), "bye");
+  EXPECT_GT(st->AllocateInode()->value(), f.value());
+  auto t = st->GetTimeline(child);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->parent, root);
+  // New seqs continue after the old ones.
+  EXPECT_GT(WriteFile(*st, root, f, "again"), head);
+}
+
+// A child process writes and syncs, reporting each synced mutation, and is SIGKILLed.
+TEST(StoreTest, SyncedMutationsSurviveSigkill) {
+  TempDir dir;
+  TimelineId tl;
+  {
+    auto st = OpenStore(dir.path());
+    tl = *st->CreateRoot(kDay);
+    ASSERT_TRUE(st->Sync(tl).ok());
+  }
+  uint64_t next_ino = 0;
+  std::map<uint64_t, uint64_t> acked;  // ino -> value
+  for (int round = 0; round < 20; ++round) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      close(fds[0]);
+      Store::Options o;
+      o.path = dir.path();
+      o.background_gc = false;
+      auto st = Store::Open(o);
+      if (!st.ok()) _exit(3);
+      for (int i = 0;; ++i) {
+        InodeId ino = *(*st)->AllocateInode();
+        uint64_t v = ino.value() * 7919;
+        std::string payload(kBlockSize, static_cast<char>('a' + i % 26));
+        std::memcpy(payload.data(), &v, 8);
+        Mutation m;
+        Attr a;
+        a.size = kBlockSize;
+        m.PutAttr(ino, a);
+        m.PutBlock(ino, 0, std::span<const char>(payload));
+        if (!(*st)->Apply(tl, std::move(m)).ok()) _exit(4);
+        if (i % 3 == 0) {
+          if (!(*st)->Sync(tl).ok()) _exit(5);
+          uint64_t rec[2] = {ino.value(), v};
+          if (write(fds[1], rec, sizeof rec) != sizeof rec) _exit(6);
+        }
+      }
+    }
+    close(fds[1]);
+    usleep(20'000 + (round * 7'919) % 60'000);
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
+    uint64_t rec[2];
+    while (read(fds[0], rec, sizeof rec) == sizeof rec) acked[rec[0]] = rec[1];
+    close(fds[0]);
+
+    auto st = OpenStore(dir.path());
+    ASSERT_TRUE(st) << "round " << round;
+    for (auto& [ino, v] : acked) {
+      std::string buf(kBlockSize, '\0');
+      ASSERT_TRUE(st->ReadBlock(tl, kSeqMax, InodeId(ino), 0, std::span<char>(buf)).ok());
+      uint64_t got;
+      std::memcpy(&got, buf.data(), 8);
+      ASSERT_EQ(got, v) << "synced mutation of inode " << ino << " lost in round " << round;
+    }
+    next_ino = std::max(next_ino, st->AllocateInode()->value());
+  }
+  EXPECT_GT(acked.size(), 20u);
+  EXPECT_GT(next_ino, acked.rbegin()->first);  // ids are never handed out twice
+}
+
+TEST(StoreTest, GcKeepsEveryLegalReadAndDropsTheRest) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  int64_t t0 = 1'700'000'000'000'000;
+  int64_t hour = 3'600'000'000;
+  st->SetClockForTesting(t0);
+  TimelineId root = *st->CreateRoot(hour);
+  std::vector<InodeId> files;
+  for (int i = 0; i < 4; ++i) files.push_back(*st->AllocateInode());
+  std::mt19937 rng(11);
+  std::vector<Seq> seqs;
+  std::vector<TimelineId> children;
+  // Three hours of history, a write a minute, a branch now and then.
+  for (int minute = 0; minute < 180; ++minute) {
+    st->SetClockForTesting(t0 + minute * int64_t{60'000'000});
+    InodeId f = files[rng() % files.size()];
+    seqs.push_back(WriteFile(*st, root, f, Block('a' + minute % 26, 1 + rng() % 20000)));
+    if (minute % 45 == 10) children.push_back(*st->Branch(root, st->Head()));
+    if (minute == 100) {
+      Mutation del;  // an unlinked file: its versions become garbage below the horizon
+      ASSERT_TRUE(
+          st->AddTruncate(root, files[3], (*st->GetAttr(root, kSeqMax, files[3]))->size, 0, &del)
+              .ok());
+      del.DeleteAttr(files[3]);
+      ASSERT_TRUE(st->Apply(root, std::move(del)).ok());
+    }
+  }
+  int64_t now = t0 + 180 * int64_t{60'000'000};
+  st->SetClockForTesting(now);
+  Seq horizon = *st->Horizon(root);
+  ASSERT_GT(horizon, seqs.front());
+
+  // Every legal read: seqs at or above the horizon on the root, and every child.
+  struct Probe {
+    TimelineId tl;
+    Seq at;
+    InodeId f;
+    std::string content;
+    bool exists;
+  };
+  std::vector<Probe> probes;
+  for (Seq s : seqs) {
+    if (s < horizon) continue;
+    for (InodeId f : files) {
+      auto a = st->GetAttr(root, s, f);
+      probes.push_back({root, s, f, Read(*st, root, f, s), a->has_value()});
+    }
+  }
+  for (TimelineId c : children) {
+    for (InodeId f : files) {
+      probes.push_back({c, kSeqMax, f, Read(*st, c, f), st->GetAttr(c, kSeqMax, f)->has_value()});
+    }
+  }
+  auto dropped = st->RunGc();
+  ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+  EXPECT_GT(*dropped, 100u) << "GC dropped nothing that was shadowed below the horizon";
+  for (const Probe& p : probes) {
+    EXPECT_EQ(Read(*st, p.tl, p.f, p.at), p.content)
+        << "timeline " << p.tl.value() << " seq " << p.at.value() << " inode " << p.f.value();
+    EXPECT_EQ(st->GetAttr(p.tl, p.at, p.f)->has_value(), p.exists);
+  }
+  // A second pass finds nothing more to drop.
+  EXPECT_EQ(*st->RunGc(), 0u);
+}
+
+TEST(StoreTest, NotAStoreOrUnknownFormatGivesClearError) {
+  TempDir dir;
+  { std::ofstream(dir.path() + "/notes.txt") << "hello"; }
+  Store::Options o;
+  o.path = dir.path();
+  auto r = Store::Open(o);
+  EXPECT_EQ(r.status().code(), Code::kCorruption);
+  EXPECT_NE(r.status().message().find("not an Arbor store"), std::string::npos);
+
+  o.path = dir.path() + "/notes.txt";
+  EXPECT_EQ(Store::Open(o).status().code(), Code::kCorruption);
+
+  TempDir other;
+  {
+    rocksdb::DB* db = nullptr;
+    rocksdb::Options ro;
+    ro.create_if_missing = true;
+    ASSERT_TRUE(rocksdb::DB::Open(ro, other.path(), &db).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "m:format", "arbor-store:99").ok());
+    delete db;
+  }
+  o.path = other.path();
+  auto v = Store::Open(o);
+  EXPECT_EQ(v.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(v.status().message().find("version 99"), std::string::npos);
+
+  TempDir foreign;
+  {
+    rocksdb::DB* db = nullptr;
+    rocksdb::Options ro;
+    ro.create_if_missing = true;
+    ASSERT_TRUE(rocksdb::DB::Open(ro, foreign.path(), &db).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "someone", "else").ok());
+    delete db;
+  }
+  o.path = foreign.path();
+  EXPECT_EQ(Store::Open(o).status().code(), Code::kCorruption);
+}
+
+TEST(StoreTest, CorruptedFilesGiveClearErrorNotCrash) {
+  TempDir dir;
+  TimelineId tl;
+  InodeId f;
+  {
+    auto st = OpenStore(dir.path());
+    tl = *st->CreateRoot(kDay);
+    f = *st->AllocateInode();
+    WriteFile(*st, tl, f, Block('q', 5 * kBlockSize));
+  }
+  // Damage the manifest pointer: the store refuses to open, with a message.
+  { std::ofstream(dir.path() + "/CURRENT", std::ios::trunc) << "MANIFEST-garbage\n"; }
+  Store::Options o;
+  o.path = dir.path();
+  auto r = Store::Open(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_FALSE(r.status().message().empty());
+}
+
+TEST(StoreTest, ConcurrentReadersAndWritersOnSeveralTimelines) {
+  TempDir dir;
+  auto st = OpenStore(dir.path(), /*gc=*/false);
+  TimelineId root = *st->CreateRoot(kDay);
+  InodeId shared = *st->AllocateInode();
+  WriteFile(*st, root, shared, Block('s', 4 * kBlockSize));
+  std::vector<TimelineId> tls;
+  for (int i = 0; i < 4; ++i) tls.push_back(*st->Branch(root, st->Head()));
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      InodeId own = *st->AllocateInode();
+      for (int n = 0; n < 200; ++n) {
+        std::string v = "t" + std::to_string(i) + "n" + std::to_string(n);
+        WriteFile(*st, tls[i], own, v);
+        if (Read(*st, tls[i], own) != v) failed = true;
+        if (Read(*st, tls[i], shared) != Block('s', 4 * kBlockSize)) failed = true;
+        if (n % 50 == 0 && !st->Sync(tls[i]).ok()) failed = true;
+      }
+    });
+    threads.emplace_back([&, i] {
+      for (int n = 0; n < 200; ++n) {
+        if (Read(*st, tls[i], shared) != Block('s', 4 * kBlockSize)) failed = true;
+        (void)st->ReadDir(tls[i], kSeqMax, kRootInode);
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int n = 0; n < 20; ++n) {
+      auto b = st->Branch(root, st->Head());
+      if (!b.ok() || !st->DeleteTimeline(*b).ok()) failed = true;
+    }
+    if (!st->RunGc().ok()) failed = true;
+  });
+  for (auto& t : threads) t.join();
+  EXPECT_FALSE(failed.load());
+}
+
+}  // namespace
+}  // namespace arbor::storage
