@@ -380,32 +380,15 @@ TEST(StoreTest, SyncedMutationsSurviveSigkill) {
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
+      // A fresh process (not just a fork of this threaded one) plays the writer.
       close(fds[0]);
-      Store::Options o;
-      o.path = dir.path();
-      o.background_gc = false;
-      auto st = Store::Open(o);
-      if (!st.ok()) _exit(3);
-      for (int i = 0;; ++i) {
-        InodeId ino = *(*st)->AllocateInode();
-        uint64_t v = ino.value() * 7919;
-        std::string payload(kBlockSize, static_cast<char>('a' + i % 26));
-        std::memcpy(payload.data(), &v, 8);
-        Mutation m;
-        Attr a;
-        a.size = kBlockSize;
-        m.PutAttr(ino, a);
-        m.PutBlock(ino, 0, std::span<const char>(payload));
-        if (!(*st)->Apply(tl, std::move(m)).ok()) _exit(4);
-        if (i % 3 == 0) {
-          if (!(*st)->Sync(tl).ok()) _exit(5);
-          uint64_t rec[2] = {ino.value(), v};
-          if (write(fds[1], rec, sizeof rec) != sizeof rec) _exit(6);
-        }
-      }
+      std::string fd = std::to_string(fds[1]), tl_arg = std::to_string(tl.value());
+      execl("/proc/self/exe", "storage_test", "--crash-writer", dir.path().c_str(), tl_arg.c_str(),
+            fd.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
     }
     close(fds[1]);
-    usleep(20'000 + (round * 7'919) % 60'000);
+    usleep(60'000 + (round * 7'919) % 90'000);
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
@@ -592,4 +575,41 @@ TEST(StoreTest, ConcurrentReadersAndWritersOnSeveralTimelines) {
 }
 
 }  // namespace
+
+// The writer of SyncedMutationsSurviveSigkill: applies mutations forever, syncing every
+// third one and reporting (inode, value) on `fd` only after its Sync returned.
+int CrashWriter(const char* path, uint64_t timeline, int fd) {
+  Store::Options o;
+  o.path = path;
+  o.background_gc = false;
+  auto st = Store::Open(o);
+  if (!st.ok()) return 3;
+  TimelineId tl(timeline);
+  for (int i = 0;; ++i) {
+    InodeId ino = *(*st)->AllocateInode();
+    uint64_t v = ino.value() * 7919;
+    std::string payload(kBlockSize, static_cast<char>('a' + i % 26));
+    std::memcpy(payload.data(), &v, 8);
+    Mutation m;
+    Attr a;
+    a.size = kBlockSize;
+    m.PutAttr(ino, a);
+    m.PutBlock(ino, 0, std::span<const char>(payload));
+    if (!(*st)->Apply(tl, std::move(m)).ok()) return 4;
+    if (i % 3 == 0) {
+      if (!(*st)->Sync(tl).ok()) return 5;
+      uint64_t rec[2] = {ino.value(), v};
+      if (write(fd, rec, sizeof rec) != sizeof rec) return 6;
+    }
+  }
+}
+
 }  // namespace arbor::storage
+
+int main(int argc, char** argv) {
+  if (argc == 5 && std::string(argv[1]) == "--crash-writer") {
+    return arbor::storage::CrashWriter(argv[2], std::stoull(argv[3]), std::stoi(argv[4]));
+  }
+  testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
