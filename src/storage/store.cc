@@ -34,6 +34,10 @@ constexpr std::string_view kSeqFloorKey = "m:seq_floor";
 constexpr std::string_view kNextTimelineKey = "m:next_tl";
 constexpr uint64_t kInodeReserve = 4096;
 constexpr size_t kGcBatch = 512;
+// GC reads at most this many bytes per second of keys and values, so a pass over a large
+// store never competes with foreground I/O for the disk.
+constexpr uint64_t kGcScanBytesPerSec = 64ull << 20;
+constexpr uint64_t kGcScanSlice = 1ull << 20;
 
 // The prefix of a versioned key is everything but its 8-byte version suffix, so that a
 // prefix Bloom filter answers "does this timeline hold any version of this key?".
@@ -1072,6 +1076,7 @@ Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) 
     group.clear();
   };
 
+  uint64_t scanned = 0;
   const char time_kind = static_cast<char>(keys::Kind::kTime);
   const char written_kind = static_cast<char>(keys::Kind::kWritten);
   for (it->Seek(prefix); it->Valid(); it->Next()) {
@@ -1098,6 +1103,12 @@ Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) 
                        v.empty() || v[0] == keys::kTombstone});
     }
     if (batch.Count() >= kGcBatch) ARBOR_RETURN_IF_ERROR(flush());
+    scanned += it->key().size() + it->value().size();
+    if (scanned >= kGcScanSlice) {
+      scanned = 0;
+      std::this_thread::sleep_for(std::chrono::microseconds(1'000'000 * kGcScanSlice /
+                                                            kGcScanBytesPerSec));
+    }
     {
       std::lock_guard l(gc_mu);
       if (stopping) break;

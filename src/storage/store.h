@@ -114,7 +114,7 @@ class Store {
     bool create_if_missing = true;              // create an empty store if `path` has none
     uint64_t block_cache_bytes = 256ull << 20;  // RocksDB block cache
     bool background_gc = true;                  // run the throttled GC thread
-    int64_t gc_interval_ms = 60'000;            // time between background GC passes
+    int64_t gc_interval_ms = 600'000;           // time between background GC passes
     // RocksDB block compression: "none", "lz4" or "zstd" (see docs/storage-format.md for
     // the measurements behind the default).
     std::string compression = "lz4";

@@ -1,0 +1,345 @@
+#include "compute/supervisor.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/log.h"
+
+namespace arbor::compute {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// Everything the child needs, prepared before fork: after fork only async-signal-safe calls.
+struct Exec {
+  std::vector<std::string> args;
+  std::vector<char*> argv;
+  void Seal() {
+    argv.clear();
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+  }
+};
+
+// Forks a child in its own session (so its whole tree is one process group), with stdout
+// and stderr on `log_fd`, running as `user` when we are root.
+Result<pid_t> Spawn(const OsUser& user, Exec& exec, int log_fd) {
+  exec.Seal();
+  bool drop = geteuid() == 0 && user.uid != 0;
+  pid_t pid = fork();
+  if (pid < 0) return Status::Internal(Errno("fork"));
+  if (pid == 0) {
+    setsid();
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+    // Close every other descriptor: a postmaster must not hold our FUSE or RocksDB files.
+    for (int fd = 3; fd < 1024; ++fd) close(fd);
+    if (drop) {
+      gid_t g = user.gid;
+      if (setgroups(1, &g) != 0 || setgid(user.gid) != 0 || setuid(user.uid) != 0) _exit(126);
+    }
+    if (chdir("/") != 0) _exit(126);
+    signal(SIGPIPE, SIG_DFL);
+    execv(exec.argv[0], exec.argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+Result<int> OpenLog(const std::string& path) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd < 0) return Status::IOError(Errno("opening log " + path));
+  return fd;
+}
+
+// Reads postmaster.pid: true once the server with `pid` says it accepts connections.
+bool PostmasterReady(const std::string& pgdata, pid_t pid) {
+  std::ifstream in(pgdata + "/postmaster.pid");
+  std::string line;
+  std::vector<std::string> lines;
+  while (std::getline(in, line)) lines.push_back(line);
+  // Line 1 is the postmaster's pid, line 8 its status ("ready" when accepting connections).
+  return lines.size() >= 8 && lines[0] == std::to_string(pid) && lines[7].rfind("ready", 0) == 0;
+}
+
+bool Reap(pid_t pid, bool block) {
+  int status;
+  pid_t r = waitpid(pid, &status, block ? 0 : WNOHANG);
+  return r == pid || (r < 0 && errno == ECHILD);
+}
+
+// Waits up to `timeout` for `pid` to exit; true if it did (and was reaped).
+bool WaitExit(pid_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    if (Reap(pid, false)) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+Status PrepareDir(const std::string& dir, const OsUser& user) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("creating " + dir + ": " + ec.message());
+  if (chmod(dir.c_str(), 0700) != 0) return Status::IOError(Errno("chmod " + dir));
+  if (geteuid() == 0 && chown(dir.c_str(), user.uid, user.gid) != 0) {
+    return Status::IOError(Errno("chown " + dir));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<OsUser> ComputeUser() {
+  uid_t uid = geteuid();
+  struct passwd pw, *res = nullptr;
+  char buf[4096];
+  if (uid == 0) {
+    if (getpwnam_r("postgres", &pw, buf, sizeof buf, &res) != 0 || !res) {
+      return Status::FailedPrecondition(
+          "Arbor runs as root, so computes run as the 'postgres' OS user, which does not "
+          "exist (install postgresql-15)");
+    }
+  } else if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) != 0 || !res) {
+    return Status::FailedPrecondition("the current user (uid " + std::to_string(uid) +
+                                      ") has no passwd entry");
+  }
+  return OsUser{res->pw_name, res->pw_uid, res->pw_gid};
+}
+
+std::string TailOf(const std::string& path, int lines) {
+  std::ifstream in(path);
+  std::deque<std::string> tail;
+  std::string line;
+  while (std::getline(in, line)) {
+    tail.push_back(line);
+    if (static_cast<int>(tail.size()) > lines) tail.pop_front();
+  }
+  std::string out;
+  for (auto& l : tail) out += l + "\n";
+  return out;
+}
+
+Result<int> RunAs(const OsUser& user, const std::vector<std::string>& argv,
+                  const std::string& log_file) {
+  ARBOR_ASSIGN_OR_RETURN(int log_fd, OpenLog(log_file));
+  Exec exec{argv, {}};
+  auto pid = Spawn(user, exec, log_fd);
+  close(log_fd);
+  if (!pid.ok()) return pid.status();
+  int status = 0;
+  while (waitpid(*pid, &status, 0) < 0) {
+    if (errno != EINTR) return Status::Internal(Errno("waitpid"));
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+Status InitDb(const OsUser& user, const std::string& pgdata, const std::string& password,
+              const std::string& log_file, const std::string& pg_bin) {
+  if (password.empty() || password.find('\n') != std::string::npos) {
+    return Status::InvalidArgument("the password must be one non-empty line");
+  }
+  ARBOR_RETURN_IF_ERROR(PrepareDir(pgdata, user));
+  // The password travels in a private file, never on a command line or in a log.
+  char tmpl[] = "/tmp/arbor-pw-XXXXXX";
+  if (!mkdtemp(tmpl)) return Status::IOError(Errno("mkdtemp"));
+  std::string dir = tmpl, pwfile = dir + "/pw";
+  Status st = PrepareDir(dir, user);
+  if (st.ok()) {
+    int fd = open(pwfile.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      st = Status::IOError(Errno("creating password file"));
+    } else {
+      std::string line = password + "\n";
+      if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+        st = Status::IOError(Errno("writing password file"));
+      }
+      if (geteuid() == 0 && fchown(fd, user.uid, user.gid) != 0) {
+        st = Status::IOError(Errno("chown password file"));
+      }
+      close(fd);
+    }
+  }
+  if (st.ok()) {
+    auto rc = RunAs(user,
+                    {pg_bin + "/initdb", "-D", pgdata, "-U", "postgres", "--pwfile=" + pwfile,
+                     "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8",
+                     "--locale=C.UTF-8", "--no-instructions"},
+                    log_file);
+    if (!rc.ok()) {
+      st = rc.status();
+    } else if (*rc != 0) {
+      st = Status::Internal("initdb failed (exit " + std::to_string(*rc) + "):\n" +
+                            TailOf(log_file, 15));
+    }
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return st;
+}
+
+Supervisor::Supervisor(OsUser user, std::string pg_bin)
+    : user_(std::move(user)), pg_bin_(std::move(pg_bin)) {}
+
+Supervisor::~Supervisor() { StopAll(std::chrono::seconds(10)); }
+
+Status Supervisor::Start(const ComputeSpec& spec, std::chrono::milliseconds timeout) {
+  std::lock_guard l(mu_);
+  return StartLocked(spec, timeout);
+}
+
+Status Supervisor::StartLocked(const ComputeSpec& spec, std::chrono::milliseconds timeout) {
+  auto it = computes_.find(spec.id);
+  if (it != computes_.end()) {
+    if (!it->second.exited && !Reap(it->second.pid, false)) {
+      return Status::AlreadyExists("compute " + spec.id + " is already running");
+    }
+    kill(-it->second.pid, SIGKILL);  // leftovers of a crashed tree
+    computes_.erase(it);
+  }
+  for (const auto& [id, r] : computes_) {
+    if (r.spec.pgdata == spec.pgdata) {
+      return Status::FailedPrecondition("compute " + id + " already runs on " + spec.pgdata);
+    }
+    if (r.spec.port == spec.port) {
+      return Status::FailedPrecondition("compute " + id + " already uses port " +
+                                        std::to_string(spec.port));
+    }
+  }
+  ARBOR_RETURN_IF_ERROR(PrepareDir(spec.socket_dir, user_));
+  // No compute of ours runs on this directory, so a postmaster.pid there is stale: a branch
+  // of a running parent inherits one naming the parent's (live) postmaster.
+  std::string pidfile = spec.pgdata + "/postmaster.pid";
+  if (unlink(pidfile.c_str()) != 0 && errno != ENOENT) {
+    return Status::IOError(Errno("removing stale " + pidfile));
+  }
+  Exec exec;
+  exec.args = {pg_bin_ + "/postgres",
+               "-D",
+               spec.pgdata,
+               "-p",
+               std::to_string(spec.port),
+               "-k",
+               spec.socket_dir,
+               "-c",
+               "listen_addresses=127.0.0.1",
+               "-c",
+               "shared_buffers=" + spec.shared_buffers,
+               "-c",
+               "max_connections=" + std::to_string(spec.max_connections)};
+  for (const auto& [k, v] : spec.settings) {
+    exec.args.push_back("-c");
+    exec.args.push_back(k + "=" + v);
+  }
+  ARBOR_ASSIGN_OR_RETURN(int log_fd, OpenLog(spec.log_file));
+  auto pid = Spawn(user_, exec, log_fd);
+  close(log_fd);
+  if (!pid.ok()) return pid.status();
+
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    if (Reap(*pid, false)) {
+      return Status::Unavailable("postgres for " + spec.id + " exited during startup:\n" +
+                                 TailOf(spec.log_file, 15));
+    }
+    if (PostmasterReady(spec.pgdata, *pid)) break;
+    if (Clock::now() >= deadline) {
+      Running r{spec, *pid, false};
+      StopLocked(r, std::chrono::seconds(2));
+      return Status::Unavailable("postgres for " + spec.id + " was not ready within " +
+                                 std::to_string(timeout.count()) + " ms:\n" +
+                                 TailOf(spec.log_file, 15));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  computes_[spec.id] = Running{spec, *pid, false};
+  return Status::Ok();
+}
+
+void Supervisor::StopLocked(Running& r, std::chrono::milliseconds timeout) {
+  if (!r.exited) {
+    kill(r.pid, SIGINT);  // fast shutdown: a checkpoint, then exit
+    if (!WaitExit(r.pid, timeout)) {
+      log::warn("compute {}: no fast shutdown within {} ms; immediate shutdown", r.spec.id,
+                timeout.count());
+      kill(r.pid, SIGQUIT);
+      if (!WaitExit(r.pid, std::chrono::seconds(5))) {
+        kill(-r.pid, SIGKILL);
+        Reap(r.pid, true);
+      }
+    }
+    r.exited = true;
+  }
+  kill(-r.pid, SIGKILL);  // anything of the tree that outlived its postmaster
+}
+
+Status Supervisor::Stop(const std::string& id, std::chrono::milliseconds timeout) {
+  std::lock_guard l(mu_);
+  auto it = computes_.find(id);
+  if (it == computes_.end()) return Status::NotFound("no compute " + id);
+  StopLocked(it->second, timeout);
+  computes_.erase(it);
+  return Status::Ok();
+}
+
+Status Supervisor::Restart(const std::string& id, std::chrono::milliseconds timeout) {
+  std::lock_guard l(mu_);
+  auto it = computes_.find(id);
+  if (it == computes_.end()) return Status::NotFound("no compute " + id);
+  ComputeSpec spec = it->second.spec;
+  StopLocked(it->second, timeout);
+  computes_.erase(it);
+  return StartLocked(spec, timeout);
+}
+
+ComputeState Supervisor::State(const std::string& id) {
+  std::lock_guard l(mu_);
+  auto it = computes_.find(id);
+  if (it == computes_.end()) return ComputeState::kStopped;
+  Running& r = it->second;
+  if (!r.exited && Reap(r.pid, false)) {
+    r.exited = true;
+    kill(-r.pid, SIGKILL);
+    log::warn("compute {}: postmaster {} died", id, r.pid);
+  }
+  return r.exited ? ComputeState::kCrashed : ComputeState::kRunning;
+}
+
+std::optional<pid_t> Supervisor::Pid(const std::string& id) {
+  std::lock_guard l(mu_);
+  auto it = computes_.find(id);
+  if (it == computes_.end() || it->second.exited) return std::nullopt;
+  return it->second.pid;
+}
+
+void Supervisor::StopAll(std::chrono::milliseconds timeout) {
+  std::lock_guard l(mu_);
+  // Ask every compute to stop first, so their shutdowns overlap.
+  for (auto& [id, r] : computes_) {
+    if (!r.exited) kill(r.pid, SIGINT);
+  }
+  for (auto& [id, r] : computes_) StopLocked(r, timeout);
+  computes_.clear();
+}
+
+}  // namespace arbor::compute

@@ -1,0 +1,104 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace arbor::compute {
+
+// Debian's PostgreSQL 15 binaries. A patched Postgres is never used.
+inline constexpr std::string_view kPgBin = "/usr/lib/postgresql/15/bin";
+
+// The OS user computes run as: `postgres` when Arbor runs as root (Postgres refuses root),
+// the invoking user otherwise.
+struct OsUser {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+[[nodiscard]] Result<OsUser> ComputeUser();
+
+// What one compute needs to start. Every setting is passed on the postgres command line, so
+// nothing in PGDATA has to be edited (a branch inherits its parent's files as they are).
+struct ComputeSpec {
+  std::string id;          // the endpoint's name; the key of this compute
+  std::string pgdata;      // the data directory (an arborfs mount in production)
+  uint16_t port = 0;       // TCP port on 127.0.0.1
+  std::string socket_dir;  // private unix socket directory (created 0700 for the user)
+  std::string log_file;    // postgres's stdout and stderr go here (appended)
+  std::string shared_buffers = "128MB";
+  int max_connections = 100;
+  std::vector<std::pair<std::string, std::string>> settings;  // extra -c name=value
+};
+
+enum class ComputeState { kStopped, kRunning, kCrashed };
+
+// Starts, watches and stops postgres process trees; the only code in Arbor that does.
+// Thread-safe. Owns every postmaster it started: they are stopped when it is destroyed.
+class Supervisor {
+ public:
+  explicit Supervisor(OsUser user, std::string pg_bin = std::string(kPgBin));
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Starts postgres for `spec` and returns once it accepts connections. A postmaster.pid
+  // left in PGDATA (a branch of a running parent carries its parent's) is removed first,
+  // unless this supervisor runs a compute on that directory. AlreadyExists if `spec.id`
+  // is running; Unavailable (with the log's last lines) if postgres exits or is not ready
+  // within `timeout`, in which case nothing is left running.
+  [[nodiscard]] Status Start(const ComputeSpec& spec, std::chrono::milliseconds timeout);
+  // Fast shutdown (SIGINT); after `timeout`, immediate (SIGQUIT); then SIGKILL to the whole
+  // process tree. Every process is reaped before it returns. NotFound if unknown.
+  [[nodiscard]] Status Stop(const std::string& id, std::chrono::milliseconds timeout);
+  // Stop (if running or crashed), then Start with the same spec.
+  [[nodiscard]] Status Restart(const std::string& id, std::chrono::milliseconds timeout);
+  // kCrashed when the postmaster died without being asked to; it is reaped by this call.
+  ComputeState State(const std::string& id);
+  std::optional<pid_t> Pid(const std::string& id);
+  // Stops every compute (fast shutdown, bounded), reaping everything.
+  void StopAll(std::chrono::milliseconds timeout);
+
+  const OsUser& user() const { return user_; }
+
+ private:
+  struct Running {
+    ComputeSpec spec;
+    pid_t pid = -1;
+    bool exited = false;
+  };
+  Status StartLocked(const ComputeSpec& spec, std::chrono::milliseconds timeout);
+  void StopLocked(Running& r, std::chrono::milliseconds timeout);
+
+  OsUser user_;
+  std::string pg_bin_;
+  std::mutex mu_;
+  std::map<std::string, Running> computes_;  // guarded by mu_
+};
+
+// Runs initdb on an empty `pgdata` as `user`, with the superuser `postgres` and `password`.
+// The password reaches initdb through a 0600 file that is removed afterwards, never on a
+// command line or in a log. Local (unix socket) connections are trusted: the socket lives in
+// a private 0700 directory; TCP connections need the password (scram-sha-256).
+[[nodiscard]] Status InitDb(const OsUser& user, const std::string& pgdata,
+                            const std::string& password, const std::string& log_file,
+                            const std::string& pg_bin = std::string(kPgBin));
+
+// Runs `argv` as `user` with stdout+stderr appended to `log_file`; returns its exit status.
+[[nodiscard]] Result<int> RunAs(const OsUser& user, const std::vector<std::string>& argv,
+                                const std::string& log_file);
+
+// The last `lines` lines of a file, for error messages.
+std::string TailOf(const std::string& path, int lines);
+
+}  // namespace arbor::compute

@@ -1,0 +1,149 @@
+// Real PostgreSQL 15 on a host directory: the supervisor starts, watches and stops it.
+#include "compute/supervisor.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace arbor::compute {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ComputeTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "arbor-compute-test-XXXXXX").string();
+    root_ = mkdtemp(tmpl.data());
+    chmod(root_.c_str(), 0711);  // the compute user must reach its directories
+    auto u = ComputeUser();
+    ASSERT_TRUE(u.ok()) << u.status().ToString();
+    user_ = *u;
+    port_ = static_cast<uint16_t>(20000 + getpid() % 20000);
+  }
+  void TearDown() override {
+    sup_.reset();  // stops and reaps every compute, even after a failed assertion
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  ComputeSpec Spec(const std::string& pgdata) {
+    ComputeSpec s;
+    s.id = "projects/t/branches/b/endpoints/primary";
+    s.pgdata = pgdata;
+    s.port = port_;
+    s.socket_dir = root_ + "/sock";
+    s.log_file = root_ + "/postgres.log";
+    s.shared_buffers = "16MB";
+    s.max_connections = 20;
+    return s;
+  }
+
+  // Runs a query through the private unix socket; returns trimmed output or "ERROR".
+  std::string Sql(const std::string& q, const std::string& extra = "") {
+    std::string cmd = std::string(kPgBin) + "/psql -X -At -h " + root_ + "/sock -p " +
+                      std::to_string(port_) + " -U postgres -d postgres " + extra + " -c \"" + q +
+                      "\" 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[256];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    int rc = pclose(p);
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return rc == 0 ? out : "ERROR";
+  }
+
+  std::string Tcp(const std::string& password) {
+    std::string cmd = "PGPASSWORD='" + password + "' " + std::string(kPgBin) +
+                      "/psql -X -At -h 127.0.0.1 -p " + std::to_string(port_) +
+                      " -U postgres -d postgres -c 'select 42' 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[256];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    int rc = pclose(p);
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return rc == 0 ? out : "ERROR";
+  }
+
+  std::string root_;
+  OsUser user_;
+  uint16_t port_ = 0;
+  std::unique_ptr<Supervisor> sup_;
+};
+
+TEST_F(ComputeTest, StartsAsComputeUserServesAndStopsCleanly) {
+  std::string pgdata = root_ + "/pgdata";
+  const std::string password = "s3cret-Pa55word-never-logged";
+  ASSERT_TRUE(InitDb(user_, pgdata, password, root_ + "/initdb.log").ok())
+      << TailOf(root_ + "/initdb.log", 20);
+  sup_ = std::make_unique<Supervisor>(user_);
+  ComputeSpec spec = Spec(pgdata);
+  Status st = sup_->Start(spec, std::chrono::seconds(30));
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(sup_->State(spec.id), ComputeState::kRunning);
+
+  EXPECT_EQ(Sql("select current_setting('max_connections')"), "20");
+  EXPECT_EQ(Sql("select current_setting('shared_buffers')"), "16MB");
+  // The server runs as the compute user (postgres when we are root).
+  EXPECT_EQ(Sql("select pg_read_file('postmaster.pid') is not null"), "t");
+  pid_t pid = *sup_->Pid(spec.id);
+  struct stat proc;
+  ASSERT_EQ(stat(("/proc/" + std::to_string(pid)).c_str(), &proc), 0);
+  EXPECT_EQ(proc.st_uid, user_.uid);
+  // TCP needs the generated password; a wrong one is refused.
+  EXPECT_EQ(Tcp(password), "42");
+  EXPECT_EQ(Tcp("wrong"), "ERROR");
+  // The password is in no log.
+  std::ifstream a(root_ + "/initdb.log"), b(spec.log_file);
+  std::string logs((std::istreambuf_iterator<char>(a)), {});
+  logs.append((std::istreambuf_iterator<char>(b)), {});
+  EXPECT_EQ(logs.find(password), std::string::npos);
+
+  ASSERT_TRUE(sup_->Stop(spec.id, std::chrono::seconds(30)).ok());
+  EXPECT_EQ(kill(pid, 0), -1);   // the postmaster is gone
+  EXPECT_EQ(kill(-pid, 0), -1);  // and so is every process of its tree
+  EXPECT_EQ(sup_->State(spec.id), ComputeState::kStopped);
+  EXPECT_FALSE(fs::exists(pgdata + "/postmaster.pid"));
+}
+
+TEST_F(ComputeTest, StalePidFileIsRemovedAndCrashIsDetectedAndRestarted) {
+  std::string pgdata = root_ + "/pgdata";
+  ASSERT_TRUE(InitDb(user_, pgdata, "pw", root_ + "/initdb.log").ok());
+  // A branch of a running parent carries the parent's postmaster.pid, naming a live pid.
+  {
+    std::ofstream f(pgdata + "/postmaster.pid");
+    f << getpid() << "\n" << pgdata << "\n1700000000\n" << port_ << "\n\n\n0 0\nready   \n";
+  }
+  sup_ = std::make_unique<Supervisor>(user_);
+  ComputeSpec spec = Spec(pgdata);
+  ASSERT_TRUE(sup_->Start(spec, std::chrono::seconds(30)).ok()) << TailOf(spec.log_file, 20);
+  EXPECT_EQ(Sql("create table t(x int); insert into t values (7); select x from t", "-q"), "7");
+  EXPECT_EQ(sup_->Start(spec, std::chrono::seconds(5)).code(), Code::kAlreadyExists);
+
+  pid_t pid = *sup_->Pid(spec.id);
+  kill(-pid, SIGKILL);  // the whole postgres tree dies
+  for (int i = 0; i < 500 && sup_->State(spec.id) != ComputeState::kCrashed; ++i) usleep(10'000);
+  EXPECT_EQ(sup_->State(spec.id), ComputeState::kCrashed);
+  ASSERT_TRUE(sup_->Restart(spec.id, std::chrono::seconds(30)).ok()) << TailOf(spec.log_file, 20);
+  EXPECT_EQ(Sql("select x from t"), "7");  // committed data survived crash recovery
+}
+
+TEST_F(ComputeTest, FailedStartReportsTheLogAndLeavesNothingRunning) {
+  sup_ = std::make_unique<Supervisor>(user_);
+  ComputeSpec spec = Spec(root_ + "/not-a-cluster");
+  fs::create_directories(spec.pgdata);
+  Status st = sup_->Start(spec, std::chrono::seconds(30));
+  EXPECT_EQ(st.code(), Code::kUnavailable);
+  EXPECT_NE(st.message().find("exited during startup"), std::string::npos) << st.message();
+  EXPECT_EQ(sup_->State(spec.id), ComputeState::kStopped);
+  EXPECT_EQ(sup_->Stop(spec.id, std::chrono::seconds(1)).code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace arbor::compute
