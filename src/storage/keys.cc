@@ -104,6 +104,12 @@ std::string TimeKey(TimelineId tl, Seq seq) {
 
 std::string WrittenKey(TimelineId tl) { return KindPrefix(tl, Kind::kWritten); }
 
+std::string WalKey(TimelineId tl, Lsn end) {
+  std::string k = KindPrefix(tl, Kind::kWal);
+  PutBE64(&k, end.value());
+  return k;
+}
+
 std::string TimelineRecordKey(TimelineId tl) {
   std::string k(kTimelinePrefix);
   PutBE64(&k, tl.value());

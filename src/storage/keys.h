@@ -29,6 +29,7 @@ enum class Kind : char {
   kDirent = 'D',   // t tl D dir name \0 ~seq
   kTime = 'T',     // t tl T seq           -> wall time (µs)
   kWritten = 'W',  // t tl W               -> bytes written since fork
+  kWal = 'L',      // t tl L end_lsn       -> seq of the first write reaching end_lsn
 };
 
 // Versioned values start with a tag byte.
@@ -48,6 +49,7 @@ std::string DirPrefix(TimelineId tl, InodeId dir);  // every dirent of one direc
 std::string KindPrefix(TimelineId tl, Kind kind);
 std::string TimeKey(TimelineId tl, Seq seq);
 std::string WrittenKey(TimelineId tl);
+std::string WalKey(TimelineId tl, Lsn end);
 std::string TimelineRecordKey(TimelineId tl);
 
 // Appends the version suffix: ~seq big-endian, so newer versions sort first.

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 
@@ -757,6 +758,10 @@ Result<Seq> Store::Apply(TimelineId timeline, Mutation&& m) {
     batch.Put(b.key, *b.value);
   }
   batch.Put(keys::TimeKey(timeline, seq), Slice(reinterpret_cast<const char*>(&now), 8));
+  if (m.wal_end_.value() != 0) {
+    batch.Put(keys::WalKey(timeline, m.wal_end_),
+              Slice(reinterpret_cast<const char*>(&seq), sizeof seq));
+  }
   uint64_t total = im.written[timeline] + bytes;
   batch.Put(keys::WrittenKey(timeline), Slice(reinterpret_cast<const char*>(&total), 8));
   ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, false));
@@ -956,6 +961,47 @@ Result<int64_t> Store::TimeOfSeq(TimelineId timeline, Seq seq) const {
   return t;
 }
 
+Result<Seq> Store::SeqAtLsn(TimelineId timeline, Lsn lsn) const {
+  ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
+  ARBOR_ASSIGN_OR_RETURN(Seq horizon, Horizon(timeline));
+  // WAL written on this timeline, and (up to each fork point) on its ancestors: a branch's
+  // WAL continues its parent's.
+  Lsn low{~uint64_t{0}}, high{0};
+  rocksdb::ReadOptions ro;
+  ro.total_order_seek = true;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro));
+  std::optional<Seq> found;
+  for (const Level& level : *chain) {
+    std::string prefix = keys::KindPrefix(level.tl, keys::Kind::kWal);
+    for (it->Seek(prefix); it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
+      if (it->key().size() != prefix.size() + 8 || it->value().size() != 8) continue;
+      Lsn end(keys::GetBE64(std::string_view(it->key().data() + prefix.size(), 8)));
+      Seq seq;
+      std::memcpy(&seq, it->value().data(), 8);
+      if (seq > level.cap) continue;  // written on an ancestor after the fork
+      low = std::min(low, end);
+      high = std::max(high, end);
+      if (end >= lsn && (!found || seq < *found)) found = seq;
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "wal index");
+  }
+  auto fmt = [](Lsn l) {
+    char b[32];
+    snprintf(b, sizeof b, "%X/%X", static_cast<unsigned>(l.value() >> 32),
+             static_cast<unsigned>(l.value() & 0xffffffff));
+    return std::string(b);
+  };
+  if (!found) {
+    return Status::OutOfRange("the WAL of timeline " + timeline.ToString() + " has not reached " +
+                              fmt(lsn) + (high.value() ? "; it ends at " + fmt(high) : ""));
+  }
+  if (*found < horizon) {
+    return Status::OutOfRange("LSN " + fmt(lsn) + " is before the history horizon of timeline " +
+                              timeline.ToString());
+  }
+  return *found;
+}
+
 Result<Seq> Store::Horizon(TimelineId timeline) const {
   ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
   ARBOR_ASSIGN_OR_RETURN(int64_t window, impl_->WindowOf(info));
@@ -1077,6 +1123,7 @@ Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) 
   };
 
   uint64_t scanned = 0;
+  std::string last_old_wal;
   const char time_kind = static_cast<char>(keys::Kind::kTime);
   const char written_kind = static_cast<char>(keys::Kind::kWritten);
   for (it->Seek(prefix); it->Valid(); it->Next()) {
@@ -1084,6 +1131,22 @@ Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) 
     if (k.size() <= prefix.size()) continue;
     char kind = k[prefix.size()];
     if (kind == written_kind) continue;
+    if (kind == static_cast<char>(keys::Kind::kWal)) {
+      // Of the WAL marks below the horizon only the last is kept: it is what tells an LSN
+      // before the horizon (refused) from one after it.
+      Seq seq;
+      if (it->value().size() == 8) {
+        std::memcpy(&seq, it->value().data(), 8);
+        if (seq < horizon) {
+          if (!last_old_wal.empty()) {
+            batch.Delete(last_old_wal);
+            ++dropped;
+          }
+          last_old_wal = k.ToString();
+        }
+      }
+      continue;
+    }
     if (kind == time_kind) {
       // The time index below the horizon answers no legal question any more.
       if (k.size() == prefix.size() + 9 &&
@@ -1106,8 +1169,8 @@ Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) 
     scanned += it->key().size() + it->value().size();
     if (scanned >= kGcScanSlice) {
       scanned = 0;
-      std::this_thread::sleep_for(std::chrono::microseconds(1'000'000 * kGcScanSlice /
-                                                            kGcScanBytesPerSec));
+      std::this_thread::sleep_for(
+          std::chrono::microseconds(1'000'000 * kGcScanSlice / kGcScanBytesPerSec));
     }
     {
       std::lock_guard l(gc_mu);

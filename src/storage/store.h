@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -78,8 +79,11 @@ class Mutation {
   void PutBlock(InodeId ino, uint64_t block, std::span<const char> data);
   // The block reads as zeros from this seq on.
   void ZeroBlock(InodeId ino, uint64_t block);
+  // Records that, from this mutation on, the timeline's PostgreSQL WAL reaches `end` (the
+  // end of a write to a pg_wal segment). Feeds Store::SeqAtLsn.
+  void MarkWalEnd(Lsn end) { wal_end_ = std::max(wal_end_, end); }
 
-  bool empty() const { return ops_.empty(); }
+  bool empty() const { return ops_.empty() && wal_end_.value() == 0; }
   size_t size() const { return ops_.size(); }
 
  private:
@@ -95,6 +99,7 @@ class Mutation {
     std::string data;  // block bytes, or encoded attr
   };
   std::vector<Entry> ops_;
+  Lsn wal_end_;
 };
 
 // The versioned, copy-on-write store of file trees; one timeline per branch, on RocksDB.
@@ -195,6 +200,10 @@ class Store {
   // The wall time of a seq at which `timeline` changed (or its fork seq). NotFound if the
   // timeline recorded no such seq (or it has been dropped by GC).
   [[nodiscard]] Result<int64_t> TimeOfSeq(TimelineId timeline, Seq seq) const;
+  // The first seq of `timeline` at which its WAL reached `lsn` (see Mutation::MarkWalEnd).
+  // OutOfRange if the WAL has not reached it yet, or if that point is below the history
+  // horizon; the message gives the reachable LSN range.
+  [[nodiscard]] Result<Seq> SeqAtLsn(TimelineId timeline, Lsn lsn) const;
   // The oldest seq of `timeline` that can still be read or branched from.
   [[nodiscard]] Result<Seq> Horizon(TimelineId timeline) const;
   // The allowed [oldest, newest] time range for SeqAtTime, in µs.

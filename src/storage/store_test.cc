@@ -265,6 +265,31 @@ TEST(StoreTest, TimeIndexMapsBothWays) {
   EXPECT_EQ(*st->TimeOfSeq(child, seqs[3]), t0 + 4000);
 }
 
+TEST(StoreTest, WalMarksMapLsnToTheFirstSeqThatReachedIt) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId tl = *st->CreateRoot(kDay);
+  InodeId f = *st->AllocateInode();
+  std::vector<Seq> seqs;
+  for (uint64_t end : {0x1000, 0x2000, 0x3000}) {
+    Mutation m;
+    m.PutBlock(f, end / 0x1000, std::span<const char>("wal", 3));
+    m.MarkWalEnd(Lsn(end));
+    seqs.push_back(*st->Apply(tl, std::move(m)));
+  }
+  EXPECT_EQ(*st->SeqAtLsn(tl, Lsn(0x0800)), seqs[0]);
+  EXPECT_EQ(*st->SeqAtLsn(tl, Lsn(0x1000)), seqs[0]);
+  EXPECT_EQ(*st->SeqAtLsn(tl, Lsn(0x1001)), seqs[1]);
+  EXPECT_EQ(*st->SeqAtLsn(tl, Lsn(0x3000)), seqs[2]);
+  auto past = st->SeqAtLsn(tl, Lsn(0x3001));
+  EXPECT_EQ(past.status().code(), Code::kOutOfRange);
+  EXPECT_NE(past.status().message().find("0/3000"), std::string::npos) << past.status().message();
+  // A branch's WAL continues its parent's up to the fork; the parent's later WAL is not its.
+  TimelineId child = *st->Branch(tl, seqs[1]);
+  EXPECT_EQ(*st->SeqAtLsn(child, Lsn(0x1800)), seqs[1]);
+  EXPECT_EQ(st->SeqAtLsn(child, Lsn(0x2800)).status().code(), Code::kOutOfRange);
+}
+
 TEST(StoreTest, WrongRequestsGetClearErrorsAndChangeNothing) {
   TempDir dir;
   auto st = OpenStore(dir.path());
