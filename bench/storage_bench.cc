@@ -128,7 +128,6 @@ double g_settle_quiet_s = 2.0;  // 1 s under --quick
 
 // Waits until RocksDB's background work (flushes, compactions) has settled: no bytes written
 // by this process and under 5% of a core used for g_settle_quiet_s. Returns the seconds waited.
-
 double Settle(double max_s = 120.0) {
   const double quiet_s = g_settle_quiet_s;
   int64_t start = MonoNanos();
@@ -355,7 +354,12 @@ struct Config {
   fs::path work;  // our fresh directory, removed at the end
   bool quick = false;
   std::set<std::string> only;
+  bool keep = false;  // --keep: leave every file in place, for inspection
   bool Wants(const std::string& name) const { return only.empty() || only.count(name); }
+  void Remove(const fs::path& p) const {
+    std::error_code ec;
+    if (!keep) fs::remove_all(p, ec);
+  }
 };
 
 struct Summary {
@@ -444,6 +448,18 @@ void BenchBranchAndRead(const Config& cfg, Summary* sum) {
     }
     std::printf("  info: Branch + Sync on the %s parent: median %.1f us\n",
                 Bytes(large_bytes).c_str(), Median(with_sync));
+    // Branch computes the parent's history horizon first; time that part alone.
+    for (Store* s : {small.get(), large.get()}) {
+      TimelineId root = s == small.get() ? small_root : large_root;
+      std::vector<double> h;
+      for (int i = 0; i < (cfg.quick ? 20 : 200); ++i) {
+        int64_t a = MonoNanos();
+        Must(s->Horizon(root), "Horizon");
+        h.push_back(Micros(MonoNanos() - a));
+      }
+      std::printf("  info: Horizon(parent) alone on the %s parent: median %.1f us\n",
+                  Bytes(s == small.get() ? small_bytes : large_bytes).c_str(), Median(h));
+    }
     char line[256];
     std::snprintf(line, sizeof line,
                   "branch_create   %s %.1fus  %s %.1fus  ratio %.2f  max %.0fus  %s  "
@@ -486,15 +502,18 @@ void BenchBranchAndRead(const Config& cfg, Summary* sum) {
     }
     if (bad) std::printf("  STORE BUG: %d of 400 checked reads returned wrong bytes\n", bad);
 
+    // Returns the bytes read from the disk (page-cache misses) per read, per side.
     auto run = [&](bool cold, int batches, int per_batch, std::vector<double>* head,
                    std::vector<double>* deep_lat) {
       Rng rng_head(11), rng_deep(13);  // different blocks on each side: no shared cache hits
+      uint64_t disk_read[2] = {0, 0};
       for (int r = 0; r < batches; ++r) {
         for (int side = 0; side < 2; ++side) {
           bool is_deep = (r + side) % 2 == 1;
           Rng& rng = is_deep ? rng_deep : rng_head;
           TimelineId tl = is_deep ? deep : large_root;
           if (cold) EvictFromPageCache(large_path);
+          uint64_t rb = ReadIo().read_bytes;
           for (int i = 0; i < per_batch; ++i) {
             InodeId ino = large_files_ino[rng.Below(large_files_ino.size())];
             uint64_t b = rng.Below(blocks_per_file);
@@ -504,25 +523,30 @@ void BenchBranchAndRead(const Config& cfg, Summary* sum) {
             Must(s, "ReadBlock");
             (is_deep ? deep_lat : head)->push_back(Micros(e - a));
           }
+          disk_read[is_deep] += ReadIo().read_bytes - rb;
         }
       }
+      double n = static_cast<double>(batches) * per_batch;
+      return std::make_pair(static_cast<double>(disk_read[0]) / n / 1024,
+                            static_cast<double>(disk_read[1]) / n / 1024);
     };
     std::vector<double> warm_head, warm_deep, cold_head, cold_deep;
-    run(false, cfg.quick ? 4 : 20, cfg.quick ? 250 : 1000, &warm_head, &warm_deep);
-    run(true, cfg.quick ? 4 : 16, cfg.quick ? 25 : 100, &cold_head, &cold_deep);
+    auto wkb = run(false, cfg.quick ? 4 : 20, cfg.quick ? 250 : 1000, &warm_head, &warm_deep);
+    auto ckb = run(true, cfg.quick ? 4 : 16, cfg.quick ? 25 : 100, &cold_head, &cold_deep);
     Stats wh = Summarize(warm_head), wd = Summarize(warm_deep);
     Stats ch = Summarize(cold_head), cd = Summarize(cold_deep);
     std::printf(
         "  page cache warm: head n=%zu median %.1f us p99 %.1f | depth10 median %.1f us "
-        "p99 %.1f | ratio %.2f\n",
-        wh.n, wh.median, wh.p99, wd.median, wd.p99, wd.median / wh.median);
+        "p99 %.1f | ratio %.2f | disk KiB/read %.1f, %.1f\n",
+        wh.n, wh.median, wh.p99, wd.median, wd.p99, wd.median / wh.median, wkb.first, wkb.second);
     std::printf(
         "  page cache cold: head n=%zu median %.1f us p99 %.1f | depth10 median %.1f us "
-        "p99 %.1f | ratio %.2f\n",
-        ch.n, ch.median, ch.p99, cd.median, cd.p99, cd.median / ch.median);
+        "p99 %.1f | ratio %.2f | disk KiB/read %.1f, %.1f\n",
+        ch.n, ch.median, ch.p99, cd.median, cd.p99, cd.median / ch.median, ckb.first, ckb.second);
     std::printf(
         "  (cold: before each batch of %d reads the store's files are dropped from the OS\n"
-        "   page cache with posix_fadvise(DONTNEED); the block cache keeps what it holds)\n",
+        "   page cache with posix_fadvise(DONTNEED); the block cache keeps what it holds.\n"
+        "   disk KiB/read is /proc/self/io read_bytes per read: what missed every cache)\n",
         cfg.quick ? 25 : 100);
     char line[256];
     std::snprintf(line, sizeof line,
@@ -548,35 +572,74 @@ void BenchBranchAndRead(const Config& cfg, Summary* sum) {
                 Bytes(large_bytes).c_str(), static_cast<double>(MonoNanos() - a) / 1e9, dropped);
   }
   large.reset();
-  fs::remove_all(small_path);
-  fs::remove_all(large_path);
+  cfg.Remove(small_path);
+  cfg.Remove(large_path);
+}
+
+// Sizes of the RocksDB write-ahead logs in a store directory, newest last ("*.log").
+std::string WalFiles(const fs::path& dir) {
+  std::vector<std::pair<std::string, uint64_t>> logs;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() == ".log") logs.emplace_back(e.path().filename(), e.file_size());
+  }
+  std::sort(logs.begin(), logs.end());
+  std::string out;
+  for (const auto& [name, size] : logs) out += " " + name + "=" + Bytes(size);
+  return out.empty() ? " none" : out;
 }
 
 // 3. One 8 KiB write made durable: Apply(PutBlock) + Sync vs pwrite + fdatasync on a
 // preallocated file, at random offsets. Target ratio <= 1.5.
+//
+// Two stores: a fresh one, whose WAL grows with every write (each fdatasync must also
+// persist the new file size), and a "steady" one that has written enough for memtables to
+// flush, so that RocksDB reuses old WAL files (recycle_log_file_num) and overwrites them in
+// place, as a long-running store does. An appending plain file is the fresh store's peer.
 void BenchWriteSync(const Config& cfg, Summary* sum) {
   Section("write_sync_8k: Apply(one PutBlock) + Sync vs pwrite 8 KiB + fdatasync");
   const uint64_t file_bytes = 64ull << 20, blocks = file_bytes / kBlockSize;
+  const uint64_t prefill = 192ull << 20;  // six 32 MB memtables
   const int batches = cfg.quick ? 4 : 40, per_batch = cfg.quick ? 10 : 40;
   PlainFile prealloc(cfg.work / "plain_prealloc", O_RDWR);
   prealloc.Preallocate(file_bytes);
   PlainFile append(cfg.work / "plain_append", O_RDWR | O_TRUNC);
   uint64_t append_off = 0;
   StoreConfig scfg;
-  fs::path path = cfg.work / "write_sync";
-  auto store = OpenStore(path, scfg);
-  TimelineId tl = Must(store->CreateRoot(kDayUs), "CreateRoot");
-  InodeId ino = CreateFile(store.get(), tl, "rel");
-  SetSize(store.get(), tl, ino, file_bytes);
-  Must(store->Sync(tl), "Sync");
+  struct Side {
+    fs::path path;
+    std::unique_ptr<Store> store;
+    TimelineId tl;
+    InodeId ino;
+  };
+  Side fresh{cfg.work / "write_sync_fresh", nullptr, {}, {}};
+  Side steady{cfg.work / "write_sync_steady", nullptr, {}, {}};
+  for (Side* s : {&fresh, &steady}) {
+    s->store = OpenStore(s->path, scfg);
+    s->tl = Must(s->store->CreateRoot(kDayUs), "CreateRoot");
+    s->ino = CreateFile(s->store.get(), s->tl, "rel");
+    SetSize(s->store.get(), s->tl, s->ino, file_bytes);
+    Must(s->store->Sync(s->tl), "Sync");
+  }
+  {
+    std::vector<char> buf(kBlockSize);
+    InodeId other = CreateFile(steady.store.get(), steady.tl, "prefill");
+    for (uint64_t b = 0; b < prefill / kBlockSize; ++b) {
+      FillBlock(Fill::kRandom, other.value(), b, buf.data());
+      PutBlock(steady.store.get(), steady.tl, other, b, buf.data());
+    }
+    Must(steady.store->Sync(steady.tl), "Sync");
+    Settle();
+  }
+  std::printf("  steady store: wrote %s first; WAL files before:%s\n", Bytes(prefill).c_str(),
+              WalFiles(steady.path).c_str());
 
   std::vector<char> buf(kBlockSize);
   FillBlock(Fill::kRandom, 99, 0, buf.data());
   Rng rng(5);
-  std::vector<double> lat_file, lat_arbor, lat_append;
+  std::vector<double> lat[4];  // prealloc file, steady store, append file, fresh store
   for (int r = 0; r < batches; ++r) {
-    for (int k = 0; k < 3; ++k) {
-      int which = (r + k) % 3;  // rotate the order of the three
+    for (int k = 0; k < 4; ++k) {
+      int which = (r + k) % 4;  // rotate the order
       for (int i = 0; i < per_batch; ++i) {
         uint64_t b = rng.Below(blocks);
         std::memcpy(buf.data(), &b, 8);  // every write differs
@@ -584,46 +647,56 @@ void BenchWriteSync(const Config& cfg, Summary* sum) {
         if (which == 0) {
           prealloc.Write(buf.data(), b * kBlockSize);
           prealloc.DataSync();
-        } else if (which == 1) {
-          PutBlock(store.get(), tl, ino, b, buf.data());
-          Must(store->Sync(tl), "Sync");
-        } else {
+        } else if (which == 2) {
           append.Write(buf.data(), append_off);
           append_off += kBlockSize;
           append.DataSync();
+        } else {
+          Side& s = which == 1 ? steady : fresh;
+          PutBlock(s.store.get(), s.tl, s.ino, b, buf.data());
+          Must(s.store->Sync(s.tl), "Sync");
         }
-        int64_t e = MonoNanos();
-        (which == 0 ? lat_file : which == 1 ? lat_arbor : lat_append).push_back(Micros(e - a));
+        lat[which].push_back(Micros(MonoNanos() - a));
       }
     }
   }
-  Stats sf = Summarize(lat_file), sa = Summarize(lat_arbor), sp = Summarize(lat_append);
-  std::printf("  file (preallocated, overwrite): n=%zu median %.1f us  p99 %.1f us\n", sf.n,
+  std::printf("  steady store: WAL files after:%s\n", WalFiles(steady.path).c_str());
+  std::printf("  fresh store:  WAL files after:%s\n", WalFiles(fresh.path).c_str());
+  Stats sf = Summarize(lat[0]), ss = Summarize(lat[1]), sp = Summarize(lat[2]),
+        sn = Summarize(lat[3]);
+  std::printf("  file, preallocated (overwrite):  n=%zu median %.1f us  p99 %.1f us\n", sf.n,
               sf.median, sf.p99);
-  std::printf("  arbor (Apply + Sync):           n=%zu median %.1f us  p99 %.1f us\n", sa.n,
-              sa.median, sa.p99);
+  std::printf("  arbor, steady store:             n=%zu median %.1f us  p99 %.1f us  ratio %.2f\n",
+              ss.n, ss.median, ss.p99, ss.median / sf.median);
+  std::printf("  file, appending (grows):         n=%zu median %.1f us  p99 %.1f us\n", sp.n,
+              sp.median, sp.p99);
   std::printf(
-      "  info: file appending (grows):   n=%zu median %.1f us  p99 %.1f us  "
-      "(arbor/append %.2f)\n",
-      sp.n, sp.median, sp.p99, sa.median / sp.median);
-  std::printf(
-      "  (the store syncs its WAL, which grows with each write like the appending file;\n"
-      "   an fdatasync that must also persist a new file size costs a journal commit)\n");
+      "  arbor, fresh store (WAL grows):  n=%zu median %.1f us  p99 %.1f us  ratio %.2f "
+      "(vs appending file %.2f)\n",
+      sn.n, sn.median, sn.p99, sn.median / sf.median, sn.median / sp.median);
   char line[256];
   std::snprintf(line, sizeof line,
-                "write_sync_8k   file %.1fus  arbor %.1fus  ratio %.2f  (target <= 1.5; vs "
-                "appending file %.2f)",
-                sf.median, sa.median, sa.median / sf.median, sa.median / sp.median);
+                "write_sync_8k   file %.1fus  arbor %.1fus  ratio %.2f  (target <= 1.5; "
+                "steady store)",
+                sf.median, ss.median, ss.median / sf.median);
   sum->lines.push_back(line);
-  store.reset();
-  fs::remove_all(path);
+  std::snprintf(line, sizeof line,
+                "write_sync_8k   file %.1fus  arbor %.1fus  ratio %.2f  (fresh store, growing "
+                "WAL; vs appending file %.2f)",
+                sf.median, sn.median, sn.median / sf.median, sn.median / sp.median);
+  sum->lines.push_back(line);
+  for (Side* s : {&fresh, &steady}) {
+    s->store.reset();
+    cfg.Remove(s->path);
+  }
 }
 
 struct SeqResult {
-  double seconds = 0;       // writes + the final sync
-  uint64_t io_during = 0;   // bytes to disk while writing and syncing
-  uint64_t io_total = 0;    // ... plus the flush on reopen and the compactions after it
-  uint64_t disk_bytes = 0;  // the store's files after everything settled
+  double seconds = 0;         // writes + the final sync
+  uint64_t gross_during = 0;  // bytes written into files while writing and syncing
+  uint64_t gross_total = 0;   // ... plus the flush on reopen and the compactions after it
+  uint64_t net_total = 0;     // gross_total less the dirty pages of files deleted unwritten
+  uint64_t disk_bytes = 0;    // the store's files after everything settled
   double settle_s = 0;
 };
 
@@ -649,15 +722,15 @@ SeqResult ArborSeqWrite(const fs::path& path, const StoreConfig& scfg, uint64_t 
   }
   Must(store->Sync(tl), "Sync");
   r.seconds = static_cast<double>(MonoNanos() - a) / 1e9;
-  r.io_during = ReadIo().NetWritten() - io0.NetWritten();
+  r.gross_during = ReadIo().write_bytes - io0.write_bytes;
   SetSize(store.get(), tl, ino, bytes);
   Reopen(&store, path, scfg);
   r.settle_s = Settle();
-  r.io_total = ReadIo().NetWritten() - io0.NetWritten();
+  Io io1 = ReadIo();
+  r.gross_total = io1.write_bytes - io0.write_bytes;
+  r.net_total = io1.NetWritten() - io0.NetWritten();
   r.disk_bytes = store->DiskBytes();
-  if (keep_open) {
-    *keep_open = std::move(store);
-  }
+  if (keep_open) *keep_open = std::move(store);
   return r;
 }
 
@@ -675,7 +748,9 @@ SeqResult FileSeqWrite(const fs::path& path, uint64_t bytes, Fill fill) {
   }
   f.DataSync();
   r.seconds = static_cast<double>(MonoNanos() - a) / 1e9;
-  r.io_during = r.io_total = ReadIo().NetWritten() - io0.NetWritten();
+  Io io1 = ReadIo();
+  r.gross_during = r.gross_total = io1.write_bytes - io0.write_bytes;
+  r.net_total = io1.NetWritten() - io0.NetWritten();
   r.disk_bytes = bytes;
   return r;
 }
@@ -688,29 +763,33 @@ void BenchSeqWrite(const Config& cfg, Summary* sum) {
   StoreConfig scfg;
   std::printf("  %s per run, random (incompressible) bytes, store compression '%s', %d rounds\n",
               Bytes(bytes).c_str(), scfg.compression.c_str(), rounds);
-  std::vector<double> mbs_file, mbs_arbor, amp_file, amp_arbor, amp_during, space;
+  std::printf(
+      "  amp = bytes written into files per byte written (WAL + flush + compaction);\n"
+      "  net = what reached the block layer (less WAL pages deleted before writeback)\n");
+  std::vector<double> mbs_file, mbs_arbor, amp_file, amp_arbor, amp_during, net_arbor, space;
+  const double b = static_cast<double>(bytes);
   for (int r = 0; r < rounds; ++r) {
     for (int side = 0; side < 2; ++side) {
       bool arbor = (r + side) % 2 == 1;
       if (arbor) {
         fs::path path = cfg.work / ("seq_store" + std::to_string(r));
         SeqResult res = ArborSeqWrite(path, scfg, bytes, Fill::kRandom, nullptr);
-        fs::remove_all(path);
-        double b = static_cast<double>(bytes);
+        cfg.Remove(path);
         mbs_arbor.push_back(MiB(bytes) / res.seconds);
-        amp_arbor.push_back(static_cast<double>(res.io_total) / b);
-        amp_during.push_back(static_cast<double>(res.io_during) / b);
+        amp_arbor.push_back(static_cast<double>(res.gross_total) / b);
+        amp_during.push_back(static_cast<double>(res.gross_during) / b);
+        net_arbor.push_back(static_cast<double>(res.net_total) / b);
         space.push_back(static_cast<double>(res.disk_bytes) / b);
         std::printf(
-            "  round %d arbor: %.1f s  %.0f MB/s  to disk while writing %.2fx, after "
-            "flush+compaction %.2fx (settled in %.1f s)  on disk %.2fx\n",
-            r, res.seconds, mbs_arbor.back(), amp_during.back(), amp_arbor.back(), res.settle_s,
-            space.back());
+            "  round %d arbor: %.2f s  %4.0f MB/s  amp %.2f (%.2f by the final Sync)  "
+            "net %.2f  on disk %.2fx  (settled in %.1f s)\n",
+            r, res.seconds, mbs_arbor.back(), amp_arbor.back(), amp_during.back(), net_arbor.back(),
+            space.back(), res.settle_s);
       } else {
         SeqResult res = FileSeqWrite(cfg.work / "seq_plain", bytes, Fill::kRandom);
         mbs_file.push_back(MiB(bytes) / res.seconds);
-        amp_file.push_back(static_cast<double>(res.io_total) / static_cast<double>(bytes));
-        std::printf("  round %d file:  %.1f s  %.0f MB/s  to disk %.2fx\n", r, res.seconds,
+        amp_file.push_back(static_cast<double>(res.gross_total) / b);
+        std::printf("  round %d file:  %.2f s  %4.0f MB/s  amp %.2f\n", r, res.seconds,
                     mbs_file.back(), amp_file.back());
       }
       std::fflush(stdout);
@@ -719,13 +798,13 @@ void BenchSeqWrite(const Config& cfg, Summary* sum) {
   double f = Median(mbs_file), a = Median(mbs_arbor);
   std::printf(
       "  median: file %.0f MB/s, arbor %.0f MB/s, ratio arbor/file %.2f; write-amp "
-      "arbor %.2f (file %.2f)\n",
-      f, a, a / f, Median(amp_arbor), Median(amp_file));
+      "arbor %.2f, net %.2f (file %.2f)\n",
+      f, a, a / f, Median(amp_arbor), Median(net_arbor), Median(amp_file));
   char line[256];
   std::snprintf(line, sizeof line,
                 "seq_write_8k    file %.0fMB/s  arbor %.0fMB/s  ratio %.2f  write-amp %.2f "
-                "(file %.2f; %.2f before flush)",
-                f, a, a / f, Median(amp_arbor), Median(amp_file), Median(amp_during));
+                "(net %.2f; file %.2f)",
+                f, a, a / f, Median(amp_arbor), Median(net_arbor), Median(amp_file));
   sum->lines.push_back(line);
 }
 
@@ -738,7 +817,7 @@ void BenchCompression(const Config& cfg, Summary* sum) {
       "  %s per run; reads: %d random ReadBlock after reopen (block cache cold, OS "
       "cache warm)\n",
       Bytes(bytes).c_str(), cfg.quick ? 200 : 4000);
-  std::printf("  %-8s %-5s %9s %10s %10s %10s %9s\n", "data", "codec", "write", "write-amp",
+  std::printf("  %-8s %-5s %9s %6s %6s %10s %10s %9s\n", "data", "codec", "write", "amp", "net",
               "disk/data", "read p50", "read p99");
   const char* codecs[] = {"none", "lz4", "zstd"};
   for (Fill fill : {Fill::kPgLike, Fill::kRandom}) {
@@ -764,13 +843,13 @@ void BenchCompression(const Config& cfg, Summary* sum) {
         if (got != want) ++bad;
       }
       store.reset();
-      fs::remove_all(path);
+      cfg.Remove(path);
       Stats s = Summarize(lat);
       double b = static_cast<double>(bytes);
-      std::printf("  %-8s %-5s %5.0fMB/s %9.2fx %9.2fx %8.1fus %7.1fus%s\n", FillName(fill),
-                  codecs[c], MiB(bytes) / res.seconds, static_cast<double>(res.io_total) / b,
-                  static_cast<double>(res.disk_bytes) / b, s.median, s.p99,
-                  bad ? "  STORE BUG: wrong bytes read" : "");
+      std::printf("  %-8s %-5s %5.0fMB/s %6.2f %6.2f %9.2fx %8.1fus %7.1fus%s\n", FillName(fill),
+                  codecs[c], MiB(bytes) / res.seconds, static_cast<double>(res.gross_total) / b,
+                  static_cast<double>(res.net_total) / b, static_cast<double>(res.disk_bytes) / b,
+                  s.median, s.p99, bad ? "  STORE BUG: wrong bytes read" : "");
       std::fflush(stdout);
     }
   }
@@ -815,7 +894,6 @@ int Usage(const char* argv0) {
 int Main(int argc, char** argv) {
   Config cfg;
   std::string dir;
-  bool keep = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--dir" && i + 1 < argc) {
@@ -826,7 +904,7 @@ int Main(int argc, char** argv) {
       cfg.quick = true;
       g_settle_quiet_s = 1.0;
     } else if (a == "--keep") {
-      keep = true;
+      cfg.keep = true;
     } else if (a == "--only" && i + 1 < argc) {
       std::stringstream ss(argv[++i]);
       for (std::string n; std::getline(ss, n, ',');) cfg.only.insert(n);
@@ -848,7 +926,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   std::printf("storage_bench%s: working in %s (removed at the end%s)\n",
-              cfg.quick ? " --quick" : "", cfg.work.c_str(), keep ? " unless --keep" : "");
+              cfg.quick ? " --quick" : "", cfg.work.c_str(), cfg.keep ? ": no, --keep" : "");
   std::printf("%u CPUs; medians over interleaved batches (baseline and arbor alternate)\n",
               std::thread::hardware_concurrency());
   std::fflush(stdout);
@@ -863,10 +941,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "storage_bench: %s\n", e.what());
     rc = 1;
   }
-  if (!keep) {
-    std::error_code ec;
-    fs::remove_all(cfg.work, ec);
-  }
+  cfg.Remove(cfg.work);
   if (rc != 0) return rc;
 
   std::printf("\n== summary (%s, %.0f s) ==\n",
@@ -879,13 +954,14 @@ int Main(int argc, char** argv) {
       "\nmethod:\n"
       "  - latencies are medians of per-call times; baseline and arbor run in alternating\n"
       "    batches in one process, so machine noise falls on both.\n"
-      "  - write-amp = bytes this process sent to the block layer (/proc/self/io write_bytes\n"
-      "    minus cancelled_write_bytes, all threads incl. RocksDB's background ones) per byte\n"
-      "    written, counted from the first write through the final Sync, a close and reopen\n"
-      "    (RocksDB flushes the memtables while reopening) and until flushes and compactions\n"
-      "    have been quiet for %.0f s. It counts page-cache pages dirtied, so a 4 KiB page "
-      "dirtied\n"
-      "    twice before writeback counts once; the plain file's figure shows the floor.\n"
+      "  - write-amp = bytes written into files per byte written, from /proc/self/io\n"
+      "    write_bytes: what this process (all threads, RocksDB's flush and compaction threads\n"
+      "    included) dirtied in the page cache, counted from the first write through the final\n"
+      "    Sync, a close and reopen (RocksDB flushes the memtables while reopening) and until\n"
+      "    flushes and compactions have been quiet for %.0f s. A page dirtied twice before\n"
+      "    writeback counts once; the plain file's 1.00 shows the floor. net subtracts\n"
+      "    cancelled_write_bytes: pages of files deleted before writeback (WAL files after a\n"
+      "    flush) that never reached the disk; with one Sync per write they would.\n"
       "  - the store runs with its default options except background GC, which is off during\n"
       "    the timings (one RunGc pass is timed separately).\n",
       g_settle_quiet_s);
