@@ -1,0 +1,741 @@
+#include "control/engine.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+namespace arbor::control {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr int64_t kMinWindowS = 3600;
+constexpr int64_t kMaxWindowS = 3'024'000;
+
+std::string BranchName(const std::string& p, const std::string& b) {
+  return "projects/" + p + "/branches/" + b;
+}
+
+std::string CompactTime(int64_t us) {
+  time_t secs = us / 1'000'000;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y%m%dt%H%M%Sz", &tm);
+  return buf;
+}
+
+}  // namespace
+
+Status ValidateId(const std::string& what, const std::string& id) {
+  bool ok = !id.empty() && id.size() <= 63 && id[0] >= 'a' && id[0] <= 'z';
+  for (char c : id) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
+  if (!ok) {
+    return Status::InvalidArgument("invalid " + what + " id '" + id +
+                                   "': use 1-63 lowercase letters, digits and hyphens, "
+                                   "starting with a letter");
+  }
+  return Status::Ok();
+}
+
+Engine::Engine(EngineOptions options, storage::Store* store, Mounter* mounter,
+               compute::Supervisor* supervisor)
+    : options_(std::move(options)), store_(store), mounter_(mounter), supervisor_(supervisor) {}
+
+Engine::~Engine() { Shutdown(); }
+
+Status Engine::Open() {
+  std::lock_guard l(mu_);
+  for (const char* d : {"mnt", "run", "logs"}) {
+    std::error_code ec;
+    fs::create_directories(fs::path(options_.data_dir) / d, ec);
+    if (ec) return Status::IOError("creating " + std::string(d) + ": " + ec.message());
+  }
+  // The compute user must be able to reach its mountpoints and socket directories.
+  chmod(options_.data_dir.c_str(), 0711);
+  for (const char* d : {"mnt", "run"}) chmod((options_.data_dir + "/" + d).c_str(), 0711);
+  ARBOR_ASSIGN_OR_RETURN(catalog_, Catalog::Load(options_.data_dir + "/catalog.json"));
+
+  // Timelines no branch refers to were left by an operation cut short (a crash between the
+  // store's change and the catalog's): delete them, children first.
+  std::set<TimelineId> used;
+  for (const auto& [k, b] : catalog_.branches) used.insert(b.timeline);
+  bool again = true;
+  while (again) {
+    again = false;
+    auto all = store_->ListTimelines();
+    std::set<TimelineId> parents;
+    for (const auto& t : all) parents.insert(t.parent);
+    for (const auto& t : all) {
+      if (used.count(t.id) || parents.count(t.id)) continue;
+      Status st = store_->DeleteTimeline(t.id);
+      if (st.ok()) {
+        log::info("engine: deleted timeline {} that no branch refers to", t.id.value());
+        again = true;
+      }
+    }
+  }
+  for (const auto& [k, b] : catalog_.branches) {
+    if (!store_->GetTimeline(b.timeline).ok()) {
+      log::error("engine: branch {} refers to missing timeline {}", BranchName(b.project, b.id),
+                 b.timeline.value());
+    }
+  }
+  return Status::Ok();
+}
+
+// ---- lookups ----
+
+Result<BranchRecord*> Engine::FindBranch(const std::string& project, const std::string& id) {
+  if (!catalog_.projects.count(project)) {
+    return Status::NotFound("project projects/" + project + " does not exist");
+  }
+  auto it = catalog_.branches.find({project, id});
+  if (it == catalog_.branches.end()) {
+    return Status::NotFound("branch " + BranchName(project, id) + " does not exist");
+  }
+  return &it->second;
+}
+
+Result<EndpointRecord*> Engine::FindEndpoint(const std::string& project, const std::string& branch,
+                                             const std::string& id) {
+  ARBOR_RETURN_IF_ERROR(FindBranch(project, branch).status());
+  auto it = catalog_.endpoints.find({project, branch, id});
+  if (it == catalog_.endpoints.end()) {
+    return Status::NotFound("endpoint " + BranchName(project, branch) + "/endpoints/" + id +
+                            " does not exist");
+  }
+  return &it->second;
+}
+
+bool Engine::HasChildren(const std::string& project, const std::string& id) const {
+  for (const auto& [k, b] : catalog_.branches) {
+    if (b.project == project && b.parent == id) return true;
+  }
+  return false;
+}
+
+// ---- projects ----
+
+Result<ProjectRecord> Engine::CreateProject(const std::string& id, int64_t history_window_s) {
+  ARBOR_RETURN_IF_ERROR(ValidateId("project", id));
+  if (history_window_s < kMinWindowS || history_window_s > kMaxWindowS) {
+    return Status::InvalidArgument(
+        "history_retention_duration must be between 3600s and "
+        "3024000s (35 days), not " +
+        std::to_string(history_window_s) + "s");
+  }
+  std::lock_guard l(mu_);
+  if (catalog_.projects.count(id)) {
+    return Status::AlreadyExists("project projects/" + id + " already exists");
+  }
+  const compute::OsUser& user = supervisor_->user();
+  ARBOR_ASSIGN_OR_RETURN(TimelineId root,
+                         store_->CreateRoot(history_window_s * 1'000'000, user.uid, user.gid));
+  ProjectRecord p;
+  p.id = id;
+  p.uid = NewUid("prj");
+  p.create_time_us = WallMicros();
+  p.history_window_s = history_window_s;
+  p.root = root;
+  p.password = NewPassword();
+
+  // initdb once, as the compute user, on the new root timeline.
+  std::string mnt = options_.data_dir + "/mnt/init-" + p.uid;
+  std::string log_file = options_.data_dir + "/logs/initdb-" + id + ".log";
+  Status st;
+  {
+    std::error_code ec;
+    fs::create_directories(mnt, ec);
+    auto mount = mounter_->Mount(root, mnt);
+    if (!mount.ok()) {
+      st = mount.status();
+    } else {
+      st = compute::InitDb(user, mnt, p.password, log_file);
+      mount->reset();
+    }
+    fs::remove(mnt, ec);
+  }
+  if (st.ok()) st = store_->Sync(root);
+  if (!st.ok()) {
+    (void)store_->DeleteTimeline(root);
+    return st;
+  }
+
+  BranchRecord b;
+  b.project = id;
+  b.id = p.default_branch;
+  b.uid = NewUid("br");
+  b.create_time_us = p.create_time_us;
+  b.timeline = root;
+  b.expiry = Expiry::kNever;
+  catalog_.projects[id] = p;
+  catalog_.branches[{id, b.id}] = b;
+  auto ep = CreateEndpointLocked(id, b.id, "primary", 300, false);
+  if (ep.ok()) st = catalog_.Save();
+  if (!ep.ok() || !st.ok()) {
+    catalog_.endpoints.erase({id, b.id, "primary"});
+    catalog_.branches.erase({id, b.id});
+    catalog_.projects.erase(id);
+    (void)store_->DeleteTimeline(root);
+    return ep.ok() ? st : ep.status();
+  }
+  return p;
+}
+
+Result<ProjectRecord> Engine::GetProject(const std::string& id) {
+  std::lock_guard l(mu_);
+  auto it = catalog_.projects.find(id);
+  if (it == catalog_.projects.end()) {
+    return Status::NotFound("project projects/" + id + " does not exist");
+  }
+  return it->second;
+}
+
+std::vector<ProjectRecord> Engine::ListProjects() {
+  std::lock_guard l(mu_);
+  std::vector<ProjectRecord> out;
+  for (const auto& [k, p] : catalog_.projects) out.push_back(p);
+  return out;
+}
+
+Status Engine::DeleteProject(const std::string& id) {
+  std::lock_guard l(mu_);
+  if (!catalog_.projects.count(id)) {
+    return Status::NotFound("project projects/" + id + " does not exist");
+  }
+  // Leaves first, so every timeline is childless when it goes.
+  while (true) {
+    std::string leaf;
+    for (const auto& [k, b] : catalog_.branches) {
+      if (b.project == id && !HasChildren(id, b.id)) {
+        leaf = b.id;
+        break;
+      }
+    }
+    if (leaf.empty()) break;
+    ARBOR_RETURN_IF_ERROR(DeleteBranchLocked(id, leaf, /*force=*/true));
+  }
+  catalog_.projects.erase(id);
+  return catalog_.Save();
+}
+
+Status Engine::SetHistoryWindow(const std::string& project, int64_t history_window_s) {
+  if (history_window_s < kMinWindowS || history_window_s > kMaxWindowS) {
+    return Status::InvalidArgument(
+        "history_retention_duration must be between 3600s and 3024000s (35 days)");
+  }
+  std::lock_guard l(mu_);
+  auto it = catalog_.projects.find(project);
+  if (it == catalog_.projects.end()) {
+    return Status::NotFound("project projects/" + project + " does not exist");
+  }
+  ARBOR_RETURN_IF_ERROR(store_->SetHistoryWindow(it->second.root, history_window_s * 1'000'000));
+  it->second.history_window_s = history_window_s;
+  return catalog_.Save();
+}
+
+// ---- branches ----
+
+Result<Seq> Engine::ForkPoint(const BranchRecord& parent, std::optional<int64_t> time_us,
+                              std::optional<uint64_t> lsn, int64_t* fork_time_us) {
+  if (time_us) {
+    ARBOR_ASSIGN_OR_RETURN(Seq s, store_->SeqAtTime(parent.timeline, *time_us));
+    *fork_time_us = *time_us;
+    return s;
+  }
+  if (lsn) {
+    ARBOR_ASSIGN_OR_RETURN(Seq s, store_->SeqAtLsn(parent.timeline, Lsn(*lsn)));
+    auto t = store_->TimeOfSeq(parent.timeline, s);
+    *fork_time_us = t.ok() ? *t : WallMicros();
+    return s;
+  }
+  // At the head: every mutation applied so far, so every commit acknowledged so far.
+  *fork_time_us = WallMicros();
+  return store_->Head();
+}
+
+Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std::string& id,
+                                          const BranchRequest& request) {
+  ARBOR_RETURN_IF_ERROR(ValidateId("branch", id));
+  std::lock_guard l(mu_);
+  auto pit = catalog_.projects.find(project);
+  if (pit == catalog_.projects.end()) {
+    return Status::NotFound("project projects/" + project + " does not exist");
+  }
+  if (catalog_.branches.count({project, id})) {
+    return Status::AlreadyExists("branch " + BranchName(project, id) + " already exists");
+  }
+  std::string parent_id =
+      request.source_branch.empty() ? pit->second.default_branch : request.source_branch;
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * parent, FindBranch(project, parent_id));
+  int64_t now = WallMicros();
+  if (request.expiry == Expiry::kExpireTime && request.expire_time_us <= now) {
+    return Status::InvalidArgument("expire_time must be in the future");
+  }
+  if (request.expiry == Expiry::kTtl && request.ttl_s <= 0) {
+    return Status::InvalidArgument("ttl must be positive");
+  }
+  int64_t fork_time = 0;
+  ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*parent, request.time_us, request.lsn, &fork_time));
+  ARBOR_ASSIGN_OR_RETURN(TimelineId tl, store_->Branch(parent->timeline, at));
+
+  BranchRecord b;
+  b.project = project;
+  b.id = id;
+  b.uid = NewUid("br");
+  b.create_time_us = now;
+  b.timeline = tl;
+  b.parent = parent_id;
+  b.source_time_us = fork_time;
+  b.source_lsn = request.lsn.value_or(0);
+  b.requested_time = request.time_us.has_value();
+  b.requested_lsn = request.lsn.has_value();
+  b.expiry = request.expiry;
+  b.ttl_s = request.ttl_s;
+  b.expire_time_us = request.expiry == Expiry::kTtl          ? now + request.ttl_s * 1'000'000
+                     : request.expiry == Expiry::kExpireTime ? request.expire_time_us
+                                                             : 0;
+  b.is_protected = request.is_protected;
+  catalog_.branches[{project, id}] = b;
+  auto ep = CreateEndpointLocked(project, id, "primary", 300, false);
+  Status st = ep.ok() ? catalog_.Save() : ep.status();
+  if (!st.ok()) {
+    catalog_.endpoints.erase({project, id, "primary"});
+    catalog_.branches.erase({project, id});
+    (void)store_->DeleteTimeline(tl);
+    return st;
+  }
+  // Sync so the new timeline survives a crash once the caller has been told it exists.
+  ARBOR_RETURN_IF_ERROR(store_->Sync(tl));
+  return b;
+}
+
+Result<BranchRecord> Engine::GetBranch(const std::string& project, const std::string& id) {
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
+  return *b;
+}
+
+std::vector<BranchRecord> Engine::ListBranches(const std::string& project) {
+  std::lock_guard l(mu_);
+  std::vector<BranchRecord> out;
+  for (const auto& [k, b] : catalog_.branches) {
+    if (b.project == project) out.push_back(b);
+  }
+  return out;
+}
+
+Status Engine::DeleteBranch(const std::string& project, const std::string& id) {
+  std::lock_guard l(mu_);
+  return DeleteBranchLocked(project, id, /*force=*/false);
+}
+
+Status Engine::DeleteBranchLocked(const std::string& project, const std::string& id, bool force) {
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
+  if (!force) {
+    if (b->parent.empty()) {
+      return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                        " is the project's root branch and cannot be deleted");
+    }
+    if (b->is_protected) {
+      return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                        " is protected; unprotect it first");
+    }
+  }
+  if (HasChildren(project, id)) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " has child branches; delete them first");
+  }
+  StopBranchEndpoints(project, id);
+  TimelineId tl = b->timeline;
+  for (auto it = catalog_.endpoints.begin(); it != catalog_.endpoints.end();) {
+    if (it->second.project == project && it->second.branch == id) {
+      live_.erase(it->first);
+      it = catalog_.endpoints.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  catalog_.branches.erase({project, id});
+  // The catalog forgets first: a crash before the store's delete leaves an unreferenced
+  // timeline, which Open() deletes.
+  ARBOR_RETURN_IF_ERROR(catalog_.Save());
+  Status st = store_->DeleteTimeline(tl);
+  if (!st.ok()) log::warn("engine: deleting timeline {}: {}", tl.value(), st.ToString());
+  return Status::Ok();
+}
+
+Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::string& id,
+                                         std::optional<int64_t> time_us) {
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
+  if (b->parent.empty()) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " is the root branch; it has no parent to reset to");
+  }
+  if (b->is_protected) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " is protected; unprotect it before a reset");
+  }
+  if (HasChildren(project, id)) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " has child branches; a reset would orphan them");
+  }
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * parent, FindBranch(project, b->parent));
+  int64_t fork_time = 0;
+  ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*parent, time_us, std::nullopt, &fork_time));
+  ARBOR_ASSIGN_OR_RETURN(TimelineId tl, store_->Branch(parent->timeline, at));
+  std::vector<EndpointRecord> ran = StopBranchEndpoints(project, id);
+  TimelineId old = b->timeline;
+  b->timeline = tl;
+  b->source_time_us = fork_time;
+  b->source_lsn = 0;
+  b->requested_time = time_us.has_value();
+  b->requested_lsn = false;
+  Status st = catalog_.Save();
+  if (!st.ok()) {
+    b->timeline = old;
+    (void)store_->DeleteTimeline(tl);
+    return st;
+  }
+  ARBOR_RETURN_IF_ERROR(store_->Sync(tl));
+  Status del = store_->DeleteTimeline(old);
+  if (!del.ok())
+    log::warn("engine: deleting replaced timeline {}: {}", old.value(), del.ToString());
+  BranchRecord result = *b;
+  for (const EndpointRecord& ep : ran) {
+    auto s = StartLocked(ep);
+    if (!s.ok()) return s.status();
+  }
+  return result;
+}
+
+Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::string& project,
+                                                                   const std::string& id,
+                                                                   std::optional<int64_t> time_us,
+                                                                   std::optional<uint64_t> lsn) {
+  if (!time_us && !lsn) return Status::InvalidArgument("restore needs a time or an LSN");
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
+  int64_t fork_time = 0;
+  ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*b, time_us, lsn, &fork_time));
+  ARBOR_ASSIGN_OR_RETURN(TimelineId tl, store_->Branch(b->timeline, at));
+
+  int64_t now = WallMicros();
+  std::string backup_id = id.substr(0, 36) + "-backup-" + CompactTime(now);
+  for (int n = 2; catalog_.branches.count({project, backup_id}); ++n) {
+    backup_id = id.substr(0, 36) + "-backup-" + CompactTime(now) + "-" + std::to_string(n);
+  }
+  std::vector<EndpointRecord> ran = StopBranchEndpoints(project, id);
+  // The replaced state keeps its timeline under the backup's name; the branch gets the new
+  // timeline, which is a child of that one, and so do the branch's former children.
+  BranchRecord backup = *b;
+  backup.id = backup_id;
+  backup.uid = NewUid("br");
+  backup.create_time_us = now;
+  backup.is_protected = false;
+  backup.expiry = Expiry::kNever;
+  backup.expire_time_us = 0;
+  for (auto& [k, other] : catalog_.branches) {
+    if (other.project == project && other.parent == id) other.parent = backup_id;
+  }
+  b->timeline = tl;
+  b->parent = backup_id;
+  b->source_time_us = fork_time;
+  b->source_lsn = lsn.value_or(0);
+  b->requested_time = time_us.has_value();
+  b->requested_lsn = lsn.has_value();
+  catalog_.branches[{project, backup_id}] = backup;
+  BranchRecord result = catalog_.branches.at({project, id});
+  auto ep = CreateEndpointLocked(project, backup_id, "primary", 300, false);
+  ARBOR_RETURN_IF_ERROR(ep.status());
+  ARBOR_RETURN_IF_ERROR(catalog_.Save());
+  ARBOR_RETURN_IF_ERROR(store_->Sync(tl));
+  for (const EndpointRecord& e : ran) {
+    auto s = StartLocked(e);
+    if (!s.ok()) return s.status();
+  }
+  return std::make_pair(result, backup_id);
+}
+
+Status Engine::UpdateBranch(const std::string& project, const std::string& id,
+                            std::optional<bool> is_protected, std::optional<BranchRequest> expiry) {
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
+  BranchRecord updated = *b;
+  if (is_protected) updated.is_protected = *is_protected;
+  if (expiry) {
+    int64_t now = WallMicros();
+    updated.expiry = expiry->expiry;
+    updated.ttl_s = expiry->ttl_s;
+    if (expiry->expiry == Expiry::kTtl) {
+      if (expiry->ttl_s <= 0) return Status::InvalidArgument("ttl must be positive");
+      updated.expire_time_us = now + expiry->ttl_s * 1'000'000;
+    } else if (expiry->expiry == Expiry::kExpireTime) {
+      if (expiry->expire_time_us <= now) {
+        return Status::InvalidArgument("expire_time must be in the future");
+      }
+      updated.expire_time_us = expiry->expire_time_us;
+    } else {
+      updated.expire_time_us = 0;
+    }
+  }
+  BranchRecord old = *b;
+  *b = updated;
+  Status st = catalog_.Save();
+  if (!st.ok()) *b = old;
+  return st;
+}
+
+Result<storage::Usage> Engine::BranchUsage(const std::string& project, const std::string& id) {
+  TimelineId tl;
+  {
+    std::lock_guard l(mu_);
+    ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
+    tl = b->timeline;
+  }
+  return store_->GetUsage(tl);
+}
+
+std::vector<std::string> Engine::ReapExpired(int64_t now_us) {
+  std::lock_guard l(mu_);
+  std::vector<std::string> gone;
+  bool again = true;
+  while (again) {
+    again = false;
+    for (const auto& [k, b] : catalog_.branches) {
+      if (b.expire_time_us == 0 || b.expire_time_us > now_us || b.is_protected ||
+          b.parent.empty() || HasChildren(b.project, b.id)) {
+        continue;
+      }
+      std::string project = b.project, id = b.id;
+      Status st = DeleteBranchLocked(project, id, false);
+      if (st.ok()) {
+        log::info("engine: branch {} expired and was deleted", BranchName(project, id));
+        gone.push_back(BranchName(project, id));
+        again = true;
+        break;  // the map changed
+      }
+      log::warn("engine: expired branch {}: {}", BranchName(project, id), st.ToString());
+    }
+  }
+  return gone;
+}
+
+// ---- endpoints ----
+
+Result<uint16_t> Engine::AllocatePort() const {
+  std::set<uint16_t> used;
+  for (const auto& [k, e] : catalog_.endpoints) used.insert(e.port);
+  for (uint32_t p = options_.port_lo; p <= options_.port_hi; ++p) {
+    if (!used.count(static_cast<uint16_t>(p))) return static_cast<uint16_t>(p);
+  }
+  return Status::ResourceExhausted("every endpoint port in " + std::to_string(options_.port_lo) +
+                                   "-" + std::to_string(options_.port_hi) + " is taken");
+}
+
+Result<EndpointRecord> Engine::CreateEndpointLocked(const std::string& project,
+                                                    const std::string& branch,
+                                                    const std::string& id,
+                                                    int64_t suspend_timeout_s, bool no_suspension) {
+  ARBOR_RETURN_IF_ERROR(ValidateId("endpoint", id));
+  ARBOR_RETURN_IF_ERROR(FindBranch(project, branch).status());
+  if (catalog_.endpoints.count({project, branch, id})) {
+    return Status::AlreadyExists("endpoint " + BranchName(project, branch) + "/endpoints/" + id +
+                                 " already exists");
+  }
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.project == project && e.branch == branch) {
+      return Status::FailedPrecondition("branch " + BranchName(project, branch) +
+                                        " already has a read-write endpoint (" + e.id + ")");
+    }
+  }
+  if (suspend_timeout_s <= 0 && !no_suspension) {
+    return Status::InvalidArgument("suspend_timeout_duration must be positive");
+  }
+  ARBOR_ASSIGN_OR_RETURN(uint16_t port, AllocatePort());
+  EndpointRecord e;
+  e.project = project;
+  e.branch = branch;
+  e.id = id;
+  e.uid = NewUid("ep");
+  e.create_time_us = WallMicros();
+  e.port = port;
+  e.suspend_timeout_s = suspend_timeout_s;
+  e.no_suspension = no_suspension;
+  catalog_.endpoints[{project, branch, id}] = e;
+  return e;
+}
+
+Result<EndpointRecord> Engine::CreateEndpoint(const std::string& project, const std::string& branch,
+                                              const std::string& id, int64_t suspend_timeout_s,
+                                              bool no_suspension) {
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord e, CreateEndpointLocked(project, branch, id,
+                                                                suspend_timeout_s, no_suspension));
+  Status st = catalog_.Save();
+  if (!st.ok()) {
+    catalog_.endpoints.erase({project, branch, id});
+    return st;
+  }
+  return e;
+}
+
+Result<EndpointRecord> Engine::GetEndpoint(const std::string& project, const std::string& branch,
+                                           const std::string& id) {
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
+  return *e;
+}
+
+std::vector<EndpointRecord> Engine::ListEndpoints(const std::string& project,
+                                                  const std::string& branch) {
+  std::lock_guard l(mu_);
+  std::vector<EndpointRecord> out;
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.project == project && (branch.empty() || e.branch == branch)) out.push_back(e);
+  }
+  return out;
+}
+
+Status Engine::DeleteEndpoint(const std::string& project, const std::string& branch,
+                              const std::string& id) {
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
+  ARBOR_RETURN_IF_ERROR(StopLocked(*e));
+  live_.erase({project, branch, id});
+  catalog_.endpoints.erase({project, branch, id});
+  return catalog_.Save();
+}
+
+std::string Engine::ComputeId(const EndpointRecord& ep) const {
+  return BranchName(ep.project, ep.branch) + "/endpoints/" + ep.id;
+}
+
+std::string Engine::EndpointDir(const std::string& kind, const EndpointRecord& ep) const {
+  return options_.data_dir + "/" + kind + "/" + ep.uid;
+}
+
+Result<EndpointState> Engine::StartLocked(const EndpointRecord& ep) {
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(ep.project, ep.branch));
+  EndpointKey key{ep.project, ep.branch, ep.id};
+  Live& live = live_[key];
+  std::string cid = ComputeId(ep);
+  if (live.running) {
+    compute::ComputeState state = supervisor_->State(cid);
+    if (state == compute::ComputeState::kRunning) {
+      return EndpointState{true, "127.0.0.1", ep.port, live.socket_dir};
+    }
+    // It crashed: its data is intact by the crash-image rule; start it again.
+    log::warn("engine: compute {} died; restarting it", cid);
+    (void)supervisor_->Stop(cid, std::chrono::seconds(1));
+    live.running = false;
+  }
+  if (!live.mount) {
+    live.mountpoint = EndpointDir("mnt", ep);
+    std::error_code ec;
+    fs::create_directories(live.mountpoint, ec);
+    ARBOR_ASSIGN_OR_RETURN(live.mount, mounter_->Mount(b->timeline, live.mountpoint));
+  }
+  live.socket_dir = EndpointDir("run", ep);
+  compute::ComputeSpec spec;
+  spec.id = cid;
+  spec.pgdata = live.mountpoint;
+  spec.port = ep.port;
+  spec.socket_dir = live.socket_dir;
+  spec.log_file =
+      options_.data_dir + "/logs/" + ep.project + "." + ep.branch + "." + ep.id + ".log";
+  spec.shared_buffers = options_.shared_buffers;
+  spec.max_connections = options_.max_connections;
+  Status st = supervisor_->Start(spec, options_.start_timeout);
+  if (!st.ok()) {
+    live.mount.reset();
+    return st;
+  }
+  live.running = true;
+  return EndpointState{true, "127.0.0.1", ep.port, live.socket_dir};
+}
+
+Status Engine::StopLocked(const EndpointRecord& ep) {
+  auto it = live_.find({ep.project, ep.branch, ep.id});
+  if (it == live_.end()) return Status::Ok();
+  if (it->second.running) {
+    Status st = supervisor_->Stop(ComputeId(ep), options_.stop_timeout);
+    if (!st.ok() && st.code() != Code::kNotFound) return st;
+    it->second.running = false;
+  }
+  it->second.mount.reset();  // unmounts
+  return Status::Ok();
+}
+
+std::vector<EndpointRecord> Engine::StopBranchEndpoints(const std::string& project,
+                                                        const std::string& branch) {
+  std::vector<EndpointRecord> ran;
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.project != project || e.branch != branch) continue;
+    auto it = live_.find(k);
+    if (it != live_.end() && it->second.running) ran.push_back(e);
+    Status st = StopLocked(e);
+    if (!st.ok()) log::warn("engine: stopping {}: {}", ComputeId(e), st.ToString());
+  }
+  return ran;
+}
+
+Result<EndpointState> Engine::StartEndpoint(const std::string& project, const std::string& branch,
+                                            const std::string& id) {
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
+  return StartLocked(*e);
+}
+
+Status Engine::StopEndpoint(const std::string& project, const std::string& branch,
+                            const std::string& id) {
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
+  return StopLocked(*e);
+}
+
+Result<EndpointState> Engine::GetEndpointState(const std::string& project,
+                                               const std::string& branch, const std::string& id) {
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
+  EndpointState s;
+  s.port = e->port;
+  auto it = live_.find({project, branch, id});
+  if (it != live_.end() && it->second.running) {
+    s.running = supervisor_->State(ComputeId(*e)) == compute::ComputeState::kRunning;
+    s.socket_dir = it->second.socket_dir;
+  }
+  return s;
+}
+
+Result<std::string> Engine::ConnectionString(const std::string& project, const std::string& branch,
+                                             const std::string& endpoint) {
+  std::lock_guard l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, endpoint));
+  const ProjectRecord& p = catalog_.projects.at(project);
+  return "postgresql://postgres:" + p.password + "@127.0.0.1:" + std::to_string(e->port) +
+         "/postgres";
+}
+
+void Engine::Shutdown() {
+  std::lock_guard l(mu_);
+  for (auto& [k, live] : live_) {
+    if (live.running) {
+      auto [p, b, e] = k;
+      Status st = supervisor_->Stop(BranchName(p, b) + "/endpoints/" + e, options_.stop_timeout);
+      if (!st.ok()) log::warn("engine: stopping {}: {}", BranchName(p, b), st.ToString());
+      live.running = false;
+    }
+    live.mount.reset();
+  }
+  live_.clear();
+}
+
+}  // namespace arbor::control

@@ -1,0 +1,185 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "compute/supervisor.h"
+#include "control/catalog.h"
+#include "storage/store.h"
+
+namespace arbor::control {
+
+// An arborfs mount of one timeline; unmounts when destroyed.
+class MountHandle {
+ public:
+  virtual ~MountHandle() = default;
+};
+
+// Makes arborfs mounts. The engine's only view of src/fs, so tests of the engine's
+// bookkeeping can run without FUSE; production passes the real one.
+class Mounter {
+ public:
+  virtual ~Mounter() = default;
+  // Mounts `timeline` at `path` (an existing empty directory). Returns once the mount serves.
+  [[nodiscard]] virtual Result<std::unique_ptr<MountHandle>> Mount(TimelineId timeline,
+                                                                   const std::string& path) = 0;
+};
+
+struct EngineOptions {
+  std::string data_dir;  // holds catalog.json, mnt/, run/, logs/
+  uint16_t port_lo = 55433;
+  uint16_t port_hi = 55999;
+  std::string shared_buffers = "128MB";
+  int max_connections = 100;
+  std::chrono::milliseconds start_timeout{120'000};
+  std::chrono::milliseconds stop_timeout{60'000};
+};
+
+// How a new branch is made. Validation of the combination of fields is the API's job;
+// the engine checks what needs state (names exist, times and LSNs in range).
+struct BranchRequest {
+  std::string source_branch;  // branch id in the same project; empty = the default branch
+  std::optional<int64_t> time_us;
+  std::optional<uint64_t> lsn;
+  Expiry expiry = Expiry::kNever;
+  int64_t ttl_s = 0;
+  int64_t expire_time_us = 0;
+  bool is_protected = false;
+};
+
+struct EndpointState {
+  bool running = false;
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  std::string socket_dir;
+};
+
+// The control plane's core: projects, branches and endpoints over the store, arborfs and
+// the compute supervisor. Thread-safe: one mutex serializes every operation (they are
+// control-plane operations; a compute start holds it for the ~second postgres takes).
+class Engine {
+ public:
+  Engine(EngineOptions options, storage::Store* store, Mounter* mounter,
+         compute::Supervisor* supervisor);
+  ~Engine();  // stops every compute and unmounts
+
+  // Loads the catalog. Corruption if it cannot be read.
+  [[nodiscard]] Status Open();
+
+  // ---- projects ----
+  // Creates the project, its root branch `production` with endpoint `primary`: initdb
+  // runs once, as the compute user, on the new root timeline.
+  [[nodiscard]] Result<ProjectRecord> CreateProject(const std::string& id,
+                                                    int64_t history_window_s);
+  [[nodiscard]] Result<ProjectRecord> GetProject(const std::string& id);
+  std::vector<ProjectRecord> ListProjects();
+  [[nodiscard]] Status DeleteProject(const std::string& id);
+  [[nodiscard]] Status SetHistoryWindow(const std::string& project, int64_t history_window_s);
+
+  // ---- branches ----
+  [[nodiscard]] Result<BranchRecord> CreateBranch(const std::string& project, const std::string& id,
+                                                  const BranchRequest& request);
+  [[nodiscard]] Result<BranchRecord> GetBranch(const std::string& project, const std::string& id);
+  std::vector<BranchRecord> ListBranches(const std::string& project);
+  // FailedPrecondition for a protected branch, the root, or one with children.
+  [[nodiscard]] Status DeleteBranch(const std::string& project, const std::string& id);
+  // The branch takes its parent's state now (or at `time_us`), keeping its name, endpoints
+  // and ports. FailedPrecondition for the root, a protected branch, or one with children.
+  [[nodiscard]] Result<BranchRecord> ResetBranch(const std::string& project, const std::string& id,
+                                                 std::optional<int64_t> time_us);
+  // The branch takes its own state at `time_us` (or `lsn`); the state it had becomes a
+  // new branch, whose id is returned with the branch.
+  [[nodiscard]] Result<std::pair<BranchRecord, std::string>> RestoreBranch(
+      const std::string& project, const std::string& id, std::optional<int64_t> time_us,
+      std::optional<uint64_t> lsn);
+  [[nodiscard]] Status UpdateBranch(const std::string& project, const std::string& id,
+                                    std::optional<bool> is_protected,
+                                    std::optional<BranchRequest> expiry);
+  [[nodiscard]] Result<storage::Usage> BranchUsage(const std::string& project,
+                                                   const std::string& id);
+  // Deletes every unprotected branch whose expiry has passed (children first); returns
+  // their names.
+  std::vector<std::string> ReapExpired(int64_t now_us);
+
+  // ---- endpoints ----
+  [[nodiscard]] Result<EndpointRecord> CreateEndpoint(const std::string& project,
+                                                      const std::string& branch,
+                                                      const std::string& id,
+                                                      int64_t suspend_timeout_s,
+                                                      bool no_suspension);
+  [[nodiscard]] Result<EndpointRecord> GetEndpoint(const std::string& project,
+                                                   const std::string& branch,
+                                                   const std::string& id);
+  std::vector<EndpointRecord> ListEndpoints(const std::string& project, const std::string& branch);
+  [[nodiscard]] Status DeleteEndpoint(const std::string& project, const std::string& branch,
+                                      const std::string& id);
+  // Mounts the branch and starts its postgres; returns once it accepts connections.
+  [[nodiscard]] Result<EndpointState> StartEndpoint(const std::string& project,
+                                                    const std::string& branch,
+                                                    const std::string& id);
+  // Fast shutdown, then unmount.
+  [[nodiscard]] Status StopEndpoint(const std::string& project, const std::string& branch,
+                                    const std::string& id);
+  [[nodiscard]] Result<EndpointState> GetEndpointState(const std::string& project,
+                                                       const std::string& branch,
+                                                       const std::string& id);
+  // postgresql://postgres:PASSWORD@127.0.0.1:PORT/postgres
+  [[nodiscard]] Result<std::string> ConnectionString(const std::string& project,
+                                                     const std::string& branch,
+                                                     const std::string& endpoint);
+
+  // Stops every compute and unmounts everything.
+  void Shutdown();
+
+  storage::Store* store() { return store_; }
+
+ private:
+  struct Live {
+    std::unique_ptr<MountHandle> mount;
+    std::string mountpoint;
+    std::string socket_dir;
+    bool running = false;
+  };
+  using EndpointKey = std::tuple<std::string, std::string, std::string>;
+
+  Result<BranchRecord*> FindBranch(const std::string& project, const std::string& id);
+  Result<EndpointRecord*> FindEndpoint(const std::string& project, const std::string& branch,
+                                       const std::string& id);
+  bool HasChildren(const std::string& project, const std::string& id) const;
+  Result<Seq> ForkPoint(const BranchRecord& parent, std::optional<int64_t> time_us,
+                        std::optional<uint64_t> lsn, int64_t* fork_time_us);
+  Result<EndpointRecord> CreateEndpointLocked(const std::string& project, const std::string& branch,
+                                              const std::string& id, int64_t suspend_timeout_s,
+                                              bool no_suspension);
+  Result<EndpointState> StartLocked(const EndpointRecord& ep);
+  Status StopLocked(const EndpointRecord& ep);
+  // Stops the branch's running endpoints; returns the ones that ran.
+  std::vector<EndpointRecord> StopBranchEndpoints(const std::string& project,
+                                                  const std::string& branch);
+  Status DeleteBranchLocked(const std::string& project, const std::string& id, bool force);
+  Result<uint16_t> AllocatePort() const;
+  std::string ComputeId(const EndpointRecord& ep) const;
+  std::string EndpointDir(const std::string& kind, const EndpointRecord& ep) const;
+
+  EngineOptions options_;
+  storage::Store* store_;
+  Mounter* mounter_;
+  compute::Supervisor* supervisor_;
+  std::mutex mu_;
+  Catalog catalog_;                   // guarded by mu_
+  std::map<EndpointKey, Live> live_;  // guarded by mu_
+};
+
+// Checks a project, branch or endpoint id: 1-63 lowercase letters, digits and hyphens,
+// starting with a letter. InvalidArgument naming `what` otherwise.
+[[nodiscard]] Status ValidateId(const std::string& what, const std::string& id);
+
+}  // namespace arbor::control
