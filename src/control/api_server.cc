@@ -1,0 +1,615 @@
+#include "control/api_server.h"
+
+#include <httplib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+namespace arbor::control {
+namespace {
+
+using nlohmann::json;
+const std::string kPrefix = "/api/2.0/postgres/";
+
+// The single place where a Status becomes an HTTP answer.
+void SendError(httplib::Response& res, const Status& st) {
+  int http = 500;
+  const char* code = "INTERNAL_ERROR";
+  switch (st.code()) {
+    case Code::kInvalidArgument:
+      http = 400, code = "INVALID_PARAMETER_VALUE";
+      break;
+    case Code::kFailedPrecondition:
+      http = 400, code = "FAILED_PRECONDITION";
+      break;
+    case Code::kOutOfRange:
+      http = 400, code = "OUT_OF_RANGE";
+      break;
+    case Code::kNotFound:
+      http = 404, code = "RESOURCE_DOES_NOT_EXIST";
+      break;
+    case Code::kAlreadyExists:
+      http = 409, code = "RESOURCE_ALREADY_EXISTS";
+      break;
+    case Code::kResourceExhausted:
+    case Code::kUnavailable:
+      http = 503, code = "TEMPORARILY_UNAVAILABLE";
+      break;
+    default:
+      break;
+  }
+  if (http >= 500) log::error("api: {}", st.ToString());
+  res.status = http;
+  res.set_content(json{{"error_code", code}, {"message", st.message()}}.dump(), "application/json");
+}
+
+void SendJson(httplib::Response& res, const json& j) {
+  res.status = 200;
+  res.set_content(j.dump(), "application/json");
+}
+
+std::string Duration(int64_t s) { return std::to_string(s) + "s"; }
+
+Result<json> Body(const httplib::Request& req) {
+  if (req.body.empty()) return json::object();
+  json j = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::InvalidArgument("the request body is not valid JSON");
+  if (!j.is_object()) return Status::InvalidArgument("the request body must be a JSON object");
+  return j;
+}
+
+// Reads an optional field of `obj`, checking its JSON type.
+template <typename T>
+Result<std::optional<T>> Field(const json& obj, const char* name, const char* where) {
+  auto it = obj.find(name);
+  if (it == obj.end() || it->is_null()) return std::optional<T>();
+  bool ok = false;
+  if constexpr (std::is_same_v<T, std::string>) ok = it->is_string();
+  if constexpr (std::is_same_v<T, bool>) ok = it->is_boolean();
+  if (!ok) {
+    return Status::InvalidArgument(std::string(where) + "." + name + " has the wrong type");
+  }
+  return std::optional<T>(it->get<T>());
+}
+
+Result<json> Spec(const json& body) {
+  auto it = body.find("spec");
+  if (it == body.end() || it->is_null()) return json::object();
+  if (!it->is_object()) return Status::InvalidArgument("spec must be an object");
+  return *it;
+}
+
+// "projects/P/branches/B" or "B" -> B, within project P.
+Result<std::string> BranchIdOf(const std::string& project, const std::string& name) {
+  std::string prefix = "projects/" + project + "/branches/";
+  if (name.rfind("projects/", 0) == 0) {
+    if (name.rfind(prefix, 0) != 0) {
+      return Status::InvalidArgument("source_branch " + name + " is not in projects/" + project);
+    }
+    return name.substr(prefix.size());
+  }
+  return name;
+}
+
+// Parses the expiry fields of a branch spec. `required`: exactly one must be present.
+Result<std::optional<BranchRequest>> ExpiryOf(const json& spec, bool required) {
+  ARBOR_ASSIGN_OR_RETURN(auto ttl, Field<std::string>(spec, "ttl", "spec"));
+  ARBOR_ASSIGN_OR_RETURN(auto expire, Field<std::string>(spec, "expire_time", "spec"));
+  ARBOR_ASSIGN_OR_RETURN(auto never, Field<bool>(spec, "no_expiry", "spec"));
+  int n = (ttl ? 1 : 0) + (expire ? 1 : 0) + (never && *never ? 1 : 0);
+  if (n == 0) {
+    if (!required) return std::optional<BranchRequest>();
+    return Status::InvalidArgument(
+        "Expiration must be specified: set spec.ttl, spec.expire_time or spec.no_expiry");
+  }
+  if (n > 1) {
+    return Status::InvalidArgument("set only one of spec.ttl, spec.expire_time and spec.no_expiry");
+  }
+  BranchRequest r;
+  if (ttl) {
+    r.expiry = Expiry::kTtl;
+    ARBOR_ASSIGN_OR_RETURN(r.ttl_s, ParseDuration(*ttl));
+  } else if (expire) {
+    r.expiry = Expiry::kExpireTime;
+    ARBOR_ASSIGN_OR_RETURN(r.expire_time_us, ParseTime(*expire));
+  } else {
+    r.expiry = Expiry::kNever;
+  }
+  return std::optional<BranchRequest>(r);
+}
+
+}  // namespace
+
+// ---- text forms ----
+
+Result<int64_t> ParseTime(const std::string& text) {
+  int y, mo, d, h, mi, s, n = 0;
+  if (sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 ||
+      n != 19) {
+    return Status::InvalidArgument("'" + text + "' is not an RFC 3339 time (e.g. " +
+                                   "2026-11-24T16:00:00Z)");
+  }
+  size_t i = 19;
+  int64_t frac_us = 0;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    int digits = 0;
+    int64_t scale = 100'000;
+    while (i < text.size() && isdigit(static_cast<unsigned char>(text[i]))) {
+      if (digits < 6) frac_us += (text[i] - '0') * scale, scale /= 10;
+      ++digits, ++i;
+    }
+    if (digits == 0 || digits > 9) return Status::InvalidArgument("bad fraction in '" + text + "'");
+  }
+  int64_t offset_s = 0;
+  std::string rest = text.substr(i);
+  if (rest == "Z" || rest == "z") {
+  } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
+    int oh, om;
+    if (sscanf(rest.c_str() + 1, "%2d:%2d", &oh, &om) != 2) {
+      return Status::InvalidArgument("bad offset in '" + text + "'");
+    }
+    offset_s = (oh * 3600 + om * 60) * (rest[0] == '-' ? -1 : 1);
+  } else {
+    return Status::InvalidArgument("'" + text + "' needs a time zone (Z or +hh:mm)");
+  }
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) {
+    return Status::InvalidArgument("'" + text + "' is not a valid date and time");
+  }
+  struct tm tm = {};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = s;
+  int64_t secs = timegm(&tm) - offset_s;
+  return secs * 1'000'000 + frac_us;
+}
+
+std::string FormatTime(int64_t us) {
+  time_t secs = us / 1'000'000;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[80];
+  snprintf(out, sizeof out, "%s.%06lldZ", buf, static_cast<long long>(us % 1'000'000));
+  return out;
+}
+
+Result<int64_t> ParseDuration(const std::string& text) {
+  if (text.size() < 2 || text.back() != 's') {
+    return Status::InvalidArgument("'" + text + "' is not a duration (e.g. \"3600s\")");
+  }
+  int64_t v = 0;
+  for (size_t i = 0; i + 1 < text.size(); ++i) {
+    if (!isdigit(static_cast<unsigned char>(text[i])) || v > 1'000'000'000'000) {
+      return Status::InvalidArgument("'" + text + "' is not a duration (e.g. \"3600s\")");
+    }
+    v = v * 10 + (text[i] - '0');
+  }
+  return v;
+}
+
+Result<uint64_t> ParseLsn(const std::string& text) {
+  unsigned hi, lo;
+  int n = 0;
+  if (sscanf(text.c_str(), "%X/%X%n", &hi, &lo, &n) != 2 || n != static_cast<int>(text.size())) {
+    return Status::InvalidArgument("'" + text + "' is not an LSN (e.g. \"0/16B3740\")");
+  }
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+
+std::string FormatLsn(uint64_t lsn) {
+  char b[32];
+  snprintf(b, sizeof b, "%X/%X", static_cast<unsigned>(lsn >> 32),
+           static_cast<unsigned>(lsn & 0xffffffff));
+  return b;
+}
+
+// ---- server ----
+
+ApiServer::ApiServer(Engine* engine, std::string admin_token, ServerInfo info)
+    : engine_(engine),
+      token_(std::move(admin_token)),
+      info_(std::move(info)),
+      http_(std::make_unique<httplib::Server>()) {
+  Routes();
+}
+
+ApiServer::~ApiServer() { Stop(); }
+
+Status ApiServer::Bind(const std::string& host, uint16_t port) {
+  if (!http_->bind_to_port(host, port)) {
+    return Status::Unavailable("cannot listen on " + host + ":" + std::to_string(port) +
+                               " (is another Arbor or program using it?)");
+  }
+  return Status::Ok();
+}
+
+void ApiServer::Serve() { http_->listen_after_bind(); }
+
+void ApiServer::Stop() {
+  if (http_) http_->stop();
+}
+
+void ApiServer::Routes() {
+  Engine* eng = engine_;
+  httplib::Server& s = *http_;
+
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    std::string want = "Bearer " + token_;
+    const std::string& got = req.get_header_value("Authorization");
+    // Constant-time comparison: the token is a secret.
+    unsigned diff = got.size() != want.size();
+    for (size_t i = 0; i < want.size(); ++i) diff |= (i < got.size() ? got[i] : 0) ^ want[i];
+    if (diff) {
+      SendError(res, Status(Code::kInvalidArgument, ""));
+      res.status = 401;
+      res.set_content(json{{"error_code", "UNAUTHENTICATED"},
+                           {"message",
+                            "missing or wrong token: use the admin token in "
+                            "$ARBOR_HOME/admin-token"}}
+                          .dump(),
+                      "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    SendError(res, Status::Internal("unexpected error while handling the request"));
+  });
+
+  auto project_json = [](const ProjectRecord& p) {
+    return json{
+        {"name", "projects/" + p.id},
+        {"uid", p.uid},
+        {"create_time", FormatTime(p.create_time_us)},
+        {"spec", {{"history_retention_duration", Duration(p.history_window_s)}}},
+        {"status", {{"default_branch", "projects/" + p.id + "/branches/" + p.default_branch}}}};
+  };
+  auto branch_json = [eng](const BranchRecord& b) {
+    std::string name = "projects/" + b.project + "/branches/" + b.id;
+    json spec = json::object();
+    json status = json::object();
+    if (!b.parent.empty()) {
+      std::string parent = "projects/" + b.project + "/branches/" + b.parent;
+      spec["source_branch"] = parent;
+      status["source_branch"] = parent;
+      status["source_branch_time"] = FormatTime(b.source_time_us);
+      if (b.requested_time) spec["source_branch_time"] = FormatTime(b.source_time_us);
+      if (b.requested_lsn) {
+        spec["source_branch_lsn"] = FormatLsn(b.source_lsn);
+        status["source_branch_lsn"] = FormatLsn(b.source_lsn);
+      }
+    }
+    if (b.expiry == Expiry::kTtl) spec["ttl"] = Duration(b.ttl_s);
+    if (b.expiry == Expiry::kExpireTime) spec["expire_time"] = FormatTime(b.expire_time_us);
+    if (b.expiry == Expiry::kNever) spec["no_expiry"] = true;
+    spec["is_protected"] = b.is_protected;
+    auto proj = eng->GetProject(b.project);
+    status["current_state"] = "READY";
+    status["default"] = proj.ok() && proj->default_branch == b.id;
+    auto usage = eng->BranchUsage(b.project, b.id);
+    status["logical_size_bytes"] = usage.ok() ? usage->logical_size_bytes : 0;
+    status["written_bytes"] = usage.ok() ? usage->written_bytes : 0;
+    if (b.expire_time_us) status["expire_time"] = FormatTime(b.expire_time_us);
+    return json{{"name", name},
+                {"uid", b.uid},
+                {"create_time", FormatTime(b.create_time_us)},
+                {"spec", spec},
+                {"status", status}};
+  };
+  auto endpoint_json = [eng](const EndpointRecord& e) {
+    json spec{{"endpoint_type", "ENDPOINT_TYPE_READ_WRITE"},
+              {"suspend_timeout_duration", Duration(e.suspend_timeout_s)}};
+    if (e.no_suspension) spec["no_suspension"] = true;
+    auto st = eng->GetEndpointState(e.project, e.branch, e.id);
+    auto cs = eng->ConnectionString(e.project, e.branch, e.id);
+    json status{{"current_state", st.ok() && st->running ? "ACTIVE" : "IDLE"},
+                {"host", "127.0.0.1"},
+                {"port", e.port}};
+    if (cs.ok()) status["connection_string"] = *cs;
+    return json{{"name", "projects/" + e.project + "/branches/" + e.branch + "/endpoints/" + e.id},
+                {"uid", e.uid},
+                {"create_time", FormatTime(e.create_time_us)},
+                {"spec", spec},
+                {"status", status}};
+  };
+
+  // Wraps a handler: a Status it returns becomes the error answer.
+  using Handler = std::function<Status(const httplib::Request&, httplib::Response&)>;
+  auto wrap = [](Handler h) {
+    return [h](const httplib::Request& req, httplib::Response& res) {
+      Status st = h(req, res);
+      if (!st.ok()) SendError(res, st);
+    };
+  };
+
+  s.Get(kPrefix + "status", wrap([this](const httplib::Request&, httplib::Response& res) {
+          SendJson(res, {{"version", info_.version},
+                         {"pid", static_cast<int64_t>(getpid())},
+                         {"data_dir", info_.data_dir},
+                         {"api", info_.api_url},
+                         {"proxy", info_.proxy_listen},
+                         {"endpoint_ports", info_.endpoint_ports}});
+          return Status::Ok();
+        }));
+
+  // ---- projects ----
+  s.Post(kPrefix + "projects",
+         wrap([eng, project_json](const httplib::Request& req, httplib::Response& res) {
+           std::string id = req.get_param_value("project_id");
+           if (id.empty()) return Status::InvalidArgument("project_id is required");
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+           int64_t window = 86'400;
+           ARBOR_ASSIGN_OR_RETURN(auto w,
+                                  Field<std::string>(spec, "history_retention_duration", "spec"));
+           if (w) {
+             ARBOR_ASSIGN_OR_RETURN(window, ParseDuration(*w));
+           }
+           ARBOR_ASSIGN_OR_RETURN(ProjectRecord p, eng->CreateProject(id, window));
+           SendJson(res, project_json(p));
+           return Status::Ok();
+         }));
+  s.Get(kPrefix + "projects",
+        wrap([eng, project_json](const httplib::Request&, httplib::Response& res) {
+          json list = json::array();
+          for (const auto& p : eng->ListProjects()) list.push_back(project_json(p));
+          SendJson(res, {{"projects", list}});
+          return Status::Ok();
+        }));
+  s.Get(kPrefix + "projects/([^/:]+)",
+        wrap([eng, project_json](const httplib::Request& req, httplib::Response& res) {
+          ARBOR_ASSIGN_OR_RETURN(ProjectRecord p, eng->GetProject(req.matches[1]));
+          SendJson(res, project_json(p));
+          return Status::Ok();
+        }));
+  s.Patch(kPrefix + "projects/([^/:]+)",
+          wrap([eng, project_json](const httplib::Request& req, httplib::Response& res) {
+            std::string project = req.matches[1];
+            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+            ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+            std::string mask = req.get_param_value("update_mask");
+            if (mask != "spec.history_retention_duration") {
+              return Status::InvalidArgument("update_mask must be spec.history_retention_duration");
+            }
+            ARBOR_ASSIGN_OR_RETURN(auto w,
+                                   Field<std::string>(spec, "history_retention_duration", "spec"));
+            if (!w) return Status::InvalidArgument("spec.history_retention_duration is required");
+            ARBOR_ASSIGN_OR_RETURN(int64_t window, ParseDuration(*w));
+            ARBOR_RETURN_IF_ERROR(eng->SetHistoryWindow(project, window));
+            ARBOR_ASSIGN_OR_RETURN(ProjectRecord p, eng->GetProject(project));
+            SendJson(res, project_json(p));
+            return Status::Ok();
+          }));
+  s.Delete(kPrefix + "projects/([^/:]+)",
+           wrap([eng](const httplib::Request& req, httplib::Response& res) {
+             ARBOR_RETURN_IF_ERROR(eng->DeleteProject(req.matches[1]));
+             SendJson(res, json::object());
+             return Status::Ok();
+           }));
+
+  // ---- branches ----
+  s.Post(kPrefix + "projects/([^/:]+)/branches",
+         wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
+           std::string project = req.matches[1];
+           std::string id = req.get_param_value("branch_id");
+           if (id.empty()) return Status::InvalidArgument("branch_id is required");
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+           ARBOR_ASSIGN_OR_RETURN(auto expiry, ExpiryOf(spec, /*required=*/true));
+           BranchRequest r = *expiry;
+           ARBOR_ASSIGN_OR_RETURN(auto source, Field<std::string>(spec, "source_branch", "spec"));
+           if (source) {
+             ARBOR_ASSIGN_OR_RETURN(r.source_branch, BranchIdOf(project, *source));
+           }
+           ARBOR_ASSIGN_OR_RETURN(auto t, Field<std::string>(spec, "source_branch_time", "spec"));
+           ARBOR_ASSIGN_OR_RETURN(auto lsn, Field<std::string>(spec, "source_branch_lsn", "spec"));
+           if (t && lsn) {
+             return Status::InvalidArgument(
+                 "set at most one of spec.source_branch_time and spec.source_branch_lsn");
+           }
+           if (t) {
+             ARBOR_ASSIGN_OR_RETURN(r.time_us, ParseTime(*t));
+           }
+           if (lsn) {
+             ARBOR_ASSIGN_OR_RETURN(r.lsn, ParseLsn(*lsn));
+           }
+           ARBOR_ASSIGN_OR_RETURN(auto prot, Field<bool>(spec, "is_protected", "spec"));
+           r.is_protected = prot.value_or(false);
+           ARBOR_ASSIGN_OR_RETURN(BranchRecord b, eng->CreateBranch(project, id, r));
+           SendJson(res, branch_json(b));
+           return Status::Ok();
+         }));
+  s.Get(kPrefix + "projects/([^/:]+)/branches",
+        wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
+          std::string project = req.matches[1];
+          ARBOR_RETURN_IF_ERROR(eng->GetProject(project).status());
+          json list = json::array();
+          for (const auto& b : eng->ListBranches(project)) list.push_back(branch_json(b));
+          SendJson(res, {{"branches", list}});
+          return Status::Ok();
+        }));
+  s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)",
+        wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
+          ARBOR_ASSIGN_OR_RETURN(BranchRecord b, eng->GetBranch(req.matches[1], req.matches[2]));
+          SendJson(res, branch_json(b));
+          return Status::Ok();
+        }));
+  s.Patch(kPrefix + "projects/([^/:]+)/branches/([^/:]+)",
+          wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
+            std::string project = req.matches[1], id = req.matches[2];
+            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+            ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+            std::string mask = req.get_param_value("update_mask");
+            if (mask.empty()) return Status::InvalidArgument("update_mask is required");
+            bool want_protect = false, want_expiry = false;
+            for (size_t pos = 0; pos <= mask.size();) {
+              size_t comma = mask.find(',', pos);
+              std::string f =
+                  mask.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+              if (f == "spec.is_protected") {
+                want_protect = true;
+              } else if (f == "spec.ttl" || f == "spec.expire_time" || f == "spec.no_expiry") {
+                want_expiry = true;
+              } else {
+                return Status::InvalidArgument("update_mask field '" + f +
+                                               "' cannot be changed (use spec.is_protected, "
+                                               "spec.ttl, spec.expire_time, spec.no_expiry)");
+              }
+              if (comma == std::string::npos) break;
+              pos = comma + 1;
+            }
+            std::optional<bool> prot;
+            if (want_protect) {
+              ARBOR_ASSIGN_OR_RETURN(prot, Field<bool>(spec, "is_protected", "spec"));
+              if (!prot) return Status::InvalidArgument("spec.is_protected is required");
+            }
+            std::optional<BranchRequest> expiry;
+            if (want_expiry) {
+              ARBOR_ASSIGN_OR_RETURN(expiry, ExpiryOf(spec, true));
+            }
+            ARBOR_RETURN_IF_ERROR(eng->UpdateBranch(project, id, prot, expiry));
+            ARBOR_ASSIGN_OR_RETURN(BranchRecord b, eng->GetBranch(project, id));
+            SendJson(res, branch_json(b));
+            return Status::Ok();
+          }));
+  s.Delete(kPrefix + "projects/([^/:]+)/branches/([^/:]+)",
+           wrap([eng](const httplib::Request& req, httplib::Response& res) {
+             ARBOR_RETURN_IF_ERROR(eng->DeleteBranch(req.matches[1], req.matches[2]));
+             SendJson(res, json::object());
+             return Status::Ok();
+           }));
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):reset",
+         wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_ASSIGN_OR_RETURN(auto t, Field<std::string>(body, "source_branch_time", "body"));
+           std::optional<int64_t> time_us;
+           if (t) {
+             ARBOR_ASSIGN_OR_RETURN(time_us, ParseTime(*t));
+           }
+           ARBOR_ASSIGN_OR_RETURN(BranchRecord b,
+                                  eng->ResetBranch(req.matches[1], req.matches[2], time_us));
+           SendJson(res, branch_json(b));
+           return Status::Ok();
+         }));
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):restore",
+         wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
+           std::string project = req.matches[1];
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_ASSIGN_OR_RETURN(auto t, Field<std::string>(body, "source_branch_time", "body"));
+           ARBOR_ASSIGN_OR_RETURN(auto l, Field<std::string>(body, "source_branch_lsn", "body"));
+           if ((t && l) || (!t && !l)) {
+             return Status::InvalidArgument(
+                 "set exactly one of source_branch_time and source_branch_lsn");
+           }
+           std::optional<int64_t> time_us;
+           std::optional<uint64_t> lsn;
+           if (t) {
+             ARBOR_ASSIGN_OR_RETURN(time_us, ParseTime(*t));
+           }
+           if (l) {
+             ARBOR_ASSIGN_OR_RETURN(lsn, ParseLsn(*l));
+           }
+           ARBOR_ASSIGN_OR_RETURN(auto r,
+                                  eng->RestoreBranch(project, req.matches[2], time_us, lsn));
+           SendJson(res, {{"branch", branch_json(r.first)},
+                          {"backup_branch", "projects/" + project + "/branches/" + r.second}});
+           return Status::Ok();
+         }));
+
+  // ---- endpoints ----
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints",
+         wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
+           std::string id = req.get_param_value("endpoint_id");
+           if (id.empty()) return Status::InvalidArgument("endpoint_id is required");
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+           int64_t timeout = 300;
+           ARBOR_ASSIGN_OR_RETURN(auto t,
+                                  Field<std::string>(spec, "suspend_timeout_duration", "spec"));
+           if (t) {
+             ARBOR_ASSIGN_OR_RETURN(timeout, ParseDuration(*t));
+           }
+           ARBOR_ASSIGN_OR_RETURN(auto never, Field<bool>(spec, "no_suspension", "spec"));
+           ARBOR_ASSIGN_OR_RETURN(auto type, Field<std::string>(spec, "endpoint_type", "spec"));
+           if (type && *type != "ENDPOINT_TYPE_READ_WRITE") {
+             return Status::InvalidArgument("endpoint_type must be ENDPOINT_TYPE_READ_WRITE");
+           }
+           ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
+                                  eng->CreateEndpoint(req.matches[1], req.matches[2], id, timeout,
+                                                      never.value_or(false)));
+           SendJson(res, endpoint_json(e));
+           return Status::Ok();
+         }));
+  s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints",
+        wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
+          ARBOR_RETURN_IF_ERROR(eng->GetBranch(req.matches[1], req.matches[2]).status());
+          json list = json::array();
+          for (const auto& e : eng->ListEndpoints(req.matches[1], req.matches[2])) {
+            list.push_back(endpoint_json(e));
+          }
+          SendJson(res, {{"endpoints", list}});
+          return Status::Ok();
+        }));
+  s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints/([^/:]+)",
+        wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
+          ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
+                                 eng->GetEndpoint(req.matches[1], req.matches[2], req.matches[3]));
+          SendJson(res, endpoint_json(e));
+          return Status::Ok();
+        }));
+  s.Delete(
+      kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints/([^/:]+)",
+      wrap([eng](const httplib::Request& req, httplib::Response& res) {
+        ARBOR_RETURN_IF_ERROR(eng->DeleteEndpoint(req.matches[1], req.matches[2], req.matches[3]));
+        SendJson(res, json::object());
+        return Status::Ok();
+      }));
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints/([^/:]+):start",
+         wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
+           ARBOR_RETURN_IF_ERROR(
+               eng->StartEndpoint(req.matches[1], req.matches[2], req.matches[3]).status());
+           ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
+                                  eng->GetEndpoint(req.matches[1], req.matches[2], req.matches[3]));
+           SendJson(res, endpoint_json(e));
+           return Status::Ok();
+         }));
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints/([^/:]+):stop",
+         wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
+           ARBOR_RETURN_IF_ERROR(eng->StopEndpoint(req.matches[1], req.matches[2], req.matches[3]));
+           ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
+                                  eng->GetEndpoint(req.matches[1], req.matches[2], req.matches[3]));
+           SendJson(res, endpoint_json(e));
+           return Status::Ok();
+         }));
+
+  s.Post(kPrefix + "credentials", wrap([](const httplib::Request&, httplib::Response& res) {
+           res.status = 501;
+           res.set_content(json{{"error_code", "NOT_IMPLEMENTED"},
+                                {"message",
+                                 "short-lived credentials arrive with the proxy; use "
+                                 "the connection string's password for now"}}
+                               .dump(),
+                           "application/json");
+           return Status::Ok();
+         }));
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (res.status == 404 && res.body.empty()) {
+      res.set_content(json{{"error_code", "ENDPOINT_NOT_FOUND"},
+                           {"message", "no API method " + req.method + " " + req.path}}
+                          .dump(),
+                      "application/json");
+    }
+  });
+}
+
+}  // namespace arbor::control

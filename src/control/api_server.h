@@ -1,0 +1,54 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "control/engine.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace arbor::control {
+
+// Facts about the running daemon, reported by GET status.
+struct ServerInfo {
+  std::string version;
+  std::string data_dir;
+  std::string api_url;
+  std::string proxy_listen;
+  std::string endpoint_ports;
+};
+
+// The REST API of docs/api.md over HTTP (cpp-httplib). Maps every Status to an HTTP status
+// and {"error_code", "message"} in exactly one place. Requests run on the server's thread
+// pool; the Engine serializes them.
+class ApiServer {
+ public:
+  ApiServer(Engine* engine, std::string admin_token, ServerInfo info);
+  ~ApiServer();
+
+  // Binds host:port. Unavailable (with the reason) if the address is taken.
+  [[nodiscard]] Status Bind(const std::string& host, uint16_t port);
+  // Serves until Stop(); blocks. REQUIRES: Bind succeeded.
+  void Serve();
+  void Stop();
+
+ private:
+  void Routes();
+  Engine* engine_;
+  std::string token_;
+  ServerInfo info_;
+  std::unique_ptr<httplib::Server> http_;
+};
+
+// RFC 3339 <-> µs since the epoch; durations "3600s" <-> seconds; LSN "X/Y" <-> integer.
+[[nodiscard]] Result<int64_t> ParseTime(const std::string& text);
+std::string FormatTime(int64_t us);
+[[nodiscard]] Result<int64_t> ParseDuration(const std::string& text);
+[[nodiscard]] Result<uint64_t> ParseLsn(const std::string& text);
+std::string FormatLsn(uint64_t lsn);
+
+}  // namespace arbor::control
