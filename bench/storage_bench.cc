@@ -124,6 +124,45 @@ double CpuSeconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+// What one thread did during a call: CPU time and context switches. A slow call with little
+// CPU time either waited in the store (voluntary switches: a lock, a disk read) or was
+// preempted by other work on the machine (involuntary switches).
+struct ThreadClock {
+  int64_t cpu_ns = 0;
+  long voluntary = 0, involuntary = 0;
+};
+
+ThreadClock ReadThreadClock() {
+  ThreadClock c;
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  c.cpu_ns = ts.tv_sec * 1'000'000'000ll + ts.tv_nsec;
+  rusage ru;
+  getrusage(RUSAGE_THREAD, &ru);
+  c.voluntary = ru.ru_nvcsw;
+  c.involuntary = ru.ru_nivcsw;
+  return c;
+}
+
+struct SlowCalls {
+  int n = 0, preempted = 0, waited = 0;
+  std::vector<double> cpu_us;
+  void Add(const ThreadClock& a, const ThreadClock& b) {
+    ++n;
+    preempted += b.involuntary > a.involuntary;
+    waited += b.voluntary > a.voluntary;
+    cpu_us.push_back(Micros(b.cpu_ns - a.cpu_ns));
+  }
+  std::string Describe() const {
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "%d; median on-CPU time %.0f us; %d preempted by the scheduler, %d waited "
+                  "(lock or I/O)",
+                  n, Median(cpu_us), preempted, waited);
+    return buf;
+  }
+};
+
 double g_settle_quiet_s = 2.0;  // 1 s under --quick
 
 // Waits until RocksDB's background work (flushes, compactions) has settled: no bytes written
@@ -389,6 +428,9 @@ void BenchBranchAndRead(const Config& cfg, Summary* sum) {
   TimelineId small_root = Must(small->CreateRoot(kDayUs), "CreateRoot");
   TimelineId large_root = Must(large->CreateRoot(kDayUs), "CreateRoot");
   WriteDataSet(small.get(), small_root, 1, small_bytes / kBlockSize, Fill::kRandom);
+  Reopen(&small, small_path, scfg);
+  Settle();
+  Io io0 = ReadIo();
   int64_t t0 = MonoNanos();
   std::vector<InodeId> large_files_ino = WriteDataSet(
       large.get(), large_root, large_files, large_bytes / large_files / kBlockSize, Fill::kRandom);
@@ -396,11 +438,16 @@ void BenchBranchAndRead(const Config& cfg, Summary* sum) {
   std::printf(
       "  wrote %s (%d files, random bytes, one Apply per 8 KiB block) in %.1f s: %.0f MB/s\n",
       Bytes(large_bytes).c_str(), large_files, load_s, MiB(large_bytes) / load_s);
-  Reopen(&small, small_path, scfg);
   Reopen(&large, large_path, scfg);
   double settle_s = Settle();
-  std::printf("  reopened both stores (flushes the memtables) and waited %.1f s for compactions\n",
+  Io io1 = ReadIo();
+  std::printf("  reopened the stores (flushes the memtables) and waited %.1f s for compactions\n",
               settle_s);
+  std::printf(
+      "  info: the %s load's write-amp (see seq_write_8k): %.2f, net %.2f\n",
+      Bytes(large_bytes).c_str(),
+      static_cast<double>(io1.write_bytes - io0.write_bytes) / static_cast<double>(large_bytes),
+      static_cast<double>(io1.NetWritten() - io0.NetWritten()) / static_cast<double>(large_bytes));
   std::printf("  disk: %s store %.1f MB, %s store %.1f MB\n", Bytes(small_bytes).c_str(),
               MiB(small->DiskBytes()), Bytes(large_bytes).c_str(), MiB(large->DiskBytes()));
 
@@ -408,6 +455,7 @@ void BenchBranchAndRead(const Config& cfg, Summary* sum) {
     Section("branch_create: Branch(parent, Head()) on a small vs a large parent");
     const int rounds = cfg.quick ? 4 : 20, per_round = cfg.quick ? 10 : 50;
     std::vector<double> lat_small, lat_large;
+    SlowCalls slow;
     // Alternate which store goes first, so drift on the machine hits both alike.
     for (int r = 0; r < rounds; ++r) {
       for (int side = 0; side < 2; ++side) {
@@ -416,11 +464,14 @@ void BenchBranchAndRead(const Config& cfg, Summary* sum) {
         TimelineId parent = is_large ? large_root : small_root;
         auto& out = is_large ? lat_large : lat_small;
         for (int i = 0; i < per_round; ++i) {
+          ThreadClock before = ReadThreadClock();
           int64_t a = MonoNanos();
           Result<TimelineId> child = s->Branch(parent, s->Head());
           int64_t b = MonoNanos();
+          ThreadClock after = ReadThreadClock();
           Must(std::move(child), "Branch");
           out.push_back(Micros(b - a));
+          if (Micros(b - a) >= 1000) slow.Add(before, after);
         }
       }
     }
@@ -437,6 +488,7 @@ void BenchBranchAndRead(const Config& cfg, Summary* sum) {
     std::printf(
         "  %-6s parent: n=%zu median %.1f us  p99 %.1f us  max %.1f us  under 1 ms: %.1f%%\n",
         Bytes(large_bytes).c_str(), sl.n, sl.median, sl.p99, sl.max, under(lat_large));
+    if (slow.n) std::printf("  calls over 1 ms: %s\n", slow.Describe().c_str());
     // A branch is durable only after the next Sync; time that too, since a user's "branch
     // create" has to make it durable before it answers.
     std::vector<double> with_sync;
@@ -565,11 +617,18 @@ void BenchBranchAndRead(const Config& cfg, Summary* sum) {
   if (run_branch) {
     // The GC pass is off during the timings; measure one here, on the large store with its
     // branches, so its cost is on record (with a one-day window it has nothing to drop).
+    EvictFromPageCache(large_path);
     int64_t a = MonoNanos();
+    double cpu0 = CpuSeconds();
+    uint64_t rb0 = ReadIo().read_bytes;
     uint64_t dropped = Must(large->RunGc(), "RunGc");
-    std::printf("\n  info: one RunGc() pass over the %s store: %.2f s, %" PRIu64
-                " versions dropped\n",
-                Bytes(large_bytes).c_str(), static_cast<double>(MonoNanos() - a) / 1e9, dropped);
+    double gc_cpu = CpuSeconds() - cpu0;
+    uint64_t gc_read = ReadIo().read_bytes - rb0;
+    std::printf(
+        "\n  info: one RunGc() pass over the %s store (OS cache dropped first): %.2f s, "
+        "%.2f s CPU, %.0f MB read from disk, %" PRIu64 " versions dropped\n",
+        Bytes(large_bytes).c_str(), static_cast<double>(MonoNanos() - a) / 1e9, gc_cpu,
+        MiB(gc_read), dropped);
   }
   large.reset();
   cfg.Remove(small_path);
