@@ -1,0 +1,353 @@
+#include "control/daemon.h"
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "compute/supervisor.h"
+#include "control/api_server.h"
+
+namespace arbor::control {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// Writes `content` to `path` atomically with mode 0600.
+Status WritePrivate(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IOError("writing " + path + ": " + std::strerror(errno));
+  bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ok = ok && fsync(fd) == 0;
+  close(fd);
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
+    return Status::IOError("writing " + path + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+std::string RandomToken() {
+  std::ifstream urandom("/dev/urandom", std::ios::binary);
+  unsigned char b[32];
+  urandom.read(reinterpret_cast<char*>(b), sizeof b);
+  static const char* kHex = "0123456789abcdef";
+  std::string t;
+  for (unsigned char c : b) t += kHex[c >> 4], t += kHex[c & 15];
+  return t;
+}
+
+// Holds the data directory's lock for the life of the daemon.
+int LockDataDir(const std::string& data_dir) {
+  std::string path = data_dir + "/arbor.lock";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return -1;
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    log::warn("daemon: cannot record the pid in {}", path);
+  }
+  return fd;
+}
+
+// A daemon killed with -9 leaves its FUSE mounts (now dead: ENOTCONN) and possibly postgres
+// processes whose data directory vanished. Clear both before serving again.
+void ClearLeftovers(const std::string& data_dir) {
+  std::string mnt = data_dir + "/mnt/";
+  std::ifstream mounts("/proc/mounts");
+  std::string dev, point, rest;
+  std::vector<std::string> stale;
+  while (mounts >> dev >> point && std::getline(mounts, rest)) {
+    if (point.rfind(mnt, 0) == 0) stale.push_back(point);
+  }
+  for (const auto& p : stale) {
+    if (umount2(p.c_str(), MNT_DETACH) == 0) {
+      log::warn("daemon: cleared a mount left by an earlier run: {}", p);
+    } else {
+      std::string cmd = "fusermount3 -u -z '" + p + "' 2>/dev/null";
+      if (std::system(cmd.c_str()) != 0) log::warn("daemon: cannot unmount {}", p);
+    }
+  }
+  std::error_code ec;
+  for (const auto& d : fs::directory_iterator(data_dir + "/run", ec)) {
+    for (const auto& f : fs::directory_iterator(d.path(), ec)) {
+      std::string name = f.path().filename();
+      if (name.rfind(".s.PGSQL.", 0) != 0 || name.size() < 5 ||
+          name.substr(name.size() - 5) != ".lock") {
+        continue;
+      }
+      std::ifstream in(f.path());
+      pid_t pid = 0;
+      in >> pid;
+      if (pid > 1 && kill(pid, 0) == 0) {
+        std::string comm = ReadFile("/proc/" + std::to_string(pid) + "/comm");
+        if (comm.find("postgres") != std::string::npos) {
+          log::warn("daemon: stopping postgres {} left by an earlier run", pid);
+          kill(pid, SIGQUIT);
+          for (int i = 0; i < 100 && kill(pid, 0) == 0; ++i) usleep(50'000);
+          kill(-pid, SIGKILL);
+          kill(pid, SIGKILL);
+        }
+      }
+    }
+  }
+}
+
+std::string ApiUrl(const std::string& host, int port) {
+  return "http://" + host + ":" + std::to_string(port);
+}
+
+// Asks the running daemon for the default branch's connection string.
+Result<std::string> FetchConnectionString(const std::string& data_dir) {
+  std::string url = ReadFile(data_dir + "/api");
+  std::string token = ReadFile(data_dir + "/admin-token");
+  if (url.empty()) return Status::Unavailable("the daemon has not written its API address yet");
+  httplib::Client cli(url);
+  cli.set_connection_timeout(5);
+  cli.set_read_timeout(120);
+  httplib::Headers h{{"Authorization", "Bearer " + token}};
+  auto res = cli.Get("/api/2.0/postgres/projects/default/branches/production/endpoints/primary", h);
+  if (!res) return Status::Unavailable("cannot reach the daemon at " + url);
+  auto j = nlohmann::json::parse(res->body, nullptr, false);
+  if (res->status != 200 || j.is_discarded()) {
+    return Status::Internal("the daemon answered " + std::to_string(res->status) + ": " +
+                            res->body);
+  }
+  return j["status"].value("connection_string", std::string());
+}
+
+}  // namespace
+
+std::string ResolveDataDir(const std::string& flag) {
+  if (!flag.empty()) return fs::absolute(flag).string();
+  if (const char* h = getenv("ARBOR_HOME"); h && *h) return fs::absolute(h).string();
+  const char* home = getenv("HOME");
+  return std::string(home && *home ? home : "/root") + "/.arbor";
+}
+
+std::optional<pid_t> RunningDaemon(const std::string& data_dir) {
+  std::string path = data_dir + "/arbor.lock";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::optional<pid_t> running;
+  if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    pid_t pid = 0;
+    std::ifstream(path) >> pid;
+    running = pid;
+  } else {
+    flock(fd, LOCK_UN);
+  }
+  close(fd);
+  return running;
+}
+
+int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
+  std::error_code ec;
+  fs::create_directories(o.data_dir, ec);
+  if (ec) {
+    log::error("cannot create the data directory {}: {}", o.data_dir, ec.message());
+    return 1;
+  }
+  chmod(o.data_dir.c_str(), 0711);  // the compute user must reach mnt/ and run/
+  int lock_fd = LockDataDir(o.data_dir);
+  if (lock_fd < 0) {
+    auto pid = RunningDaemon(o.data_dir);
+    log::error("another Arbor daemon (pid {}) is running on {}", pid ? *pid : 0, o.data_dir);
+    return 1;
+  }
+  // Signals are taken by sigtimedwait on this thread; every thread started later inherits
+  // the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  unlink((o.data_dir + "/api").c_str());
+  fs::create_directories(o.data_dir + "/mnt", ec);
+  fs::create_directories(o.data_dir + "/run", ec);
+  ClearLeftovers(o.data_dir);
+
+  storage::Store::Options so;
+  so.path = o.data_dir + "/store";
+  so.block_cache_bytes = o.block_cache_bytes;
+  auto store = storage::Store::Open(so);
+  if (!store.ok()) {
+    log::error("cannot open the store: {}", store.status().ToString());
+    return 1;
+  }
+  auto user = compute::ComputeUser();
+  if (!user.ok()) {
+    log::error("{}", user.status().message());
+    return 1;
+  }
+  int exit_code = 0;
+  {
+    compute::Supervisor supervisor(*user);
+    std::unique_ptr<Mounter> mounter = make_mounter(store->get());
+    EngineOptions eo;
+    eo.data_dir = o.data_dir;
+    eo.port_lo = o.port_lo;
+    eo.port_hi = o.port_hi;
+    eo.shared_buffers = o.shared_buffers;
+    eo.max_connections = o.max_connections;
+    Engine engine(eo, store->get(), mounter.get(), &supervisor);
+    Status st = engine.Open();
+    if (st.ok() && !engine.GetProject("default").ok()) {
+      log::info("daemon: creating the embedded default project");
+      st = engine.CreateProject("default", 86'400).status();
+    }
+    if (st.ok()) st = engine.StartEndpoint("default", "production", "primary").status();
+    std::string token = ReadFile(o.data_dir + "/admin-token");
+    if (token.size() != 64) {
+      token = RandomToken();
+      if (st.ok()) st = WritePrivate(o.data_dir + "/admin-token", token + "\n");
+    }
+    ServerInfo info;
+    info.version = o.version;
+    info.data_dir = o.data_dir;
+    info.proxy_listen = o.proxy_listen;
+    info.endpoint_ports = std::to_string(o.port_lo) + "-" + std::to_string(o.port_hi);
+    ApiServer api(&engine, token, info);
+    int port = o.api_port;
+    if (st.ok()) {
+      if (port == 0) {
+        // Port 0: ask the kernel for a free one (tests run many daemons side by side).
+        httplib::Server probe;
+        port = probe.bind_to_any_port(o.api_host);
+        probe.stop();
+      }
+      st = api.Bind(o.api_host, static_cast<uint16_t>(port));
+    }
+    std::thread serving;
+    if (st.ok()) {
+      serving = std::thread([&api] { api.Serve(); });
+      st = WritePrivate(o.data_dir + "/api", ApiUrl(o.api_host, port) + "\n");
+    }
+    if (!st.ok()) {
+      log::error("daemon: {}", st.ToString());
+      exit_code = 1;
+    } else {
+      log::info("daemon: ready; API at {}", ApiUrl(o.api_host, port));
+      while (true) {
+        struct timespec ts {
+          5, 0
+        };
+        int sig = sigtimedwait(&sigs, nullptr, &ts);
+        if (sig == SIGTERM || sig == SIGINT) break;
+        engine.ReapExpired(WallMicros());
+      }
+      log::info("daemon: shutting down");
+    }
+    unlink((o.data_dir + "/api").c_str());
+    api.Stop();
+    if (serving.joinable()) serving.join();
+    engine.Shutdown();
+    mounter.reset();
+  }
+  store->reset();
+  close(lock_fd);
+  return exit_code;
+}
+
+int Up(const DaemonOptions& o, bool foreground, const MounterFactory& make_mounter) {
+  std::error_code ec;
+  fs::create_directories(o.data_dir, ec);
+  if (auto pid = RunningDaemon(o.data_dir)) {
+    std::printf("Arbor is already running (pid %d) on %s\n", *pid, o.data_dir.c_str());
+    auto cs = FetchConnectionString(o.data_dir);
+    if (cs.ok()) std::printf("%s\n", cs->c_str());
+    return 0;
+  }
+  if (foreground) return RunDaemon(o, make_mounter);
+
+  std::string log_path = o.data_dir + "/arbor.log";
+  unlink((o.data_dir + "/api").c_str());
+  std::fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) {
+    std::fprintf(stderr, "arbor: fork: %s\n", std::strerror(errno));
+    return 1;
+  }
+  if (pid == 0) {
+    setsid();
+    int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int null_fd = open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) dup2(null_fd, 0);
+    if (log_fd >= 0) dup2(log_fd, 1), dup2(log_fd, 2);
+    _exit(RunDaemon(o, make_mounter));
+  }
+  // Wait until the daemon says it is ready, or dies.
+  auto deadline = MonoNanos() + int64_t{300} * 1'000'000'000;
+  while (MonoNanos() < deadline) {
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      std::fprintf(stderr, "arbor: the daemon failed to start; the end of %s:\n%s\n",
+                   log_path.c_str(), compute::TailOf(log_path, 20).c_str());
+      return 1;
+    }
+    if (fs::exists(o.data_dir + "/api")) {
+      auto cs = FetchConnectionString(o.data_dir);
+      if (cs.ok()) {
+        std::printf("Arbor is running (pid %d). Data: %s\nConnect with:\n  psql '%s'\n", pid,
+                    o.data_dir.c_str(), cs->c_str());
+        return 0;
+      }
+    }
+    usleep(50'000);
+  }
+  std::fprintf(stderr, "arbor: the daemon did not become ready; see %s\n", log_path.c_str());
+  return 1;
+}
+
+int Down(const std::string& data_dir) {
+  auto pid = RunningDaemon(data_dir);
+  if (!pid) {
+    std::printf("Arbor is not running on %s\n", data_dir.c_str());
+    return 0;
+  }
+  if (kill(*pid, SIGTERM) != 0) {
+    std::fprintf(stderr, "arbor: cannot signal pid %d: %s\n", *pid, std::strerror(errno));
+    return 1;
+  }
+  for (int i = 0; i < 1200; ++i) {
+    if (!RunningDaemon(data_dir)) {
+      std::printf("Arbor stopped\n");
+      return 0;
+    }
+    usleep(100'000);
+  }
+  std::fprintf(stderr, "arbor: the daemon (pid %d) did not stop within 120 s\n", *pid);
+  return 1;
+}
+
+}  // namespace arbor::control

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "control/engine.h"
+
+namespace arbor::control {
+
+struct DaemonOptions {
+  std::string data_dir;  // --data-dir, else $ARBOR_HOME, else ~/.arbor
+  std::string api_host = "127.0.0.1";
+  uint16_t api_port = 8432;  // 0 picks a free port (tests)
+  std::string proxy_listen = "127.0.0.1:55432";
+  uint16_t port_lo = 55433;
+  uint16_t port_hi = 55999;
+  uint64_t block_cache_bytes = 256ull << 20;
+  std::string shared_buffers = "128MB";
+  int max_connections = 100;
+  std::string version = "0.1.0";
+};
+
+// Makes the arborfs mounter for a store (src/fs provides it; the daemon does not depend
+// on FUSE directly).
+using MounterFactory = std::function<std::unique_ptr<Mounter>(storage::Store*)>;
+
+// The data directory from flags and environment: `flag` if set, else $ARBOR_HOME, else
+// ~/.arbor.
+std::string ResolveDataDir(const std::string& flag);
+
+// Runs the daemon in this process until SIGTERM or SIGINT: opens the store, clears mounts
+// and computes left by a killed daemon, creates the embedded default (project `default`,
+// branch `production`, endpoint `primary`) on first start and starts its endpoint, serves
+// the API, reaps expired branches. Writes `api` and `admin-token` (0600) into the data
+// directory once ready. Returns the process exit code.
+int RunDaemon(const DaemonOptions& options, const MounterFactory& make_mounter);
+
+// `arbor up`: starts the daemon in the background (or reports the one running on this data
+// directory), waits until it is ready and prints the default branch's connection string.
+int Up(const DaemonOptions& options, bool foreground, const MounterFactory& make_mounter);
+
+// `arbor down`: stops the daemon of the data directory and waits until it has exited.
+int Down(const std::string& data_dir);
+
+// The process holding the data directory's lock, if any.
+std::optional<pid_t> RunningDaemon(const std::string& data_dir);
+
+}  // namespace arbor::control
