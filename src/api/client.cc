@@ -1,0 +1,273 @@
+#include "api/client.h"
+
+#include <httplib.h>
+
+#include <utility>
+
+#include "api/errors.h"
+
+namespace arbor::api {
+namespace {
+
+const char kApiRoot[] = "/api/2.0/postgres/";
+const char kStartHint[] = "is the Arbor daemon running? start it with `arbor up`";
+
+// Percent-encodes everything but RFC 3986's unreserved characters, so that an id can never
+// change the shape of a path ("../x", "a/b", "a?b").
+std::string Escape(const std::string& text) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string ProjectPath(const std::string& project) { return "projects/" + Escape(project); }
+std::string BranchPath(const BranchName& b) {
+  return ProjectPath(b.project) + "/branches/" + Escape(b.branch);
+}
+std::string EndpointPath(const EndpointName& e) {
+  return BranchPath(e.Parent()) + "/endpoints/" + Escape(e.endpoint);
+}
+
+// Splits "http://host:port/prefix/" into "http://host:port" and "/prefix".
+Status SplitBaseUrl(const std::string& url, std::string* host_port, std::string* prefix) {
+  const std::string scheme = "http://";
+  if (url.rfind(scheme, 0) != 0 || url.size() == scheme.size()) {
+    return Status::InvalidArgument("the API address '" + url +
+                                   "' must look like http://127.0.0.1:8432");
+  }
+  size_t slash = url.find('/', scheme.size());
+  *host_port = url.substr(0, slash);
+  *prefix = slash == std::string::npos ? "" : url.substr(slash);
+  while (!prefix->empty() && prefix->back() == '/') prefix->pop_back();
+  return Status::Ok();
+}
+
+std::string Snippet(const std::string& body) {
+  std::string s = body.substr(0, 200);
+  for (char& c : s) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return s.empty() ? "an empty body" : "'" + s + "'";
+}
+
+}  // namespace
+
+ApiClient::ApiClient(ClientOptions options) : options_(std::move(options)) {}
+
+Result<Json> ApiClient::Call(const char* method, const std::string& path, const Json* body) const {
+  std::string host_port, prefix;
+  ARBOR_RETURN_IF_ERROR(SplitBaseUrl(options_.base_url, &host_port, &prefix));
+  std::string full_path = prefix + kApiRoot + path;
+  std::string where = std::string(method) + " " + full_path;
+
+  httplib::Client http(host_port);
+  if (!http.is_valid()) {
+    return Status::InvalidArgument("the API address '" + options_.base_url + "' is not valid");
+  }
+  http.set_connection_timeout(options_.connect_timeout_s, 0);
+  http.set_read_timeout(options_.read_timeout_s, 0);
+  http.set_write_timeout(options_.read_timeout_s, 0);
+  http.set_keep_alive(false);
+  if (!options_.token.empty()) http.set_bearer_token_auth(options_.token);
+
+  const std::string kJsonType = "application/json";
+  std::string text = body != nullptr ? body->dump() : std::string();
+  httplib::Result res{nullptr, httplib::Error::Unknown};
+  std::string m = method;
+  if (m == "GET") {
+    res = http.Get(full_path.c_str());
+  } else if (m == "POST") {
+    res = http.Post(full_path.c_str(), text, kJsonType.c_str());
+  } else if (m == "PATCH") {
+    res = http.Patch(full_path.c_str(), text, kJsonType.c_str());
+  } else if (m == "DELETE") {
+    res = http.Delete(full_path.c_str());
+  } else {
+    return Status::Internal("unsupported HTTP method " + m);
+  }
+
+  if (!res) {
+    httplib::Error err = res.error();
+    if (err == httplib::Error::Connection) {
+      return Status::Unavailable("cannot connect to the Arbor API at " + options_.base_url + ": " +
+                                 kStartHint);
+    }
+    return Status::Unavailable("no answer from the Arbor API at " + options_.base_url + " to " +
+                               where + " (" + httplib::to_string(err) + "): " + kStartHint);
+  }
+
+  const int http_status = res->status;
+  if (http_status >= 200 && http_status < 300) {
+    if (res->body.empty()) return Json::object();
+    auto j = ParseJsonObject(res->body, "the answer");
+    if (!j.ok()) {
+      return Status::Internal("the Arbor API answered " + where + " with " + Snippet(res->body) +
+                              ", which is not a JSON object");
+    }
+    return std::move(j).value();
+  }
+
+  // An error answer: {"error_code", "message"} when it comes from Arbor.
+  ApiError error;
+  auto j = ParseJsonObject(res->body, "the error");
+  if (j.ok() && FromJson(*j, &error).ok()) {
+    std::string message = error.message.empty() ? error.error_code : error.message;
+    return Status(CodeForError(error.error_code, http_status), message);
+  }
+  return Status(CodeForError("", http_status), "HTTP " + std::to_string(http_status) + " from " +
+                                                   where + ": " + Snippet(res->body));
+}
+
+template <typename T>
+Result<T> ApiClient::CallAs(const char* method, const std::string& path, const Json* body,
+                            const char* what) const {
+  ARBOR_ASSIGN_OR_RETURN(Json j, Call(method, path, body));
+  T out;
+  Status st = FromJson(j, &out, what);
+  if (!st.ok()) {
+    return Status::Internal("the Arbor API's answer to " + std::string(method) + " " + path +
+                            " is not as documented: " + st.message());
+  }
+  return out;
+}
+
+Result<ServerStatus> ApiClient::GetStatus() const {
+  return CallAs<ServerStatus>("GET", "status", nullptr, "status");
+}
+
+// ---- projects ----
+
+Result<Project> ApiClient::CreateProject(const std::string& project_id,
+                                         const ProjectSpec& spec) const {
+  Json body{{"spec", ToJson(spec)}};
+  return CallAs<Project>("POST", "projects?project_id=" + Escape(project_id), &body, "project");
+}
+
+Result<std::vector<Project>> ApiClient::ListProjects() const {
+  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET", "projects", nullptr));
+  std::vector<Project> out;
+  Status st = FromJsonList(j, "projects", &out);
+  if (!st.ok())
+    return Status::Internal("the Arbor API's project list is not as documented: " + st.message());
+  return out;
+}
+
+Result<Project> ApiClient::GetProject(const std::string& project) const {
+  return CallAs<Project>("GET", ProjectPath(project), nullptr, "project");
+}
+
+Result<Project> ApiClient::UpdateProject(const std::string& project,
+                                         const ProjectSpec& spec) const {
+  Json body{{"spec", ToJson(spec)}};
+  return CallAs<Project>("PATCH",
+                         ProjectPath(project) + "?update_mask=spec.history_retention_duration",
+                         &body, "project");
+}
+
+Status ApiClient::DeleteProject(const std::string& project) const {
+  return Call("DELETE", ProjectPath(project), nullptr).status();
+}
+
+// ---- branches ----
+
+Result<Branch> ApiClient::CreateBranch(const std::string& project, const std::string& branch_id,
+                                       const BranchSpec& spec) const {
+  return CreateBranchRaw(project, branch_id, Json{{"spec", ToJson(spec)}});
+}
+
+Result<Branch> ApiClient::CreateBranchRaw(const std::string& project, const std::string& branch_id,
+                                          const Json& body) const {
+  return CallAs<Branch>("POST", ProjectPath(project) + "/branches?branch_id=" + Escape(branch_id),
+                        &body, "branch");
+}
+
+Result<std::vector<Branch>> ApiClient::ListBranches(const std::string& project) const {
+  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET", ProjectPath(project) + "/branches", nullptr));
+  std::vector<Branch> out;
+  Status st = FromJsonList(j, "branches", &out);
+  if (!st.ok())
+    return Status::Internal("the Arbor API's branch list is not as documented: " + st.message());
+  return out;
+}
+
+Result<Branch> ApiClient::GetBranch(const BranchName& branch) const {
+  return CallAs<Branch>("GET", BranchPath(branch), nullptr, "branch");
+}
+
+Result<Branch> ApiClient::UpdateBranch(const BranchName& branch, const BranchSpec& spec,
+                                       const std::string& update_mask) const {
+  Json body{{"spec", ToJson(spec)}};
+  return CallAs<Branch>("PATCH", BranchPath(branch) + "?update_mask=" + Escape(update_mask), &body,
+                        "branch");
+}
+
+Status ApiClient::DeleteBranch(const BranchName& branch) const {
+  return Call("DELETE", BranchPath(branch), nullptr).status();
+}
+
+Result<Branch> ApiClient::ResetBranch(const BranchName& branch, const PointInTime& at) const {
+  Json body = ToJson(at);
+  return CallAs<Branch>("POST", BranchPath(branch) + ":reset", &body, "branch");
+}
+
+Result<RestoreResult> ApiClient::RestoreBranch(const BranchName& branch,
+                                               const PointInTime& at) const {
+  Json body = ToJson(at);
+  return CallAs<RestoreResult>("POST", BranchPath(branch) + ":restore", &body, "restore");
+}
+
+// ---- endpoints ----
+
+Result<Endpoint> ApiClient::CreateEndpoint(const BranchName& branch, const std::string& endpoint_id,
+                                           const EndpointSpec& spec) const {
+  Json body{{"spec", ToJson(spec)}};
+  return CallAs<Endpoint>("POST",
+                          BranchPath(branch) + "/endpoints?endpoint_id=" + Escape(endpoint_id),
+                          &body, "endpoint");
+}
+
+Result<std::vector<Endpoint>> ApiClient::ListEndpoints(const BranchName& branch) const {
+  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET", BranchPath(branch) + "/endpoints", nullptr));
+  std::vector<Endpoint> out;
+  Status st = FromJsonList(j, "endpoints", &out);
+  if (!st.ok())
+    return Status::Internal("the Arbor API's endpoint list is not as documented: " + st.message());
+  return out;
+}
+
+Result<Endpoint> ApiClient::GetEndpoint(const EndpointName& endpoint) const {
+  return CallAs<Endpoint>("GET", EndpointPath(endpoint), nullptr, "endpoint");
+}
+
+Status ApiClient::DeleteEndpoint(const EndpointName& endpoint) const {
+  return Call("DELETE", EndpointPath(endpoint), nullptr).status();
+}
+
+Result<Endpoint> ApiClient::StartEndpoint(const EndpointName& endpoint) const {
+  Json body = Json::object();
+  return CallAs<Endpoint>("POST", EndpointPath(endpoint) + ":start", &body, "endpoint");
+}
+
+Result<Endpoint> ApiClient::StopEndpoint(const EndpointName& endpoint) const {
+  Json body = Json::object();
+  return CallAs<Endpoint>("POST", EndpointPath(endpoint) + ":stop", &body, "endpoint");
+}
+
+// ---- credentials ----
+
+Result<Credential> ApiClient::GenerateCredential(const CredentialRequest& request) const {
+  Json body = ToJson(request);
+  return CallAs<Credential>("POST", "credentials", &body, "credential");
+}
+
+}  // namespace arbor::api

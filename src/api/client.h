@@ -1,0 +1,99 @@
+#pragma once
+
+// An HTTP client for the REST API of docs/api.md, one method per call.
+//
+// Errors: an answer with a 4xx/5xx status becomes a Status whose code comes from the
+// body's error_code (api/errors.h: CodeForError) and whose message is the body's message,
+// verbatim. An API that cannot be reached (connection refused, no such host, timeout) is
+// kUnavailable with a hint to run `arbor up`. An answer that is not the documented JSON is
+// kInternal naming what was wrong. Nothing throws.
+//
+// Thread-safe: the client holds only its configuration, and each call opens its own
+// connection (the API is local; a connection costs well under a millisecond).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/names.h"
+#include "api/types.h"
+#include "common/status.h"
+
+namespace arbor::api {
+
+struct ClientOptions {
+  // "http://127.0.0.1:8432"; a trailing '/' is ignored. Only http:// is supported.
+  std::string base_url;
+  // Sent as `Authorization: Bearer <token>`; empty sends no header.
+  std::string token;
+  int connect_timeout_s = 5;
+  // Long enough for calls that start or stop a postgres (endpoint start, branch reset).
+  int read_timeout_s = 300;
+};
+
+class ApiClient {
+ public:
+  explicit ApiClient(ClientOptions options);
+
+  const std::string& base_url() const { return options_.base_url; }
+
+  // GET status.
+  [[nodiscard]] Result<ServerStatus> GetStatus() const;
+
+  // ---- projects ----
+  [[nodiscard]] Result<Project> CreateProject(const std::string& project_id,
+                                              const ProjectSpec& spec) const;
+  [[nodiscard]] Result<std::vector<Project>> ListProjects() const;
+  [[nodiscard]] Result<Project> GetProject(const std::string& project) const;
+  // PATCH with update_mask=spec.history_retention_duration.
+  [[nodiscard]] Result<Project> UpdateProject(const std::string& project,
+                                              const ProjectSpec& spec) const;
+  [[nodiscard]] Status DeleteProject(const std::string& project) const;
+
+  // ---- branches ----
+  [[nodiscard]] Result<Branch> CreateBranch(const std::string& project,
+                                            const std::string& branch_id,
+                                            const BranchSpec& spec) const;
+  // The same call with a caller-made body, sent as is ({"spec": {...}}); for the
+  // seed-compatible `arbor postgres create-branch --json`.
+  [[nodiscard]] Result<Branch> CreateBranchRaw(const std::string& project,
+                                               const std::string& branch_id,
+                                               const Json& body) const;
+  [[nodiscard]] Result<std::vector<Branch>> ListBranches(const std::string& project) const;
+  [[nodiscard]] Result<Branch> GetBranch(const BranchName& branch) const;
+  // PATCH: `update_mask` lists the spec fields to change ("spec.is_protected,spec.ttl").
+  [[nodiscard]] Result<Branch> UpdateBranch(const BranchName& branch, const BranchSpec& spec,
+                                            const std::string& update_mask) const;
+  [[nodiscard]] Status DeleteBranch(const BranchName& branch) const;
+  // :reset to the parent's head (`at` empty) or to its state at at->source_branch_time_us.
+  [[nodiscard]] Result<Branch> ResetBranch(const BranchName& branch, const PointInTime& at) const;
+  // :restore the branch's own state at a time or LSN; the old state becomes a backup branch.
+  [[nodiscard]] Result<RestoreResult> RestoreBranch(const BranchName& branch,
+                                                    const PointInTime& at) const;
+
+  // ---- endpoints ----
+  [[nodiscard]] Result<Endpoint> CreateEndpoint(const BranchName& branch,
+                                                const std::string& endpoint_id,
+                                                const EndpointSpec& spec) const;
+  [[nodiscard]] Result<std::vector<Endpoint>> ListEndpoints(const BranchName& branch) const;
+  [[nodiscard]] Result<Endpoint> GetEndpoint(const EndpointName& endpoint) const;
+  [[nodiscard]] Status DeleteEndpoint(const EndpointName& endpoint) const;
+  // Returns once postgres accepts connections (or has stopped), with the endpoint after.
+  [[nodiscard]] Result<Endpoint> StartEndpoint(const EndpointName& endpoint) const;
+  [[nodiscard]] Result<Endpoint> StopEndpoint(const EndpointName& endpoint) const;
+
+  // ---- credentials ----
+  [[nodiscard]] Result<Credential> GenerateCredential(const CredentialRequest& request) const;
+
+ private:
+  // Sends one request and returns the answer's JSON object (2xx), or the mapped error.
+  Result<Json> Call(const char* method, const std::string& path, const Json* body) const;
+  template <typename T>
+  Result<T> CallAs(const char* method, const std::string& path, const Json* body,
+                   const char* what) const;
+
+  ClientOptions options_;
+};
+
+}  // namespace arbor::api

@@ -1,0 +1,190 @@
+#pragma once
+
+// The request and response bodies of docs/api.md as C++ values, with their JSON forms. No
+// HTTP here: the server (src/control) and the client (src/api/client.h, src/cli) share it.
+//
+// Fields hold parsed values (microseconds since the epoch, seconds, Lsn), so a value that
+// was read successfully is well formed. std::optional marks a field that may be absent; an
+// absent optional is omitted from the JSON, never written as null.
+//
+// Reading (FromJson) checks every known field's JSON type and text form and answers
+// InvalidArgument naming the field ("branch.spec.ttl: expected a string, got 3600"). A JSON
+// null counts as absent. Unknown fields are ignored, so that an older client can read a
+// newer server; a server that wants to refuse them calls UnknownFields. Nothing here throws.
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/status.h"
+
+namespace arbor::api {
+
+using Json = nlohmann::json;
+
+struct ProjectSpec {
+  std::optional<int64_t> history_retention_s;  // "history_retention_duration"
+};
+struct ProjectStatus {
+  std::string default_branch;  // a full branch name
+};
+struct Project {
+  std::string name;  // projects/{project}
+  std::string uid;
+  int64_t create_time_us = 0;
+  ProjectSpec spec;
+  ProjectStatus status;
+};
+
+struct BranchSpec {
+  std::optional<std::string> source_branch;  // a full branch name
+  std::optional<int64_t> source_branch_time_us;
+  std::optional<Lsn> source_branch_lsn;
+  std::optional<int64_t> ttl_s;
+  std::optional<int64_t> expire_time_us;
+  std::optional<bool> no_expiry;
+  std::optional<bool> is_protected;
+};
+struct BranchStatus {
+  std::string current_state;  // "READY"
+  bool is_default = false;    // "default"
+  int64_t logical_size_bytes = 0;
+  int64_t written_bytes = 0;
+  std::optional<int64_t> expire_time_us;  // absent: never expires
+  std::optional<std::string> source_branch;
+  std::optional<int64_t> source_branch_time_us;
+  std::optional<Lsn> source_branch_lsn;
+};
+struct Branch {
+  std::string name;  // projects/{project}/branches/{branch}
+  std::string uid;
+  int64_t create_time_us = 0;
+  BranchSpec spec;
+  BranchStatus status;
+};
+
+inline constexpr const char* kEndpointTypeReadWrite = "ENDPOINT_TYPE_READ_WRITE";
+
+struct EndpointSpec {
+  std::optional<std::string> endpoint_type;
+  std::optional<int64_t> suspend_timeout_s;  // "suspend_timeout_duration"
+  std::optional<bool> no_suspension;
+};
+struct EndpointStatus {
+  std::string current_state;  // ACTIVE, IDLE or STARTING
+  std::string host;
+  int port = 0;
+  std::optional<std::string> connection_string;
+};
+struct Endpoint {
+  std::string name;  // projects/{project}/branches/{branch}/endpoints/{endpoint}
+  std::string uid;
+  int64_t create_time_us = 0;
+  EndpointSpec spec;
+  EndpointStatus status;
+};
+
+// POST credentials: the request and the answer.
+struct CredentialRequest {
+  std::string endpoint;  // a full endpoint name
+  std::optional<int64_t> ttl_s;
+};
+struct Credential {
+  std::string token;
+  int64_t expire_time_us = 0;
+};
+
+// POST projects/P/branches/B:reset (both fields optional) and :restore (exactly one).
+struct PointInTime {
+  std::optional<int64_t> source_branch_time_us;
+  std::optional<Lsn> source_branch_lsn;
+};
+// The answer of :restore.
+struct RestoreResult {
+  Branch branch;
+  std::string backup_branch;  // a full branch name
+};
+
+// GET status.
+struct ServerStatus {
+  std::string version;
+  int64_t pid = 0;
+  std::string data_dir;
+  std::string api;
+  std::string proxy;
+  std::string endpoint_ports;
+};
+
+// The body of every 4xx/5xx answer.
+struct ApiError {
+  std::string error_code;  // e.g. RESOURCE_DOES_NOT_EXIST
+  std::string message;
+};
+
+// ---- JSON ----
+// ToJson writes exactly the documented form. FromJson reads `j` into `*out`; on failure
+// `*out` is unspecified and the message names the field under `where`.
+Json ToJson(const ProjectSpec& v);
+Json ToJson(const Project& v);
+Json ToJson(const BranchSpec& v);
+Json ToJson(const BranchStatus& v);
+Json ToJson(const Branch& v);
+Json ToJson(const EndpointSpec& v);
+Json ToJson(const EndpointStatus& v);
+Json ToJson(const Endpoint& v);
+Json ToJson(const CredentialRequest& v);
+Json ToJson(const Credential& v);
+Json ToJson(const PointInTime& v);
+Json ToJson(const RestoreResult& v);
+Json ToJson(const ServerStatus& v);
+Json ToJson(const ApiError& v);
+
+[[nodiscard]] Status FromJson(const Json& j, ProjectSpec* out, std::string_view where = "spec");
+[[nodiscard]] Status FromJson(const Json& j, Project* out, std::string_view where = "project");
+[[nodiscard]] Status FromJson(const Json& j, BranchSpec* out, std::string_view where = "spec");
+[[nodiscard]] Status FromJson(const Json& j, BranchStatus* out, std::string_view where = "status");
+[[nodiscard]] Status FromJson(const Json& j, Branch* out, std::string_view where = "branch");
+[[nodiscard]] Status FromJson(const Json& j, EndpointSpec* out, std::string_view where = "spec");
+[[nodiscard]] Status FromJson(const Json& j, EndpointStatus* out,
+                              std::string_view where = "status");
+[[nodiscard]] Status FromJson(const Json& j, Endpoint* out, std::string_view where = "endpoint");
+[[nodiscard]] Status FromJson(const Json& j, CredentialRequest* out,
+                              std::string_view where = "body");
+[[nodiscard]] Status FromJson(const Json& j, Credential* out,
+                              std::string_view where = "credential");
+[[nodiscard]] Status FromJson(const Json& j, PointInTime* out, std::string_view where = "body");
+[[nodiscard]] Status FromJson(const Json& j, RestoreResult* out, std::string_view where = "body");
+[[nodiscard]] Status FromJson(const Json& j, ServerStatus* out, std::string_view where = "status");
+[[nodiscard]] Status FromJson(const Json& j, ApiError* out, std::string_view where = "error");
+
+// A list answer {"<key>": [...]} (key: projects, branches, endpoints).
+template <typename T>
+[[nodiscard]] Status FromJsonList(const Json& j, std::string_view key, std::vector<T>* out);
+template <typename T>
+Json ToJsonList(std::string_view key, const std::vector<T>& items) {
+  Json list = Json::array();
+  for (const auto& item : items) list.push_back(ToJson(item));
+  return Json{{std::string(key), std::move(list)}};
+}
+
+// Parses JSON text without throwing. InvalidArgument if it is not JSON or not an object.
+[[nodiscard]] Result<Json> ParseJsonObject(std::string_view text, std::string_view what = "body");
+
+// Parses JSON text into T: ParseJsonObject then FromJson.
+template <typename T>
+[[nodiscard]] Result<T> ParseAs(std::string_view text, std::string_view where) {
+  ARBOR_ASSIGN_OR_RETURN(Json j, ParseJsonObject(text, where));
+  T out;
+  ARBOR_RETURN_IF_ERROR(FromJson(j, &out, where));
+  return out;
+}
+
+// InvalidArgument naming the first key of object `j` that is not in `known`; Ok otherwise.
+[[nodiscard]] Status UnknownFields(const Json& j, std::initializer_list<std::string_view> known,
+                                   std::string_view where);
+
+}  // namespace arbor::api
