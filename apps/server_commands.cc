@@ -1,0 +1,75 @@
+#include "server_commands.h"
+
+#include <cstdlib>
+
+#include "fs_mounter.h"
+#include "control/daemon.h"
+
+namespace arbor::app {
+namespace {
+
+// "127.0.0.1:8432" -> host, port. Exits with a usage error when malformed.
+void SplitHostPort(const std::string& text, std::string* host, uint16_t* port) {
+  auto colon = text.rfind(':');
+  int p = colon == std::string::npos ? -1 : std::atoi(text.c_str() + colon + 1);
+  if (colon == std::string::npos || p < 0 || p > 65535) {
+    throw CLI::ValidationError("--api-listen", "expected HOST:PORT, got '" + text + "'");
+  }
+  *host = text.substr(0, colon);
+  *port = static_cast<uint16_t>(p);
+}
+
+void SplitRange(const std::string& text, uint16_t* lo, uint16_t* hi) {
+  int a = 0, b = 0;
+  if (sscanf(text.c_str(), "%d-%d", &a, &b) != 2 || a < 1 || b > 65535 || a > b) {
+    throw CLI::ValidationError("--endpoint-ports", "expected LOW-HIGH, got '" + text + "'");
+  }
+  *lo = static_cast<uint16_t>(a);
+  *hi = static_cast<uint16_t>(b);
+}
+
+}  // namespace
+
+void AddServerCommands(CLI::App& app) {
+  struct Flags {
+    std::string data_dir, api_listen = "127.0.0.1:8432", proxy_listen = "127.0.0.1:55432",
+                          endpoint_ports = "55433-55999", shared_buffers = "128MB";
+    uint64_t block_cache_mb = 256;
+    bool foreground = false;
+  };
+  auto flags = std::make_shared<Flags>();
+
+  auto* up = app.add_subcommand("up", "start the Arbor daemon and print a connection string");
+  up->add_option("--data-dir", flags->data_dir, "state directory (default $ARBOR_HOME or ~/.arbor)");
+  up->add_flag("--foreground", flags->foreground, "stay attached (containers, systemd)");
+  up->add_option("--api-listen", flags->api_listen, "REST API address (port 0: any free port)")
+      ->capture_default_str();
+  up->add_option("--proxy-listen", flags->proxy_listen, "proxy address")->capture_default_str();
+  up->add_option("--endpoint-ports", flags->endpoint_ports, "port range for endpoints")
+      ->capture_default_str();
+  up->add_option("--block-cache-mb", flags->block_cache_mb, "storage block cache in MiB")
+      ->capture_default_str();
+  up->add_option("--shared-buffers", flags->shared_buffers, "shared_buffers of each compute")
+      ->capture_default_str();
+  up->callback([flags] {
+    control::DaemonOptions o;
+    o.data_dir = control::ResolveDataDir(flags->data_dir);
+    SplitHostPort(flags->api_listen, &o.api_host, &o.api_port);
+    o.proxy_listen = flags->proxy_listen;
+    SplitRange(flags->endpoint_ports, &o.port_lo, &o.port_hi);
+    o.block_cache_bytes = flags->block_cache_mb << 20;
+    o.shared_buffers = flags->shared_buffers;
+    std::string store_path = o.data_dir + "/store";
+    int rc = control::Up(o, flags->foreground, [store_path](storage::Store* store) {
+      return std::unique_ptr<control::Mounter>(
+          std::make_unique<ArborfsMounter>(store, store_path));
+    });
+    std::exit(rc);
+  });
+
+  auto* down = app.add_subcommand("down", "stop the Arbor daemon");
+  down->add_option("--data-dir", flags->data_dir, "state directory (default $ARBOR_HOME or ~/.arbor)");
+  down->callback([flags] { std::exit(control::Down(control::ResolveDataDir(flags->data_dir))); });
+}
+
+}  // namespace arbor::app

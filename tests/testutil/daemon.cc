@@ -1,0 +1,221 @@
+#include "testutil/daemon.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace arbor::testutil {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+void UnmountUnder(const std::string& dir) {
+  std::ifstream mounts("/proc/mounts");
+  std::string dev, point, rest;
+  std::vector<std::string> found;
+  while (mounts >> dev >> point && std::getline(mounts, rest)) {
+    if (point.rfind(dir, 0) == 0) found.push_back(point);
+  }
+  for (const auto& p : found) {
+    if (umount2(p.c_str(), MNT_DETACH) != 0) {
+      std::string cmd = "fusermount3 -u -z '" + p + "' 2>/dev/null";
+      (void)std::system(cmd.c_str());
+    }
+  }
+}
+
+}  // namespace
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Rfc3339(int64_t us) {
+  time_t secs = us / 1'000'000;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[80];
+  snprintf(out, sizeof out, "%s.%06lldZ", buf, static_cast<long long>(us % 1'000'000));
+  return out;
+}
+
+std::unique_ptr<Daemon> Daemon::Start(const std::string& name) {
+  auto d = std::unique_ptr<Daemon>(new Daemon());
+  std::string tmpl = (fs::temp_directory_path() / ("arbor-" + name + "-XXXXXX")).string();
+  d->home_ = mkdtemp(tmpl.data());
+  // Each test process gets its own 40-port range.
+  d->port_lo_ = static_cast<uint16_t>(30000 + (getpid() % 700) * 40);
+  d->Launch();
+  return d;
+}
+
+void Daemon::Launch() {
+  pid_ = fork();
+  if (pid_ == 0) {
+    setsid();
+    std::string log = home_ + "/daemon.out";
+    FILE* f = freopen(log.c_str(), "a", stdout);
+    (void)f;
+    dup2(1, 2);
+    std::string ports =
+        std::to_string(port_lo_) + "-" + std::to_string(static_cast<int>(port_lo_) + 39);
+    execl(ARBOR_BINARY, "arbor", "up", "--foreground", "--data-dir", home_.c_str(),
+          "--api-listen", "127.0.0.1:0", "--endpoint-ports", ports.c_str(),
+          "--shared-buffers", "32MB", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_GT(pid_, 0);
+  for (int i = 0; i < 3000; ++i) {
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      FAIL() << "arbor up exited early:\n" << Slurp(home_ + "/daemon.out");
+    }
+    api_ = Slurp(home_ + "/api");
+    if (!api_.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(api_.empty()) << "the daemon never became ready:\n" << Slurp(home_ + "/daemon.out");
+  token_ = Slurp(home_ + "/admin-token");
+}
+
+void Daemon::Stop() {
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    int status;
+    for (int i = 0; i < 1200; ++i) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (pid_ > 0) {
+      kill(-pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+  }
+}
+
+void Daemon::KillAndRestart() {
+  ASSERT_GT(pid_, 0);
+  kill(pid_, SIGKILL);
+  int status;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  api_.clear();
+  Launch();
+}
+
+Daemon::~Daemon() {
+  Stop();
+  // Whatever a failed test left: postgres processes under our run dir, mounts under mnt/.
+  std::string cmd = "pkill -9 -f -- '" + home_ + "/mnt/' 2>/dev/null";
+  (void)std::system(cmd.c_str());
+  UnmountUnder(home_ + "/");
+  std::error_code ec;
+  fs::remove_all(home_, ec);
+}
+
+HttpAnswer Daemon::Call(const std::string& method, const std::string& path, const json& body) {
+  httplib::Client cli(api_);
+  cli.set_read_timeout(300);
+  httplib::Headers h{{"Authorization", "Bearer " + token_}};
+  std::string full = "/api/2.0/postgres/" + path;
+  std::string text = body.is_null() ? "" : body.dump();
+  httplib::Result r = method == "GET"      ? cli.Get(full, h)
+                      : method == "POST"   ? cli.Post(full, h, text, "application/json")
+                      : method == "PATCH"  ? cli.Patch(full, h, text, "application/json")
+                      : method == "DELETE" ? cli.Delete(full, h)
+                                           : httplib::Result();
+  HttpAnswer a;
+  if (!r) return a;
+  a.status = r->status;
+  a.body = json::parse(r->body, nullptr, false);
+  return a;
+}
+
+void Daemon::StartEndpoint(const std::string& branch, const std::string& project) {
+  auto a = Call("POST", "projects/" + project + "/branches/" + branch + "/endpoints/primary:start");
+  ASSERT_EQ(a.status, 200) << a.body.dump();
+}
+
+std::string Daemon::Connect(const std::string& branch, const std::string& project) {
+  auto a = Call("POST", "projects/" + project + "/branches/" + branch + "/endpoints/primary:start");
+  EXPECT_EQ(a.status, 200) << a.body.dump();
+  if (a.status != 200) return "";
+  return a.body["status"].value("connection_string", "");
+}
+
+Pg::Pg(const std::string& conninfo) {
+  conn_ = PQconnectdb(conninfo.c_str());
+  EXPECT_EQ(PQstatus(conn_), CONNECTION_OK) << PQerrorMessage(conn_);
+}
+
+Pg::~Pg() { PQfinish(conn_); }
+
+bool Pg::ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+
+std::vector<std::string> Pg::Query(const std::string& sql) {
+  std::vector<std::string> out;
+  PGresult* r = PQexec(conn_, sql.c_str());
+  ExecStatusType st = PQresultStatus(r);
+  EXPECT_TRUE(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+      << sql << ": " << PQresultErrorMessage(r);
+  if (st == PGRES_TUPLES_OK) {
+    for (int i = 0; i < PQntuples(r); ++i) out.push_back(PQgetvalue(r, i, 0));
+  }
+  PQclear(r);
+  return out;
+}
+
+std::string Pg::One(const std::string& sql) {
+  auto rows = Query(sql);
+  return rows.empty() ? "<no rows>" : rows[0];
+}
+
+std::string Pg::TryExec(const std::string& sql) {
+  PGresult* r = PQexec(conn_, sql.c_str());
+  ExecStatusType st = PQresultStatus(r);
+  std::string err = (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) ? "" : PQresultErrorMessage(r);
+  if (err.empty() && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) err = "failed";
+  PQclear(r);
+  return err;
+}
+
+std::string AmCheck(const std::string& conninfo) {
+  std::string cmd = "/usr/lib/postgresql/15/bin/pg_amcheck --all --install-missing "
+                    "--maintenance-db='" + conninfo + "' 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  int rc = pclose(p);
+  return rc == 0 ? "" : (out.empty() ? "pg_amcheck failed" : out);
+}
+
+}  // namespace arbor::testutil

@@ -1,0 +1,77 @@
+#pragma once
+
+// A real `arbor` daemon for integration tests: its own ARBOR_HOME, API port and endpoint
+// port range; stopped, unmounted and removed when the object goes away, even after a
+// failed assertion.
+
+#include <libpq-fe.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace arbor::testutil {
+
+using nlohmann::json;
+
+struct HttpAnswer {
+  int status = 0;  // 0: no answer
+  json body;
+};
+
+class Daemon {
+ public:
+  // Starts `arbor up --foreground` and waits until it serves. Fails the test on error.
+  static std::unique_ptr<Daemon> Start(const std::string& name = "it");
+  ~Daemon();
+
+  HttpAnswer Call(const std::string& method, const std::string& path,
+                  const json& body = json());
+  // The connection string of a branch's primary endpoint, started first.
+  std::string Connect(const std::string& branch, const std::string& project = "default");
+  // Starts the endpoint of `branch` and returns when postgres accepts connections.
+  void StartEndpoint(const std::string& branch, const std::string& project = "default");
+  const std::string& home() const { return home_; }
+  pid_t pid() const { return pid_; }
+  // kill -9 the daemon (its computes die with their mounts), then start it again.
+  void KillAndRestart();
+
+ private:
+  void Launch();
+  void Stop();
+  std::string home_;
+  std::string api_;
+  std::string token_;
+  uint16_t port_lo_ = 0;
+  pid_t pid_ = -1;
+};
+
+// A libpq connection; every call fails the test on error unless said otherwise.
+class Pg {
+ public:
+  explicit Pg(const std::string& conninfo);
+  ~Pg();
+  bool ok() const;
+  // Runs `sql`; returns the first column of every row.
+  std::vector<std::string> Query(const std::string& sql);
+  // The first column of the first row.
+  std::string One(const std::string& sql);
+  // Runs `sql`; returns "" on success or the server's error message.
+  std::string TryExec(const std::string& sql);
+
+ private:
+  PGconn* conn_ = nullptr;
+};
+
+// Now, wall clock, µs; RFC 3339 of a µs time.
+int64_t NowMicros();
+std::string Rfc3339(int64_t us);
+
+// Runs pg_amcheck on every database of the server behind `conninfo`; "" when clean,
+// else its output.
+std::string AmCheck(const std::string& conninfo);
+
+}  // namespace arbor::testutil
