@@ -1,0 +1,180 @@
+// The REST API and the daemon, through the real binary: bad input gets a clear error and
+// changes nothing; expiry; one daemon per data directory; kill -9 loses nothing committed.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "testutil/daemon.h"
+
+namespace arbor {
+namespace {
+
+using testutil::Daemon;
+using testutil::json;
+using testutil::Pg;
+
+class ApiTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() { daemon_ = Daemon::Start("api").release(); }
+  static void TearDownTestSuite() {
+    delete daemon_;
+    daemon_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(daemon_, nullptr); }
+  static Daemon* daemon_;
+};
+Daemon* ApiTest::daemon_ = nullptr;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::string s((std::istreambuf_iterator<char>(in)), {});
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
+TEST_F(ApiTest, EmbeddedDefaultExists) {
+  auto p = daemon_->Call("GET", "projects/default");
+  ASSERT_EQ(p.status, 200) << p.body.dump();
+  EXPECT_EQ(p.body["status"]["default_branch"], "projects/default/branches/production");
+  EXPECT_EQ(p.body["spec"]["history_retention_duration"], "86400s");
+  auto b = daemon_->Call("GET", "projects/default/branches/production");
+  ASSERT_EQ(b.status, 200);
+  EXPECT_EQ(b.body["status"]["default"], true);
+  EXPECT_EQ(b.body["status"]["current_state"], "READY");
+  EXPECT_GT(b.body["status"]["logical_size_bytes"].get<uint64_t>(), 10u << 20);
+  auto e = daemon_->Call("GET", "projects/default/branches/production/endpoints/primary");
+  ASSERT_EQ(e.status, 200);
+  EXPECT_EQ(e.body["status"]["current_state"], "ACTIVE");
+  Pg pg(e.body["status"]["connection_string"]);
+  EXPECT_EQ(pg.One("select 1"), "1");
+}
+
+TEST_F(ApiTest, BadInputGetsClearErrorsAndChangesNothing) {
+  auto before = daemon_->Call("GET", "projects/default/branches");
+  ASSERT_EQ(before.status, 200);
+
+  // Expiration is required, and the message names all three fields.
+  auto none = daemon_->Call("POST", "projects/default/branches?branch_id=noexp",
+                            json{{"spec", json::object()}});
+  EXPECT_EQ(none.status, 400);
+  EXPECT_EQ(none.body["message"],
+            "Expiration must be specified: set spec.ttl, spec.expire_time or spec.no_expiry");
+  auto two = daemon_->Call("POST", "projects/default/branches?branch_id=two",
+                           json{{"spec", {{"ttl", "3600s"}, {"no_expiry", true}}}});
+  EXPECT_EQ(two.status, 400);
+  // Bad branch names.
+  for (std::string bad : {"Upper", "9starts-with-digit", "has_underscore", "x" + std::string(63, 'y')}) {
+    auto a = daemon_->Call("POST", "projects/default/branches?branch_id=" + bad,
+                           json{{"spec", {{"no_expiry", true}}}});
+    EXPECT_EQ(a.status, 400) << bad;
+    EXPECT_EQ(a.body["error_code"], "INVALID_PARAMETER_VALUE") << bad;
+  }
+  // Wrong types and garbage bodies.
+  auto wrong_type = daemon_->Call("POST", "projects/default/branches?branch_id=typed",
+                                  json{{"spec", {{"no_expiry", "yes"}}}});
+  EXPECT_EQ(wrong_type.status, 400);
+  httplib::Client cli(Slurp(daemon_->home() + "/api"));
+  httplib::Headers h{{"Authorization", "Bearer " + Slurp(daemon_->home() + "/admin-token")}};
+  auto garbled = cli.Post("/api/2.0/postgres/projects/default/branches?branch_id=garbled", h,
+                          "{\"spec\": {\"no_expiry\": tru", "application/json");
+  ASSERT_TRUE(garbled);
+  EXPECT_EQ(garbled->status, 400);
+  EXPECT_NE(garbled->body.find("not valid JSON"), std::string::npos);
+  // Unknown things.
+  EXPECT_EQ(daemon_->Call("GET", "projects/nope/branches").status, 404);
+  EXPECT_EQ(daemon_->Call("GET", "projects/default/branches/nope").status, 404);
+  auto bad_ttl = daemon_->Call("POST", "projects/default/branches?branch_id=ttl",
+                               json{{"spec", {{"ttl", "an hour"}}}});
+  EXPECT_EQ(bad_ttl.status, 400);
+  auto bad_window = daemon_->Call("POST", "projects?project_id=tiny",
+                                  json{{"spec", {{"history_retention_duration", "60s"}}}});
+  EXPECT_EQ(bad_window.status, 400);
+  EXPECT_NE(bad_window.body["message"].get<std::string>().find("3600s"), std::string::npos);
+
+  auto after = daemon_->Call("GET", "projects/default/branches");
+  EXPECT_EQ(after.body["branches"].size(), before.body["branches"].size());
+}
+
+TEST_F(ApiTest, WrongTokenIsRefused) {
+  httplib::Client cli(Slurp(daemon_->home() + "/api"));
+  auto none = cli.Get("/api/2.0/postgres/projects");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 401);
+  std::string token = Slurp(daemon_->home() + "/admin-token");
+  std::string forged = token;
+  forged[0] = forged[0] == 'a' ? 'b' : 'a';
+  auto bad = cli.Get("/api/2.0/postgres/projects", {{"Authorization", "Bearer " + forged}});
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 401);
+  EXPECT_NE(bad->body.find("UNAUTHENTICATED"), std::string::npos);
+  // The token file is private.
+  struct stat st;
+  ASSERT_EQ(stat((daemon_->home() + "/admin-token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(ApiTest, ProtectedAndExpiringBranches) {
+  auto p = daemon_->Call("POST", "projects/default/branches?branch_id=guarded",
+                         json{{"spec", {{"no_expiry", true}, {"is_protected", true}}}});
+  ASSERT_EQ(p.status, 200) << p.body.dump();
+  auto del = daemon_->Call("DELETE", "projects/default/branches/guarded");
+  EXPECT_EQ(del.status, 400);
+  EXPECT_NE(del.body["message"].get<std::string>().find("protected"), std::string::npos);
+  auto unprotect = daemon_->Call("PATCH",
+                                 "projects/default/branches/guarded?update_mask=spec.is_protected",
+                                 json{{"spec", {{"is_protected", false}}}});
+  ASSERT_EQ(unprotect.status, 200) << unprotect.body.dump();
+  EXPECT_EQ(daemon_->Call("DELETE", "projects/default/branches/guarded").status, 200);
+
+  // A branch with a 2 s TTL is gone once the reaper has run (every 5 s).
+  auto e = daemon_->Call("POST", "projects/default/branches?branch_id=ephemeral",
+                         json{{"spec", {{"ttl", "2s"}}}});
+  ASSERT_EQ(e.status, 200) << e.body.dump();
+  EXPECT_TRUE(e.body["status"].contains("expire_time"));
+  int gone_after = -1;
+  for (int i = 0; i < 30; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    if (daemon_->Call("GET", "projects/default/branches/ephemeral").status == 404) {
+      gone_after = i;
+      break;
+    }
+  }
+  EXPECT_GE(gone_after, 2) << "expired before its TTL";
+  EXPECT_NE(gone_after, -1) << "the expired branch is still there";
+}
+
+TEST_F(ApiTest, SecondUpReportsTheRunningDaemon) {
+  std::string cmd = std::string(ARBOR_BINARY) + " up --data-dir " + daemon_->home() + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  EXPECT_EQ(pclose(p), 0);
+  EXPECT_NE(out.find("already running (pid " + std::to_string(daemon_->pid())), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("postgresql://"), std::string::npos) << out;
+}
+
+// A commit PostgreSQL acknowledged survives a kill -9 of the Arbor daemon.
+TEST_F(ApiTest, KillNineOfTheDaemonLosesNoCommit) {
+  std::string conn = daemon_->Connect("production");
+  {
+    Pg pg(conn);
+    pg.Query("create table survive(n int)");
+    pg.Query("insert into survive select generate_series(1, 500)");
+  }
+  daemon_->KillAndRestart();
+  Pg pg(daemon_->Connect("production"));
+  EXPECT_EQ(pg.One("select count(*) from survive"), "500");
+  EXPECT_EQ(testutil::AmCheck(daemon_->Connect("production")), "");
+  pg.Query("drop table survive");
+}
+
+}  // namespace
+}  // namespace arbor
