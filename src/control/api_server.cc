@@ -25,7 +25,7 @@ void SendError(httplib::Response& res, const Status& st) {
       http = 400, code = "INVALID_PARAMETER_VALUE";
       break;
     case Code::kFailedPrecondition:
-      http = 400, code = "FAILED_PRECONDITION";
+      http = 409, code = "FAILED_PRECONDITION";
       break;
     case Code::kOutOfRange:
       http = 400, code = "OUT_OF_RANGE";

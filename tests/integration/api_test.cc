@@ -124,7 +124,7 @@ TEST_F(ApiTest, ProtectedAndExpiringBranches) {
                          json{{"spec", {{"no_expiry", true}, {"is_protected", true}}}});
   ASSERT_EQ(p.status, 200) << p.body.dump();
   auto del = daemon_->Call("DELETE", "projects/default/branches/guarded");
-  EXPECT_EQ(del.status, 400);
+  EXPECT_EQ(del.status, 409);
   EXPECT_NE(del.body["message"].get<std::string>().find("protected"), std::string::npos);
   auto unprotect = daemon_->Call("PATCH",
                                  "projects/default/branches/guarded?update_mask=spec.is_protected",

@@ -307,13 +307,13 @@ TEST_F(BranchTest, WrongRequestsGetClearErrorsAndChangeNothing) {
   ASSERT_EQ(Create("has-child", json::object()).status, 200);
   ASSERT_EQ(Create("the-child", {{"source_branch", Parent("has-child")}}).status, 200);
   auto del = daemon_->Call("DELETE", "projects/default/branches/has-child");
-  EXPECT_EQ(del.status, 400);
+  EXPECT_EQ(del.status, 409);
   EXPECT_EQ(del.body["error_code"], "FAILED_PRECONDITION");
   auto reset_root = daemon_->Call("POST", "projects/default/branches/production:reset");
-  EXPECT_EQ(reset_root.status, 400);
+  EXPECT_EQ(reset_root.status, 409);
   EXPECT_NE(reset_root.body["message"].get<std::string>().find("root"), std::string::npos);
   auto del_root = daemon_->Call("DELETE", "projects/default/branches/production");
-  EXPECT_EQ(del_root.status, 400);
+  EXPECT_EQ(del_root.status, 409);
 
   EXPECT_EQ(prod.One("select count(*) from keep"), "1");
   Delete("the-child");
