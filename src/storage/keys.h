@@ -20,6 +20,7 @@ inline constexpr std::string_view kFormatKey = "m:format";
 inline constexpr std::string_view kMagic = "arbor-store";
 inline constexpr std::string_view kNextInodeKey = "m:next_ino";
 inline constexpr std::string_view kTimelinePrefix = "m:tl:";  // + timeline id (8 bytes BE)
+inline constexpr std::string_view kCatalogPrefix = "c:";      // + the control plane's key
 
 // Data keys start with 't', the timeline id, then a kind byte.
 inline constexpr char kData = 't';

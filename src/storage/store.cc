@@ -328,6 +328,17 @@ class Store::Impl {
     last_seq.store(seq.value());
   }
 
+  static void AddMeta(const MetaWrites& meta, rocksdb::WriteBatch* batch) {
+    for (const MetaWrite& w : meta) {
+      std::string key = std::string(keys::kCatalogPrefix) + w.key;
+      if (w.value) {
+        batch->Put(key, *w.value);
+      } else {
+        batch->Delete(key);
+      }
+    }
+  }
+
   Status PersistTimeline(const TimelineInfo& info, rocksdb::WriteBatch* batch) {
     batch->Put(keys::TimelineRecordKey(info.id), keys::EncodeTimeline(info));
     return Status::Ok();
@@ -556,7 +567,8 @@ Result<TimelineId> Store::CreateRoot(int64_t history_window_us, uint32_t uid, ui
   return info.id;
 }
 
-Result<TimelineId> Store::Branch(TimelineId parent, Seq at) {
+Result<TimelineId> Store::Branch(TimelineId parent, Seq at,
+                                 const std::function<MetaWrites(TimelineId)>& meta) {
   Impl& im = *impl_;
   ARBOR_ASSIGN_OR_RETURN(TimelineInfo pinfo, im.Info(parent));
   ARBOR_ASSIGN_OR_RETURN(int64_t window, im.WindowOf(pinfo));
@@ -604,7 +616,9 @@ Result<TimelineId> Store::Branch(TimelineId parent, Seq at) {
   uint64_t next = im.next_timeline + 1;
   batch.Put(std::string(kNextTimelineKey), Slice(reinterpret_cast<const char*>(&next), 8));
   batch.Put(keys::TimeKey(info.id, seq), Slice(reinterpret_cast<const char*>(&now), 8));
-  ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, false));
+  MetaWrites writes = meta ? meta(info.id) : MetaWrites();
+  Impl::AddMeta(writes, &batch);
+  ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, !writes.empty()));
   im.next_timeline = next;
   im.CommitSeqLocked(seq, now);
   std::unique_lock tl(im.tl_mu);
@@ -612,7 +626,7 @@ Result<TimelineId> Store::Branch(TimelineId parent, Seq at) {
   return info.id;
 }
 
-Status Store::DeleteTimeline(TimelineId id) {
+Status Store::DeleteTimeline(TimelineId id, const MetaWrites& meta) {
   Impl& im = *impl_;
   std::lock_guard l(im.write_mu);
   {
@@ -632,6 +646,7 @@ Status Store::DeleteTimeline(TimelineId id) {
   batch.Delete(keys::TimelineRecordKey(id));
   uint64_t floor = im.last_seq.load();
   batch.Put(std::string(kSeqFloorKey), Slice(reinterpret_cast<const char*>(&floor), 8));
+  Impl::AddMeta(meta, &batch);
   ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, true));
   im.written.erase(id);
   {
@@ -652,6 +667,29 @@ Status Store::DeleteTimeline(TimelineId id) {
   rocksdb::Status cs = im.db->CompactRange(cro, &b, &e);
   if (!cs.ok()) log::warn("store: compacting deleted timeline {}: {}", id.value(), cs.ToString());
   return Status::Ok();
+}
+
+Status Store::WriteMeta(const MetaWrites& meta) {
+  Impl& im = *impl_;
+  std::lock_guard l(im.write_mu);
+  rocksdb::WriteBatch batch;
+  Impl::AddMeta(meta, &batch);
+  return im.WriteLocked(&batch, true);
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> Store::ScanMeta(
+    std::string_view prefix) const {
+  std::string full = std::string(keys::kCatalogPrefix) + std::string(prefix);
+  rocksdb::ReadOptions ro;
+  ro.total_order_seek = true;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro));
+  std::vector<std::pair<std::string, std::string>> out;
+  for (it->Seek(full); it->Valid() && HasPrefix(it->key(), full); it->Next()) {
+    out.emplace_back(it->key().ToString().substr(keys::kCatalogPrefix.size()),
+                     it->value().ToString());
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "catalog scan");
+  return out;
 }
 
 Result<TimelineInfo> Store::GetTimeline(TimelineId id) const { return impl_->Info(id); }

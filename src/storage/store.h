@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -58,6 +59,14 @@ struct TimelineInfo {
   TimelineState state = TimelineState::kActive;
   TimelineId root;  // the root of its tree (itself for a root)
 };
+
+// A change of one catalog key (the control plane's records), written in the same atomic
+// batch as the timeline change it describes. nullopt deletes the key.
+struct MetaWrite {
+  std::string key;
+  std::optional<std::string> value;
+};
+using MetaWrites = std::vector<MetaWrite>;
 
 // Space accounting of one timeline, at its head.
 struct Usage {
@@ -140,13 +149,21 @@ class Store {
   [[nodiscard]] Result<TimelineId> CreateRoot(int64_t history_window_us, uint32_t uid = 0,
                                               uint32_t gid = 0);
   // Creates a child of `parent` that shares every version of `parent` as of `at`; copies
-  // nothing (O(1)). Like any mutation, the new timeline is durable after the next Sync. NotFound if
-  // `parent` does not exist; OutOfRange if `at` is past the store's head or before the parent's
-  // retention horizon (the message gives the range).
-  [[nodiscard]] Result<TimelineId> Branch(TimelineId parent, Seq at);
-  // Deletes a timeline and frees its data with a range delete. NotFound if absent;
-  // FailedPrecondition while it has children.
-  [[nodiscard]] Status DeleteTimeline(TimelineId id);
+  // nothing (O(1)). `meta(child)` gives catalog changes written atomically with the new
+  // timeline; when there are any, the write is synced before Branch returns, otherwise the
+  // timeline is durable after the next Sync. NotFound if `parent` does not exist;
+  // OutOfRange if `at` is past the store's head or before the parent's retention horizon
+  // (the message gives the range).
+  [[nodiscard]] Result<TimelineId> Branch(
+      TimelineId parent, Seq at, const std::function<MetaWrites(TimelineId)>& meta = nullptr);
+  // Deletes a timeline and frees its data with a range delete, applying `meta` in the same
+  // atomic, synced write. NotFound if absent; FailedPrecondition while it has children.
+  [[nodiscard]] Status DeleteTimeline(TimelineId id, const MetaWrites& meta = {});
+  // Applies catalog changes alone, atomically and durably.
+  [[nodiscard]] Status WriteMeta(const MetaWrites& meta);
+  // Every catalog key starting with `prefix`, in key order, with its value.
+  [[nodiscard]] Result<std::vector<std::pair<std::string, std::string>>> ScanMeta(
+      std::string_view prefix) const;
   [[nodiscard]] Result<TimelineInfo> GetTimeline(TimelineId id) const;
   std::vector<TimelineInfo> ListTimelines() const;
   // Changes the history window of a root (and so of its tree). InvalidArgument if not a root.

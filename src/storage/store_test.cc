@@ -290,6 +290,32 @@ TEST(StoreTest, WalMarksMapLsnToTheFirstSeqThatReachedIt) {
   EXPECT_EQ(st->SeqAtLsn(child, Lsn(0x2800)).status().code(), Code::kOutOfRange);
 }
 
+TEST(StoreTest, CatalogKeysChangeAtomicallyWithTimelines) {
+  TempDir dir;
+  TimelineId child;
+  {
+    auto st = OpenStore(dir.path());
+    TimelineId root = *st->CreateRoot(kDay);
+    ASSERT_TRUE(st->WriteMeta({{"project/p", "root"}}).ok());
+    auto b = st->Branch(root, st->Head(), [](TimelineId id) {
+      return MetaWrites{{"branch/p/dev", "timeline " + id.ToString()}};
+    });
+    ASSERT_TRUE(b.ok());
+    child = *b;
+    auto rows = *st->ScanMeta("branch/");
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0].first, "branch/p/dev");
+    EXPECT_EQ(rows[0].second, "timeline " + child.ToString());
+  }
+  // Synced: present after reopen, with its timeline.
+  auto st = OpenStore(dir.path());
+  EXPECT_EQ(st->ScanMeta("")->size(), 2u);
+  EXPECT_TRUE(st->GetTimeline(child).ok());
+  ASSERT_TRUE(st->DeleteTimeline(child, {{"branch/p/dev", std::nullopt}}).ok());
+  EXPECT_TRUE(st->ScanMeta("branch/")->empty());
+  EXPECT_EQ(st->ScanMeta("project/")->size(), 1u);
+}
+
 TEST(StoreTest, WrongRequestsGetClearErrorsAndChangeNothing) {
   TempDir dir;
   auto st = OpenStore(dir.path());
