@@ -524,8 +524,18 @@ TEST(StoreTest, GcKeepsEveryLegalReadAndDropsTheRest) {
         << "timeline " << p.tl.value() << " seq " << p.at.value() << " inode " << p.f.value();
     EXPECT_EQ(st->GetAttr(p.tl, p.at, p.f)->has_value(), p.exists);
   }
-  // A second pass finds nothing more to drop.
+  // A second pass finds nothing more to drop (and skips the unchanged timelines).
   EXPECT_EQ(*st->RunGc(), 0u);
+  // Later writes, once the horizon passes them, make the shadowed versions droppable again.
+  InodeId f0 = files[0];
+  for (int i = 0; i < 5; ++i) {
+    st->SetClockForTesting(now + (i + 1) * int64_t{60'000'000});
+    WriteFile(*st, root, f0, "late " + std::to_string(i));
+  }
+  st->SetClockForTesting(now + 3 * hour);
+  EXPECT_GE(*st->RunGc(), 4u);
+  EXPECT_EQ(Read(*st, root, f0), "late 4");
+  for (TimelineId c : children) EXPECT_TRUE(st->GetAttr(c, kSeqMax, f0).ok());
 }
 
 TEST(StoreTest, NotAStoreOrUnknownFormatGivesClearError) {
