@@ -1,6 +1,91 @@
 // The arbor command: flags and wiring only.
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "fs/arborfs.h"
+#include "storage/store.h"
+
+namespace {
+
+struct DebugMountFlags {
+  std::string store;
+  uint64_t timeline = 0;
+  bool create_root = false;
+  std::string mountpoint;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t block_cache_mb = 256;
+  bool writeback_cache = false;
+  bool no_keep_cache = false;
+  double entry_timeout = -1;
+  double attr_timeout = -1;
+};
+
+// `arbor debug mount`: serves one timeline at a mount point in the foreground until SIGTERM or
+// SIGINT, then unmounts cleanly. For tests and benchmarks; the daemon mounts by itself.
+int DebugMount(const DebugMountFlags& f) {
+  // Signals are taken by sigwait below, never by the FUSE threads (which inherit the mask).
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  arbor::storage::Store::Options so;
+  so.path = f.store;
+  so.block_cache_bytes = f.block_cache_mb << 20;
+  auto store = arbor::storage::Store::Open(so);
+  if (!store.ok()) {
+    std::fprintf(stderr, "arbor debug mount: %s\n", store.status().ToString().c_str());
+    return 1;
+  }
+  arbor::TimelineId tl(f.timeline);
+  if (f.create_root) {
+    auto root = (*store)->CreateRoot(86400ll * 1'000'000, f.uid, f.gid);
+    if (!root.ok()) {
+      std::fprintf(stderr, "arbor debug mount: %s\n", root.status().ToString().c_str());
+      return 1;
+    }
+    tl = *root;
+    if (auto s = (*store)->Sync(tl); !s.ok()) {
+      std::fprintf(stderr, "arbor debug mount: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  } else if (auto info = (*store)->GetTimeline(tl); !info.ok()) {
+    std::fprintf(stderr, "arbor debug mount: %s\n", info.status().ToString().c_str());
+    return 1;
+  }
+  arbor::fs::MountOptions mo;
+  mo.store_path = f.store;
+  mo.writeback_cache = f.writeback_cache;
+  mo.keep_cache = !f.no_keep_cache;
+  if (f.entry_timeout >= 0) mo.entry_timeout_s = f.entry_timeout;
+  if (f.attr_timeout >= 0) mo.attr_timeout_s = f.attr_timeout;
+  auto mount = arbor::fs::Mount::Start(store->get(), tl, f.mountpoint, mo);
+  if (!mount.ok()) {
+    std::fprintf(stderr, "arbor debug mount: %s\n", mount.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("timeline %llu\nmounted %s\n", static_cast<unsigned long long>(tl.value()),
+              f.mountpoint.c_str());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  if (auto s = (*mount)->Unmount(); !s.ok()) {
+    std::fprintf(stderr, "arbor debug mount: unmount: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  mount->reset();
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"arbor: branchable, serverless PostgreSQL"};
@@ -14,6 +99,31 @@ int main(int argc, char** argv) {
   });
   auto* version = app.add_subcommand("version", "print the version");
   version->callback([] { std::printf("arbor 0.1.0\n"); });
+
+  // Hidden: tools for tests and benchmarks.
+  auto* debug = app.add_subcommand("debug", "developer tools")->group("");
+  debug->require_subcommand(1);
+  DebugMountFlags mf;
+  int rc = 0;
+  auto* mount = debug->add_subcommand("mount", "serve one timeline at a mount point (foreground)");
+  mount->add_option("--store", mf.store, "store directory")->required();
+  auto* tl_opt = mount->add_option("--timeline", mf.timeline, "timeline to mount");
+  auto* root_opt = mount->add_flag("--create-root", mf.create_root, "create a new root timeline");
+  tl_opt->excludes(root_opt);
+  mount->add_option("--mountpoint", mf.mountpoint, "directory to mount at")->required();
+  mount->add_option("--uid", mf.uid, "owner of a new root directory");
+  mount->add_option("--gid", mf.gid, "group of a new root directory");
+  mount->add_option("--block-cache-mb", mf.block_cache_mb, "RocksDB block cache (MiB)");
+  mount->add_flag("--writeback-cache", mf.writeback_cache, "enable FUSE writeback cache");
+  mount->add_flag("--no-keep-cache", mf.no_keep_cache, "drop the page cache on open");
+  mount->add_option("--entry-timeout", mf.entry_timeout, "kernel entry timeout (s)");
+  mount->add_option("--attr-timeout", mf.attr_timeout, "kernel attribute timeout (s)");
+  mount->callback([&] {
+    if (!mf.create_root && mf.timeline == 0) {
+      throw CLI::ValidationError("--timeline or --create-root is required");
+    }
+    rc = DebugMount(mf);
+  });
   CLI11_PARSE(app, argc, argv);
-  return 0;
+  return rc;
 }

@@ -1,0 +1,67 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/ids.h"
+#include "common/status.h"
+#include "storage/store.h"
+
+namespace arbor::fs {
+
+// How a timeline is mounted. The kernel-caching defaults are the measured choices recorded in
+// docs/fs-caching.md; the switches exist so that the benchmark can measure them again.
+struct MountOptions {
+  // Directory of the store, for statfs (the free space of the disk holding it).
+  std::string store_path;
+  // The kernel buffers writes and sends them later (FUSE writeback cache).
+  bool writeback_cache = false;
+  // Page cache survives open() (safe: this mount is the only writer of its timeline).
+  bool keep_cache = true;
+  // How long the kernel may trust a name lookup (also negative ones) and attributes.
+  double entry_timeout_s = 3600;
+  double attr_timeout_s = 3600;
+  // Upper bound of FUSE worker threads.
+  int max_threads = 16;
+};
+
+// One timeline of a store mounted at a directory through FUSE (libfuse3 low-level API).
+// Serves requests on its own threads from Start until Unmount or destruction.
+// Thread-safe; owns its FUSE session and threads. The store must outlive it.
+class Mount {
+ public:
+  // Clears a stale mount left at `mountpoint` by a killed process (see ClearStaleMount),
+  // mounts (`default_permissions,allow_other`) and starts serving. FailedPrecondition if
+  // something live is mounted there already; Unavailable if the kernel refuses the mount.
+  [[nodiscard]] static Result<std::unique_ptr<Mount>> Start(storage::Store* store,
+                                                            TimelineId timeline,
+                                                            const std::string& mountpoint,
+                                                            const MountOptions& options);
+  // Unmounts (if still mounted) and stops the threads.
+  ~Mount();
+  Mount(const Mount&) = delete;
+  Mount& operator=(const Mount&) = delete;
+
+  // Unmounts and waits for the serving threads to end. If processes still hold files open,
+  // the mount is detached and their connection aborted. Idempotent.
+  [[nodiscard]] Status Unmount();
+  const std::string& mountpoint() const { return mountpoint_; }
+
+  class Impl;
+
+ private:
+  explicit Mount(std::unique_ptr<Impl> impl, std::string mountpoint);
+  std::unique_ptr<Impl> impl_;
+  std::string mountpoint_;
+};
+
+// Detects a mount left at `mountpoint` by a process that died (stat fails with ENOTCONN) and
+// removes it: umount2(MNT_DETACH) as root, `fusermount3 -u -z` otherwise. Creates the
+// directory if it is missing. Ok if `mountpoint` is now a plain directory; FailedPrecondition
+// if a live FUSE file system is mounted there; IOError if clearing failed.
+[[nodiscard]] Status ClearStaleMount(const std::string& mountpoint);
+
+// True if `path` is currently a mount point (per /proc/self/mountinfo).
+bool IsMountPoint(const std::string& path);
+
+}  // namespace arbor::fs

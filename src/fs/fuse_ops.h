@@ -1,0 +1,24 @@
+#pragma once
+
+#define FUSE_USE_VERSION 312
+#include <fuse3/fuse_lowlevel.h>
+
+#include "fs/arborfs.h"
+#include "fs/filesystem.h"
+
+namespace arbor::fs {
+
+// What every FUSE callback reaches through fuse_req_userdata. Owned by the Mount.
+struct SessionContext {
+  FileSystem* fs = nullptr;
+  MountOptions options;
+};
+
+// The one table of operations: each callback asks FileSystem for the work and sends the
+// reply; FsError -> errno happens in exactly one place (ToErrno). No exception leaves it.
+const fuse_lowlevel_ops& Operations();
+
+// The errno for an FsError (0 for kOk).
+int ToErrno(FsError e);
+
+}  // namespace arbor::fs
