@@ -8,6 +8,7 @@
 
 #include "common/ids.h"
 #include "common/status.h"
+#include "storage/store.h"
 
 namespace arbor::control {
 
@@ -53,23 +54,28 @@ struct EndpointRecord {
   bool no_suspension = false;
 };
 
-// The catalog: every project, branch and endpoint, persisted as one JSON file that is
-// replaced atomically (write, fsync, rename, fsync dir). Not thread-safe: the Engine
-// serializes access.
+// The catalog: every project, branch and endpoint. Each record is one store catalog key
+// (`project/P`, `branch/P/B`, `endpoint/P/B/E`, JSON values), written in the same atomic
+// store write as the timeline change it describes, so no half-made branch is ever seen.
+// This class is the in-memory copy plus the encoding; not thread-safe (the Engine
+// serializes access).
 class Catalog {
  public:
-  // Loads `path` if it exists; Corruption with the file's name if it cannot be parsed.
-  [[nodiscard]] static Result<Catalog> Load(const std::string& path);
-  // Writes the whole catalog durably. IOError/ResourceExhausted leave the old file intact.
-  [[nodiscard]] Status Save() const;
+  // Reads every record from the store. Corruption if a record cannot be parsed.
+  [[nodiscard]] static Result<Catalog> Load(const storage::Store& store);
+
+  static storage::MetaWrite Put(const ProjectRecord& p);
+  static storage::MetaWrite Put(const BranchRecord& b);
+  static storage::MetaWrite Put(const EndpointRecord& e);
+  static storage::MetaWrite EraseProject(const std::string& project);
+  static storage::MetaWrite EraseBranch(const std::string& project, const std::string& branch);
+  static storage::MetaWrite EraseEndpoint(const std::string& project, const std::string& branch,
+                                          const std::string& endpoint);
 
   std::map<std::string, ProjectRecord> projects;
   std::map<std::pair<std::string, std::string>, BranchRecord> branches;  // (project, branch)
   // (project, branch, endpoint)
   std::map<std::tuple<std::string, std::string, std::string>, EndpointRecord> endpoints;
-
- private:
-  std::string path_;
 };
 
 // "prj-" + 16 hex digits of randomness.

@@ -59,7 +59,7 @@ Status Engine::Open() {
   // The compute user must be able to reach its mountpoints and socket directories.
   chmod(options_.data_dir.c_str(), 0711);
   for (const char* d : {"mnt", "run"}) chmod((options_.data_dir + "/" + d).c_str(), 0711);
-  ARBOR_ASSIGN_OR_RETURN(catalog_, Catalog::Load(options_.data_dir + "/catalog.json"));
+  ARBOR_ASSIGN_OR_RETURN(catalog_, Catalog::Load(*store_));
 
   // Timelines no branch refers to were left by an operation cut short (a crash between the
   // store's change and the catalog's): delete them, children first.
@@ -174,17 +174,15 @@ Result<ProjectRecord> Engine::CreateProject(const std::string& id, int64_t histo
   b.create_time_us = p.create_time_us;
   b.timeline = root;
   b.expiry = Expiry::kNever;
-  catalog_.projects[id] = p;
-  catalog_.branches[{id, b.id}] = b;
-  auto ep = CreateEndpointLocked(id, b.id, "primary", 300, false);
-  if (ep.ok()) st = catalog_.Save();
+  auto ep = NewEndpointLocked(id, b.id, "primary", 300, false);
+  if (ep.ok()) st = store_->WriteMeta({Catalog::Put(p), Catalog::Put(b), Catalog::Put(*ep)});
   if (!ep.ok() || !st.ok()) {
-    catalog_.endpoints.erase({id, b.id, "primary"});
-    catalog_.branches.erase({id, b.id});
-    catalog_.projects.erase(id);
     (void)store_->DeleteTimeline(root);
     return ep.ok() ? st : ep.status();
   }
+  catalog_.projects[id] = p;
+  catalog_.branches[{id, b.id}] = b;
+  catalog_.endpoints[{id, b.id, ep->id}] = *ep;
   return p;
 }
 
@@ -221,8 +219,9 @@ Status Engine::DeleteProject(const std::string& id) {
     if (leaf.empty()) break;
     ARBOR_RETURN_IF_ERROR(DeleteBranchLocked(id, leaf, /*force=*/true));
   }
+  ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::EraseProject(id)}));
   catalog_.projects.erase(id);
-  return catalog_.Save();
+  return Status::Ok();
 }
 
 Status Engine::SetHistoryWindow(const std::string& project, int64_t history_window_s) {
@@ -236,8 +235,11 @@ Status Engine::SetHistoryWindow(const std::string& project, int64_t history_wind
     return Status::NotFound("project projects/" + project + " does not exist");
   }
   ARBOR_RETURN_IF_ERROR(store_->SetHistoryWindow(it->second.root, history_window_s * 1'000'000));
-  it->second.history_window_s = history_window_s;
-  return catalog_.Save();
+  ProjectRecord updated = it->second;
+  updated.history_window_s = history_window_s;
+  ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(updated)}));
+  it->second = updated;
+  return Status::Ok();
 }
 
 // ---- branches ----
@@ -283,14 +285,12 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   }
   int64_t fork_time = 0;
   ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*parent, request.time_us, request.lsn, &fork_time));
-  ARBOR_ASSIGN_OR_RETURN(TimelineId tl, store_->Branch(parent->timeline, at));
 
   BranchRecord b;
   b.project = project;
   b.id = id;
   b.uid = NewUid("br");
   b.create_time_us = now;
-  b.timeline = tl;
   b.parent = parent_id;
   b.source_time_us = fork_time;
   b.source_lsn = request.lsn.value_or(0);
@@ -302,17 +302,14 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
                      : request.expiry == Expiry::kExpireTime ? request.expire_time_us
                                                              : 0;
   b.is_protected = request.is_protected;
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord ep, NewEndpointLocked(project, id, "primary", 300, false));
+  // The timeline and its catalog records appear in one atomic, synced store write.
+  ARBOR_ASSIGN_OR_RETURN(b.timeline, store_->Branch(parent->timeline, at, [&](TimelineId tl) {
+    b.timeline = tl;
+    return storage::MetaWrites{Catalog::Put(b), Catalog::Put(ep)};
+  }));
   catalog_.branches[{project, id}] = b;
-  auto ep = CreateEndpointLocked(project, id, "primary", 300, false);
-  Status st = ep.ok() ? catalog_.Save() : ep.status();
-  if (!st.ok()) {
-    catalog_.endpoints.erase({project, id, "primary"});
-    catalog_.branches.erase({project, id});
-    (void)store_->DeleteTimeline(tl);
-    return st;
-  }
-  // Sync so the new timeline survives a crash once the caller has been told it exists.
-  ARBOR_RETURN_IF_ERROR(store_->Sync(tl));
+  catalog_.endpoints[{project, id, ep.id}] = ep;
   return b;
 }
 
@@ -354,20 +351,23 @@ Status Engine::DeleteBranchLocked(const std::string& project, const std::string&
   }
   StopBranchEndpoints(project, id);
   TimelineId tl = b->timeline;
-  for (auto it = catalog_.endpoints.begin(); it != catalog_.endpoints.end();) {
-    if (it->second.project == project && it->second.branch == id) {
-      live_.erase(it->first);
-      it = catalog_.endpoints.erase(it);
-    } else {
-      ++it;
+  storage::MetaWrites writes{Catalog::EraseBranch(project, id)};
+  std::vector<EndpointKey> gone;
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.project == project && e.branch == id) {
+      writes.push_back(Catalog::EraseEndpoint(project, id, e.id));
+      gone.push_back(k);
     }
   }
+  // The records and the timeline go in one atomic store write.
+  Status st = store_->DeleteTimeline(tl, writes);
+  if (st.code() == Code::kNotFound) st = store_->WriteMeta(writes);
+  ARBOR_RETURN_IF_ERROR(st);
+  for (const auto& k : gone) {
+    live_.erase(k);
+    catalog_.endpoints.erase(k);
+  }
   catalog_.branches.erase({project, id});
-  // The catalog forgets first: a crash before the store's delete leaves an unreferenced
-  // timeline, which Open() deletes.
-  ARBOR_RETURN_IF_ERROR(catalog_.Save());
-  Status st = store_->DeleteTimeline(tl);
-  if (!st.ok()) log::warn("engine: deleting timeline {}: {}", tl.value(), st.ToString());
   return Status::Ok();
 }
 
@@ -390,21 +390,20 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * parent, FindBranch(project, b->parent));
   int64_t fork_time = 0;
   ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*parent, time_us, std::nullopt, &fork_time));
-  ARBOR_ASSIGN_OR_RETURN(TimelineId tl, store_->Branch(parent->timeline, at));
+  BranchRecord updated = *b;
+  updated.source_time_us = fork_time;
+  updated.source_lsn = 0;
+  updated.requested_time = time_us.has_value();
+  updated.requested_lsn = false;
+  // The new timeline and the record pointing at it appear together; the old timeline is
+  // deleted after (a crash in between leaves it unreferenced, and Open deletes it).
+  ARBOR_ASSIGN_OR_RETURN(updated.timeline, store_->Branch(parent->timeline, at, [&](TimelineId tl) {
+    updated.timeline = tl;
+    return storage::MetaWrites{Catalog::Put(updated)};
+  }));  // Its computes stop only now: a failed fork above leaves the branch running as it was.
   std::vector<EndpointRecord> ran = StopBranchEndpoints(project, id);
   TimelineId old = b->timeline;
-  b->timeline = tl;
-  b->source_time_us = fork_time;
-  b->source_lsn = 0;
-  b->requested_time = time_us.has_value();
-  b->requested_lsn = false;
-  Status st = catalog_.Save();
-  if (!st.ok()) {
-    b->timeline = old;
-    (void)store_->DeleteTimeline(tl);
-    return st;
-  }
-  ARBOR_RETURN_IF_ERROR(store_->Sync(tl));
+  *b = updated;
   Status del = store_->DeleteTimeline(old);
   if (!del.ok())
     log::warn("engine: deleting replaced timeline {}: {}", old.value(), del.ToString());
@@ -425,14 +424,12 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
   int64_t fork_time = 0;
   ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*b, time_us, lsn, &fork_time));
-  ARBOR_ASSIGN_OR_RETURN(TimelineId tl, store_->Branch(b->timeline, at));
 
   int64_t now = WallMicros();
   std::string backup_id = id.substr(0, 36) + "-backup-" + CompactTime(now);
   for (int n = 2; catalog_.branches.count({project, backup_id}); ++n) {
     backup_id = id.substr(0, 36) + "-backup-" + CompactTime(now) + "-" + std::to_string(n);
   }
-  std::vector<EndpointRecord> ran = StopBranchEndpoints(project, id);
   // The replaced state keeps its timeline under the backup's name; the branch gets the new
   // timeline, which is a child of that one, and so do the branch's former children.
   BranchRecord backup = *b;
@@ -442,26 +439,37 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
   backup.is_protected = false;
   backup.expiry = Expiry::kNever;
   backup.expire_time_us = 0;
-  for (auto& [k, other] : catalog_.branches) {
-    if (other.project == project && other.parent == id) other.parent = backup_id;
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord backup_ep,
+                         NewEndpointLocked(project, backup_id, "primary", 300, false));
+  BranchRecord updated = *b;
+  updated.parent = backup_id;
+  updated.source_time_us = fork_time;
+  updated.source_lsn = lsn.value_or(0);
+  updated.requested_time = time_us.has_value();
+  updated.requested_lsn = lsn.has_value();
+  std::vector<BranchRecord> moved;
+  for (const auto& [k, other] : catalog_.branches) {
+    if (other.project == project && other.parent == id) {
+      moved.push_back(other);
+      moved.back().parent = backup_id;
+    }
   }
-  b->timeline = tl;
-  b->parent = backup_id;
-  b->source_time_us = fork_time;
-  b->source_lsn = lsn.value_or(0);
-  b->requested_time = time_us.has_value();
-  b->requested_lsn = lsn.has_value();
+  ARBOR_ASSIGN_OR_RETURN(updated.timeline, store_->Branch(b->timeline, at, [&](TimelineId tl) {
+    updated.timeline = tl;
+    storage::MetaWrites w{Catalog::Put(updated), Catalog::Put(backup), Catalog::Put(backup_ep)};
+    for (const BranchRecord& m : moved) w.push_back(Catalog::Put(m));
+    return w;
+  }));  // Writes made between the fork and this stop belong to the replaced state (the backup).
+  std::vector<EndpointRecord> ran = StopBranchEndpoints(project, id);
+  for (const BranchRecord& m : moved) catalog_.branches[{project, m.id}] = m;
   catalog_.branches[{project, backup_id}] = backup;
-  BranchRecord result = catalog_.branches.at({project, id});
-  auto ep = CreateEndpointLocked(project, backup_id, "primary", 300, false);
-  ARBOR_RETURN_IF_ERROR(ep.status());
-  ARBOR_RETURN_IF_ERROR(catalog_.Save());
-  ARBOR_RETURN_IF_ERROR(store_->Sync(tl));
+  catalog_.endpoints[{project, backup_id, backup_ep.id}] = backup_ep;
+  catalog_.branches[{project, id}] = updated;
   for (const EndpointRecord& e : ran) {
-    auto s = StartLocked(e);
-    if (!s.ok()) return s.status();
+    auto started = StartLocked(e);
+    if (!started.ok()) return started.status();
   }
-  return std::make_pair(result, backup_id);
+  return std::make_pair(updated, backup_id);
 }
 
 Status Engine::UpdateBranch(const std::string& project, const std::string& id,
@@ -486,11 +494,9 @@ Status Engine::UpdateBranch(const std::string& project, const std::string& id,
       updated.expire_time_us = 0;
     }
   }
-  BranchRecord old = *b;
+  ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(updated)}));
   *b = updated;
-  Status st = catalog_.Save();
-  if (!st.ok()) *b = old;
-  return st;
+  return Status::Ok();
 }
 
 Result<storage::Usage> Engine::BranchUsage(const std::string& project, const std::string& id) {
@@ -540,12 +546,10 @@ Result<uint16_t> Engine::AllocatePort() const {
                                    "-" + std::to_string(options_.port_hi) + " is taken");
 }
 
-Result<EndpointRecord> Engine::CreateEndpointLocked(const std::string& project,
-                                                    const std::string& branch,
-                                                    const std::string& id,
-                                                    int64_t suspend_timeout_s, bool no_suspension) {
+Result<EndpointRecord> Engine::NewEndpointLocked(const std::string& project,
+                                                 const std::string& branch, const std::string& id,
+                                                 int64_t suspend_timeout_s, bool no_suspension) {
   ARBOR_RETURN_IF_ERROR(ValidateId("endpoint", id));
-  ARBOR_RETURN_IF_ERROR(FindBranch(project, branch).status());
   if (catalog_.endpoints.count({project, branch, id})) {
     return Status::AlreadyExists("endpoint " + BranchName(project, branch) + "/endpoints/" + id +
                                  " already exists");
@@ -569,7 +573,6 @@ Result<EndpointRecord> Engine::CreateEndpointLocked(const std::string& project,
   e.port = port;
   e.suspend_timeout_s = suspend_timeout_s;
   e.no_suspension = no_suspension;
-  catalog_.endpoints[{project, branch, id}] = e;
   return e;
 }
 
@@ -577,13 +580,11 @@ Result<EndpointRecord> Engine::CreateEndpoint(const std::string& project, const 
                                               const std::string& id, int64_t suspend_timeout_s,
                                               bool no_suspension) {
   std::lock_guard l(mu_);
-  ARBOR_ASSIGN_OR_RETURN(EndpointRecord e, CreateEndpointLocked(project, branch, id,
-                                                                suspend_timeout_s, no_suspension));
-  Status st = catalog_.Save();
-  if (!st.ok()) {
-    catalog_.endpoints.erase({project, branch, id});
-    return st;
-  }
+  ARBOR_RETURN_IF_ERROR(FindBranch(project, branch).status());
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
+                         NewEndpointLocked(project, branch, id, suspend_timeout_s, no_suspension));
+  ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(e)}));
+  catalog_.endpoints[{project, branch, id}] = e;
   return e;
 }
 
@@ -609,9 +610,10 @@ Status Engine::DeleteEndpoint(const std::string& project, const std::string& bra
   std::lock_guard l(mu_);
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
   ARBOR_RETURN_IF_ERROR(StopLocked(*e));
+  ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::EraseEndpoint(project, branch, id)}));
   live_.erase({project, branch, id});
   catalog_.endpoints.erase({project, branch, id});
-  return catalog_.Save();
+  return Status::Ok();
 }
 
 std::string Engine::ComputeId(const EndpointRecord& ep) const {

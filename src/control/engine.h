@@ -34,7 +34,7 @@ class Mounter {
 };
 
 struct EngineOptions {
-  std::string data_dir;  // holds catalog.json, mnt/, run/, logs/
+  std::string data_dir;  // holds mnt/, run/, logs/ (the catalog is in the store)
   uint16_t port_lo = 55433;
   uint16_t port_hi = 55999;
   std::string shared_buffers = "128MB";
@@ -155,10 +155,12 @@ class Engine {
                                        const std::string& id);
   bool HasChildren(const std::string& project, const std::string& id) const;
   Result<Seq> ForkPoint(const BranchRecord& parent, std::optional<int64_t> time_us,
-                        std::optional<uint64_t> lsn, int64_t* fork_time_us);
-  Result<EndpointRecord> CreateEndpointLocked(const std::string& project, const std::string& branch,
-                                              const std::string& id, int64_t suspend_timeout_s,
-                                              bool no_suspension);
+                        std::optional<uint64_t> lsn,
+                        int64_t* fork_time_us);  // Validates and builds a new endpoint record (with
+                                                 // a free port); stores nothing.
+  Result<EndpointRecord> NewEndpointLocked(const std::string& project, const std::string& branch,
+                                           const std::string& id, int64_t suspend_timeout_s,
+                                           bool no_suspension);
   Result<EndpointState> StartLocked(const EndpointRecord& ep);
   Status StopLocked(const EndpointRecord& ep);
   // Stops the branch's running endpoints; returns the ones that ran.
