@@ -77,12 +77,27 @@ Result<std::optional<T>> Field(const json& obj, const char* name, const char* wh
   return std::optional<T>(it->get<T>());
 }
 
+// Refuses fields the API does not know: a typo must not be silently ignored.
+Status OnlyFields(const json& obj, std::initializer_list<const char*> known, const char* where) {
+  for (const auto& [k, v] : obj.items()) {
+    bool ok = false;
+    for (const char* f : known) ok = ok || k == f;
+    if (!ok) return Status::InvalidArgument("unknown field " + std::string(where) + "." + k);
+  }
+  return Status::Ok();
+}
+
 Result<json> Spec(const json& body) {
+  ARBOR_RETURN_IF_ERROR(OnlyFields(body, {"spec"}, "body"));
   auto it = body.find("spec");
   if (it == body.end() || it->is_null()) return json::object();
   if (!it->is_object()) return Status::InvalidArgument("spec must be an object");
   return *it;
 }
+
+constexpr std::initializer_list<const char*> kBranchSpecFields = {
+    "source_branch", "source_branch_time", "source_branch_lsn", "ttl",
+    "expire_time",   "no_expiry",          "is_protected"};
 
 // "projects/P/branches/B" or "B" -> B, within project P.
 Result<std::string> BranchIdOf(const std::string& project, const std::string& name) {
@@ -261,7 +276,8 @@ void ApiServer::Routes() {
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
-  });
+  });  // A body larger than any request needs is refused before it is read.
+  s.set_payload_max_length(1 << 20);
   s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     SendError(res, Status::Internal("unexpected error while handling the request"));
   });
@@ -271,7 +287,10 @@ void ApiServer::Routes() {
         {"name", "projects/" + p.id},
         {"uid", p.uid},
         {"create_time", FormatTime(p.create_time_us)},
-        {"spec", {{"history_retention_duration", Duration(p.history_window_s)}}},
+        {"spec", p.default_branch_ttl_s
+                     ? json{{"history_retention_duration", Duration(p.history_window_s)},
+                            {"default_branch_ttl", Duration(p.default_branch_ttl_s)}}
+                     : json{{"history_retention_duration", Duration(p.history_window_s)}}},
         {"status", {{"default_branch", "projects/" + p.id + "/branches/" + p.default_branch}}}};
   };
   auto branch_json = [eng](const BranchRecord& b) {
@@ -349,6 +368,7 @@ void ApiServer::Routes() {
            if (id.empty()) return Status::InvalidArgument("project_id is required");
            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
            ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(spec, {"history_retention_duration"}, "spec"));
            int64_t window = 86'400;
            ARBOR_ASSIGN_OR_RETURN(auto w,
                                   Field<std::string>(spec, "history_retention_duration", "spec"));
@@ -377,15 +397,38 @@ void ApiServer::Routes() {
             std::string project = req.matches[1];
             ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
             ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+            ARBOR_RETURN_IF_ERROR(
+                OnlyFields(spec, {"history_retention_duration", "default_branch_ttl"}, "spec"));
             std::string mask = req.get_param_value("update_mask");
-            if (mask != "spec.history_retention_duration") {
-              return Status::InvalidArgument("update_mask must be spec.history_retention_duration");
+            if (mask.empty()) return Status::InvalidArgument("update_mask is required");
+            for (size_t pos = 0; pos <= mask.size();) {
+              size_t comma = mask.find(',', pos);
+              std::string f =
+                  mask.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+              if (f == "spec.history_retention_duration") {
+                ARBOR_ASSIGN_OR_RETURN(
+                    auto w, Field<std::string>(spec, "history_retention_duration", "spec"));
+                if (!w)
+                  return Status::InvalidArgument("spec.history_retention_duration is required");
+                ARBOR_ASSIGN_OR_RETURN(int64_t window, ParseDuration(*w));
+                ARBOR_RETURN_IF_ERROR(eng->SetHistoryWindow(project, window));
+              } else if (f == "spec.default_branch_ttl") {
+                ARBOR_ASSIGN_OR_RETURN(auto t,
+                                       Field<std::string>(spec, "default_branch_ttl", "spec"));
+                int64_t ttl = 0;  // absent: remove the default
+                if (t) {
+                  ARBOR_ASSIGN_OR_RETURN(ttl, ParseDuration(*t));
+                }
+                ARBOR_RETURN_IF_ERROR(eng->SetDefaultBranchTtl(project, ttl));
+              } else {
+                return Status::InvalidArgument("update_mask field '" + f +
+                                               "' cannot be changed (use "
+                                               "spec.history_retention_duration or "
+                                               "spec.default_branch_ttl)");
+              }
+              if (comma == std::string::npos) break;
+              pos = comma + 1;
             }
-            ARBOR_ASSIGN_OR_RETURN(auto w,
-                                   Field<std::string>(spec, "history_retention_duration", "spec"));
-            if (!w) return Status::InvalidArgument("spec.history_retention_duration is required");
-            ARBOR_ASSIGN_OR_RETURN(int64_t window, ParseDuration(*w));
-            ARBOR_RETURN_IF_ERROR(eng->SetHistoryWindow(project, window));
             ARBOR_ASSIGN_OR_RETURN(ProjectRecord p, eng->GetProject(project));
             SendJson(res, project_json(p));
             return Status::Ok();
@@ -405,6 +448,7 @@ void ApiServer::Routes() {
            if (id.empty()) return Status::InvalidArgument("branch_id is required");
            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
            ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(spec, kBranchSpecFields, "spec"));
            ARBOR_ASSIGN_OR_RETURN(auto expiry, ExpiryOf(spec, /*required=*/true));
            BranchRequest r = *expiry;
            ARBOR_ASSIGN_OR_RETURN(auto source, Field<std::string>(spec, "source_branch", "spec"));
@@ -458,12 +502,13 @@ void ApiServer::Routes() {
                   mask.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
               if (f == "spec.is_protected") {
                 want_protect = true;
-              } else if (f == "spec.ttl" || f == "spec.expire_time" || f == "spec.no_expiry") {
+              } else if (f == "spec.ttl" || f == "spec.expire_time" || f == "spec.no_expiry" ||
+                         f == "spec.expiration") {
                 want_expiry = true;
               } else {
                 return Status::InvalidArgument("update_mask field '" + f +
-                                               "' cannot be changed (use spec.is_protected, "
-                                               "spec.ttl, spec.expire_time, spec.no_expiry)");
+                                               "' cannot be changed (use spec.is_protected or "
+                                               "spec.expiration)");
               }
               if (comma == std::string::npos) break;
               pos = comma + 1;
@@ -491,6 +536,7 @@ void ApiServer::Routes() {
   s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):reset",
          wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(body, {"source_branch_time"}, "body"));
            ARBOR_ASSIGN_OR_RETURN(auto t, Field<std::string>(body, "source_branch_time", "body"));
            std::optional<int64_t> time_us;
            if (t) {
@@ -505,6 +551,8 @@ void ApiServer::Routes() {
          wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
            std::string project = req.matches[1];
            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_RETURN_IF_ERROR(
+               OnlyFields(body, {"source_branch_time", "source_branch_lsn"}, "body"));
            ARBOR_ASSIGN_OR_RETURN(auto t, Field<std::string>(body, "source_branch_time", "body"));
            ARBOR_ASSIGN_OR_RETURN(auto l, Field<std::string>(body, "source_branch_lsn", "body"));
            if ((t && l) || (!t && !l)) {
@@ -533,6 +581,8 @@ void ApiServer::Routes() {
            if (id.empty()) return Status::InvalidArgument("endpoint_id is required");
            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
            ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(
+               spec, {"endpoint_type", "suspend_timeout_duration", "no_suspension"}, "spec"));
            int64_t timeout = 300;
            ARBOR_ASSIGN_OR_RETURN(auto t,
                                   Field<std::string>(spec, "suspend_timeout_duration", "spec"));
@@ -603,7 +653,12 @@ void ApiServer::Routes() {
            return Status::Ok();
          }));
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (res.status == 404 && res.body.empty()) {
+    if (res.status == 413) {
+      res.set_content(json{{"error_code", "INVALID_PARAMETER_VALUE"},
+                           {"message", "the request body is larger than 1 MiB"}}
+                          .dump(),
+                      "application/json");
+    } else if (res.status == 404 && res.body.empty()) {
       res.set_content(json{{"error_code", "ENDPOINT_NOT_FOUND"},
                            {"message", "no API method " + req.method + " " + req.path}}
                           .dump(),

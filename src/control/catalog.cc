@@ -21,6 +21,7 @@ json ToJson(const ProjectRecord& p) {
           {"uid", p.uid},
           {"create_time_us", p.create_time_us},
           {"history_window_s", p.history_window_s},
+          {"default_branch_ttl_s", p.default_branch_ttl_s},
           {"root", p.root.value()},
           {"default_branch", p.default_branch},
           {"password", p.password}};
@@ -72,6 +73,7 @@ ProjectRecord ProjectFrom(const json& p) {
   r.uid = p.at("uid");
   r.create_time_us = p.at("create_time_us");
   r.history_window_s = p.at("history_window_s");
+  r.default_branch_ttl_s = p.value("default_branch_ttl_s", int64_t{0});
   r.root = TimelineId(p.at("root").get<uint64_t>());
   r.default_branch = p.at("default_branch");
   r.password = p.at("password");

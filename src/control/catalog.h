@@ -18,6 +18,7 @@ struct ProjectRecord {
   std::string uid;
   int64_t create_time_us = 0;
   int64_t history_window_s = 86'400;
+  int64_t default_branch_ttl_s = 0;  // 0: none; used by the CLI when a create names no expiry
   TimelineId root;
   std::string default_branch = "production";
   std::string password;  // the postgres role's password (shared by the project's branches)

@@ -283,6 +283,9 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   if (request.expiry == Expiry::kTtl && request.ttl_s <= 0) {
     return Status::InvalidArgument("ttl must be positive");
   }
+  if (request.is_protected && request.expiry != Expiry::kNever) {
+    return Status::FailedPrecondition("a protected branch cannot expire; set spec.no_expiry");
+  }
   int64_t fork_time = 0;
   ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*parent, request.time_us, request.lsn, &fork_time));
 
@@ -311,6 +314,20 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   catalog_.branches[{project, id}] = b;
   catalog_.endpoints[{project, id, ep.id}] = ep;
   return b;
+}
+
+Status Engine::SetDefaultBranchTtl(const std::string& project, int64_t ttl_s) {
+  if (ttl_s < 0) return Status::InvalidArgument("default_branch_ttl must not be negative");
+  std::lock_guard l(mu_);
+  auto it = catalog_.projects.find(project);
+  if (it == catalog_.projects.end()) {
+    return Status::NotFound("project projects/" + project + " does not exist");
+  }
+  ProjectRecord updated = it->second;
+  updated.default_branch_ttl_s = ttl_s;
+  ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(updated)}));
+  it->second = updated;
+  return Status::Ok();
 }
 
 Result<BranchRecord> Engine::GetBranch(const std::string& project, const std::string& id) {
@@ -478,6 +495,25 @@ Status Engine::UpdateBranch(const std::string& project, const std::string& id,
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
   BranchRecord updated = *b;
   if (is_protected) updated.is_protected = *is_protected;
+  if (expiry && expiry->expiry != Expiry::kNever) {
+    // Such branches are never reaped, so an expiry on them would be a promise not kept.
+    if (updated.is_protected) {
+      return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                        " is protected; a protected branch cannot expire");
+    }
+    if (updated.parent.empty()) {
+      return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                        " is the root branch; it cannot expire");
+    }
+    if (HasChildren(project, id)) {
+      return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                        " has child branches; it cannot expire before them");
+    }
+  }
+  if (updated.is_protected && updated.expire_time_us != 0 && !expiry) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " expires; set spec.no_expiry to protect it");
+  }
   if (expiry) {
     int64_t now = WallMicros();
     updated.expiry = expiry->expiry;

@@ -83,6 +83,8 @@ class Engine {
   std::vector<ProjectRecord> ListProjects();
   [[nodiscard]] Status DeleteProject(const std::string& id);
   [[nodiscard]] Status SetHistoryWindow(const std::string& project, int64_t history_window_s);
+  // The TTL the CLI gives a branch created without an expiry; 0 removes it.
+  [[nodiscard]] Status SetDefaultBranchTtl(const std::string& project, int64_t ttl_s);
 
   // ---- branches ----
   [[nodiscard]] Result<BranchRecord> CreateBranch(const std::string& project, const std::string& id,
