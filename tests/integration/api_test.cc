@@ -75,6 +75,20 @@ TEST_F(ApiTest, BadInputGetsClearErrorsAndChangesNothing) {
     EXPECT_EQ(a.status, 400) << bad;
     EXPECT_EQ(a.body["error_code"], "INVALID_PARAMETER_VALUE") << bad;
   }
+  // A path traversal is not an id either.
+  auto traversal = daemon_->Call("GET", "projects/default/branches/..%2Fx");
+  EXPECT_TRUE(traversal.status == 400 || traversal.status == 404) << traversal.status;
+  auto dots = daemon_->Call("POST", "projects/default/branches?branch_id=..%2Fx",
+                            json{{"spec", {{"no_expiry", true}}}});
+  EXPECT_EQ(dots.status, 400);
+  auto empty = daemon_->Call("POST", "projects/default/branches?branch_id=",
+                             json{{"spec", {{"no_expiry", true}}}});
+  EXPECT_EQ(empty.status, 400);
+  // Unknown fields are refused, not ignored.
+  auto unknown = daemon_->Call("POST", "projects/default/branches?branch_id=typo",
+                               json{{"spec", {{"no_expiry", true}, {"is_protectd", true}}}});
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_NE(unknown.body["message"].get<std::string>().find("is_protectd"), std::string::npos);
   // Wrong types and garbage bodies.
   auto wrong_type = daemon_->Call("POST", "projects/default/branches?branch_id=typed",
                                   json{{"spec", {{"no_expiry", "yes"}}}});
@@ -86,6 +100,11 @@ TEST_F(ApiTest, BadInputGetsClearErrorsAndChangesNothing) {
   ASSERT_TRUE(garbled);
   EXPECT_EQ(garbled->status, 400);
   EXPECT_NE(garbled->body.find("not valid JSON"), std::string::npos);
+  auto huge = cli.Post("/api/2.0/postgres/projects/default/branches?branch_id=huge", h,
+                       std::string(2 << 20, ' '), "application/json");
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(huge->status, 413);
+  EXPECT_NE(huge->body.find("larger than 1 MiB"), std::string::npos);
   // Unknown things.
   EXPECT_EQ(daemon_->Call("GET", "projects/nope/branches").status, 404);
   EXPECT_EQ(daemon_->Call("GET", "projects/default/branches/nope").status, 404);
@@ -132,6 +151,19 @@ TEST_F(ApiTest, ProtectedAndExpiringBranches) {
   ASSERT_EQ(unprotect.status, 200) << unprotect.body.dump();
   EXPECT_EQ(daemon_->Call("DELETE", "projects/default/branches/guarded").status, 200);
 
+  // A protected branch, the root and a branch with children never expire.
+  auto prot = daemon_->Call("POST", "projects/default/branches?branch_id=prot-ttl",
+                            json{{"spec", {{"ttl", "3600s"}, {"is_protected", true}}}});
+  EXPECT_EQ(prot.status, 409);
+  auto root_ttl = daemon_->Call("PATCH",
+                                "projects/default/branches/production?update_mask=spec.expiration",
+                                json{{"spec", {{"ttl", "3600s"}}}});
+  EXPECT_EQ(root_ttl.status, 409);
+  EXPECT_EQ(daemon_->Call("GET", "projects/default/branches/production")
+                .body["status"]
+                .contains("expire_time"),
+            false);
+
   // A branch with a 2 s TTL is gone once the reaper has run (every 5 s).
   auto e = daemon_->Call("POST", "projects/default/branches?branch_id=ephemeral",
                          json{{"spec", {{"ttl", "2s"}}}});
@@ -147,6 +179,28 @@ TEST_F(ApiTest, ProtectedAndExpiringBranches) {
   }
   EXPECT_GE(gone_after, 2) << "expired before its TTL";
   EXPECT_NE(gone_after, -1) << "the expired branch is still there";
+}
+
+TEST_F(ApiTest, ConcurrentCreatesOfOneNameHaveOneWinner) {
+  for (int round = 0; round < 50; ++round) {
+    std::string name = "race-" + std::to_string(round);
+    int statuses[2] = {0, 0};
+    std::thread a([&] {
+      statuses[0] = daemon_->Call("POST", "projects/default/branches?branch_id=" + name,
+                                  json{{"spec", {{"no_expiry", true}}}})
+                        .status;
+    });
+    std::thread b([&] {
+      statuses[1] = daemon_->Call("POST", "projects/default/branches?branch_id=" + name,
+                                  json{{"spec", {{"no_expiry", true}}}})
+                        .status;
+    });
+    a.join();
+    b.join();
+    EXPECT_EQ(std::min(statuses[0], statuses[1]), 200) << "round " << round;
+    EXPECT_EQ(std::max(statuses[0], statuses[1]), 409) << "round " << round;
+    EXPECT_EQ(daemon_->Call("DELETE", "projects/default/branches/" + name).status, 200);
+  }
 }
 
 TEST_F(ApiTest, SecondUpReportsTheRunningDaemon) {
