@@ -38,8 +38,10 @@ port_base=$((42000 + RANDOM % 2000))
 API=$(cat "$ARBOR_HOME/api")
 TOKEN=$(cat "$ARBOR_HOME/admin-token")
 api() {  # METHOD PATH [BODY]
+  local body=()
+  [[ "$1" != GET && "$1" != DELETE ]] && body=(--data "${3:-}")
   curl -sS -X "$1" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-    ${3:+--data "$3"} "$API/api/2.0/postgres/$2"
+    "${body[@]}" "$API/api/2.0/postgres/$2"
 }
 conn() { api POST "projects/default/branches/$1/endpoints/primary:start" | jq -r .status.connection_string; }
 PROD=$(conn production)

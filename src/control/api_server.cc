@@ -658,6 +658,14 @@ void ApiServer::Routes() {
                            {"message", "the request body is larger than 1 MiB"}}
                           .dump(),
                       "application/json");
+    } else if (res.status == 400 && res.body.empty()) {
+      // The HTTP layer refused the request before routing: a POST without Content-Length.
+      res.set_content(json{{"error_code", "INVALID_PARAMETER_VALUE"},
+                           {"message",
+                            "a POST needs a body or Content-Length: 0 (with curl: "
+                            "-d '' or -d '{}')"}}
+                          .dump(),
+                      "application/json");
     } else if (res.status == 404 && res.body.empty()) {
       res.set_content(json{{"error_code", "ENDPOINT_NOT_FOUND"},
                            {"message", "no API method " + req.method + " " + req.path}}
