@@ -1,0 +1,736 @@
+#include "cli/cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "api/client.h"
+#include "api/names.h"
+#include "api/types.h"
+#include "cli/args.h"
+#include "cli/render.h"
+#include "cli/settings.h"
+#include "common/clock.h"
+
+namespace arbor::cli {
+namespace {
+
+using api::Json;
+
+// Debian's postgresql-client-15 (DESIGN.md: the binaries are Debian's); else psql on PATH.
+constexpr const char* kDebianPsql = "/usr/lib/postgresql/15/bin/psql";
+constexpr const char* kPrimary = "primary";
+
+enum class Exit : int { kOk = 0, kRejected = 1, kUsage = 2, kUnreachable = 3, kServerError = 4 };
+
+// The one place a command's outcome becomes an exit code (usage errors, raised as CLI11
+// exceptions, are mapped in RunWith).
+int ExitCodeFor(const Status& st) {
+  switch (st.code()) {
+    case Code::kOk:
+      return static_cast<int>(Exit::kOk);
+    case Code::kUnavailable:
+      return static_cast<int>(Exit::kUnreachable);
+    case Code::kInternal:
+    case Code::kResourceExhausted:
+    case Code::kIOError:
+    case Code::kCorruption:
+      return static_cast<int>(Exit::kServerError);
+    default:
+      return static_cast<int>(Exit::kRejected);
+  }
+}
+
+// A mistake in the command line found after parsing; exit code 2 like CLI11's own.
+[[noreturn]] void Usage(const std::string& message) { throw CLI::ValidationError(message); }
+
+template <typename T>
+T OrUsage(Result<T> r) {
+  if (!r.ok()) Usage(r.status().message());
+  return std::move(r).value();
+}
+
+// The flags every command shares, and what one run needs.
+struct Session {
+  const Io* io = nullptr;
+  std::string api_flag;
+  std::string output = "table";
+  CLI::Option* output_opt = nullptr;
+  std::string project = "default";
+
+  api::ApiClient Client() const {
+    Settings s = ResolveSettings(api_flag, io->getenv);
+    return api::ApiClient(api::ClientOptions{s.api_url, s.token});
+  }
+  // JSON output: -o json, or by default for the seed-compatible verbs.
+  bool Json(bool json_by_default = false) const {
+    if (output_opt != nullptr && output_opt->count() > 0) return output == "json";
+    return json_by_default;
+  }
+  int64_t Now() const { return io->now_us(); }
+  void Print(const std::string& text) const { *io->out << text; }
+  void PrintJson(const api::Json& j) const { *io->out << j.dump(2) << "\n"; }
+  api::BranchName Branch(const std::string& text) const {
+    return OrUsage(ResolveBranch(text, project));
+  }
+  std::string ProjectId() const {
+    Status st = api::ValidateId(project, "project id");
+    if (!st.ok()) Usage("--project: " + st.message());
+    return project;
+  }
+};
+
+using Action = std::function<Status()>;
+
+// The state of each branch's endpoints, for the tree: "ACTIVE", "IDLE,ACTIVE", or "-".
+Result<std::map<std::string, std::string>> EndpointStates(const api::ApiClient& c,
+                                                          const std::vector<api::Branch>& bs) {
+  std::map<std::string, std::string> out;
+  for (const auto& b : bs) {
+    auto name = api::ParseBranchName(b.name);
+    if (!name.ok()) continue;
+    ARBOR_ASSIGN_OR_RETURN(auto eps, c.ListEndpoints(*name));
+    std::string states;
+    for (const auto& e : eps) states += (states.empty() ? "" : ",") + e.status.current_state;
+    out[b.name] = states.empty() ? "-" : states;
+  }
+  return out;
+}
+
+Result<api::BranchName> DefaultBranch(const api::ApiClient& c, const std::string& project) {
+  ARBOR_ASSIGN_OR_RETURN(api::Project p, c.GetProject(project));
+  auto name = api::ParseBranchName(p.status.default_branch);
+  if (!name.ok()) {
+    return Status::Internal("project " + p.name + " has no valid default branch ('" +
+                            p.status.default_branch + "')");
+  }
+  return *name;
+}
+
+// Adds a hint in CLI terms to the server's expiration message.
+Status WithExpiryHint(Status st) {
+  if (st.ok() || st.message().rfind("Expiration must be specified", 0) != 0) return st;
+  return Status(st.code(),
+                st.message() + " (with the CLI: --ttl DUR, --expire-time TIME or --no-expiry)");
+}
+
+// ---- status ----
+
+Status CmdStatus(const Session& s) {
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::ServerStatus st, c.GetStatus());
+  ARBOR_ASSIGN_OR_RETURN(auto branches, c.ListBranches(s.ProjectId()));
+  std::vector<api::Endpoint> running;
+  for (const auto& b : branches) {
+    auto name = api::ParseBranchName(b.name);
+    if (!name.ok()) continue;
+    ARBOR_ASSIGN_OR_RETURN(auto eps, c.ListEndpoints(*name));
+    for (auto& e : eps) {
+      if (e.status.current_state != "IDLE") running.push_back(std::move(e));
+    }
+  }
+  if (s.Json()) {
+    Json j = api::ToJson(st);
+    j["running_endpoints"] = api::ToJsonList("e", running)["e"];
+    s.PrintJson(j);
+    return Status::Ok();
+  }
+  s.Print(
+      RenderFields({{"version", st.version},
+                    {"pid", std::to_string(st.pid)},
+                    {"data dir", st.data_dir},
+                    {"api", st.api},
+                    {"proxy", st.proxy},
+                    {"endpoint ports", st.endpoint_ports},
+                    {"project", s.project + " (" + std::to_string(branches.size()) + " branches, " +
+                                    std::to_string(running.size()) + " running)"}}));
+  if (!running.empty()) s.Print("\n" + RenderEndpoints(running));
+  return Status::Ok();
+}
+
+// ---- branch ----
+
+struct CreateOpts {
+  std::string name, parent, at, lsn, ttl, expire_time;
+  bool no_expiry = false, is_protected = false;
+};
+
+Status CmdBranchCreate(const Session& s, const CreateOpts& o) {
+  api::BranchName name = s.Branch(o.name);
+  api::BranchSpec spec;
+  int expiries = !o.ttl.empty() + !o.expire_time.empty() + o.no_expiry;
+  if (expiries > 1) {
+    Usage("choose one of --ttl, --expire-time and --no-expiry: a branch either expires or not");
+  }
+  if (!o.at.empty() && !o.lsn.empty()) Usage("choose at most one of --at and --lsn");
+  if (!o.parent.empty()) {
+    api::BranchName parent = s.Branch(o.parent);
+    if (parent.project != name.project) {
+      Usage("--parent " + o.parent + " is not in project " + name.project);
+    }
+    spec.source_branch = parent.ToString();
+  }
+  if (!o.at.empty()) spec.source_branch_time_us = OrUsage(ParseTimeArg(o.at, s.Now()));
+  if (!o.lsn.empty()) spec.source_branch_lsn = OrUsage(api::ParseLsn(o.lsn));
+  if (!o.ttl.empty()) spec.ttl_s = OrUsage(ParseDurationArg(o.ttl));
+  if (!o.expire_time.empty()) spec.expire_time_us = OrUsage(ParseTimeArg(o.expire_time, s.Now()));
+  if (o.no_expiry) spec.no_expiry = true;
+  if (o.is_protected) spec.is_protected = true;
+
+  auto c = s.Client();
+  auto b = c.CreateBranch(name.project, name.branch, spec);
+  if (!b.ok()) return WithExpiryHint(b.status());
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(*b));
+    return Status::Ok();
+  }
+  s.Print("Created branch " + b->name + ".\n" + RenderBranch(*b, {}, s.Now()) +
+          "Connect with: arbor psql " + name.branch +
+          (name.project != "default" ? " --project " + name.project : "") + "\n");
+  return Status::Ok();
+}
+
+Status CmdBranchList(const Session& s) {
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(auto branches, c.ListBranches(s.ProjectId()));
+  if (s.Json()) {
+    s.PrintJson(api::ToJsonList("branches", branches));
+    return Status::Ok();
+  }
+  ARBOR_ASSIGN_OR_RETURN(auto states, EndpointStates(c, branches));
+  s.Print(RenderBranchTree(branches, states, s.Now()));
+  return Status::Ok();
+}
+
+Status CmdBranchGet(const Session& s, const std::string& text) {
+  api::BranchName name = s.Branch(text);
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::Branch b, c.GetBranch(name));
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(b));
+    return Status::Ok();
+  }
+  ARBOR_ASSIGN_OR_RETURN(auto eps, c.ListEndpoints(name));
+  s.Print(RenderBranch(b, eps, s.Now()));
+  return Status::Ok();
+}
+
+Status CmdBranchDelete(const Session& s, const std::string& text, bool seed) {
+  api::BranchName name = s.Branch(text);
+  ARBOR_RETURN_IF_ERROR(s.Client().DeleteBranch(name));
+  if (s.Json(seed)) {
+    s.PrintJson(Json::object());
+  } else {
+    s.Print("Deleted branch " + name.ToString() + ".\n");
+  }
+  return Status::Ok();
+}
+
+Status CmdBranchReset(const Session& s, const std::string& text, const std::string& at) {
+  api::BranchName name = s.Branch(text);
+  api::PointInTime when;
+  if (!at.empty()) when.source_branch_time_us = OrUsage(ParseTimeArg(at, s.Now()));
+  ARBOR_ASSIGN_OR_RETURN(api::Branch b, s.Client().ResetBranch(name, when));
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(b));
+    return Status::Ok();
+  }
+  std::string parent = b.status.source_branch ? ShortName(*b.status.source_branch) : "its parent";
+  std::string t = b.status.source_branch_time_us
+                      ? " as of " + api::FormatTime(*b.status.source_branch_time_us)
+                      : "";
+  s.Print("Reset branch " + b.name + " to " + parent + t + ".\n" + RenderBranch(b, {}, s.Now()));
+  return Status::Ok();
+}
+
+Status CmdBranchRestore(const Session& s, const std::string& text, const std::string& at,
+                        const std::string& lsn) {
+  api::BranchName name = s.Branch(text);
+  if (at.empty() == lsn.empty()) Usage("give exactly one of --at TIME and --lsn LSN");
+  api::PointInTime when;
+  if (!at.empty()) when.source_branch_time_us = OrUsage(ParseTimeArg(at, s.Now()));
+  if (!lsn.empty()) when.source_branch_lsn = OrUsage(api::ParseLsn(lsn));
+  ARBOR_ASSIGN_OR_RETURN(api::RestoreResult r, s.Client().RestoreBranch(name, when));
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(r));
+    return Status::Ok();
+  }
+  std::string point = !at.empty() ? api::FormatTime(*when.source_branch_time_us)
+                                  : "LSN " + api::FormatLsn(*when.source_branch_lsn);
+  s.Print("Restored branch " + r.branch.name + " to its state at " + point + ".\n" +
+          "Its previous state is kept as branch " + r.backup_branch + ".\n");
+  return Status::Ok();
+}
+
+// ---- endpoints and connections ----
+
+Result<api::EndpointName> EndpointOf(const Session& s, const api::ApiClient& c,
+                                     const std::string& branch, const std::string& endpoint) {
+  api::BranchName b;
+  if (branch.empty()) {
+    ARBOR_ASSIGN_OR_RETURN(b, DefaultBranch(c, s.ProjectId()));
+  } else {
+    b = s.Branch(branch);
+  }
+  Status st = api::ValidateId(endpoint, "endpoint id");
+  if (!st.ok()) Usage("--endpoint: " + st.message());
+  return api::EndpointName{b.project, b.branch, endpoint};
+}
+
+Status CmdEndpointStartStop(const Session& s, bool start, const std::string& branch,
+                            const std::string& endpoint) {
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, branch, endpoint));
+  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, start ? c.StartEndpoint(name) : c.StopEndpoint(name));
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(e));
+  } else {
+    s.Print(RenderEndpoints({e}));
+  }
+  return Status::Ok();
+}
+
+Status CmdEndpointList(const Session& s, const std::string& branch) {
+  auto c = s.Client();
+  std::vector<api::Endpoint> all;
+  if (!branch.empty()) {
+    ARBOR_ASSIGN_OR_RETURN(all, c.ListEndpoints(s.Branch(branch)));
+  } else {
+    ARBOR_ASSIGN_OR_RETURN(auto branches, c.ListBranches(s.ProjectId()));
+    for (const auto& b : branches) {
+      auto name = api::ParseBranchName(b.name);
+      if (!name.ok()) continue;
+      ARBOR_ASSIGN_OR_RETURN(auto eps, c.ListEndpoints(*name));
+      for (auto& e : eps) all.push_back(std::move(e));
+    }
+  }
+  if (s.Json()) {
+    s.PrintJson(api::ToJsonList("endpoints", all));
+  } else {
+    s.Print(RenderEndpoints(all));
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ConnectionString(const api::Endpoint& e) {
+  if (!e.status.connection_string || e.status.connection_string->empty()) {
+    return Status::FailedPrecondition("endpoint " + e.name + " has no connection string yet");
+  }
+  return *e.status.connection_string;
+}
+
+Status CmdConnectionString(const Session& s, const std::string& branch,
+                           const std::string& endpoint) {
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, branch, endpoint));
+  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.GetEndpoint(name));
+  ARBOR_ASSIGN_OR_RETURN(std::string cs, ConnectionString(e));
+  if (s.Json()) {
+    s.PrintJson({{"endpoint", e.name}, {"connection_string", cs}});
+  } else {
+    s.Print(cs + "\n");
+  }
+  return Status::Ok();
+}
+
+Status CmdPsql(const Session& s, const std::string& branch, const std::string& endpoint,
+               const std::vector<std::string>& extra) {
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, branch, endpoint));
+  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.GetEndpoint(name));
+  if (e.status.current_state != "ACTIVE") {
+    // Start it here, so psql connects at once even without the proxy waking it.
+    ARBOR_ASSIGN_OR_RETURN(e, c.StartEndpoint(name));
+  }
+  ARBOR_ASSIGN_OR_RETURN(std::string cs, ConnectionString(e));
+  std::vector<std::string> argv;
+  argv.push_back(access(kDebianPsql, X_OK) == 0 ? kDebianPsql : "psql");
+  argv.push_back(cs);
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  s.io->out->flush();
+  s.io->err->flush();
+  std::string why = s.io->exec(argv);
+  return Status::NotFound("cannot run " + argv[0] + ": " + why + " (install postgresql-client-15)");
+}
+
+Status CmdCredential(const Session& s, const std::string& endpoint_name, const std::string& ttl,
+                     bool seed) {
+  api::CredentialRequest req;
+  req.endpoint = endpoint_name;
+  if (!ttl.empty()) req.ttl_s = OrUsage(ParseDurationArg(ttl));
+  ARBOR_ASSIGN_OR_RETURN(api::Credential cred, s.Client().GenerateCredential(req));
+  if (s.Json(seed)) {
+    s.PrintJson(api::ToJson(cred));
+  } else {
+    s.Print(
+        RenderFields({{"token", cred.token}, {"expires", api::FormatTime(cred.expire_time_us)}}));
+  }
+  return Status::Ok();
+}
+
+// ---- the seed-compatible verbs ----
+
+Status CmdSeedCreateBranch(const Session& s, const std::string& parent, const std::string& id,
+                           const std::string& json_arg) {
+  api::ProjectName project = OrUsage(api::ParseProjectName(parent));
+  Status st = api::ValidateId(id, "branch id");
+  if (!st.ok()) Usage(st.message());
+  Json body = Json::object();
+  if (!json_arg.empty()) {
+    std::string text = json_arg;
+    if (text[0] == '@') {
+      std::ifstream in(text.substr(1));
+      if (!in) Usage("--json " + text + ": cannot read " + text.substr(1));
+      std::stringstream ss;
+      ss << in.rdbuf();
+      text = ss.str();
+    }
+    auto j = api::ParseJsonObject(text, "--json");
+    if (!j.ok()) Usage(j.status().message() + R"( (e.g. --json '{"spec": {"ttl": "3600s"}}'))");
+    body = std::move(j).value();
+  }
+  if (!body.contains("spec")) body["spec"] = Json::object();
+  auto b = s.Client().CreateBranchRaw(project.project, id, body);
+  if (!b.ok()) return b.status();
+  if (s.Json(true)) {
+    s.PrintJson(api::ToJson(*b));
+  } else {
+    s.Print(RenderBranch(*b, {}, s.Now()));
+  }
+  return Status::Ok();
+}
+
+Status CmdSeedListBranches(const Session& s, const std::string& parent) {
+  api::ProjectName project = OrUsage(api::ParseProjectName(parent));
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(auto branches, c.ListBranches(project.project));
+  if (s.Json(true)) {
+    s.PrintJson(api::ToJsonList("branches", branches));
+    return Status::Ok();
+  }
+  ARBOR_ASSIGN_OR_RETURN(auto states, EndpointStates(c, branches));
+  s.Print(RenderBranchTree(branches, states, s.Now()));
+  return Status::Ok();
+}
+
+Status CmdSeedGetBranch(const Session& s, const std::string& name_text) {
+  api::BranchName name = OrUsage(api::ParseBranchName(name_text));
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::Branch b, c.GetBranch(name));
+  if (s.Json(true)) {
+    s.PrintJson(api::ToJson(b));
+  } else {
+    s.Print(RenderBranch(b, {}, s.Now()));
+  }
+  return Status::Ok();
+}
+
+// ---- wiring ----
+
+// Sets `*action` when `sub` is chosen; the action runs after parsing succeeded.
+void OnRun(CLI::App* sub, Action* action, Action run) {
+  sub->callback([action, run = std::move(run)] { *action = run; });
+}
+
+void AddClientCommands(CLI::App& app, Session& s, Action* action) {
+  // status
+  auto* status = app.add_subcommand("status", "Show the daemon and the endpoints running");
+  status->footer("Example:\n  arbor status\n  arbor status -o json");
+  OnRun(status, action, [&s] { return CmdStatus(s); });
+
+  // branch
+  auto* branch = app.add_subcommand("branch", "Create, list, inspect, delete, reset branches");
+  branch->require_subcommand(1);
+
+  auto co = std::make_shared<CreateOpts>();
+  auto* create = branch->add_subcommand("create", "Create a branch (copies nothing)");
+  create->add_option("name", co->name, "the new branch: dev, or projects/P/branches/dev")
+      ->required();
+  create->add_option("--parent", co->parent, "the branch to fork (default: the default branch)");
+  auto* at = create->add_option("--at", co->at,
+                                "fork the parent as it was at TIME (RFC 3339, or -5m, -2h)");
+  auto* lsn = create->add_option("--lsn", co->lsn, "fork where the parent's WAL reached LSN");
+  at->excludes(lsn);
+  create->add_option("--ttl", co->ttl, "expire this long after creation (3600s, 90m, 2h, 7d)");
+  create->add_option("--expire-time", co->expire_time, "expire at TIME (RFC 3339)");
+  create->add_flag("--no-expiry", co->no_expiry, "never expire");
+  create->add_flag("--protected", co->is_protected, "refuse deletion, reset and restore");
+  create->footer(
+      "One of --ttl, --expire-time and --no-expiry is required.\n"
+      "Examples:\n"
+      "  arbor branch create dev --ttl 7d\n"
+      "  arbor branch create hotfix --parent production --at -15m --ttl 2h\n"
+      "  arbor branch create staging --no-expiry --protected");
+  OnRun(create, action, [&s, co] { return CmdBranchCreate(s, *co); });
+
+  auto* list = branch->add_subcommand("list", "Draw the project's branches as a tree");
+  list->footer("Example:\n  arbor branch list\n  arbor branch list -o json");
+  OnRun(list, action, [&s] { return CmdBranchList(s); });
+
+  auto get_name = std::make_shared<std::string>();
+  auto* get = branch->add_subcommand("get", "Show one branch");
+  get->add_option("name", *get_name, "dev, or projects/P/branches/dev")->required();
+  get->footer("Example:\n  arbor branch get dev");
+  OnRun(get, action, [&s, get_name] { return CmdBranchGet(s, *get_name); });
+
+  auto del_name = std::make_shared<std::string>();
+  auto* del = branch->add_subcommand("delete", "Delete a branch, its endpoints and its data");
+  del->add_option("name", *del_name, "dev, or projects/P/branches/dev")->required();
+  del->footer("Example:\n  arbor branch delete dev");
+  OnRun(del, action, [&s, del_name] { return CmdBranchDelete(s, *del_name, false); });
+
+  auto reset_opts = std::make_shared<std::pair<std::string, std::string>>();
+  auto* reset = branch->add_subcommand("reset", "Give a branch its parent's state again");
+  reset->add_option("name", reset_opts->first, "the branch to reset")->required();
+  reset->add_option("--at", reset_opts->second, "the parent's state at TIME (default: now)");
+  reset->footer("Examples:\n  arbor branch reset dev\n  arbor branch reset dev --at -1h");
+  OnRun(reset, action,
+        [&s, reset_opts] { return CmdBranchReset(s, reset_opts->first, reset_opts->second); });
+
+  auto restore_opts = std::make_shared<std::array<std::string, 3>>();
+  auto* restore = branch->add_subcommand(
+      "restore", "Take a branch back to its own earlier state (the current one is kept)");
+  restore->add_option("name", (*restore_opts)[0], "the branch to restore")->required();
+  auto* rat = restore->add_option("--at", (*restore_opts)[1], "its state at TIME");
+  auto* rlsn = restore->add_option("--lsn", (*restore_opts)[2], "its state at LSN");
+  rat->excludes(rlsn);
+  restore->footer(
+      "Examples:\n  arbor branch restore production --at -10m\n"
+      "  arbor branch restore dev --at 2026-11-24T16:00:00Z");
+  OnRun(restore, action, [&s, restore_opts] {
+    return CmdBranchRestore(s, (*restore_opts)[0], (*restore_opts)[1], (*restore_opts)[2]);
+  });
+
+  // endpoint
+  auto* endpoint = app.add_subcommand("endpoint", "Start, stop and list computes");
+  endpoint->require_subcommand(1);
+  for (bool start : {true, false}) {
+    auto opts = std::make_shared<std::pair<std::string, std::string>>("", kPrimary);
+    auto* sub = endpoint->add_subcommand(start ? "start" : "stop",
+                                         start ? "Start a branch's postgres and wait until ready"
+                                               : "Stop a branch's postgres (fast shutdown)");
+    sub->add_option("branch", opts->first, "the branch (default: the default branch)");
+    sub->add_option("--endpoint", opts->second, "the endpoint id")->capture_default_str();
+    sub->footer(start ? "Example:\n  arbor endpoint start dev"
+                      : "Example:\n  arbor endpoint stop dev");
+    OnRun(sub, action,
+          [&s, opts, start] { return CmdEndpointStartStop(s, start, opts->first, opts->second); });
+  }
+  auto ep_branch = std::make_shared<std::string>();
+  auto* eplist = endpoint->add_subcommand("list", "List endpoints (of one branch, or all)");
+  eplist->add_option("branch", *ep_branch, "only this branch's endpoints");
+  eplist->footer("Examples:\n  arbor endpoint list\n  arbor endpoint list dev");
+  OnRun(eplist, action, [&s, ep_branch] { return CmdEndpointList(s, *ep_branch); });
+
+  // connection-string
+  auto cs_opts = std::make_shared<std::pair<std::string, std::string>>("", kPrimary);
+  auto* cs = app.add_subcommand("connection-string", "Print a branch's postgresql:// URL");
+  cs->add_option("branch", cs_opts->first, "the branch")->required();
+  cs->add_option("--endpoint", cs_opts->second, "the endpoint id")->capture_default_str();
+  cs->footer("Example:\n  psql \"$(arbor connection-string dev)\"");
+  OnRun(cs, action,
+        [&s, cs_opts] { return CmdConnectionString(s, cs_opts->first, cs_opts->second); });
+
+  // psql
+  struct PsqlOpts {
+    std::string branch, endpoint = kPrimary;
+    std::vector<std::string> extra;
+  };
+  auto ps = std::make_shared<PsqlOpts>();
+  auto* psql = app.add_subcommand("psql", "Open psql on a branch (starts its compute)");
+  psql->add_option("branch", ps->branch, "the branch")->required();
+  psql->add_option("args", ps->extra, "arguments for psql, after --");
+  psql->add_option("--endpoint", ps->endpoint, "the endpoint id")->capture_default_str();
+  psql->footer("Examples:\n  arbor psql dev\n  arbor psql dev -- -c 'select 1'");
+  OnRun(psql, action, [&s, ps] { return CmdPsql(s, ps->branch, ps->endpoint, ps->extra); });
+
+  // credential
+  auto cred = std::make_shared<std::array<std::string, 3>>();
+  (*cred)[1] = kPrimary;
+  auto* credential = app.add_subcommand(
+      "credential", "Issue a short-lived password (a signed token) for a branch's endpoint");
+  credential->add_option("branch", (*cred)[0], "the branch")->required();
+  credential->add_option("--endpoint", (*cred)[1], "the endpoint id")->capture_default_str();
+  credential->add_option("--ttl", (*cred)[2], "how long it lives, 300s to 3600s (default 3600s)");
+  credential->footer("Example:\n  arbor credential dev --ttl 15m");
+  OnRun(credential, action, [&s, cred] {
+    api::BranchName b = s.Branch((*cred)[0]);
+    Status st = api::ValidateId((*cred)[1], "endpoint id");
+    if (!st.ok()) Usage("--endpoint: " + st.message());
+    return CmdCredential(s, api::EndpointName{b.project, b.branch, (*cred)[1]}.ToString(),
+                         (*cred)[2], false);
+  });
+
+  // postgres: the seed's verbs, in the seed's form. JSON output unless -o table.
+  auto* pg = app.add_subcommand("postgres", "Seed-compatible verbs on full resource names");
+  pg->require_subcommand(1);
+  pg->footer(
+      "Examples:\n"
+      "  arbor postgres create-branch projects/default dev --json '{\"spec\": {\"ttl\": "
+      "\"3600s\"}}'\n"
+      "  arbor postgres list-branches projects/default\n"
+      "  arbor postgres get-branch projects/default/branches/dev\n"
+      "  arbor postgres delete-branch projects/default/branches/dev\n"
+      "  arbor postgres generate-database-credential "
+      "projects/default/branches/dev/endpoints/primary");
+  auto cb = std::make_shared<std::array<std::string, 3>>();
+  auto* pcreate = pg->add_subcommand("create-branch", "POST projects/P/branches?branch_id=B");
+  pcreate->add_option("parent", (*cb)[0], "projects/P")->required();
+  pcreate->add_option("branch_id", (*cb)[1], "the new branch's id")->required();
+  pcreate->add_option("--json", (*cb)[2], "the body, {\"spec\": {...}}, or @file");
+  pcreate->footer(
+      "The spec needs one of ttl, expire_time and no_expiry.\nExample:\n"
+      "  arbor postgres create-branch projects/default dev --json "
+      "'{\"spec\": {\"source_branch\": \"projects/default/branches/production\", \"ttl\": "
+      "\"3600s\"}}'");
+  OnRun(pcreate, action, [&s, cb] { return CmdSeedCreateBranch(s, (*cb)[0], (*cb)[1], (*cb)[2]); });
+
+  auto gen = std::make_shared<std::pair<std::string, std::string>>();
+  auto* pgen = pg->add_subcommand("generate-database-credential", "POST credentials");
+  pgen->add_option("endpoint", gen->first, "projects/P/branches/B/endpoints/E")->required();
+  pgen->add_option("--ttl", gen->second, "how long it lives (default 3600s)");
+  OnRun(pgen, action, [&s, gen] {
+    api::EndpointName e = OrUsage(api::ParseEndpointName(gen->first));
+    return CmdCredential(s, e.ToString(), gen->second, true);
+  });
+
+  auto lb = std::make_shared<std::string>();
+  auto* plist = pg->add_subcommand("list-branches", "GET projects/P/branches");
+  plist->add_option("parent", *lb, "projects/P")->required();
+  OnRun(plist, action, [&s, lb] { return CmdSeedListBranches(s, *lb); });
+
+  auto gb = std::make_shared<std::string>();
+  auto* pget = pg->add_subcommand("get-branch", "GET projects/P/branches/B");
+  pget->add_option("name", *gb, "projects/P/branches/B")->required();
+  OnRun(pget, action, [&s, gb] { return CmdSeedGetBranch(s, *gb); });
+
+  auto db = std::make_shared<std::string>();
+  auto* pdel = pg->add_subcommand("delete-branch", "DELETE projects/P/branches/B");
+  pdel->add_option("name", *db, "projects/P/branches/B")->required();
+  OnRun(pdel, action, [&s, db] {
+    OrUsage(api::ParseBranchName(*db));
+    return CmdBranchDelete(s, *db, true);
+  });
+}
+
+// "--at -5m" would read as an unknown flag -5m: glue such values to their option.
+std::vector<std::string> GlueNegativeTimes(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--") {
+      out.insert(out.end(), args.begin() + i, args.end());
+      break;
+    }
+    if ((args[i] == "--at" || args[i] == "--expire-time") && i + 1 < args.size() &&
+        args[i + 1].size() > 1 && args[i + 1][0] == '-' && args[i + 1][1] >= '0' &&
+        args[i + 1][1] <= '9') {
+      out.push_back(args[i] + "=" + args[i + 1]);
+      ++i;
+      continue;
+    }
+    out.push_back(args[i]);
+  }
+  return out;
+}
+
+std::string ExecProcess(const std::vector<std::string>& argv) {
+  std::vector<char*> c;
+  for (const auto& a : argv) c.push_back(const_cast<char*>(a.c_str()));
+  c.push_back(nullptr);
+  if (argv[0].find('/') != std::string::npos) {
+    execv(c[0], c.data());
+  } else {
+    execvp(c[0], c.data());
+  }
+  return std::strerror(errno);
+}
+
+}  // namespace
+
+Io Io::Process() {
+  Io io;
+  io.out = &std::cout;
+  io.err = &std::cerr;
+  io.getenv = [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) return std::nullopt;
+    return std::string(v);
+  };
+  io.now_us = [] { return WallMicros(); };
+  io.exec = ExecProcess;
+  return io;
+}
+
+int Run(int argc, char** argv, const AddCommands& add_server_commands) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+  return RunWith(args, add_server_commands, Io::Process());
+}
+
+int RunWith(const std::vector<std::string>& args, const AddCommands& add_server_commands,
+            const Io& io) {
+  std::ostream& err = *io.err;
+  try {
+    CLI::App app{"arbor: branchable, serverless PostgreSQL", "arbor"};
+    app.fallthrough();
+    app.require_subcommand(1);
+    Session s;
+    s.io = &io;
+    s.output_opt = app.add_option("-o,--output", s.output, "output: table (default) or json")
+                       ->check(CLI::IsMember({"table", "json"}));
+    app.add_option("--api", s.api_flag,
+                   "the API's URL (default: $ARBOR_API, else $ARBOR_HOME/api, else "
+                   "http://127.0.0.1:8432)");
+    app.add_option("--project", s.project, "the project of short branch names")
+        ->capture_default_str();
+    app.footer(
+        "Environment: ARBOR_HOME (default ~/.arbor) holds the daemon's api and admin-token;\n"
+        "ARBOR_API and ARBOR_TOKEN override them. Exit codes: 0 ok, 1 refused, 2 usage,\n"
+        "3 daemon unreachable, 4 server error.\n"
+        "Examples:\n"
+        "  arbor up\n"
+        "  arbor branch create dev --ttl 7d\n"
+        "  arbor branch list\n"
+        "  arbor psql dev");
+
+    Action action;
+    AddClientCommands(app, s, &action);
+    if (add_server_commands) add_server_commands(app);
+
+    std::vector<std::string> reversed = GlueNegativeTimes(args);
+    std::reverse(reversed.begin(), reversed.end());
+    try {
+      app.parse(reversed);
+      if (!action) return 0;  // a server command ran in its callback
+      Status st = action();
+      if (!st.ok()) err << "arbor: " << st.message() << "\n";
+      return ExitCodeFor(st);
+    } catch (const CLI::CallForHelp& e) {
+      return app.exit(e, *io.out, err);
+    } catch (const CLI::CallForAllHelp& e) {
+      return app.exit(e, *io.out, err);
+    } catch (const CLI::RuntimeError& e) {
+      if (std::strlen(e.what()) != 0 && std::string(e.what()) != "Runtime error") {
+        err << "arbor: " << e.what() << "\n";
+      }
+      return e.get_exit_code();
+    } catch (const CLI::ParseError& e) {
+      err << "arbor: " << e.what() << " (see --help)\n";
+      return static_cast<int>(Exit::kUsage);
+    }
+  } catch (const std::exception& e) {
+    err << "arbor: internal error: " << e.what() << "\n";
+  } catch (...) {
+    err << "arbor: internal error\n";
+  }
+  return static_cast<int>(Exit::kServerError);
+}
+
+}  // namespace arbor::cli
