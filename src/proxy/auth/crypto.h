@@ -11,6 +11,8 @@ namespace arbor::proxy::auth {
 
 std::string HmacSha256(std::string_view key, std::string_view data);
 std::string Sha256(std::string_view data);
+// MD5 as 32 lowercase hex digits, for PostgreSQL's legacy md5 password method only.
+std::string HexMd5(std::string_view data);
 // PBKDF2-HMAC-SHA256 with a 32-byte output.
 std::string Pbkdf2Sha256(std::string_view password, std::string_view salt, int iterations);
 // `n` bytes from OpenSSL's CSPRNG; Internal if it fails.

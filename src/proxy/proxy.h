@@ -1,0 +1,129 @@
+#pragma once
+
+// The proxy's front header: one PostgreSQL front door for every endpoint. It accepts client
+// connections (optionally TLS), routes each to an endpoint (see router.h), authenticates it
+// (a token from auth/token.h, or a role password the compute checks itself), wakes the
+// compute through the Backend, logs in to it over its unix socket with SCRAM-SHA-256, and then
+// relays bytes both ways without parsing them. docs/proxy.md is the user-facing contract.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "proxy/auth/token.h"
+
+namespace arbor::proxy {
+
+// An endpoint as the control plane names it. Value type.
+struct EndpointRef {
+  std::string project;
+  std::string branch;
+  std::string endpoint;
+  // "projects/P/branches/B/endpoints/E", the scope a token carries.
+  std::string Name() const {
+    return "projects/" + project + "/branches/" + branch + "/endpoints/" + endpoint;
+  }
+};
+
+// What the proxy needs from the control plane. Implemented by the daemon. Every method may be
+// called from several proxy threads at once, so implementations must be thread-safe. Methods
+// may block (Wake does, for as long as a compute takes to start); the proxy calls them on its
+// own blocking pool, never on a network thread. They must not throw.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // The endpoint named by project/branch and endpoint id; an empty `endpoint` means the
+  // branch's default (read-write) endpoint. NotFound if any part is unknown; other errors are
+  // reported to the client as "service unavailable". Must not start anything.
+  virtual Result<EndpointRef> Resolve(const std::string& project, const std::string& branch,
+                                      const std::string& endpoint) = 0;
+
+  // The endpoint whose dedicated port is `port`; NotFound if none.
+  virtual Result<EndpointRef> ResolvePort(uint16_t port) = 0;
+
+  // Starts the compute if it is suspended (or crashed) and returns its unix socket path,
+  // "<dir>/.s.PGSQL.<port>", once it accepts connections. Concurrent calls for one endpoint
+  // must share one start. Any error is reported to the client as 57P03.
+  virtual Result<std::string> Wake(const EndpointRef& endpoint) = 0;
+
+  // The password of `role` on the endpoint's compute, used to log in for a token holder.
+  // An empty string if the role is unknown (the login then fails with 28P01).
+  virtual std::string RolePassword(const EndpointRef& endpoint, const std::string& role) = 0;
+
+  // Called when a client connection to `endpoint` passes authentication at the proxy (before
+  // the wake), and once again when it ends, for scale to zero: an endpoint with open
+  // connections is never suspended. Every ConnectionOpened is paired with one
+  // ConnectionClosed, also when the proxy stops.
+  virtual void ConnectionOpened(const EndpointRef& endpoint) = 0;
+  virtual void ConnectionClosed(const EndpointRef& endpoint) = 0;
+};
+
+struct ProxyOptions {
+  // The shared front door. Port 0 picks a free port (tests); see Proxy::port().
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 55432;
+  // PEM certificate chain and private key. Both empty: SSLRequest is declined ('N').
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Refuse clients that did not negotiate TLS (28000).
+  bool require_tls = false;
+  // Network threads (one io_context), and threads for blocking Backend calls.
+  int threads = 2;
+  int backend_threads = 8;
+  // A client must finish its startup and send its password within this time.
+  std::chrono::milliseconds handshake_timeout{10'000};
+  // Wake plus login to the compute must finish within this time.
+  std::chrono::milliseconds compute_timeout{60'000};
+  // Connections beyond this get 53300 and are closed.
+  size_t max_connections = 10'000;
+};
+
+// The proxy server. Start once, Stop once (the destructor stops it). Thread-safe: port
+// listeners may be added and removed from any thread while it runs. Owns its threads; does not
+// own the Backend or the TokenSigner, which must outlive it.
+class Proxy {
+ public:
+  Proxy();
+  ~Proxy();
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  // Binds the front door and starts the threads. InvalidArgument for bad options (TLS files
+  // that do not load); IOError if the address cannot be bound; FailedPrecondition if already
+  // started. Raises the soft RLIMIT_NOFILE to the hard limit (each client holds two fds).
+  [[nodiscard]] Status Start(const ProxyOptions& options, Backend* backend,
+                             const auth::TokenSigner* tokens);
+
+  // The bound port of the front door. REQUIRES: Start succeeded.
+  uint16_t port() const;
+
+  // Also accepts connections on `port` (an endpoint's dedicated port; 0 picks one) and routes
+  // those without other routing information by Backend::ResolvePort. Returns the bound port.
+  // IOError if it cannot be bound; AlreadyExists if already listening there.
+  [[nodiscard]] Result<uint16_t> AddPortListener(uint16_t port);
+  // Stops accepting on `port`; connections already made continue. NotFound if not listening.
+  [[nodiscard]] Status RemovePortListener(uint16_t port);
+
+  // Closes the listeners and every connection, and joins the threads. Idempotent.
+  void Stop();
+
+  // Client connections currently open (any phase).
+  size_t ActiveConnections() const;
+
+  class Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// Writes a new self-signed certificate (EC P-256, valid 10 years, CN and subjectAltName DNS
+// `common_name` plus `*.common_name`) and its key (mode 0600), for a proxy started without a
+// user-supplied certificate. IOError if the files cannot be written.
+[[nodiscard]] Status GenerateSelfSignedCert(const std::string& cert_file,
+                                            const std::string& key_file,
+                                            const std::string& common_name);
+
+}  // namespace arbor::proxy

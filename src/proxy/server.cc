@@ -1,0 +1,213 @@
+#include "proxy/server.h"
+
+#include <sys/resource.h>
+
+#include "common/log.h"
+#include "proxy/auth/crypto.h"
+#include "proxy/proxy.h"
+#include "proxy/session.h"
+
+namespace arbor::proxy {
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+uint64_t CancelMapKey(wire::BackendKey k) { return (uint64_t{k.pid} << 32) | k.secret; }
+
+void RaiseFdLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
+wire::BackendKey Proxy::Impl::RegisterCancel(const CancelTarget& target) {
+  std::lock_guard lock(mu_);
+  for (;;) {
+    auto bytes = auth::RandomBytes(8);
+    wire::BackendKey k;
+    if (bytes.ok()) {
+      std::memcpy(&k.pid, bytes->data(), 4);
+      std::memcpy(&k.secret, bytes->data() + 4, 4);
+    } else {
+      // Unreachable in practice; a key that cannot be guessed is not needed for uniqueness.
+      k.pid = static_cast<uint32_t>(cancel_.size() + 1);
+      k.secret = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(&target));
+    }
+    k.pid &= 0x7fffffff;  // clients may treat the pid as a signed int
+    if (k.pid == 0 || cancel_.count(CancelMapKey(k))) continue;
+    cancel_.emplace(CancelMapKey(k), target);
+    return k;
+  }
+}
+
+void Proxy::Impl::UnregisterCancel(wire::BackendKey key) {
+  std::lock_guard lock(mu_);
+  cancel_.erase(CancelMapKey(key));
+}
+
+std::optional<CancelTarget> Proxy::Impl::LookupCancel(wire::BackendKey key) {
+  std::lock_guard lock(mu_);
+  auto it = cancel_.find(CancelMapKey(key));
+  if (it == cancel_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<uint16_t> Proxy::Impl::Listen(uint16_t port, bool main) {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(options.listen_host, ec);
+  if (ec) return Status::InvalidArgument("invalid listen address " + options.listen_host);
+  auto acceptor = std::make_shared<tcp::acceptor>(asio::make_strand(*ioc));
+  tcp::endpoint ep(address, port);
+  acceptor->open(ep.protocol(), ec);
+  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor->bind(ep, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::IOError("cannot listen on " + options.listen_host + ":" + std::to_string(port) +
+                           ": " + ec.message());
+  }
+  uint16_t bound = acceptor->local_endpoint(ec).port();
+  {
+    std::lock_guard lock(mu_);
+    if (acceptors_.count(bound))
+      return Status::AlreadyExists("already listening on port " + std::to_string(bound));
+    acceptors_[bound] = acceptor;
+    if (main) main_port = bound;
+  }
+  asio::co_spawn(acceptor->get_executor(), AcceptLoop(acceptor, bound),
+                 [bound](std::exception_ptr e) {
+                   if (e) log::error("proxy: the accept loop on port {} failed", bound);
+                 });
+  return bound;
+}
+
+Status Proxy::Impl::Unlisten(uint16_t port) {
+  std::shared_ptr<Acceptor> acceptor;
+  {
+    std::lock_guard lock(mu_);
+    auto it = acceptors_.find(port);
+    if (it == acceptors_.end() || port == main_port) {
+      return Status::NotFound("not listening on endpoint port " + std::to_string(port));
+    }
+    acceptor = it->second;
+    acceptors_.erase(it);
+  }
+  asio::post(acceptor->get_executor(), [acceptor] {
+    boost::system::error_code ec;
+    acceptor->close(ec);
+  });
+  return Status::Ok();
+}
+
+asio::awaitable<void> Proxy::Impl::AcceptLoop(std::shared_ptr<Acceptor> acceptor, uint16_t port) {
+  asio::steady_timer backoff(acceptor->get_executor());
+  while (acceptor->is_open()) {
+    tcp::socket socket(asio::make_strand(*ioc));
+    boost::system::error_code ec;
+    co_await acceptor->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
+    if (ec) {
+      // Typically EMFILE: back off instead of spinning; the sockets free up as sessions end.
+      log::warn("proxy: accept on port {} failed: {}", port, ec.message());
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    auto executor = socket.get_executor();
+    auto session = std::make_shared<Session>(this, std::move(socket), port);
+    asio::co_spawn(executor, session->Run(), [session](std::exception_ptr) {});
+  }
+}
+
+Proxy::Proxy() = default;
+Proxy::~Proxy() { Stop(); }
+
+Status Proxy::Start(const ProxyOptions& options, Backend* backend,
+                    const auth::TokenSigner* tokens) {
+  if (impl_) return Status::FailedPrecondition("the proxy was already started");
+  if (!backend) return Status::InvalidArgument("the proxy needs a backend");
+  auto impl = std::make_shared<Impl>();
+  impl->options = options;
+  impl->backend = backend;
+  impl->tokens = tokens;
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    try {
+      auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+      ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1);
+      ctx->use_certificate_chain_file(options.tls_cert_file);
+      ctx->use_private_key_file(options.tls_key_file, asio::ssl::context::pem);
+      impl->tls = std::move(ctx);
+    } catch (const std::exception& e) {
+      return Status::InvalidArgument("cannot load the TLS certificate " + options.tls_cert_file +
+                                     " or key " + options.tls_key_file + ": " + e.what());
+    }
+  } else if (options.require_tls) {
+    return Status::InvalidArgument("require_tls needs a certificate and key");
+  }
+  RaiseFdLimit();
+  impl->ioc = std::make_unique<asio::io_context>(std::max(1, options.threads));
+  impl->blocking = std::make_unique<asio::thread_pool>(std::max(1, options.backend_threads));
+  auto port = impl->Listen(options.listen_port, /*main=*/true);
+  if (!port.ok()) {
+    impl->blocking->join();
+    return port.status();
+  }
+  for (int i = 0; i < std::max(1, options.threads); ++i) {
+    impl->threads.emplace_back([ioc = impl->ioc.get()] {
+      for (;;) {
+        try {
+          ioc->run();
+          return;
+        } catch (const std::exception& e) {
+          log::error("proxy: a handler threw: {}", e.what());
+        } catch (...) {
+          log::error("proxy: a handler threw an unknown exception");
+        }
+      }
+    });
+  }
+  impl_ = std::move(impl);
+  log::info("proxy: listening on {}:{}{}", options.listen_host, *port,
+            impl_->tls ? " (TLS available)" : "");
+  return Status::Ok();
+}
+
+uint16_t Proxy::port() const { return impl_ ? impl_->main_port : 0; }
+
+Result<uint16_t> Proxy::AddPortListener(uint16_t port) {
+  if (!impl_ || impl_->stopped) return Status::FailedPrecondition("the proxy is not running");
+  return impl_->Listen(port, /*main=*/false);
+}
+
+Status Proxy::RemovePortListener(uint16_t port) {
+  if (!impl_ || impl_->stopped) return Status::FailedPrecondition("the proxy is not running");
+  return impl_->Unlisten(port);
+}
+
+void Proxy::Stop() {
+  if (!impl_ || impl_->stopped.exchange(true)) return;
+  // Order matters: stop running handlers, let in-flight Backend calls finish, then destroy the
+  // io_context, which destroys every session (closing its sockets and reporting
+  // ConnectionClosed) while the Impl is still alive.
+  impl_->ioc->stop();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+  impl_->blocking->join();
+  {
+    std::lock_guard lock(impl_->mu_);
+    impl_->acceptors_.clear();
+  }
+  impl_->ioc.reset();
+  impl_->blocking.reset();
+}
+
+size_t Proxy::ActiveConnections() const { return impl_ ? impl_->active.load() : 0; }
+
+}  // namespace arbor::proxy

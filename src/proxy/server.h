@@ -1,0 +1,61 @@
+#pragma once
+
+// Internal: the state behind Proxy, shared by the listeners and the sessions.
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <utility>  // before Boost 1.74's awaitable.hpp, which needs std::exchange
+#include <vector>
+
+#include "proxy/proxy.h"
+#include "proxy/wire/codec.h"
+
+namespace arbor::proxy {
+
+// Where a cancel request for a proxy-issued key goes: the compute's socket and its real key.
+struct CancelTarget {
+  std::string socket_path;
+  wire::BackendKey key;
+};
+
+class Proxy::Impl {
+ public:
+  ProxyOptions options;
+  Backend* backend = nullptr;
+  const auth::TokenSigner* tokens = nullptr;
+
+  std::unique_ptr<boost::asio::io_context> ioc;
+  std::unique_ptr<boost::asio::thread_pool> blocking;  // Backend calls
+  std::unique_ptr<boost::asio::ssl::context> tls;      // null: TLS declined
+  std::vector<std::thread> threads;
+  uint16_t main_port = 0;
+  std::atomic<size_t> active{0};
+  std::atomic<bool> stopped{false};
+
+  // Issues a proxy-side key for `target`, unique among live sessions. Thread-safe.
+  wire::BackendKey RegisterCancel(const CancelTarget& target);
+  void UnregisterCancel(wire::BackendKey key);
+  std::optional<CancelTarget> LookupCancel(wire::BackendKey key);
+
+  Result<uint16_t> Listen(uint16_t port, bool main);
+  Status Unlisten(uint16_t port);
+
+ private:
+  using Acceptor = boost::asio::ip::tcp::acceptor;
+  boost::asio::awaitable<void> AcceptLoop(std::shared_ptr<Acceptor> acceptor, uint16_t port);
+
+  std::mutex mu_;
+  std::map<uint16_t, std::shared_ptr<Acceptor>> acceptors_;
+  std::unordered_map<uint64_t, CancelTarget> cancel_;  // key: pid << 32 | secret
+
+  friend class Proxy;
+};
+
+}  // namespace arbor::proxy

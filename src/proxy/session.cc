@@ -1,0 +1,485 @@
+#include "proxy/session.h"
+
+#include <openssl/ssl.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "common/log.h"
+#include "proxy/auth/crypto.h"
+#include "proxy/auth/scram.h"
+#include "proxy/router.h"
+
+namespace arbor::proxy {
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+// Thrown inside a session's coroutines to end it after the client has been answered. Caught
+// in Session::Run and in the relay pumps; never leaves the session.
+struct SessionEnd {};
+
+constexpr size_t kRelayBufferBytes = 64 * 1024;
+
+int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Session::Session(Proxy::Impl* impl, asio::ip::tcp::socket client, uint16_t local_port)
+    : impl_(impl),
+      client_(std::move(client)),
+      compute_(client_.get_executor()),
+      timer_(client_.get_executor()),
+      local_port_(local_port) {
+  impl_->active.fetch_add(1);
+  boost::system::error_code ec;
+  auto remote = client_.remote_endpoint(ec);
+  if (!ec) peer_ = remote.address().to_string() + ":" + std::to_string(remote.port());
+  client_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+Session::~Session() {
+  if (cancel_key_) impl_->UnregisterCancel(*cancel_key_);
+  if (opened_) impl_->backend->ConnectionClosed(*opened_);
+  impl_->active.fetch_sub(1);
+}
+
+template <typename F>
+awaitable<std::optional<std::invoke_result_t<F>>> Session::Blocking(F f) {
+  std::optional<std::invoke_result_t<F>> out;
+  co_await asio::co_spawn(
+      impl_->blocking->get_executor(),
+      [&out, &f]() -> awaitable<void> {
+        try {
+          out.emplace(f());
+        } catch (...) {
+        }
+        co_return;
+      },
+      use_awaitable);
+  co_return out;
+}
+
+void Session::ArmTimer(std::chrono::milliseconds after) {
+  timer_.expires_after(after);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled or re-armed
+    log::info("proxy: {} timed out during the handshake; closing", self->peer_);
+    self->CloseAll();
+  });
+}
+
+void Session::CloseAll() {
+  boost::system::error_code ec;
+  client_.shutdown(asio::socket_base::shutdown_both, ec);
+  client_.close(ec);
+  compute_.close(ec);
+}
+
+awaitable<void> Session::ReadClient(char* data, size_t n) {
+  if (tls_) {
+    co_await asio::async_read(*tls_, asio::buffer(data, n), use_awaitable);
+  } else {
+    co_await asio::async_read(client_, asio::buffer(data, n), use_awaitable);
+  }
+}
+
+awaitable<void> Session::WriteClient(std::string_view data) {
+  if (tls_) {
+    co_await asio::async_write(*tls_, asio::buffer(data.data(), data.size()), use_awaitable);
+  } else {
+    co_await asio::async_write(client_, asio::buffer(data.data(), data.size()), use_awaitable);
+  }
+}
+
+awaitable<wire::Message> Session::ReadClientMessage() {
+  char header[5];
+  co_await ReadClient(header, 5);
+  auto len = wire::ParseMessageHeader(std::string_view(header, 5), wire::kMaxAuthMessageLength);
+  if (!len.ok()) co_await Fail("08P01", len.status().message());
+  wire::Message m;
+  m.type = header[0];
+  m.body.resize(*len);
+  if (*len > 0) co_await ReadClient(m.body.data(), *len);
+  co_return m;
+}
+
+awaitable<wire::Message> Session::ReadComputeMessage() {
+  char header[5];
+  co_await asio::async_read(compute_, asio::buffer(header, 5), use_awaitable);
+  auto len = wire::ParseMessageHeader(std::string_view(header, 5), wire::kMaxAuthMessageLength);
+  if (!len.ok())
+    co_await Fail("08P01", "the compute sent an invalid message: " + len.status().message());
+  wire::Message m;
+  m.type = header[0];
+  m.body.resize(*len);
+  if (*len > 0) co_await asio::async_read(compute_, asio::buffer(m.body), use_awaitable);
+  co_return m;
+}
+
+awaitable<void> Session::Fail(std::string_view sqlstate, std::string message) {
+  log::info("proxy: {} refused: {} {}", peer_, sqlstate, message);
+  wire::Message e = wire::MakeError(sqlstate, message);
+  std::string bytes = wire::SerializeMessage(e.type, e.body);
+  try {
+    co_await WriteClient(bytes);
+  } catch (...) {
+    // The client is gone; nothing more to tell it.
+  }
+  throw SessionEnd{};
+}
+
+awaitable<void> Session::Run() {
+  auto self = shared_from_this();  // keeps the session alive while Run is suspended
+  try {
+    if (impl_->active.load() > impl_->options.max_connections) {
+      co_await Fail("53300", "too many connections to the arbor proxy");
+    }
+    co_await Handshake();
+  } catch (const SessionEnd&) {
+  } catch (const boost::system::system_error& e) {
+    log::debug("proxy: {} closed: {}", peer_, e.what());
+  } catch (const std::exception& e) {
+    log::warn("proxy: {} failed: {}", peer_, e.what());
+  } catch (...) {
+    log::warn("proxy: {} failed with an unknown exception", peer_);
+  }
+  timer_.cancel();
+  CloseAll();
+}
+
+awaitable<void> Session::Handshake() {
+  const ProxyOptions& opt = impl_->options;
+  ArmTimer(opt.handshake_timeout);
+
+  // ---- Startup packets: SSL/GSSENC negotiation, then a StartupMessage or CancelRequest.
+  wire::StartupPacket startup;
+  for (int round = 0;; ++round) {
+    if (round >= 3) co_await Fail("08P01", "too many startup packets");
+    char prefix[4];
+    co_await ReadClient(prefix, 4);
+    auto len = wire::ParseStartupLength(std::string_view(prefix, 4));
+    if (!len.ok()) co_await Fail("08P01", len.status().message());
+    std::string packet(*len, '\0');
+    std::memcpy(packet.data(), prefix, 4);
+    co_await ReadClient(packet.data() + 4, *len - 4);
+    auto parsed = wire::ParseStartup(packet);
+    if (!parsed.ok()) co_await Fail("08P01", parsed.status().message());
+    if (parsed->kind == wire::StartupKind::kSslRequest) {
+      if (tls_) co_await Fail("08P01", "SSLRequest received twice");
+      if (!impl_->tls) {
+        co_await WriteClient("N");
+        continue;
+      }
+      co_await WriteClient("S");
+      tls_.emplace(client_, *impl_->tls);
+      co_await tls_->async_handshake(asio::ssl::stream_base::server, use_awaitable);
+      const char* host = SSL_get_servername(tls_->native_handle(), TLSEXT_NAMETYPE_host_name);
+      if (host) sni_ = host;
+      continue;
+    }
+    if (parsed->kind == wire::StartupKind::kGssEncRequest) {
+      co_await WriteClient("N");
+      continue;
+    }
+    if (parsed->kind == wire::StartupKind::kCancel) {
+      co_await ForwardCancel({parsed->cancel_pid, parsed->cancel_secret});
+      co_return;
+    }
+    startup = std::move(*parsed);
+    break;
+  }
+  if (opt.require_tls && !tls_) {
+    co_await Fail("28000", "this arbor proxy requires TLS: connect with sslmode=require");
+  }
+  const std::string user = *startup.Param("user");  // ParseStartup guarantees it
+
+  // ---- Routing information the startup packet carries (rules 1 and 2 of router.h).
+  std::optional<EndpointName> sni_name = sni_.empty() ? std::nullopt : EndpointFromSni(sni_);
+  std::optional<EndpointName> option_name;
+  if (auto options = startup.Param("options")) {
+    OptionsSplit split = SplitOptions(*options);
+    if (split.endpoint) {
+      auto n = ParseEndpointName(*split.endpoint);
+      if (!n.ok()) co_await Fail("28000", "invalid endpoint= option: " + n.status().message());
+      option_name = *n;
+      if (split.rest.empty()) {
+        startup.EraseParam("options");
+      } else {
+        startup.SetParam("options", split.rest);
+      }
+    }
+  }
+
+  // ---- The password. Cleartext is safe here: over TLS it is encrypted, and without TLS the
+  // default listener is loopback only (see docs/proxy.md).
+  {
+    wire::Message req = wire::SerializeAuth({wire::AuthCode::kCleartextPassword, {}, {}});
+    co_await WriteClient(wire::SerializeMessage(req.type, req.body));
+  }
+  wire::Message pw_msg = co_await ReadClientMessage();
+  if (pw_msg.type == 'X') co_return;  // the client gave up (psql does, to prompt)
+  auto password_text = wire::ParsePasswordMessage(pw_msg);
+  if (!password_text.ok()) co_await Fail("08P01", password_text.status().message());
+  PasswordSplit pw = SplitPassword(*password_text);
+  std::optional<EndpointName> password_name;
+  if (pw.endpoint) {
+    auto n = ParseEndpointName(*pw.endpoint);
+    if (!n.ok())
+      co_await Fail("28000", "invalid endpoint= password prefix: " + n.status().message());
+    password_name = *n;
+  }
+
+  // ---- Route: the first rule that names an endpoint wins.
+  Backend* backend = impl_->backend;
+  std::optional<EndpointRef> ref;
+  std::string unresolved_sni;
+  auto resolve = [&](const EndpointName& n) {
+    return [backend, n] { return backend->Resolve(n.project, n.branch, n.endpoint); };
+  };
+  if (sni_name) {
+    auto r = co_await Blocking(resolve(*sni_name));
+    if (!r) co_await Fail("XX000", "the control plane failed to resolve the endpoint");
+    if (r->ok()) {
+      ref = **r;
+    } else if (r->status().code() == Code::kNotFound) {
+      unresolved_sni = sni_;  // not an endpoint host name; try the other rules
+    } else {
+      co_await Fail("57P03", "cannot resolve endpoint: " + r->status().message());
+    }
+  }
+  for (const auto* name : {&option_name, &password_name}) {
+    if (ref || !*name) continue;
+    auto r = co_await Blocking(resolve(**name));
+    if (!r) co_await Fail("XX000", "the control plane failed to resolve the endpoint");
+    if (r->ok()) {
+      ref = **r;
+    } else if (r->status().code() == Code::kNotFound) {
+      co_await Fail(
+          "3D000", "endpoint " + (*name)->ToString() + " does not exist: " + r->status().message());
+    } else {
+      co_await Fail("57P03", "cannot resolve endpoint: " + r->status().message());
+    }
+  }
+  if (!ref && local_port_ != impl_->main_port) {
+    uint16_t port = local_port_;
+    auto r = co_await Blocking([backend, port] { return backend->ResolvePort(port); });
+    if (!r) co_await Fail("XX000", "the control plane failed to resolve the endpoint");
+    if (r->ok()) {
+      ref = **r;
+    } else if (r->status().code() == Code::kNotFound) {
+      co_await Fail("3D000", "no endpoint uses port " + std::to_string(port) + " any more");
+    } else {
+      co_await Fail("57P03", "cannot resolve endpoint: " + r->status().message());
+    }
+  }
+  if (!ref) {
+    std::string msg =
+        "no endpoint named: connect to the endpoint's own port (see `arbor connection-string`), "
+        "or set options=endpoint=<project>/<branch>, or prefix the password with "
+        "endpoint=<project>/<branch>;";
+    if (!unresolved_sni.empty())
+      msg += " (the TLS host name " + unresolved_sni + " names no endpoint)";
+    co_await Fail("28000", msg);
+  }
+
+  // ---- Credentials. A failure here never wakes the compute.
+  if (pw.password.empty()) {
+    co_await Fail("28P01", "password authentication failed for user \"" + user +
+                               "\": a password or token is required");
+  }
+  std::string compute_password = pw.password;
+  if (auth::TokenSigner::LooksLikeToken(pw.password)) {
+    if (!impl_->tokens) co_await Fail("28P01", "this arbor proxy does not accept tokens");
+    auto claims = impl_->tokens->Verify(pw.password, ref->Name(), UnixNow());
+    if (!claims.ok()) co_await Fail("28P01", "token rejected: " + claims.status().message());
+    if (claims->role != user) {
+      co_await Fail("28P01", "token rejected: it was issued for role \"" + claims->role +
+                                 "\", but the connection asks for user \"" + user + "\"");
+    }
+    EndpointRef target = *ref;
+    auto role_pw =
+        co_await Blocking([backend, target, user] { return backend->RolePassword(target, user); });
+    if (!role_pw || role_pw->empty()) {
+      co_await Fail("28P01", "role \"" + user + "\" has no login on " + ref->Name());
+    }
+    compute_password = *role_pw;
+  }
+
+  // ---- Wake and log in. From here on the connection counts for scale to zero.
+  opened_ = *ref;
+  backend->ConnectionOpened(*ref);
+  ArmTimer(opt.compute_timeout);
+  EndpointRef target = *ref;
+  auto socket_path = co_await Blocking([backend, target] { return backend->Wake(target); });
+  if (!socket_path) co_await Fail("XX000", "the control plane failed to start the compute");
+  if (!socket_path->ok()) {
+    co_await Fail("57P03", "the compute for " + ref->Name() +
+                               " could not start: " + socket_path->status().message());
+  }
+  try {
+    co_await compute_.async_connect(asio::local::stream_protocol::endpoint(**socket_path),
+                                    use_awaitable);
+  } catch (const boost::system::system_error& e) {
+    log::warn("proxy: connect to {} failed: {}", **socket_path, e.what());
+  }
+  if (!compute_.is_open()) {
+    co_await Fail("57P03", "the compute for " + ref->Name() + " does not accept connections");
+  }
+  startup.kind = wire::StartupKind::kStartup;
+  co_await asio::async_write(compute_, asio::buffer(wire::SerializeStartup(startup)),
+                             use_awaitable);
+  std::string greeting;
+  co_await LoginToCompute(user, compute_password, &greeting);
+
+  // The compute's greeting (AuthenticationOk, ParameterStatus..., BackendKeyData,
+  // ReadyForQuery), with the key replaced, as one write.
+  for (;;) {
+    wire::Message m = co_await ReadComputeMessage();
+    if (m.type == 'K') {
+      auto key = wire::ParseBackendKeyData(m);
+      if (!key.ok()) co_await Fail("08P01", "the compute sent " + key.status().message());
+      if (!cancel_key_) cancel_key_ = impl_->RegisterCancel({**socket_path, *key});
+      wire::Message mine = wire::SerializeBackendKeyData(*cancel_key_);
+      greeting += wire::SerializeMessage(mine.type, mine.body);
+      continue;
+    }
+    greeting += wire::SerializeMessage(m.type, m.body);
+    if (m.type == 'E') {
+      co_await WriteClient(greeting);
+      throw SessionEnd{};
+    }
+    if (m.type == 'Z') break;
+  }
+  co_await WriteClient(greeting);
+  timer_.cancel();
+  log::debug("proxy: {} connected to {} as {}", peer_, ref->Name(), user);
+  co_await Relay();
+}
+
+awaitable<void> Session::LoginToCompute(const std::string& role, const std::string& password,
+                                        std::string* greeting) {
+  std::optional<auth::ScramClient> scram;
+  auto send = [this](const wire::Message& m) -> awaitable<void> {
+    co_await asio::async_write(compute_, asio::buffer(wire::SerializeMessage(m.type, m.body)),
+                               use_awaitable);
+  };
+  for (;;) {
+    wire::Message m = co_await ReadComputeMessage();
+    if (m.type == 'E') {
+      // The compute's own refusal (wrong role password, no such role or database): relay it.
+      co_await WriteClient(wire::SerializeMessage(m.type, m.body));
+      throw SessionEnd{};
+    }
+    if (m.type == 'N') {
+      *greeting += wire::SerializeMessage(m.type, m.body);
+      continue;
+    }
+    auto auth = wire::ParseAuth(m);
+    if (!auth.ok()) {
+      co_await Fail("08P01", "the compute sent an unexpected message: " + auth.status().message());
+    }
+    switch (auth->code) {
+      case wire::AuthCode::kOk: {
+        wire::Message ok = wire::SerializeAuth({});
+        *greeting += wire::SerializeMessage(ok.type, ok.body);
+        co_return;
+      }
+      case wire::AuthCode::kCleartextPassword:
+        co_await send(wire::SerializePasswordMessage(password));
+        break;
+      case wire::AuthCode::kMd5Password: {
+        std::string inner = auth::HexMd5(password + role);
+        co_await send(wire::SerializePasswordMessage("md5" + auth::HexMd5(inner + auth->data)));
+        break;
+      }
+      case wire::AuthCode::kSasl: {
+        bool has = false;
+        for (const auto& mech : auth->sasl_mechanisms) has |= mech == "SCRAM-SHA-256";
+        if (!has || scram) {
+          co_await Fail("28000", "the compute offers no SASL mechanism the proxy supports");
+        }
+        auto nonce = auth::ScramClient::NewNonce();
+        if (!nonce.ok()) co_await Fail("XX000", nonce.status().message());
+        scram.emplace("", password, *nonce);
+        co_await send(wire::SerializeSaslInitialResponse({"SCRAM-SHA-256", scram->ClientFirst()}));
+        break;
+      }
+      case wire::AuthCode::kSaslContinue: {
+        if (!scram) co_await Fail("08P01", "the compute sent SASLContinue out of order");
+        auto final_msg = scram->ClientFinal(auth->data);
+        if (!final_msg.ok()) co_await Fail("08P01", final_msg.status().message());
+        co_await send(wire::SerializeSaslResponse(*final_msg));
+        break;
+      }
+      case wire::AuthCode::kSaslFinal: {
+        if (!scram) co_await Fail("08P01", "the compute sent SASLFinal out of order");
+        Status s = scram->VerifyServerFinal(auth->data);
+        if (!s.ok()) co_await Fail("28P01", s.message());
+        break;
+      }
+      default:
+        co_await Fail("28000", "the compute asks for an authentication method (code " +
+                                   std::to_string(static_cast<uint32_t>(auth->code)) +
+                                   ") the proxy does not support");
+    }
+  }
+}
+
+awaitable<void> Session::ForwardCancel(wire::BackendKey key) {
+  auto target = impl_->LookupCancel(key);
+  if (!target) {
+    log::debug("proxy: {} sent a cancel request for an unknown key", peer_);
+    co_return;
+  }
+  asio::local::stream_protocol::socket s(client_.get_executor());
+  co_await s.async_connect(asio::local::stream_protocol::endpoint(target->socket_path),
+                           use_awaitable);
+  co_await asio::async_write(s, asio::buffer(wire::SerializeCancelRequest(target->key)),
+                             use_awaitable);
+  // PostgreSQL closes the connection once it has read the request; wait for that (the
+  // handshake timer bounds the wait), so the client sees its close after the cancel is sent.
+  char byte;
+  boost::system::error_code ec;
+  co_await s.async_read_some(asio::buffer(&byte, 1), asio::redirect_error(use_awaitable, ec));
+}
+
+awaitable<void> Session::Relay() {
+  auto self = shared_from_this();
+  asio::co_spawn(client_.get_executor(), self->PumpClientToCompute(),
+                 [self](std::exception_ptr) {});
+  co_await PumpComputeToClient();
+}
+
+awaitable<void> Session::PumpClientToCompute() {
+  std::vector<char> buf(kRelayBufferBytes);
+  try {
+    for (;;) {
+      size_t n = tls_ ? co_await tls_->async_read_some(asio::buffer(buf), use_awaitable)
+                      : co_await client_.async_read_some(asio::buffer(buf), use_awaitable);
+      co_await asio::async_write(compute_, asio::buffer(buf.data(), n), use_awaitable);
+    }
+  } catch (...) {
+  }
+  CloseAll();
+}
+
+awaitable<void> Session::PumpComputeToClient() {
+  std::vector<char> buf(kRelayBufferBytes);
+  try {
+    for (;;) {
+      size_t n = co_await compute_.async_read_some(asio::buffer(buf), use_awaitable);
+      co_await WriteClient(std::string_view(buf.data(), n));
+    }
+  } catch (...) {
+  }
+  CloseAll();
+}
+
+}  // namespace arbor::proxy

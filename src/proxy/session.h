@@ -1,0 +1,68 @@
+#pragma once
+
+// Internal: one client connection, from its first byte to its close. A session runs as
+// coroutines on its own strand, so its members need no locks. Lifetime: shared by the
+// coroutines and timers that reference it; the last one to finish destroys it, which releases
+// its cancel key and reports ConnectionClosed.
+//
+// Phases: startup (SSL/GSSENC negotiation, CancelRequest, StartupMessage) -> password ->
+// route and check -> wake -> compute login (SCRAM) -> forward the compute's greeting -> relay.
+// Everything before the relay is read message by message with exact lengths, so no byte the
+// client sends after its password is consumed by the proxy.
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>  // before Boost 1.74's awaitable.hpp, which needs std::exchange
+
+#include "proxy/server.h"
+
+namespace arbor::proxy {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Proxy::Impl* impl, boost::asio::ip::tcp::socket client, uint16_t local_port);
+  ~Session();
+
+  // Runs the session to its end. Never throws: every failure is answered with an
+  // ErrorResponse where the protocol allows, then the connection closes.
+  boost::asio::awaitable<void> Run();
+
+ private:
+  boost::asio::awaitable<void> Handshake();
+  boost::asio::awaitable<void> Relay();
+  boost::asio::awaitable<void> PumpClientToCompute();
+  boost::asio::awaitable<void> PumpComputeToClient();
+  boost::asio::awaitable<void> ForwardCancel(wire::BackendKey key);
+  boost::asio::awaitable<void> LoginToCompute(const std::string& role, const std::string& password,
+                                              std::string* greeting);
+  // Writes an ErrorResponse (best effort) and ends the session.
+  boost::asio::awaitable<void> Fail(std::string_view sqlstate, std::string message);
+
+  boost::asio::awaitable<void> ReadClient(char* data, size_t n);
+  boost::asio::awaitable<void> WriteClient(std::string_view data);
+  boost::asio::awaitable<wire::Message> ReadClientMessage();
+  boost::asio::awaitable<wire::Message> ReadComputeMessage();
+
+  // Runs `f` (a Backend call) on the blocking pool; nullopt if it threw.
+  template <typename F>
+  boost::asio::awaitable<std::optional<std::invoke_result_t<F>>> Blocking(F f);
+
+  void ArmTimer(std::chrono::milliseconds after);
+  void CloseAll();
+
+  Proxy::Impl* impl_;
+  boost::asio::ip::tcp::socket client_;
+  std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
+  boost::asio::local::stream_protocol::socket compute_;
+  boost::asio::steady_timer timer_;
+  uint16_t local_port_;
+  std::string peer_;                            // for logs
+  std::string sni_;                             // the TLS SNI host, if any
+  std::optional<EndpointRef> opened_;           // ConnectionOpened was called
+  std::optional<wire::BackendKey> cancel_key_;  // registered proxy-side key
+};
+
+}  // namespace arbor::proxy
