@@ -3,6 +3,7 @@
 // Internal: the state behind Proxy, shared by the listeners and the sessions.
 
 #include <atomic>
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <map>
@@ -11,7 +12,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
-#include <utility>  // before Boost 1.74's awaitable.hpp, which needs std::exchange
+#include <utility>
 #include <vector>
 
 #include "proxy/proxy.h"

@@ -10,12 +10,13 @@
 // Everything before the relay is read message by message with exact lengths, so no byte the
 // client sends after its password is consumed by the proxy.
 
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <memory>
 #include <optional>
 #include <string>
-#include <utility>  // before Boost 1.74's awaitable.hpp, which needs std::exchange
+#include <utility>
 
 #include "proxy/server.h"
 
