@@ -3,9 +3,6 @@
 // Internal: the state behind Proxy, shared by the listeners and the sessions.
 
 #include <atomic>
-// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
-#include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -15,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/asio.h"
 #include "proxy/proxy.h"
 #include "proxy/wire/codec.h"
 

@@ -10,14 +10,12 @@
 // Everything before the relay is read message by message with exact lengths, so no byte the
 // client sends after its password is consumed by the proxy.
 
-// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
-#include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
+#include "proxy/asio.h"
 #include "proxy/server.h"
 
 namespace arbor::proxy {
