@@ -76,8 +76,18 @@ FsResult<Attr> FileSystem::AttrLocked(InodeId ino) {
 
 FsStatus FileSystem::ApplyLocked(storage::Mutation&& m, std::string_view what) {
   auto seq = store_->Apply(timeline_, std::move(m));
-  if (!seq.ok()) return FromStore(seq.status(), what);
-  return FsStatus();
+  if (seq.ok()) {
+    disk_full_ = false;
+    return FsStatus();
+  }
+  if (seq.status().code() == Code::kResourceExhausted) disk_full_ = true;
+  if (disk_full_) {
+    // After a full disk the store refuses writes (IOError) until it has recovered; to the
+    // application that is still the disk being full.
+    log::warn("arborfs: {}: no space: {}", what, seq.status().ToString());
+    return FsError::kNoSpace;
+  }
+  return FromStore(seq.status(), what);
 }
 
 FsResult<Entry> FileSystem::Lookup(InodeId parent, std::string_view name) {

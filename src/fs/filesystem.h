@@ -205,6 +205,8 @@ class FileSystem {
   // Guards nodes_ (the map and counters) for readers holding tree_mu_ shared.
   std::mutex table_mu_;
   std::unordered_map<InodeId, Node> nodes_;
+  // The last write failed for lack of space and none has succeeded since.
+  bool disk_full_ = false;  // guarded by tree_mu_ (exclusive)
 };
 
 }  // namespace arbor::fs
