@@ -1,6 +1,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,16 +107,23 @@ bool IsMountPoint(const std::string& path) { return !MountTypeAt(Canonical(path)
 
 Status ClearStaleMount(const std::string& mountpoint_in) {
   std::string mountpoint = mountpoint_in;
+  bool is_fuse = MountTypeAt(Canonical(mountpoint)).rfind("fuse", 0) == 0;
   struct stat st;
-  if (stat(mountpoint.c_str(), &st) == 0) {
-    std::string type = MountTypeAt(Canonical(mountpoint));
-    if (type.rfind("fuse", 0) == 0) {
+  int err = 0;
+  if (is_fuse) {
+    // statfs always reaches the server (stat may be answered from cached attributes): a
+    // mount whose server died answers ENOTCONN.
+    struct statfs sf;
+    err = statfs(mountpoint.c_str(), &sf) == 0 ? 0 : errno;
+    if (err == 0) {
       return Status::FailedPrecondition(mountpoint + " is already served by a live FUSE mount");
     }
+  } else if (stat(mountpoint.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode)) return Status::FailedPrecondition(mountpoint + " is not a directory");
     return Status::Ok();
+  } else {
+    err = errno;
   }
-  int err = errno;
   if (err == ENOENT) {
     std::error_code ec;
     std::filesystem::create_directories(mountpoint, ec);
@@ -124,7 +131,7 @@ Status ClearStaleMount(const std::string& mountpoint_in) {
     return Status::Ok();
   }
   if (err != ENOTCONN && err != ECONNABORTED) {
-    return Status::IOError("stat " + mountpoint + ": " + std::strerror(err));
+    return Status::IOError("checking " + mountpoint + ": " + std::strerror(err));
   }
   // The process that served this mount is gone: the kernel answers ENOTCONN.
   log::warn("arborfs: clearing the stale mount at {}", mountpoint);
