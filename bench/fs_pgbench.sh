@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# PostgreSQL on arborfs against PostgreSQL on the host file system: the same binaries and
+# settings, runs alternating between the two, ratios printed at the end.
+#
+# Usage: bench/fs_pgbench.sh PATH/TO/arbor
+# Environment (defaults are the figures the issue asks for):
+#   DURATION=60      seconds of each pgbench run
+#   SCALE=10         scale of the TPC-B-like and select-only runs
+#   INIT_SCALE=50    scale of the timed `pgbench -i`
+#   CLIENTS=4        pgbench clients
+#   BLOCK_CACHE_MB=256  the store's block cache
+#   ROUNDS=1         alternating rounds of each pgbench run
+#   ARBOR_MOUNT_FLAGS=""  extra `arbor debug mount` flags (e.g. --writeback-cache)
+set -euo pipefail
+
+arbor=${1:?usage: $0 PATH/TO/arbor}
+arbor=$(readlink -f "$arbor")
+DURATION=${DURATION:-60}
+SCALE=${SCALE:-10}
+INIT_SCALE=${INIT_SCALE:-50}
+CLIENTS=${CLIENTS:-4}
+BLOCK_CACHE_MB=${BLOCK_CACHE_MB:-256}
+ROUNDS=${ROUNDS:-1}
+ARBOR_MOUNT_FLAGS=${ARBOR_MOUNT_FLAGS:-}
+PGBIN=/usr/lib/postgresql/15/bin
+
+if [[ $(id -u) -eq 0 ]]; then
+  pguser=postgres
+  as_pg() { runuser -u postgres -- "$@"; }
+else
+  pguser=$(id -un)
+  as_pg() { "$@"; }
+fi
+uid=$(id -u "$pguser")
+gid=$(id -g "$pguser")
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/arbor-fsbench-XXXXXX")
+chmod 755 "$work"
+arbor_pid=""
+cleanup() {
+  set +e
+  for side in native arbor; do
+    [[ -f $work/$side/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" -D "$work/$side" -m immediate stop >/dev/null 2>&1
+  done
+  if [[ -n $arbor_pid ]]; then
+    kill -TERM "$arbor_pid" 2>/dev/null
+    wait "$arbor_pid" 2>/dev/null
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---- the arborfs side: a store and a mount served by `arbor debug mount` ----
+"$arbor" debug mount --store "$work/store" --create-root --mountpoint "$work/arbor" \
+  --uid "$uid" --gid "$gid" --block-cache-mb "$BLOCK_CACHE_MB" $ARBOR_MOUNT_FLAGS \
+  >"$work/arbor.log" 2>&1 &
+arbor_pid=$!
+for _ in $(seq 100); do grep -q '^mounted' "$work/arbor.log" && break; sleep 0.1; done
+grep -q '^mounted' "$work/arbor.log" || { cat "$work/arbor.log"; exit 1; }
+
+mkdir -p "$work/native" "$work/sock-native" "$work/sock-arbor" "$work/logs"
+chown "$uid:$gid" "$work/native" "$work/sock-native" "$work/sock-arbor" "$work/arbor" "$work/logs"
+chmod 700 "$work/native" "$work/arbor"
+
+declare -A port
+for side in native arbor; do
+  as_pg "$PGBIN/initdb" -D "$work/$side" -U postgres --auth-local=trust -E UTF8 \
+    --locale=C.UTF-8 --no-instructions >"$work/initdb-$side.log" 2>&1
+  port[$side]=$(free_port)
+  as_pg "$PGBIN/pg_ctl" -D "$work/$side" -l "$work/logs/pg-$side.log" -w -t 120 \
+    -o "-p ${port[$side]} -k $work/sock-$side -c listen_addresses='' -c shared_buffers=128MB -c max_connections=50" \
+    start >/dev/null
+done
+
+pgb() {  # side, pgbench args...
+  local side=$1
+  shift
+  as_pg "$PGBIN/pgbench" -h "$work/sock-$side" -p "${port[$side]}" -U postgres "$@" postgres
+}
+
+now() { date +%s.%N; }
+
+# ---- pgbench -i -s INIT_SCALE wall time ----
+declare -A init_s
+for side in native arbor; do
+  t0=$(now)
+  pgb "$side" -i -s "$INIT_SCALE" -q >"$work/init-$side.log" 2>&1
+  init_s[$side]=$(echo "$(now) - $t0" | bc -l)
+  echo "pgbench -i -s $INIT_SCALE  $side: ${init_s[$side]} s"
+done
+
+for side in native arbor; do
+  pgb "$side" -i -s "$SCALE" -q >/dev/null 2>&1
+  as_pg "$PGBIN/psql" -h "$work/sock-$side" -p "${port[$side]}" -U postgres -qAtc "CHECKPOINT" postgres
+done
+
+tps_of() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$1" | tail -1; }
+
+declare -A tpcb sel
+for round in $(seq "$ROUNDS"); do
+  for side in native arbor; do
+    pgb "$side" -c "$CLIENTS" -j 2 -T "$DURATION" >"$work/tpcb-$side.log" 2>&1
+    t=$(tps_of "$work/tpcb-$side.log")
+    tpcb[$side]=$(echo "${tpcb[$side]:-0} + $t / $ROUNDS" | bc -l)
+    echo "TPC-B-like round $round  $side: $t tps"
+  done
+  for side in native arbor; do
+    pgb "$side" -S -c "$CLIENTS" -j 2 -T "$DURATION" >"$work/sel-$side.log" 2>&1
+    t=$(tps_of "$work/sel-$side.log")
+    sel[$side]=$(echo "${sel[$side]:-0} + $t / $ROUNDS" | bc -l)
+    echo "select-only round $round  $side: $t tps"
+  done
+done
+
+ratio() { echo "scale=3; $1 / $2" | bc -l; }
+# The kernel's high-water mark of the arbor process over the whole run (so it includes the
+# TPC-B runs, and the larger -i -s INIT_SCALE load too: an upper bound).
+rss_mb=$(($(awk '/^VmHWM/ {print $2}' "/proc/$arbor_pid/status") / 1024))
+echo
+echo "== arborfs vs native (same postgres, same settings; mount flags: '${ARBOR_MOUNT_FLAGS}') =="
+printf "TPC-B-like s=%s c=%s %ss: native %.0f tps, arborfs %.0f tps, ratio %s (target >= 0.90)\n" \
+  "$SCALE" "$CLIENTS" "$DURATION" "${tpcb[native]}" "${tpcb[arbor]}" "$(ratio "${tpcb[arbor]}" "${tpcb[native]}")"
+printf "select-only s=%s c=%s %ss: native %.0f tps, arborfs %.0f tps, ratio %s (target >= 0.95)\n" \
+  "$SCALE" "$CLIENTS" "$DURATION" "${sel[native]}" "${sel[arbor]}" "$(ratio "${sel[arbor]}" "${sel[native]}")"
+printf "pgbench -i -s %s: native %.1f s, arborfs %.1f s, ratio %s (target <= 1.5)\n" \
+  "$INIT_SCALE" "${init_s[native]}" "${init_s[arbor]}" "$(ratio "${init_s[arbor]}" "${init_s[native]}")"
+echo "arbor peak RSS (VmHWM, whole run): ${rss_mb} MB; block cache ${BLOCK_CACHE_MB} MB; target <= $((BLOCK_CACHE_MB + 100)) MB"
