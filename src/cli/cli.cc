@@ -620,6 +620,51 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   });
 }
 
+// ---- bash completion ----
+
+// Collects, for each visible command path (" branch create"), the words that may follow it:
+// its subcommands and its flags.
+void CollectCompletions(const CLI::App* app, const std::string& path,
+                        std::vector<std::pair<std::string, std::string>>* out) {
+  std::string words;
+  auto add = [&](const std::string& w) { words += (words.empty() ? "" : " ") + w; };
+  std::vector<const CLI::App*> subs =
+      app->get_subcommands([](const CLI::App* a) { return !a->get_group().empty(); });
+  for (const CLI::App* sub : subs) add(sub->get_name());
+  for (const CLI::Option* opt : app->get_options()) {
+    for (const auto& l : opt->get_lnames()) add("--" + l);
+    for (const auto& sn : opt->get_snames()) add("-" + sn);
+  }
+  out->push_back({path, words});
+  for (const CLI::App* sub : subs) CollectCompletions(sub, path + " " + sub->get_name(), out);
+}
+
+// A bash completion script for the whole app, server commands included.
+std::string BashCompletion(const CLI::App& app) {
+  std::vector<std::pair<std::string, std::string>> paths;
+  CollectCompletions(&app, "", &paths);
+  std::string known, cases;
+  for (const auto& [path, words] : paths) {
+    if (!path.empty()) known += "    \"" + path + "\") path=\"$path $w\" ;;\n";
+    cases += "    \"" + path + "\") opts=\"" + words + "\" ;;\n";
+  }
+  return "# bash completion for arbor: eval \"$(arbor completion bash)\"\n"
+         "_arbor() {\n"
+         "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" path=\"\" opts=\"\" w i\n"
+         "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
+         "    w=\"${COMP_WORDS[i]}\"\n"
+         "    case \"$path $w\" in\n" +
+         known +
+         "    esac\n"
+         "  done\n"
+         "  case \"$path\" in\n" +
+         cases +
+         "  esac\n"
+         "  COMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n"
+         "}\n"
+         "complete -F _arbor arbor\n";
+}
+
 // "--at -5m" would read as an unknown flag -5m: glue such values to their option.
 std::vector<std::string> GlueNegativeTimes(const std::vector<std::string>& args) {
   std::vector<std::string> out;
@@ -703,6 +748,16 @@ int RunWith(const std::vector<std::string>& args, const AddCommands& add_server_
     Action action;
     AddClientCommands(app, s, &action);
     if (add_server_commands) add_server_commands(app);
+    auto shell = std::make_shared<std::string>();
+    auto* completion = app.add_subcommand("completion", "Print a shell completion script");
+    completion->add_option("shell", *shell, "the shell")
+        ->required()
+        ->check(CLI::IsMember({"bash"}));
+    completion->footer("Example:\n  eval \"$(arbor completion bash)\"  # e.g. in ~/.bashrc");
+    OnRun(completion, &action, [&s, &app] {
+      s.Print(BashCompletion(app));
+      return Status::Ok();
+    });
 
     std::vector<std::string> reversed = GlueNegativeTimes(args);
     std::reverse(reversed.begin(), reversed.end());
@@ -722,6 +777,18 @@ int RunWith(const std::vector<std::string>& args, const AddCommands& add_server_
       }
       return e.get_exit_code();
     } catch (const CLI::ParseError& e) {
+      // "arbor bogus": CLI11 reports the missing subcommand; name the word it did not know.
+      std::vector<std::string> rest = app.remaining(/*recurse=*/true);
+      if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && !rest.empty()) {
+        std::string path;
+        for (const CLI::App* cur = &app; !cur->get_subcommands().empty();) {
+          cur = cur->get_subcommands().front();
+          path += cur->get_name() + " ";
+        }
+        err << "arbor: unknown command '" << path << rest.front() << "' (see arbor " << path
+            << "--help)\n";
+        return static_cast<int>(Exit::kUsage);
+      }
       err << "arbor: " << e.what() << " (see --help)\n";
       return static_cast<int>(Exit::kUsage);
     }

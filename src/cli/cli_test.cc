@@ -209,6 +209,9 @@ TEST_F(CliTest, UsageErrorsExitTwoWithoutCallingTheServer) {
       {{"branch", "restore", "dev"},
        "arbor: give exactly one of --at TIME and --lsn LSN (see --help)\n"},
       {{"branch"}, "arbor: A subcommand is required (see --help)\n"},
+      {{"bogus"}, "arbor: unknown command 'bogus' (see arbor --help)\n"},
+      {{"-o", "json", "branch", "bogus"},
+       "arbor: unknown command 'branch bogus' (see arbor branch --help)\n"},
       {{"-o", "yaml", "status"}, "arbor: --output: yaml not in {table,json} (see --help)\n"},
       {{"postgres", "create-branch", "projects/default", "dev", "--json", "{spec"},
        "arbor: --json is not valid JSON (e.g. --json '{\"spec\": {\"ttl\": \"3600s\"}}') (see "
@@ -425,6 +428,34 @@ TEST_F(CliTest, ServerCommandsPlugInAndReportTheirExitCode) {
   EXPECT_NE(r.out.find("up "), std::string::npos);
   EXPECT_NE(r.out.find("branch"), std::string::npos);
   EXPECT_NE(r.out.find("Examples:"), std::string::npos);
+}
+
+TEST_F(CliTest, BashCompletionCompletesCommandsAndFlags) {
+  auto r = Run({"completion", "bash"}, [](CLI::App& app) { app.add_subcommand("up", "start"); });
+  ASSERT_EQ(r.code, 0) << r.err;
+  char path[] = "/tmp/arbor-completion-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  std::ofstream(path) << r.out;
+  // What bash offers after `arbor <words...> <cur><TAB>`.
+  auto complete = [&](const std::string& words) {
+    std::string cmd = std::string("bash -c 'source ") + path + "; COMP_WORDS=(arbor " + words +
+                      "); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _arbor; echo " +
+                      "\"${COMPREPLY[*]}\"' 2>&1";
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[512];
+    while (p != nullptr && fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    if (p != nullptr) pclose(p);
+    return out;
+  };
+  EXPECT_EQ(complete("br"), "branch\n");
+  EXPECT_EQ(complete("u"), "up\n");
+  EXPECT_EQ(complete("branch cr"), "create\n");
+  EXPECT_EQ(complete("-o json branch create dev --no"), "--no-expiry\n");
+  EXPECT_EQ(complete("postgres gen"), "generate-database-credential\n");
+  std::remove(path);
 }
 
 }  // namespace
