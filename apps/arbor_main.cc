@@ -8,6 +8,7 @@
 #include <string>
 
 #include "fs/arborfs.h"
+#include "server_commands.h"
 #include "storage/store.h"
 
 namespace {
@@ -90,13 +91,7 @@ int DebugMount(const DebugMountFlags& f) {
 int main(int argc, char** argv) {
   CLI::App app{"arbor: branchable, serverless PostgreSQL"};
   app.require_subcommand(1);
-  auto* up = app.add_subcommand("up", "start the Arbor daemon");
-  up->callback([] {
-    std::fprintf(stderr,
-                 "arbor up: the daemon is not built yet; this build has the storage engine "
-                 "only\n");
-    std::exit(1);
-  });
+  arbor::app::AddServerCommands(app);
   auto* version = app.add_subcommand("version", "print the version");
   version->callback([] { std::printf("arbor 0.1.0\n"); });
 

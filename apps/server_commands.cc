@@ -2,8 +2,8 @@
 
 #include <cstdlib>
 
-#include "fs_mounter.h"
 #include "control/daemon.h"
+#include "fs_mounter.h"
 
 namespace arbor::app {
 namespace {
@@ -40,7 +40,8 @@ void AddServerCommands(CLI::App& app) {
   auto flags = std::make_shared<Flags>();
 
   auto* up = app.add_subcommand("up", "start the Arbor daemon and print a connection string");
-  up->add_option("--data-dir", flags->data_dir, "state directory (default $ARBOR_HOME or ~/.arbor)");
+  up->add_option("--data-dir", flags->data_dir,
+                 "state directory (default $ARBOR_HOME or ~/.arbor)");
   up->add_flag("--foreground", flags->foreground, "stay attached (containers, systemd)");
   up->add_option("--api-listen", flags->api_listen, "REST API address (port 0: any free port)")
       ->capture_default_str();
@@ -61,14 +62,14 @@ void AddServerCommands(CLI::App& app) {
     o.shared_buffers = flags->shared_buffers;
     std::string store_path = o.data_dir + "/store";
     int rc = control::Up(o, flags->foreground, [store_path](storage::Store* store) {
-      return std::unique_ptr<control::Mounter>(
-          std::make_unique<ArborfsMounter>(store, store_path));
+      return std::unique_ptr<control::Mounter>(std::make_unique<ArborfsMounter>(store, store_path));
     });
     std::exit(rc);
   });
 
   auto* down = app.add_subcommand("down", "stop the Arbor daemon");
-  down->add_option("--data-dir", flags->data_dir, "state directory (default $ARBOR_HOME or ~/.arbor)");
+  down->add_option("--data-dir", flags->data_dir,
+                   "state directory (default $ARBOR_HOME or ~/.arbor)");
   down->callback([flags] { std::exit(control::Down(control::ResolveDataDir(flags->data_dir))); });
 }
 

@@ -240,12 +240,17 @@ ApiServer::ApiServer(Engine* engine, std::string admin_token, ServerInfo info)
 
 ApiServer::~ApiServer() { Stop(); }
 
-Status ApiServer::Bind(const std::string& host, uint16_t port) {
+Result<uint16_t> ApiServer::Bind(const std::string& host, uint16_t port) {
+  if (port == 0) {
+    int any = http_->bind_to_any_port(host);
+    if (any <= 0) return Status::Unavailable("cannot listen on " + host + " (any port)");
+    return static_cast<uint16_t>(any);
+  }
   if (!http_->bind_to_port(host, port)) {
     return Status::Unavailable("cannot listen on " + host + ":" + std::to_string(port) +
                                " (is another Arbor or program using it?)");
   }
-  return Status::Ok();
+  return port;
 }
 
 void ApiServer::Serve() { http_->listen_after_bind(); }

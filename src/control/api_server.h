@@ -28,10 +28,10 @@ struct ServerInfo {
 class ApiServer {
  public:
   ApiServer(Engine* engine, std::string admin_token, ServerInfo info);
-  ~ApiServer();
-
-  // Binds host:port. Unavailable (with the reason) if the address is taken.
-  [[nodiscard]] Status Bind(const std::string& host, uint16_t port);
+  ~ApiServer();  // Binds host:port; port 0 takes any free port. Returns the bound port. Unavailable
+                 // (with
+  // the reason) if the address is taken.
+  [[nodiscard]] Result<uint16_t> Bind(const std::string& host, uint16_t port);
   // Serves until Stop(); blocks. REQUIRES: Bind succeeded.
   void Serve();
   void Stop();

@@ -240,13 +240,10 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     ApiServer api(&engine, token, info);
     int port = o.api_port;
     if (st.ok()) {
-      if (port == 0) {
-        // Port 0: ask the kernel for a free one (tests run many daemons side by side).
-        httplib::Server probe;
-        port = probe.bind_to_any_port(o.api_host);
-        probe.stop();
-      }
-      st = api.Bind(o.api_host, static_cast<uint16_t>(port));
+      // Port 0 takes any free port (tests run many daemons side by side).
+      auto bound = api.Bind(o.api_host, static_cast<uint16_t>(port));
+      if (bound.ok()) port = *bound;
+      st = bound.status();
     }
     std::thread serving;
     if (st.ok()) {

@@ -69,7 +69,8 @@ TEST_F(ApiTest, BadInputGetsClearErrorsAndChangesNothing) {
                            json{{"spec", {{"ttl", "3600s"}, {"no_expiry", true}}}});
   EXPECT_EQ(two.status, 400);
   // Bad branch names.
-  for (std::string bad : {"Upper", "9starts-with-digit", "has_underscore", "x" + std::string(63, 'y')}) {
+  for (std::string bad : std::vector<std::string>{"Upper", "9starts-with-digit", "has_underscore",
+                                                  "x" + std::string(63, 'y')}) {
     auto a = daemon_->Call("POST", "projects/default/branches?branch_id=" + bad,
                            json{{"spec", {{"no_expiry", true}}}});
     EXPECT_EQ(a.status, 400) << bad;
@@ -81,8 +82,8 @@ TEST_F(ApiTest, BadInputGetsClearErrorsAndChangesNothing) {
   auto dots = daemon_->Call("POST", "projects/default/branches?branch_id=..%2Fx",
                             json{{"spec", {{"no_expiry", true}}}});
   EXPECT_EQ(dots.status, 400);
-  auto empty = daemon_->Call("POST", "projects/default/branches?branch_id=",
-                             json{{"spec", {{"no_expiry", true}}}});
+  auto empty = daemon_->Call(
+      "POST", "projects/default/branches?branch_id=", json{{"spec", {{"no_expiry", true}}}});
   EXPECT_EQ(empty.status, 400);
   // Unknown fields are refused, not ignored.
   auto unknown = daemon_->Call("POST", "projects/default/branches?branch_id=typo",
@@ -145,9 +146,9 @@ TEST_F(ApiTest, ProtectedAndExpiringBranches) {
   auto del = daemon_->Call("DELETE", "projects/default/branches/guarded");
   EXPECT_EQ(del.status, 409);
   EXPECT_NE(del.body["message"].get<std::string>().find("protected"), std::string::npos);
-  auto unprotect = daemon_->Call("PATCH",
-                                 "projects/default/branches/guarded?update_mask=spec.is_protected",
-                                 json{{"spec", {{"is_protected", false}}}});
+  auto unprotect =
+      daemon_->Call("PATCH", "projects/default/branches/guarded?update_mask=spec.is_protected",
+                    json{{"spec", {{"is_protected", false}}}});
   ASSERT_EQ(unprotect.status, 200) << unprotect.body.dump();
   EXPECT_EQ(daemon_->Call("DELETE", "projects/default/branches/guarded").status, 200);
 
@@ -155,9 +156,9 @@ TEST_F(ApiTest, ProtectedAndExpiringBranches) {
   auto prot = daemon_->Call("POST", "projects/default/branches?branch_id=prot-ttl",
                             json{{"spec", {{"ttl", "3600s"}, {"is_protected", true}}}});
   EXPECT_EQ(prot.status, 409);
-  auto root_ttl = daemon_->Call("PATCH",
-                                "projects/default/branches/production?update_mask=spec.expiration",
-                                json{{"spec", {{"ttl", "3600s"}}}});
+  auto root_ttl =
+      daemon_->Call("PATCH", "projects/default/branches/production?update_mask=spec.expiration",
+                    json{{"spec", {{"ttl", "3600s"}}}});
   EXPECT_EQ(root_ttl.status, 409);
   EXPECT_EQ(daemon_->Call("GET", "projects/default/branches/production")
                 .body["status"]
@@ -186,13 +187,15 @@ TEST_F(ApiTest, ConcurrentCreatesOfOneNameHaveOneWinner) {
     std::string name = "race-" + std::to_string(round);
     int statuses[2] = {0, 0};
     std::thread a([&] {
-      statuses[0] = daemon_->Call("POST", "projects/default/branches?branch_id=" + name,
-                                  json{{"spec", {{"no_expiry", true}}}})
+      statuses[0] = daemon_
+                        ->Call("POST", "projects/default/branches?branch_id=" + name,
+                               json{{"spec", {{"no_expiry", true}}}})
                         .status;
     });
     std::thread b([&] {
-      statuses[1] = daemon_->Call("POST", "projects/default/branches?branch_id=" + name,
-                                  json{{"spec", {{"no_expiry", true}}}})
+      statuses[1] = daemon_
+                        ->Call("POST", "projects/default/branches?branch_id=" + name,
+                               json{{"spec", {{"no_expiry", true}}}})
                         .status;
     });
     a.join();

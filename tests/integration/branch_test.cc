@@ -40,9 +40,7 @@ class BranchTest : public testing::Test {
     auto a = daemon_->Call("DELETE", "projects/default/branches/" + name);
     EXPECT_EQ(a.status, 200) << a.body.dump();
   }
-  static std::string Parent(const std::string& name) {
-    return "projects/default/branches/" + name;
-  }
+  static std::string Parent(const std::string& name) { return "projects/default/branches/" + name; }
 
   static Daemon* daemon_;
 };
@@ -106,12 +104,12 @@ TEST_F(BranchTest, BranchAtTimeIsExactToTheCommit) {
     for (const auto& id : b.Query("select id from ticks")) present.insert(std::stoi(id));
     for (const Tick& x : ticks) {
       if (x.ack_us < t) {
-        EXPECT_TRUE(present.count(x.id)) << "row " << x.id << " was acknowledged "
-                                         << (t - x.ack_us) << " us before T but is missing";
+        EXPECT_TRUE(present.count(x.id)) << "row " << x.id << " was acknowledged " << (t - x.ack_us)
+                                         << " us before T but is missing";
       }
       if (x.begin_us > t) {
-        EXPECT_FALSE(present.count(x.id)) << "row " << x.id << " began "
-                                          << (x.begin_us - t) << " us after T but is present";
+        EXPECT_FALSE(present.count(x.id))
+            << "row " << x.id << " began " << (x.begin_us - t) << " us after T but is present";
       }
     }
     Delete(name);
@@ -237,8 +235,7 @@ TEST_F(BranchTest, FiveDeepChainAndPointInTimeOfABranch) {
   }
   Pg pitr(CreateOk("level-3-pitr", {{"source_branch", Parent("level-3")},
                                     {"source_branch_time", testutil::Rfc3339(t)}}));
-  EXPECT_EQ(pitr.One("select string_agg(level::text, ',' order by level) from levels"),
-            "1,2,3,30");
+  EXPECT_EQ(pitr.One("select string_agg(level::text, ',' order by level) from levels"), "1,2,3,30");
   Delete("level-3-pitr");
   for (int level = 5; level >= 1; --level) Delete(names[level - 1]);
   Pg(daemon_->Connect("production")).Query("drop table levels");
@@ -287,8 +284,9 @@ TEST_F(BranchTest, WrongRequestsGetClearErrorsAndChangeNothing) {
   auto before = daemon_->Call("GET", "projects/default/branches");
   ASSERT_EQ(before.status, 200);
 
-  auto future = Create("bad-time", {{"source_branch_time",
-                                     testutil::Rfc3339(testutil::NowMicros() + 3'600'000'000)}});
+  auto future =
+      Create("bad-time",
+             {{"source_branch_time", testutil::Rfc3339(testutil::NowMicros() + 3'600'000'000)}});
   EXPECT_EQ(future.status, 400);
   EXPECT_EQ(future.body["error_code"], "OUT_OF_RANGE");
   EXPECT_NE(future.body["message"].get<std::string>().find("allowed range"), std::string::npos)
@@ -300,8 +298,7 @@ TEST_F(BranchTest, WrongRequestsGetClearErrorsAndChangeNothing) {
   EXPECT_EQ(garbage.body["error_code"], "INVALID_PARAMETER_VALUE");
   auto far_lsn = Create("bad-lsn", {{"source_branch_lsn", "FF/0"}});
   EXPECT_EQ(far_lsn.status, 400);
-  EXPECT_NE(far_lsn.body["message"].get<std::string>().find("has not reached"),
-            std::string::npos)
+  EXPECT_NE(far_lsn.body["message"].get<std::string>().find("has not reached"), std::string::npos)
       << far_lsn.body.dump();
 
   ASSERT_EQ(Create("has-child", json::object()).status, 200);

@@ -73,6 +73,8 @@ std::unique_ptr<Daemon> Daemon::Start(const std::string& name) {
 }
 
 void Daemon::Launch() {
+  // A killed daemon leaves its address behind; wait for the new one's.
+  unlink((home_ + "/api").c_str());
   pid_ = fork();
   if (pid_ == 0) {
     setsid();
@@ -82,9 +84,9 @@ void Daemon::Launch() {
     dup2(1, 2);
     std::string ports =
         std::to_string(port_lo_) + "-" + std::to_string(static_cast<int>(port_lo_) + 39);
-    execl(ARBOR_BINARY, "arbor", "up", "--foreground", "--data-dir", home_.c_str(),
-          "--api-listen", "127.0.0.1:0", "--endpoint-ports", ports.c_str(),
-          "--shared-buffers", "32MB", static_cast<char*>(nullptr));
+    execl(ARBOR_BINARY, "arbor", "up", "--foreground", "--data-dir", home_.c_str(), "--api-listen",
+          "127.0.0.1:0", "--endpoint-ports", ports.c_str(), "--shared-buffers", "32MB",
+          static_cast<char*>(nullptr));
     _exit(127);
   }
   ASSERT_GT(pid_, 0);
@@ -132,6 +134,10 @@ void Daemon::KillAndRestart() {
 }
 
 Daemon::~Daemon() {
+  if (testing::UnitTest::GetInstance()->failed_test_count() > 0 || testing::Test::HasFailure()) {
+    std::fprintf(stderr, "---- the end of the daemon's log ----\n%s\n",
+                 Slurp(home_ + "/daemon.out").substr(0, 20000).c_str());
+  }
   Stop();
   // Whatever a failed test left: postgres processes under our run dir, mounts under mnt/.
   std::string cmd = "pkill -9 -f -- '" + home_ + "/mnt/' 2>/dev/null";
@@ -146,14 +152,19 @@ HttpAnswer Daemon::Call(const std::string& method, const std::string& path, cons
   cli.set_read_timeout(300);
   httplib::Headers h{{"Authorization", "Bearer " + token_}};
   std::string full = "/api/2.0/postgres/" + path;
-  std::string text = body.is_null() ? "" : body.dump();
-  httplib::Result r = method == "GET"      ? cli.Get(full, h)
-                      : method == "POST"   ? cli.Post(full, h, text, "application/json")
-                      : method == "PATCH"  ? cli.Patch(full, h, text, "application/json")
-                      : method == "DELETE" ? cli.Delete(full, h)
-                                           : httplib::Result();
+  std::string text = body.is_null() ? "{}" : body.dump();
+  auto send = [&]() -> httplib::Result {
+    if (method == "GET") return cli.Get(full, h);
+    if (method == "PATCH") return cli.Patch(full, h, text, "application/json");
+    if (method == "DELETE") return cli.Delete(full, h);
+    return cli.Post(full, h, text, "application/json");
+  };
+  httplib::Result r = send();
   HttpAnswer a;
-  if (!r) return a;
+  if (!r) {
+    a.body = json{{"error", "no answer from " + api_ + ": " + httplib::to_string(r.error())}};
+    return a;
+  }
   a.status = r->status;
   a.body = json::parse(r->body, nullptr, false);
   return a;
@@ -201,15 +212,18 @@ std::string Pg::One(const std::string& sql) {
 std::string Pg::TryExec(const std::string& sql) {
   PGresult* r = PQexec(conn_, sql.c_str());
   ExecStatusType st = PQresultStatus(r);
-  std::string err = (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) ? "" : PQresultErrorMessage(r);
+  std::string err =
+      (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) ? "" : PQresultErrorMessage(r);
   if (err.empty() && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) err = "failed";
   PQclear(r);
   return err;
 }
 
 std::string AmCheck(const std::string& conninfo) {
-  std::string cmd = "/usr/lib/postgresql/15/bin/pg_amcheck --all --install-missing "
-                    "--maintenance-db='" + conninfo + "' 2>&1";
+  std::string cmd =
+      "/usr/lib/postgresql/15/bin/pg_amcheck --all --install-missing "
+      "--maintenance-db='" +
+      conninfo + "' 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[512];

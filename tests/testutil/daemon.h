@@ -28,8 +28,7 @@ class Daemon {
   static std::unique_ptr<Daemon> Start(const std::string& name = "it");
   ~Daemon();
 
-  HttpAnswer Call(const std::string& method, const std::string& path,
-                  const json& body = json());
+  HttpAnswer Call(const std::string& method, const std::string& path, const json& body = json());
   // The connection string of a branch's primary endpoint, started first.
   std::string Connect(const std::string& branch, const std::string& project = "default");
   // Starts the endpoint of `branch` and returns when postgres accepts connections.
