@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "fs/wal.h"
 
 namespace arbor::fs {
 namespace {
@@ -356,6 +357,8 @@ FsResult<size_t> FileSystem::Write(InodeId ino, uint64_t offset, std::span<const
   attr.size = std::max(attr.size, end);
   attr.mtime_ns = attr.ctime_ns = now;
   m.PutAttr(ino, attr);
+  // WAL writes are tagged with the LSN they reach, for branches at an LSN.
+  if (auto wal_end = WalEndOfWrite(offset, data)) m.MarkWalEnd(Lsn(*wal_end));
   FsStatus st = ApplyLocked(std::move(m), "write");
   if (!st.ok()) return st;
   node->attr = attr;

@@ -1,0 +1,24 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+
+namespace arbor::fs {
+
+// PostgreSQL 15's WAL page layout, as far as arborfs needs it (access/xlog_internal.h).
+inline constexpr uint16_t kWalPageMagic = 0xD110;
+inline constexpr uint64_t kWalPageSize = 8192;
+inline constexpr uint64_t kWalSegmentSize = 16ull << 20;  // initdb's default, which Arbor uses
+
+// If `data`, written at `offset` of a file, is WAL — whole 8 KiB pages, each starting with a
+// page header that carries the WAL magic and its own address (which matches its place in a
+// 16 MiB segment) — returns the LSN up to which the write holds WAL. Otherwise nullopt.
+//
+// PostgreSQL writes WAL in whole pages and zero-fills a page's unused tail, and records are
+// 8-byte aligned; so the end is the page's address plus its last non-zero byte rounded up to
+// 8. This never exceeds the true end (a record ending in zero bytes makes it lower), so a
+// branch "where the WAL reached L" may fork a write later than the earliest, never earlier.
+std::optional<uint64_t> WalEndOfWrite(uint64_t offset, std::span<const char> data);
+
+}  // namespace arbor::fs
