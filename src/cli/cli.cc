@@ -142,15 +142,15 @@ Status CmdStatus(const Session& s) {
     s.PrintJson(j);
     return Status::Ok();
   }
-  s.Print(
-      RenderFields({{"version", st.version},
-                    {"pid", std::to_string(st.pid)},
-                    {"data dir", st.data_dir},
-                    {"api", st.api},
-                    {"proxy", st.proxy},
-                    {"endpoint ports", st.endpoint_ports},
-                    {"project", s.project + " (" + std::to_string(branches.size()) + " branches, " +
-                                    std::to_string(running.size()) + " running)"}}));
+  s.Print(RenderFields({{"version", st.version},
+                        {"pid", std::to_string(st.pid)},
+                        {"data dir", st.data_dir},
+                        {"api", st.api},
+                        {"proxy", st.proxy},
+                        {"endpoint ports", st.endpoint_ports},
+                        {"project", s.project + " (" + std::to_string(branches.size()) +
+                                        (branches.size() == 1 ? " branch, " : " branches, ") +
+                                        std::to_string(running.size()) + " running)"}}));
   if (!running.empty()) s.Print("\n" + RenderEndpoints(running));
   return Status::Ok();
 }
