@@ -233,6 +233,48 @@ Status CmdBranchDelete(const Session& s, const std::string& text, bool seed) {
   return Status::Ok();
 }
 
+struct UpdateOpts {
+  std::string name, ttl, expire_time;
+  bool no_expiry = false, protect = false, unprotect = false;
+};
+
+Status CmdBranchUpdate(const Session& s, const UpdateOpts& o) {
+  api::BranchName name = s.Branch(o.name);
+  if (!o.ttl.empty() + !o.expire_time.empty() + o.no_expiry > 1) {
+    Usage("choose one of --ttl, --expire-time and --no-expiry: a branch either expires or not");
+  }
+  if (o.protect && o.unprotect) Usage("choose one of --protect and --unprotect");
+  api::BranchSpec spec;
+  std::string mask;
+  auto add = [&](const char* field) { mask += (mask.empty() ? "" : ",") + std::string(field); };
+  if (o.protect || o.unprotect) {
+    spec.is_protected = o.protect;
+    add("spec.is_protected");
+  }
+  if (!o.ttl.empty()) {
+    spec.ttl_s = OrUsage(ParseDurationArg(o.ttl));
+    add("spec.ttl");
+  }
+  if (!o.expire_time.empty()) {
+    spec.expire_time_us = OrUsage(ParseTimeArg(o.expire_time, s.Now()));
+    add("spec.expire_time");
+  }
+  if (o.no_expiry) {
+    spec.no_expiry = true;
+    add("spec.no_expiry");
+  }
+  if (mask.empty()) {
+    Usage("nothing to change: give --protect, --unprotect, --ttl, --expire-time or --no-expiry");
+  }
+  ARBOR_ASSIGN_OR_RETURN(api::Branch b, s.Client().UpdateBranch(name, spec, mask));
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(b));
+    return Status::Ok();
+  }
+  s.Print("Updated branch " + b.name + ".\n" + RenderBranch(b, {}, s.Now()));
+  return Status::Ok();
+}
+
 Status CmdBranchReset(const Session& s, const std::string& text, const std::string& at) {
   api::BranchName name = s.Branch(text);
   api::PointInTime when;
@@ -331,6 +373,10 @@ Status CmdConnectionString(const Session& s, const std::string& branch,
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, branch, endpoint));
   ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.GetEndpoint(name));
+  if (e.status.current_state != "ACTIVE") {
+    // Until the proxy wakes computes on connection, the URL works only with one running.
+    ARBOR_ASSIGN_OR_RETURN(e, c.StartEndpoint(name));
+  }
   ARBOR_ASSIGN_OR_RETURN(std::string cs, ConnectionString(e));
   if (s.Json()) {
     s.PrintJson({{"endpoint", e.name}, {"connection_string", cs}});
@@ -446,7 +492,8 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   OnRun(status, action, [&s] { return CmdStatus(s); });
 
   // branch
-  auto* branch = app.add_subcommand("branch", "Create, list, inspect, delete, reset branches");
+  auto* branch = app.add_subcommand(
+      "branch", "Create, list, inspect, update, delete, reset, restore branches");
   branch->require_subcommand(1);
 
   auto co = std::make_shared<CreateOpts>();
@@ -485,6 +532,18 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   del->add_option("name", *del_name, "dev, or projects/P/branches/dev")->required();
   del->footer("Example:\n  arbor branch delete dev");
   OnRun(del, action, [&s, del_name] { return CmdBranchDelete(s, *del_name, false); });
+
+  auto uo = std::make_shared<UpdateOpts>();
+  auto* update = branch->add_subcommand("update", "Change a branch's expiry or protection");
+  update->add_option("name", uo->name, "dev, or projects/P/branches/dev")->required();
+  update->add_option("--ttl", uo->ttl, "expire this long after creation (3600s, 2h, 7d)");
+  update->add_option("--expire-time", uo->expire_time, "expire at TIME (RFC 3339)");
+  update->add_flag("--no-expiry", uo->no_expiry, "never expire");
+  update->add_flag("--protect", uo->protect, "refuse deletion, reset and restore");
+  update->add_flag("--unprotect", uo->unprotect, "allow them again");
+  update->footer(
+      "Examples:\n  arbor branch update dev --ttl 14d\n  arbor branch update staging --protect");
+  OnRun(update, action, [&s, uo] { return CmdBranchUpdate(s, *uo); });
 
   auto reset_opts = std::make_shared<std::pair<std::string, std::string>>();
   auto* reset = branch->add_subcommand("reset", "Give a branch its parent's state again");

@@ -375,6 +375,23 @@ TEST_F(CliTest, ResetAndRestore) {
             "projects/default/branches/dev-backup-20261124t160000z.\n");
 }
 
+TEST_F(CliTest, BranchUpdateSendsTheMaskOfTheFlagsGiven) {
+  api_.On("PATCH", "projects/default/branches/dev", 200, api::ToJson(dev_).dump());
+  auto r = Run({"branch", "update", "dev", "--ttl", "14d", "--protect"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto req = api_.Last("PATCH", "projects/default/branches/dev");
+  EXPECT_EQ(req.params["update_mask"], "spec.is_protected,spec.ttl");
+  EXPECT_EQ(Json::parse(req.body),
+            Json::parse(R"({"spec": {"is_protected": true, "ttl": "1209600s"}})"));
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')), "Updated branch projects/default/branches/dev.");
+
+  r = Run({"branch", "update", "dev"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err,
+            "arbor: nothing to change: give --protect, --unprotect, --ttl, --expire-time or "
+            "--no-expiry (see --help)\n");
+}
+
 TEST_F(CliTest, SeedVerbsTakeTheSeedsFormAndAnswerJson) {
   api_.On("POST", "projects/default/branches", 200, api::ToJson(dev_).dump());
   auto r = Run({"postgres", "create-branch", "projects/default", "dev", "--json",
