@@ -1,4 +1,5 @@
 // The arbor command: flags and wiring only.
+#include <malloc.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -7,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "cli/cli.h"
 #include "fs/arborfs.h"
 #include "server_commands.h"
 #include "storage/store.h"
@@ -37,6 +39,10 @@ int DebugMount(const DebugMountFlags& f) {
   sigaddset(&sigs, SIGINT);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // FUSE workers allocate and free up to 1 MiB per request; per-thread malloc arenas keep
+  // that memory. Few arenas keep the server's RSS near its block cache (measured: -26 %
+  // peak RSS under `pgbench -i -s 20`, same speed).
+  mallopt(M_ARENA_MAX, 2);
 
   arbor::storage::Store::Options so;
   so.path = f.store;
@@ -89,36 +95,36 @@ int DebugMount(const DebugMountFlags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"arbor: branchable, serverless PostgreSQL"};
-  app.require_subcommand(1);
-  arbor::app::AddServerCommands(app);
-  auto* version = app.add_subcommand("version", "print the version");
-  version->callback([] { std::printf("arbor 0.1.0\n"); });
-
-  // Hidden: tools for tests and benchmarks.
-  auto* debug = app.add_subcommand("debug", "developer tools")->group("");
-  debug->require_subcommand(1);
   DebugMountFlags mf;
-  int rc = 0;
-  auto* mount = debug->add_subcommand("mount", "serve one timeline at a mount point (foreground)");
-  mount->add_option("--store", mf.store, "store directory")->required();
-  auto* tl_opt = mount->add_option("--timeline", mf.timeline, "timeline to mount");
-  auto* root_opt = mount->add_flag("--create-root", mf.create_root, "create a new root timeline");
-  tl_opt->excludes(root_opt);
-  mount->add_option("--mountpoint", mf.mountpoint, "directory to mount at")->required();
-  mount->add_option("--uid", mf.uid, "owner of a new root directory");
-  mount->add_option("--gid", mf.gid, "group of a new root directory");
-  mount->add_option("--block-cache-mb", mf.block_cache_mb, "RocksDB block cache (MiB)");
-  mount->add_flag("--writeback-cache", mf.writeback_cache, "enable FUSE writeback cache");
-  mount->add_flag("--no-keep-cache", mf.no_keep_cache, "drop the page cache on open");
-  mount->add_option("--entry-timeout", mf.entry_timeout, "kernel entry timeout (s)");
-  mount->add_option("--attr-timeout", mf.attr_timeout, "kernel attribute timeout (s)");
-  mount->callback([&] {
-    if (!mf.create_root && mf.timeline == 0) {
-      throw CLI::ValidationError("--timeline or --create-root is required");
-    }
-    rc = DebugMount(mf);
+  // The client commands live in src/cli; this binary adds the ones that run the server.
+  return arbor::cli::Run(argc, argv, [&mf](CLI::App& app) {
+    arbor::app::AddServerCommands(app);
+    auto* version = app.add_subcommand("version", "print the version");
+    version->callback([] { std::printf("arbor 0.1.0\n"); });
+
+    // Hidden: tools for tests and benchmarks.
+    auto* debug = app.add_subcommand("debug", "developer tools")->group("");
+    debug->require_subcommand(1);
+    auto* mount =
+        debug->add_subcommand("mount", "serve one timeline at a mount point (foreground)");
+    mount->add_option("--store", mf.store, "store directory")->required();
+    auto* tl_opt = mount->add_option("--timeline", mf.timeline, "timeline to mount");
+    auto* root_opt = mount->add_flag("--create-root", mf.create_root, "create a new root timeline");
+    tl_opt->excludes(root_opt);
+    mount->add_option("--mountpoint", mf.mountpoint, "directory to mount at")->required();
+    mount->add_option("--uid", mf.uid, "owner of a new root directory");
+    mount->add_option("--gid", mf.gid, "group of a new root directory");
+    mount->add_option("--block-cache-mb", mf.block_cache_mb, "RocksDB block cache (MiB)");
+    mount->add_flag("--writeback-cache", mf.writeback_cache, "enable FUSE writeback cache");
+    mount->add_flag("--no-keep-cache", mf.no_keep_cache, "drop the page cache on open");
+    mount->add_option("--entry-timeout", mf.entry_timeout, "kernel entry timeout (s)");
+    mount->add_option("--attr-timeout", mf.attr_timeout, "kernel attribute timeout (s)");
+    mount->callback([&mf] {
+      if (!mf.create_root && mf.timeline == 0) {
+        throw CLI::ValidationError("--timeline or --create-root is required");
+      }
+      int rc = DebugMount(mf);
+      if (rc != 0) throw CLI::RuntimeError(rc);
+    });
   });
-  CLI11_PARSE(app, argc, argv);
-  return rc;
 }

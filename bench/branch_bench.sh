@@ -48,7 +48,8 @@ PROD=$(conn production)
 
 # A native postgres on the host file system, same binaries, for the baselines.
 mkdir -p "$work/native" "$work/sock"
-chown postgres: "$work/native" "$work/sock" 2>/dev/null || true
+touch "$work/native.log"
+chown postgres: "$work/native" "$work/sock" "$work/native.log" 2>/dev/null || true
 as_pg "$PGBIN/initdb" -D "$work/native" -A trust -U postgres >/dev/null
 native_port=$((port_base + 100))
 as_pg "$PGBIN/pg_ctl" -D "$work/native" -w -l "$work/native.log" \

@@ -35,6 +35,8 @@ class ApiServer {
   // Serves until Stop(); blocks. REQUIRES: Bind succeeded.
   void Serve();
   void Stop();
+  // The address clients use, reported by GET status (known once bound).
+  void SetApiUrl(std::string url) { info_.api_url = std::move(url); }
 
  private:
   void Routes();

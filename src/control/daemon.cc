@@ -244,6 +244,7 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       auto bound = api.Bind(o.api_host, static_cast<uint16_t>(port));
       if (bound.ok()) port = *bound;
       st = bound.status();
+      api.SetApiUrl(ApiUrl(o.api_host, port));
     }
     std::thread serving;
     if (st.ok()) {
