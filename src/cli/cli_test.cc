@@ -320,12 +320,15 @@ TEST_F(CliTest, EndpointsConnectionStringAndPsql) {
 
   api_.On("GET", "projects/default/branches/dev/endpoints/primary", 200,
           api::ToJson(MakeEndpoint("dev", "IDLE", 55434)).dump());
+  api_.On("POST", "projects/default/branches/dev/endpoints/primary:start", 200,
+          api::ToJson(MakeEndpoint("dev", "ACTIVE", 55434)).dump());
   r = Run({"connection-string", "dev"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "postgresql://postgres:pw@127.0.0.1:55434/postgres\n");
+  // An idle compute is started first, so that the URL works at once.
+  EXPECT_EQ(api_.Last("POST", "projects/default/branches/dev/endpoints/primary:start").method,
+            "POST");
 
-  api_.On("POST", "projects/default/branches/dev/endpoints/primary:start", 200,
-          api::ToJson(MakeEndpoint("dev", "ACTIVE", 55434)).dump());
   r = Run({"psql", "dev", "--", "-c", "select 1"});
   ASSERT_EQ(exec_argv_.size(), 4u);
   EXPECT_TRUE(exec_argv_[0] == "psql" || exec_argv_[0] == "/usr/lib/postgresql/15/bin/psql");
