@@ -47,9 +47,9 @@ conn() { api POST "projects/default/branches/$1/endpoints/primary:start" | jq -r
 PROD=$(conn production)
 
 # A native postgres on the host file system, same binaries, for the baselines.
-mkdir -p "$work/native" "$work/sock"
+mkdir -p "$work/native" "$work/sock" "$work/copies"
 touch "$work/native.log"
-chown postgres: "$work/native" "$work/sock" "$work/native.log" 2>/dev/null || true
+chown postgres: "$work/native" "$work/sock" "$work/copies" "$work/native.log" 2>/dev/null || true
 as_pg "$PGBIN/initdb" -D "$work/native" -A trust -U postgres >/dev/null
 native_port=$((port_base + 100))
 as_pg "$PGBIN/pg_ctl" -D "$work/native" -w -l "$work/native.log" \
@@ -86,9 +86,9 @@ for mb in 10 "$BIG_MB"; do
   done
   tmpl_ms[$mb]=$(printf '%s\n' "${times[@]}" | median | awk '{printf "%.1f", $1/1000}')
   t0=$(now_us)
-  as_pg "$PGBIN/pg_basebackup" -h "$work/sock" -p "$native_port" -U postgres -D "$work/bb$mb" -X fetch -c fast >/dev/null
+  as_pg "$PGBIN/pg_basebackup" -h "$work/sock" -p "$native_port" -U postgres -D "$work/copies/bb$mb" -X fetch -c fast >/dev/null
   base_ms[$mb]=$(( ($(now_us) - t0) / 1000 ))
-  rm -rf "$work/bb$mb"
+  rm -rf "$work/copies/bb$mb"
   for i in $(seq 1 $REPS); do api DELETE "projects/default/branches/b$mb-$i" >/dev/null; done
   printf '%-8s arbor %8s ms   CREATE DATABASE TEMPLATE %9s ms   pg_basebackup %8s ms\n' \
     "${mb}MB" "${arbor_ms[$mb]}" "${tmpl_ms[$mb]}" "${base_ms[$mb]}"
