@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <functional>
+#include <vector>
 
 #include "common/log.h"
 #include "proxy/auth/crypto.h"
@@ -20,6 +22,17 @@ namespace {
 // Thrown inside a session's coroutines to end it after the client has been answered. Caught
 // in Session::Run and in the relay pumps; never leaves the session.
 struct SessionEnd {};
+
+// Thrown by Refuse(); Run answers it with an ErrorResponse. (Not a coroutine on purpose: GCC 12
+// mishandles temporaries that live across a co_await, so the write happens in Run.)
+struct Refusal {
+  std::string sqlstate;
+  std::string message;
+};
+
+[[noreturn]] void Refuse(std::string_view sqlstate, std::string message) {
+  throw Refusal{std::string(sqlstate), std::move(message)};
+}
 
 constexpr size_t kRelayBufferBytes = 64 * 1024;
 
@@ -50,20 +63,22 @@ Session::~Session() {
   impl_->active.fetch_sub(1);
 }
 
-template <typename F>
-awaitable<std::optional<std::invoke_result_t<F>>> Session::Blocking(F f) {
-  std::optional<std::invoke_result_t<F>> out;
+awaitable<void> Session::OnBlockingPool(const std::function<void()>& job) {
   co_await asio::co_spawn(
       impl_->blocking->get_executor(),
-      [&out, &f]() -> awaitable<void> {
+      [&job]() -> awaitable<void> {
         try {
-          out.emplace(f());
+          job();
         } catch (...) {
+          // The Backend must not throw; if it does, the caller sees no result.
         }
         co_return;
       },
       use_awaitable);
-  co_return out;
+}
+
+awaitable<void> Session::WriteCompute(const std::string& bytes) {
+  co_await asio::async_write(compute_, asio::buffer(bytes), use_awaitable);
 }
 
 void Session::ArmTimer(std::chrono::milliseconds after) {
@@ -102,7 +117,7 @@ awaitable<wire::Message> Session::ReadClientMessage() {
   char header[5];
   co_await ReadClient(header, 5);
   auto len = wire::ParseMessageHeader(std::string_view(header, 5), wire::kMaxAuthMessageLength);
-  if (!len.ok()) co_await Fail("08P01", len.status().message());
+  if (!len.ok()) Refuse("08P01", len.status().message());
   wire::Message m;
   m.type = header[0];
   m.body.resize(*len);
@@ -114,8 +129,7 @@ awaitable<wire::Message> Session::ReadComputeMessage() {
   char header[5];
   co_await asio::async_read(compute_, asio::buffer(header, 5), use_awaitable);
   auto len = wire::ParseMessageHeader(std::string_view(header, 5), wire::kMaxAuthMessageLength);
-  if (!len.ok())
-    co_await Fail("08P01", "the compute sent an invalid message: " + len.status().message());
+  if (!len.ok()) Refuse("08P01", "the compute sent an invalid message: " + len.status().message());
   wire::Message m;
   m.type = header[0];
   m.body.resize(*len);
@@ -123,25 +137,16 @@ awaitable<wire::Message> Session::ReadComputeMessage() {
   co_return m;
 }
 
-awaitable<void> Session::Fail(std::string_view sqlstate, std::string message) {
-  log::info("proxy: {} refused: {} {}", peer_, sqlstate, message);
-  wire::Message e = wire::MakeError(sqlstate, message);
-  std::string bytes = wire::SerializeMessage(e.type, e.body);
-  try {
-    co_await WriteClient(bytes);
-  } catch (...) {
-    // The client is gone; nothing more to tell it.
-  }
-  throw SessionEnd{};
-}
-
 awaitable<void> Session::Run() {
   auto self = shared_from_this();  // keeps the session alive while Run is suspended
+  std::optional<Refusal> refusal;
   try {
     if (impl_->active.load() > impl_->options.max_connections) {
-      co_await Fail("53300", "too many connections to the arbor proxy");
+      Refuse("53300", "too many connections to the arbor proxy");
     }
     co_await Handshake();
+  } catch (Refusal& r) {
+    refusal = std::move(r);
   } catch (const SessionEnd&) {
   } catch (const boost::system::system_error& e) {
     log::debug("proxy: {} closed: {}", peer_, e.what());
@@ -149,6 +154,16 @@ awaitable<void> Session::Run() {
     log::warn("proxy: {} failed: {}", peer_, e.what());
   } catch (...) {
     log::warn("proxy: {} failed with an unknown exception", peer_);
+  }
+  if (refusal) {
+    log::info("proxy: {} refused: {} {}", peer_, refusal->sqlstate, refusal->message);
+    wire::Message e = wire::MakeError(refusal->sqlstate, refusal->message);
+    std::string bytes = wire::SerializeMessage(e.type, e.body);
+    try {
+      co_await WriteClient(bytes);
+    } catch (...) {
+      // The client is gone; nothing more to tell it.
+    }
   }
   timer_.cancel();
   CloseAll();
@@ -161,18 +176,18 @@ awaitable<void> Session::Handshake() {
   // ---- Startup packets: SSL/GSSENC negotiation, then a StartupMessage or CancelRequest.
   wire::StartupPacket startup;
   for (int round = 0;; ++round) {
-    if (round >= 3) co_await Fail("08P01", "too many startup packets");
+    if (round >= 3) Refuse("08P01", "too many startup packets");
     char prefix[4];
     co_await ReadClient(prefix, 4);
     auto len = wire::ParseStartupLength(std::string_view(prefix, 4));
-    if (!len.ok()) co_await Fail("08P01", len.status().message());
+    if (!len.ok()) Refuse("08P01", len.status().message());
     std::string packet(*len, '\0');
     std::memcpy(packet.data(), prefix, 4);
     co_await ReadClient(packet.data() + 4, *len - 4);
     auto parsed = wire::ParseStartup(packet);
-    if (!parsed.ok()) co_await Fail("08P01", parsed.status().message());
+    if (!parsed.ok()) Refuse("08P01", parsed.status().message());
     if (parsed->kind == wire::StartupKind::kSslRequest) {
-      if (tls_) co_await Fail("08P01", "SSLRequest received twice");
+      if (tls_) Refuse("08P01", "SSLRequest received twice");
       if (!impl_->tls) {
         co_await WriteClient("N");
         continue;
@@ -196,7 +211,7 @@ awaitable<void> Session::Handshake() {
     break;
   }
   if (opt.require_tls && !tls_) {
-    co_await Fail("28000", "this arbor proxy requires TLS: connect with sslmode=require");
+    Refuse("28000", "this arbor proxy requires TLS: connect with sslmode=require");
   }
   const std::string user = *startup.Param("user");  // ParseStartup guarantees it
 
@@ -207,7 +222,7 @@ awaitable<void> Session::Handshake() {
     OptionsSplit split = SplitOptions(*options);
     if (split.endpoint) {
       auto n = ParseEndpointName(*split.endpoint);
-      if (!n.ok()) co_await Fail("28000", "invalid endpoint= option: " + n.status().message());
+      if (!n.ok()) Refuse("28000", "invalid endpoint= option: " + n.status().message());
       option_name = *n;
       if (split.rest.empty()) {
         startup.EraseParam("options");
@@ -221,62 +236,65 @@ awaitable<void> Session::Handshake() {
   // default listener is loopback only (see docs/proxy.md).
   {
     wire::Message req = wire::SerializeAuth({wire::AuthCode::kCleartextPassword, {}, {}});
-    co_await WriteClient(wire::SerializeMessage(req.type, req.body));
+    std::string bytes = wire::SerializeMessage(req.type, req.body);
+    co_await WriteClient(bytes);
   }
   wire::Message pw_msg = co_await ReadClientMessage();
   if (pw_msg.type == 'X') co_return;  // the client gave up (psql does, to prompt)
   auto password_text = wire::ParsePasswordMessage(pw_msg);
-  if (!password_text.ok()) co_await Fail("08P01", password_text.status().message());
+  if (!password_text.ok()) Refuse("08P01", password_text.status().message());
   PasswordSplit pw = SplitPassword(*password_text);
   std::optional<EndpointName> password_name;
   if (pw.endpoint) {
     auto n = ParseEndpointName(*pw.endpoint);
-    if (!n.ok())
-      co_await Fail("28000", "invalid endpoint= password prefix: " + n.status().message());
+    if (!n.ok()) Refuse("28000", "invalid endpoint= password prefix: " + n.status().message());
     password_name = *n;
   }
 
-  // ---- Route: the first rule that names an endpoint wins.
+  // ---- Route: the first rule that names an endpoint wins. Backend calls run on the blocking
+  // pool; each job writes into a named local (see OnBlockingPool).
   Backend* backend = impl_->backend;
   std::optional<EndpointRef> ref;
   std::string unresolved_sni;
-  auto resolve = [&](const EndpointName& n) {
-    return [backend, n] { return backend->Resolve(n.project, n.branch, n.endpoint); };
+  std::optional<Result<EndpointRef>> resolved;
+  EndpointName candidate;
+  std::function<void()> resolve_job = [&] {
+    resolved.emplace(backend->Resolve(candidate.project, candidate.branch, candidate.endpoint));
   };
-  if (sni_name) {
-    auto r = co_await Blocking(resolve(*sni_name));
-    if (!r) co_await Fail("XX000", "the control plane failed to resolve the endpoint");
-    if (r->ok()) {
-      ref = **r;
-    } else if (r->status().code() == Code::kNotFound) {
-      unresolved_sni = sni_;  // not an endpoint host name; try the other rules
-    } else {
-      co_await Fail("57P03", "cannot resolve endpoint: " + r->status().message());
+  std::vector<std::pair<EndpointName, bool>> candidates;  // name, is_sni
+  if (sni_name) candidates.emplace_back(*sni_name, true);
+  if (option_name) candidates.emplace_back(*option_name, false);
+  if (password_name) candidates.emplace_back(*password_name, false);
+  for (const auto& [name, is_sni] : candidates) {
+    candidate = name;
+    resolved.reset();
+    co_await OnBlockingPool(resolve_job);
+    if (!resolved) Refuse("XX000", "the control plane failed to resolve the endpoint");
+    if (resolved->ok()) {
+      ref = **resolved;
+      break;
     }
-  }
-  for (const auto* name : {&option_name, &password_name}) {
-    if (ref || !*name) continue;
-    auto r = co_await Blocking(resolve(**name));
-    if (!r) co_await Fail("XX000", "the control plane failed to resolve the endpoint");
-    if (r->ok()) {
-      ref = **r;
-    } else if (r->status().code() == Code::kNotFound) {
-      co_await Fail(
-          "3D000", "endpoint " + (*name)->ToString() + " does not exist: " + r->status().message());
-    } else {
-      co_await Fail("57P03", "cannot resolve endpoint: " + r->status().message());
+    if (resolved->status().code() != Code::kNotFound) {
+      Refuse("57P03", "cannot resolve endpoint: " + resolved->status().message());
     }
+    if (!is_sni) {
+      Refuse("3D000",
+             "endpoint " + name.ToString() + " does not exist: " + resolved->status().message());
+    }
+    unresolved_sni = sni_;  // a host name that is not an endpoint's; try the other rules
   }
   if (!ref && local_port_ != impl_->main_port) {
     uint16_t port = local_port_;
-    auto r = co_await Blocking([backend, port] { return backend->ResolvePort(port); });
-    if (!r) co_await Fail("XX000", "the control plane failed to resolve the endpoint");
-    if (r->ok()) {
-      ref = **r;
-    } else if (r->status().code() == Code::kNotFound) {
-      co_await Fail("3D000", "no endpoint uses port " + std::to_string(port) + " any more");
+    resolved.reset();
+    std::function<void()> port_job = [&] { resolved.emplace(backend->ResolvePort(port)); };
+    co_await OnBlockingPool(port_job);
+    if (!resolved) Refuse("XX000", "the control plane failed to resolve the endpoint");
+    if (resolved->ok()) {
+      ref = **resolved;
+    } else if (resolved->status().code() == Code::kNotFound) {
+      Refuse("3D000", "no endpoint uses port " + std::to_string(port) + " any more");
     } else {
-      co_await Fail("57P03", "cannot resolve endpoint: " + r->status().message());
+      Refuse("57P03", "cannot resolve endpoint: " + resolved->status().message());
     }
   }
   if (!ref) {
@@ -284,30 +302,31 @@ awaitable<void> Session::Handshake() {
         "no endpoint named: connect to the endpoint's own port (see `arbor connection-string`), "
         "or set options=endpoint=<project>/<branch>, or prefix the password with "
         "endpoint=<project>/<branch>;";
-    if (!unresolved_sni.empty())
+    if (!unresolved_sni.empty()) {
       msg += " (the TLS host name " + unresolved_sni + " names no endpoint)";
-    co_await Fail("28000", msg);
+    }
+    Refuse("28000", msg);
   }
 
   // ---- Credentials. A failure here never wakes the compute.
   if (pw.password.empty()) {
-    co_await Fail("28P01", "password authentication failed for user \"" + user +
-                               "\": a password or token is required");
+    Refuse("28P01", "password authentication failed for user \"" + user +
+                        "\": a password or token is required");
   }
   std::string compute_password = pw.password;
   if (auth::TokenSigner::LooksLikeToken(pw.password)) {
-    if (!impl_->tokens) co_await Fail("28P01", "this arbor proxy does not accept tokens");
+    if (!impl_->tokens) Refuse("28P01", "this arbor proxy does not accept tokens");
     auto claims = impl_->tokens->Verify(pw.password, ref->Name(), UnixNow());
-    if (!claims.ok()) co_await Fail("28P01", "token rejected: " + claims.status().message());
+    if (!claims.ok()) Refuse("28P01", "token rejected: " + claims.status().message());
     if (claims->role != user) {
-      co_await Fail("28P01", "token rejected: it was issued for role \"" + claims->role +
-                                 "\", but the connection asks for user \"" + user + "\"");
+      Refuse("28P01", "token rejected: it was issued for role \"" + claims->role +
+                          "\", but the connection asks for user \"" + user + "\"");
     }
-    EndpointRef target = *ref;
-    auto role_pw =
-        co_await Blocking([backend, target, user] { return backend->RolePassword(target, user); });
+    std::optional<std::string> role_pw;
+    std::function<void()> pw_job = [&] { role_pw.emplace(backend->RolePassword(*ref, user)); };
+    co_await OnBlockingPool(pw_job);
     if (!role_pw || role_pw->empty()) {
-      co_await Fail("28P01", "role \"" + user + "\" has no login on " + ref->Name());
+      Refuse("28P01", "role \"" + user + "\" has no login on " + ref->Name());
     }
     compute_password = *role_pw;
   }
@@ -316,25 +335,25 @@ awaitable<void> Session::Handshake() {
   opened_ = *ref;
   backend->ConnectionOpened(*ref);
   ArmTimer(opt.compute_timeout);
-  EndpointRef target = *ref;
-  auto socket_path = co_await Blocking([backend, target] { return backend->Wake(target); });
-  if (!socket_path) co_await Fail("XX000", "the control plane failed to start the compute");
-  if (!socket_path->ok()) {
-    co_await Fail("57P03", "the compute for " + ref->Name() +
-                               " could not start: " + socket_path->status().message());
+  std::optional<Result<std::string>> woken;
+  std::function<void()> wake_job = [&] { woken.emplace(backend->Wake(*ref)); };
+  co_await OnBlockingPool(wake_job);
+  if (!woken) Refuse("XX000", "the control plane failed to start the compute");
+  if (!woken->ok()) {
+    Refuse("57P03",
+           "the compute for " + ref->Name() + " could not start: " + woken->status().message());
   }
-  try {
-    co_await compute_.async_connect(asio::local::stream_protocol::endpoint(**socket_path),
-                                    use_awaitable);
-  } catch (const boost::system::system_error& e) {
-    log::warn("proxy: connect to {} failed: {}", **socket_path, e.what());
-  }
-  if (!compute_.is_open()) {
-    co_await Fail("57P03", "the compute for " + ref->Name() + " does not accept connections");
+  const std::string socket_path = **woken;
+  boost::system::error_code ec;
+  asio::local::stream_protocol::endpoint compute_ep(socket_path);
+  co_await compute_.async_connect(compute_ep, asio::redirect_error(use_awaitable, ec));
+  if (ec) {
+    log::warn("proxy: connect to {} failed: {}", socket_path, ec.message());
+    Refuse("57P03", "the compute for " + ref->Name() + " does not accept connections");
   }
   startup.kind = wire::StartupKind::kStartup;
-  co_await asio::async_write(compute_, asio::buffer(wire::SerializeStartup(startup)),
-                             use_awaitable);
+  std::string startup_bytes = wire::SerializeStartup(startup);
+  co_await WriteCompute(startup_bytes);
   std::string greeting;
   co_await LoginToCompute(user, compute_password, &greeting);
 
@@ -344,8 +363,8 @@ awaitable<void> Session::Handshake() {
     wire::Message m = co_await ReadComputeMessage();
     if (m.type == 'K') {
       auto key = wire::ParseBackendKeyData(m);
-      if (!key.ok()) co_await Fail("08P01", "the compute sent " + key.status().message());
-      if (!cancel_key_) cancel_key_ = impl_->RegisterCancel({**socket_path, *key});
+      if (!key.ok()) Refuse("08P01", "the compute sent " + key.status().message());
+      if (!cancel_key_) cancel_key_ = impl_->RegisterCancel({socket_path, *key});
       wire::Message mine = wire::SerializeBackendKeyData(*cancel_key_);
       greeting += wire::SerializeMessage(mine.type, mine.body);
       continue;
@@ -366,15 +385,12 @@ awaitable<void> Session::Handshake() {
 awaitable<void> Session::LoginToCompute(const std::string& role, const std::string& password,
                                         std::string* greeting) {
   std::optional<auth::ScramClient> scram;
-  auto send = [this](const wire::Message& m) -> awaitable<void> {
-    co_await asio::async_write(compute_, asio::buffer(wire::SerializeMessage(m.type, m.body)),
-                               use_awaitable);
-  };
   for (;;) {
     wire::Message m = co_await ReadComputeMessage();
     if (m.type == 'E') {
       // The compute's own refusal (wrong role password, no such role or database): relay it.
-      co_await WriteClient(wire::SerializeMessage(m.type, m.body));
+      std::string bytes = wire::SerializeMessage(m.type, m.body);
+      co_await WriteClient(bytes);
       throw SessionEnd{};
     }
     if (m.type == 'N') {
@@ -383,8 +399,9 @@ awaitable<void> Session::LoginToCompute(const std::string& role, const std::stri
     }
     auto auth = wire::ParseAuth(m);
     if (!auth.ok()) {
-      co_await Fail("08P01", "the compute sent an unexpected message: " + auth.status().message());
+      Refuse("08P01", "the compute sent an unexpected message: " + auth.status().message());
     }
+    std::optional<wire::Message> reply;
     switch (auth->code) {
       case wire::AuthCode::kOk: {
         wire::Message ok = wire::SerializeAuth({});
@@ -392,42 +409,45 @@ awaitable<void> Session::LoginToCompute(const std::string& role, const std::stri
         co_return;
       }
       case wire::AuthCode::kCleartextPassword:
-        co_await send(wire::SerializePasswordMessage(password));
+        reply = wire::SerializePasswordMessage(password);
         break;
       case wire::AuthCode::kMd5Password: {
         std::string inner = auth::HexMd5(password + role);
-        co_await send(wire::SerializePasswordMessage("md5" + auth::HexMd5(inner + auth->data)));
+        reply = wire::SerializePasswordMessage("md5" + auth::HexMd5(inner + auth->data));
         break;
       }
       case wire::AuthCode::kSasl: {
         bool has = false;
         for (const auto& mech : auth->sasl_mechanisms) has |= mech == "SCRAM-SHA-256";
-        if (!has || scram) {
-          co_await Fail("28000", "the compute offers no SASL mechanism the proxy supports");
-        }
+        if (!has || scram)
+          Refuse("28000", "the compute offers no SASL mechanism the proxy supports");
         auto nonce = auth::ScramClient::NewNonce();
-        if (!nonce.ok()) co_await Fail("XX000", nonce.status().message());
+        if (!nonce.ok()) Refuse("XX000", nonce.status().message());
         scram.emplace("", password, *nonce);
-        co_await send(wire::SerializeSaslInitialResponse({"SCRAM-SHA-256", scram->ClientFirst()}));
+        reply = wire::SerializeSaslInitialResponse({"SCRAM-SHA-256", scram->ClientFirst()});
         break;
       }
       case wire::AuthCode::kSaslContinue: {
-        if (!scram) co_await Fail("08P01", "the compute sent SASLContinue out of order");
+        if (!scram) Refuse("08P01", "the compute sent SASLContinue out of order");
         auto final_msg = scram->ClientFinal(auth->data);
-        if (!final_msg.ok()) co_await Fail("08P01", final_msg.status().message());
-        co_await send(wire::SerializeSaslResponse(*final_msg));
+        if (!final_msg.ok()) Refuse("08P01", final_msg.status().message());
+        reply = wire::SerializeSaslResponse(*final_msg);
         break;
       }
       case wire::AuthCode::kSaslFinal: {
-        if (!scram) co_await Fail("08P01", "the compute sent SASLFinal out of order");
+        if (!scram) Refuse("08P01", "the compute sent SASLFinal out of order");
         Status s = scram->VerifyServerFinal(auth->data);
-        if (!s.ok()) co_await Fail("28P01", s.message());
+        if (!s.ok()) Refuse("28P01", s.message());
         break;
       }
       default:
-        co_await Fail("28000", "the compute asks for an authentication method (code " +
-                                   std::to_string(static_cast<uint32_t>(auth->code)) +
-                                   ") the proxy does not support");
+        Refuse("28000", "the compute asks for an authentication method (code " +
+                            std::to_string(static_cast<uint32_t>(auth->code)) +
+                            ") the proxy does not support");
+    }
+    if (reply) {
+      std::string bytes = wire::SerializeMessage(reply->type, reply->body);
+      co_await WriteCompute(bytes);
     }
   }
 }
@@ -439,10 +459,10 @@ awaitable<void> Session::ForwardCancel(wire::BackendKey key) {
     co_return;
   }
   asio::local::stream_protocol::socket s(client_.get_executor());
-  co_await s.async_connect(asio::local::stream_protocol::endpoint(target->socket_path),
-                           use_awaitable);
-  co_await asio::async_write(s, asio::buffer(wire::SerializeCancelRequest(target->key)),
-                             use_awaitable);
+  asio::local::stream_protocol::endpoint ep(target->socket_path);
+  co_await s.async_connect(ep, use_awaitable);
+  std::string request = wire::SerializeCancelRequest(target->key);
+  co_await asio::async_write(s, asio::buffer(request), use_awaitable);
   // PostgreSQL closes the connection once it has read the request; wait for that (the
   // handshake timer bounds the wait), so the client sees its close after the cancel is sent.
   char byte;
@@ -475,7 +495,8 @@ awaitable<void> Session::PumpComputeToClient() {
   try {
     for (;;) {
       size_t n = co_await compute_.async_read_some(asio::buffer(buf), use_awaitable);
-      co_await WriteClient(std::string_view(buf.data(), n));
+      std::string_view chunk(buf.data(), n);
+      co_await WriteClient(chunk);
     }
   } catch (...) {
   }

@@ -10,6 +10,7 @@
 // Everything before the relay is read message by message with exact lengths, so no byte the
 // client sends after its password is consumed by the proxy.
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,17 +38,17 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> ForwardCancel(wire::BackendKey key);
   boost::asio::awaitable<void> LoginToCompute(const std::string& role, const std::string& password,
                                               std::string* greeting);
-  // Writes an ErrorResponse (best effort) and ends the session.
-  boost::asio::awaitable<void> Fail(std::string_view sqlstate, std::string message);
 
   boost::asio::awaitable<void> ReadClient(char* data, size_t n);
   boost::asio::awaitable<void> WriteClient(std::string_view data);
   boost::asio::awaitable<wire::Message> ReadClientMessage();
   boost::asio::awaitable<wire::Message> ReadComputeMessage();
 
-  // Runs `f` (a Backend call) on the blocking pool; nullopt if it threw.
-  template <typename F>
-  boost::asio::awaitable<std::optional<std::invoke_result_t<F>>> Blocking(F f);
+  // Runs `job` (a Backend call that stores its result) on the blocking pool and resumes on the
+  // session's strand. `job` must be a named local of the caller: GCC 12 mishandles
+  // temporaries and by-value class parameters that live across a co_await.
+  boost::asio::awaitable<void> OnBlockingPool(const std::function<void()>& job);
+  boost::asio::awaitable<void> WriteCompute(const std::string& bytes);
 
   void ArmTimer(std::chrono::milliseconds after);
   void CloseAll();

@@ -1,0 +1,562 @@
+// The proxy in front of a real PostgreSQL 15 (scram-sha-256, private unix socket only), with
+// a test Backend. Clients are libpq, psql, and a raw-socket client for what libpq cannot show
+// (SQLSTATEs of refused logins, garbage, stalls).
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "proxy/proxy.h"
+#include "proxy/wire/codec.h"
+
+namespace arbor::proxy {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::steady_clock;
+
+const char* kPgBin = "/usr/lib/postgresql/15/bin";
+const std::string kMain = "projects/default/branches/main/endpoints/primary";
+const std::string kDev = "projects/default/branches/dev/endpoints/primary";
+
+int64_t Now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Runs a shell command, as the postgres OS user when we are root. Returns the exit status.
+int RunAsPg(const std::string& cmd) {
+  std::string full = geteuid() == 0 ? "runuser -u postgres -- sh -c '" + cmd + "'" : cmd;
+  return std::system(full.c_str());
+}
+
+std::string Capture(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+// One PostgreSQL 15 cluster for the whole binary; stopped at exit even when a test fails.
+class Postgres : public ::testing::Environment {
+ public:
+  static inline std::string dir, sock_dir, socket_path, data;
+  static inline bool started = false;
+
+  void SetUp() override {
+    char tmpl[] = "/tmp/arbor_proxy_it_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir = tmpl;
+    sock_dir = dir + "/sock";
+    data = dir + "/data";
+    fs::create_directories(sock_dir);
+    std::ofstream(dir + "/pw") << "superpw\n";
+    if (geteuid() == 0) {
+      struct passwd* pw = getpwnam("postgres");
+      ASSERT_NE(pw, nullptr) << "the postgres OS user is needed when running as root";
+      for (const auto& p : {dir, sock_dir, dir + "/pw"}) {
+        ASSERT_EQ(chown(p.c_str(), pw->pw_uid, pw->pw_gid), 0);
+      }
+    }
+    ASSERT_EQ(RunAsPg(std::string(kPgBin) + "/initdb -D " + data +
+                      " -U postgres --auth-local=scram-sha-256 --auth-host=scram-sha-256"
+                      " --pwfile=" +
+                      dir + "/pw --no-sync -E UTF8 >" + dir + "/initdb.log 2>&1"),
+              0)
+        << "initdb failed; see " << dir << "/initdb.log";
+    ASSERT_EQ(RunAsPg(std::string(kPgBin) + "/pg_ctl -D " + data + " -l " + dir +
+                      "/pg.log -w -t 60 -o \"-c listen_addresses= -c unix_socket_directories=" +
+                      sock_dir + " -c port=5432 -c fsync=off\" start >/dev/null"),
+              0)
+        << "postgres did not start; see " << dir << "/pg.log";
+    started = true;
+    std::atexit(Stop);
+    StartWatchdog();
+    socket_path = sock_dir + "/.s.PGSQL.5432";
+    ASSERT_EQ(RunAsPg("PGPASSWORD=superpw psql -X -q -h " + sock_dir +
+                      " -U postgres -d postgres -c \"create role app login password " +
+                      "\\$\\$apppw\\$\\$\" >/dev/null"),
+              0);
+  }
+  void TearDown() override { Stop(); }
+
+  // A child that outlives a crash of this process: it waits for the pipe to close (which
+  // happens however we exit, even on abort or SIGKILL) and then stops postgres and removes
+  // the directory.
+  static void StartWatchdog() {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return;
+    pid_t pid = fork();
+    if (pid == 0) {
+      setsid();  // survive a kill of our process group too
+      close(fds[1]);
+      char c;
+      while (read(fds[0], &c, 1) > 0) {
+      }
+      RunAsPg(std::string(kPgBin) + "/pg_ctl -D " + data + " -m immediate -w stop >/dev/null 2>&1");
+      if (!getenv("ARBOR_KEEP_TEST_DIR")) {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+      }
+      _exit(0);
+    }
+    close(fds[0]);  // the write end stays open until this process ends
+  }
+
+  static void Stop() {
+    if (started) {
+      started = false;
+      RunAsPg(std::string(kPgBin) + "/pg_ctl -D " + data + " -m immediate -w stop >/dev/null 2>&1");
+    }
+    if (!dir.empty() && !getenv("ARBOR_KEEP_TEST_DIR")) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+      dir.clear();
+    }
+  }
+};
+
+// The control plane, as far as the proxy sees it: two branches served by one postgres.
+class TestBackend : public Backend {
+ public:
+  std::atomic<int> wakes{0};
+  std::atomic<int> open{0};
+  std::atomic<int> opened_total{0};
+  std::atomic<uint16_t> dedicated_port{0};
+
+  Result<EndpointRef> Resolve(const std::string& project, const std::string& branch,
+                              const std::string& endpoint) override {
+    if (project != "default" || (branch != "main" && branch != "dev") ||
+        (!endpoint.empty() && endpoint != "primary")) {
+      return Status::NotFound("no such branch or endpoint");
+    }
+    return EndpointRef{project, branch, "primary"};
+  }
+  Result<EndpointRef> ResolvePort(uint16_t port) override {
+    if (port == dedicated_port.load()) return EndpointRef{"default", "main", "primary"};
+    return Status::NotFound("no endpoint on this port");
+  }
+  Result<std::string> Wake(const EndpointRef&) override {
+    ++wakes;
+    return Postgres::socket_path;
+  }
+  std::string RolePassword(const EndpointRef&, const std::string& role) override {
+    if (role == "app") return "apppw";
+    if (role == "postgres") return "superpw";
+    return "";
+  }
+  void ConnectionOpened(const EndpointRef&) override {
+    ++open;
+    ++opened_total;
+  }
+  void ConnectionClosed(const EndpointRef&) override { --open; }
+};
+
+// A raw protocol client: enough to see SQLSTATEs and to misbehave.
+class Raw {
+ public:
+  explicit Raw(uint16_t port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  }
+  ~Raw() { close(fd_); }
+  bool connected() const { return connected_; }
+  void Send(std::string_view bytes) { (void)!write(fd_, bytes.data(), bytes.size()); }
+  // Reads until `n` bytes or EOF/timeout; returns what arrived.
+  std::string Read(size_t n, int timeout_ms) {
+    std::string out;
+    auto deadline = steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (out.size() < n) {
+      int left = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_clock::now())
+              .count());
+      if (left <= 0) break;
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, left) <= 0) break;
+      char buf[4096];
+      ssize_t r = read(fd_, buf, std::min(sizeof(buf), n - out.size()));
+      if (r <= 0) {
+        eof_ = true;
+        break;
+      }
+      out.append(buf, static_cast<size_t>(r));
+    }
+    return out;
+  }
+  // True if the server closes the connection within `timeout_ms` (draining what it sends).
+  bool ClosedWithin(int timeout_ms) {
+    Read(1 << 20, timeout_ms);
+    return eof_;
+  }
+  // Reads one message; type 0 on EOF/timeout.
+  wire::Message ReadMessage(int timeout_ms = 5000) {
+    std::string h = Read(5, timeout_ms);
+    if (h.size() < 5) return {};
+    auto len = wire::ParseMessageHeader(h, wire::kMaxAuthMessageLength);
+    if (!len.ok()) return {};
+    wire::Message m{h[0], Read(*len, timeout_ms)};
+    return m;
+  }
+  // Startup with `params`, then the password; returns the SQLSTATE of the refusal, or "" if
+  // the login succeeded (AuthenticationOk).
+  std::string Login(std::vector<std::pair<std::string, std::string>> params,
+                    const std::string& password) {
+    wire::StartupPacket p;
+    p.params = std::move(params);
+    Send(wire::SerializeStartup(p));
+    wire::Message m = ReadMessage();
+    if (m.type == 'E') return wire::ParseError(m)->Get('C');
+    if (m.type != 'R') return "no-auth-request";
+    wire::Message pw = wire::SerializePasswordMessage(password);
+    Send(wire::SerializeMessage(pw.type, pw.body));
+    m = ReadMessage(15000);
+    if (m.type == 'E') {
+      last_error_ = wire::ParseError(m)->Get('M');
+      return wire::ParseError(m)->Get('C');
+    }
+    if (m.type == 'R') return "";
+    return "unexpected";
+  }
+  const std::string& last_error() const { return last_error_; }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  bool eof_ = false;
+  std::string last_error_;
+};
+
+class ProxyIntegration : public ::testing::Test {
+ protected:
+  static inline TestBackend* backend = nullptr;
+  static inline auth::TokenSigner* signer = nullptr;
+  static inline Proxy* proxy = nullptr;
+  static inline uint16_t dedicated = 0;
+
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(Postgres::started);
+    backend = new TestBackend;
+    signer = new auth::TokenSigner(std::string(32, 's'));
+    std::string cert = Postgres::dir + "/cert.pem", key = Postgres::dir + "/key.pem";
+    ASSERT_TRUE(GenerateSelfSignedCert(cert, key, "arbor.test").ok());
+    ProxyOptions o;
+    o.listen_port = 0;
+    o.tls_cert_file = cert;
+    o.tls_key_file = key;
+    o.handshake_timeout = std::chrono::milliseconds(1500);
+    proxy = new Proxy;
+    Status s = proxy->Start(o, backend, signer);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    auto d = proxy->AddPortListener(0);
+    ASSERT_TRUE(d.ok());
+    dedicated = *d;
+    backend->dedicated_port = dedicated;
+  }
+  static void TearDownTestSuite() {
+    delete proxy;  // stops it
+    delete signer;
+    delete backend;
+  }
+
+  static std::string Token(const std::string& endpoint = kMain, const std::string& role = "app") {
+    return *signer->Issue(endpoint, role, 600, Now());
+  }
+  static std::string Conninfo(uint16_t port, const std::string& password,
+                              const std::string& extra = "") {
+    return "host=127.0.0.1 port=" + std::to_string(port) +
+           " user=app dbname=postgres connect_timeout=20 password='" + password + "' " + extra;
+  }
+  static std::string QueryOne(PGconn* c, const std::string& sql) {
+    PGresult* r = PQexec(c, sql.c_str());
+    std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
+                          ? PQgetvalue(r, 0, 0)
+                          : std::string("ERROR: ") + PQresultErrorMessage(r);
+    PQclear(r);
+    return out;
+  }
+  // Connects and runs `select current_user`; returns the user or the error.
+  static std::string Who(const std::string& conninfo, bool expect_tls = false) {
+    PGconn* c = PQconnectdb(conninfo.c_str());
+    std::string out = PQstatus(c) == CONNECTION_OK ? QueryOne(c, "select current_user")
+                                                   : std::string("CONNECT: ") + PQerrorMessage(c);
+    if (PQstatus(c) == CONNECTION_OK && expect_tls && !PQsslInUse(c)) out = "not TLS";
+    PQfinish(c);
+    return out;
+  }
+  static void WaitForNoOpenConnections() {
+    auto deadline = steady_clock::now() + std::chrono::seconds(5);
+    while (backend->open.load() != 0 && steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+};
+
+TEST_F(ProxyIntegration, TokenWithStartupOption) {
+  EXPECT_EQ(
+      Who(Conninfo(proxy->port(), Token(), "options='endpoint=default/main' sslmode=disable")),
+      "app");
+  // The -c form, with another option that must still reach postgres.
+  PGconn* c = PQconnectdb(
+      Conninfo(proxy->port(), Token(), "options='-c endpoint=default/main -c work_mem=7MB'")
+          .c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  EXPECT_EQ(QueryOne(c, "show work_mem"), "7MB");
+  PQfinish(c);
+}
+
+TEST_F(ProxyIntegration, RolePasswordWithPasswordPrefix) {
+  EXPECT_EQ(Who(Conninfo(proxy->port(), "endpoint=default/main;apppw")), "app");
+  EXPECT_EQ(Who(Conninfo(proxy->port(), "endpoint=default/main;" + Token())), "app");
+}
+
+TEST_F(ProxyIntegration, DedicatedPort) {
+  EXPECT_EQ(Who(Conninfo(dedicated, "apppw")), "app");
+  EXPECT_EQ(Who(Conninfo(dedicated, Token())), "app");
+}
+
+TEST_F(ProxyIntegration, SniWithTls) {
+  std::string tls =
+      "hostaddr=127.0.0.1 host=default--main.arbor.test port=" + std::to_string(proxy->port()) +
+      " user=app dbname=postgres sslmode=require connect_timeout=20 password=";
+  EXPECT_EQ(Who(tls + Token(), /*expect_tls=*/true), "app");
+  // The SNI label names dev; a token for main does not open it.
+  std::string dev =
+      "hostaddr=127.0.0.1 host=default--dev.arbor.test port=" + std::to_string(proxy->port()) +
+      " user=app dbname=postgres sslmode=require password=";
+  EXPECT_NE(Who(dev + Token(kMain)).find("token rejected"), std::string::npos);
+  EXPECT_EQ(Who(dev + Token(kDev), true), "app");
+  // TLS on the dedicated port, without SNI routing.
+  EXPECT_EQ(Who(Conninfo(dedicated, Token(), "sslmode=require"), true), "app");
+}
+
+TEST_F(ProxyIntegration, PsqlWithToken) {
+  std::string out = Capture("PGPASSWORD='" + Token() + "' PGCONNECT_TIMEOUT=20 psql -X -At " +
+                            "\"host=127.0.0.1 port=" + std::to_string(proxy->port()) +
+                            " user=app dbname=postgres options=endpoint=default/main "
+                            "sslmode=require\" -c 'select 6*7' 2>&1");
+  EXPECT_EQ(out, "42\n");
+}
+
+TEST_F(ProxyIntegration, LargeResultsAndCopyBothWays) {
+  PGconn* c = PQconnectdb(
+      Conninfo(proxy->port(), Token(), "options=endpoint=default/main sslmode=require").c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  EXPECT_EQ(QueryOne(c, "select length(repeat('x', 5000000))"), "5000000");
+  PGresult* r = PQexec(c, "select repeat('y', 3000000)");
+  ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK);
+  EXPECT_EQ(std::string(PQgetvalue(r, 0, 0)), std::string(3000000, 'y'));
+  PQclear(r);
+  // COPY FROM STDIN
+  PQclear(PQexec(c, "create temp table t(i int)"));
+  r = PQexec(c, "copy t from stdin");
+  ASSERT_EQ(PQresultStatus(r), PGRES_COPY_IN);
+  PQclear(r);
+  std::string rows;
+  for (int i = 1; i <= 100000; ++i) rows += std::to_string(i) + "\n";
+  ASSERT_EQ(PQputCopyData(c, rows.data(), static_cast<int>(rows.size())), 1);
+  ASSERT_EQ(PQputCopyEnd(c, nullptr), 1);
+  r = PQgetResult(c);
+  EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+  while ((r = PQgetResult(c))) PQclear(r);
+  EXPECT_EQ(QueryOne(c, "select sum(i) from t"), "5000050000");
+  // COPY TO STDOUT
+  r = PQexec(c, "copy t to stdout");
+  ASSERT_EQ(PQresultStatus(r), PGRES_COPY_OUT);
+  PQclear(r);
+  size_t lines = 0;
+  char* buf = nullptr;
+  int n;
+  while ((n = PQgetCopyData(c, &buf, 0)) > 0) {
+    ++lines;
+    PQfreemem(buf);
+  }
+  while ((r = PQgetResult(c))) PQclear(r);
+  EXPECT_EQ(lines, 100000u);
+  // Extended protocol.
+  const char* params[] = {"41"};
+  r = PQexecParams(c, "select $1::int + 1", 1, nullptr, params, nullptr, nullptr, 0);
+  ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK);
+  EXPECT_STREQ(PQgetvalue(r, 0, 0), "42");
+  PQclear(r);
+  PQfinish(c);
+}
+
+TEST_F(ProxyIntegration, RefusalsNeverWakeTheCompute) {
+  int wakes = backend->wakes.load();
+  auto login = [&](const std::string& password,
+                   const std::string& options = "endpoint=default/main",
+                   const std::string& user = "app") {
+    Raw raw(proxy->port());
+    EXPECT_TRUE(raw.connected());
+    std::vector<std::pair<std::string, std::string>> params = {{"user", user},
+                                                               {"database", "postgres"}};
+    if (!options.empty()) params.emplace_back("options", options);
+    return raw.Login(params, password);
+  };
+  auth::TokenSigner other(std::string(32, 'x'));
+  EXPECT_EQ(login(*other.Issue(kMain, "app", 600, Now())), "28P01");          // forged
+  EXPECT_EQ(login(*signer->Issue(kMain, "app", 300, Now() - 400)), "28P01");  // expired
+  EXPECT_EQ(login(Token(kDev)), "28P01");                                     // other endpoint
+  EXPECT_EQ(login(Token(kMain, "postgres")), "28P01");  // issued for another role
+  EXPECT_EQ(login(Token(), "endpoint=default/nope"), "3D000");
+  EXPECT_EQ(login(Token(), "endpoint=nope/main"), "3D000");
+  EXPECT_EQ(login("endpoint=default/gone;apppw", ""), "3D000");
+  EXPECT_EQ(login(Token(), ""), "28000");  // no routing information at all
+  EXPECT_EQ(login(Token(), "endpoint=Bad_Name"), "28000");
+  EXPECT_EQ(login("", "endpoint=default/main"), "28P01");
+  EXPECT_EQ(backend->wakes.load(), wakes) << "a refused login woke the compute";
+  // A wrong role password is the compute's to refuse; its error is relayed.
+  EXPECT_EQ(login("wrong"), "28P01");
+  // A right one passes.
+  EXPECT_EQ(login("apppw"), "");
+  // The message is clear about what went wrong.
+  Raw raw(proxy->port());
+  raw.Login({{"user", "app"}, {"options", "endpoint=default/main"}},
+            *signer->Issue(kMain, "app", 300, Now() - 400));
+  EXPECT_NE(raw.last_error().find("expired"), std::string::npos) << raw.last_error();
+}
+
+TEST_F(ProxyIntegration, CancelStopsASleep) {
+  PGconn* c =
+      PQconnectdb(Conninfo(proxy->port(), Token(), "options=endpoint=default/main").c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  auto start = steady_clock::now();
+  ASSERT_EQ(PQsendQuery(c, "select pg_sleep(60)"), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  PGcancel* cancel = PQgetCancel(c);
+  char err[256];
+  ASSERT_EQ(PQcancel(cancel, err, sizeof(err)), 1) << err;
+  PQfreeCancel(cancel);
+  PGresult* r = PQgetResult(c);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(PQresultStatus(r), PGRES_FATAL_ERROR);
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  EXPECT_STREQ(state ? state : "", "57014");
+  PQclear(r);
+  while ((r = PQgetResult(c))) PQclear(r);
+  EXPECT_LT(steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_EQ(QueryOne(c, "select 1"), "1");  // the session survives its cancelled query
+  PQfinish(c);
+}
+
+TEST_F(ProxyIntegration, GarbageAndStalledClientsCloseOnlyTheirOwnConnection) {
+  PGconn* good = PQconnectdb(Conninfo(dedicated, "apppw").c_str());
+  ASSERT_EQ(PQstatus(good), CONNECTION_OK) << PQerrorMessage(good);
+
+  Raw http(proxy->port());
+  http.Send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(http.ClosedWithin(1000));
+
+  Raw oversized(proxy->port());
+  oversized.Send(std::string("\x7f\xff\xff\xff\x00\x03\x00\x00", 8));
+  EXPECT_TRUE(oversized.ClosedWithin(1000));
+
+  Raw stalled(proxy->port());  // sends nothing
+  Raw half(proxy->port());     // half a startup packet
+  half.Send(std::string("\x00\x00\x00\x40\x00\x03\x00\x00user", 12));
+  Raw no_password(proxy->port());  // a startup, then silence at the password prompt
+  wire::StartupPacket p;
+  p.params = {{"user", "app"}, {"options", "endpoint=default/main"}};
+  no_password.Send(wire::SerializeStartup(p));
+  Raw bad_password_msg(proxy->port());  // a query instead of a password
+  bad_password_msg.Send(wire::SerializeStartup(p));
+  bad_password_msg.Send(wire::SerializeMessage('Q', std::string("select 1\0", 9)));
+  Raw huge_password(proxy->port());
+  huge_password.Send(wire::SerializeStartup(p));
+  huge_password.Send(std::string("p\x7f\x00\x00\x00", 5));
+  EXPECT_TRUE(huge_password.ClosedWithin(1000));
+
+  auto start = steady_clock::now();
+  EXPECT_TRUE(stalled.ClosedWithin(4000));
+  EXPECT_TRUE(half.ClosedWithin(4000));
+  EXPECT_TRUE(no_password.ClosedWithin(4000));
+  EXPECT_TRUE(bad_password_msg.ClosedWithin(4000));
+  EXPECT_LT(steady_clock::now() - start, std::chrono::seconds(4));
+
+  // The established session is untouched, and new ones still work.
+  EXPECT_EQ(QueryOne(good, "select 2"), "2");
+  PQfinish(good);
+  EXPECT_EQ(Who(Conninfo(proxy->port(), Token(), "options=endpoint=default/main")), "app");
+}
+
+TEST_F(ProxyIntegration, GssEncIsDeclinedAndUnknownCancelIsIgnored) {
+  Raw gss(proxy->port());
+  wire::StartupPacket g;
+  g.kind = wire::StartupKind::kGssEncRequest;
+  gss.Send(wire::SerializeStartup(g));
+  EXPECT_EQ(gss.Read(1, 2000), "N");
+  EXPECT_EQ(gss.Login({{"user", "app"}, {"options", "endpoint=default/main"}}, Token()), "");
+
+  Raw cancel(proxy->port());
+  cancel.Send(wire::SerializeCancelRequest({1234, 5678}));
+  EXPECT_TRUE(cancel.ClosedWithin(2000));
+}
+
+TEST_F(ProxyIntegration, ConcurrentConnectionsAreCountedAndReleased) {
+  WaitForNoOpenConnections();
+  int before_total = backend->opened_total.load();
+  constexpr int kClients = 40;
+  std::vector<PGconn*> conns(kClients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      conns[i] = PQconnectdb(Conninfo(i % 2 ? dedicated : proxy->port(), Token(),
+                                      i % 2 ? "" : "options=endpoint=default/main")
+                                 .c_str());
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (PGconn* c : conns) {
+    EXPECT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  }
+  EXPECT_EQ(backend->open.load(), kClients);
+  EXPECT_EQ(backend->opened_total.load() - before_total, kClients);
+  for (PGconn* c : conns) PQfinish(c);
+  WaitForNoOpenConnections();
+  EXPECT_EQ(backend->open.load(), 0);
+}
+
+TEST_F(ProxyIntegration, PortListenersComeAndGo) {
+  auto extra = proxy->AddPortListener(0);
+  ASSERT_TRUE(extra.ok());
+  EXPECT_FALSE(proxy->AddPortListener(*extra).ok());
+  EXPECT_TRUE(proxy->RemovePortListener(*extra).ok());
+  EXPECT_FALSE(proxy->RemovePortListener(*extra).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Raw refused(*extra);
+  EXPECT_FALSE(refused.connected());
+}
+
+}  // namespace
+}  // namespace arbor::proxy
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new arbor::proxy::Postgres);
+  return RUN_ALL_TESTS();
+}
