@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "testutil/daemon.h"
@@ -231,6 +233,50 @@ TEST_F(ApiTest, KillNineOfTheDaemonLosesNoCommit) {
   EXPECT_EQ(pg.One("select count(*) from survive"), "500");
   EXPECT_EQ(testutil::AmCheck(daemon_->Connect("production")), "");
   pg.Query("drop table survive");
+}
+
+// kill -9 in the middle of branch creations: every acknowledged branch is there and works,
+// and no half-made branch shows.
+TEST_F(ApiTest, KillNineDuringBranchCreationsKeepsEveryAcknowledgedBranch) {
+  std::vector<std::string> acked;
+  std::atomic<bool> started{false};
+  std::thread creator([&] {
+    for (int i = 0; i < 1000; ++i) {
+      std::string name = "k9-" + std::to_string(i);
+      auto a = daemon_->Call("POST", "projects/default/branches?branch_id=" + name,
+                             json{{"spec", {{"no_expiry", true}}}});
+      if (a.status != 200) return;  // the daemon died under us
+      acked.push_back(name);
+      started = true;
+    }
+  });
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  daemon_->Kill9();
+  creator.join();
+  ASSERT_GT(acked.size(), 0u);
+  daemon_->Relaunch();
+
+  auto list = daemon_->Call("GET", "projects/default/branches");
+  ASSERT_EQ(list.status, 200);
+  std::set<std::string> present;
+  for (const auto& b : list.body["branches"]) {
+    std::string name = b["name"];
+    std::string id = name.substr(name.rfind('/') + 1);
+    present.insert(id);
+    // Whatever exists is whole: it has its endpoint.
+    auto eps = daemon_->Call("GET", "projects/default/branches/" + id + "/endpoints");
+    EXPECT_EQ(eps.status, 200) << id;
+    EXPECT_EQ(eps.body["endpoints"].size(), 1u) << id;
+  }
+  for (const auto& name : acked) EXPECT_TRUE(present.count(name)) << name << " was acknowledged";
+  EXPECT_LE(present.size(), acked.size() + 2);  // production, and at most the one in flight
+  // The last acknowledged one works.
+  Pg pg(daemon_->Connect(acked.back()));
+  EXPECT_EQ(pg.One("select 1"), "1");
+  for (const auto& id : present) {
+    if (id != "production") daemon_->Call("DELETE", "projects/default/branches/" + id);
+  }
 }
 
 }  // namespace

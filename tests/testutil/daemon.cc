@@ -123,13 +123,16 @@ void Daemon::Stop() {
   }
 }
 
-void Daemon::KillAndRestart() {
+void Daemon::Kill9() {
   ASSERT_GT(pid_, 0);
   kill(pid_, SIGKILL);
   int status;
   waitpid(pid_, &status, 0);
   pid_ = -1;
-  api_.clear();
+}
+
+void Daemon::KillAndRestart() {
+  Kill9();
   Launch();
 }
 

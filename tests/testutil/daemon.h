@@ -37,6 +37,9 @@ class Daemon {
   pid_t pid() const { return pid_; }
   // kill -9 the daemon (its computes die with their mounts), then start it again.
   void KillAndRestart();
+  // The two halves of KillAndRestart, for killing it while another thread uses it.
+  void Kill9();
+  void Relaunch() { Launch(); }
 
  private:
   void Launch();
