@@ -495,6 +495,9 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   auto* branch = app.add_subcommand(
       "branch", "Create, list, inspect, update, delete, reset, restore branches");
   branch->require_subcommand(1);
+  branch->footer(
+      "Examples:\n  arbor branch create dev --ttl 7d\n  arbor branch list\n"
+      "  arbor branch reset dev\n  arbor branch delete dev");
 
   auto co = std::make_shared<CreateOpts>();
   auto* create = branch->add_subcommand("create", "Create a branch (copies nothing)");
@@ -570,6 +573,7 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   // endpoint
   auto* endpoint = app.add_subcommand("endpoint", "Start, stop and list computes");
   endpoint->require_subcommand(1);
+  endpoint->footer("Examples:\n  arbor endpoint list\n  arbor endpoint start dev");
   for (bool start : {true, false}) {
     auto opts = std::make_shared<std::pair<std::string, std::string>>("", kPrimary);
     auto* sub = endpoint->add_subcommand(start ? "start" : "stop",
@@ -794,6 +798,11 @@ int RunWith(const std::vector<std::string>& args, const AddCommands& add_server_
                    "http://127.0.0.1:8432)");
     app.add_option("--project", s.project, "the project of short branch names")
         ->capture_default_str();
+
+    Action action;
+    AddClientCommands(app, s, &action);
+    if (add_server_commands) add_server_commands(app);
+    // Set last: subcommands created after a footer inherit it.
     app.footer(
         "Environment: ARBOR_HOME (default ~/.arbor) holds the daemon's api and admin-token;\n"
         "ARBOR_API and ARBOR_TOKEN override them. Exit codes: 0 ok, 1 refused, 2 usage,\n"
@@ -803,10 +812,6 @@ int RunWith(const std::vector<std::string>& args, const AddCommands& add_server_
         "  arbor branch create dev --ttl 7d\n"
         "  arbor branch list\n"
         "  arbor psql dev");
-
-    Action action;
-    AddClientCommands(app, s, &action);
-    if (add_server_commands) add_server_commands(app);
     auto shell = std::make_shared<std::string>();
     auto* completion = app.add_subcommand("completion", "Print a shell completion script");
     completion->add_option("shell", *shell, "the shell")
@@ -826,9 +831,7 @@ int RunWith(const std::vector<std::string>& args, const AddCommands& add_server_
       Status st = action();
       if (!st.ok()) err << "arbor: " << st.message() << "\n";
       return ExitCodeFor(st);
-    } catch (const CLI::CallForHelp& e) {
-      return app.exit(e, *io.out, err);
-    } catch (const CLI::CallForAllHelp& e) {
+    } catch (const CLI::Success& e) {  // --help, --help-all, or a command's CLI::Success
       return app.exit(e, *io.out, err);
     } catch (const CLI::RuntimeError& e) {
       if (std::strlen(e.what()) != 0 && std::string(e.what()) != "Runtime error") {

@@ -443,6 +443,11 @@ TEST_F(CliTest, ServerCommandsPlugInAndReportTheirExitCode) {
   EXPECT_TRUE(ran);
   EXPECT_EQ(r.code, 7);
   EXPECT_EQ(r.err, "");
+  r = Run({"down"}, [](CLI::App& app) {
+    app.add_subcommand("down", "stop")->callback([] { throw CLI::Success(); });
+  });
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.err, "");
   r = Run({"--help"}, add);
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("up "), std::string::npos);
