@@ -541,6 +541,59 @@ TEST_F(ProxyIntegration, ConcurrentConnectionsAreCountedAndReleased) {
   EXPECT_EQ(backend->open.load(), 0);
 }
 
+TEST_F(ProxyIntegration, AThousandConcurrentClients) {
+  // 1000 clients parked at the password prompt at once; the proxy keeps serving others, and
+  // each parked client is released when it leaves.
+  constexpr int kClients = 1000;
+  std::vector<std::unique_ptr<Raw>> parked;
+  wire::StartupPacket p;
+  p.params = {{"user", "app"}, {"options", "endpoint=default/main"}};
+  std::string startup = wire::SerializeStartup(p);
+  for (int i = 0; i < kClients; ++i) {
+    parked.push_back(std::make_unique<Raw>(i % 2 ? proxy->port() : dedicated));
+    ASSERT_TRUE(parked.back()->connected()) << i;
+    parked.back()->Send(startup);
+  }
+  int asked = 0;
+  for (auto& r : parked) asked += r->ReadMessage(10000).type == 'R';
+  EXPECT_EQ(asked, kClients);
+  EXPECT_GE(proxy->ActiveConnections(), static_cast<size_t>(kClients));
+  EXPECT_EQ(Who(Conninfo(proxy->port(), Token(), "options=endpoint=default/main")), "app");
+  parked.clear();
+  auto deadline = steady_clock::now() + std::chrono::seconds(10);
+  while (proxy->ActiveConnections() > 0 && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(proxy->ActiveConnections(), 0u);
+}
+
+TEST_F(ProxyIntegration, RequireTls) {
+  ProxyOptions o;
+  o.listen_port = 0;
+  o.tls_cert_file = Postgres::dir + "/cert.pem";
+  o.tls_key_file = Postgres::dir + "/key.pem";
+  o.require_tls = true;
+  Proxy strict;
+  ASSERT_TRUE(strict.Start(o, backend, signer).ok());
+  Raw plain(strict.port());
+  EXPECT_EQ(plain.Login({{"user", "app"}, {"options", "endpoint=default/main"}}, Token()), "28000");
+  EXPECT_NE(Who(Conninfo(strict.port(), Token(), "options=endpoint=default/main sslmode=disable"))
+                .find("requires TLS"),
+            std::string::npos);
+  EXPECT_EQ(
+      Who(Conninfo(strict.port(), Token(), "options=endpoint=default/main sslmode=require"), true),
+      "app");
+  // Options that cannot work are refused at Start.
+  ProxyOptions no_cert;
+  no_cert.listen_port = 0;
+  no_cert.require_tls = true;
+  Proxy broken;
+  EXPECT_FALSE(broken.Start(no_cert, backend, signer).ok());
+  ProxyOptions bad_cert = o;
+  bad_cert.tls_cert_file = Postgres::dir + "/missing.pem";
+  EXPECT_FALSE(broken.Start(bad_cert, backend, signer).ok());
+}
+
 TEST_F(ProxyIntegration, PortListenersComeAndGo) {
   auto extra = proxy->AddPortListener(0);
   ASSERT_TRUE(extra.ok());
