@@ -59,11 +59,15 @@ Result<int64_t> ParseTimeArg(std::string_view text, int64_t now_us) {
   if (!text.empty() && text[0] == '-' && UnitSeconds(text.substr(1), &ago_s)) {
     return now_us - ago_s * 1'000'000;
   }
+  int64_t ahead_s;
+  if (!text.empty() && text[0] == '+' && UnitSeconds(text.substr(1), &ahead_s)) {
+    return now_us + ahead_s * 1'000'000;
+  }
   auto t = api::ParseTime(text);
   if (t.ok()) return t;
   return Status::InvalidArgument("'" + std::string(text) +
                                  "' is not a time: use RFC 3339 (2026-11-24T16:00:00Z), "
-                                 "\"now\", or how long ago (-5m, -30s, -2h)");
+                                 "\"now\", how long ago (-5m, -30s, -2h) or from now (+2h)");
 }
 
 Result<int64_t> ParseDurationArg(std::string_view text) {

@@ -17,8 +17,8 @@ namespace arbor::cli {
 [[nodiscard]] Result<api::BranchName> ResolveBranch(std::string_view text,
                                                     const std::string& project);
 
-// TIME: RFC 3339 ("2026-11-24T16:00:00Z"), "now", or how long ago ("-5m", "-30s", "-2h",
-// "-1d", "-1h30m"). -> µs since the epoch.
+// TIME: RFC 3339 ("2026-11-24T16:00:00Z"), "now", how long ago ("-5m", "-30s", "-2h",
+// "-1d", "-1h30m") or how far ahead ("+2h", for expiry times). -> µs since the epoch.
 [[nodiscard]] Result<int64_t> ParseTimeArg(std::string_view text, int64_t now_us);
 
 // DUR: "3600s", "90m", "2h", "7d", "1w", "1h30m" -> seconds. The API's "3600s" is a case.

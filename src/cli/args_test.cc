@@ -31,14 +31,15 @@ TEST(TimeArg, RelativeAndAbsolute) {
   EXPECT_EQ(*ParseTimeArg("-1h30m", kNow), kNow - 5'400'000'000);
   EXPECT_EQ(*ParseTimeArg("-1d", kNow), kNow - 86'400'000'000);
   EXPECT_EQ(*ParseTimeArg("now", kNow), kNow);
+  EXPECT_EQ(*ParseTimeArg("+2h", kNow), kNow + 7'200'000'000);
   EXPECT_EQ(*ParseTimeArg("2026-11-24T17:00:00+01:00", kNow), kNow);
   for (const char* bad : {"", "-", "-5", "5m", "-5x", "--5m", "-m", "yesterday", "-5m3"}) {
     auto r = ParseTimeArg(bad, kNow);
     EXPECT_FALSE(r.ok()) << bad;
   }
   EXPECT_EQ(ParseTimeArg("5m", kNow).status().message(),
-            "'5m' is not a time: use RFC 3339 (2026-11-24T16:00:00Z), \"now\", or how long ago "
-            "(-5m, -30s, -2h)");
+            "'5m' is not a time: use RFC 3339 (2026-11-24T16:00:00Z), \"now\", how long ago "
+            "(-5m, -30s, -2h) or from now (+2h)");
 }
 
 TEST(DurationArg, HumanUnits) {

@@ -202,8 +202,8 @@ TEST_F(CliTest, UsageErrorsExitTwoWithoutCallingTheServer) {
       {{"branch", "create", "dev", "--ttl", "1h", "--at", "-5m", "--lsn", "0/1"},
        "arbor: --at excludes --lsn (see --help)\n"},
       {{"branch", "create", "dev", "--ttl", "1h", "--at", "yesterday"},
-       "arbor: 'yesterday' is not a time: use RFC 3339 (2026-11-24T16:00:00Z), \"now\", or how "
-       "long ago (-5m, -30s, -2h) (see --help)\n"},
+       "arbor: 'yesterday' is not a time: use RFC 3339 (2026-11-24T16:00:00Z), \"now\", how "
+       "long ago (-5m, -30s, -2h) or from now (+2h) (see --help)\n"},
       {{"branch", "get", "../etc"},
        "arbor: branch id '../etc' must start with a lowercase letter (see --help)\n"},
       {{"branch", "restore", "dev"},
