@@ -52,7 +52,8 @@ json ToJson(const EndpointRecord& e) {
           {"create_time_us", e.create_time_us},
           {"port", e.port},
           {"suspend_timeout_s", e.suspend_timeout_s},
-          {"no_suspension", e.no_suspension}};
+          {"no_suspension", e.no_suspension},
+          {"running", e.running}};
 }
 
 }  // namespace
@@ -109,6 +110,7 @@ EndpointRecord EndpointFrom(const json& e) {
   r.port = e.at("port");
   r.suspend_timeout_s = e.at("suspend_timeout_s");
   r.no_suspension = e.at("no_suspension");
+  r.running = e.value("running", false);
   return r;
 }
 

@@ -53,6 +53,7 @@ struct EndpointRecord {
   uint16_t port = 0;
   int64_t suspend_timeout_s = 300;
   bool no_suspension = false;
+  bool running = false;  // it was started and not stopped: it comes back after a restart
 };
 
 // The catalog: every project, branch and endpoint. Each record is one store catalog key

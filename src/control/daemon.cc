@@ -227,6 +227,7 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       st = engine.CreateProject("default", 86'400).status();
     }
     if (st.ok()) st = engine.StartEndpoint("default", "production", "primary").status();
+    if (st.ok()) engine.RestartRunning();
     std::string token = ReadFile(o.data_dir + "/admin-token");
     if (token.size() != 64) {
       token = RandomToken();

@@ -697,7 +697,33 @@ Result<EndpointState> Engine::StartLocked(const EndpointRecord& ep) {
     return st;
   }
   live.running = true;
+  MarkRunningLocked(ep, true);
   return EndpointState{true, "127.0.0.1", ep.port, live.socket_dir};
+}
+
+void Engine::MarkRunningLocked(const EndpointRecord& ep, bool running) {
+  auto it = catalog_.endpoints.find({ep.project, ep.branch, ep.id});
+  if (it == catalog_.endpoints.end() || it->second.running == running) return;
+  EndpointRecord updated = it->second;
+  updated.running = running;
+  Status st = store_->WriteMeta({Catalog::Put(updated)});
+  if (!st.ok()) {
+    log::warn("engine: recording the state of {}: {}", ComputeId(ep), st.ToString());
+    return;
+  }
+  it->second = updated;
+}
+
+void Engine::RestartRunning() {
+  std::lock_guard l(mu_);
+  std::vector<EndpointRecord> was_running;
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.running) was_running.push_back(e);
+  }
+  for (const EndpointRecord& e : was_running) {
+    auto st = StartLocked(e);
+    if (!st.ok()) log::warn("engine: restarting {}: {}", ComputeId(e), st.status().ToString());
+  }
 }
 
 Status Engine::StopLocked(const EndpointRecord& ep) {
@@ -736,7 +762,9 @@ Status Engine::StopEndpoint(const std::string& project, const std::string& branc
                             const std::string& id) {
   std::lock_guard l(mu_);
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
-  return StopLocked(*e);
+  ARBOR_RETURN_IF_ERROR(StopLocked(*e));
+  MarkRunningLocked(*e, false);
+  return Status::Ok();
 }
 
 Result<EndpointState> Engine::GetEndpointState(const std::string& project,

@@ -138,7 +138,10 @@ class Engine {
                                                      const std::string& branch,
                                                      const std::string& endpoint);
 
-  // Stops every compute and unmounts everything.
+  // Starts every endpoint that was running when the daemon last stopped or died.
+  void RestartRunning();
+  // Stops every compute and unmounts everything (they stay marked running, so that
+  // RestartRunning brings them back).
   void Shutdown();
 
   storage::Store* store() { return store_; }
@@ -165,6 +168,8 @@ class Engine {
                                            bool no_suspension);
   Result<EndpointState> StartLocked(const EndpointRecord& ep);
   Status StopLocked(const EndpointRecord& ep);
+  // Records whether an endpoint should run across restarts.
+  void MarkRunningLocked(const EndpointRecord& ep, bool running);
   // Stops the branch's running endpoints; returns the ones that ran.
   std::vector<EndpointRecord> StopBranchEndpoints(const std::string& project,
                                                   const std::string& branch);

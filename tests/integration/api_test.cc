@@ -235,6 +235,30 @@ TEST_F(ApiTest, KillNineOfTheDaemonLosesNoCommit) {
   pg.Query("drop table survive");
 }
 
+// Endpoints that were running come back by themselves after the daemon restarts.
+TEST_F(ApiTest, RunningEndpointsComeBackAfterARestart) {
+  ASSERT_EQ(daemon_
+                ->Call("POST", "projects/default/branches?branch_id=comes-back",
+                       json{{"spec", {{"no_expiry", true}}}})
+                .status,
+            200);
+  ASSERT_EQ(daemon_
+                ->Call("POST", "projects/default/branches?branch_id=stays-idle",
+                       json{{"spec", {{"no_expiry", true}}}})
+                .status,
+            200);
+  Pg(daemon_->Connect("comes-back")).Query("create table kept(x int)");
+  daemon_->KillAndRestart();
+  auto e = daemon_->Call("GET", "projects/default/branches/comes-back/endpoints/primary");
+  EXPECT_EQ(e.body["status"]["current_state"], "ACTIVE");
+  auto idle = daemon_->Call("GET", "projects/default/branches/stays-idle/endpoints/primary");
+  EXPECT_EQ(idle.body["status"]["current_state"], "IDLE");
+  Pg pg(e.body["status"]["connection_string"].get<std::string>());
+  EXPECT_EQ(pg.One("select count(*) from kept"), "0");
+  daemon_->Call("DELETE", "projects/default/branches/comes-back");
+  daemon_->Call("DELETE", "projects/default/branches/stays-idle");
+}
+
 // kill -9 in the middle of branch creations: every acknowledged branch is there and works,
 // and no half-made branch shows.
 TEST_F(ApiTest, KillNineDuringBranchCreationsKeepsEveryAcknowledgedBranch) {
