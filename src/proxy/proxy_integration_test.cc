@@ -594,6 +594,35 @@ TEST_F(ProxyIntegration, RequireTls) {
   EXPECT_FALSE(broken.Start(bad_cert, backend, signer).ok());
 }
 
+// pgbench select-only and TPC-B, direct to the compute's socket against through the proxy.
+// Prints the ratios; run by hand: proxy_integration_test --gtest_also_run_disabled_tests
+// --gtest_filter=*Pgbench* (ARBOR_PGBENCH_SECONDS sets the duration of each run, default 10).
+TEST_F(ProxyIntegration, DISABLED_PgbenchThroughput) {
+  const char* secs_env = getenv("ARBOR_PGBENCH_SECONDS");
+  std::string secs = secs_env ? secs_env : "10";
+  std::string pg = std::string(kPgBin) + "/pgbench";
+  std::string direct = "PGPASSWORD=superpw " + pg + " -h " + Postgres::sock_dir + " -U postgres ";
+  std::string proxied = "PGPASSWORD='" + Token(kMain, "postgres") +
+                        "' PGOPTIONS='endpoint=default/main' " + pg + " -h 127.0.0.1 -p " +
+                        std::to_string(proxy->port()) + " -U postgres ";
+  ASSERT_EQ(std::system((direct + "-i -q -s 5 postgres >/dev/null 2>&1").c_str()), 0);
+  auto tps = [&](const std::string& base, const std::string& args) {
+    std::string out = Capture(base + args + " -T " + secs + " postgres 2>&1");
+    size_t at = out.find("tps = ");
+    return at == std::string::npos ? 0.0 : std::stod(out.substr(at + 6));
+  };
+  for (const auto& [name, args] :
+       std::vector<std::pair<std::string, std::string>>{{"select-only -c 8", "-S -c 8 -j 2"},
+                                                        {"tpc-b -c 8", "-c 8 -j 2"},
+                                                        {"connect per tx -S", "-S -C -c 4 -j 2"}}) {
+    double d = tps(direct, args);
+    double p = tps(proxied, args);
+    std::printf("pgbench %-20s direct %9.0f tps  proxy %9.0f tps  ratio %.2f\n", name.c_str(), d, p,
+                d > 0 ? p / d : 0.0);
+    EXPECT_GT(p, 0.0);
+  }
+}
+
 TEST_F(ProxyIntegration, PortListenersComeAndGo) {
   auto extra = proxy->AddPortListener(0);
   ASSERT_TRUE(extra.ok());
