@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <string>
 
+#include "proxy/auth/scram.h"
+#include "proxy/auth/token.h"
+#include "proxy/router.h"
 #include "proxy/wire/codec.h"
 
 namespace w = arbor::proxy::wire;
@@ -42,6 +45,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (w::SerializeBackendKeyData(*k).body != msg.body) std::abort();
     }
     (void)w::ParseReadyForQuery(msg);
+    // What the proxy does with auth-phase payloads: SCRAM server messages from a compute, and
+    // passwords (tokens, endpoint= prefixes) from a client.
+    if (msg.type == 'R' && msg.body.size() < 4096) {
+      arbor::proxy::auth::ScramClient scram("", "pw", "nonce");
+      auto final_msg = scram.ClientFinal(msg.body);
+      (void)scram.VerifyServerFinal(msg.body);
+      (void)final_msg;
+    }
+    if (msg.type == 'p') {
+      auto split = arbor::proxy::SplitPassword(msg.body);
+      if (split.endpoint) (void)arbor::proxy::ParseEndpointName(*split.endpoint);
+      static const arbor::proxy::auth::TokenSigner signer(std::string(32, 'k'));
+      auto claims = signer.Verify(split.password, "projects/p/branches/b/endpoints/e", 1000);
+      if (claims.ok()) std::abort();  // nothing the fuzzer makes carries a valid signature
+    }
+  }
+  // Routing text from a startup packet or an SNI host.
+  if (in.size() < 4096) {
+    auto opts = arbor::proxy::SplitOptions(in);
+    if (opts.endpoint) (void)arbor::proxy::ParseEndpointName(*opts.endpoint);
+    (void)arbor::proxy::EndpointFromSni(in);
   }
   return 0;
 }
