@@ -63,6 +63,7 @@ fill() {  # CONNINFO DB MB: a table of ~MB megabytes in database DB
   [[ "$c" == postgresql://* ]] && c="${c%/postgres}/$2" || c="$c dbname=$2"
   psql -X -q "$c" -c "create table filler as select g as id, repeat(md5(g::text), 31) as pad
                        from generate_series(1, $rows) g" >/dev/null
+  psql -X -q "$c" -c "alter table filler add primary key (id)" >/dev/null
   psql -X -q "$c" -c "checkpoint" >/dev/null
 }
 
@@ -104,7 +105,7 @@ for mb in 10 "$BIG_MB"; do
     t0=$(now_us)
     api POST "projects/default/branches?branch_id=q$mb-$i" '{"spec":{"no_expiry":true}}' >/dev/null
     c=$(conn "q$mb-$i")
-    psql -X -q "${c%/postgres}/d$mb" -Atc "select count(*) from filler where id = 1" >/dev/null
+    psql -X -q "${c%/postgres}/d$mb" -Atc "select pad from filler where id = 4242" >/dev/null
     times+=($(( $(now_us) - t0 )))
     api DELETE "projects/default/branches/q$mb-$i" >/dev/null
   done

@@ -682,6 +682,10 @@ Result<EndpointState> Engine::StartLocked(const EndpointRecord& ep) {
     ARBOR_ASSIGN_OR_RETURN(live.mount, mounter_->Mount(b->timeline, live.mountpoint));
   }
   live.socket_dir = EndpointDir("run", ep);
+  // Everything the compute will see is made durable here, in one WAL fsync. So postgres's
+  // pre-recovery fsync of every file in PGDATA is redundant, and syncfs (a no-op on FUSE)
+  // replaces it: a branch's first start no longer opens and fsyncs each file.
+  ARBOR_RETURN_IF_ERROR(store_->Sync(b->timeline));
   compute::ComputeSpec spec;
   spec.id = cid;
   spec.pgdata = live.mountpoint;
@@ -691,6 +695,7 @@ Result<EndpointState> Engine::StartLocked(const EndpointRecord& ep) {
       options_.data_dir + "/logs/" + ep.project + "." + ep.branch + "." + ep.id + ".log";
   spec.shared_buffers = options_.shared_buffers;
   spec.max_connections = options_.max_connections;
+  spec.settings = {{"recovery_init_sync_method", "syncfs"}};
   Status st = supervisor_->Start(spec, options_.start_timeout);
   if (!st.ok()) {
     live.mount.reset();

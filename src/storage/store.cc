@@ -237,17 +237,28 @@ class Store::Impl {
       Slice upper_slice(upper);
       ro.iterate_upper_bound = &upper_slice;
       std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
-      std::string last;  // suffix already decided at this level
-      bool have_last = false;
-      for (it->Seek(prefix + std::string(suffix_from)); it->Valid(); it->Next()) {
+      // Each key may have many versions (every write to a file adds an attribute version), so
+      // the scan jumps: to a key's newest visible version, and past its older ones.
+      it->Seek(prefix + std::string(suffix_from));
+      while (it->Valid()) {
         Slice k = it->key();
-        if (k.size() < prefix.size() + 8) continue;
-        std::string_view suffix(k.data() + prefix.size(), k.size() - prefix.size() - 8);
-        if (have_last && suffix == last) continue;
-        if (keys::VersionOf(std::string_view(k.data(), k.size())) > s) continue;
-        last.assign(suffix);
-        have_last = true;
-        decided.try_emplace(last, it->value().ToString());
+        if (k.size() < prefix.size() + 8) {
+          it->Next();
+          continue;
+        }
+        std::string unversioned(k.data(), k.size() - 8);
+        if (keys::VersionOf(std::string_view(k.data(), k.size())) > s) {
+          std::string target = unversioned;
+          keys::AppendVersion(&target, s);  // sorts after this version: always progress
+          it->Seek(target);
+          continue;
+        }
+        decided.try_emplace(unversioned.substr(prefix.size()), it->value().ToString());
+        it->Next();
+        if (it->Valid() && it->key().size() == unversioned.size() + 8 &&
+            std::memcmp(it->key().data(), unversioned.data(), unversioned.size()) == 0) {
+          it->Seek(Successor(unversioned));
+        }
       }
       if (!it->status().ok()) return FromRocks(it->status(), "scan");
     }
