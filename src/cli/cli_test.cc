@@ -129,6 +129,32 @@ TEST_F(CliTest, BranchListDrawsTheTree) {
       << r.out;
 }
 
+TEST_F(CliTest, ManyBranchesKeepTheirOrderAndOneFailureFailsTheList) {
+  std::vector<api::Branch> many;
+  std::string expected_endpoints = "BRANCH  ENDPOINT  STATE   ADDRESS          SUSPEND\n";
+  for (int i = 0; i < 40; ++i) {
+    std::string id = "b" + std::to_string(100 + i);
+    many.push_back(MakeBranch(id, "", 40 - i));
+    api_.On("GET", "projects/default/branches/" + id + "/endpoints", 200,
+            api::ToJsonList("endpoints", std::vector<api::Endpoint>{MakeEndpoint(
+                                             id, i % 2 ? "ACTIVE" : "IDLE", 50000 + i)})
+                .dump());
+    expected_endpoints += id + "    primary   " + (i % 2 ? "ACTIVE" : "IDLE  ") +
+                          "  127.0.0.1:" + std::to_string(50000 + i) + "  after 5m idle\n";
+  }
+  api_.On("GET", "projects/default/branches", 200, api::ToJsonList("branches", many).dump());
+  auto r = Run({"endpoint", "list"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, expected_endpoints);
+
+  api_.On("GET", "projects/default/branches/b117/endpoints", 500,
+          Error("INTERNAL_ERROR", "endpoint table is broken"));
+  r = Run({"branch", "list"});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "arbor: endpoint table is broken\n");
+}
+
 TEST_F(CliTest, BranchListAsJsonIsTheApisList) {
   auto r = Run({"branch", "list", "-o", "json"});
   ASSERT_EQ(r.code, 0) << r.err;
