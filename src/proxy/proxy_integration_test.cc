@@ -268,6 +268,7 @@ class ProxyIntegration : public ::testing::Test {
     o.tls_cert_file = cert;
     o.tls_key_file = key;
     o.handshake_timeout = std::chrono::milliseconds(1500);
+    if (const char* t = getenv("ARBOR_PROXY_THREADS")) o.threads = std::atoi(t);
     proxy = new Proxy;
     Status s = proxy->Start(o, backend, signer);
     ASSERT_TRUE(s.ok()) << s.ToString();
