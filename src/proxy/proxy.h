@@ -70,9 +70,12 @@ struct ProxyOptions {
   std::string tls_key_file;
   // Refuse clients that did not negotiate TLS (28000).
   bool require_tls = false;
-  // Network threads (one io_context), and threads for blocking Backend calls.
+  // Network threads (one io_context); threads for the quick Backend calls (Resolve,
+  // RolePassword); threads for Wake, which blocks while a compute starts. Wakes have their own
+  // pool so that slow starts never delay routing for endpoints that are already running.
   int threads = 2;
-  int backend_threads = 8;
+  int backend_threads = 4;
+  int wake_threads = 32;
   // A client must finish its startup and send its password within this time.
   std::chrono::milliseconds handshake_timeout{10'000};
   // Wake plus login to the compute must finish within this time.

@@ -156,8 +156,18 @@ class TestBackend : public Backend {
     if (port == dedicated_port.load()) return EndpointRef{"default", "main", "primary"};
     return Status::NotFound("no endpoint on this port");
   }
+  std::atomic<int> wake_delay_ms{0};
+  std::atomic<int> waking_now{0};
+  std::atomic<int> max_waking{0};
+
   Result<std::string> Wake(const EndpointRef&) override {
     ++wakes;
+    int now = ++waking_now;
+    int seen = max_waking.load();
+    while (now > seen && !max_waking.compare_exchange_weak(seen, now)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(wake_delay_ms.load()));
+    --waking_now;
     return Postgres::socket_path;
   }
   std::string RolePassword(const EndpointRef&, const std::string& role) override {
@@ -622,6 +632,31 @@ TEST_F(ProxyIntegration, DISABLED_PgbenchThroughput) {
                 d > 0 ? p / d : 0.0);
     EXPECT_GT(p, 0.0);
   }
+}
+
+TEST_F(ProxyIntegration, TwentyConnectionsDuringASlowWakeAllSucceed) {
+  // Each Wake blocks 1 s, as a compute start does. The 20 connections wait together (wakes
+  // run on their own pool), and routing for others is not held up meanwhile.
+  backend->wake_delay_ms = 1000;
+  backend->max_waking = 0;
+  constexpr int kClients = 20;
+  std::vector<std::string> results(kClients);
+  std::vector<std::thread> threads;
+  auto start = steady_clock::now();
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = Who(Conninfo(proxy->port(), Token(), "options=endpoint=default/main"));
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  Raw other(proxy->port());  // a refusal needs Resolve only, never a wake
+  EXPECT_EQ(other.Login({{"user", "app"}, {"options", "endpoint=default/nope"}}, Token()), "3D000");
+  EXPECT_LT(steady_clock::now() - start, std::chrono::milliseconds(900));
+  for (auto& t : threads) t.join();
+  backend->wake_delay_ms = 0;
+  for (const auto& r : results) EXPECT_EQ(r, "app");
+  EXPECT_LT(steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_EQ(backend->max_waking.load(), kClients);
 }
 
 TEST_F(ProxyIntegration, PortListenersComeAndGo) {

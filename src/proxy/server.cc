@@ -154,9 +154,11 @@ Status Proxy::Start(const ProxyOptions& options, Backend* backend,
   RaiseFdLimit();
   impl->ioc = std::make_unique<asio::io_context>(std::max(1, options.threads));
   impl->blocking = std::make_unique<asio::thread_pool>(std::max(1, options.backend_threads));
+  impl->waking = std::make_unique<asio::thread_pool>(std::max(1, options.wake_threads));
   auto port = impl->Listen(options.listen_port, /*main=*/true);
   if (!port.ok()) {
     impl->blocking->join();
+    impl->waking->join();
     return port.status();
   }
   for (int i = 0; i < std::max(1, options.threads); ++i) {
@@ -200,12 +202,14 @@ void Proxy::Stop() {
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
   impl_->blocking->join();
+  impl_->waking->join();
   {
     std::lock_guard lock(impl_->mu_);
     impl_->acceptors_.clear();
   }
   impl_->ioc.reset();
   impl_->blocking.reset();
+  impl_->waking.reset();
 }
 
 size_t Proxy::ActiveConnections() const { return impl_ ? impl_->active.load() : 0; }

@@ -31,7 +31,8 @@ class Proxy::Impl {
   const auth::TokenSigner* tokens = nullptr;
 
   std::unique_ptr<boost::asio::io_context> ioc;
-  std::unique_ptr<boost::asio::thread_pool> blocking;  // Backend calls
+  std::unique_ptr<boost::asio::thread_pool> blocking;  // quick Backend calls
+  std::unique_ptr<boost::asio::thread_pool> waking;    // Backend::Wake
   std::unique_ptr<boost::asio::ssl::context> tls;      // null: TLS declined
   std::vector<std::thread> threads;
   uint16_t main_port = 0;

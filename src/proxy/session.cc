@@ -63,9 +63,9 @@ Session::~Session() {
   impl_->active.fetch_sub(1);
 }
 
-awaitable<void> Session::OnBlockingPool(const std::function<void()>& job) {
+awaitable<void> Session::OnBlockingPool(const std::function<void()>& job, asio::thread_pool* pool) {
   co_await asio::co_spawn(
-      impl_->blocking->get_executor(),
+      pool->get_executor(),
       [&job]() -> awaitable<void> {
         try {
           job();
@@ -268,7 +268,7 @@ awaitable<void> Session::Handshake() {
   for (const auto& [name, is_sni] : candidates) {
     candidate = name;
     resolved.reset();
-    co_await OnBlockingPool(resolve_job);
+    co_await OnBlockingPool(resolve_job, impl_->blocking.get());
     if (!resolved) Refuse("XX000", "the control plane failed to resolve the endpoint");
     if (resolved->ok()) {
       ref = **resolved;
@@ -287,7 +287,7 @@ awaitable<void> Session::Handshake() {
     uint16_t port = local_port_;
     resolved.reset();
     std::function<void()> port_job = [&] { resolved.emplace(backend->ResolvePort(port)); };
-    co_await OnBlockingPool(port_job);
+    co_await OnBlockingPool(port_job, impl_->blocking.get());
     if (!resolved) Refuse("XX000", "the control plane failed to resolve the endpoint");
     if (resolved->ok()) {
       ref = **resolved;
@@ -324,7 +324,7 @@ awaitable<void> Session::Handshake() {
     }
     std::optional<std::string> role_pw;
     std::function<void()> pw_job = [&] { role_pw.emplace(backend->RolePassword(*ref, user)); };
-    co_await OnBlockingPool(pw_job);
+    co_await OnBlockingPool(pw_job, impl_->blocking.get());
     if (!role_pw || role_pw->empty()) {
       Refuse("28P01", "role \"" + user + "\" has no login on " + ref->Name());
     }
@@ -337,7 +337,7 @@ awaitable<void> Session::Handshake() {
   ArmTimer(opt.compute_timeout);
   std::optional<Result<std::string>> woken;
   std::function<void()> wake_job = [&] { woken.emplace(backend->Wake(*ref)); };
-  co_await OnBlockingPool(wake_job);
+  co_await OnBlockingPool(wake_job, impl_->waking.get());
   if (!woken) Refuse("XX000", "the control plane failed to start the compute");
   if (!woken->ok()) {
     Refuse("57P03",

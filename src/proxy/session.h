@@ -47,7 +47,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Runs `job` (a Backend call that stores its result) on the blocking pool and resumes on the
   // session's strand. `job` must be a named local of the caller: GCC 12 mishandles
   // temporaries and by-value class parameters that live across a co_await.
-  boost::asio::awaitable<void> OnBlockingPool(const std::function<void()>& job);
+  boost::asio::awaitable<void> OnBlockingPool(const std::function<void()>& job,
+                                              boost::asio::thread_pool* pool);
   boost::asio::awaitable<void> WriteCompute(const std::string& bytes);
 
   void ArmTimer(std::chrono::milliseconds after);
