@@ -28,9 +28,11 @@ struct EndpointRef {
 };
 
 // What the proxy needs from the control plane. Implemented by the daemon. Every method may be
-// called from several proxy threads at once, so implementations must be thread-safe. Methods
-// may block (Wake does, for as long as a compute takes to start); the proxy calls them on its
-// own blocking pool, never on a network thread. They must not throw.
+// called from several proxy threads at once, so implementations must be thread-safe, and none
+// may throw. Resolve, ResolvePort and RolePassword may block briefly and Wake for as long as a
+// compute takes to start: the proxy calls them on its own pools, never on a network thread.
+// ConnectionOpened and ConnectionClosed are called on network threads (and from Proxy::Stop)
+// and must not block: count and return.
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -110,7 +112,8 @@ class Proxy {
   // Stops accepting on `port`; connections already made continue. NotFound if not listening.
   [[nodiscard]] Status RemovePortListener(uint16_t port);
 
-  // Closes the listeners and every connection, and joins the threads. Idempotent.
+  // Closes the listeners and every connection, and joins the threads, after waiting for
+  // Backend calls in flight (a Wake in progress delays Stop until it returns). Idempotent.
   void Stop();
 
   // Client connections currently open (any phase).
