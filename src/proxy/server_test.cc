@@ -1,0 +1,218 @@
+// The server's refusals and robustness without a compute: a fake Backend whose Wake either
+// fails or points at a socket nobody listens on. (proxy_integration_test covers real logins.)
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "proxy/proxy.h"
+#include "proxy/wire/codec.h"
+
+namespace arbor::proxy {
+namespace {
+
+using std::chrono::steady_clock;
+const std::string kMain = "projects/default/branches/main/endpoints/primary";
+
+class FakeBackend : public Backend {
+ public:
+  std::atomic<int> wakes{0}, opened{0}, closed{0};
+  Result<EndpointRef> Resolve(const std::string& p, const std::string& b,
+                              const std::string& e) override {
+    if (p == "default" && b == "main" && (e.empty() || e == "primary")) {
+      return EndpointRef{"default", "main", "primary"};
+    }
+    if (p == "default" && b == "broken") return Status::Unavailable("catalog is down");
+    return Status::NotFound("no such branch");
+  }
+  Result<EndpointRef> ResolvePort(uint16_t) override { return Status::NotFound("no port"); }
+  Result<std::string> Wake(const EndpointRef&) override {
+    ++wakes;
+    if (fail_wake) return Status::Unavailable("out of memory");
+    return std::string("/nonexistent/dir/.s.PGSQL.5432");
+  }
+  std::string RolePassword(const EndpointRef&, const std::string&) override { return "pw"; }
+  void ConnectionOpened(const EndpointRef&) override { ++opened; }
+  void ConnectionClosed(const EndpointRef&) override { ++closed; }
+  std::atomic<bool> fail_wake{false};
+};
+
+int Connect(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  return fd;
+}
+
+void Send(int fd, const std::string& s) { (void)!write(fd, s.data(), s.size()); }
+
+// Everything the server sends until it closes (or `ms` pass); `closed` tells which.
+std::string Drain(int fd, int ms, bool* closed) {
+  std::string out;
+  *closed = false;
+  auto deadline = steady_clock::now() + std::chrono::milliseconds(ms);
+  for (;;) {
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_clock::now())
+            .count());
+    pollfd p{fd, POLLIN, 0};
+    if (left <= 0 || poll(&p, 1, left) <= 0) return out;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) {
+      *closed = true;
+      return out;
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// The SQLSTATE of the first ErrorResponse in `bytes`, or "".
+std::string SqlState(std::string bytes) {
+  for (;;) {
+    auto m = wire::TakeMessage(bytes, wire::kMaxAuthMessageLength);
+    if (!m.ok() || !m->has_value()) return "";
+    if ((*m)->type == 'E') return wire::ParseError(**m)->Get('C');
+  }
+}
+
+class ProxyServer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ProxyOptions o;
+    o.listen_port = 0;
+    o.handshake_timeout = std::chrono::milliseconds(300);
+    ASSERT_TRUE(proxy_.Start(o, &backend_, &signer_).ok());
+  }
+  // Startup with `options`, then `password`; returns the SQLSTATE the proxy answers with.
+  std::string Login(const std::string& options, const std::string& password) {
+    int fd = Connect(proxy_.port());
+    wire::StartupPacket p;
+    p.params = {{"user", "app"}};
+    if (!options.empty()) p.params.emplace_back("options", options);
+    Send(fd, wire::SerializeStartup(p));
+    wire::Message pw = wire::SerializePasswordMessage(password);
+    Send(fd, wire::SerializeMessage(pw.type, pw.body));
+    bool closed;
+    std::string reply = Drain(fd, 3000, &closed);
+    close(fd);
+    EXPECT_TRUE(closed);
+    return SqlState(reply);
+  }
+  std::string Token(const std::string& ep = kMain) {
+    auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    return *signer_.Issue(ep, "app", 600, now);
+  }
+
+  FakeBackend backend_;
+  auth::TokenSigner signer_{std::string(32, 'k')};
+  Proxy proxy_;
+};
+
+TEST_F(ProxyServer, RefusalsNeverWake) {
+  auth::TokenSigner other(std::string(32, 'o'));
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  EXPECT_EQ(Login("endpoint=default/main", *other.Issue(kMain, "app", 600, now)), "28P01");
+  EXPECT_EQ(Login("endpoint=default/main", Token("projects/default/branches/x/endpoints/e")),
+            "28P01");
+  EXPECT_EQ(Login("endpoint=default/main", ""), "28P01");
+  EXPECT_EQ(Login("endpoint=default/nope", Token()), "3D000");
+  EXPECT_EQ(Login("", "endpoint=default/nope;" + Token()), "3D000");
+  EXPECT_EQ(Login("", Token()), "28000");
+  EXPECT_EQ(Login("endpoint=NOT/VALID", Token()), "28000");
+  EXPECT_EQ(Login("endpoint=default/broken", Token()), "57P03");
+  EXPECT_EQ(backend_.wakes.load(), 0);
+  EXPECT_EQ(backend_.opened.load(), 0);
+}
+
+TEST_F(ProxyServer, WakeFailuresAre57P03AndConnectionsArePaired) {
+  backend_.fail_wake = true;
+  EXPECT_EQ(Login("endpoint=default/main", Token()), "57P03");
+  backend_.fail_wake = false;
+  EXPECT_EQ(Login("endpoint=default/main", Token()), "57P03");  // nothing listens there
+  EXPECT_EQ(backend_.wakes.load(), 2);
+  auto deadline = steady_clock::now() + std::chrono::seconds(2);
+  while (backend_.closed.load() < 2 && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(backend_.opened.load(), 2);
+  EXPECT_EQ(backend_.closed.load(), 2);
+}
+
+TEST_F(ProxyServer, GarbageOversizedAndStalledInputCloseTheConnection) {
+  bool closed;
+  int fd = Connect(proxy_.port());
+  Send(fd, "GET / HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(SqlState(Drain(fd, 2000, &closed)), "08P01");
+  EXPECT_TRUE(closed);
+  close(fd);
+
+  fd = Connect(proxy_.port());
+  Send(fd, std::string("\x00\x01\x00\x00\x00\x03\x00\x00", 8));  // 65536-byte startup
+  EXPECT_EQ(SqlState(Drain(fd, 2000, &closed)), "08P01");
+  EXPECT_TRUE(closed);
+  close(fd);
+
+  // Out of order: a Query where the password belongs.
+  fd = Connect(proxy_.port());
+  wire::StartupPacket p;
+  p.params = {{"user", "app"}};
+  Send(fd, wire::SerializeStartup(p));
+  Send(fd, wire::SerializeMessage('Q', std::string("select 1\0", 9)));
+  EXPECT_EQ(SqlState(Drain(fd, 2000, &closed)), "08P01");
+  EXPECT_TRUE(closed);
+  close(fd);
+
+  // Stalled: closed after the 300 ms handshake timeout.
+  fd = Connect(proxy_.port());
+  auto start = steady_clock::now();
+  Drain(fd, 3000, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_LT(steady_clock::now() - start, std::chrono::seconds(2));
+  close(fd);
+
+  // Still serving.
+  EXPECT_EQ(Login("endpoint=default/nope", Token()), "3D000");
+}
+
+TEST_F(ProxyServer, SslDeclinedWithoutCertificateAndGssEncDeclined) {
+  for (auto kind : {wire::StartupKind::kSslRequest, wire::StartupKind::kGssEncRequest}) {
+    int fd = Connect(proxy_.port());
+    wire::StartupPacket p;
+    p.kind = kind;
+    Send(fd, wire::SerializeStartup(p));
+    char c = 0;
+    pollfd pf{fd, POLLIN, 0};
+    ASSERT_EQ(poll(&pf, 1, 2000), 1);
+    ASSERT_EQ(read(fd, &c, 1), 1);
+    EXPECT_EQ(c, 'N');
+    close(fd);
+  }
+}
+
+TEST_F(ProxyServer, StopWithOpenConnections) {
+  int fd = Connect(proxy_.port());
+  proxy_.Stop();
+  bool closed;
+  Drain(fd, 2000, &closed);
+  EXPECT_TRUE(closed);
+  close(fd);
+  EXPECT_EQ(proxy_.ActiveConnections(), 0u);
+}
+
+}  // namespace
+}  // namespace arbor::proxy
