@@ -79,8 +79,8 @@ int LockDataDir(const std::string& data_dir) {
 
 // A daemon killed with -9 leaves its FUSE mounts (now dead: ENOTCONN) and possibly postgres
 // processes whose data directory vanished. Clear both before serving again.
-void ClearLeftovers(const std::string& data_dir) {
-  std::string mnt = data_dir + "/mnt/";
+void ClearLeftovers(const std::string& runtime_dir) {
+  std::string mnt = runtime_dir + "/mnt/";
   std::ifstream mounts("/proc/mounts");
   std::string dev, point, rest;
   std::vector<std::string> stale;
@@ -96,7 +96,7 @@ void ClearLeftovers(const std::string& data_dir) {
     }
   }
   std::error_code ec;
-  for (const auto& d : fs::directory_iterator(data_dir + "/run", ec)) {
+  for (const auto& d : fs::directory_iterator(runtime_dir + "/run", ec)) {
     for (const auto& f : fs::directory_iterator(d.path(), ec)) {
       std::string name = f.path().filename();
       if (name.rfind(".s.PGSQL.", 0) != 0 || name.size() < 5 ||
@@ -118,6 +118,35 @@ void ClearLeftovers(const std::string& data_dir) {
       }
     }
   }
+}
+
+// Mount points and socket directories must be reachable by the compute user. A data
+// directory it cannot traverse (root's home is 0700, so ~/.arbor is unreachable for
+// `postgres`) gets them in /run/arbor/<hash of the data directory> instead.
+std::string RuntimeDir(const std::string& data_dir, const compute::OsUser& user) {
+  if (geteuid() != 0 || user.uid == 0) return data_dir;
+  bool reachable = true;
+  fs::path p = fs::path(data_dir).parent_path();
+  for (; reachable; p = p.parent_path()) {
+    struct stat st;
+    if (stat(p.c_str(), &st) != 0) return data_dir;
+    bool x = (st.st_mode & S_IXOTH) || (st.st_uid == user.uid && (st.st_mode & S_IXUSR)) ||
+             (st.st_gid == user.gid && (st.st_mode & S_IXGRP));
+    reachable = x;
+    if (p == p.root_path()) break;
+  }
+  if (reachable) return data_dir;
+  char hash[17];
+  snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>()(data_dir));
+  for (const char* base : {"/run/arbor", "/tmp/arbor-run"}) {
+    std::error_code ec;
+    fs::create_directories(base, ec);
+    if (!ec) {
+      chmod(base, 0711);
+      return std::string(base) + "/" + hash;
+    }
+  }
+  return data_dir;
 }
 
 std::string ApiUrl(const std::string& host, int port) {
@@ -193,10 +222,6 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
   signal(SIGPIPE, SIG_IGN);
 
   unlink((o.data_dir + "/api").c_str());
-  fs::create_directories(o.data_dir + "/mnt", ec);
-  fs::create_directories(o.data_dir + "/run", ec);
-  ClearLeftovers(o.data_dir);
-
   storage::Store::Options so;
   so.path = o.data_dir + "/store";
   so.block_cache_bytes = o.block_cache_bytes;
@@ -210,12 +235,15 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     log::error("{}", user.status().message());
     return 1;
   }
+  std::string runtime_dir = RuntimeDir(o.data_dir, *user);
+  ClearLeftovers(runtime_dir);
   int exit_code = 0;
   {
     compute::Supervisor supervisor(*user);
     std::unique_ptr<Mounter> mounter = make_mounter(store->get());
     EngineOptions eo;
     eo.data_dir = o.data_dir;
+    eo.runtime_dir = runtime_dir;
     eo.port_lo = o.port_lo;
     eo.port_hi = o.port_hi;
     eo.shared_buffers = o.shared_buffers;

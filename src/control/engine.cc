@@ -51,14 +51,18 @@ Engine::~Engine() { Shutdown(); }
 
 Status Engine::Open() {
   std::lock_guard l(mu_);
-  for (const char* d : {"mnt", "run", "logs"}) {
+  if (options_.runtime_dir.empty()) options_.runtime_dir = options_.data_dir;
+  for (const std::string& d : {options_.data_dir + "/logs", options_.runtime_dir + "/mnt",
+                               options_.runtime_dir + "/run"}) {
     std::error_code ec;
-    fs::create_directories(fs::path(options_.data_dir) / d, ec);
-    if (ec) return Status::IOError("creating " + std::string(d) + ": " + ec.message());
+    fs::create_directories(d, ec);
+    if (ec) return Status::IOError("creating " + d + ": " + ec.message());
   }
   // The compute user must be able to reach its mountpoints and socket directories.
-  chmod(options_.data_dir.c_str(), 0711);
-  for (const char* d : {"mnt", "run"}) chmod((options_.data_dir + "/" + d).c_str(), 0711);
+  for (const std::string& d :
+       {options_.runtime_dir, options_.runtime_dir + "/mnt", options_.runtime_dir + "/run"}) {
+    chmod(d.c_str(), 0711);
+  }
   ARBOR_ASSIGN_OR_RETURN(catalog_, Catalog::Load(*store_));
 
   // Timelines no branch refers to were left by an operation cut short (a crash between the
@@ -146,7 +150,7 @@ Result<ProjectRecord> Engine::CreateProject(const std::string& id, int64_t histo
   p.password = NewPassword();
 
   // initdb once, as the compute user, on the new root timeline.
-  std::string mnt = options_.data_dir + "/mnt/init-" + p.uid;
+  std::string mnt = options_.runtime_dir + "/mnt/init-" + p.uid;
   std::string log_file = options_.data_dir + "/logs/initdb-" + id + ".log";
   Status st;
   {
@@ -657,7 +661,7 @@ std::string Engine::ComputeId(const EndpointRecord& ep) const {
 }
 
 std::string Engine::EndpointDir(const std::string& kind, const EndpointRecord& ep) const {
-  return options_.data_dir + "/" + kind + "/" + ep.uid;
+  return options_.runtime_dir + "/" + kind + "/" + ep.uid;
 }
 
 Result<EndpointState> Engine::StartLocked(const EndpointRecord& ep) {

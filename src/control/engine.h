@@ -34,7 +34,8 @@ class Mounter {
 };
 
 struct EngineOptions {
-  std::string data_dir;  // holds mnt/, run/, logs/ (the catalog is in the store)
+  std::string data_dir;     // holds logs/ (the catalog is in the store)
+  std::string runtime_dir;  // holds mnt/ and run/; the compute user must reach it
   uint16_t port_lo = 55433;
   uint16_t port_hi = 55999;
   std::string shared_buffers = "128MB";
