@@ -94,8 +94,9 @@ int main(int argc, char** argv) {
   // arborfs workers allocate and free buffers of up to 1 MiB per request, on many threads.
   // Per-thread arenas and glibc's rising mmap threshold keep that memory; two arenas and a
   // fixed 256 KiB threshold (large buffers go back to the OS at free) keep the server's RSS
-  // near its block cache. Measured peak RSS of `arbor debug mount` under `pgbench -i -s 50`:
-  // 1255 MB (default) -> 391 MB (2 arenas) -> 300 MB (both), same load time.
+  // near its block cache. Peak RSS of `arbor debug mount` under `pgbench -i -s 50`: 391 MB
+  // with two arenas, 300 MB with both, same load time (1255 MB over the whole benchmark with
+  // glibc's defaults); see docs/fs-caching.md.
   mallopt(M_ARENA_MAX, 2);
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
   DebugMountFlags mf;
