@@ -169,9 +169,12 @@ Result<Project> ApiClient::GetProject(const std::string& project) const {
 Result<Project> ApiClient::UpdateProject(const std::string& project,
                                          const ProjectSpec& spec) const {
   Json body{{"spec", ToJson(spec)}};
-  return CallAs<Project>("PATCH",
-                         ProjectPath(project) + "?update_mask=spec.history_retention_duration",
-                         &body, "project");
+  std::string mask;
+  if (spec.history_retention_s) mask = "spec.history_retention_duration";
+  if (spec.default_branch_ttl_s) {
+    mask += (mask.empty() ? "" : ",") + std::string("spec.default_branch_ttl");
+  }
+  return CallAs<Project>("PATCH", ProjectPath(project) + "?update_mask=" + mask, &body, "project");
 }
 
 Status ApiClient::DeleteProject(const std::string& project) const {

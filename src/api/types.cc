@@ -151,6 +151,7 @@ void PutLsn(Json& j, const char* key, const std::optional<Lsn>& v) {
 Json ToJson(const ProjectSpec& v) {
   Json j = Json::object();
   PutDuration(j, "history_retention_duration", v.history_retention_s);
+  PutDuration(j, "default_branch_ttl", v.default_branch_ttl_s);
   return j;
 }
 Json ToJson(const Project& v) {
@@ -163,6 +164,7 @@ Json ToJson(const Project& v) {
 Status FromJson(const Json& j, ProjectSpec* out, std::string_view where) {
   Reader r(j, where);
   r.Duration("history_retention_duration", &out->history_retention_s);
+  r.Duration("default_branch_ttl", &out->default_branch_ttl_s);
   return r.status();
 }
 Status FromJson(const Json& j, Project* out, std::string_view where) {

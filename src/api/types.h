@@ -27,7 +27,8 @@ namespace arbor::api {
 using Json = nlohmann::json;
 
 struct ProjectSpec {
-  std::optional<int64_t> history_retention_s;  // "history_retention_duration"
+  std::optional<int64_t> history_retention_s;   // "history_retention_duration"
+  std::optional<int64_t> default_branch_ttl_s;  // "default_branch_ttl": the CLI's default TTL
 };
 struct ProjectStatus {
   std::string default_branch;  // a full branch name

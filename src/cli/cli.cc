@@ -196,6 +196,13 @@ Status CmdBranchCreate(const Session& s, const CreateOpts& o) {
   if (o.is_protected) spec.is_protected = true;
 
   auto c = s.Client();
+  if (expiries == 0) {
+    // The project's default TTL, when one is configured (arbor project update --default-ttl).
+    auto project = c.GetProject(name.project);
+    if (project.ok() && project->spec.default_branch_ttl_s) {
+      spec.ttl_s = *project->spec.default_branch_ttl_s;
+    }
+  }
   auto b = c.CreateBranch(name.project, name.branch, spec);
   if (!b.ok()) return WithExpiryHint(b.status());
   if (s.Json()) {
@@ -284,6 +291,33 @@ Status CmdBranchUpdate(const Session& s, const UpdateOpts& o) {
   }
   s.Print("Updated branch " + b.name + ".\n" + RenderBranch(b, {}, s.Now()));
   return Status::Ok();
+}
+
+Status CmdProjectGet(const Session& s) {
+  ARBOR_ASSIGN_OR_RETURN(api::Project p, s.Client().GetProject(s.project));
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(p));
+    return Status::Ok();
+  }
+  auto dur = [](const std::optional<int64_t>& v) {
+    return v ? api::FormatDuration(*v) : std::string("none");
+  };
+  s.Print("name                " + p.name + "\ndefault branch      " + p.status.default_branch +
+          "\nhistory retention   " + dur(p.spec.history_retention_s) + "\ndefault branch TTL  " +
+          dur(p.spec.default_branch_ttl_s) + "\n");
+  return Status::Ok();
+}
+
+Status CmdProjectUpdate(const Session& s, const std::string& default_ttl,
+                        const std::string& retention) {
+  api::ProjectSpec spec;
+  if (!default_ttl.empty()) spec.default_branch_ttl_s = OrUsage(ParseDurationArg(default_ttl));
+  if (!retention.empty()) spec.history_retention_s = OrUsage(ParseDurationArg(retention));
+  if (!spec.default_branch_ttl_s && !spec.history_retention_s) {
+    Usage("give --default-ttl and/or --history-retention");
+  }
+  ARBOR_RETURN_IF_ERROR(s.Client().UpdateProject(s.project, spec).status());
+  return CmdProjectGet(s);
 }
 
 Status CmdBranchReset(const Session& s, const std::string& text, const std::string& at) {
@@ -578,6 +612,19 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   OnRun(restore, action, [&s, restore_opts] {
     return CmdBranchRestore(s, (*restore_opts)[0], (*restore_opts)[1], (*restore_opts)[2]);
   });
+
+  // project
+  auto* project = app.add_subcommand("project", "Show or change the project's settings");
+  project->require_subcommand(1);
+  auto* pshow = project->add_subcommand("get", "Show the project");
+  OnRun(pshow, action, [&s] { return CmdProjectGet(s); });
+  auto popts = std::make_shared<std::pair<std::string, std::string>>();
+  auto* pupdate = project->add_subcommand("update", "Change the default TTL or history window");
+  pupdate->add_option("--default-ttl", popts->first,
+                      "TTL of branches created without an expiry (e.g. 7d)");
+  pupdate->add_option("--history-retention", popts->second, "the point-in-time window (1h to 35d)");
+  pupdate->footer("Example:\n  arbor project update --default-ttl 7d");
+  OnRun(pupdate, action, [&s, popts] { return CmdProjectUpdate(s, popts->first, popts->second); });
 
   // endpoint
   auto* endpoint = app.add_subcommand("endpoint", "Start, stop and list computes");
