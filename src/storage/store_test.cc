@@ -1,6 +1,7 @@
 #include "storage/store.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <rocksdb/db.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -439,12 +440,20 @@ TEST(StoreTest, SyncedMutationsSurviveSigkill) {
       _exit(127);
     }
     close(fds[1]);
-    usleep(60'000 + (round * 7'919) % 90'000);
+    // Wait for the writer's first synced mutation (however slow the machine), then kill it at
+    // a moment that differs from round to round.
+    uint64_t rec[2];
+    struct pollfd pfd {
+      fds[0], POLLIN, 0
+    };
+    ASSERT_EQ(poll(&pfd, 1, 120'000), 1) << "the writer synced nothing within 120 s";
+    ASSERT_EQ(read(fds[0], rec, sizeof rec), static_cast<ssize_t>(sizeof rec));
+    acked[rec[0]] = rec[1];
+    usleep((round * 7'919) % 40'000);
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
-    uint64_t rec[2];
     while (read(fds[0], rec, sizeof rec) == sizeof rec) acked[rec[0]] = rec[1];
     close(fds[0]);
 
@@ -459,7 +468,7 @@ TEST(StoreTest, SyncedMutationsSurviveSigkill) {
     }
     next_ino = std::max(next_ino, st->AllocateInode()->value());
   }
-  EXPECT_GT(acked.size(), 20u);
+  ASSERT_GE(acked.size(), 20u);
   EXPECT_GT(next_ino, acked.rbegin()->first);  // ids are never handed out twice
 }
 
