@@ -119,6 +119,10 @@ class Store::Impl {
   int64_t last_time_us = 0;                // guarded by write_mu
   uint64_t next_timeline = 1;              // guarded by write_mu
   std::map<TimelineId, uint64_t> written;  // guarded by write_mu
+  // Logical sizes, keyed by the timeline's written-bytes counter when they were computed: a
+  // timeline that has not written since has the same size (its ancestry up to its fork point
+  // never changes), so listing many idle branches costs no scans.
+  std::map<TimelineId, std::pair<uint64_t, uint64_t>> size_cache;  // guarded by write_mu
   bool needs_resume = false;               // guarded by write_mu
   std::atomic<int64_t> clock_override{0};
 
@@ -727,6 +731,7 @@ Status Store::DeleteTimeline(TimelineId id, const MetaWrites& meta) {
   Impl::AddMeta(meta, &batch);
   ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, true));
   im.written.erase(id);
+  im.size_cache.erase(id);
   {
     std::unique_lock tl(im.tl_mu);
     TimelineId parent = im.nodes.at(id).info.parent;
@@ -1129,19 +1134,29 @@ Result<Seq> Store::Horizon(TimelineId timeline) const {
 
 Result<Usage> Store::GetUsage(TimelineId timeline) const {
   ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
+  Usage u;
+  {
+    std::lock_guard l(impl_->write_mu);
+    auto it = impl_->written.find(timeline);
+    u.written_bytes = it == impl_->written.end() ? 0 : it->second;
+    auto cached = impl_->size_cache.find(timeline);
+    if (cached != impl_->size_cache.end() && cached->second.first == u.written_bytes) {
+      u.logical_size_bytes = cached->second.second;
+      return u;
+    }
+  }
   std::map<std::string, std::string> attrs;
   ARBOR_RETURN_IF_ERROR(impl_->MergeScan(
       *chain, kSeqMax, [&](TimelineId t) { return keys::KindPrefix(t, keys::Kind::kAttr); }, "",
       &attrs));
-  Usage u;
   for (const auto& [suffix, value] : attrs) {
     if (value.empty() || value[0] == keys::kTombstone) continue;
     ARBOR_ASSIGN_OR_RETURN(Attr a, keys::DecodeAttr(value));
     if (a.kind == FileKind::kRegular) u.logical_size_bytes += a.size;
   }
+  // Keyed by the counter read before the scan: a write during it makes the entry stale.
   std::lock_guard l(impl_->write_mu);
-  auto it = impl_->written.find(timeline);
-  u.written_bytes = it == impl_->written.end() ? 0 : it->second;
+  impl_->size_cache[timeline] = {u.written_bytes, u.logical_size_bytes};
   return u;
 }
 
