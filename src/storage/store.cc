@@ -123,7 +123,7 @@ class Store::Impl {
   // timeline that has not written since has the same size (its ancestry up to its fork point
   // never changes), so listing many idle branches costs no scans.
   std::map<TimelineId, std::pair<uint64_t, uint64_t>> size_cache;  // guarded by write_mu
-  bool needs_resume = false;               // guarded by write_mu
+  bool needs_resume = false;                                       // guarded by write_mu
   std::atomic<int64_t> clock_override{0};
 
   std::mutex sync_mu;
