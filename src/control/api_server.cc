@@ -7,13 +7,24 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "api/names.h"
 #include "common/clock.h"
 #include "common/log.h"
 
 namespace arbor::control {
 namespace {
 
+using api::FormatTime;
+using api::ParseDuration;
+using api::ParseTime;
 using nlohmann::json;
+
+// The engine keeps LSNs as plain integers in its records.
+Result<uint64_t> ParseLsn(std::string_view text) {
+  ARBOR_ASSIGN_OR_RETURN(Lsn lsn, api::ParseLsn(text));
+  return lsn.value();
+}
+std::string FormatLsn(uint64_t lsn) { return api::FormatLsn(Lsn(lsn)); }
 const std::string kPrefix = "/api/2.0/postgres/";
 
 // The single place where a Status becomes an HTTP answer.
@@ -139,94 +150,6 @@ Result<std::optional<BranchRequest>> ExpiryOf(const json& spec, bool required) {
 }
 
 }  // namespace
-
-// ---- text forms ----
-
-Result<int64_t> ParseTime(const std::string& text) {
-  int y, mo, d, h, mi, s, n = 0;
-  if (sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 ||
-      n != 19) {
-    return Status::InvalidArgument("'" + text + "' is not an RFC 3339 time (e.g. " +
-                                   "2026-11-24T16:00:00Z)");
-  }
-  size_t i = 19;
-  int64_t frac_us = 0;
-  if (i < text.size() && text[i] == '.') {
-    ++i;
-    int digits = 0;
-    int64_t scale = 100'000;
-    while (i < text.size() && isdigit(static_cast<unsigned char>(text[i]))) {
-      if (digits < 6) frac_us += (text[i] - '0') * scale, scale /= 10;
-      ++digits, ++i;
-    }
-    if (digits == 0 || digits > 9) return Status::InvalidArgument("bad fraction in '" + text + "'");
-  }
-  int64_t offset_s = 0;
-  std::string rest = text.substr(i);
-  if (rest == "Z" || rest == "z") {
-  } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
-    int oh, om;
-    if (sscanf(rest.c_str() + 1, "%2d:%2d", &oh, &om) != 2) {
-      return Status::InvalidArgument("bad offset in '" + text + "'");
-    }
-    offset_s = (oh * 3600 + om * 60) * (rest[0] == '-' ? -1 : 1);
-  } else {
-    return Status::InvalidArgument("'" + text + "' needs a time zone (Z or +hh:mm)");
-  }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) {
-    return Status::InvalidArgument("'" + text + "' is not a valid date and time");
-  }
-  struct tm tm = {};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
-  int64_t secs = timegm(&tm) - offset_s;
-  return secs * 1'000'000 + frac_us;
-}
-
-std::string FormatTime(int64_t us) {
-  time_t secs = us / 1'000'000;
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[80];
-  snprintf(out, sizeof out, "%s.%06lldZ", buf, static_cast<long long>(us % 1'000'000));
-  return out;
-}
-
-Result<int64_t> ParseDuration(const std::string& text) {
-  if (text.size() < 2 || text.back() != 's') {
-    return Status::InvalidArgument("'" + text + "' is not a duration (e.g. \"3600s\")");
-  }
-  int64_t v = 0;
-  for (size_t i = 0; i + 1 < text.size(); ++i) {
-    if (!isdigit(static_cast<unsigned char>(text[i])) || v > 1'000'000'000'000) {
-      return Status::InvalidArgument("'" + text + "' is not a duration (e.g. \"3600s\")");
-    }
-    v = v * 10 + (text[i] - '0');
-  }
-  return v;
-}
-
-Result<uint64_t> ParseLsn(const std::string& text) {
-  unsigned hi, lo;
-  int n = 0;
-  if (sscanf(text.c_str(), "%X/%X%n", &hi, &lo, &n) != 2 || n != static_cast<int>(text.size())) {
-    return Status::InvalidArgument("'" + text + "' is not an LSN (e.g. \"0/16B3740\")");
-  }
-  return (static_cast<uint64_t>(hi) << 32) | lo;
-}
-
-std::string FormatLsn(uint64_t lsn) {
-  char b[32];
-  snprintf(b, sizeof b, "%X/%X", static_cast<unsigned>(lsn >> 32),
-           static_cast<unsigned>(lsn & 0xffffffff));
-  return b;
-}
 
 // ---- server ----
 

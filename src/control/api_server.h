@@ -46,11 +46,4 @@ class ApiServer {
   std::unique_ptr<httplib::Server> http_;
 };
 
-// RFC 3339 <-> µs since the epoch; durations "3600s" <-> seconds; LSN "X/Y" <-> integer.
-[[nodiscard]] Result<int64_t> ParseTime(const std::string& text);
-std::string FormatTime(int64_t us);
-[[nodiscard]] Result<int64_t> ParseDuration(const std::string& text);
-[[nodiscard]] Result<uint64_t> ParseLsn(const std::string& text);
-std::string FormatLsn(uint64_t lsn);
-
 }  // namespace arbor::control

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "api/names.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -33,14 +34,7 @@ std::string CompactTime(int64_t us) {
 }  // namespace
 
 Status ValidateId(const std::string& what, const std::string& id) {
-  bool ok = !id.empty() && id.size() <= 63 && id[0] >= 'a' && id[0] <= 'z';
-  for (char c : id) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
-  if (!ok) {
-    return Status::InvalidArgument("invalid " + what + " id '" + id +
-                                   "': use 1-63 lowercase letters, digits and hyphens, "
-                                   "starting with a letter");
-  }
-  return Status::Ok();
+  return api::ValidateId(id, what + " id");
 }
 
 Engine::Engine(EngineOptions options, storage::Store* store, Mounter* mounter,
