@@ -302,6 +302,27 @@ Status Supervisor::Stop(const std::string& id, std::chrono::milliseconds timeout
   return Status::Ok();
 }
 
+Status Supervisor::Checkpoint(const std::string& id) {
+  ComputeSpec spec;
+  {
+    std::lock_guard l(mu_);
+    auto it = computes_.find(id);
+    if (it == computes_.end() || it->second.exited) {
+      return Status::NotFound("compute " + id + " is not running");
+    }
+    spec = it->second.spec;
+  }
+  ARBOR_ASSIGN_OR_RETURN(int rc, RunAs(user_,
+                                       {pg_bin_ + "/psql", "-X", "-q", "-h", spec.socket_dir, "-p",
+                                        std::to_string(spec.port), "-U", "postgres", "-d",
+                                        "postgres", "-c", "CHECKPOINT"},
+                                       spec.log_file));
+  if (rc != 0)
+    return Status::Internal("CHECKPOINT on " + id + " failed (exit " + std::to_string(rc) +
+                            "); see " + spec.log_file);
+  return Status::Ok();
+}
+
 Status Supervisor::Restart(const std::string& id, std::chrono::milliseconds timeout) {
   std::lock_guard l(mu_);
   auto it = computes_.find(id);

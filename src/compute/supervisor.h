@@ -61,6 +61,10 @@ class Supervisor {
   // Fast shutdown (SIGINT); after `timeout`, immediate (SIGQUIT); then SIGKILL to the whole
   // process tree. Every process is reaped before it returns. NotFound if unknown.
   [[nodiscard]] Status Stop(const std::string& id, std::chrono::milliseconds timeout);
+  // Runs CHECKPOINT on a running compute (through its private socket, as the compute user),
+  // so that a branch taken right after starts with almost no WAL to replay. NotFound if it
+  // does not run; Internal if the checkpoint fails.
+  [[nodiscard]] Status Checkpoint(const std::string& id);
   // Stop (if running or crashed), then Start with the same spec.
   [[nodiscard]] Status Restart(const std::string& id, std::chrono::milliseconds timeout);
   // kCrashed when the postmaster died without being asked to; it is reaped by this call.
