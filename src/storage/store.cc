@@ -228,9 +228,11 @@ class Store::Impl {
   // Visits, in key order, every distinct key under `prefix_of(tl)` that is visible at `at`
   // along the chain, with the value of its newest visible version. Closer timelines shadow
   // farther ones. `suffix_from` narrows each level's scan to keys >= prefix + suffix_from.
+  // With `tags_only`, each value is cut to its tag byte (present or tombstone): enough for
+  // truncation, which would otherwise hold every block of a large file in memory.
   template <typename PrefixFn>
   Status MergeScan(const Chain& chain, Seq at, PrefixFn prefix_of, std::string_view suffix_from,
-                   std::map<std::string, std::string>* out) const {
+                   std::map<std::string, std::string>* out, bool tags_only = false) const {
     std::map<std::string, std::string> decided;  // unversioned suffix -> value
     for (const Level& level : chain) {
       Seq s = std::min(at, level.cap);
@@ -257,7 +259,10 @@ class Store::Impl {
           it->Seek(target);
           continue;
         }
-        decided.try_emplace(unversioned.substr(prefix.size()), it->value().ToString());
+        Slice v = it->value();
+        decided.try_emplace(
+            unversioned.substr(prefix.size()),
+            tags_only ? std::string(v.data(), std::min<size_t>(v.size(), 1)) : v.ToString());
         it->Next();
         if (it->Valid() && it->key().size() == unversioned.size() + 8 &&
             std::memcmp(it->key().data(), unversioned.data(), unversioned.size()) == 0) {
@@ -337,6 +342,8 @@ class Store::Impl {
   Status WriteLocked(rocksdb::WriteBatch* batch, bool sync) {  // REQUIRES: write_mu held
     if (needs_resume) {
       rocksdb::Status rs = db->Resume();
+      // Busy: RocksDB is still recovering from the full disk; to a writer it is still full.
+      if (rs.IsBusy()) return Status::ResourceExhausted("the disk was full; still recovering");
       if (!rs.ok()) return FromRocks(rs, "store is read-only after an earlier error");
       needs_resume = false;
     }
@@ -927,8 +934,8 @@ Status Store::AddTruncate(TimelineId timeline, InodeId ino, uint64_t old_size, u
   keys::PutBE64(&from, first_whole);
   std::map<std::string, std::string> visible;
   ARBOR_RETURN_IF_ERROR(impl_->MergeScan(
-      *chain, kSeqMax, [&](TimelineId t) { return keys::BlockInodePrefix(t, ino); }, from,
-      &visible));
+      *chain, kSeqMax, [&](TimelineId t) { return keys::BlockInodePrefix(t, ino); }, from, &visible,
+      /*tags_only=*/true));
   for (const auto& [suffix, value] : visible) {
     if (suffix.size() != 8) continue;
     uint64_t b = keys::GetBE64(suffix);
