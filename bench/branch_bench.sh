@@ -137,10 +137,11 @@ store_mb() { du -sm "$ARBOR_HOME/store" | cut -f1; }
 psql -X -q "${PROD%/postgres}/d$BIG_MB" -c "checkpoint" >/dev/null
 before=$(store_mb)
 rows=$(psql -X -Atq "${PROD%/postgres}/d$BIG_MB" -c "select count(*) from filler")
-for i in $(seq 1 20); do
+for i in $(seq 0 19); do
   api POST "projects/default/branches?branch_id=s$i" '{"spec":{"no_expiry":true}}' >/dev/null
   c=$(conn "s$i")
-  psql -X -q "${c%/postgres}/d$BIG_MB" -c "update filler set pad = md5(pad) where id % 100 = $i" >/dev/null
+  lo=$((rows * i / 100)); hi=$((rows * (i + 1) / 100))  # 1% of the rows, by primary key
+  psql -X -q "${c%/postgres}/d$BIG_MB" -c "update filler set pad = md5(pad) where id > $lo and id <= $hi" >/dev/null
   psql -X -q "${c%/postgres}/d$BIG_MB" -c "checkpoint" >/dev/null
   api POST "projects/default/branches/s$i/endpoints/primary:stop" >/dev/null
 done
