@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <libpq-fe.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -312,15 +313,22 @@ Status Supervisor::Checkpoint(const std::string& id) {
     }
     spec = it->second.spec;
   }
-  ARBOR_ASSIGN_OR_RETURN(int rc, RunAs(user_,
-                                       {pg_bin_ + "/psql", "-X", "-q", "-h", spec.socket_dir, "-p",
-                                        std::to_string(spec.port), "-U", "postgres", "-d",
-                                        "postgres", "-c", "CHECKPOINT"},
-                                       spec.log_file));
-  if (rc != 0)
-    return Status::Internal("CHECKPOINT on " + id + " failed (exit " + std::to_string(rc) +
-                            "); see " + spec.log_file);
-  return Status::Ok();
+  // libpq straight to the private socket: no psql process on the branch-creation path.
+  std::string conninfo = "host=" + spec.socket_dir + " port=" + std::to_string(spec.port) +
+                         " user=postgres dbname=postgres connect_timeout=10";
+  PGconn* conn = PQconnectdb(conninfo.c_str());
+  Status st;
+  if (PQstatus(conn) != CONNECTION_OK) {
+    st = Status::Internal("CHECKPOINT on " + id + ": " + PQerrorMessage(conn));
+  } else {
+    PGresult* r = PQexec(conn, "CHECKPOINT");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      st = Status::Internal("CHECKPOINT on " + id + ": " + PQresultErrorMessage(r));
+    }
+    PQclear(r);
+  }
+  PQfinish(conn);
+  return st;
 }
 
 Status Supervisor::Restart(const std::string& id, std::chrono::milliseconds timeout) {

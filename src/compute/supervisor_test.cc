@@ -105,7 +105,14 @@ TEST_F(ComputeTest, StartsAsComputeUserServesAndStopsCleanly) {
   logs.append((std::istreambuf_iterator<char>(b)), {});
   EXPECT_EQ(logs.find(password), std::string::npos);
 
+  // A checkpoint through the private socket (branching at the head uses it).
+  std::string before = Sql("select checkpoint_lsn from pg_control_checkpoint()");
+  Sql("create table cp(x int)");
+  EXPECT_TRUE(sup_->Checkpoint(spec.id).ok());
+  EXPECT_NE(Sql("select checkpoint_lsn from pg_control_checkpoint()"), before);
+
   ASSERT_TRUE(sup_->Stop(spec.id, std::chrono::seconds(30)).ok());
+  EXPECT_EQ(sup_->Checkpoint(spec.id).code(), Code::kNotFound);
   EXPECT_EQ(kill(pid, 0), -1);   // the postmaster is gone
   EXPECT_EQ(kill(-pid, 0), -1);  // and so is every process of its tree
   EXPECT_EQ(sup_->State(spec.id), ComputeState::kStopped);
