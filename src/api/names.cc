@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <vector>
 
+#include "common/clock.h"
+
 namespace arbor::api {
 namespace {
 
@@ -174,21 +176,7 @@ Result<int64_t> ParseTime(std::string_view text) {
   return secs * 1'000'000 + frac_us;
 }
 
-std::string FormatTime(int64_t micros) {
-  namespace chr = std::chrono;
-  chr::sys_time<chr::microseconds> t{chr::microseconds{micros}};
-  auto day = chr::floor<chr::days>(t);
-  chr::year_month_day ymd{day};
-  int64_t in_day = (t - day).count();  // µs since midnight, never negative
-  int64_t secs = in_day / 1'000'000;
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02lld:%02lld:%02lld.%06lldZ",
-                static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
-                static_cast<unsigned>(ymd.day()), static_cast<long long>(secs / 3600),
-                static_cast<long long>(secs / 60 % 60), static_cast<long long>(secs % 60),
-                static_cast<long long>(in_day % 1'000'000));
-  return buf;
-}
+std::string FormatTime(int64_t micros) { return FormatRfc3339(micros); }
 
 Result<Lsn> ParseLsn(std::string_view text) {
   size_t slash = text.find('/');

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace arbor {
 
@@ -18,5 +19,8 @@ inline int64_t MonoNanos() {
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+
+// Microseconds since the epoch -> "2026-11-24T16:00:00.123456Z" (RFC 3339, UTC, 6 digits).
+std::string FormatRfc3339(int64_t micros);
 
 }  // namespace arbor

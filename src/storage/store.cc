@@ -74,17 +74,6 @@ std::string Successor(std::string prefix) {
   return prefix;
 }
 
-std::string FormatTime(int64_t us) {
-  time_t secs = us / 1'000'000;
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[96];
-  snprintf(out, sizeof out, "%s.%06lldZ", buf, static_cast<long long>(us % 1'000'000));
-  return out;
-}
-
 }  // namespace
 
 // One level of a read's walk up the ancestry: read `tl` at min(at, cap).
@@ -1063,10 +1052,10 @@ Result<Seq> Store::SeqAtTime(TimelineId timeline, int64_t time_us) const {
   ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
   ARBOR_ASSIGN_OR_RETURN(auto range, TimeRange(timeline));
   if (time_us < range.first || time_us > range.second) {
-    return Status::OutOfRange("time " + FormatTime(time_us) +
+    return Status::OutOfRange("time " + FormatRfc3339(time_us) +
                               " is outside the history of timeline " + timeline.ToString() +
-                              "; the allowed range is " + FormatTime(range.first) + " to " +
-                              FormatTime(range.second));
+                              "; the allowed range is " + FormatRfc3339(range.first) + " to " +
+                              FormatRfc3339(range.second));
   }
   Seq start = info.parent.value() ? info.fork_seq : info.create_seq;
   ARBOR_ASSIGN_OR_RETURN(Seq s, impl_->LastSeqAtOrBefore(timeline, time_us, start));

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/clock.h"
+
 namespace arbor::testutil {
 namespace {
 
@@ -51,16 +53,7 @@ int64_t NowMicros() {
       .count();
 }
 
-std::string Rfc3339(int64_t us) {
-  time_t secs = us / 1'000'000;
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[80];
-  snprintf(out, sizeof out, "%s.%06lldZ", buf, static_cast<long long>(us % 1'000'000));
-  return out;
-}
+std::string Rfc3339(int64_t us) { return FormatRfc3339(us); }
 
 std::unique_ptr<Daemon> Daemon::Start(const std::string& name) {
   auto d = std::unique_ptr<Daemon>(new Daemon());
