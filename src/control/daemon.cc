@@ -319,6 +319,11 @@ int Up(const DaemonOptions& o, bool foreground, const MounterFactory& make_mount
 
   std::string log_path = o.data_dir + "/arbor.log";
   unlink((o.data_dir + "/api").c_str());
+  if (!fs::exists(o.data_dir + "/store")) {
+    std::printf("First start: creating the default project (initdb on a new branch)...\n");
+  } else {
+    std::printf("Starting Arbor...\n");
+  }
   std::fflush(stdout);
   pid_t pid = fork();
   if (pid < 0) {
