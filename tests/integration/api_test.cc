@@ -172,6 +172,19 @@ TEST_F(ApiTest, ProtectedAndExpiringBranches) {
                          json{{"spec", {{"ttl", "2s"}}}});
   ASSERT_EQ(e.status, 200) << e.body.dump();
   EXPECT_TRUE(e.body["status"].contains("expire_time"));
+  // Its compute runs, on a mount named after the endpoint's uid.
+  auto ep = daemon_->Call("POST", "projects/default/branches/ephemeral/endpoints/primary:start");
+  ASSERT_EQ(ep.status, 200) << ep.body.dump();
+  std::string mount_name = ep.body["uid"];
+  auto mounted = [&] {
+    std::ifstream mounts("/proc/mounts");
+    std::string line;
+    while (std::getline(mounts, line)) {
+      if (line.find(mount_name) != std::string::npos) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(mounted());
   int gone_after = -1;
   for (int i = 0; i < 30; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -182,6 +195,7 @@ TEST_F(ApiTest, ProtectedAndExpiringBranches) {
   }
   EXPECT_GE(gone_after, 2) << "expired before its TTL";
   EXPECT_NE(gone_after, -1) << "the expired branch is still there";
+  EXPECT_FALSE(mounted()) << "the expired branch's mount is still there";
 }
 
 TEST_F(ApiTest, ConcurrentCreatesOfOneNameHaveOneWinner) {
