@@ -32,7 +32,7 @@ now_us() { date +%s%6N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 rfc3339() { date -u -d "@$(($1 / 1000000))" +%Y-%m-%dT%H:%M:%S.$(printf %06d $(($1 % 1000000)))Z; }
 
-port_base=$((42000 + RANDOM % 2000))
+port_base=$((24000 + RANDOM % 1500))  # below the ephemeral range (32768+)
 "$ARBOR" up --data-dir "$ARBOR_HOME" --api-listen 127.0.0.1:0 \
   --endpoint-ports "$port_base-$((port_base + 60))" >"$work/up.out"
 API=$(cat "$ARBOR_HOME/api")

@@ -60,7 +60,8 @@ std::unique_ptr<Daemon> Daemon::Start(const std::string& name) {
   std::string tmpl = (fs::temp_directory_path() / ("arbor-" + name + "-XXXXXX")).string();
   d->home_ = mkdtemp(tmpl.data());
   // Each test process gets its own 40-port range.
-  d->port_lo_ = static_cast<uint16_t>(30000 + (getpid() % 700) * 40);
+  // Below the kernel's ephemeral range (32768+), where outgoing connections take ports.
+  d->port_lo_ = static_cast<uint16_t>(20000 + (getpid() % 300) * 40);
   d->Launch();
   return d;
 }
