@@ -326,8 +326,6 @@ class Store::Impl {
 
   // ---- writes ----
 
-  rocksdb::WriteOptions PlainWrite() const { return rocksdb::WriteOptions(); }
-
   Status WriteLocked(rocksdb::WriteBatch* batch, bool sync) {  // REQUIRES: write_mu held
     if (needs_resume) {
       rocksdb::Status rs = db->Resume();
