@@ -17,78 +17,15 @@
 #include "api/types.h"
 #include "cli/args.h"
 #include "cli/render.h"
+#include "cli/session.h"
 #include "cli/settings.h"
+#include "cli/workflow.h"
 #include "common/clock.h"
 
 namespace arbor::cli {
 namespace {
 
 using api::Json;
-
-// Debian's postgresql-client-15 (DESIGN.md: the binaries are Debian's); else psql on PATH.
-constexpr const char* kDebianPsql = "/usr/lib/postgresql/15/bin/psql";
-constexpr const char* kPrimary = "primary";
-
-enum class Exit : int { kOk = 0, kRejected = 1, kUsage = 2, kUnreachable = 3, kServerError = 4 };
-
-// The one place a command's outcome becomes an exit code (usage errors, raised as CLI11
-// exceptions, are mapped in RunWith).
-int ExitCodeFor(const Status& st) {
-  switch (st.code()) {
-    case Code::kOk:
-      return static_cast<int>(Exit::kOk);
-    case Code::kUnavailable:
-      return static_cast<int>(Exit::kUnreachable);
-    case Code::kInternal:
-    case Code::kResourceExhausted:
-    case Code::kIOError:
-    case Code::kCorruption:
-      return static_cast<int>(Exit::kServerError);
-    default:
-      return static_cast<int>(Exit::kRejected);
-  }
-}
-
-// A mistake in the command line found after parsing; exit code 2 like CLI11's own.
-[[noreturn]] void Usage(const std::string& message) { throw CLI::ValidationError(message); }
-
-template <typename T>
-T OrUsage(Result<T> r) {
-  if (!r.ok()) Usage(r.status().message());
-  return std::move(r).value();
-}
-
-// The flags every command shares, and what one run needs.
-struct Session {
-  const Io* io = nullptr;
-  std::string api_flag;
-  std::string output = "table";
-  CLI::Option* output_opt = nullptr;
-  std::string project = "default";
-
-  api::ApiClient Client() const {
-    Settings s = ResolveSettings(api_flag, io->getenv);
-    return api::ApiClient(api::ClientOptions{s.api_url, s.token});
-  }
-  // JSON output: -o json, or by default for the seed-compatible verbs.
-  bool Json(bool json_by_default = false) const {
-    if (output_opt != nullptr && output_opt->count() > 0) return output == "json";
-    return json_by_default;
-  }
-  int64_t Now() const { return io->now_us(); }
-  void Print(const std::string& text) const { *io->out << text; }
-  void PrintJson(const api::Json& j) const { *io->out << j.dump(2) << "\n"; }
-  api::BranchName Branch(const std::string& text) const {
-    return OrUsage(ResolveBranch(text, project));
-  }
-  std::string ProjectId() const {
-    Status st = api::ValidateId(project, "project id");
-    if (!st.ok()) Usage("--project: " + st.message());
-    return project;
-  }
-};
-
-using Action = std::function<Status()>;
 
 // The endpoints of every branch, in the order of `bs`: one call per branch, as the API has no
 // project-wide endpoint list. (Measured: ~1 ms a call against the daemon, whose engine
@@ -115,16 +52,6 @@ Result<std::map<std::string, std::string>> EndpointStates(const api::ApiClient& 
     out[bs[i].name] = states.empty() ? "-" : states;
   }
   return out;
-}
-
-Result<api::BranchName> DefaultBranch(const api::ApiClient& c, const std::string& project) {
-  ARBOR_ASSIGN_OR_RETURN(api::Project p, c.GetProject(project));
-  auto name = api::ParseBranchName(p.status.default_branch);
-  if (!name.ok()) {
-    return Status::Internal("project " + p.name + " has no valid default branch ('" +
-                            p.status.default_branch + "')");
-  }
-  return *name;
 }
 
 // Adds a hint in CLI terms to the server's expiration message.
@@ -358,19 +285,6 @@ Status CmdBranchRestore(const Session& s, const std::string& text, const std::st
 
 // ---- endpoints and connections ----
 
-Result<api::EndpointName> EndpointOf(const Session& s, const api::ApiClient& c,
-                                     const std::string& branch, const std::string& endpoint) {
-  api::BranchName b;
-  if (branch.empty()) {
-    ARBOR_ASSIGN_OR_RETURN(b, DefaultBranch(c, s.ProjectId()));
-  } else {
-    b = s.Branch(branch);
-  }
-  Status st = api::ValidateId(endpoint, "endpoint id");
-  if (!st.ok()) Usage("--endpoint: " + st.message());
-  return api::EndpointName{b.project, b.branch, endpoint};
-}
-
 Status CmdEndpointStartStop(const Session& s, bool start, const std::string& branch,
                             const std::string& endpoint) {
   auto c = s.Client();
@@ -522,11 +436,6 @@ Status CmdSeedGetBranch(const Session& s, const std::string& name_text) {
 }
 
 // ---- wiring ----
-
-// Sets `*action` when `sub` is chosen; the action runs after parsing succeeded.
-void OnRun(CLI::App* sub, Action* action, Action run) {
-  sub->callback([action, run = std::move(run)] { *action = run; });
-}
 
 void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   // status
@@ -857,6 +766,7 @@ int RunWith(const std::vector<std::string>& args, const AddCommands& add_server_
 
     Action action;
     AddClientCommands(app, s, &action);
+    AddWorkflowCommands(app, s, &action);
     if (add_server_commands) add_server_commands(app);
     // Set last: subcommands created after a footer inherit it.
     app.footer(
