@@ -9,11 +9,11 @@ namespace arbor::app {
 namespace {
 
 // "127.0.0.1:8432" -> host, port. Exits with a usage error when malformed.
-void SplitHostPort(const std::string& text, std::string* host, uint16_t* port) {
+void SplitHostPort(const char* flag, const std::string& text, std::string* host, uint16_t* port) {
   auto colon = text.rfind(':');
   int p = colon == std::string::npos ? -1 : std::atoi(text.c_str() + colon + 1);
   if (colon == std::string::npos || p < 0 || p > 65535) {
-    throw CLI::ValidationError("--api-listen", "expected HOST:PORT, got '" + text + "'");
+    throw CLI::ValidationError(flag, "expected HOST:PORT, got '" + text + "'");
   }
   *host = text.substr(0, colon);
   *port = static_cast<uint16_t>(p);
@@ -33,9 +33,10 @@ void SplitRange(const std::string& text, uint16_t* lo, uint16_t* hi) {
 void AddServerCommands(CLI::App& app) {
   struct Flags {
     std::string data_dir, api_listen = "127.0.0.1:8432", proxy_listen = "127.0.0.1:55432",
-                          endpoint_ports = "55433-55999", shared_buffers = "128MB";
+                          endpoint_ports = "55433-55999", shared_buffers = "128MB", tls_cert,
+                          tls_key;
     uint64_t block_cache_mb = 256;
-    bool foreground = false;
+    bool foreground = false, require_tls = false;
   };
   auto flags = std::make_shared<Flags>();
 
@@ -45,7 +46,16 @@ void AddServerCommands(CLI::App& app) {
   up->add_flag("--foreground", flags->foreground, "stay attached (containers, systemd)");
   up->add_option("--api-listen", flags->api_listen, "REST API address (port 0: any free port)")
       ->capture_default_str();
-  up->add_option("--proxy-listen", flags->proxy_listen, "proxy address")->capture_default_str();
+  up->add_option("--proxy-listen", flags->proxy_listen,
+                 "the proxy's shared address (port 0: any free port)")
+      ->capture_default_str();
+  up->add_flag("--require-tls", flags->require_tls,
+               "refuse clients that do not use TLS (use it when the proxy listens beyond "
+               "loopback)");
+  up->add_option("--tls-cert", flags->tls_cert,
+                 "the proxy's PEM certificate chain (default: a self-signed one in "
+                 "DATA_DIR/tls)");
+  up->add_option("--tls-key", flags->tls_key, "the key of --tls-cert");
   up->add_option("--endpoint-ports", flags->endpoint_ports, "port range for endpoints")
       ->capture_default_str();
   up->add_option("--block-cache-mb", flags->block_cache_mb, "storage block cache in MiB")
@@ -55,8 +65,12 @@ void AddServerCommands(CLI::App& app) {
   up->callback([flags] {
     control::DaemonOptions o;
     o.data_dir = control::ResolveDataDir(flags->data_dir);
-    SplitHostPort(flags->api_listen, &o.api_host, &o.api_port);
+    SplitHostPort("--api-listen", flags->api_listen, &o.api_host, &o.api_port);
     o.proxy_listen = flags->proxy_listen;
+    SplitHostPort("--proxy-listen", flags->proxy_listen, &o.proxy_host, &o.proxy_port);
+    o.require_tls = flags->require_tls;
+    o.tls_cert_file = flags->tls_cert;
+    o.tls_key_file = flags->tls_key;
     SplitRange(flags->endpoint_ports, &o.port_lo, &o.port_hi);
     o.block_cache_bytes = flags->block_cache_mb << 20;
     o.shared_buffers = flags->shared_buffers;

@@ -318,49 +318,96 @@ Status CmdEndpointList(const Session& s, const std::string& branch) {
   return Status::Ok();
 }
 
-Result<std::string> ConnectionString(const api::Endpoint& e) {
-  if (!e.status.connection_string || e.status.connection_string->empty()) {
-    return Status::FailedPrecondition("endpoint " + e.name + " has no connection string yet");
+// How a client logs in to an endpoint through the proxy.
+struct Login {
+  std::string host, port, user = "postgres", password, dbname = "postgres";
+  std::string Url() const {
+    return "postgresql://" + user + ":" + password + "@" + host + ":" + port + "/" + dbname;
   }
-  return *e.status.connection_string;
+};
+
+// The endpoint's login: a fresh token as the password (lives `ttl`, default 1 h), or with
+// `role_password` the role's own password, which does not expire. Starts nothing: the proxy
+// wakes the compute when the client connects.
+Result<Login> LoginFor(const Session& s, const api::ApiClient& c, const api::EndpointName& name,
+                       bool role_password, const std::string& ttl) {
+  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.GetEndpoint(name));
+  Login login;
+  login.host = e.status.host.empty() ? "127.0.0.1" : e.status.host;
+  login.port = std::to_string(e.status.port);
+  if (role_password) {
+    // postgresql://USER:PASSWORD@HOST:PORT/DB
+    const std::string cs = e.status.connection_string.value_or("");
+    size_t scheme = cs.find("://"), at = cs.rfind('@');
+    size_t colon = scheme == std::string::npos ? std::string::npos : cs.find(':', scheme + 3);
+    if (at == std::string::npos || colon == std::string::npos || colon > at) {
+      return Status::Internal("endpoint " + e.name + " has no usable connection string ('" + cs +
+                              "')");
+    }
+    login.user = cs.substr(scheme + 3, colon - scheme - 3);
+    login.password = cs.substr(colon + 1, at - colon - 1);
+    return login;
+  }
+  api::CredentialRequest req;
+  req.endpoint = name.ToString();
+  if (!ttl.empty()) req.ttl_s = OrUsage(ParseDurationArg(ttl));
+  ARBOR_ASSIGN_OR_RETURN(api::Credential cred, c.GenerateCredential(req));
+  login.password = cred.token;
+  return login;
 }
 
-Status CmdConnectionString(const Session& s, const std::string& branch,
-                           const std::string& endpoint) {
+struct LoginOpts {
+  std::string branch, endpoint = kPrimary, ttl;
+  bool role_password = false;
+  std::vector<std::string> extra;
+};
+
+Status CmdConnectionString(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
-  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, branch, endpoint));
-  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.GetEndpoint(name));
-  if (e.status.current_state != "ACTIVE") {
-    // Until the proxy wakes computes on connection, the URL works only with one running.
-    ARBOR_ASSIGN_OR_RETURN(e, c.StartEndpoint(name));
-  }
-  ARBOR_ASSIGN_OR_RETURN(std::string cs, ConnectionString(e));
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
+  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl));
   if (s.Json()) {
-    s.PrintJson({{"endpoint", e.name}, {"connection_string", cs}});
+    s.PrintJson({{"endpoint", name.ToString()}, {"connection_string", login.Url()}});
   } else {
-    s.Print(cs + "\n");
+    s.Print(login.Url() + "\n");
   }
   return Status::Ok();
 }
 
-Status CmdPsql(const Session& s, const std::string& branch, const std::string& endpoint,
-               const std::vector<std::string>& extra) {
+Status CmdPsql(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
-  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, branch, endpoint));
-  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.GetEndpoint(name));
-  if (e.status.current_state != "ACTIVE") {
-    // Start it here, so psql connects at once even without the proxy waking it.
-    ARBOR_ASSIGN_OR_RETURN(e, c.StartEndpoint(name));
-  }
-  ARBOR_ASSIGN_OR_RETURN(std::string cs, ConnectionString(e));
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
+  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl));
   std::vector<std::string> argv;
   argv.push_back(access(kDebianPsql, X_OK) == 0 ? kDebianPsql : "psql");
-  argv.push_back(cs);
-  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back(login.Url());
+  argv.insert(argv.end(), o.extra.begin(), o.extra.end());
   s.io->out->flush();
   s.io->err->flush();
   std::string why = s.io->exec(argv);
   return Status::NotFound("cannot run " + argv[0] + ": " + why + " (install postgresql-client-15)");
+}
+
+// `arbor run BRANCH -- CMD...`: CMD with DATABASE_URL and libpq's PG* variables set.
+Status CmdRun(const Session& s, const LoginOpts& o) {
+  if (o.extra.empty()) Usage("give the command to run after --, e.g. arbor run dev -- npm test");
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
+  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl));
+  // env(1) sets the variables and replaces itself with the command.
+  std::vector<std::string> argv = {"env",
+                                   "DATABASE_URL=" + login.Url(),
+                                   "PGHOST=" + login.host,
+                                   "PGPORT=" + login.port,
+                                   "PGUSER=" + login.user,
+                                   "PGPASSWORD=" + login.password,
+                                   "PGDATABASE=" + login.dbname,
+                                   "--"};
+  argv.insert(argv.end(), o.extra.begin(), o.extra.end());
+  s.io->out->flush();
+  s.io->err->flush();
+  std::string why = s.io->exec(argv);
+  return Status::NotFound("cannot run " + o.extra.front() + ": " + why);
 }
 
 Status CmdCredential(const Session& s, const std::string& endpoint_name, const std::string& ttl,
@@ -557,27 +604,39 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   eplist->footer("Examples:\n  arbor endpoint list\n  arbor endpoint list dev");
   OnRun(eplist, action, [&s, ep_branch] { return CmdEndpointList(s, *ep_branch); });
 
-  // connection-string
-  auto cs_opts = std::make_shared<std::pair<std::string, std::string>>("", kPrimary);
-  auto* cs = app.add_subcommand("connection-string", "Print a branch's postgresql:// URL");
-  cs->add_option("branch", cs_opts->first, "the branch")->required();
-  cs->add_option("--endpoint", cs_opts->second, "the endpoint id")->capture_default_str();
-  cs->footer("Example:\n  psql \"$(arbor connection-string dev)\"");
-  OnRun(cs, action,
-        [&s, cs_opts] { return CmdConnectionString(s, cs_opts->first, cs_opts->second); });
-
-  // psql
-  struct PsqlOpts {
-    std::string branch, endpoint = kPrimary;
-    std::vector<std::string> extra;
+  // connection-string, psql and run share how they log in.
+  auto add_login = [](CLI::App* sub, LoginOpts* o) {
+    sub->add_option("branch", o->branch, "the branch")->required();
+    sub->add_option("--endpoint", o->endpoint, "the endpoint id")->capture_default_str();
+    sub->add_option("--ttl", o->ttl, "the token's lifetime, 300s to 3600s (default 1h)");
+    sub->add_flag("--role-password", o->role_password,
+                  "use the role's own password, which does not expire, instead of a token");
   };
-  auto ps = std::make_shared<PsqlOpts>();
-  auto* psql = app.add_subcommand("psql", "Open psql on a branch (starts its compute)");
-  psql->add_option("branch", ps->branch, "the branch")->required();
+  auto cs_opts = std::make_shared<LoginOpts>();
+  auto* cs = app.add_subcommand("connection-string",
+                                "Print a branch's postgresql:// URL with a fresh token");
+  add_login(cs, cs_opts.get());
+  cs->footer(
+      "The compute starts when a client connects (the proxy wakes it).\n"
+      "Examples:\n  psql \"$(arbor connection-string dev)\"\n"
+      "  arbor connection-string dev --role-password   # for a .env file");
+  OnRun(cs, action, [&s, cs_opts] { return CmdConnectionString(s, *cs_opts); });
+
+  auto ps = std::make_shared<LoginOpts>();
+  auto* psql = app.add_subcommand("psql", "Open psql on a branch");
+  add_login(psql, ps.get());
   psql->add_option("args", ps->extra, "arguments for psql, after --");
-  psql->add_option("--endpoint", ps->endpoint, "the endpoint id")->capture_default_str();
   psql->footer("Examples:\n  arbor psql dev\n  arbor psql dev -- -c 'select 1'");
-  OnRun(psql, action, [&s, ps] { return CmdPsql(s, ps->branch, ps->endpoint, ps->extra); });
+  OnRun(psql, action, [&s, ps] { return CmdPsql(s, *ps); });
+
+  auto run = std::make_shared<LoginOpts>();
+  auto* runcmd = app.add_subcommand(
+      "run", "Run a command with DATABASE_URL and PGHOST..PGPASSWORD set for a branch");
+  add_login(runcmd, run.get());
+  runcmd->add_option("command", run->extra, "the command and its arguments, after --");
+  runcmd->footer(
+      "Examples:\n  arbor run dev -- npm test\n  arbor run dev -- pg_dump --schema-only");
+  OnRun(runcmd, action, [&s, run] { return CmdRun(s, *run); });
 
   // credential
   auto cred = std::make_shared<std::array<std::string, 3>>();

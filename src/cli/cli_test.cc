@@ -346,26 +346,39 @@ TEST_F(CliTest, EndpointsConnectionStringAndPsql) {
 
   api_.On("GET", "projects/default/branches/dev/endpoints/primary", 200,
           api::ToJson(MakeEndpoint("dev", "IDLE", 55434)).dump());
-  api_.On("POST", "projects/default/branches/dev/endpoints/primary:start", 200,
-          api::ToJson(MakeEndpoint("dev", "ACTIVE", 55434)).dump());
-  r = Run({"connection-string", "dev"});
+  api_.On("POST", "credentials", 200,
+          R"({"token": "eyJ.t.s", "expire_time": "2026-11-24T17:00:00Z"})");
+  r = Run({"connection-string", "dev", "--ttl", "10m"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // A fresh token for the endpoint is the password; nothing is started (the proxy wakes it).
+  EXPECT_EQ(r.out, "postgresql://postgres:eyJ.t.s@127.0.0.1:55434/postgres\n");
+  EXPECT_EQ(Json::parse(api_.Last("POST", "credentials").body),
+            Json::parse(R"({"endpoint": "projects/default/branches/dev/endpoints/primary",
+                            "ttl": "600s"})"));
+  EXPECT_EQ(api_.Last("POST", "projects/default/branches/dev/endpoints/primary:start").method, "");
+
+  r = Run({"connection-string", "dev", "--role-password"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "postgresql://postgres:pw@127.0.0.1:55434/postgres\n");
-  // An idle compute is started first, so that the URL works at once.
-  EXPECT_EQ(api_.Last("POST", "projects/default/branches/dev/endpoints/primary:start").method,
-            "POST");
 
   r = Run({"psql", "dev", "--", "-c", "select 1"});
   ASSERT_EQ(exec_argv_.size(), 4u);
   EXPECT_TRUE(exec_argv_[0] == "psql" || exec_argv_[0] == "/usr/lib/postgresql/15/bin/psql");
-  EXPECT_EQ(exec_argv_[1], "postgresql://postgres:pw@127.0.0.1:55434/postgres");
+  EXPECT_EQ(exec_argv_[1], "postgresql://postgres:eyJ.t.s@127.0.0.1:55434/postgres");
   EXPECT_EQ(exec_argv_[2], "-c");
   EXPECT_EQ(exec_argv_[3], "select 1");
-  EXPECT_EQ(api_.Last("POST", "projects/default/branches/dev/endpoints/primary:start").method,
-            "POST");     // an idle compute is started first
   EXPECT_EQ(r.code, 1);  // the fake exec "failed"
   EXPECT_EQ(r.err, "arbor: cannot run " + exec_argv_[0] +
                        ": No such file or directory (install postgresql-client-15)\n");
+
+  r = Run({"run", "dev", "--", "npm", "test"});
+  EXPECT_EQ(exec_argv_,
+            (std::vector<std::string>{
+                "env", "DATABASE_URL=postgresql://postgres:eyJ.t.s@127.0.0.1:55434/postgres",
+                "PGHOST=127.0.0.1", "PGPORT=55434", "PGUSER=postgres", "PGPASSWORD=eyJ.t.s",
+                "PGDATABASE=postgres", "--", "npm", "test"}));
+  r = Run({"run", "dev"});
+  EXPECT_EQ(r.code, 2) << "no command is a usage error";
 }
 
 TEST_F(CliTest, EndpointStartWithoutABranchUsesTheDefaultBranch) {

@@ -243,7 +243,7 @@ Status Supervisor::StartLocked(const ComputeSpec& spec, std::chrono::millisecond
                "-k",
                spec.socket_dir,
                "-c",
-               "listen_addresses=127.0.0.1",
+               "listen_addresses=" + spec.listen_addresses,
                "-c",
                "shared_buffers=" + spec.shared_buffers,
                "-c",
@@ -316,6 +316,7 @@ Status Supervisor::Checkpoint(const std::string& id) {
   // libpq straight to the private socket: no psql process on the branch-creation path.
   std::string conninfo = "host=" + spec.socket_dir + " port=" + std::to_string(spec.port) +
                          " user=postgres dbname=postgres connect_timeout=10";
+  if (!spec.password.empty()) conninfo += " password='" + spec.password + "'";
   PGconn* conn = PQconnectdb(conninfo.c_str());
   Status st;
   if (PQstatus(conn) != CONNECTION_OK) {

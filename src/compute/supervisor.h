@@ -33,9 +33,14 @@ struct OsUser {
 struct ComputeSpec {
   std::string id;          // the endpoint's name; the key of this compute
   std::string pgdata;      // the data directory (an arborfs mount in production)
-  uint16_t port = 0;       // TCP port on 127.0.0.1
+  uint16_t port = 0;       // the port number (TCP, and the socket's name .s.PGSQL.<port>)
   std::string socket_dir;  // private unix socket directory (created 0700 for the user)
-  std::string log_file;    // postgres's stdout and stderr go here (appended)
+  // TCP addresses postgres listens on; empty: the private unix socket only (Arbor's computes,
+  // which are reached through the proxy).
+  std::string listen_addresses = "127.0.0.1";
+  // The superuser's password, for Checkpoint when the socket asks for one (empty: none).
+  std::string password;
+  std::string log_file;  // postgres's stdout and stderr go here (appended)
   std::string shared_buffers = "128MB";
   int max_connections = 100;
   std::vector<std::pair<std::string, std::string>> settings;  // extra -c name=value

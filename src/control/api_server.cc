@@ -10,6 +10,7 @@
 #include "api/names.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "proxy/auth/token.h"
 
 namespace arbor::control {
 namespace {
@@ -153,8 +154,10 @@ Result<std::optional<BranchRequest>> ExpiryOf(const json& spec, bool required) {
 
 // ---- server ----
 
-ApiServer::ApiServer(Engine* engine, std::string admin_token, ServerInfo info)
+ApiServer::ApiServer(Engine* engine, std::string admin_token, ServerInfo info,
+                     const proxy::auth::TokenSigner* tokens)
     : engine_(engine),
+      tokens_(tokens),
       token_(std::move(admin_token)),
       info_(std::move(info)),
       http_(std::make_unique<httplib::Server>()) {
@@ -259,9 +262,11 @@ void ApiServer::Routes() {
     if (e.no_suspension) spec["no_suspension"] = true;
     auto st = eng->GetEndpointState(e.project, e.branch, e.id);
     auto cs = eng->ConnectionString(e.project, e.branch, e.id);
-    json status{{"current_state", st.ok() && st->running ? "ACTIVE" : "IDLE"},
-                {"host", "127.0.0.1"},
-                {"port", e.port}};
+    const char* state = !st.ok()       ? "IDLE"
+                        : st->running  ? "ACTIVE"
+                        : st->starting ? "STARTING"
+                                       : "IDLE";
+    json status{{"current_state", state}, {"host", "127.0.0.1"}, {"port", e.port}};
     if (cs.ok()) status["connection_string"] = *cs;
     return json{{"name", "projects/" + e.project + "/branches/" + e.branch + "/endpoints/" + e.id},
                 {"uid", e.uid},
@@ -570,16 +575,34 @@ void ApiServer::Routes() {
            return Status::Ok();
          }));
 
-  s.Post(kPrefix + "credentials", wrap([](const httplib::Request&, httplib::Response& res) {
-           res.status = 501;
-           res.set_content(json{{"error_code", "NOT_IMPLEMENTED"},
-                                {"message",
-                                 "short-lived credentials arrive with the proxy; use "
-                                 "the connection string's password for now"}}
-                               .dump(),
-                           "application/json");
-           return Status::Ok();
-         }));
+  s.Post(
+      kPrefix + "credentials",
+      wrap([eng, tokens = tokens_](const httplib::Request& req, httplib::Response& res) {
+        ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+        ARBOR_RETURN_IF_ERROR(OnlyFields(body, {"endpoint", "ttl"}, "body"));
+        ARBOR_ASSIGN_OR_RETURN(auto name, Field<std::string>(body, "endpoint", "body"));
+        if (!name) {
+          return Status::InvalidArgument("endpoint is required: projects/P/branches/B/endpoints/E");
+        }
+        ARBOR_ASSIGN_OR_RETURN(api::EndpointName e, api::ParseEndpointName(*name));
+        int64_t ttl = proxy::auth::TokenSigner::kMaxTtlSeconds;
+        ARBOR_ASSIGN_OR_RETURN(auto t, Field<std::string>(body, "ttl", "body"));
+        if (t) {
+          ARBOR_ASSIGN_OR_RETURN(ttl, ParseDuration(*t));
+        }
+        if (ttl < proxy::auth::TokenSigner::kMinTtlSeconds ||
+            ttl > proxy::auth::TokenSigner::kMaxTtlSeconds) {
+          return Status::InvalidArgument("ttl must be between 300s and 3600s, not " +
+                                         std::to_string(ttl) + "s");
+        }
+        ARBOR_RETURN_IF_ERROR(eng->GetEndpoint(e.project, e.branch, e.endpoint).status());
+        if (tokens == nullptr) return Status::Unavailable("this server issues no credentials");
+        int64_t now_s = WallMicros() / 1'000'000;
+        ARBOR_ASSIGN_OR_RETURN(std::string token,
+                               tokens->Issue(e.ToString(), "postgres", ttl, now_s));
+        SendJson(res, {{"token", token}, {"expire_time", FormatTime((now_s + ttl) * 1'000'000)}});
+        return Status::Ok();
+      }));
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.status == 413) {
       res.set_content(json{{"error_code", "INVALID_PARAMETER_VALUE"},

@@ -10,6 +10,9 @@
 namespace httplib {
 class Server;
 }
+namespace arbor::proxy::auth {
+class TokenSigner;
+}
 
 namespace arbor::control {
 
@@ -27,9 +30,11 @@ struct ServerInfo {
 // pool; the Engine serializes them.
 class ApiServer {
  public:
-  ApiServer(Engine* engine, std::string admin_token, ServerInfo info);
-  ~ApiServer();  // Binds host:port; port 0 takes any free port. Returns the bound port. Unavailable
-                 // (with
+  // `tokens` signs the credentials of POST credentials; it must outlive the server.
+  ApiServer(Engine* engine, std::string admin_token, ServerInfo info,
+            const proxy::auth::TokenSigner* tokens);
+  ~ApiServer();
+  // Binds host:port; port 0 takes any free port. Returns the bound port. Unavailable (with
   // the reason) if the address is taken.
   [[nodiscard]] Result<uint16_t> Bind(const std::string& host, uint16_t port);
   // Serves until Stop(); blocks. REQUIRES: Bind succeeded.
@@ -41,6 +46,7 @@ class ApiServer {
  private:
   void Routes();
   Engine* engine_;
+  const proxy::auth::TokenSigner* tokens_;
   std::string token_;
   ServerInfo info_;
   std::unique_ptr<httplib::Server> http_;

@@ -21,6 +21,8 @@
 #include "common/log.h"
 #include "compute/supervisor.h"
 #include "control/api_server.h"
+#include "proxy/auth/token.h"
+#include "proxy/proxy.h"
 
 namespace arbor::control {
 namespace {
@@ -172,6 +174,82 @@ Result<std::string> FetchConnectionString(const std::string& data_dir) {
   return j["status"].value("connection_string", std::string());
 }
 
+// The proxy's view of the engine, and the engine's of the proxy's port listeners.
+class EngineBackend final : public proxy::Backend, public PortListener {
+ public:
+  EngineBackend(Engine* engine, proxy::Proxy* proxy) : engine_(engine), proxy_(proxy) {}
+
+  Result<proxy::EndpointRef> Resolve(const std::string& project, const std::string& branch,
+                                     const std::string& endpoint) override {
+    if (!endpoint.empty()) {
+      ARBOR_ASSIGN_OR_RETURN(EndpointRecord e, engine_->GetEndpoint(project, branch, endpoint));
+      return Ref(e);
+    }
+    ARBOR_RETURN_IF_ERROR(engine_->GetBranch(project, branch).status());
+    auto eps = engine_->ListEndpoints(project, branch);
+    if (eps.empty()) {
+      return Status::NotFound("branch projects/" + project + "/branches/" + branch +
+                              " has no endpoint");
+    }
+    return Ref(eps.front());
+  }
+  Result<proxy::EndpointRef> ResolvePort(uint16_t port) override {
+    ARBOR_ASSIGN_OR_RETURN(EndpointRecord e, engine_->EndpointAtPort(port));
+    return Ref(e);
+  }
+  Result<std::string> Wake(const proxy::EndpointRef& e) override {
+    return engine_->Wake(e.project, e.branch, e.endpoint);
+  }
+  std::string RolePassword(const proxy::EndpointRef& e, const std::string& role) override {
+    return engine_->RolePassword(e.project, role);
+  }
+  void ConnectionOpened(const proxy::EndpointRef& e) override {
+    engine_->ConnectionOpened(e.project, e.branch, e.endpoint);
+  }
+  void ConnectionClosed(const proxy::EndpointRef& e) override {
+    engine_->ConnectionClosed(e.project, e.branch, e.endpoint);
+  }
+
+  void Listen(uint16_t port) override {
+    auto bound = proxy_->AddPortListener(port);
+    if (!bound.ok() && bound.status().code() != Code::kAlreadyExists) {
+      log::warn(
+          "proxy: cannot listen on endpoint port {}: {} (the endpoint stays reachable "
+          "through the shared port)",
+          port, bound.status().ToString());
+    }
+  }
+  void Unlisten(uint16_t port) override { (void)proxy_->RemovePortListener(port); }
+
+ private:
+  static proxy::EndpointRef Ref(const EndpointRecord& e) {
+    return proxy::EndpointRef{e.project, e.branch, e.id};
+  }
+  Engine* engine_;
+  proxy::Proxy* proxy_;
+};
+
+// The proxy's certificate: the user's, else a self-signed one made at the first start.
+Status TlsFiles(const DaemonOptions& o, std::string* cert, std::string* key) {
+  if (!o.tls_cert_file.empty() || !o.tls_key_file.empty()) {
+    if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
+      return Status::InvalidArgument("--tls-cert and --tls-key go together");
+    }
+    *cert = o.tls_cert_file;
+    *key = o.tls_key_file;
+    return Status::Ok();
+  }
+  std::string dir = o.data_dir + "/tls";
+  *cert = dir + "/server.crt";
+  *key = dir + "/server.key";
+  if (fs::exists(*cert) && fs::exists(*key)) return Status::Ok();
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  chmod(dir.c_str(), 0700);
+  log::info("daemon: creating a self-signed TLS certificate in {}", dir);
+  return proxy::GenerateSelfSignedCert(*cert, *key, "localhost");
+}
+
 }  // namespace
 
 std::string ResolveDataDir(const std::string& flag) {
@@ -254,6 +332,23 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       log::info("daemon: creating the embedded default project");
       st = engine.CreateProject("default", 86'400).status();
     }
+    // The proxy: the only way into a compute.
+    proxy::Proxy front;
+    EngineBackend backend(&engine, &front);
+    auto signer = proxy::auth::TokenSigner::LoadOrCreate(o.data_dir + "/jwt.key");
+    if (st.ok() && !signer.ok()) st = signer.status();
+    if (st.ok()) {
+      proxy::ProxyOptions po;
+      po.listen_host = o.proxy_host;
+      po.listen_port = o.proxy_port;
+      po.require_tls = o.require_tls;
+      st = TlsFiles(o, &po.tls_cert_file, &po.tls_key_file);
+      if (st.ok()) st = front.Start(po, &backend, &*signer);
+      if (st.ok()) {
+        engine.SetPortListener(&backend);
+        log::info("daemon: proxy on {}:{}", o.proxy_host, front.port());
+      }
+    }
     if (st.ok()) st = engine.StartEndpoint("default", "production", "primary").status();
     if (st.ok()) engine.RestartRunning();
     std::string token = ReadFile(o.data_dir + "/admin-token");
@@ -264,9 +359,9 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     ServerInfo info;
     info.version = o.version;
     info.data_dir = o.data_dir;
-    info.proxy_listen = o.proxy_listen;
+    info.proxy_listen = st.ok() ? o.proxy_host + ":" + std::to_string(front.port()) : "";
     info.endpoint_ports = std::to_string(o.port_lo) + "-" + std::to_string(o.port_hi);
-    ApiServer api(&engine, token, info);
+    ApiServer api(&engine, token, info, signer.ok() ? &*signer : nullptr);
     int port = o.api_port;
     if (st.ok()) {
       // Port 0 takes any free port (tests run many daemons side by side).
@@ -285,19 +380,23 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       exit_code = 1;
     } else {
       log::info("daemon: ready; API at {}", ApiUrl(o.api_host, port));
-      while (true) {
+      // Each second: suspend idle computes; every fifth: delete expired branches.
+      for (int tick = 1;; ++tick) {
         struct timespec ts {
-          5, 0
+          1, 0
         };
         int sig = sigtimedwait(&sigs, nullptr, &ts);
         if (sig == SIGTERM || sig == SIGINT) break;
-        engine.ReapExpired(WallMicros());
+        engine.SuspendIdle(WallMicros());
+        if (tick % 5 == 0) engine.ReapExpired(WallMicros());
       }
       log::info("daemon: shutting down");
     }
     unlink((o.data_dir + "/api").c_str());
     api.Stop();
     if (serving.joinable()) serving.join();
+    engine.SetPortListener(nullptr);
+    front.Stop();
     engine.Shutdown();
     mounter.reset();
   }

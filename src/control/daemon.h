@@ -13,8 +13,15 @@ namespace arbor::control {
 struct DaemonOptions {
   std::string data_dir;  // --data-dir, else $ARBOR_HOME, else ~/.arbor
   std::string api_host = "127.0.0.1";
-  uint16_t api_port = 8432;  // 0 picks a free port (tests)
-  std::string proxy_listen = "127.0.0.1:55432";
+  uint16_t api_port = 8432;                      // 0 picks a free port (tests)
+  std::string proxy_listen = "127.0.0.1:55432";  // as given, for GET status
+  std::string proxy_host = "127.0.0.1";
+  uint16_t proxy_port = 55432;  // 0 picks a free port (tests)
+  // A PEM certificate chain and key the user supplies; both empty: a self-signed pair made
+  // at the first start in <data_dir>/tls/.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  bool require_tls = false;
   uint16_t port_lo = 55433;
   uint16_t port_hi = 55999;
   uint64_t block_cache_bytes = 256ull << 20;

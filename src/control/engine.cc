@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "api/names.h"
@@ -56,6 +59,22 @@ Status Engine::Open() {
   for (const std::string& d :
        {options_.runtime_dir, options_.runtime_dir + "/mnt", options_.runtime_dir + "/run"}) {
     chmod(d.c_str(), 0711);
+  }
+  // Computes read their client authentication rules from here rather than from PGDATA, so
+  // every branch, however old its files, asks for a SCRAM password on its private socket.
+  {
+    std::string tmp = HbaFile() + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << "# Written by Arbor at each start. Computes listen only on a private unix socket;\n"
+             "# every login there, the proxy's included, proves the role's password.\n"
+             "local all all scram-sha-256\n";
+      if (!out.flush()) return Status::IOError("writing " + tmp);
+    }
+    chmod(tmp.c_str(), 0644);
+    if (rename(tmp.c_str(), HbaFile().c_str()) != 0) {
+      return Status::IOError("writing " + HbaFile() + ": " + std::strerror(errno));
+    }
   }
   ARBOR_ASSIGN_OR_RETURN(catalog_, Catalog::Load(*store_));
 
@@ -128,7 +147,7 @@ Result<ProjectRecord> Engine::CreateProject(const std::string& id, int64_t histo
         "3024000s (35 days), not " +
         std::to_string(history_window_s) + "s");
   }
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   if (catalog_.projects.count(id)) {
     return Status::AlreadyExists("project projects/" + id + " already exists");
   }
@@ -181,6 +200,7 @@ Result<ProjectRecord> Engine::CreateProject(const std::string& id, int64_t histo
   catalog_.projects[id] = p;
   catalog_.branches[{id, b.id}] = b;
   catalog_.endpoints[{id, b.id, ep->id}] = *ep;
+  if (ports_ != nullptr) ports_->Listen(ep->port);
   return p;
 }
 
@@ -201,7 +221,7 @@ std::vector<ProjectRecord> Engine::ListProjects() {
 }
 
 Status Engine::DeleteProject(const std::string& id) {
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   if (!catalog_.projects.count(id)) {
     return Status::NotFound("project projects/" + id + " does not exist");
   }
@@ -272,7 +292,7 @@ Result<Seq> Engine::ForkPoint(const BranchRecord& parent, std::optional<int64_t>
 Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std::string& id,
                                           const BranchRequest& request) {
   ARBOR_RETURN_IF_ERROR(ValidateId("branch", id));
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   auto pit = catalog_.projects.find(project);
   if (pit == catalog_.projects.end()) {
     return Status::NotFound("project projects/" + project + " does not exist");
@@ -320,6 +340,7 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   }));
   catalog_.branches[{project, id}] = b;
   catalog_.endpoints[{project, id, ep.id}] = ep;
+  if (ports_ != nullptr) ports_->Listen(ep.port);
   return b;
 }
 
@@ -353,7 +374,7 @@ std::vector<BranchRecord> Engine::ListBranches(const std::string& project) {
 }
 
 Status Engine::DeleteBranch(const std::string& project, const std::string& id) {
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   return DeleteBranchLocked(project, id, /*force=*/false);
 }
 
@@ -388,6 +409,7 @@ Status Engine::DeleteBranchLocked(const std::string& project, const std::string&
   if (st.code() == Code::kNotFound) st = store_->WriteMeta(writes);
   ARBOR_RETURN_IF_ERROR(st);
   for (const auto& k : gone) {
+    if (ports_ != nullptr) ports_->Unlisten(catalog_.endpoints.at(k).port);
     live_.erase(k);
     catalog_.endpoints.erase(k);
   }
@@ -397,7 +419,7 @@ Status Engine::DeleteBranchLocked(const std::string& project, const std::string&
 
 Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::string& id,
                                          std::optional<int64_t> time_us) {
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
   if (b->parent.empty()) {
     return Status::FailedPrecondition("branch " + BranchName(project, id) +
@@ -444,7 +466,7 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
                                                                    std::optional<int64_t> time_us,
                                                                    std::optional<uint64_t> lsn) {
   if (!time_us && !lsn) return Status::InvalidArgument("restore needs a time or an LSN");
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
   int64_t fork_time = 0;
   ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*b, time_us, lsn, &fork_time));
@@ -488,6 +510,7 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
   for (const BranchRecord& m : moved) catalog_.branches[{project, m.id}] = m;
   catalog_.branches[{project, backup_id}] = backup;
   catalog_.endpoints[{project, backup_id, backup_ep.id}] = backup_ep;
+  if (ports_ != nullptr) ports_->Listen(backup_ep.port);
   catalog_.branches[{project, id}] = updated;
   for (const EndpointRecord& e : ran) {
     auto started = StartLocked(e);
@@ -553,7 +576,7 @@ Result<storage::Usage> Engine::BranchUsage(const std::string& project, const std
 }
 
 std::vector<std::string> Engine::ReapExpired(int64_t now_us) {
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   std::vector<std::string> gone;
   bool again = true;
   while (again) {
@@ -622,12 +645,13 @@ Result<EndpointRecord> Engine::NewEndpointLocked(const std::string& project,
 Result<EndpointRecord> Engine::CreateEndpoint(const std::string& project, const std::string& branch,
                                               const std::string& id, int64_t suspend_timeout_s,
                                               bool no_suspension) {
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   ARBOR_RETURN_IF_ERROR(FindBranch(project, branch).status());
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
                          NewEndpointLocked(project, branch, id, suspend_timeout_s, no_suspension));
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(e)}));
   catalog_.endpoints[{project, branch, id}] = e;
+  if (ports_ != nullptr) ports_->Listen(e.port);
   return e;
 }
 
@@ -650,10 +674,11 @@ std::vector<EndpointRecord> Engine::ListEndpoints(const std::string& project,
 
 Status Engine::DeleteEndpoint(const std::string& project, const std::string& branch,
                               const std::string& id) {
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
   ARBOR_RETURN_IF_ERROR(StopLocked(*e));
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::EraseEndpoint(project, branch, id)}));
+  if (ports_ != nullptr) ports_->Unlisten(e->port);
   live_.erase({project, branch, id});
   catalog_.endpoints.erase({project, branch, id});
   return Status::Ok();
@@ -667,7 +692,16 @@ std::string Engine::EndpointDir(const std::string& kind, const EndpointRecord& e
   return options_.runtime_dir + "/" + kind + "/" + ep.uid;
 }
 
-Result<EndpointState> Engine::StartLocked(const EndpointRecord& ep) {
+std::unique_lock<std::mutex> Engine::LockForChange() {
+  std::unique_lock l(mu_);
+  start_done_.wait(l, [this] { return unlocked_starts_ == 0; });
+  return l;
+}
+
+std::string Engine::HbaFile() const { return options_.runtime_dir + "/run/pg_hba.conf"; }
+
+Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
+    const EndpointRecord& ep) {
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(ep.project, ep.branch));
   EndpointKey key{ep.project, ep.branch, ep.id};
   Live& live = live_[key];
@@ -675,42 +709,74 @@ Result<EndpointState> Engine::StartLocked(const EndpointRecord& ep) {
   if (live.running) {
     compute::ComputeState state = supervisor_->State(cid);
     if (state == compute::ComputeState::kRunning) {
-      return EndpointState{true, "127.0.0.1", ep.port, live.socket_dir};
+      return std::variant<EndpointState, StartPlan>(
+          EndpointState{true, false, "127.0.0.1", ep.port, live.socket_dir});
     }
     // It crashed: its data is intact by the crash-image rule; start it again.
     log::warn("engine: compute {} died; restarting it", cid);
     (void)supervisor_->Stop(cid, std::chrono::seconds(1));
     live.running = false;
   }
-  if (!live.mount) {
-    live.mountpoint = EndpointDir("mnt", ep);
-    std::error_code ec;
-    fs::create_directories(live.mountpoint, ec);
-    ARBOR_ASSIGN_OR_RETURN(live.mount, mounter_->Mount(b->timeline, live.mountpoint));
-  }
-  live.socket_dir = EndpointDir("run", ep);
-  // Everything the compute will see is made durable here, in one WAL fsync. So postgres's
-  // pre-recovery fsync of every file in PGDATA is redundant, and syncfs (a no-op on FUSE)
-  // replaces it: a branch's first start no longer opens and fsyncs each file.
-  ARBOR_RETURN_IF_ERROR(store_->Sync(b->timeline));
-  compute::ComputeSpec spec;
+  StartPlan plan;
+  plan.ep = ep;
+  plan.timeline = b->timeline;
+  plan.need_mount = !live.mount;
+  plan.mountpoint = plan.need_mount ? EndpointDir("mnt", ep) : live.mountpoint;
+  auto project = catalog_.projects.find(ep.project);
+  compute::ComputeSpec& spec = plan.spec;
   spec.id = cid;
-  spec.pgdata = live.mountpoint;
+  spec.pgdata = plan.mountpoint;
   spec.port = ep.port;
-  spec.socket_dir = live.socket_dir;
+  spec.socket_dir = EndpointDir("run", ep);
   spec.log_file =
       options_.data_dir + "/logs/" + ep.project + "." + ep.branch + "." + ep.id + ".log";
   spec.shared_buffers = options_.shared_buffers;
   spec.max_connections = options_.max_connections;
   spec.settings = {{"recovery_init_sync_method", "syncfs"}};
-  Status st = supervisor_->Start(spec, options_.start_timeout);
-  if (!st.ok()) {
-    live.mount.reset();
-    return st;
+  // No TCP: the proxy is the only way in, and the socket asks every login for its password.
+  spec.listen_addresses = "";
+  spec.settings.emplace_back("hba_file", HbaFile());
+  if (project != catalog_.projects.end()) spec.password = project->second.password;
+  return std::variant<EndpointState, StartPlan>(std::move(plan));
+}
+
+Status Engine::RunStart(StartPlan& plan) {
+  if (plan.need_mount) {
+    std::error_code ec;
+    fs::create_directories(plan.mountpoint, ec);
+    ARBOR_ASSIGN_OR_RETURN(plan.mount, mounter_->Mount(plan.timeline, plan.mountpoint));
   }
+  // Everything the compute will see is made durable here, in one WAL fsync. So postgres's
+  // pre-recovery fsync of every file in PGDATA is redundant, and syncfs (a no-op on FUSE)
+  // replaces it: a branch's first start no longer opens and fsyncs each file.
+  ARBOR_RETURN_IF_ERROR(store_->Sync(plan.timeline));
+  return supervisor_->Start(plan.spec, options_.start_timeout);
+}
+
+Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started) {
+  const EndpointRecord& ep = plan.ep;
+  Live& live = live_[{ep.project, ep.branch, ep.id}];
+  if (plan.need_mount && plan.mount) {
+    live.mount = std::move(plan.mount);
+    live.mountpoint = plan.mountpoint;
+  }
+  if (!started.ok()) {
+    live.mount.reset();
+    return started;
+  }
+  live.socket_dir = plan.spec.socket_dir;
   live.running = true;
+  live.started_us = WallMicros();
   MarkRunningLocked(ep, true);
-  return EndpointState{true, "127.0.0.1", ep.port, live.socket_dir};
+  return EndpointState{true, false, "127.0.0.1", ep.port, live.socket_dir};
+}
+
+Result<EndpointState> Engine::StartLocked(const EndpointRecord& ep) {
+  ARBOR_ASSIGN_OR_RETURN(auto planned, PlanStartLocked(ep));
+  if (auto* running = std::get_if<EndpointState>(&planned)) return *running;
+  StartPlan& plan = std::get<StartPlan>(planned);
+  Status st = RunStart(plan);
+  return FinishStartLocked(plan, st);
 }
 
 void Engine::MarkRunningLocked(const EndpointRecord& ep, bool running) {
@@ -727,7 +793,7 @@ void Engine::MarkRunningLocked(const EndpointRecord& ep, bool running) {
 }
 
 void Engine::RestartRunning() {
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   std::vector<EndpointRecord> was_running;
   for (const auto& [k, e] : catalog_.endpoints) {
     if (e.running) was_running.push_back(e);
@@ -765,14 +831,35 @@ std::vector<EndpointRecord> Engine::StopBranchEndpoints(const std::string& proje
 
 Result<EndpointState> Engine::StartEndpoint(const std::string& project, const std::string& branch,
                                             const std::string& id) {
-  std::lock_guard l(mu_);
-  ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
-  return StartLocked(*e);
+  std::unique_lock l(mu_);
+  EndpointRecord* e = nullptr;
+  while (true) {
+    ARBOR_ASSIGN_OR_RETURN(e, FindEndpoint(project, branch, id));
+    auto it = live_.find({project, branch, id});
+    if (it == live_.end() || !it->second.starting) break;
+    start_done_.wait(l);  // someone else is starting it: share that start
+  }
+  ARBOR_ASSIGN_OR_RETURN(auto planned, PlanStartLocked(*e));
+  if (auto* running = std::get_if<EndpointState>(&planned)) return *running;
+  // The slow part (mount, sync, postgres's start and recovery) runs without the lock, so the
+  // API answers meanwhile (the endpoint shows STARTING) and other endpoints start in
+  // parallel. Operations that could stop or delete endpoints wait for it (LockForChange).
+  StartPlan& plan = std::get<StartPlan>(planned);
+  live_[{project, branch, id}].starting = true;
+  ++unlocked_starts_;
+  l.unlock();
+  Status st = RunStart(plan);
+  l.lock();
+  --unlocked_starts_;
+  live_[{project, branch, id}].starting = false;
+  auto result = FinishStartLocked(plan, st);
+  start_done_.notify_all();
+  return result;
 }
 
 Status Engine::StopEndpoint(const std::string& project, const std::string& branch,
                             const std::string& id) {
-  std::lock_guard l(mu_);
+  auto l = LockForChange();
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
   ARBOR_RETURN_IF_ERROR(StopLocked(*e));
   MarkRunningLocked(*e, false);
@@ -790,6 +877,7 @@ Result<EndpointState> Engine::GetEndpointState(const std::string& project,
     s.running = supervisor_->State(ComputeId(*e)) == compute::ComputeState::kRunning;
     s.socket_dir = it->second.socket_dir;
   }
+  s.starting = it != live_.end() && it->second.starting;
   return s;
 }
 
@@ -802,8 +890,80 @@ Result<std::string> Engine::ConnectionString(const std::string& project, const s
          "/postgres";
 }
 
-void Engine::Shutdown() {
+void Engine::SetPortListener(PortListener* listener) {
   std::lock_guard l(mu_);
+  ports_ = listener;
+  if (ports_ == nullptr) return;
+  for (const auto& [k, e] : catalog_.endpoints) ports_->Listen(e.port);
+}
+
+Result<EndpointRecord> Engine::EndpointAtPort(uint16_t port) {
+  std::lock_guard l(mu_);
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.port == port) return e;
+  }
+  return Status::NotFound("no endpoint has port " + std::to_string(port));
+}
+
+Result<std::string> Engine::Wake(const std::string& project, const std::string& branch,
+                                 const std::string& id) {
+  ARBOR_ASSIGN_OR_RETURN(EndpointState st, StartEndpoint(project, branch, id));
+  return st.socket_dir + "/.s.PGSQL." + std::to_string(st.port);
+}
+
+std::string Engine::RolePassword(const std::string& project, const std::string& role) {
+  std::lock_guard l(mu_);
+  auto it = catalog_.projects.find(project);
+  if (it == catalog_.projects.end() || role != "postgres") return "";
+  return it->second.password;
+}
+
+void Engine::ConnectionOpened(const std::string& project, const std::string& branch,
+                              const std::string& id) {
+  std::lock_guard l(activity_mu_);
+  ++activity_[{project, branch, id}].connections;
+}
+
+void Engine::ConnectionClosed(const std::string& project, const std::string& branch,
+                              const std::string& id) {
+  std::lock_guard l(activity_mu_);
+  Activity& a = activity_[{project, branch, id}];
+  if (a.connections > 0) --a.connections;
+  a.last_close_us = WallMicros();
+}
+
+std::vector<std::string> Engine::SuspendIdle(int64_t now_us) {
+  auto l = LockForChange();
+  std::vector<std::string> suspended;
+  for (auto& [k, live] : live_) {
+    if (!live.running) continue;
+    auto e = catalog_.endpoints.find(k);
+    if (e == catalog_.endpoints.end() || e->second.no_suspension) continue;
+    int64_t idle_since = live.started_us;
+    {
+      std::lock_guard a(activity_mu_);
+      auto it = activity_.find(k);
+      if (it != activity_.end()) {
+        if (it->second.connections > 0) continue;
+        idle_since = std::max(idle_since, it->second.last_close_us);
+      }
+    }
+    if (now_us - idle_since < e->second.suspend_timeout_s * 1'000'000) continue;
+    Status st = StopLocked(e->second);
+    if (!st.ok()) {
+      log::warn("engine: suspending {}: {}", ComputeId(e->second), st.ToString());
+      continue;
+    }
+    MarkRunningLocked(e->second, false);
+    log::info("engine: {} was idle for {} s; suspended", ComputeId(e->second),
+              e->second.suspend_timeout_s);
+    suspended.push_back(ComputeId(e->second));
+  }
+  return suspended;
+}
+
+void Engine::Shutdown() {
+  auto l = LockForChange();
   for (auto& [k, live] : live_) {
     if (live.running) {
       auto [p, b, e] = k;

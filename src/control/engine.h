@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -8,6 +9,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <variant>
 #include <vector>
 
 #include "common/status.h"
@@ -31,6 +34,16 @@ class Mounter {
   // Mounts `timeline` at `path` (an existing empty directory). Returns once the mount serves.
   [[nodiscard]] virtual Result<std::unique_ptr<MountHandle>> Mount(TimelineId timeline,
                                                                    const std::string& path) = 0;
+};
+
+// Told when an endpoint's dedicated port comes into use or is released, so that the proxy
+// listens on exactly the ports of existing endpoints. Called with the engine's lock held:
+// must not call back into the engine.
+class PortListener {
+ public:
+  virtual ~PortListener() = default;
+  virtual void Listen(uint16_t port) = 0;
+  virtual void Unlisten(uint16_t port) = 0;
 };
 
 struct EngineOptions {
@@ -58,6 +71,7 @@ struct BranchRequest {
 
 struct EndpointState {
   bool running = false;
+  bool starting = false;  // a start is in progress (then `running` is false)
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   std::string socket_dir;
@@ -139,6 +153,26 @@ class Engine {
                                                      const std::string& branch,
                                                      const std::string& endpoint);
 
+  // ---- serving connections (the proxy's view) ----
+  // Listens on the port of every endpoint now, and of every endpoint made later.
+  void SetPortListener(PortListener* listener);
+  // The endpoint whose dedicated port is `port`.
+  [[nodiscard]] Result<EndpointRecord> EndpointAtPort(uint16_t port);
+  // Starts the endpoint if it is not running (one start, however many callers) and returns
+  // its unix socket, "<dir>/.s.PGSQL.<port>", once postgres accepts connections.
+  [[nodiscard]] Result<std::string> Wake(const std::string& project, const std::string& branch,
+                                         const std::string& id);
+  // The password of `role` if Arbor knows it (the project's owner role `postgres`), else "".
+  std::string RolePassword(const std::string& project, const std::string& role);
+  // Client connections through the proxy, for scale to zero. Never block for long.
+  void ConnectionOpened(const std::string& project, const std::string& branch,
+                        const std::string& id);
+  void ConnectionClosed(const std::string& project, const std::string& branch,
+                        const std::string& id);
+  // Suspends (stops and unmounts) every running endpoint that has had no connection for its
+  // suspend timeout; returns their names.
+  std::vector<std::string> SuspendIdle(int64_t now_us);
+
   // Starts every endpoint that was running when the daemon last stopped or died.
   void RestartRunning();
   // Stops every compute and unmounts everything (they stay marked running, so that
@@ -153,8 +187,23 @@ class Engine {
     std::string mountpoint;
     std::string socket_dir;
     bool running = false;
+    bool starting = false;   // a start runs without the lock (StartEndpoint)
+    int64_t started_us = 0;  // when it last started, for the idle time
+  };
+  struct Activity {
+    int connections = 0;
+    int64_t last_close_us = 0;
   };
   using EndpointKey = std::tuple<std::string, std::string, std::string>;
+  // What a start needs, taken under the lock; the slow part runs on it without the lock.
+  struct StartPlan {
+    EndpointRecord ep;
+    TimelineId timeline;
+    std::string mountpoint;
+    bool need_mount = false;
+    std::unique_ptr<MountHandle> mount;  // made by RunStart when need_mount
+    compute::ComputeSpec spec;
+  };
 
   Result<BranchRecord*> FindBranch(const std::string& project, const std::string& id);
   Result<EndpointRecord*> FindEndpoint(const std::string& project, const std::string& branch,
@@ -168,6 +217,15 @@ class Engine {
                                            const std::string& id, int64_t suspend_timeout_s,
                                            bool no_suspension);
   Result<EndpointState> StartLocked(const EndpointRecord& ep);
+  // StartLocked in three steps. Plan returns the running state instead of a plan when the
+  // compute already runs.
+  Result<std::variant<EndpointState, StartPlan>> PlanStartLocked(const EndpointRecord& ep);
+  Status RunStart(StartPlan& plan);  // mount, sync, postgres; no lock needed
+  Result<EndpointState> FinishStartLocked(StartPlan& plan, Status started);
+  // Locks the engine for an operation that may stop, delete or change endpoints: waits until
+  // no start runs unlocked.
+  std::unique_lock<std::mutex> LockForChange();
+  std::string HbaFile() const;
   Status StopLocked(const EndpointRecord& ep);
   // Records whether an endpoint should run across restarts.
   void MarkRunningLocked(const EndpointRecord& ep, bool running);
@@ -184,8 +242,13 @@ class Engine {
   Mounter* mounter_;
   compute::Supervisor* supervisor_;
   std::mutex mu_;
-  Catalog catalog_;                   // guarded by mu_
-  std::map<EndpointKey, Live> live_;  // guarded by mu_
+  std::condition_variable start_done_;  // a start that ran without the lock has finished
+  int unlocked_starts_ = 0;             // guarded by mu_
+  Catalog catalog_;                     // guarded by mu_
+  std::map<EndpointKey, Live> live_;    // guarded by mu_
+  PortListener* ports_ = nullptr;       // guarded by mu_
+  std::mutex activity_mu_;
+  std::map<EndpointKey, Activity> activity_;  // guarded by activity_mu_
 };
 
 // Checks a project, branch or endpoint id: 1-63 lowercase letters, digits and hyphens,

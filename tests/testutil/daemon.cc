@@ -76,11 +76,13 @@ void Daemon::Launch() {
     FILE* f = freopen(log.c_str(), "a", stdout);
     (void)f;
     dup2(1, 2);
+    // The proxy's shared port first, then the endpoints' ports.
+    std::string proxy = "127.0.0.1:" + std::to_string(port_lo_);
     std::string ports =
-        std::to_string(port_lo_) + "-" + std::to_string(static_cast<int>(port_lo_) + 39);
+        std::to_string(port_lo_ + 1) + "-" + std::to_string(static_cast<int>(port_lo_) + 39);
     execl(ARBOR_BINARY, "arbor", "up", "--foreground", "--data-dir", home_.c_str(), "--api-listen",
-          "127.0.0.1:0", "--endpoint-ports", ports.c_str(), "--shared-buffers", "32MB",
-          static_cast<char*>(nullptr));
+          "127.0.0.1:0", "--proxy-listen", proxy.c_str(), "--endpoint-ports", ports.c_str(),
+          "--shared-buffers", "32MB", static_cast<char*>(nullptr));
     _exit(127);
   }
   ASSERT_GT(pid_, 0);

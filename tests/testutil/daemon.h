@@ -35,6 +35,8 @@ class Daemon {
   void StartEndpoint(const std::string& branch, const std::string& project = "default");
   const std::string& home() const { return home_; }
   pid_t pid() const { return pid_; }
+  // The proxy's shared port (endpoints have their own ports after it).
+  uint16_t proxy_port() const { return port_lo_; }
   // kill -9 the daemon (its computes die with their mounts), then start it again.
   void KillAndRestart();
   // The two halves of KillAndRestart, for killing it while another thread uses it.
