@@ -396,13 +396,13 @@ Status CmdRun(const Session& s, const LoginOpts& o) {
   ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl));
   // env(1) sets the variables and replaces itself with the command.
   std::vector<std::string> argv = {"env",
+                                   "--",
                                    "DATABASE_URL=" + login.Url(),
                                    "PGHOST=" + login.host,
                                    "PGPORT=" + login.port,
                                    "PGUSER=" + login.user,
                                    "PGPASSWORD=" + login.password,
-                                   "PGDATABASE=" + login.dbname,
-                                   "--"};
+                                   "PGDATABASE=" + login.dbname};
   argv.insert(argv.end(), o.extra.begin(), o.extra.end());
   s.io->out->flush();
   s.io->err->flush();

@@ -374,9 +374,9 @@ TEST_F(CliTest, EndpointsConnectionStringAndPsql) {
   r = Run({"run", "dev", "--", "npm", "test"});
   EXPECT_EQ(exec_argv_,
             (std::vector<std::string>{
-                "env", "DATABASE_URL=postgresql://postgres:eyJ.t.s@127.0.0.1:55434/postgres",
+                "env", "--", "DATABASE_URL=postgresql://postgres:eyJ.t.s@127.0.0.1:55434/postgres",
                 "PGHOST=127.0.0.1", "PGPORT=55434", "PGUSER=postgres", "PGPASSWORD=eyJ.t.s",
-                "PGDATABASE=postgres", "--", "npm", "test"}));
+                "PGDATABASE=postgres", "npm", "test"}));
   r = Run({"run", "dev"});
   EXPECT_EQ(r.code, 2) << "no command is a usage error";
 }

@@ -1,0 +1,417 @@
+// The proxy as a user meets it: the real daemon, real computes on private sockets, and real
+// clients (libpq, psql, pgbench) arriving by every routing method, with tokens from
+// POST credentials and with the role's password; every refusal, cancel, and scale to zero.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "proxy/auth/token.h"
+#include "testutil/daemon.h"
+
+namespace arbor {
+namespace {
+
+using testutil::Daemon;
+using testutil::json;
+using testutil::Pg;
+
+// What a server answered to a login, read off the wire.
+struct LoginResult {
+  bool ok = false;       // AuthenticationOk
+  std::string sqlstate;  // of the ErrorResponse, if any
+  std::string message;
+};
+
+// A raw v3 login: StartupMessage, then the password when asked for one. Reads the refusal's
+// SQLSTATE, which libpq does not expose for connection errors.
+LoginResult RawLogin(uint16_t port, const std::string& password, const std::string& options = "") {
+  LoginResult r;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    r.message = "connect failed";
+    return r;
+  }
+  auto put32 = [](std::string& s, uint32_t v) {
+    v = htonl(v);
+    s.append(reinterpret_cast<char*>(&v), 4);
+  };
+  std::string body;
+  put32(body, 196608);
+  for (const std::string& kv : {std::string("user"), std::string("postgres"),
+                                std::string("database"), std::string("postgres")}) {
+    body += kv;
+    body.push_back('\0');
+  }
+  if (!options.empty()) {
+    body += "options";
+    body.push_back('\0');
+    body += options;
+    body.push_back('\0');
+  }
+  body.push_back('\0');
+  std::string startup;
+  put32(startup, static_cast<uint32_t>(body.size() + 4));
+  startup += body;
+  (void)!write(fd, startup.data(), startup.size());
+  auto read_full = [fd](char* buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 30'000) != 1) return false;
+      ssize_t k = read(fd, buf + got, n - got);
+      if (k <= 0) return false;
+      got += static_cast<size_t>(k);
+    }
+    return true;
+  };
+  for (int step = 0; step < 4; ++step) {
+    char head[5];
+    if (!read_full(head, 5)) {
+      r.message = "connection closed";
+      break;
+    }
+    uint32_t len;
+    std::memcpy(&len, head + 1, 4);
+    len = ntohl(len);
+    std::string msg(len - 4, '\0');
+    if (!read_full(msg.data(), msg.size())) break;
+    if (head[0] == 'E') {
+      for (size_t i = 0; i < msg.size() && msg[i] != '\0';) {
+        char field = msg[i];
+        std::string value(msg.c_str() + i + 1);
+        if (field == 'C') r.sqlstate = value;
+        if (field == 'M') r.message = value;
+        i += 2 + value.size();
+      }
+      break;
+    }
+    if (head[0] == 'R') {
+      uint32_t code;
+      std::memcpy(&code, msg.data(), 4);
+      code = ntohl(code);
+      if (code == 0) {
+        r.ok = true;
+        break;
+      }
+      if (code == 3) {  // cleartext password, as the proxy always asks
+        std::string p = "p";
+        put32(p, static_cast<uint32_t>(password.size() + 5));
+        p += password;
+        p.push_back('\0');
+        (void)!write(fd, p.data(), p.size());
+        continue;
+      }
+      r.message = "unexpected authentication request " + std::to_string(code);
+      break;
+    }
+  }
+  close(fd);
+  return r;
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs a shell command; its exit code and output (stdout and stderr).
+std::pair<int, std::string> Shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+class ProxyE2E : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    d_ = Daemon::Start("proxy").release();
+    auto a = d_->Call("POST", "projects/default/branches?branch_id=pdev",
+                      {{"spec", {{"ttl", "3600s"}}}});
+    ASSERT_EQ(a.status, 200) << a.body.dump();
+  }
+  static void TearDownTestSuite() {
+    delete d_;
+    d_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(d_, nullptr); }
+
+  static std::string Endpoint(const std::string& branch) {
+    return "projects/default/branches/" + branch + "/endpoints/primary";
+  }
+  static json GetEndpoint(const std::string& branch) {
+    return d_->Call("GET", Endpoint(branch)).body;
+  }
+  static uint16_t PortOf(const std::string& branch) {
+    return static_cast<uint16_t>(GetEndpoint(branch)["status"].value("port", 0));
+  }
+  static std::string StateOf(const std::string& branch) {
+    return GetEndpoint(branch)["status"].value("current_state", "");
+  }
+  static std::string Token(const std::string& branch) {
+    auto a = d_->Call("POST", "credentials", {{"endpoint", Endpoint(branch)}, {"ttl", "600s"}});
+    EXPECT_EQ(a.status, 200) << a.body.dump();
+    return a.body.value("token", "");
+  }
+  static std::string Conn(uint16_t port, const std::string& password,
+                          const std::string& extra = "") {
+    return "host=127.0.0.1 port=" + std::to_string(port) +
+           " user=postgres dbname=postgres connect_timeout=60 password='" + password + "' " + extra;
+  }
+  // Waits until the endpoint shows `state`; false after `seconds`.
+  static bool WaitState(const std::string& branch, const std::string& state, int seconds) {
+    for (int i = 0; i < seconds * 10; ++i) {
+      if (StateOf(branch) == state) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+  // A branch whose endpoint suspends after `timeout` idle.
+  static void MakeSuspendingBranch(const std::string& branch, const std::string& timeout) {
+    auto a = d_->Call("POST", "projects/default/branches?branch_id=" + branch,
+                      {{"spec", {{"ttl", "3600s"}}}});
+    ASSERT_EQ(a.status, 200) << a.body.dump();
+    ASSERT_EQ(d_->Call("DELETE", Endpoint(branch)).status, 200);
+    a = d_->Call("POST", "projects/default/branches/" + branch + "/endpoints?endpoint_id=primary",
+                 {{"spec", {{"suspend_timeout_duration", timeout}}}});
+    ASSERT_EQ(a.status, 200) << a.body.dump();
+  }
+
+  static Daemon* d_;
+};
+Daemon* ProxyE2E::d_ = nullptr;
+
+TEST_F(ProxyE2E, ATokenOpensItsBranchByEveryRoute) {
+  const std::string token = Token("pdev");
+  const uint16_t port = PortOf("pdev"), front = d_->proxy_port();
+  ASSERT_NE(port, 0);
+  {
+    Pg pg(Conn(port, token));
+    ASSERT_TRUE(pg.ok());
+    pg.Query("create table route(x text); insert into route values ('pdev')");
+  }
+  // The row is on the branch, so each route below that reads it reached the branch.
+  const std::vector<std::pair<std::string, std::string>> routes = {
+      {"dedicated port", Conn(port, token)},
+      {"startup option", Conn(front, token, "options='endpoint=default/pdev'")},
+      {"password prefix", Conn(front, "endpoint=default/pdev;" + token)},
+      {"TLS SNI", "host=default--pdev.localhost hostaddr=127.0.0.1 port=" + std::to_string(front) +
+                      " sslmode=require user=postgres dbname=postgres password=" + token},
+      {"TLS on the dedicated port", Conn(port, token, "sslmode=require")},
+  };
+  for (const auto& [what, conninfo] : routes) {
+    Pg pg(conninfo);
+    ASSERT_TRUE(pg.ok()) << what;
+    EXPECT_EQ(pg.One("select x from route"), "pdev") << what;
+  }
+  // The role's password (what the endpoint's connection string holds) works too.
+  std::string cs = GetEndpoint("pdev")["status"].value("connection_string", "");
+  Pg by_password(cs);
+  ASSERT_TRUE(by_password.ok());
+  EXPECT_EQ(by_password.One("select x from route"), "pdev");
+  // And the parent never saw the table.
+  Pg parent(Conn(PortOf("production"), Token("production")));
+  EXPECT_EQ(parent.One("select count(*) from pg_tables where tablename = 'route'"), "0");
+}
+
+TEST_F(ProxyE2E, EveryBadLoginIsRefusedWithItsSqlstate) {
+  const uint16_t port = PortOf("pdev"), front = d_->proxy_port();
+  const std::string token = Token("pdev");
+  ASSERT_TRUE(RawLogin(port, token).ok);
+
+  std::string forged = token;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  LoginResult r = RawLogin(port, forged);
+  EXPECT_EQ(r.sqlstate, "28P01") << r.message;
+
+  // A token signed with the daemon's own key an hour ago, expired now.
+  std::string key = Slurp(d_->home() + "/jwt.key");
+  proxy::auth::TokenSigner signer(key);
+  int64_t now = testutil::NowMicros() / 1'000'000;
+  auto expired = signer.Issue(Endpoint("pdev"), "postgres", 600, now - 3600);
+  ASSERT_TRUE(expired.ok());
+  r = RawLogin(port, *expired);
+  EXPECT_EQ(r.sqlstate, "28P01") << r.message;
+  EXPECT_NE(r.message.find("expired"), std::string::npos) << r.message;
+
+  // A token for another branch opens nothing here.
+  r = RawLogin(port, Token("production"));
+  EXPECT_EQ(r.sqlstate, "28P01") << r.message;
+  EXPECT_NE(r.message.find("production"), std::string::npos) << r.message;
+
+  // A wrong role password: the compute itself refuses it.
+  r = RawLogin(port, "not-the-password");
+  EXPECT_EQ(r.sqlstate, "28P01") << r.message;
+
+  // An unknown branch, and no routing at all.
+  r = RawLogin(front, token, "endpoint=default/no-such-branch");
+  EXPECT_EQ(r.sqlstate, "3D000") << r.message;
+  r = RawLogin(front, token);
+  EXPECT_EQ(r.sqlstate, "28000") << r.message;
+  EXPECT_NE(r.message.find("endpoint"), std::string::npos) << r.message;
+}
+
+TEST_F(ProxyE2E, CredentialsRefuseBadRequests) {
+  auto a = d_->Call("POST", "credentials", {{"endpoint", Endpoint("pdev")}, {"ttl", "60s"}});
+  EXPECT_EQ(a.status, 400) << a.body.dump();
+  EXPECT_NE(a.body.value("message", "").find("300s"), std::string::npos) << a.body.dump();
+  a = d_->Call("POST", "credentials", {{"endpoint", Endpoint("no-such-branch")}});
+  EXPECT_EQ(a.status, 404) << a.body.dump();
+  a = d_->Call("POST", "credentials", {{"endpoint", "projects/default"}});
+  EXPECT_EQ(a.status, 400) << a.body.dump();
+  a = d_->Call("POST", "credentials", {{"endpoint", Endpoint("pdev")}, {"role", "admin"}});
+  EXPECT_EQ(a.status, 400) << a.body.dump();
+  a = d_->Call("POST", "credentials", json::object());
+  EXPECT_EQ(a.status, 400) << a.body.dump();
+  // The default lifetime is the longest, an hour.
+  a = d_->Call("POST", "credentials", {{"endpoint", Endpoint("pdev")}});
+  ASSERT_EQ(a.status, 200) << a.body.dump();
+  EXPECT_FALSE(a.body.value("token", "").empty());
+  EXPECT_FALSE(a.body.value("expire_time", "").empty());
+}
+
+TEST_F(ProxyE2E, AFailedLoginNeverWakesACompute) {
+  MakeSuspendingBranch("asleep", "300s");
+  ASSERT_EQ(StateOf("asleep"), "IDLE");
+  const uint16_t port = PortOf("asleep");
+  std::string forged = Token("asleep");
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  EXPECT_EQ(RawLogin(port, forged).sqlstate, "28P01");
+  EXPECT_EQ(RawLogin(port, Token("pdev")).sqlstate, "28P01");
+  EXPECT_EQ(StateOf("asleep"), "IDLE");
+  // A good token does wake it.
+  EXPECT_TRUE(RawLogin(port, Token("asleep")).ok);
+  EXPECT_EQ(StateOf("asleep"), "ACTIVE");
+}
+
+TEST_F(ProxyE2E, CancelStopsALongQuery) {
+  PGconn* conn = PQconnectdb(Conn(PortOf("pdev"), Token("pdev")).c_str());
+  ASSERT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+  ASSERT_EQ(PQsendQuery(conn, "select pg_sleep(60)"), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto start = std::chrono::steady_clock::now();
+  PGcancel* cancel = PQgetCancel(conn);
+  char err[256];
+  ASSERT_EQ(PQcancel(cancel, err, sizeof err), 1) << err;
+  PQfreeCancel(cancel);
+  PGresult* res = PQgetResult(conn);
+  auto waited = std::chrono::steady_clock::now() - start;
+  ASSERT_NE(res, nullptr);
+  EXPECT_EQ(PQresultStatus(res), PGRES_FATAL_ERROR);
+  const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  EXPECT_STREQ(state == nullptr ? "" : state, "57014");  // query_canceled
+  EXPECT_LT(waited, std::chrono::seconds(30)) << "the sleep ran on";
+  PQclear(res);
+  while ((res = PQgetResult(conn)) != nullptr) PQclear(res);
+  PQfinish(conn);
+}
+
+TEST_F(ProxyE2E, AnIdleComputeSuspendsAndAConnectionWakesIt) {
+  MakeSuspendingBranch("nap", "1s");
+  const uint16_t port = PortOf("nap");
+  {
+    Pg pg(Conn(port, Token("nap")));
+    ASSERT_TRUE(pg.ok());
+    pg.Query("create table kept(x int); insert into kept select generate_series(1, 1000)");
+  }
+  ASSERT_TRUE(WaitState("nap", "IDLE", 30)) << "the compute did not suspend";
+  // No postgres serves it any more: its socket is gone with its mount.
+  {
+    Pg pg(Conn(port, Token("nap")));
+    ASSERT_TRUE(pg.ok());
+    EXPECT_EQ(pg.One("select count(*) from kept"), "1000");
+  }
+  ASSERT_TRUE(WaitState("nap", "IDLE", 30));
+
+  // 20 clients arrive while it wakes; every one gets in.
+  const std::string token = Token("nap");
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 20; ++i) {
+    clients.emplace_back([&] {
+      PGconn* c = PQconnectdb(Conn(port, token).c_str());
+      if (PQstatus(c) == CONNECTION_OK) {
+        PGresult* r = PQexec(c, "select count(*) from kept");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && std::string(PQgetvalue(r, 0, 0)) == "1000") {
+          ++ok;
+        }
+        PQclear(r);
+      } else {
+        ADD_FAILURE() << PQerrorMessage(c);
+      }
+      PQfinish(c);
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok.load(), 20);
+}
+
+TEST_F(ProxyE2E, GarbageClosesOnlyItsOwnConnection) {
+  const uint16_t port = PortOf("pdev");
+  Pg pg(Conn(port, Token("pdev")));
+  ASSERT_TRUE(pg.ok());
+  for (const std::string& junk :
+       {std::string("GET / HTTP/1.1\r\n\r\n"), std::string("\x00\x00\x00\x08\x00\x00\x00\x00", 8),
+        std::string("\xff\xff\xff\xff", 4), std::string("\x00\x00\x00\x09\x00\x03", 6)}) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    (void)!write(fd, junk.data(), junk.size());
+    shutdown(fd, SHUT_WR);
+    char buf[512];
+    pollfd p{fd, POLLIN, 0};
+    // The proxy answers with an error or closes; it does not hang on to the socket.
+    EXPECT_EQ(poll(&p, 1, 15'000), 1);
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    close(fd);
+  }
+  EXPECT_EQ(pg.One("select 1"), "1");
+}
+
+TEST_F(ProxyE2E, PgbenchAndTheCliRunThroughTheProxy) {
+  const uint16_t port = PortOf("pdev");
+  const std::string env = "PGHOST=127.0.0.1 PGPORT=" + std::to_string(port) +
+                          " PGUSER=postgres PGDATABASE=postgres PGPASSWORD=" + Token("pdev") + " ";
+  auto [rc, out] = Shell(env + "/usr/lib/postgresql/15/bin/pgbench -i -s 1 -q");
+  ASSERT_EQ(rc, 0) << out;
+  std::tie(rc, out) = Shell(env + "/usr/lib/postgresql/15/bin/pgbench -T 3 -c 4 -j 2");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("number of failed transactions: 0"), std::string::npos) << out;
+
+  // `arbor run` hands the command a fresh token in DATABASE_URL and the PG* variables.
+  std::tie(rc, out) = Shell("ARBOR_HOME='" + d_->home() + "' " + ARBOR_BINARY +
+                            " run pdev -- sh -c 'psql \"$DATABASE_URL\" -Atc \"select x from "
+                            "route\" && psql -Atc \"select count(*) from pgbench_branches\"'");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, "pdev\n1\n");
+}
+
+}  // namespace
+}  // namespace arbor
