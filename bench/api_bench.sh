@@ -20,7 +20,7 @@ trap cleanup EXIT
 
 port_base=$((26000 + RANDOM % 2000))  # below the ephemeral range (32768+)
 "$ARBOR" up --data-dir "$ARBOR_HOME" --api-listen 127.0.0.1:0 \
-  --endpoint-ports "$port_base-$((port_base + MANY + 50))" >/dev/null
+  --proxy-listen "127.0.0.1:$((port_base - 1))" --endpoint-ports "$port_base-$((port_base + MANY + 50))" >/dev/null
 API=$(cat "$ARBOR_HOME/api")/api/2.0/postgres
 TOKEN=$(cat "$ARBOR_HOME/admin-token")
 call() {  # METHOD PATH [BODY] -> seconds

@@ -34,7 +34,7 @@ rfc3339() { date -u -d "@$(($1 / 1000000))" +%Y-%m-%dT%H:%M:%S.$(printf %06d $((
 
 port_base=$((24000 + RANDOM % 1500))  # below the ephemeral range (32768+)
 "$ARBOR" up --data-dir "$ARBOR_HOME" --api-listen 127.0.0.1:0 \
-  --endpoint-ports "$port_base-$((port_base + 60))" >"$work/up.out"
+  --proxy-listen "127.0.0.1:$((port_base - 1))" --endpoint-ports "$port_base-$((port_base + 60))" >"$work/up.out"
 API=$(cat "$ARBOR_HOME/api")
 TOKEN=$(cat "$ARBOR_HOME/admin-token")
 api() {  # METHOD PATH [BODY]
