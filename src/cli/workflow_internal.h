@@ -1,0 +1,29 @@
+#pragma once
+
+// What the workflow commands (git.cc, workflow.cc) share. Internal to src/cli.
+
+#include <string>
+
+#include "cli/session.h"
+
+namespace arbor::cli {
+
+// Registers `arbor git ...` (git.cc).
+void AddGitCommands(CLI::App& app, Session& s, Action* action);
+
+// Ends the command with `exit_code`, printing `arbor: <message>` unless it is empty
+// (through RunWith's handling of CLI::RuntimeError).
+[[noreturn]] void ExitWith(int exit_code, const std::string& message);
+
+// The connection string of `branch`'s primary endpoint, as GET endpoint reports it; starts
+// nothing.
+[[nodiscard]] Result<std::string> PrimaryConnectionString(const api::ApiClient& c,
+                                                          const api::BranchName& branch);
+
+// 6 random lowercase hex digits, for temporary branch ids.
+std::string RandomSuffix();
+
+// `text` with newlines turned into spaces: a message that must stay one line.
+std::string OneLineOf(std::string text);
+
+}  // namespace arbor::cli

@@ -1,0 +1,245 @@
+// The workflow's pure rules: git branch -> branch id, the env file's rewrite, the config
+// file, and the schema diff's comparison and rendering on hand-built catalogs.
+#include <gtest/gtest.h>
+
+#include "api/names.h"
+#include "cli/git_config.h"
+#include "cli/schema_diff.h"
+
+namespace arbor::cli {
+namespace {
+
+TEST(MapGitBranch, FollowsTheRules) {
+  EXPECT_EQ(MapGitBranch("main"), "main");
+  EXPECT_EQ(MapGitBranch("feature/Login"), "feature-login");
+  EXPECT_EQ(MapGitBranch("Feature/ADD_users.v2"), "feature-add-users-v2");
+  EXPECT_EQ(MapGitBranch("fix//double--dash__x"), "fix-double-dash-x");
+  EXPECT_EQ(MapGitBranch("-trim-me-/"), "trim-me");
+  EXPECT_EQ(MapGitBranch("123-numbers"), "b-123-numbers");
+  EXPECT_EQ(MapGitBranch("_/9"), "b-9");
+  EXPECT_EQ(MapGitBranch("ünïcode/é"), "n-code");
+  // Nothing usable at all: "b-" and a hash.
+  std::string empty = MapGitBranch("///");
+  EXPECT_EQ(empty, "b-" + ShortHash("///"));
+}
+
+TEST(MapGitBranch, LongNamesAreCutWithAHash) {
+  std::string a = "feature/" + std::string(80, 'a') + "-one";
+  std::string b = "feature/" + std::string(80, 'a') + "-two";
+  std::string ma = MapGitBranch(a), mb = MapGitBranch(b);
+  EXPECT_EQ(ma.size(), 63u);
+  EXPECT_NE(ma, mb) << "two long names sharing a prefix stay apart";
+  EXPECT_EQ(ma.substr(55), ShortHash(a));
+  EXPECT_EQ(MapGitBranch(a), ma) << "deterministic";
+  // Exactly 63 stays as is.
+  std::string exact = "a" + std::string(62, 'b');
+  EXPECT_EQ(MapGitBranch(exact), exact);
+  // A cut that ends on a hyphen does not leave two in a row.
+  std::string hy = std::string(53, 'c') + "/dddddddddddddddd";
+  std::string mh = MapGitBranch(hy);
+  EXPECT_EQ(mh.find("--"), std::string::npos) << mh;
+}
+
+TEST(MapGitBranch, EveryResultIsAValidId) {
+  for (const char* name : {"main", "a", "A", "0", "-", "feature/x", "release-1.2.3", "user@host",
+                           "a b c", "x/y/z/w", "WIP!!!", "9lives", "__init__", "émoji🚀"}) {
+    std::string id = MapGitBranch(name);
+    EXPECT_TRUE(api::ValidateId(id, "branch id").ok()) << name << " -> " << id;
+  }
+  std::string longest(300, 'Z');
+  EXPECT_TRUE(api::ValidateId(MapGitBranch(longest), "branch id").ok());
+}
+
+TEST(DatabaseBranchFor, TheDefaultBranchUsesTheParent) {
+  GitConfig c;
+  c.default_branch = "master";
+  EXPECT_EQ(DatabaseBranchFor(c, "master"), "production");
+  EXPECT_EQ(DatabaseBranchFor(c, "main"), "main");
+  EXPECT_EQ(DatabaseBranchFor(c, "feature/a"), "feature-a");
+}
+
+TEST(RewriteEnvVar, ChangesOnlyTheVariableLine) {
+  std::string in =
+      "# app settings\nSECRET=abc  # keep me\nDATABASE_URL=postgresql://old\n"
+      "DATABASE_URL_REPLICA=x\n\nOTHER = 1\n";
+  std::string out = RewriteEnvVar(in, "DATABASE_URL", "postgresql://new");
+  EXPECT_EQ(out,
+            "# app settings\nSECRET=abc  # keep me\nDATABASE_URL=postgresql://new\n"
+            "DATABASE_URL_REPLICA=x\n\nOTHER = 1\n");
+}
+
+TEST(RewriteEnvVar, KeepsExportAndCrLfAndRewritesEveryAssignment) {
+  std::string in = "A=1\r\nexport DATABASE_URL = 'x'\r\nB=2\r\n DATABASE_URL=y";
+  std::string out = RewriteEnvVar(in, "DATABASE_URL", "u");
+  EXPECT_EQ(out, "A=1\r\nexport DATABASE_URL=u\r\nB=2\r\nDATABASE_URL=u");
+}
+
+TEST(RewriteEnvVar, AppendsWhenMissing) {
+  EXPECT_EQ(RewriteEnvVar("", "DATABASE_URL", "u"), "DATABASE_URL=u\n");
+  EXPECT_EQ(RewriteEnvVar("A=1", "DATABASE_URL", "u"), "A=1\nDATABASE_URL=u\n");
+  EXPECT_EQ(RewriteEnvVar("A=1\n", "DATABASE_URL", "u"), "A=1\nDATABASE_URL=u\n");
+  // A commented-out assignment is another line, left alone.
+  EXPECT_EQ(RewriteEnvVar("#DATABASE_URL=x\n", "DATABASE_URL", "u"),
+            "#DATABASE_URL=x\nDATABASE_URL=u\n");
+}
+
+TEST(RewriteEnvVar, QuotesOnlyWhenNeeded) {
+  EXPECT_EQ(RewriteEnvVar("", "V", "postgresql://u:p@127.0.0.1:5/postgres"),
+            "V=postgresql://u:p@127.0.0.1:5/postgres\n");
+  EXPECT_EQ(RewriteEnvVar("", "V", "a b#c"), "V='a b#c'\n");
+  EXPECT_EQ(EnvValue("V='a b#c'\n", "V"), "a b#c");
+  EXPECT_EQ(EnvValue("V=1\nexport V=2\n", "V"), "2");
+  EXPECT_EQ(EnvValue("W=1\n", "V"), "");
+}
+
+TEST(GitConfig, RoundTripsAndRefusesTypos) {
+  GitConfig c;
+  c.project = "shop";
+  c.ttl = "14d";
+  c.default_branch = "trunk";
+  auto back = ParseGitConfig(FormatGitConfig(c));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->project, "shop");
+  EXPECT_EQ(back->ttl, "14d");
+  EXPECT_EQ(back->default_branch, "trunk");
+  EXPECT_EQ(back->parent, "production");
+  auto typo = ParseGitConfig("projcet = \"x\"\n");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("projcet"), std::string::npos);
+  auto comment = ParseGitConfig("ttl = \"2d\"  # short\n# all\n");
+  ASSERT_TRUE(comment.ok());
+  EXPECT_EQ(comment->ttl, "2d");
+  EXPECT_FALSE(ParseGitConfig("just words\n").ok());
+}
+
+TEST(HookRecords, RoundTrip) {
+  HookRecords r;
+  r["feature/a"] = {"feature/a", "feature-a", "br-1"};
+  auto back = ParseHookRecords(FormatHookRecords(r));
+  ASSERT_TRUE(back.ok());
+  ASSERT_EQ(back->size(), 1u);
+  EXPECT_EQ(back->at("feature/a").db_branch, "feature-a");
+  EXPECT_EQ(back->at("feature/a").uid, "br-1");
+  EXPECT_TRUE(ParseHookRecords("").ok());
+  EXPECT_FALSE(ParseHookRecords("[1]").ok());
+}
+
+TEST(HookScript, ChainsTheOriginalAndNeverFails) {
+  std::string h = HookScript("post-checkout", "/opt/arbor's/arbor");
+  EXPECT_EQ(h.rfind("#!/bin/sh\n", 0), 0u);
+  EXPECT_NE(h.find(kHookMarker), std::string::npos);
+  EXPECT_NE(h.find("post-checkout.arbor-orig"), std::string::npos);
+  EXPECT_NE(h.find("arbor='/opt/arbor'\\''s/arbor'"), std::string::npos) << h;
+  EXPECT_NE(h.find("git sync --hook post-checkout -- \"$@\""), std::string::npos);
+  EXPECT_NE(h.find("|| true"), std::string::npos);
+  EXPECT_NE(h.find("exit $rc"), std::string::npos);
+}
+
+// ---- schema diff ----
+
+Catalog Base() {
+  Catalog c;
+  AddObject(&c, {ObjectKind::kSchema, "public", {{"owner", "postgres"}}});
+  AddObject(&c, {ObjectKind::kTable, "public.users", {{"kind", "table"}}});
+  AddObject(&c, {ObjectKind::kColumn,
+                 "public.users.id",
+                 {{"type", "bigint"}, {"not_null", "yes"}, {"identity", "always"}}});
+  AddObject(&c, {ObjectKind::kColumn, "public.users.name", {{"type", "text"}, {"not_null", "no"}}});
+  AddObject(&c, {ObjectKind::kView,
+                 "public.v",
+                 {{"kind", "view"}, {"definition", "SELECT users.id\n   FROM users;"}}});
+  return c;
+}
+
+TEST(SchemaDiff, IdenticalCatalogsHaveNoChanges) {
+  auto changes = CompareCatalogs(Base(), Base());
+  EXPECT_TRUE(changes.empty());
+  EXPECT_EQ(RenderDiff(changes, "a", "b", DiffFormat::kText),
+            "Schema diff a -> b\nNo schema differences.\n");
+  auto j = DiffToJson(changes, "a", "b");
+  EXPECT_EQ(j["identical"], true);
+}
+
+TEST(SchemaDiff, FindsAddedRemovedAndChangedInKindOrder) {
+  Catalog a = Base(), b = Base();
+  AddObject(&b,
+            {ObjectKind::kColumn, "public.users.email", {{"type", "text"}, {"not_null", "yes"}}});
+  b.erase({ObjectKind::kColumn, "public.users.name"});
+  b[{ObjectKind::kColumn, "public.users.id"}].attrs["identity"] = "by default";
+  b[{ObjectKind::kView, "public.v"}].attrs["definition"] =
+      "SELECT users.id,\n    users.email\n   FROM users;";
+  AddObject(&b, {ObjectKind::kExtension, "pgcrypto", {{"version", "1.3"}}});
+  auto changes = CompareCatalogs(a, b);
+  ASSERT_EQ(changes.size(), 5u);
+  EXPECT_EQ(changes[0].kind, ObjectKind::kExtension);
+  EXPECT_EQ(changes[0].type, ChangeType::kAdded);
+  EXPECT_EQ(changes[1].name, "public.users.email");
+  EXPECT_EQ(changes[1].type, ChangeType::kAdded);
+  EXPECT_EQ(changes[2].name, "public.users.id");
+  EXPECT_EQ(changes[2].type, ChangeType::kChanged);
+  EXPECT_EQ(changes[2].changed.at("identity").from, "always");
+  EXPECT_EQ(changes[2].changed.at("identity").to, "by default");
+  EXPECT_EQ(changes[3].name, "public.users.name");
+  EXPECT_EQ(changes[3].type, ChangeType::kRemoved);
+  EXPECT_EQ(changes[4].kind, ObjectKind::kView);
+  EXPECT_EQ(DiffSummary(changes), "2 added, 1 removed, 2 changed");
+}
+
+TEST(SchemaDiff, TextRendering) {
+  Catalog a = Base(), b = Base();
+  AddObject(&b,
+            {ObjectKind::kColumn, "public.users.email", {{"type", "text"}, {"not_null", "yes"}}});
+  b[{ObjectKind::kView, "public.v"}].attrs["definition"] =
+      "SELECT users.id,\n    users.email\n   FROM users;";
+  std::string text = RenderDiff(CompareCatalogs(a, b), "production", "dev", DiffFormat::kText);
+  EXPECT_EQ(text,
+            "Schema diff production -> dev\n"
+            "+ column  public.users.email  (not_null: yes; type: text)\n"
+            "~ view    public.v\n"
+            "    definition:\n"
+            "      - SELECT users.id\n"
+            "      + SELECT users.id,\n"
+            "      +     users.email\n"
+            "           FROM users;\n"
+            "1 added, 1 changed.\n");
+}
+
+TEST(SchemaDiff, MarkdownAndJson) {
+  Catalog a = Base(), b = Base();
+  b[{ObjectKind::kColumn, "public.users.name"}].attrs["type"] = "character varying(80)";
+  auto changes = CompareCatalogs(a, b);
+  std::string md = RenderDiff(changes, "production", "pr-1", DiffFormat::kMarkdown);
+  EXPECT_NE(md.find("### Schema diff `production` → `pr-1`"), std::string::npos) << md;
+  EXPECT_NE(md.find("| changed | column | `public.users.name` | type: `text` → "
+                    "`character varying(80)` |"),
+            std::string::npos)
+      << md;
+  auto j = DiffToJson(changes, "production", "pr-1");
+  EXPECT_EQ(j["identical"], false);
+  ASSERT_EQ(j["changes"].size(), 1u);
+  EXPECT_EQ(j["changes"][0]["fields"]["type"]["to"], "character varying(80)");
+  EXPECT_EQ(j["changes"][0]["kind"], "column");
+}
+
+TEST(SchemaDiff, AttributeAppearingOrDisappearing) {
+  Catalog a = Base(), b = Base();
+  b[{ObjectKind::kColumn, "public.users.name"}].attrs["default"] = "'anon'::text";
+  auto changes = CompareCatalogs(a, b);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].changed.at("default").from, "");
+  std::string text = RenderDiff(changes, "a", "b", DiffFormat::kText);
+  EXPECT_NE(text.find("default: (none) -> 'anon'::text"), std::string::npos) << text;
+  auto back = CompareCatalogs(b, a);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].changed.at("default").to, "");
+}
+
+TEST(LineDiff, ShowsContextAroundChanges) {
+  std::string a = "1\n2\n3\n4\n5\n6\n7\n8\n9\n";
+  std::string b = "1\n2\n3\n4\nfive\n6\n7\n8\n9\n";
+  EXPECT_EQ(LineDiff(a, b), "  3\n  4\n- 5\n+ five\n  6\n  7\n");
+  EXPECT_EQ(LineDiff("same\n", "same\n"), "");
+}
+
+}  // namespace
+}  // namespace arbor::cli
