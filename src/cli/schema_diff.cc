@@ -31,10 +31,24 @@ const char* Word(ChangeType t) {
 
 std::string Shown(const std::string& v) { return v.empty() ? "(none)" : v; }
 
+// Attribute names in reading order: what the object is first, then the rest by name.
+std::vector<std::string> OrderedKeys(const std::map<std::string, std::string>& attrs) {
+  static const char* kFirst[] = {"kind", "type", "command", "base_type", "labels", "attributes"};
+  std::vector<std::string> out;
+  for (const char* k : kFirst) {
+    if (attrs.count(k)) out.push_back(k);
+  }
+  for (const auto& [k, v] : attrs) {
+    if (std::find(out.begin(), out.end(), k) == out.end()) out.push_back(k);
+  }
+  return out;
+}
+
 // The single-line attributes as "key: value; key: value".
 std::string InlineAttrs(const std::map<std::string, std::string>& attrs) {
   std::string out;
-  for (const auto& [k, v] : attrs) {
+  for (const auto& k : OrderedKeys(attrs)) {
+    const std::string& v = attrs.at(k);
     if (MultiLine(v) || v.empty()) continue;
     out += (out.empty() ? "" : "; ") + k + ": " + v;
   }
@@ -257,7 +271,8 @@ std::string RenderDiff(const std::vector<Change>& changes, const std::string& fr
         }
       }
     } else {
-      for (const auto& [k, v] : c.attrs) {
+      for (const auto& k : OrderedKeys(c.attrs)) {
+        const std::string& v = c.attrs.at(k);
         if (v.empty()) continue;
         if (MultiLine(v)) {
           std::string prefix = c.type == ChangeType::kAdded ? "+ " : "- ";

@@ -280,9 +280,9 @@ std::string Seconds(double s) {
   return buf;
 }
 
-std::string SizeChange(int64_t before, int64_t after) {
+std::string SizeChange(int64_t before, int64_t after, const char* arrow = "->") {
   int64_t d = after - before;
-  return HumanBytes(before) + " -> " + HumanBytes(after) + " (" + (d < 0 ? "-" : "+") +
+  return HumanBytes(before) + " " + arrow + " " + HumanBytes(after) + " (" + (d < 0 ? "-" : "+") +
          HumanBytes(d < 0 ? -d : d) + ")";
 }
 
@@ -378,7 +378,7 @@ Status CmdMigrateCheck(const Session& s, const MigrateOpts& o) {
                      "\n\n| | |\n| --- | --- |\n| target | `" + target.branch +
                      "` (untouched; run on a branch of it) |\n| command | `" +
                      CommandText(o.command) + "` |\n| duration | " + Seconds(out.seconds) +
-                     " |\n| logical size | " + SizeChange(out.size_before, out.size_after) +
+                     " |\n| logical size | " + SizeChange(out.size_before, out.size_after, "→") +
                      " |\n\n";
     if (!out.diff_error.empty())
       md += "Schema diff unavailable: " + out.diff_error + "\n";

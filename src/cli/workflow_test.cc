@@ -194,7 +194,7 @@ TEST(SchemaDiff, TextRendering) {
   std::string text = RenderDiff(CompareCatalogs(a, b), "production", "dev", DiffFormat::kText);
   EXPECT_EQ(text,
             "Schema diff production -> dev\n"
-            "+ column  public.users.email  (not_null: yes; type: text)\n"
+            "+ column  public.users.email  (type: text; not_null: yes)\n"
             "~ view    public.v\n"
             "    definition:\n"
             "      - SELECT users.id\n"
