@@ -123,7 +123,10 @@ const Query kQueries[] = {
      "  g.agginitval) from pg_aggregate g where g.aggfnoid = p.oid) "
      "  else rtrim(pg_get_functiondef(p.oid), E'\\n') end as definition "
      "from pg_proc p join pg_namespace n on n.oid = p.pronamespace where" ARBOR_USER_SCHEMA(
-         "n") "and" ARBOR_NOT_EXT("pg_proc", "p.oid")},
+         "n") "and" ARBOR_NOT_EXT("pg_proc", "p.oid")
+     // Not made by the system for another object (a range type's constructors).
+     "and not exists (select 1 from pg_depend dep where dep.classid = 'pg_proc'::regclass "
+     "and dep.objid = p.oid and dep.deptype = 'i')"},
     {ObjectKind::kTrigger,
      "select n.nspname || '.' || c.relname || '.' || t.tgname, "
      "pg_get_triggerdef(t.oid, true) as definition, "

@@ -97,6 +97,14 @@ struct Repo {
   std::string ConfigPath() const { return top + "/" + kConfigFile; }
 };
 
+// `path` relative to the repository's top when it is inside it ("`.git/hooks`"), for messages.
+std::string Shown(const Repo& repo, const std::string& path) {
+  std::error_code ec;
+  fs::path rel = fs::relative(path, repo.top, ec);
+  if (ec || rel.empty() || rel.native().rfind("..", 0) == 0) return path;
+  return rel.string();
+}
+
 Result<Repo> OpenRepo(const std::string& dir) {
   Repo r;
   auto top = Git(dir, {"rev-parse", "--show-toplevel"});
@@ -227,7 +235,8 @@ Status CmdInstall(const Session& s, const InstallOpts& o) {
           std::string(" (the existing one is kept as ") + name + kOrigSuffix + " and runs first)";
     }
     ARBOR_RETURN_IF_ERROR(WriteFileAtomic(path, HookScript(name, binary), 0755));
-    report += std::string("Installed the ") + name + " hook in " + repo.hooks + kept + ".\n";
+    report +=
+        std::string("Installed the ") + name + " hook in " + Shown(repo, repo.hooks) + kept + ".\n";
   }
   report +=
       "A checkout now switches the database branch; `arbor git sync` does it for the "
@@ -243,7 +252,7 @@ Status CmdUninstall(const Session& s, const std::string& dir) {
     std::string path = repo.hooks + "/" + name;
     std::string orig = path + kOrigSuffix;
     if (Exists(path) && !IsOurHook(path)) {
-      report += std::string("Left ") + path + ": it is not Arbor's.\n";
+      report += std::string("Left ") + Shown(repo, path) + ": it is not Arbor's.\n";
       continue;
     }
     if (Exists(path) && unlink(path.c_str()) != 0) {
@@ -498,7 +507,9 @@ Status CmdPrune(const Session& s, const std::string& dir, bool yes) {
   for (const auto& d : doomed) rows.push_back({d.rec.db_branch, d.rec.git_branch, d.reason});
   s.Print(RenderTable({"DATABASE BRANCH", "GIT BRANCH", "WHY"}, rows));
   if (!yes) {
-    s.Print("Delete these " + std::to_string(doomed.size()) + " database branches? [y/N] ");
+    s.Print(doomed.size() == 1
+                ? std::string("Delete this database branch? [y/N] ")
+                : "Delete these " + std::to_string(doomed.size()) + " database branches? [y/N] ");
     s.io->out->flush();
     std::string answer;
     std::getline(std::cin, answer);
