@@ -286,6 +286,15 @@ std::string SizeChange(int64_t before, int64_t after, const char* arrow = "->") 
          HumanBytes(d < 0 ? -d : d) + ")";
 }
 
+// `url` (postgresql://user:pw@host:port/db?opts) with another database.
+std::string WithDatabase(const std::string& url, const std::string& database) {
+  size_t at = url.find('@');
+  size_t slash = url.find('/', at == std::string::npos ? url.find("://") + 3 : at);
+  if (slash == std::string::npos) return url + "/" + database;
+  size_t end = url.find('?', slash);
+  return url.substr(0, slash + 1) + database + (end == std::string::npos ? "" : url.substr(end));
+}
+
 std::string CommandText(const std::vector<std::string>& argv) {
   std::string out;
   for (const auto& a : argv) {
@@ -337,7 +346,10 @@ Status CmdMigrateCheck(const Session& s, const MigrateOpts& o) {
       auto it = parts.find(key);
       if (it != parts.end()) po.env.push_back({var, it->second});
     }
-    if (!o.database.empty()) po.env.push_back({"PGDATABASE", o.database});
+    if (!o.database.empty()) {
+      po.env[0].second = WithDatabase(url, o.database);
+      po.env.push_back({"PGDATABASE", o.database});
+    }
     auto t0 = std::chrono::steady_clock::now();
     ARBOR_ASSIGN_OR_RETURN(ProcessResult pr, RunProcess(o.command, po));
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
