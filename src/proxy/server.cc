@@ -61,7 +61,7 @@ Result<uint16_t> Proxy::Impl::Listen(uint16_t port, bool main) {
   boost::system::error_code ec;
   auto address = asio::ip::make_address(options.listen_host, ec);
   if (ec) return Status::InvalidArgument("invalid listen address " + options.listen_host);
-  auto acceptor = std::make_shared<tcp::acceptor>(asio::make_strand(*ioc));
+  auto acceptor = std::make_shared<tcp::acceptor>(asio::make_strand(*iocs.front()));
   tcp::endpoint ep(address, port);
   acceptor->open(ep.protocol(), ec);
   if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
@@ -107,7 +107,7 @@ Status Proxy::Impl::Unlisten(uint16_t port) {
 asio::awaitable<void> Proxy::Impl::AcceptLoop(std::shared_ptr<Acceptor> acceptor, uint16_t port) {
   asio::steady_timer backoff(acceptor->get_executor());
   while (acceptor->is_open()) {
-    tcp::socket socket(asio::make_strand(*ioc));
+    tcp::socket socket(NextIoc());
     boost::system::error_code ec;
     co_await acceptor->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
@@ -152,7 +152,10 @@ Status Proxy::Start(const ProxyOptions& options, Backend* backend,
     return Status::InvalidArgument("require_tls needs a certificate and key");
   }
   RaiseFdLimit();
-  impl->ioc = std::make_unique<asio::io_context>(std::max(1, options.threads));
+  for (int i = 0; i < std::max(1, options.threads); ++i) {
+    impl->iocs.push_back(std::make_unique<asio::io_context>(1));
+    impl->busy.push_back(asio::make_work_guard(*impl->iocs.back()));
+  }
   impl->blocking = std::make_unique<asio::thread_pool>(std::max(1, options.backend_threads));
   impl->waking = std::make_unique<asio::thread_pool>(std::max(1, options.wake_threads));
   auto port = impl->Listen(options.listen_port, /*main=*/true);
@@ -161,8 +164,8 @@ Status Proxy::Start(const ProxyOptions& options, Backend* backend,
     impl->waking->join();
     return port.status();
   }
-  for (int i = 0; i < std::max(1, options.threads); ++i) {
-    impl->threads.emplace_back([ioc = impl->ioc.get()] {
+  for (auto& io : impl->iocs) {
+    impl->threads.emplace_back([ioc = io.get()] {
       for (;;) {
         try {
           ioc->run();
@@ -198,7 +201,8 @@ void Proxy::Stop() {
   // Order matters: stop running handlers, let in-flight Backend calls finish, then destroy the
   // io_context, which destroys every session (closing its sockets and reporting
   // ConnectionClosed) while the Impl is still alive.
-  impl_->ioc->stop();
+  impl_->busy.clear();
+  for (auto& io : impl_->iocs) io->stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
   impl_->blocking->join();
@@ -207,7 +211,7 @@ void Proxy::Stop() {
     std::lock_guard lock(impl_->mu_);
     impl_->acceptors_.clear();
   }
-  impl_->ioc.reset();
+  impl_->iocs.clear();
   impl_->blocking.reset();
   impl_->waking.reset();
 }

@@ -30,7 +30,14 @@ class Proxy::Impl {
   Backend* backend = nullptr;
   const auth::TokenSigner* tokens = nullptr;
 
-  std::unique_ptr<boost::asio::io_context> ioc;
+  // One single-threaded io_context per network thread; each session lives on one of them, so
+  // a relay's reads and writes never hand work between threads (measured: a shared
+  // io_context run by several threads costs a cross-thread wakeup per message).
+  std::vector<std::unique_ptr<boost::asio::io_context>> iocs;
+  std::atomic<size_t> next_ioc{0};
+  // Keep each io_context running while it has no session yet.
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> busy;
+  boost::asio::io_context& NextIoc() { return *iocs[next_ioc++ % iocs.size()]; }
   std::unique_ptr<boost::asio::thread_pool> blocking;  // quick Backend calls
   std::unique_ptr<boost::asio::thread_pool> waking;    // Backend::Wake
   std::unique_ptr<boost::asio::ssl::context> tls;      // null: TLS declined
