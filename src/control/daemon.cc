@@ -172,7 +172,20 @@ Result<std::string> FetchConnectionString(const std::string& data_dir) {
     return Status::Internal("the daemon answered " + std::to_string(res->status) + ": " +
                             res->body);
   }
-  return j["status"].value("connection_string", std::string());
+  // A fresh token as the password: what every client should use.
+  std::string endpoint = j.value("name", std::string());
+  nlohmann::json req{{"endpoint", endpoint}, {"ttl", "3600s"}};
+  auto cred = cli.Post("/api/2.0/postgres/credentials", h, req.dump(), "application/json");
+  if (!cred || cred->status != 200) {
+    return Status::Internal("the daemon issued no credential for " + endpoint);
+  }
+  auto c = nlohmann::json::parse(cred->body, nullptr, false);
+  if (c.is_discarded() || !c.contains("token")) {
+    return Status::Internal("the daemon answered a credential without a token");
+  }
+  return "postgresql://postgres:" + c["token"].get<std::string>() + "@" +
+         j["status"].value("host", std::string("127.0.0.1")) + ":" +
+         std::to_string(j["status"].value("port", 0)) + "/postgres";
 }
 
 // The proxy's view of the engine, and the engine's of the proxy's port listeners.
@@ -453,8 +466,12 @@ int Up(const DaemonOptions& o, bool foreground, const MounterFactory& make_mount
     if (fs::exists(o.data_dir + "/api")) {
       auto cs = FetchConnectionString(o.data_dir);
       if (cs.ok()) {
-        std::printf("Arbor is running (pid %d). Data: %s\nConnect with:\n  psql '%s'\n", pid,
-                    o.data_dir.c_str(), cs->c_str());
+        std::printf(
+            "Arbor is running (pid %d). Data: %s\n"
+            "Connect with (the password is a token valid for an hour):\n  psql '%s'\n"
+            "A fresh one: arbor connection-string production (add --role-password for one "
+            "that does not expire)\n",
+            pid, o.data_dir.c_str(), cs->c_str());
         return 0;
       }
     }
