@@ -1,7 +1,9 @@
 #include "testutil/daemon.h"
 
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -55,10 +57,19 @@ int64_t NowMicros() {
 
 std::string Rfc3339(int64_t us) { return FormatRfc3339(us); }
 
-std::unique_ptr<Daemon> Daemon::Start(const std::string& name) {
+std::unique_ptr<Daemon> Daemon::Start(const std::string& name, const std::string& os_user) {
   auto d = std::unique_ptr<Daemon>(new Daemon());
   std::string tmpl = (fs::temp_directory_path() / ("arbor-" + name + "-XXXXXX")).string();
   d->home_ = mkdtemp(tmpl.data());
+  if (!os_user.empty()) {
+    struct passwd* pw = getpwnam(os_user.c_str());
+    EXPECT_NE(pw, nullptr) << "no OS user " << os_user;
+    if (pw != nullptr) {
+      d->uid_ = pw->pw_uid;
+      d->gid_ = pw->pw_gid;
+      EXPECT_EQ(chown(d->home_.c_str(), d->uid_, d->gid_), 0);
+    }
+  }
   // Each test process gets its own 40-port range.
   // Below the kernel's ephemeral range (32768+), where outgoing connections take ports.
   d->port_lo_ = static_cast<uint16_t>(20000 + (getpid() % 300) * 40);
@@ -72,6 +83,10 @@ void Daemon::Launch() {
   pid_ = fork();
   if (pid_ == 0) {
     setsid();
+    if (uid_ != 0) {
+      if (setgroups(0, nullptr) != 0 || setgid(gid_) != 0 || setuid(uid_) != 0) _exit(126);
+      setenv("HOME", home_.c_str(), 1);
+    }
     std::string log = home_ + "/daemon.out";
     FILE* f = freopen(log.c_str(), "a", stdout);
     (void)f;

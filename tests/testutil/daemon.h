@@ -25,7 +25,10 @@ struct HttpAnswer {
 class Daemon {
  public:
   // Starts `arbor up --foreground` and waits until it serves. Fails the test on error.
-  static std::unique_ptr<Daemon> Start(const std::string& name = "it");
+  // With `os_user` (only when the test runs as root), the daemon runs as that user, as
+  // Arbor does when a non-root user starts it; its computes then run as that user too.
+  static std::unique_ptr<Daemon> Start(const std::string& name = "it",
+                                       const std::string& os_user = "");
   ~Daemon();
 
   HttpAnswer Call(const std::string& method, const std::string& path, const json& body = json());
@@ -51,6 +54,8 @@ class Daemon {
   std::string token_;
   uint16_t port_lo_ = 0;
   pid_t pid_ = -1;
+  uid_t uid_ = 0;  // the daemon's user; 0: the test's own
+  gid_t gid_ = 0;
 };
 
 // A libpq connection; every call fails the test on error unless said otherwise.
