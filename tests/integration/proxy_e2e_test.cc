@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -367,6 +368,25 @@ TEST_F(ProxyE2E, AnIdleComputeSuspendsAndAConnectionWakesIt) {
   }
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok.load(), 20);
+}
+
+TEST_F(ProxyE2E, TheApiAnswersAndShowsStartingDuringAWake) {
+  MakeSuspendingBranch("waking", "300s");
+  ASSERT_EQ(StateOf("waking"), "IDLE");
+  std::atomic<bool> done{false};
+  std::thread client([&] {
+    Pg pg(Conn(PortOf("waking"), Token("waking")));
+    EXPECT_EQ(pg.One("select 1"), "1");
+    done = true;
+  });
+  std::set<std::string> seen;
+  while (!done) {
+    seen.insert(StateOf("waking"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  client.join();
+  EXPECT_TRUE(seen.count("STARTING")) << "the wake was never seen as STARTING";
+  EXPECT_EQ(StateOf("waking"), "ACTIVE");
 }
 
 TEST_F(ProxyE2E, GarbageClosesOnlyItsOwnConnection) {
