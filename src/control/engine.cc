@@ -410,6 +410,7 @@ Status Engine::DeleteBranchLocked(const std::string& project, const std::string&
   ARBOR_RETURN_IF_ERROR(st);
   for (const auto& k : gone) {
     if (ports_ != nullptr) ports_->Unlisten(catalog_.endpoints.at(k).port);
+    ForgetActivity(k);
     live_.erase(k);
     catalog_.endpoints.erase(k);
   }
@@ -679,6 +680,7 @@ Status Engine::DeleteEndpoint(const std::string& project, const std::string& bra
   ARBOR_RETURN_IF_ERROR(StopLocked(*e));
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::EraseEndpoint(project, branch, id)}));
   if (ports_ != nullptr) ports_->Unlisten(e->port);
+  ForgetActivity({project, branch, id});
   live_.erase({project, branch, id});
   catalog_.endpoints.erase({project, branch, id});
   return Status::Ok();
@@ -930,6 +932,13 @@ void Engine::ConnectionClosed(const std::string& project, const std::string& bra
   Activity& a = activity_[{project, branch, id}];
   if (a.connections > 0) --a.connections;
   a.last_close_us = WallMicros();
+}
+
+void Engine::ForgetActivity(const EndpointKey& key) {
+  std::lock_guard l(activity_mu_);
+  auto it = activity_.find(key);
+  // Connections still open (to a compute now stopped) report their close later.
+  if (it != activity_.end() && it->second.connections == 0) activity_.erase(it);
 }
 
 std::vector<std::string> Engine::SuspendIdle(int64_t now_us) {

@@ -226,6 +226,8 @@ class Engine {
   // no start runs unlocked.
   std::unique_lock<std::mutex> LockForChange();
   std::string HbaFile() const;
+  // Drops the connection counts of a deleted endpoint.
+  void ForgetActivity(const EndpointKey& key);
   Status StopLocked(const EndpointRecord& ep);
   // Records whether an endpoint should run across restarts.
   void MarkRunningLocked(const EndpointRecord& ep, bool running);
