@@ -155,8 +155,12 @@ class Mount::Impl {
     ctx_.options = options;
     // Resolved before mounting: once mounted, looking at the path would wait for ourselves.
     mountpoint_ = Canonical(mountpoint);
-    std::vector<std::string> argv = {
-        "arborfs", "-o", "default_permissions,allow_other,fsname=arborfs,subtype=arbor"};
+    // allow_other lets the compute user (postgres) in when Arbor runs as root. An ordinary
+    // user's computes run as that user, so the mount needs no allow_other, which
+    // fusermount3 would refuse without user_allow_other in /etc/fuse.conf.
+    std::string opts = "default_permissions,fsname=arborfs,subtype=arbor";
+    if (geteuid() == 0) opts += ",allow_other";
+    std::vector<std::string> argv = {"arborfs", "-o", opts};
     std::vector<char*> cargv;
     for (auto& a : argv) cargv.push_back(a.data());
     fuse_args args = FUSE_ARGS_INIT(static_cast<int>(cargv.size()), cargv.data());
@@ -165,7 +169,7 @@ class Mount::Impl {
     if (!se_) return Status::Unavailable("fuse_session_new failed");
     if (fuse_session_mount(se_, mountpoint.c_str()) != 0) {
       return Status::Unavailable("mounting FUSE at " + mountpoint +
-                                 " failed (is /dev/fuse available, and allow_other permitted?)");
+                                 " failed (is /dev/fuse available, and fusermount3 installed?)");
     }
     mounted_ = true;
     MountTypeAt(mountpoint_, &conn_id_);
