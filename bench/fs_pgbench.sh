@@ -10,7 +10,9 @@
 #   CLIENTS=4        pgbench clients
 #   BLOCK_CACHE_MB=256  the store's block cache
 #   ROUNDS=1         alternating rounds of each pgbench run
-#   ARBOR_MOUNT_FLAGS=""  extra `arbor debug mount` flags (e.g. --writeback-cache)
+#   ARBOR_MOUNT_FLAGS="--writeback-cache"  `arbor debug mount` flags; the default is the
+#                    daemon's mount options (set it to "" to measure without the writeback cache)
+#   TESTS="init tpcb select"  which parts to run (the scale-SCALE load always runs)
 set -euo pipefail
 
 arbor=${1:?usage: $0 PATH/TO/arbor}
@@ -21,7 +23,8 @@ INIT_SCALE=${INIT_SCALE:-50}
 CLIENTS=${CLIENTS:-4}
 BLOCK_CACHE_MB=${BLOCK_CACHE_MB:-256}
 ROUNDS=${ROUNDS:-1}
-ARBOR_MOUNT_FLAGS=${ARBOR_MOUNT_FLAGS:-}
+ARBOR_MOUNT_FLAGS=${ARBOR_MOUNT_FLAGS---writeback-cache}
+TESTS=${TESTS:-init tpcb select}
 PGBIN=/usr/lib/postgresql/15/bin
 
 if [[ $(id -u) -eq 0 ]]; then
@@ -82,14 +85,24 @@ pgb() {  # side, pgbench args...
 
 now() { date +%s.%N; }
 
+wants() { [[ " $TESTS " == *" $1 "* ]]; }
+# The arbor process's peak RSS since the last reset (the kernel's high-water mark, VmHWM).
+peak_rss_mb() { echo $(($(awk '/^VmHWM/ {print $2}' "/proc/$arbor_pid/status") / 1024)); }
+reset_peak_rss() { echo 5 >"/proc/$arbor_pid/clear_refs"; }
+
 # ---- pgbench -i -s INIT_SCALE wall time ----
 declare -A init_s
-for side in native arbor; do
-  t0=$(now)
-  pgb "$side" -i -s "$INIT_SCALE" -q >"$work/init-$side.log" 2>&1
-  init_s[$side]=$(echo "$(now) - $t0" | bc -l)
-  echo "pgbench -i -s $INIT_SCALE  $side: ${init_s[$side]} s"
-done
+init_rss_mb=0
+if wants init; then
+  for side in native arbor; do
+    [[ $side == arbor ]] && reset_peak_rss
+    t0=$(now)
+    pgb "$side" -i -s "$INIT_SCALE" -q >"$work/init-$side.log" 2>&1
+    init_s[$side]=$(echo "$(now) - $t0" | bc -l)
+    echo "pgbench -i -s $INIT_SCALE  $side: ${init_s[$side]} s"
+  done
+  init_rss_mb=$(peak_rss_mb)
+fi
 
 for side in native arbor; do
   pgb "$side" -i -s "$SCALE" -q >/dev/null 2>&1
@@ -99,14 +112,19 @@ done
 tps_of() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$1" | tail -1; }
 
 declare -A tpcb sel
+tpcb_rss_mb=0
 for round in $(seq "$ROUNDS"); do
   for side in native arbor; do
+    wants tpcb || break
+    [[ $side == arbor ]] && reset_peak_rss
     pgb "$side" -c "$CLIENTS" -j 2 -T "$DURATION" >"$work/tpcb-$side.log" 2>&1
+    [[ $side == arbor ]] && tpcb_rss_mb=$(( $(peak_rss_mb) > tpcb_rss_mb ? $(peak_rss_mb) : tpcb_rss_mb ))
     t=$(tps_of "$work/tpcb-$side.log")
     tpcb[$side]=$(echo "${tpcb[$side]:-0} + $t / $ROUNDS" | bc -l)
     echo "TPC-B-like round $round  $side: $t tps"
   done
   for side in native arbor; do
+    wants select || break
     pgb "$side" -S -c "$CLIENTS" -j 2 -T "$DURATION" >"$work/sel-$side.log" 2>&1
     t=$(tps_of "$work/sel-$side.log")
     sel[$side]=$(echo "${sel[$side]:-0} + $t / $ROUNDS" | bc -l)
@@ -115,15 +133,18 @@ for round in $(seq "$ROUNDS"); do
 done
 
 ratio() { echo "scale=3; $1 / $2" | bc -l; }
-# The kernel's high-water mark of the arbor process over the whole run (so it includes the
-# TPC-B runs, and the larger -i -s INIT_SCALE load too: an upper bound).
-rss_mb=$(($(awk '/^VmHWM/ {print $2}' "/proc/$arbor_pid/status") / 1024))
+# Peak RSS: the kernel's high-water mark, reset before each measured part.
+rss_mb=$(peak_rss_mb)
 echo
 echo "== arborfs vs native (same postgres, same settings; mount flags: '${ARBOR_MOUNT_FLAGS}') =="
-printf "TPC-B-like s=%s c=%s %ss: native %.0f tps, arborfs %.0f tps, ratio %s (target >= 0.90)\n" \
+wants tpcb && printf "TPC-B-like s=%s c=%s %ss: native %.0f tps, arborfs %.0f tps, ratio %s (target >= 0.90)\n" \
   "$SCALE" "$CLIENTS" "$DURATION" "${tpcb[native]}" "${tpcb[arbor]}" "$(ratio "${tpcb[arbor]}" "${tpcb[native]}")"
-printf "select-only s=%s c=%s %ss: native %.0f tps, arborfs %.0f tps, ratio %s (target >= 0.95)\n" \
+wants select && printf "select-only s=%s c=%s %ss: native %.0f tps, arborfs %.0f tps, ratio %s (target >= 0.95)\n" \
   "$SCALE" "$CLIENTS" "$DURATION" "${sel[native]}" "${sel[arbor]}" "$(ratio "${sel[arbor]}" "${sel[native]}")"
-printf "pgbench -i -s %s: native %.1f s, arborfs %.1f s, ratio %s (target <= 1.5)\n" \
+wants init && printf "pgbench -i -s %s: native %.1f s, arborfs %.1f s, ratio %s (target <= 1.5)\n" \
   "$INIT_SCALE" "${init_s[native]}" "${init_s[arbor]}" "$(ratio "${init_s[arbor]}" "${init_s[native]}")"
-echo "arbor peak RSS (VmHWM, whole run): ${rss_mb} MB; block cache ${BLOCK_CACHE_MB} MB; target <= $((BLOCK_CACHE_MB + 100)) MB"
+target_mb=$((BLOCK_CACHE_MB + 100))
+wants tpcb && echo "arbor peak RSS during TPC-B: ${tpcb_rss_mb} MB (block cache ${BLOCK_CACHE_MB} MB; target <= ${target_mb} MB)"
+wants init && echo "arbor peak RSS during pgbench -i -s $INIT_SCALE: ${init_rss_mb} MB"
+echo "arbor peak RSS since the last reset (VmHWM): ${rss_mb} MB"
+true

@@ -14,8 +14,10 @@ namespace arbor::fs {
 struct MountOptions {
   // Directory of the store, for statfs (the free space of the disk holding it).
   std::string store_path;
-  // The kernel buffers writes and sends them later (FUSE writeback cache).
-  bool writeback_cache = false;
+  // The kernel buffers writes and sends them later, merged into large requests (FUSE
+  // writeback cache). fsync and close still send every dirty page first, so what an fsync
+  // covers is unchanged; docs/fs-writeback.md explains why the crash-image rule still holds.
+  bool writeback_cache = true;
   // Page cache survives open() (safe: this mount is the only writer of its timeline).
   bool keep_cache = true;
   // How long the kernel may trust a name lookup (also negative ones) and attributes.

@@ -40,6 +40,9 @@ constexpr size_t kGcBatch = 512;
 // store never competes with foreground I/O for the disk.
 constexpr uint64_t kGcScanBytesPerSec = 64ull << 20;
 constexpr uint64_t kGcScanSlice = 1ull << 20;
+// Values of at least this many bytes (file blocks; attributes and names are far smaller) are
+// kept in blob files.
+constexpr uint64_t kMinBlobSize = 512;
 
 // The prefix of a versioned key is everything but its 8-byte version suffix, so that a
 // prefix Bloom filter answers "does this timeline hold any version of this key?".
@@ -444,6 +447,19 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
   table.block_size = 16 << 10;
   ro.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
 
+  // Block values live in blob files (RocksDB's integrated BlobDB): a flush writes each value
+  // once, compressed, and compaction then moves only keys and blob references instead of
+  // rewriting every 8 KiB page at every level. Blob files whose blobs have mostly been
+  // deleted (GC of old versions, truncation, deleted timelines) are rewritten by compaction.
+  // Measured on `pgbench -i -s 50`: compaction bytes halved and peak RSS 280 -> 104 MB
+  // (docs/storage-format.md).
+  ro.enable_blob_files = true;
+  ro.min_blob_size = kMinBlobSize;
+  ro.blob_file_size = 64ull << 20;
+  ro.blob_compression_type = comp;
+  ro.enable_blob_garbage_collection = true;
+  ro.blob_garbage_collection_age_cutoff = 0.5;
+  ro.blob_cache = impl->cache;  // hot blocks in memory, within the same bound
   rocksdb::ColumnFamilyOptions index_opts;
   index_opts.compression = comp;
   index_opts.write_buffer_size = 8 << 20;

@@ -287,7 +287,8 @@ class Differential {
 TEST(ArborfsDifferential, RandomOperationsMatchTheHost) {
   TempDir dir("arborfs-diff");
   uint32_t uid = geteuid(), gid = getegid();
-  auto mount = MountProcess::Start(dir / "store", dir / "mnt", 0, uid, gid);
+  // The daemon's mount options: the writeback cache is on there.
+  auto mount = MountProcess::Start(dir / "store", dir / "mnt", 0, uid, gid, {"--writeback-cache"});
   ASSERT_NE(mount, nullptr);
   std::string host = dir / "host";
   ASSERT_EQ(mkdir(host.c_str(), 0755), 0);
@@ -320,7 +321,7 @@ TEST(ArborfsDifferential, RandomOperationsMatchTheHost) {
   uint64_t tl = mount->timeline();
   EXPECT_TRUE(mount->Stop());
   mount.reset();
-  mount = MountProcess::Start(dir / "store", dir / "mnt", tl, uid, gid);
+  mount = MountProcess::Start(dir / "store", dir / "mnt", tl, uid, gid, {"--writeback-cache"});
   ASSERT_NE(mount, nullptr);
   Walk(dir / "mnt", "", &after);
   EXPECT_EQ(before, after);

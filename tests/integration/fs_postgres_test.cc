@@ -46,7 +46,9 @@ struct Rig {
     auto user = compute::ComputeUser();
     ASSERT_TRUE(user.ok());
     mount.reset();  // its destructor clears what is left at the mount point
-    mount = MountProcess::Start(store, mnt, timeline, user->uid, user->gid);
+    // The daemon's mount options (`arbor debug mount` leaves the writeback cache off unless
+    // asked).
+    mount = MountProcess::Start(store, mnt, timeline, user->uid, user->gid, {"--writeback-cache"});
     ASSERT_NE(mount, nullptr);
   }
   void Init() {
