@@ -34,9 +34,25 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
 
+  // Like system(3): while the user's command runs, ^C is for it, and we stay to clean up.
+  struct sigaction ignore {
+  }, old_int{}, old_quit{};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  if (!options.capture) {
+    sigaction(SIGINT, &ignore, &old_int);
+    sigaction(SIGQUIT, &ignore, &old_quit);
+  }
+  auto restore_signals = [&] {
+    if (!options.capture) {
+      sigaction(SIGINT, &old_int, nullptr);
+      sigaction(SIGQUIT, &old_quit, nullptr);
+    }
+  };
   pid_t pid = fork();
   if (pid < 0) {
     std::string e = std::strerror(errno);
+    restore_signals();
     close_all();
     return Status::IOError("cannot run " + argv[0] + ": " + e);
   }
@@ -50,6 +66,8 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
       dup2(2, 1);
     }
     signal(SIGPIPE, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGQUIT, SIG_DFL);
     for (const auto& [k, v] : options.env) setenv(k.c_str(), v.c_str(), 1);
     if (!options.cwd.empty() && chdir(options.cwd.c_str()) != 0) {
       int e = errno;
@@ -97,6 +115,7 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  restore_signals();
   close_all();
   if (got == static_cast<ssize_t>(sizeof exec_errno)) {
     return Status::IOError("cannot run " + argv[0] + ": " + std::strerror(exec_errno));

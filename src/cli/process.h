@@ -22,7 +22,8 @@ struct ProcessOptions {
   std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing in) ours
   // true: stdout and stderr are captured and stdin is /dev/null. false: the child shares
   // our stdin and stderr, and its stdout goes to our stderr (so that our stdout carries
-  // only the report).
+  // only the report), and we ignore SIGINT and SIGQUIT until it ends, as system(3) does, so
+  // that ^C stops the child and we still clean up after it.
   bool capture = true;
 };
 

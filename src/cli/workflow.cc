@@ -55,16 +55,20 @@ std::string OneLineOf(std::string text) {
 
 namespace {
 
+// diff and migrate-check's "the server refused", which the other commands report as 1.
+constexpr int kRefusedExit = 5;
+
 // The exit code of a failed diff or migrate-check: 1 is taken by "differences" and
 // "migration failed", so the server's refusals are 5.
 [[noreturn]] void FailDiffLike(const Status& st) {
   int code = ExitCodeFor(st);
-  if (code == static_cast<int>(Exit::kRejected)) code = 5;
+  if (code == static_cast<int>(Exit::kRejected)) code = kRefusedExit;
   ExitWith(code, st.message());
 }
 
 // A branch made for one command (a point in time to read, a migration to try). Deleted
 // when the command ends, whatever happens; its short TTL reaps it if the CLI dies first.
+// Not thread-safe; borrows the client, which must outlive it.
 class TempBranch {
  public:
   TempBranch(const api::ApiClient& c, api::BranchName name) : c_(c), name_(std::move(name)) {}
