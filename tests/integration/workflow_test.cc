@@ -252,17 +252,39 @@ TEST_F(WorkflowTest, HooksSwitchTheDatabaseBranchOnCheckout) {
   EXPECT_FALSE(fs::exists(dir + "/.git/hooks/post-checkout.arbor-orig"));
 }
 
-TEST_F(WorkflowTest, HooksFollowCoreHooksPath) {
+TEST_F(WorkflowTest, HooksFollowCoreHooksPathAndInstallTwiceChangesNothing) {
   TempDir repo("hookspath");
   const std::string dir = repo.path();
   InitRepo(dir);
   BranchCleanup cleanup{daemon_, {"hp-topic"}};
-  ASSERT_EQ(Sh(dir, "git config core.hooksPath .githooks").rc, 0);
-  ShRun install = Sh(dir, "arbor git install --env-file config/app.env --variable PG_URL");
-  ASSERT_EQ(install.rc, 0) << install.err;
+  ASSERT_EQ(Sh(dir, "git config core.hooksPath .githooks && mkdir .githooks").rc, 0);
+  // A post-merge hook of the team's, which must keep running, and keep failing.
+  const std::string team_hook = "#!/bin/sh\necho merged >> \"$(pwd)/merge.log\"\nexit 3\n";
+  WriteFile(dir + "/.githooks/post-merge", team_hook);
+  ASSERT_EQ(Sh(dir, "chmod +x .githooks/post-merge").rc, 0);
+  for (int i = 0; i < 2; ++i) {
+    ShRun install = Sh(dir, "arbor git install --env-file config/app.env --variable PG_URL");
+    ASSERT_EQ(install.rc, 0) << install.err;
+  }
   EXPECT_TRUE(fs::exists(dir + "/.githooks/post-checkout"));
+  EXPECT_FALSE(fs::exists(dir + "/.git/hooks/post-checkout"));
+  EXPECT_EQ(Slurp(dir + "/.githooks/post-merge.arbor-orig"), team_hook)
+      << "a second install must not chain Arbor's hook to itself";
   ASSERT_EQ(Sh(dir, "mkdir -p config && git checkout -q -b hp-topic").rc, 0);
   EXPECT_EQ(Slurp(dir + "/config/app.env"), "PG_URL=" + UrlOf("hp-topic") + "\n");
+
+  // A merge runs the team's hook first (its status is git's to report), then Arbor's.
+  ShRun merge = Sh(dir,
+                   "git commit -q --allow-empty -m topic && git checkout -q main && "
+                   "git merge -q --no-ff -m merge hp-topic");
+  EXPECT_EQ(merge.rc, 0) << merge.err;
+  EXPECT_EQ(Slurp(dir + "/merge.log"), "merged\n");
+  EXPECT_NE(merge.err.find("database branch production"), std::string::npos) << merge.err;
+  EXPECT_EQ(Slurp(dir + "/config/app.env"), "PG_URL=" + UrlOf("production") + "\n");
+
+  ASSERT_EQ(Sh(dir, "arbor git uninstall").rc, 0);
+  EXPECT_EQ(Slurp(dir + "/.githooks/post-merge"), team_hook);
+  EXPECT_FALSE(fs::exists(dir + "/.githooks/post-checkout"));
 }
 
 TEST_F(WorkflowTest, PruneDeletesExactlyTheBranchesOfDeletedAndMergedGitBranches) {
