@@ -428,7 +428,7 @@ Status CmdStatus(const Session& s, const std::string& dir) {
       list.push_back({{"git_branch", r[0].substr(2)},
                       {"current", r[0][0] == '*'},
                       {"database_branch", r[1]},
-                      {"exists", r[2]},
+                      {"exists", r[2] == "?" ? api::Json() : api::Json(r[2] == "yes")},
                       {"expires", r[3]}});
     }
     s.PrintJson({{"repository", repo.top},

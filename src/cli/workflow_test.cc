@@ -2,7 +2,12 @@
 // file, and the schema diff's comparison and rendering on hand-built catalogs.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "api/names.h"
+#include "api/testing/fake_api.h"
+#include "api/types.h"
+#include "cli/cli.h"
 #include "cli/git_config.h"
 #include "cli/schema_diff.h"
 
@@ -239,6 +244,111 @@ TEST(LineDiff, ShowsContextAroundChanges) {
   std::string b = "1\n2\n3\n4\nfive\n6\n7\n8\n9\n";
   EXPECT_EQ(LineDiff(a, b), "  3\n  4\n- 5\n+ five\n  6\n  7\n");
   EXPECT_EQ(LineDiff("same\n", "same\n"), "");
+}
+
+// ---- ci and diff, whole commands against a fake API ----
+
+class WorkflowCommandTest : public ::testing::Test {
+ protected:
+  struct Outcome {
+    int code;
+    std::string out, err;
+  };
+  Outcome Run(const std::vector<std::string>& args) {
+    std::ostringstream out, err;
+    Io io;
+    io.out = &out;
+    io.err = &err;
+    io.getenv = [this](const std::string& name) -> std::optional<std::string> {
+      auto it = env_.find(name);
+      if (it == env_.end()) return std::nullopt;
+      return it->second;
+    };
+    io.now_us = [] { return int64_t{1'800'000'000'000'000}; };
+    io.exec = [](const std::vector<std::string>&) { return std::string("no exec in tests"); };
+    int code = RunWith(args, nullptr, io);
+    return {code, out.str(), err.str()};
+  }
+  static std::string BranchJson(const std::string& id) {
+    api::Branch b;
+    b.name = "projects/default/branches/" + id;
+    b.uid = "br-" + id;
+    b.status.current_state = "READY";
+    b.status.source_branch = "projects/default/branches/production";
+    b.status.expire_time_us = int64_t{1'800'000'000'000'000} + int64_t{7200} * 1'000'000;
+    return api::ToJson(b).dump();
+  }
+  void ServeEndpoint(const std::string& id, const std::string& url) {
+    api::Endpoint e;
+    e.name = "projects/default/branches/" + id + "/endpoints/primary";
+    e.status.current_state = "IDLE";
+    e.status.connection_string = url;
+    api_.On("GET", "projects/default/branches/" + id + "/endpoints/primary", 200,
+            api::ToJson(e).dump());
+  }
+  static std::string NotFound(const std::string& what) {
+    return api::Json{{"error_code", "RESOURCE_DOES_NOT_EXIST"}, {"message", what}}.dump();
+  }
+
+  api::testing::FakeApi api_;
+  std::map<std::string, std::string> env_ = {
+      {"ARBOR_API", api_.url()}, {"ARBOR_TOKEN", "tok"}, {"ARBOR_HOME", "/nonexistent"}};
+};
+
+TEST_F(WorkflowCommandTest, CiBranchCreatesWhenMissingWithTheTtlAndParent) {
+  api_.On("GET", "projects/default/branches/pr-1", 404, NotFound("branch pr-1 does not exist"));
+  api_.On("POST", "projects/default/branches", 200, BranchJson("pr-1"));
+  ServeEndpoint("pr-1", "postgresql://postgres:pw@127.0.0.1:55434/postgres");
+  auto r = Run({"ci", "branch", "--name", "pr-1", "--ttl", "2h", "--parent", "staging"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "export DATABASE_URL='postgresql://postgres:pw@127.0.0.1:55434/postgres'\n");
+  auto post = api_.Last("POST", "projects/default/branches");
+  EXPECT_EQ(post.params["branch_id"], "pr-1");
+  auto body = api::Json::parse(post.body);
+  EXPECT_EQ(body["spec"]["ttl"], "7200s");
+  EXPECT_EQ(body["spec"]["source_branch"], "projects/default/branches/staging");
+  EXPECT_NE(r.err.find("Created branch projects/default/branches/pr-1"), std::string::npos);
+}
+
+TEST_F(WorkflowCommandTest, CiBranchReusesOrResetsAnExistingBranch) {
+  api_.On("GET", "projects/default/branches/pr-1", 200, BranchJson("pr-1"));
+  api_.On("POST", "projects/default/branches/pr-1:reset", 200, BranchJson("pr-1"));
+  ServeEndpoint("pr-1", "postgresql://u:p@h:1/postgres");
+  auto reused = Run({"ci", "branch", "--name", "pr-1", "--format", "dotenv"});
+  EXPECT_EQ(reused.code, 0) << reused.err;
+  EXPECT_EQ(reused.out, "DATABASE_URL=postgresql://u:p@h:1/postgres\n");
+  EXPECT_EQ(api_.Last("POST", "projects/default/branches").method, "") << "nothing created";
+  EXPECT_EQ(api_.Last("POST", "projects/default/branches/pr-1:reset").method, "");
+  auto reset = Run({"ci", "branch", "--name", "pr-1", "--reset", "--format", "dotenv"});
+  EXPECT_EQ(reset.code, 0) << reset.err;
+  EXPECT_EQ(api_.Last("POST", "projects/default/branches/pr-1:reset").method, "POST");
+  EXPECT_EQ(reset.out, reused.out) << "the same URL";
+  // github: needs $GITHUB_ENV; without it nothing is sent (usage).
+  auto gh = Run({"ci", "branch", "--name", "pr-1", "--format", "github"});
+  EXPECT_EQ(gh.code, 2) << gh.err;
+  auto bad = Run({"ci", "branch", "--name", "pr-1", "--format", "yaml"});
+  EXPECT_EQ(bad.code, 2) << bad.err;
+}
+
+TEST_F(WorkflowCommandTest, CiCleanupOfAGoneBranchSucceeds) {
+  api_.On("DELETE", "projects/default/branches/pr-9", 404, NotFound("branch pr-9 does not exist"));
+  auto r = Run({"ci", "cleanup", "--name", "pr-9"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Branch projects/default/branches/pr-9 is already gone.\n");
+}
+
+TEST_F(WorkflowCommandTest, DiffErrorsAreNeverExitStatusOne) {
+  api_.On("GET", "projects/default/branches/nosuch", 404,
+          NotFound("branch projects/default/branches/nosuch does not exist"));
+  auto missing = Run({"diff", "nosuch", "production"});
+  EXPECT_EQ(missing.code, 5) << missing.err;
+  EXPECT_EQ(missing.err, "arbor: branch projects/default/branches/nosuch does not exist\n");
+  EXPECT_EQ(Run({"diff", "a", "b", "--format", "yaml"}).code, 2);
+  EXPECT_EQ(Run({"diff", "Bad_Name", "b"}).code, 2);
+  EXPECT_EQ(Run({"diff", "a@yesterday", "b"}).code, 2);
+  env_["ARBOR_API"] = "http://127.0.0.1:1";
+  EXPECT_EQ(Run({"diff", "a", "b"}).code, 3);
+  EXPECT_EQ(Run({"migrate-check", "--target", "a", "--", "true"}).code, 3);
 }
 
 }  // namespace
