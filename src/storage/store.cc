@@ -43,6 +43,8 @@ constexpr uint64_t kGcScanSlice = 1ull << 20;
 // Values of at least this many bytes (file blocks; attributes and names are far smaller) are
 // kept in blob files.
 constexpr uint64_t kMinBlobSize = 512;
+// Apply reuses its write batch's buffer up to this size.
+constexpr size_t kMaxKeptBatch = 4u << 20;
 
 // The prefix of a versioned key is everything but its 8-byte version suffix, so that a
 // prefix Bloom filter answers "does this timeline hold any version of this key?".
@@ -116,6 +118,7 @@ class Store::Impl {
   // never changes), so listing many idle branches costs no scans.
   std::map<TimelineId, std::pair<uint64_t, uint64_t>> size_cache;  // guarded by write_mu
   bool needs_resume = false;                                       // guarded by write_mu
+  rocksdb::WriteBatch apply_batch;                                 // guarded by write_mu
   std::atomic<int64_t> clock_override{0};
 
   std::mutex sync_mu;
@@ -883,7 +886,10 @@ Result<Seq> Store::Apply(TimelineId timeline, Mutation&& m) {
     }
   }
   auto [seq, now] = im.NextSeqLocked();
-  rocksdb::WriteBatch batch(bytes + 128);
+  // One batch, reused under write_mu: a fresh one of a 1 MiB write is an mmap'd buffer that
+  // is page-faulted in and unmapped again on every call (measured: ~5% of the CPU of a load).
+  rocksdb::WriteBatch& batch = im.apply_batch;
+  batch.Clear();
   for (Built& b : built) {
     keys::AppendVersion(&b.key, seq);
     batch.Put(b.key, *b.value);
@@ -895,7 +901,9 @@ Result<Seq> Store::Apply(TimelineId timeline, Mutation&& m) {
   }
   uint64_t total = im.written[timeline] + bytes;
   batch.Put(im.index, keys::WrittenKey(timeline), Slice(reinterpret_cast<const char*>(&total), 8));
-  ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, false));
+  Status ws = im.WriteLocked(&batch, false);
+  if (batch.GetDataSize() > kMaxKeptBatch) batch = rocksdb::WriteBatch();
+  ARBOR_RETURN_IF_ERROR(ws);
   im.written[timeline] = total;
   im.CommitSeqLocked(seq, now);
   return seq;
