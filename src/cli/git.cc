@@ -36,8 +36,15 @@ Result<std::string> ReadFile(const std::string& path) {
 }
 
 // Writes `content` to `path` through a temporary file and a rename, so that a reader never
-// sees half a file; an existing file keeps its mode, a new one gets `mode`.
-Status WriteFileAtomic(const std::string& path, const std::string& content, mode_t mode) {
+// sees half a file; an existing file keeps its mode, a new one gets `mode`. A symlink is
+// followed (an `.env` shared through a link stays a link).
+Status WriteFileAtomic(const std::string& link_or_path, const std::string& content, mode_t mode) {
+  std::string path = link_or_path;
+  std::error_code link_ec;
+  if (fs::is_symlink(link_or_path, link_ec)) {
+    fs::path target = fs::canonical(link_or_path, link_ec);
+    if (!link_ec) path = target.string();
+  }
   struct stat st;
   if (stat(path.c_str(), &st) == 0) mode = st.st_mode & 07777;
   std::string tmp = path + ".arbor-tmp";

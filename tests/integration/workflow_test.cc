@@ -270,8 +270,14 @@ TEST_F(WorkflowTest, HooksFollowCoreHooksPathAndInstallTwiceChangesNothing) {
   EXPECT_FALSE(fs::exists(dir + "/.git/hooks/post-checkout"));
   EXPECT_EQ(Slurp(dir + "/.githooks/post-merge.arbor-orig"), team_hook)
       << "a second install must not chain Arbor's hook to itself";
-  ASSERT_EQ(Sh(dir, "mkdir -p config && git checkout -q -b hp-topic").rc, 0);
-  EXPECT_EQ(Slurp(dir + "/config/app.env"), "PG_URL=" + UrlOf("hp-topic") + "\n");
+  // The env file is a link to a shared one: it stays a link, and the shared file changes.
+  ASSERT_EQ(Sh(dir,
+               "mkdir -p config shared && printf 'A=1\\n' > shared/app.env && "
+               "ln -s ../shared/app.env config/app.env && git checkout -q -b hp-topic")
+                .rc,
+            0);
+  EXPECT_TRUE(fs::is_symlink(dir + "/config/app.env"));
+  EXPECT_EQ(Slurp(dir + "/shared/app.env"), "A=1\nPG_URL=" + UrlOf("hp-topic") + "\n");
 
   // A merge runs the team's hook first (its status is git's to report), then Arbor's.
   ShRun merge = Sh(dir,
@@ -280,7 +286,7 @@ TEST_F(WorkflowTest, HooksFollowCoreHooksPathAndInstallTwiceChangesNothing) {
   EXPECT_EQ(merge.rc, 0) << merge.err;
   EXPECT_EQ(Slurp(dir + "/merge.log"), "merged\n");
   EXPECT_NE(merge.err.find("database branch production"), std::string::npos) << merge.err;
-  EXPECT_EQ(Slurp(dir + "/config/app.env"), "PG_URL=" + UrlOf("production") + "\n");
+  EXPECT_EQ(Slurp(dir + "/shared/app.env"), "A=1\nPG_URL=" + UrlOf("production") + "\n");
 
   ASSERT_EQ(Sh(dir, "arbor git uninstall").rc, 0);
   EXPECT_EQ(Slurp(dir + "/.githooks/post-merge"), team_hook);
