@@ -355,9 +355,11 @@ Status CmdMigrateCheck(const Session& s, const MigrateOpts& o) {
       po.env.push_back({"PGDATABASE", o.database});
     }
     auto t0 = std::chrono::steady_clock::now();
-    ARBOR_ASSIGN_OR_RETURN(ProcessResult pr, RunProcess(o.command, po));
+    auto pr = RunProcess(o.command, po);
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    out.exit_code = pr.exit_code;
+    // A command that cannot start fails like one the shell cannot find: status 127.
+    out.exit_code = pr.ok() ? pr->exit_code : 127;
+    if (!pr.ok()) *s.io->err << "arbor: " << pr.status().message() << "\n";
     auto after = ReadCatalog(url, o.database);
     if (after.ok()) {
       out.changes = CompareCatalogs(before, *after);
