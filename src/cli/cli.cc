@@ -329,8 +329,8 @@ struct Login {
 // The endpoint's login: a fresh token as the password (lives `ttl`, default 1 h), or with
 // `role_password` the role's own password, which does not expire. Starts nothing: the proxy
 // wakes the compute when the client connects.
-Result<Login> LoginFor(const Session& s, const api::ApiClient& c, const api::EndpointName& name,
-                       bool role_password, const std::string& ttl) {
+Result<Login> LoginFor(const api::ApiClient& c, const api::EndpointName& name, bool role_password,
+                       const std::string& ttl) {
   ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.GetEndpoint(name));
   Login login;
   login.host = e.status.host.empty() ? "127.0.0.1" : e.status.host;
@@ -365,7 +365,7 @@ struct LoginOpts {
 Status CmdConnectionString(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
-  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl));
+  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(c, name, o.role_password, o.ttl));
   if (s.Json()) {
     s.PrintJson({{"endpoint", name.ToString()}, {"connection_string", login.Url()}});
   } else {
@@ -377,7 +377,7 @@ Status CmdConnectionString(const Session& s, const LoginOpts& o) {
 Status CmdPsql(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
-  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl));
+  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(c, name, o.role_password, o.ttl));
   std::vector<std::string> argv;
   argv.push_back(access(kDebianPsql, X_OK) == 0 ? kDebianPsql : "psql");
   argv.push_back(login.Url());
@@ -393,7 +393,7 @@ Status CmdRun(const Session& s, const LoginOpts& o) {
   if (o.extra.empty()) Usage("give the command to run after --, e.g. arbor run dev -- npm test");
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
-  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl));
+  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(c, name, o.role_password, o.ttl));
   // env(1) sets the variables and replaces itself with the command.
   std::vector<std::string> argv = {"env",
                                    "--",
