@@ -651,6 +651,33 @@ FsResult<struct statvfs> FileSystem::StatFs(const std::string& store_path) {
   return st;
 }
 
+FsResult<size_t> FileSystem::ReclaimOrphans() {
+  std::unique_lock l(tree_mu_);
+  auto attrs = store_->ListAttrs(timeline_, kSeqMax);
+  if (!attrs.ok()) return FromStore(attrs.status(), "listing inodes");
+  size_t freed = 0;
+  for (const auto& [ino, attr] : *attrs) {
+    if (attr.kind != FileKind::kRegular || attr.nlink != 0) continue;
+    {
+      std::lock_guard t(table_mu_);
+      auto it = nodes_.find(ino);
+      if (it != nodes_.end() && (it->second.nlookup > 0 || it->second.nopen > 0)) continue;
+    }
+    storage::Mutation m;
+    Status s = store_->AddTruncate(timeline_, ino, attr.size, 0, &m);
+    if (!s.ok()) return FromStore(s, "freeing an orphaned inode");
+    m.DeleteAttr(ino);
+    FsStatus st = ApplyLocked(std::move(m), "freeing an orphaned inode");
+    if (!st.ok()) return st;
+    {
+      std::lock_guard t(table_mu_);
+      nodes_.erase(ino);
+    }
+    ++freed;
+  }
+  return freed;
+}
+
 size_t FileSystem::TableSizeForTesting() {
   std::lock_guard t(table_mu_);
   return nodes_.size();

@@ -174,6 +174,11 @@ class FileSystem {
   // Free space and sizes of the file system that holds the store at `store_path`.
   FsResult<struct statvfs> StatFs(const std::string& store_path);
 
+  // Frees every regular file of the timeline that has no name left (nlink 0): files that
+  // were unlinked while open and whose server died before the last close. Call before the
+  // kernel knows any inode (at mount). Returns how many were freed; each is one mutation.
+  FsResult<size_t> ReclaimOrphans();
+
   // For tests: how many inodes the table holds.
   size_t TableSizeForTesting();
 

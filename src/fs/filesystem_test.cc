@@ -92,6 +92,37 @@ TEST_F(FileSystemTest, TruncateDownThenUpReadsZeros) {
   EXPECT_EQ(ReadAll(f), want);
 }
 
+TEST_F(FileSystemTest, OrphansOfACrashedServerAreFreedAtTheNextMount) {
+  InodeId f = CreateFile("f");  // open: its data stays after the unlink
+  std::string data(3 * storage::kBlockSize, 'x');
+  ASSERT_TRUE(fs_->Write(f, 0, std::span<const char>(data)).ok());
+  InodeId kept = CreateFile("kept");
+  ASSERT_TRUE(fs_->Write(kept, 0, std::span<const char>(data)).ok());
+  ASSERT_TRUE(fs_->Unlink(kRootInode, "f").ok());
+  auto before = store_->GetAttr(tl_, kSeqMax, f);
+  ASSERT_TRUE(before.ok() && before->has_value());
+  EXPECT_EQ((*before)->nlink, 0u);
+
+  // The server dies with `f` still open: a new one mounts the same timeline.
+  FileSystem next(store_.get(), tl_);
+  auto freed = next.ReclaimOrphans();
+  ASSERT_TRUE(freed.ok());
+  EXPECT_EQ(*freed, 1u);
+  auto after = store_->GetAttr(tl_, kSeqMax, f);
+  ASSERT_TRUE(after.ok());
+  EXPECT_FALSE(after->has_value());
+  std::string block(storage::kBlockSize, 'y');
+  ASSERT_TRUE(store_->ReadBlock(tl_, kSeqMax, f, 0, std::span<char>(block)).ok());
+  EXPECT_EQ(block, std::string(storage::kBlockSize, '\0'));
+  // Files with names are untouched, and a second pass finds nothing.
+  auto k = store_->ReadFile(tl_, kSeqMax, kept, 0, data.size());
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(*k, data);
+  auto again = next.ReclaimOrphans();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0u);
+}
+
 TEST_F(FileSystemTest, UnlinkWhileOpenKeepsDataUntilLastReleaseAndForget) {
   InodeId f = CreateFile("f");  // lookup 1, open 1
   ASSERT_TRUE(fs_->Write(f, 0, std::string("hello")).ok());

@@ -151,6 +151,14 @@ class Mount::Impl {
   Status Start(storage::Store* store, TimelineId timeline, const std::string& mountpoint,
                const MountOptions& options) {
     fs_ = std::make_unique<FileSystem>(store, timeline);
+    // Files unlinked while open when the previous server died still hold their blocks.
+    if (auto n = fs_->ReclaimOrphans(); !n.ok()) {
+      log::warn(
+          "arborfs: could not free orphaned inodes; they keep their space until the next "
+          "mount");
+    } else if (*n > 0) {
+      log::info("arborfs: freed {} orphaned inode(s) (unlinked while open, then a crash)", *n);
+    }
     ctx_.fs = fs_.get();
     ctx_.options = options;
     // Resolved before mounting: once mounted, looking at the path would wait for ourselves.

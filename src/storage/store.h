@@ -197,6 +197,9 @@ class Store {
   // nullopt if `name` is not in `dir`.
   [[nodiscard]] Result<std::optional<DirEntry>> Lookup(TimelineId timeline, Seq at, InodeId dir,
                                                        std::string_view name) const;
+  // Every inode that exists at (timeline, at) with its attributes, in inode order.
+  [[nodiscard]] Result<std::vector<std::pair<InodeId, Attr>>> ListAttrs(TimelineId timeline,
+                                                                        Seq at) const;
   // Every entry of `dir`, sorted by name.
   [[nodiscard]] Result<std::vector<DirEntry>> ReadDir(TimelineId timeline, Seq at,
                                                       InodeId dir) const;
