@@ -460,7 +460,7 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
   ro.blob_file_size = 64ull << 20;
   ro.blob_compression_type = comp;
   ro.enable_blob_garbage_collection = true;
-  ro.blob_garbage_collection_age_cutoff = 0.5;
+  ro.blob_garbage_collection_age_cutoff = 0.25;
   // No blob cache: file blocks are cached above the store by the kernel's page cache of the
   // mount (keep_cache), and below it by the OS page cache of the blob files. A blob cache
   // inside the block cache filled it with copies of those pages and took the server's RSS
