@@ -23,7 +23,7 @@ struct DebugMountFlags {
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint64_t block_cache_mb = 256;
-  bool writeback_cache = false;
+  bool writeback_cache = arbor::fs::MountOptions{}.writeback_cache;  // the daemon's default
   bool no_keep_cache = false;
   double entry_timeout = -1;
   double attr_timeout = -1;
@@ -119,7 +119,8 @@ int main(int argc, char** argv) {
     mount->add_option("--uid", mf.uid, "owner of a new root directory");
     mount->add_option("--gid", mf.gid, "group of a new root directory");
     mount->add_option("--block-cache-mb", mf.block_cache_mb, "RocksDB block cache (MiB)");
-    mount->add_flag("--writeback-cache", mf.writeback_cache, "enable FUSE writeback cache");
+    mount->add_flag("--writeback-cache,!--no-writeback-cache", mf.writeback_cache,
+                    "FUSE writeback cache (default on, as the daemon mounts)");
     mount->add_flag("--no-keep-cache", mf.no_keep_cache, "drop the page cache on open");
     mount->add_option("--entry-timeout", mf.entry_timeout, "kernel entry timeout (s)");
     mount->add_option("--attr-timeout", mf.attr_timeout, "kernel attribute timeout (s)");
