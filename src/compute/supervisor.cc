@@ -265,7 +265,7 @@ Status Supervisor::StartLocked(const ComputeSpec& spec, std::chrono::millisecond
     }
     if (PostmasterReady(spec.pgdata, *pid)) break;
     if (Clock::now() >= deadline) {
-      Running r{spec, *pid, false};
+      Running r{spec, *pid, false, nullptr};
       StopLocked(r, std::chrono::seconds(2));
       return Status::Unavailable("postgres for " + spec.id + " was not ready within " +
                                  std::to_string(timeout.count()) + " ms:\n" +
@@ -273,7 +273,7 @@ Status Supervisor::StartLocked(const ComputeSpec& spec, std::chrono::millisecond
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  computes_[spec.id] = Running{spec, *pid, false};
+  computes_[spec.id] = Running{spec, *pid, false, nullptr};
   return Status::Ok();
 }
 
@@ -305,6 +305,8 @@ Status Supervisor::Stop(const std::string& id, std::chrono::milliseconds timeout
 
 Status Supervisor::Checkpoint(const std::string& id) {
   ComputeSpec spec;
+  pid_t pid = -1;
+  std::shared_ptr<PGconn> conn;
   {
     std::lock_guard l(mu_);
     auto it = computes_.find(id);
@@ -312,23 +314,40 @@ Status Supervisor::Checkpoint(const std::string& id) {
       return Status::NotFound("compute " + id + " is not running");
     }
     spec = it->second.spec;
+    pid = it->second.pid;
+    conn = std::move(it->second.admin);
   }
   // libpq straight to the private socket: no psql process on the branch-creation path.
-  std::string conninfo = "host=" + spec.socket_dir + " port=" + std::to_string(spec.port) +
-                         " user=postgres dbname=postgres connect_timeout=10";
-  if (!spec.password.empty()) conninfo += " password='" + spec.password + "'";
-  PGconn* conn = PQconnectdb(conninfo.c_str());
+  auto connect = [&spec] {
+    std::string conninfo = "host=" + spec.socket_dir + " port=" + std::to_string(spec.port) +
+                           " user=postgres dbname=postgres connect_timeout=10" +
+                           " application_name=arbor";
+    if (!spec.password.empty()) conninfo += " password='" + spec.password + "'";
+    return std::shared_ptr<PGconn>(PQconnectdb(conninfo.c_str()), PQfinish);
+  };
   Status st;
-  if (PQstatus(conn) != CONNECTION_OK) {
-    st = Status::Internal("CHECKPOINT on " + id + ": " + PQerrorMessage(conn));
-  } else {
-    PGresult* r = PQexec(conn, "CHECKPOINT");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      st = Status::Internal("CHECKPOINT on " + id + ": " + PQresultErrorMessage(r));
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!conn || PQstatus(conn.get()) != CONNECTION_OK) conn = connect();
+    if (PQstatus(conn.get()) != CONNECTION_OK) {
+      st = Status::Internal("CHECKPOINT on " + id + ": " + PQerrorMessage(conn.get()));
+      conn.reset();
+      break;
     }
+    PGresult* r = PQexec(conn.get(), "CHECKPOINT");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    st = ok ? Status::Ok()
+            : Status::Internal("CHECKPOINT on " + id + ": " + PQresultErrorMessage(r));
     PQclear(r);
+    // A kept connection may have been closed under us (the compute restarted): once more,
+    // on a new one.
+    if (ok || PQstatus(conn.get()) == CONNECTION_OK) break;
+    conn.reset();
   }
-  PQfinish(conn);
+  std::lock_guard l(mu_);
+  auto it = computes_.find(id);
+  if (it != computes_.end() && it->second.pid == pid && !it->second.exited) {
+    it->second.admin = std::move(conn);
+  }
   return st;
 }
 

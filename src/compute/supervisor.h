@@ -14,6 +14,8 @@
 
 #include "common/status.h"
 
+struct pg_conn;  // libpq's PGconn
+
 namespace arbor::compute {
 
 // Debian's PostgreSQL 15 binaries. A patched Postgres is never used.
@@ -85,6 +87,9 @@ class Supervisor {
     ComputeSpec spec;
     pid_t pid = -1;
     bool exited = false;
+    // Checkpoint's connection, kept open: a SCRAM login costs milliseconds of PBKDF2, and
+    // the branch-creation path checkpoints the parent each time.
+    std::shared_ptr<pg_conn> admin;
   };
   Status StartLocked(const ComputeSpec& spec, std::chrono::milliseconds timeout);
   void StopLocked(Running& r, std::chrono::milliseconds timeout);
