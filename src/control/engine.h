@@ -79,7 +79,9 @@ struct EndpointState {
 
 // The control plane's core: projects, branches and endpoints over the store, arborfs and
 // the compute supervisor. Thread-safe: one mutex serializes every operation (they are
-// control-plane operations; a compute start holds it for the ~second postgres takes).
+// control-plane operations), except the slow part of StartEndpoint (mount and postgres's
+// start), which runs without it while operations that could stop or delete endpoints wait
+// (LockForChange). Connection counts for scale to zero have their own small lock.
 class Engine {
  public:
   Engine(EngineOptions options, storage::Store* store, Mounter* mounter,
