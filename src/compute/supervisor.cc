@@ -183,7 +183,7 @@ Status InitDb(const OsUser& user, const std::string& pgdata, const std::string& 
   }
   if (st.ok()) {
     auto rc = RunAs(user,
-                    {pg_bin + "/initdb", "-D", pgdata, "-U", "postgres", "--pwfile=" + pwfile,
+                    {pg_bin + "/initdb", "-D", pgdata, "-U", kSuperuser, "--pwfile=" + pwfile,
                      "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8",
                      "--locale=C.UTF-8", "--no-instructions"},
                     log_file);
@@ -320,7 +320,7 @@ Status Supervisor::Checkpoint(const std::string& id) {
   // libpq straight to the private socket: no psql process on the branch-creation path.
   auto connect = [&spec] {
     std::string conninfo = "host=" + spec.socket_dir + " port=" + std::to_string(spec.port) +
-                           " user=postgres dbname=postgres connect_timeout=10" +
+                           " user=" + kSuperuser + " dbname=postgres connect_timeout=10" +
                            " application_name=arbor";
     if (!spec.password.empty()) conninfo += " password='" + spec.password + "'";
     return std::shared_ptr<PGconn>(PQconnectdb(conninfo.c_str()), PQfinish);

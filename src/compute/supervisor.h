@@ -20,6 +20,9 @@ namespace arbor::compute {
 
 // Debian's PostgreSQL 15 binaries. A patched Postgres is never used.
 inline constexpr std::string_view kPgBin = "/usr/lib/postgresql/15/bin";
+// The superuser role InitDb creates: the project's owner, the one role whose password Arbor
+// keeps (so the role that tokens log in as).
+inline constexpr const char* kSuperuser = "postgres";
 
 // The OS user computes run as: `postgres` when Arbor runs as root (Postgres refuses root),
 // the invoking user otherwise.

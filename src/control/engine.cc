@@ -888,8 +888,8 @@ Result<std::string> Engine::ConnectionString(const std::string& project, const s
   std::lock_guard l(mu_);
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, endpoint));
   const ProjectRecord& p = catalog_.projects.at(project);
-  return "postgresql://postgres:" + p.password + "@127.0.0.1:" + std::to_string(e->port) +
-         "/postgres";
+  return "postgresql://" + std::string(compute::kSuperuser) + ":" + p.password +
+         "@127.0.0.1:" + std::to_string(e->port) + "/postgres";
 }
 
 void Engine::SetPortListener(PortListener* listener) {
@@ -916,7 +916,7 @@ Result<std::string> Engine::Wake(const std::string& project, const std::string& 
 std::string Engine::RolePassword(const std::string& project, const std::string& role) {
   std::lock_guard l(mu_);
   auto it = catalog_.projects.find(project);
-  if (it == catalog_.projects.end() || role != "postgres") return "";
+  if (it == catalog_.projects.end() || role != compute::kSuperuser) return "";
   return it->second.password;
 }
 
