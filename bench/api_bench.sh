@@ -9,24 +9,12 @@ ARBOR=$(realpath "${1:-build/arbor}")
 MANY=1000
 [[ "${2:-}" == "--quick" ]] && MANY=100
 
-work=$(mktemp -d /var/tmp/arbor-api-bench-XXXXXX)
-export ARBOR_HOME="$work/home"
-cleanup() {
-  "$ARBOR" down --data-dir "$ARBOR_HOME" >/dev/null 2>&1 || true
-  grep " $work" /proc/mounts | awk '{print $2}' | xargs -r -n1 umount -l 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port_base=$((26000 + RANDOM % 2000))  # below the ephemeral range (32768+)
-"$ARBOR" up --data-dir "$ARBOR_HOME" --api-listen 127.0.0.1:0 \
-  --proxy-listen "127.0.0.1:$((port_base - 1))" --endpoint-ports "$port_base-$((port_base + MANY + 50))" >/dev/null
-API=$(cat "$ARBOR_HOME/api")/api/2.0/postgres
-TOKEN=$(cat "$ARBOR_HOME/admin-token")
+. "$(dirname "$0")/daemon.sh"
+bench_daemon api $((26000 + RANDOM % 2000)) $((MANY + 51))  # below the ephemeral range
 call() {  # METHOD PATH [BODY] -> seconds
   local body=()
   [[ "$1" == POST ]] && body=(--data "${3:-}")
-  curl -s -o /dev/null -w '%{time_total}\n' -X "$1" -H "Authorization: Bearer $TOKEN" \
+  curl -s -o /dev/null -w '%{time_total}\n' -X "$1" -H "Authorization: Bearer $ADMIN" \
     "${body[@]}" "$API/$2"
 }
 median_ms() { sort -n | awk '{a[NR]=$1} END {printf "%.1f", 1000 * ((NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

@@ -13,19 +13,13 @@ BIG_MB=1024
 [[ "$QUICK" == "--quick" ]] && BIG_MB=100
 REPS=10
 
-work=$(mktemp -d /var/tmp/arbor-branch-bench-XXXXXX)
-chmod 711 "$work"
-export ARBOR_HOME="$work/home"
-cleanup() {
-  "$ARBOR" down --data-dir "$ARBOR_HOME" >/dev/null 2>&1 || true
+. "$(dirname "$0")/daemon.sh"
+bench_cleanup_extra() {  # the native postgres of the baselines
   [[ -n "${native_pid:-}" ]] && kill "$native_pid" 2>/dev/null || true
   if [[ -f "$work/native/postmaster.pid" ]]; then
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$work/native" -m immediate stop >/dev/null 2>&1 || true
   fi
-  grep " $work" /proc/mounts | awk '{print $2}' | xargs -r -n1 umount -l 2>/dev/null || true
-  rm -rf "$work"
 }
-trap cleanup EXIT
 
 as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 now_us() { date +%s%6N; }
@@ -33,16 +27,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 rfc3339() { date -u -d "@$(($1 / 1000000))" +%Y-%m-%dT%H:%M:%S.$(printf %06d $(($1 % 1000000)))Z; }
 
 port_base=$((24000 + RANDOM % 1500))  # below the ephemeral range (32768+)
-"$ARBOR" up --data-dir "$ARBOR_HOME" --api-listen 127.0.0.1:0 \
-  --proxy-listen "127.0.0.1:$((port_base - 1))" --endpoint-ports "$port_base-$((port_base + 60))" >"$work/up.out"
-API=$(cat "$ARBOR_HOME/api")
-TOKEN=$(cat "$ARBOR_HOME/admin-token")
-api() {  # METHOD PATH [BODY]
-  local body=()
-  [[ "$1" != GET && "$1" != DELETE ]] && body=(--data "${3:-}")
-  curl -sS -X "$1" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-    "${body[@]}" "$API/api/2.0/postgres/$2"
-}
+bench_daemon branch "$port_base" 61
 conn() { api POST "projects/default/branches/$1/endpoints/primary:start" | jq -r .status.connection_string; }
 PROD=$(conn production)
 

@@ -18,27 +18,8 @@ fi
 PGBENCH=/usr/lib/postgresql/15/bin/pgbench
 PSQL=/usr/lib/postgresql/15/bin/psql
 
-work=$(mktemp -d /var/tmp/arbor-proxy-bench-XXXXXX)
-export ARBOR_HOME="$work/home"
-cleanup() {
-  "$ARBOR" down --data-dir "$ARBOR_HOME" >/dev/null 2>&1 || true
-  grep " $work" /proc/mounts | awk '{print $2}' | xargs -r -n1 umount -l 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port_base=$((28000 + RANDOM % 2000))  # below the ephemeral range (32768+)
-"$ARBOR" up --data-dir "$ARBOR_HOME" --api-listen 127.0.0.1:0 \
-  --proxy-listen "127.0.0.1:$port_base" --endpoint-ports "$((port_base + 1))-$((port_base + 20))" \
-  >/dev/null
-API=$(cat "$ARBOR_HOME/api")/api/2.0/postgres
-ADMIN=$(cat "$ARBOR_HOME/admin-token")
-api() {  # METHOD PATH [BODY]
-  local body=()
-  [[ "$1" == POST ]] && body=(--data "${3:-}")
-  curl -sf -X "$1" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-    "${body[@]}" "$API/$2"
-}
+. "$(dirname "$0")/daemon.sh"
+bench_daemon proxy $((28000 + RANDOM % 2000)) 20  # below the ephemeral range (32768+)
 
 # The branch under test never suspends during the runs.
 api POST "projects/default/branches?branch_id=bench" '{"spec":{"no_expiry":true}}' >/dev/null

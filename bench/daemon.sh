@@ -1,0 +1,35 @@
+# Sourced by the benchmarks that need a daemon: a throwaway Arbor in a temporary ARBOR_HOME,
+# stopped and removed when the script exits (also on failure), and `api` to call it.
+#
+#   ARBOR=path/to/arbor; . bench/daemon.sh
+#   bench_daemon NAME PORT ENDPOINTS   # proxy on PORT, endpoints on the ENDPOINTS ports after it
+#
+# Sets work (the temporary directory), ARBOR_HOME, API (.../api/2.0/postgres) and ADMIN (the
+# admin token). A script with more to clean up defines bench_cleanup_extra, run first.
+
+bench_daemon() {
+  local name=$1 port=$2 endpoints=$3
+  work=$(mktemp -d "/var/tmp/arbor-$name-bench-XXXXXX")
+  chmod 711 "$work"  # the compute user reaches the mounts under the data directory
+  export ARBOR_HOME="$work/home"
+  trap bench_cleanup EXIT
+  "$ARBOR" up --data-dir "$ARBOR_HOME" --api-listen 127.0.0.1:0 \
+    --proxy-listen "127.0.0.1:$port" --endpoint-ports "$((port + 1))-$((port + endpoints))" \
+    >"$work/up.out"
+  API=$(cat "$ARBOR_HOME/api")/api/2.0/postgres
+  ADMIN=$(cat "$ARBOR_HOME/admin-token")
+}
+
+bench_cleanup() {
+  if declare -F bench_cleanup_extra >/dev/null; then bench_cleanup_extra; fi
+  "$ARBOR" down --data-dir "$ARBOR_HOME" >/dev/null 2>&1 || true
+  grep " $work" /proc/mounts | awk '{print $2}' | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$work"
+}
+
+api() {  # METHOD PATH [BODY] -> the answer's body
+  local body=()
+  [[ "$1" == POST || "$1" == PATCH ]] && body=(--data "${3:-}")
+  curl -sS -X "$1" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+    "${body[@]}" "$API/$2"
+}
