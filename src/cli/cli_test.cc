@@ -13,6 +13,7 @@
 #include "api/names.h"
 #include "api/testing/fake_api.h"
 #include "api/types.h"
+#include "cli/testing.h"
 
 namespace arbor::cli {
 namespace {
@@ -62,11 +63,7 @@ std::string Error(const std::string& code, const std::string& message) {
 
 class CliTest : public ::testing::Test {
  protected:
-  struct Outcome {
-    int code;
-    std::string out;
-    std::string err;
-  };
+  using Outcome = testing::Outcome;
 
   void SetUp() override {
     auto prod = MakeBranch("production", "", 600);
@@ -87,23 +84,8 @@ class CliTest : public ::testing::Test {
     api_.On("GET", "projects/default/branches/dev-fix/endpoints", 200, R"({"endpoints": []})");
   }
 
-  Outcome Run(std::vector<std::string> args, const AddCommands& add = nullptr) {
-    std::ostringstream out, err;
-    Io io;
-    io.out = &out;
-    io.err = &err;
-    io.getenv = [this](const std::string& name) -> std::optional<std::string> {
-      auto it = env_.find(name);
-      if (it == env_.end()) return std::nullopt;
-      return it->second;
-    };
-    io.now_us = [] { return kNow; };
-    io.exec = [this](const std::vector<std::string>& argv) {
-      exec_argv_ = argv;
-      return std::string("No such file or directory");
-    };
-    int code = RunWith(args, add, io);
-    return {code, out.str(), err.str()};
+  Outcome Run(const std::vector<std::string>& args, const AddCommands& add = nullptr) {
+    return testing::RunCli(args, env_, kNow, &exec_argv_, add);
   }
 
   FakeApi api_;

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/git_config.h"
 #include "cli/schema_diff.h"
+#include "cli/testing.h"
 
 namespace arbor::cli {
 namespace {
@@ -250,24 +251,8 @@ TEST(LineDiff, ShowsContextAroundChanges) {
 
 class WorkflowCommandTest : public ::testing::Test {
  protected:
-  struct Outcome {
-    int code;
-    std::string out, err;
-  };
-  Outcome Run(const std::vector<std::string>& args) {
-    std::ostringstream out, err;
-    Io io;
-    io.out = &out;
-    io.err = &err;
-    io.getenv = [this](const std::string& name) -> std::optional<std::string> {
-      auto it = env_.find(name);
-      if (it == env_.end()) return std::nullopt;
-      return it->second;
-    };
-    io.now_us = [] { return int64_t{1'800'000'000'000'000}; };
-    io.exec = [](const std::vector<std::string>&) { return std::string("no exec in tests"); };
-    int code = RunWith(args, nullptr, io);
-    return {code, out.str(), err.str()};
+  testing::Outcome Run(const std::vector<std::string>& args) {
+    return testing::RunCli(args, env_, int64_t{1'800'000'000'000'000});
   }
   static std::string BranchJson(const std::string& id) {
     api::Branch b;
