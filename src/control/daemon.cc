@@ -356,8 +356,8 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       po.listen_host = o.proxy_host;
       po.listen_port = o.proxy_port;
       po.require_tls = o.require_tls;
-      // Half the cores: the other half serve postgres and its clients. Measured on 2 cores,
-      // one network thread relays 1.4x the select-only TPS of two (bench/proxy_bench.sh).
+      // Half the cores: the other half serve postgres and its clients. On 2 cores one
+      // network thread relayed more select-only TPS than two (docs/proxy.md, Performance).
       po.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency() / 2));
       st = TlsFiles(o, &po.tls_cert_file, &po.tls_key_file);
       if (st.ok()) st = front.Start(po, &backend, &*signer);
