@@ -31,8 +31,8 @@ class Proxy::Impl {
   const auth::TokenSigner* tokens = nullptr;
 
   // One single-threaded io_context per network thread; each session lives on one of them, so
-  // a relay's reads and writes never hand work between threads (measured: a shared
-  // io_context run by several threads costs a cross-thread wakeup per message).
+  // a relay's reads and writes never hand work between threads (with one io_context run by
+  // several threads, a completion may wake another thread to run its handler).
   std::vector<std::unique_ptr<boost::asio::io_context>> iocs;
   std::atomic<size_t> next_ioc{0};
   // Keep each io_context running while it has no session yet.
