@@ -359,6 +359,10 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       // Half the cores: the other half serve postgres and its clients. On 2 cores one
       // network thread relayed more select-only TPS than two (docs/proxy.md, Performance).
       po.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency() / 2));
+      // ARBOR_PROXY_KERNEL_RELAY=0 keeps every byte in user space (docs/proxy.md).
+      if (const char* k = getenv("ARBOR_PROXY_KERNEL_RELAY"); k && std::string(k) == "0") {
+        po.kernel_relay = false;
+      }
       st = TlsFiles(o, &po.tls_cert_file, &po.tls_key_file);
       if (st.ok()) st = front.Start(po, &backend, &*signer);
       if (st.ok()) {

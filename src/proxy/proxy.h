@@ -84,6 +84,10 @@ struct ProxyOptions {
   std::chrono::milliseconds compute_timeout{60'000};
   // Connections beyond this get 53300 and are closed.
   size_t max_connections = 10'000;
+  // Relay a plaintext session's compute -> client bytes in the kernel (a BPF sockmap) where
+  // the kernel allows it (root, no seccomp filter against bpf); otherwise, and always for TLS
+  // and the client -> compute direction, in user space. See kernel_relay.h.
+  bool kernel_relay = true;
 };
 
 // The proxy server. Start once, Stop once (the destructor stops it). Thread-safe: port
@@ -118,6 +122,9 @@ class Proxy {
 
   // Client connections currently open (any phase).
   size_t ActiveConnections() const;
+
+  // Sessions since Start whose compute -> client direction the kernel relays (kernel_relay).
+  size_t KernelRelayedSessions() const;
 
   class Impl;
 

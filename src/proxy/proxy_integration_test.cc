@@ -21,6 +21,7 @@
 #include <mutex>
 #include <thread>
 
+#include "proxy/auth/crypto.h"
 #include "proxy/proxy.h"
 #include "proxy/wire/codec.h"
 
@@ -44,6 +45,16 @@ int64_t Now() {
 int RunAsPg(const std::string& cmd) {
   std::string full = geteuid() == 0 ? "runuser -u postgres -- sh -c '" + cmd + "'" : cmd;
   return std::system(full.c_str());
+}
+
+// The first value of `sql`'s result, or "ERROR: ..." .
+std::string QueryOneOf(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
+                        ? PQgetvalue(r, 0, 0)
+                        : std::string("ERROR: ") + PQresultErrorMessage(r);
+  PQclear(r);
+  return out;
 }
 
 std::string Capture(const std::string& cmd) {
@@ -603,6 +614,174 @@ TEST_F(ProxyIntegration, RequireTls) {
   ProxyOptions bad_cert = o;
   bad_cert.tls_cert_file = Postgres::dir + "/missing.pem";
   EXPECT_FALSE(broken.Start(bad_cert, backend, signer).ok());
+}
+
+// Whether this run must see the kernel relay: as root, unless ARBOR_PROXY_KERNEL_RELAY=0
+// says the environment does not allow it (a seccomp filter, say).
+bool ExpectKernelRelay() {
+  const char* off = getenv("ARBOR_PROXY_KERNEL_RELAY");
+  return geteuid() == 0 && !(off && std::string(off) == "0");
+}
+
+// A COPY TO STDOUT of 54 MB read by a client that does not read until postgres, seen from
+// `watcher`, waits to write (backpressure reaches it), checked against the md5 the server
+// computes; then a COPY FROM STDIN of a million rows. Returns "" or what went wrong.
+std::string BigCopiesBothWays(PGconn* c, PGconn* watcher) {
+  const std::string rows = "select g, repeat('x', 100) from generate_series(1, 500000) g";
+  std::string want = QueryOneOf(c,
+                                "select md5(string_agg(g || E'\\t' || repeat('x', 100) || "
+                                "E'\\n', '' order by g)) from generate_series(1, 500000) g");
+  std::string pid = QueryOneOf(c, "select pg_backend_pid()");
+  if (PQsendQuery(c, ("copy (" + rows + ") to stdout").c_str()) != 1) return PQerrorMessage(c);
+  std::string waiting;
+  for (int i = 0; i < 100 && waiting != "ClientWrite"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    waiting = QueryOneOf(watcher,
+                         "select coalesce(wait_event, 'none') from pg_stat_activity "
+                         "where pid = " +
+                             pid);
+  }
+  if (waiting != "ClientWrite") return "postgres never waited for the slow client: " + waiting;
+  std::string got;
+  PGresult* r = PQgetResult(c);
+  if (PQresultStatus(r) != PGRES_COPY_OUT)
+    return "no COPY OUT: " + std::string(PQresultErrorMessage(r));
+  PQclear(r);
+  char* buf = nullptr;
+  int n;
+  while ((n = PQgetCopyData(c, &buf, 0)) > 0) {
+    got.append(buf, static_cast<size_t>(n));
+    PQfreemem(buf);
+  }
+  std::string err;
+  while ((r = PQgetResult(c))) {
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) err = PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  if (!err.empty()) return "COPY OUT: " + err;
+  if (got.size() != 53'888'895u) {
+    return "COPY OUT: " + std::to_string(got.size()) + " bytes";
+  }
+  if (auth::HexMd5(got) != want) return "COPY OUT: the bytes differ from the server's";
+
+  PQclear(PQexec(c, "create temp table big(i int, s text)"));
+  r = PQexec(c, "copy big from stdin");
+  if (PQresultStatus(r) != PGRES_COPY_IN) return "no COPY IN";
+  PQclear(r);
+  std::string chunk;
+  for (int i = 1; i <= 1'000'000; ++i) {
+    chunk += std::to_string(i) + "\tsome text\n";
+    if (chunk.size() > 60'000 || i == 1'000'000) {
+      if (PQputCopyData(c, chunk.data(), static_cast<int>(chunk.size())) != 1) {
+        return "COPY IN: " + std::string(PQerrorMessage(c));
+      }
+      chunk.clear();
+    }
+  }
+  if (PQputCopyEnd(c, nullptr) != 1) return "COPY IN end";
+  while ((r = PQgetResult(c))) {
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) err = PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  if (!err.empty()) return "COPY IN: " + err;
+  std::string sum = QueryOneOf(c, "select count(*) || ' ' || sum(i) from big");
+  if (sum != "1000000 500000500000") return "COPY IN: " + sum;
+  PQclear(PQexec(c, "drop table big"));
+  return "";
+}
+
+// Starts `p` with `o` on a free port below the ephemeral range (32768+), which tests leave to
+// outgoing connections.
+Status StartBelowEphemeral(Proxy* p, ProxyOptions o, Backend* b, const auth::TokenSigner* s) {
+  Status st = Status::Unavailable("no free port");
+  for (int i = 0; i < 200; ++i) {
+    o.listen_port = static_cast<uint16_t>(15000 + (getpid() * 7 + i * 13) % 5000);
+    st = p->Start(o, b, s);
+    if (st.ok() || st.code() != Code::kIOError) return st;
+  }
+  return st;
+}
+
+TEST_F(ProxyIntegration, KernelRelayCarriesPlaintextSessions) {
+  size_t before = proxy->KernelRelayedSessions();
+  PGconn* c = PQconnectdb(
+      Conninfo(proxy->port(), Token(), "options=endpoint=default/main sslmode=disable").c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  EXPECT_EQ(proxy->KernelRelayedSessions() - before, ExpectKernelRelay() ? 1u : 0u)
+      << "as root the kernel relays plaintext sessions (ARBOR_PROXY_KERNEL_RELAY=0 to test "
+         "without it)";
+  PGconn* watcher = PQconnectdb(Conninfo(dedicated, "apppw").c_str());
+  EXPECT_EQ(BigCopiesBothWays(c, watcher), "");
+  EXPECT_EQ(QueryOne(c, "select 1"), "1");
+  PQfinish(watcher);
+  PQfinish(c);
+
+  // TLS sessions stay in user space.
+  before = proxy->KernelRelayedSessions();
+  c = PQconnectdb(
+      Conninfo(proxy->port(), Token(), "options=endpoint=default/main sslmode=require").c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  EXPECT_EQ(QueryOne(c, "select length(repeat('z', 1000000))"), "1000000");
+  EXPECT_EQ(proxy->KernelRelayedSessions(), before);
+  PQfinish(c);
+}
+
+TEST_F(ProxyIntegration, KernelRelayOffRelaysInUserSpace) {
+  ProxyOptions o;
+  o.kernel_relay = false;
+  Proxy plain;
+  Status started = StartBelowEphemeral(&plain, o, backend, signer);
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  PGconn* c = PQconnectdb(
+      Conninfo(plain.port(), Token(), "options=endpoint=default/main sslmode=disable").c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  PGconn* watcher = PQconnectdb(Conninfo(dedicated, "apppw").c_str());
+  EXPECT_EQ(BigCopiesBothWays(c, watcher), "");
+  PQfinish(watcher);
+  PQfinish(c);
+  EXPECT_EQ(plain.KernelRelayedSessions(), 0u);
+}
+
+// The compute ends a session: the client reads the compute's FATAL, in both relays.
+TEST_F(ProxyIntegration, TheClientSeesTheComputesFatal) {
+  ProxyOptions o;
+  o.kernel_relay = false;
+  Proxy user_space;
+  Status started = StartBelowEphemeral(&user_space, o, backend, signer);
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  for (Proxy* p : {proxy, &user_space}) {
+    SCOPED_TRACE(p == proxy ? "kernel relay" : "user space");
+    PGconn* c = PQconnectdb(
+        Conninfo(p->port(), Token(), "options=endpoint=default/main sslmode=disable").c_str());
+    ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+    std::string notices;
+    PQsetNoticeReceiver(
+        c,
+        [](void* arg, const PGresult* r) {
+          *static_cast<std::string*>(arg) += PQresultErrorMessage(r);
+        },
+        &notices);
+    std::string pid = QueryOne(c, "select pg_backend_pid()");
+    PGconn* admin = PQconnectdb(Conninfo(dedicated, "apppw").c_str());
+    ASSERT_EQ(PQstatus(admin), CONNECTION_OK) << PQerrorMessage(admin);
+    EXPECT_EQ(QueryOne(admin, "select pg_terminate_backend(" + pid + ")"), "t");
+    PQfinish(admin);
+    // Without sending anything, the client reads the FATAL and then the proxy's close.
+    bool closed = false;
+    for (int i = 0; i < 100 && !closed; ++i) {
+      pollfd pfd{PQsocket(c), POLLIN, 0};
+      poll(&pfd, 1, 100);
+      closed = PQconsumeInput(c) == 0;
+      PQisBusy(c);  // parses what arrived, which reports the FATAL
+    }
+    EXPECT_TRUE(closed) << "the proxy kept the client's connection after the compute closed";
+    std::string seen = notices + PQerrorMessage(c);
+    EXPECT_NE(seen.find("terminating connection due to administrator command"), std::string::npos)
+        << seen;
+    PQfinish(c);
+  }
+  WaitForNoOpenConnections();
+  EXPECT_EQ(backend->open.load(), 0);
 }
 
 // pgbench select-only and TPC-B, direct to the compute's socket against through the proxy.

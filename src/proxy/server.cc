@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "proxy/auth/crypto.h"
+#include "proxy/kernel_relay.h"
 #include "proxy/proxy.h"
 #include "proxy/session.h"
 
@@ -152,6 +153,11 @@ Status Proxy::Start(const ProxyOptions& options, Backend* backend,
     return Status::InvalidArgument("require_tls needs a certificate and key");
   }
   RaiseFdLimit();
+  if (options.kernel_relay) {
+    impl->kernel_relay = KernelRelay::Available();  // logs once whether it is on
+  } else {
+    log::info("proxy: kernel relay turned off; relaying in user space");
+  }
   for (int i = 0; i < std::max(1, options.threads); ++i) {
     impl->iocs.push_back(std::make_unique<asio::io_context>(1));
     impl->busy.push_back(asio::make_work_guard(*impl->iocs.back()));
@@ -217,5 +223,7 @@ void Proxy::Stop() {
 }
 
 size_t Proxy::ActiveConnections() const { return impl_ ? impl_->active.load() : 0; }
+
+size_t Proxy::KernelRelayedSessions() const { return impl_ ? impl_->kernel_relayed.load() : 0; }
 
 }  // namespace arbor::proxy

@@ -44,6 +44,8 @@ class Proxy::Impl {
   std::vector<std::thread> threads;
   uint16_t main_port = 0;
   std::atomic<size_t> active{0};
+  std::atomic<size_t> kernel_relayed{0};  // sessions whose results the kernel relays
+  bool kernel_relay = false;              // options.kernel_relay && KernelRelay::Available()
   std::atomic<bool> stopped{false};
 
   // Issues a proxy-side key for `target`, unique among live sessions. Thread-safe.

@@ -1,6 +1,9 @@
 #include "proxy/session.h"
 
+#include <linux/sockios.h>
 #include <openssl/ssl.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstring>
@@ -35,6 +38,13 @@ struct Refusal {
 }
 
 constexpr size_t kRelayBufferBytes = 64 * 1024;
+
+// After the compute closes a kernel-relayed session, its last bytes (a FATAL ErrorResponse,
+// say) may still be on their way to the client inside the kernel: wait this long, then until
+// the client's send queue is empty (at most kCloseDrainLimit more), before closing the client.
+constexpr std::chrono::milliseconds kCloseGrace{100};
+constexpr std::chrono::milliseconds kCloseDrainLimit{2000};
+constexpr std::chrono::milliseconds kCloseDrainPoll{20};
 
 int64_t UnixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -376,9 +386,21 @@ awaitable<void> Session::Handshake() {
     }
     if (m.type == 'Z') break;
   }
+  // The compute has sent all it will until it gets a query, and the proxy has read all of it
+  // (exact lengths): the quiet point the kernel relay needs. Attach before the greeting goes
+  // out, so the client cannot have sent a query yet that the compute answers.
+  if (!tls_ && impl_->kernel_relay) {
+    Status attached = kernel_.Attach(client_.native_handle(), compute_.native_handle());
+    if (attached.ok()) {
+      impl_->kernel_relayed.fetch_add(1);
+    } else {
+      log::debug("proxy: {} relays in user space: {}", peer_, attached.message());
+    }
+  }
   co_await WriteClient(greeting);
   timer_.cancel();
-  log::debug("proxy: {} connected to {} as {}", peer_, ref->Name(), user);
+  log::debug("proxy: {} connected to {} as {}{}", peer_, ref->Name(), user,
+             kernel_.attached() ? " (kernel relay)" : "");
   co_await Relay();
 }
 
@@ -474,7 +496,11 @@ awaitable<void> Session::Relay() {
   auto self = shared_from_this();
   asio::co_spawn(client_.get_executor(), self->PumpClientToCompute(),
                  [self](std::exception_ptr) {});
-  co_await PumpComputeToClient();
+  if (kernel_.attached()) {
+    co_await AwaitComputeClose();
+  } else {
+    co_await PumpComputeToClient();
+  }
 }
 
 awaitable<void> Session::PumpClientToCompute() {
@@ -499,6 +525,43 @@ awaitable<void> Session::PumpComputeToClient() {
       co_await WriteClient(chunk);
     }
   } catch (...) {
+  }
+  CloseAll();
+}
+
+awaitable<void> Session::AwaitComputeClose() {
+  boost::system::error_code ec;
+  std::vector<char> buf;
+  compute_.non_blocking(true, ec);
+  for (;;) {
+    co_await compute_.async_wait(asio::socket_base::wait_read,
+                                 asio::redirect_error(use_awaitable, ec));
+    if (ec) break;  // closed by the other pump or by Stop
+    if (buf.empty()) buf.resize(kRelayBufferBytes);
+    size_t n = compute_.read_some(asio::buffer(buf), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;  // spurious
+    if (ec) {
+      // EOF or an error: the compute ended the session. Let the kernel deliver its last bytes.
+      asio::steady_timer wait(compute_.get_executor());
+      wait.expires_after(kCloseGrace);
+      co_await wait.async_wait(asio::redirect_error(use_awaitable, ec));
+      auto deadline = std::chrono::steady_clock::now() + kCloseDrainLimit;
+      int unsent = 0;
+      while (client_.is_open() && ioctl(client_.native_handle(), SIOCOUTQ, &unsent) == 0 &&
+             unsent > 0 && std::chrono::steady_clock::now() < deadline) {
+        wait.expires_after(kCloseDrainPoll);
+        co_await wait.async_wait(asio::redirect_error(use_awaitable, ec));
+      }
+      break;
+    }
+    // Bytes that reached user space after all (the program redirects every skb, so this
+    // should not happen): forward them rather than lose them.
+    try {
+      std::string_view chunk(buf.data(), n);
+      co_await WriteClient(chunk);
+    } catch (...) {
+      break;
+    }
   }
   CloseAll();
 }

@@ -7,6 +7,9 @@
 //
 // Phases: startup (SSL/GSSENC negotiation, CancelRequest, StartupMessage) -> password ->
 // route and check -> wake -> compute login (SCRAM) -> forward the compute's greeting -> relay.
+// In the relay, client -> compute is always a user-space pump; compute -> client is one too,
+// unless the kernel relays it (kernel_relay.h), and then a waiter only watches for the
+// compute's close.
 // Everything before the relay is read message by message with exact lengths, so no byte the
 // client sends after its password is consumed by the proxy.
 
@@ -17,6 +20,7 @@
 #include <utility>
 
 #include "proxy/asio.h"
+#include "proxy/kernel_relay.h"
 #include "proxy/server.h"
 
 namespace arbor::proxy {
@@ -35,6 +39,7 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> Relay();
   boost::asio::awaitable<void> PumpClientToCompute();
   boost::asio::awaitable<void> PumpComputeToClient();
+  boost::asio::awaitable<void> AwaitComputeClose();
   boost::asio::awaitable<void> ForwardCancel(wire::BackendKey key);
   boost::asio::awaitable<void> LoginToCompute(const std::string& role, const std::string& password,
                                               std::string* greeting);
@@ -64,6 +69,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string sni_;                             // the TLS SNI host, if any
   std::optional<EndpointRef> opened_;           // ConnectionOpened was called
   std::optional<wire::BackendKey> cancel_key_;  // registered proxy-side key
+  // Attached: the kernel relays compute -> client (plaintext sessions only).
+  KernelRelay kernel_;
 };
 
 }  // namespace arbor::proxy

@@ -12,13 +12,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
 
+#include "proxy/auth/crypto.h"
 #include "proxy/auth/token.h"
 #include "testutil/daemon.h"
 
@@ -431,6 +434,232 @@ TEST_F(ProxyE2E, PgbenchAndTheCliRunThroughTheProxy) {
                             "route\" && psql -Atc \"select count(*) from pgbench_branches\"'");
   EXPECT_EQ(rc, 0) << out;
   EXPECT_EQ(out, "pdev\n1\n");
+}
+
+// ---- The relay. The same checks against a daemon whose proxy relays results in the kernel
+// (a BPF sockmap, when root) and one told not to (ARBOR_PROXY_KERNEL_RELAY=0). Plaintext
+// connections (sslmode=disable): TLS sessions are always relayed in user space.
+
+// Whether this run must see the kernel relay: as root, unless ARBOR_PROXY_KERNEL_RELAY=0
+// says the environment does not allow it (a seccomp filter, say).
+bool ExpectKernelRelay() {
+  const char* off = getenv("ARBOR_PROXY_KERNEL_RELAY");
+  return geteuid() == 0 && !(off && std::string(off) == "0");
+}
+
+// BPF sockmaps the process holds open; a kernel-relayed session holds two.
+int SockmapsOf(pid_t pid) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fdinfo", ec)) {
+    if (Slurp(e.path().string()).find("map_type:\t15\n") != std::string::npos) ++n;  // SOCKMAP
+  }
+  return n;
+}
+
+std::string QueryOneOf(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
+                        ? PQgetvalue(r, 0, 0)
+                        : std::string("ERROR: ") + PQresultErrorMessage(r);
+  PQclear(r);
+  return out;
+}
+
+struct RelayTarget {
+  Daemon* d;
+  uint16_t port;
+  std::string token;
+  std::string Conn() const {
+    return "host=127.0.0.1 port=" + std::to_string(port) +
+           " user=postgres dbname=postgres sslmode=disable connect_timeout=60 password=" + token;
+  }
+};
+
+RelayTarget TargetOf(Daemon* d) {
+  const std::string ep = "projects/default/branches/production/endpoints/primary";
+  RelayTarget t{d, 0, ""};
+  t.port = static_cast<uint16_t>(d->Call("GET", ep).body["status"].value("port", 0));
+  auto a = d->Call("POST", "credentials", {{"endpoint", ep}, {"ttl", "600s"}});
+  EXPECT_EQ(a.status, 200) << a.body.dump();
+  t.token = a.body.value("token", "");
+  return t;
+}
+
+// The kernel relay is used exactly when it should be: two sockmaps per open session.
+void CheckRelayMode(const RelayTarget& t, bool kernel) {
+  PGconn* c = PQconnectdb(t.Conn().c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  EXPECT_EQ(QueryOneOf(c, "select 1"), "1");
+  EXPECT_EQ(SockmapsOf(t.d->pid()), kernel ? 2 : 0)
+      << "as root the kernel relays plaintext sessions (ARBOR_PROXY_KERNEL_RELAY=0 to test "
+         "without it)";
+  // A TLS session is never relayed in the kernel.
+  PGconn* tls = PQconnectdb((t.Conn() + " sslmode=require").c_str());
+  ASSERT_EQ(PQstatus(tls), CONNECTION_OK) << PQerrorMessage(tls);
+  EXPECT_EQ(QueryOneOf(tls, "select 2"), "2");
+  EXPECT_EQ(SockmapsOf(t.d->pid()), kernel ? 2 : 0);
+  PQfinish(tls);
+  PQfinish(c);
+  std::string log = Slurp(t.d->home() + "/daemon.out");
+  EXPECT_NE(log.find(kernel ? "kernel relay on" : "relaying in user space"), std::string::npos)
+      << log;
+}
+
+// 54 MB of COPY TO STDOUT to a client that does not read until postgres waits to write (the
+// backpressure reaches postgres), checked byte for byte by md5 against the server's; then a
+// million rows of COPY FROM STDIN.
+void CheckBigCopies(const RelayTarget& t) {
+  PGconn* c = PQconnectdb(t.Conn().c_str());
+  PGconn* watcher = PQconnectdb(t.Conn().c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  ASSERT_EQ(PQstatus(watcher), CONNECTION_OK) << PQerrorMessage(watcher);
+  const std::string want =
+      QueryOneOf(c,
+                 "select md5(string_agg(g || E'\\t' || repeat('x', 100) || E'\\n', '' order by g))"
+                 " from generate_series(1, 500000) g");
+  const std::string pid = QueryOneOf(c, "select pg_backend_pid()");
+  ASSERT_EQ(PQsendQuery(c,
+                        "copy (select g, repeat('x', 100) from generate_series(1, 500000) g) "
+                        "to stdout"),
+            1);
+  std::string waiting;
+  for (int i = 0; i < 100 && waiting != "ClientWrite"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    waiting = QueryOneOf(
+        watcher, "select coalesce(wait_event, 'none') from pg_stat_activity where pid = " + pid);
+  }
+  EXPECT_EQ(waiting, "ClientWrite") << "postgres never waited for the stalled client";
+  PGresult* r = PQgetResult(c);
+  ASSERT_EQ(PQresultStatus(r), PGRES_COPY_OUT) << PQresultErrorMessage(r);
+  PQclear(r);
+  std::string got;
+  char* buf = nullptr;
+  int n;
+  while ((n = PQgetCopyData(c, &buf, 0)) > 0) {
+    got.append(buf, static_cast<size_t>(n));
+    PQfreemem(buf);
+  }
+  EXPECT_EQ(n, -1) << PQerrorMessage(c);
+  while ((r = PQgetResult(c))) {
+    EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  EXPECT_EQ(got.size(), 53'888'895u);
+  EXPECT_EQ(proxy::auth::HexMd5(got), want);
+
+  PQclear(PQexec(c, "create temp table big(i int, s text)"));
+  r = PQexec(c, "copy big from stdin");
+  ASSERT_EQ(PQresultStatus(r), PGRES_COPY_IN) << PQresultErrorMessage(r);
+  PQclear(r);
+  std::string chunk;
+  for (int i = 1; i <= 1'000'000; ++i) {
+    chunk += std::to_string(i) + "\tsome text\n";
+    if (chunk.size() > 60'000 || i == 1'000'000) {
+      ASSERT_EQ(PQputCopyData(c, chunk.data(), static_cast<int>(chunk.size())), 1);
+      chunk.clear();
+    }
+  }
+  ASSERT_EQ(PQputCopyEnd(c, nullptr), 1);
+  while ((r = PQgetResult(c))) {
+    EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  EXPECT_EQ(QueryOneOf(c, "select count(*) || ' ' || sum(i) from big"), "1000000 500000500000");
+  PQfinish(watcher);
+  PQfinish(c);
+}
+
+// The compute ends the session: the client reads its FATAL, not just a dropped connection.
+void CheckTerminate(const RelayTarget& t) {
+  PGconn* c = PQconnectdb(t.Conn().c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  std::string notices;  // libpq reports an error that arrives while idle as a notice
+  PQsetNoticeReceiver(
+      c,
+      [](void* arg, const PGresult* r) {
+        *static_cast<std::string*>(arg) += PQresultErrorMessage(r);
+      },
+      &notices);
+  const std::string pid = QueryOneOf(c, "select pg_backend_pid()");
+  {
+    Pg admin(t.Conn());
+    EXPECT_EQ(admin.One("select pg_terminate_backend(" + pid + ")"), "t");
+  }
+  // Without sending anything, the client reads the FATAL and then the proxy's close.
+  bool closed = false;
+  for (int i = 0; i < 100 && !closed; ++i) {
+    pollfd p{PQsocket(c), POLLIN, 0};
+    poll(&p, 1, 100);
+    closed = PQconsumeInput(c) == 0;
+    PQisBusy(c);  // parses what arrived, which reports the FATAL
+  }
+  EXPECT_TRUE(closed) << "the proxy kept the client's connection after the compute closed";
+  std::string seen = notices + PQerrorMessage(c);
+  EXPECT_NE(seen.find("terminating connection due to administrator command"), std::string::npos)
+      << seen;
+  PQfinish(c);
+  // The proxy let go of the session: its maps are closed.
+  for (int i = 0; i < 50 && SockmapsOf(t.d->pid()) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(SockmapsOf(t.d->pid()), 0);
+}
+
+// Many small queries, pipelined (extended protocol), from 4 clients at once.
+void CheckPipelinedPgbench(const RelayTarget& t) {
+  const std::string env =
+      "PGHOST=127.0.0.1 PGPORT=" + std::to_string(t.port) +
+      " PGSSLMODE=disable PGUSER=postgres PGDATABASE=postgres PGPASSWORD=" + t.token + " ";
+  const std::string pgbench = "/usr/lib/postgresql/15/bin/pgbench";
+  auto [rc, out] = Shell(env + pgbench + " -i -s 1 -q");
+  ASSERT_EQ(rc, 0) << out;
+  const std::string script = t.d->home() + "/pipeline.sql";
+  {
+    std::ofstream f(script);
+    f << "\\set aid random(1, 100000)\n\\startpipeline\n";
+    for (int i = 0; i < 10; ++i) {
+      f << "select abalance from pgbench_accounts where aid = :aid + " << i << ";\n";
+    }
+    f << "\\endpipeline\n";
+  }
+  std::tie(rc, out) = Shell(env + pgbench + " -n -M extended -f " + script + " -T 2 -c 4 -j 2");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("number of failed transactions: 0"), std::string::npos) << out;
+  std::tie(rc, out) = Shell(env + pgbench + " -n -M prepared -T 2 -c 4 -j 2");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("number of failed transactions: 0"), std::string::npos) << out;
+}
+
+TEST(ProxyRelay, InTheKernel) {
+  auto d = Daemon::Start("relay");
+  ASSERT_NE(d, nullptr);
+  RelayTarget t = TargetOf(d.get());
+  ASSERT_NE(t.port, 0);
+  CheckRelayMode(t, ExpectKernelRelay());
+  CheckBigCopies(t);
+  CheckTerminate(t);
+  CheckPipelinedPgbench(t);
+}
+
+TEST(ProxyRelay, InUserSpaceWhenTurnedOff) {
+  const char* was = getenv("ARBOR_PROXY_KERNEL_RELAY");
+  std::string saved = was ? was : "";
+  setenv("ARBOR_PROXY_KERNEL_RELAY", "0", 1);  // the daemon inherits it
+  auto d = Daemon::Start("relay-off");
+  if (was) {
+    setenv("ARBOR_PROXY_KERNEL_RELAY", saved.c_str(), 1);
+  } else {
+    unsetenv("ARBOR_PROXY_KERNEL_RELAY");
+  }
+  ASSERT_NE(d, nullptr);
+  RelayTarget t = TargetOf(d.get());
+  ASSERT_NE(t.port, 0);
+  CheckRelayMode(t, false);
+  CheckBigCopies(t);
+  CheckTerminate(t);
+  CheckPipelinedPgbench(t);
 }
 
 }  // namespace
