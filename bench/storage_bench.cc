@@ -690,9 +690,9 @@ std::string WalFiles(const fs::path& dir) {
 // preallocated file, at random offsets. Target ratio <= 1.5.
 //
 // Two stores: a fresh one, whose WAL grows with every write (each fdatasync must also
-// persist the new file size), and a "steady" one that has written enough for memtables to
-// flush, so that RocksDB reuses old WAL files (recycle_log_file_num) and overwrites them in
-// place, as a long-running store does. An appending plain file is the fresh store's peer.
+// persist the new file size, unless it took a pre-written spare: src/storage/wal_file.h), and
+// a "steady" one that has written enough to have switched WAL files several times, as a
+// long-running store has. An appending plain file is the fresh store's peer.
 void BenchWriteSync(const Config& cfg, Summary* sum) {
   Section("write_sync_8k: Apply(one PutBlock) + Sync vs pwrite 8 KiB + fdatasync");
   const uint64_t file_bytes = 64ull << 20, blocks = file_bytes / kBlockSize;

@@ -2,6 +2,8 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/sst_file_manager.h>
@@ -23,6 +25,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "storage/keys.h"
+#include "storage/wal_file.h"
 
 namespace arbor::storage {
 
@@ -97,6 +100,7 @@ struct Node {
 class Store::Impl {
  public:
   Options options;
+  std::unique_ptr<rocksdb::Env> env;  // the WAL file system (wal_file.h); outlives db
   std::unique_ptr<rocksdb::DB> db;
   // The time index, WAL marks and written-bytes counters live in their own column family:
   // mixed into the data's key range they made every flushed file overlap every other one,
@@ -412,14 +416,18 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
   ro.max_background_jobs = 2;
   ro.bytes_per_sync = 1 << 20;
   ro.wal_bytes_per_sync = 0;
-  // WAL recycling would make Sync an overwrite (cheaper than an append on ext4), but RocksDB
-  // allows it only with kSkipAnyCorruptedRecords, which may skip a corrupt record in the
-  // middle of the log and so leave a hole. Point-in-time recovery (a prefix) is what the
-  // crash-image rule needs, so the WAL is appended.
+  // RocksDB's own WAL recycling would make Sync an overwrite, but it allows that only with
+  // kSkipAnyCorruptedRecords, which may skip a corrupt record in the middle of the log and so
+  // leave a hole. Point-in-time recovery (a prefix) is what the crash-image rule needs; the
+  // overwrite comes instead from pre-written WAL files (wal_file.h), whose fill reads as the
+  // end of the log.
+  impl->env = rocksdb::NewCompositeEnv(
+      NewWalFileSystem(rocksdb::FileSystem::Default(), options.path, options.wal_prefill_bytes));
+  ro.env = impl->env.get();
   ro.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   ro.create_missing_column_families = true;
   ro.level_compaction_dynamic_level_bytes = true;
-  ro.write_buffer_size = 32 << 20;
+  ro.write_buffer_size = options.write_buffer_bytes;
   ro.max_write_buffer_number = 3;
   ro.max_total_wal_size = 256 << 20;
   ro.paranoid_checks = true;
@@ -517,6 +525,14 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
   raw->DestroyColumnFamilyHandle(handles[0]);  // the default family is db->DefaultColumnFamily()
   impl->index = handles[1];
   rocksdb::DB* db = impl->db.get();
+  // Recovery replayed the WALs into memtables; flushing them retires those WALs, so a WAL
+  // that ends in fill (wal_file.h) is never replayed again ahead of a newer one.
+  {
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    s = db->Flush(fo, {db->DefaultColumnFamily(), impl->index});
+    if (!s.ok()) return FromRocks(s, "flushing the recovered log of the store at " + options.path);
+  }
 
   // Format version.
   std::string v;

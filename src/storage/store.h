@@ -132,6 +132,11 @@ class Store {
     // RocksDB block compression: "none", "lz4" or "zstd" (see docs/storage-format.md for
     // the measurements behind the default).
     std::string compression = "lz4";
+    // Size of the pre-written spare each new WAL file takes, so that a Sync overwrites
+    // instead of appending (src/storage/wal_file.h); 0 appends.
+    uint64_t wal_prefill_bytes = 64ull << 20;
+    // RocksDB memtable size; each full memtable also starts a new WAL file. Tests lower it.
+    uint64_t write_buffer_bytes = 32ull << 20;
   };
 
   // Opens (or creates) a store. Corruption if `path` holds something that is not a store;
