@@ -23,6 +23,7 @@ struct DebugMountFlags {
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint64_t block_cache_mb = 256;
+  int64_t wal_prefill_mb = -1;                                       // -1: the store's default
   bool writeback_cache = arbor::fs::MountOptions{}.writeback_cache;  // the daemon's default
   bool no_keep_cache = false;
   double entry_timeout = -1;
@@ -43,6 +44,7 @@ int DebugMount(const DebugMountFlags& f) {
   arbor::storage::Store::Options so;
   so.path = f.store;
   so.block_cache_bytes = f.block_cache_mb << 20;
+  if (f.wal_prefill_mb >= 0) so.wal_prefill_bytes = static_cast<uint64_t>(f.wal_prefill_mb) << 20;
   auto store = arbor::storage::Store::Open(so);
   if (!store.ok()) {
     std::fprintf(stderr, "arbor debug mount: %s\n", store.status().ToString().c_str());
@@ -119,6 +121,8 @@ int main(int argc, char** argv) {
     mount->add_option("--uid", mf.uid, "owner of a new root directory");
     mount->add_option("--gid", mf.gid, "group of a new root directory");
     mount->add_option("--block-cache-mb", mf.block_cache_mb, "RocksDB block cache (MiB)");
+    mount->add_option("--wal-prefill-mb", mf.wal_prefill_mb,
+                      "size of the pre-written WAL spare (MiB; 0 appends the WAL)");
     mount->add_flag("--writeback-cache,!--no-writeback-cache", mf.writeback_cache,
                     "FUSE writeback cache (default on, as the daemon mounts)");
     mount->add_flag("--no-keep-cache", mf.no_keep_cache, "drop the page cache on open");
