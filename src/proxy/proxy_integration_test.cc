@@ -24,6 +24,7 @@
 #include "proxy/auth/crypto.h"
 #include "proxy/proxy.h"
 #include "proxy/wire/codec.h"
+#include "testutil/pq_close.h"
 
 namespace arbor::proxy {
 namespace {
@@ -755,26 +756,15 @@ TEST_F(ProxyIntegration, TheClientSeesTheComputesFatal) {
         Conninfo(p->port(), Token(), "options=endpoint=default/main sslmode=disable").c_str());
     ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
     std::string notices;
-    PQsetNoticeReceiver(
-        c,
-        [](void* arg, const PGresult* r) {
-          *static_cast<std::string*>(arg) += PQresultErrorMessage(r);
-        },
-        &notices);
+    testutil::CollectNotices(c, &notices);
     std::string pid = QueryOne(c, "select pg_backend_pid()");
     PGconn* admin = PQconnectdb(Conninfo(dedicated, "apppw").c_str());
     ASSERT_EQ(PQstatus(admin), CONNECTION_OK) << PQerrorMessage(admin);
     EXPECT_EQ(QueryOne(admin, "select pg_terminate_backend(" + pid + ")"), "t");
     PQfinish(admin);
     // Without sending anything, the client reads the FATAL and then the proxy's close.
-    bool closed = false;
-    for (int i = 0; i < 100 && !closed; ++i) {
-      pollfd pfd{PQsocket(c), POLLIN, 0};
-      poll(&pfd, 1, 100);
-      closed = PQconsumeInput(c) == 0;
-      PQisBusy(c);  // parses what arrived, which reports the FATAL
-    }
-    EXPECT_TRUE(closed) << "the proxy kept the client's connection after the compute closed";
+    EXPECT_TRUE(testutil::AwaitServerClose(c))
+        << "the proxy kept the client's connection after the compute closed";
     std::string seen = notices + PQerrorMessage(c);
     EXPECT_NE(seen.find("terminating connection due to administrator command"), std::string::npos)
         << seen;

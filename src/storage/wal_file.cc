@@ -55,7 +55,7 @@ IOStatus FsyncDir(const std::string& dir) {
   return rc == 0 ? IOStatus::OK() : FromErrno("fsync " + dir, err);
 }
 
-// One WAL file, shared by its writer and the file system (which seals it when the next WAL
+// One WAL file, shared by its writer and the file system (which cuts it when the next WAL
 // is created).
 struct WalState {
   std::string path;
@@ -63,21 +63,27 @@ struct WalState {
   std::atomic<uint64_t> size{0};         // bytes the log wrote
   std::atomic<bool> synced_once{false};  // the first Sync also made the name durable
   std::mutex mu;
-  bool sealed = false;  // guarded by mu: cut to `size` (and fsynced, when sealed by Seal)
+  bool cut = false;          // guarded by mu: truncated to `size`
+  bool cut_durable = false;  // guarded by mu: and fsynced since
 
   ~WalState() {
     if (fd >= 0) ::close(fd);
   }
 
-  // Cuts the fill off the end and makes that durable. Idempotent.
-  IOStatus Seal() {
+  // Cuts the fill off the end; with `durable`, also fsyncs, so the cut survives a machine
+  // crash. Idempotent.
+  IOStatus Cut(bool durable) {
     std::lock_guard l(mu);
-    if (sealed) return IOStatus::OK();
-    if (::ftruncate(fd, static_cast<off_t>(size.load())) != 0) {
-      return FromErrno("truncate " + path, errno);
+    if (!cut) {
+      if (::ftruncate(fd, static_cast<off_t>(size.load())) != 0) {
+        return FromErrno("truncate " + path, errno);
+      }
+      cut = true;
     }
-    if (::fsync(fd) != 0) return FromErrno("fsync " + path, errno);
-    sealed = true;
+    if (durable && !cut_durable) {
+      if (::fsync(fd) != 0) return FromErrno("fsync " + path, errno);
+      cut_durable = true;
+    }
     return IOStatus::OK();
   }
 };
@@ -105,14 +111,6 @@ class WalFile : public FSWritableFile {
     return IOStatus::OK();
   }
 
-  IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset, const IOOptions& o,
-                            IODebugContext* dbg) override {
-    if (offset != st_->size.load()) {
-      return IOStatus::NotSupported("positioned append away from the end of a WAL file");
-    }
-    return Append(data, o, dbg);
-  }
-
   IOStatus Truncate(uint64_t size, const IOOptions&, IODebugContext*) override {
     if (::ftruncate(st_->fd, static_cast<off_t>(size)) != 0) {
       return FromErrno("truncate " + st_->path, errno);
@@ -121,16 +119,9 @@ class WalFile : public FSWritableFile {
     return IOStatus::OK();
   }
 
-  IOStatus Close(const IOOptions&, IODebugContext*) override {
-    // Cut the fill off. Not fsynced: a newer WAL, if any, sealed this one durably already,
-    // and the newest WAL may end in fill (recovery stops there, as at any torn tail).
-    std::lock_guard l(st_->mu);
-    if (!st_->sealed && ::ftruncate(st_->fd, static_cast<off_t>(st_->size.load())) != 0) {
-      return FromErrno("truncate " + st_->path, errno);
-    }
-    st_->sealed = true;
-    return IOStatus::OK();
-  }
+  // Not fsynced: a newer WAL, if any, cut this one durably already, and the newest WAL may
+  // end in fill (recovery stops there, as at any torn tail).
+  IOStatus Close(const IOOptions&, IODebugContext*) override { return st_->Cut(false); }
 
   IOStatus Flush(const IOOptions&, IODebugContext*) override { return IOStatus::OK(); }
 
@@ -203,7 +194,7 @@ class WalFileSystem : public rocksdb::FileSystemWrapper {
       prev = last_;
     }
     if (prev) {
-      IOStatus s = prev->Seal();
+      IOStatus s = prev->Cut(/*durable=*/true);
       if (!s.ok()) return s;
     }
     bool took = false;
@@ -228,12 +219,6 @@ class WalFileSystem : public rocksdb::FileSystemWrapper {
     }
     *result = std::make_unique<WalFile>(std::move(st), dir_, opts);
     return IOStatus::OK();
-  }
-
-  IOStatus ReopenWritableFile(const std::string& fname, const FileOptions& opts,
-                              std::unique_ptr<FSWritableFile>* result,
-                              IODebugContext* dbg) override {
-    return target()->ReopenWritableFile(fname, opts, result, dbg);
   }
 
  private:

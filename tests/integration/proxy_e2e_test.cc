@@ -24,6 +24,7 @@
 #include "proxy/auth/crypto.h"
 #include "proxy/auth/token.h"
 #include "testutil/daemon.h"
+#include "testutil/pq_close.h"
 
 namespace arbor {
 namespace {
@@ -576,26 +577,15 @@ void CheckTerminate(const RelayTarget& t) {
   PGconn* c = PQconnectdb(t.Conn().c_str());
   ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
   std::string notices;  // libpq reports an error that arrives while idle as a notice
-  PQsetNoticeReceiver(
-      c,
-      [](void* arg, const PGresult* r) {
-        *static_cast<std::string*>(arg) += PQresultErrorMessage(r);
-      },
-      &notices);
+  testutil::CollectNotices(c, &notices);
   const std::string pid = QueryOneOf(c, "select pg_backend_pid()");
   {
     Pg admin(t.Conn());
     EXPECT_EQ(admin.One("select pg_terminate_backend(" + pid + ")"), "t");
   }
   // Without sending anything, the client reads the FATAL and then the proxy's close.
-  bool closed = false;
-  for (int i = 0; i < 100 && !closed; ++i) {
-    pollfd p{PQsocket(c), POLLIN, 0};
-    poll(&p, 1, 100);
-    closed = PQconsumeInput(c) == 0;
-    PQisBusy(c);  // parses what arrived, which reports the FATAL
-  }
-  EXPECT_TRUE(closed) << "the proxy kept the client's connection after the compute closed";
+  EXPECT_TRUE(testutil::AwaitServerClose(c))
+      << "the proxy kept the client's connection after the compute closed";
   std::string seen = notices + PQerrorMessage(c);
   EXPECT_NE(seen.find("terminating connection due to administrator command"), std::string::npos)
       << seen;
