@@ -24,6 +24,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "storage/crc32c.h"
 #include "storage/keys.h"
 #include "storage/wal_file.h"
 
@@ -421,6 +422,8 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
   // leave a hole. Point-in-time recovery (a prefix) is what the crash-image rule needs; the
   // overwrite comes instead from pre-written WAL files (wal_file.h), whose fill reads as the
   // end of the log.
+  // Every RocksDB checksum goes through storage/crc32c.cc (this reference also links it in).
+  log::debug("store: crc32c in {}", crc32c::Implementation());
   impl->env = rocksdb::NewCompositeEnv(
       NewWalFileSystem(rocksdb::FileSystem::Default(), options.path, options.wal_prefill_bytes));
   ro.env = impl->env.get();

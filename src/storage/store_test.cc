@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -618,8 +619,17 @@ TEST(StoreTest, NotAStoreOrUnknownFormatGivesClearError) {
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "someone", "else").ok());
     delete db;
   }
+  auto names = [](const std::string& dir) {
+    std::set<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
+    return out;
+  };
+  std::set<std::string> before = names(foreign.path());
   o.path = foreign.path();
+  o.wal_prefill_bytes = 1 << 20;
   EXPECT_EQ(Store::Open(o).status().code(), Code::kCorruption);
+  // Refused without a write: no spare WAL file or anything else was left in the directory.
+  EXPECT_EQ(names(foreign.path()), before);
 }
 
 TEST(StoreTest, CorruptedFilesGiveClearErrorNotCrash) {

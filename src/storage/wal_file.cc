@@ -157,20 +157,7 @@ class WalFileSystem : public rocksdb::FileSystemWrapper {
         dir_(std::move(dir)),
         spare_(dir_ + "/" + kWalSpareName),
         tmp_(dir_ + "/" + kSpareTmp),
-        prefill_(prefill) {
-    if (prefill_ == 0) return;
-    ::unlink(tmp_.c_str());
-    struct stat st {};
-    if (::stat(spare_.c_str(), &st) == 0) {
-      // Only ever made complete (filled, fsynced, then renamed), so its size tells.
-      if (static_cast<uint64_t>(st.st_size) == prefill_) {
-        spare_ready_ = true;
-      } else {
-        ::unlink(spare_.c_str());
-      }
-    }
-    filler_ = std::thread([this] { FillLoop(); });
-  }
+        prefill_(prefill) {}
 
   ~WalFileSystem() override {
     {
@@ -186,6 +173,7 @@ class WalFileSystem : public rocksdb::FileSystemWrapper {
   IOStatus NewWritableFile(const std::string& fname, const FileOptions& opts,
                            std::unique_ptr<FSWritableFile>* result, IODebugContext* dbg) override {
     if (!IsWalName(fname)) return target()->NewWritableFile(fname, opts, result, dbg);
+    StartFiller();
     // Only the newest WAL may end in fill: seal the previous one before this one gets a
     // record.
     std::shared_ptr<WalState> prev;
@@ -222,6 +210,24 @@ class WalFileSystem : public rocksdb::FileSystemWrapper {
   }
 
  private:
+  // Starts keeping a spare when RocksDB creates its first WAL file, not before: opening a
+  // directory that turns out not to be an Arbor store must leave nothing in it.
+  void StartFiller() {
+    std::lock_guard l(mu_);
+    if (prefill_ == 0 || filler_.joinable()) return;
+    ::unlink(tmp_.c_str());
+    struct stat st {};
+    if (::stat(spare_.c_str(), &st) == 0) {
+      // Only ever made complete (filled, fsynced, then renamed), so its size tells.
+      if (static_cast<uint64_t>(st.st_size) == prefill_) {
+        spare_ready_ = true;
+      } else {
+        ::unlink(spare_.c_str());
+      }
+    }
+    filler_ = std::thread([this] { FillLoop(); });
+  }
+
   // Keeps one spare ready. Skips (and retries later) when the disk is short of space, so the
   // spare never turns a nearly full disk into a full one.
   void FillLoop() {
