@@ -135,13 +135,20 @@ as_pg "$PGBIN/initdb" -D "$scratch/data" -U postgres --auth=trust >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$scratch/data" -l "$scratch/log" -w \
   -o "-p $sport2 -k $scratch -c listen_addresses=127.0.0.1 -c shared_buffers=128MB" start >/dev/null
 "$PGBENCH" -h "$scratch" -p "$sport2" -U postgres -i -s 10 -q postgres >/dev/null 2>&1
-u=() t=()
-for round in 1 2; do
-  u+=("$(tps "$PGBENCH" -h "$scratch" -p "$sport2" -U postgres -S -c 4 -j 2 -T "$SECONDS_PER_RUN" postgres)")
-  t+=("$(tps "$PGBENCH" -h 127.0.0.1 -p "$sport2" -U postgres -S -c 4 -j 2 -T "$SECONDS_PER_RUN" postgres)")
-done
-us=$(printf '%s\n' "${u[@]}" | sum)
-ts=$(printf '%s\n' "${t[@]}" | sum)
-printf '%-22s unix    %7.0f tps   TCP   %7.0f tps   ratio %s   (no proxy: the transport alone)\n' \
-  "select-only, scratch" "$(awk -v s="$us" 'BEGIN {print s / 2}')" \
-  "$(awk -v s="$ts" 'BEGIN {print s / 2}')" "$(ratio "$ts" "$us")"
+scratch_pair() {  # label, pgbench args...
+  local label=$1
+  shift
+  local u=() t=()
+  for round in 1 2; do
+    u+=("$(tps "$PGBENCH" -h "$scratch" -p "$sport2" -U postgres "$@" postgres)")
+    t+=("$(tps "$PGBENCH" -h 127.0.0.1 -p "$sport2" -U postgres "$@" postgres)")
+  done
+  local us ts
+  us=$(printf '%s\n' "${u[@]}" | sum)
+  ts=$(printf '%s\n' "${t[@]}" | sum)
+  printf '%-22s unix    %7.0f tps   TCP   %7.0f tps   ratio %s   (no proxy: the transport alone)\n' \
+    "$label" "$(awk -v s="$us" 'BEGIN {print s / 2}')" "$(awk -v s="$ts" 'BEGIN {print s / 2}')" \
+    "$(ratio "$ts" "$us")"
+}
+scratch_pair "select-only, scratch" -S -c 4 -j 2 -T "$SECONDS_PER_RUN"
+scratch_pair "TPC-B-like, scratch" -c 4 -j 2 -T "$SECONDS_PER_RUN"
