@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # PostgreSQL on arborfs against PostgreSQL on the host file system: the same binaries and
-# settings, runs alternating between the two, ratios printed at the end.
+# settings, runs alternating between the two, ratios printed at the end. A third side, FUSE
+# alone (bench/fuse_passthrough: a passthrough to a host directory with arborfs's mount
+# options, no store), splits the gap into what FUSE itself costs and what the store adds.
 #
 # Usage: bench/fs_pgbench.sh PATH/TO/arbor
 # Environment (defaults are the figures the issue asks for):
@@ -13,6 +15,7 @@
 #   ARBOR_MOUNT_FLAGS="--writeback-cache"  `arbor debug mount` flags; the default is the
 #                    daemon's mount options (set it to "" to measure without the writeback cache)
 #   TESTS="init tpcb select"  which parts to run (the scale-SCALE load always runs)
+#   FUSE_FLOOR=1     also run the FUSE-alone side (0: native and arborfs only)
 set -euo pipefail
 
 arbor=${1:?usage: $0 PATH/TO/arbor}
@@ -25,6 +28,13 @@ BLOCK_CACHE_MB=${BLOCK_CACHE_MB:-256}
 ROUNDS=${ROUNDS:-1}
 ARBOR_MOUNT_FLAGS=${ARBOR_MOUNT_FLAGS---writeback-cache}
 TESTS=${TESTS:-init tpcb select}
+FUSE_FLOOR=${FUSE_FLOOR:-1}
+passthrough=$(dirname "$arbor")/bench/fuse_passthrough
+sides=(native arbor)
+if [[ $FUSE_FLOOR == 1 ]]; then
+  [[ -x $passthrough ]] || { echo "no $passthrough (build it, or FUSE_FLOOR=0)" >&2; exit 1; }
+  sides+=(fuse)
+fi
 PGBIN=/usr/lib/postgresql/15/bin
 
 if [[ $(id -u) -eq 0 ]]; then
@@ -40,15 +50,16 @@ gid=$(id -g "$pguser")
 work=$(mktemp -d "${TMPDIR:-/tmp}/arbor-fsbench-XXXXXX")
 chmod 755 "$work"
 arbor_pid=""
+fuse_pid=""
 cleanup() {
   set +e
-  for side in native arbor; do
+  for side in "${sides[@]}"; do
     [[ -f $work/$side/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" -D "$work/$side" -m immediate stop >/dev/null 2>&1
   done
-  if [[ -n $arbor_pid ]]; then
-    kill -TERM "$arbor_pid" 2>/dev/null
-    wait "$arbor_pid" 2>/dev/null
-  fi
+  for pid in $arbor_pid $fuse_pid; do
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -63,12 +74,24 @@ arbor_pid=$!
 for _ in $(seq 100); do grep -q '^mounted' "$work/arbor.log" && break; sleep 0.1; done
 grep -q '^mounted' "$work/arbor.log" || { cat "$work/arbor.log"; exit 1; }
 
-mkdir -p "$work/native" "$work/sock-native" "$work/sock-arbor" "$work/logs"
-chown "$uid:$gid" "$work/native" "$work/sock-native" "$work/sock-arbor" "$work/arbor" "$work/logs"
+# ---- the FUSE-alone side: the passthrough over a host directory ----
+if [[ $FUSE_FLOOR == 1 ]]; then
+  mkdir -p "$work/fuse-src" "$work/fuse"
+  "$passthrough" "$work/fuse-src" "$work/fuse" >"$work/fuse.log" 2>&1 &
+  fuse_pid=$!
+  for _ in $(seq 100); do grep -q '^mounted' "$work/fuse.log" && break; sleep 0.1; done
+  grep -q '^mounted' "$work/fuse.log" || { cat "$work/fuse.log"; exit 1; }
+  chown "$uid:$gid" "$work/fuse"
+fi
+
+mkdir -p "$work/native" "$work/logs"
+for side in "${sides[@]}"; do mkdir -p "$work/sock-$side"; chown "$uid:$gid" "$work/sock-$side" "$work/$side"; done
+chown "$uid:$gid" "$work/logs"
 chmod 700 "$work/native" "$work/arbor"
+[[ $FUSE_FLOOR == 1 ]] && chmod 700 "$work/fuse"
 
 declare -A port
-for side in native arbor; do
+for side in "${sides[@]}"; do
   as_pg "$PGBIN/initdb" -D "$work/$side" -U postgres --auth-local=trust -E UTF8 \
     --locale=C.UTF-8 --no-instructions >"$work/initdb-$side.log" 2>&1
   port[$side]=$(free_port)
@@ -94,7 +117,7 @@ reset_peak_rss() { echo 5 >"/proc/$arbor_pid/clear_refs"; }
 declare -A init_s
 init_rss_mb=0
 if wants init; then
-  for side in native arbor; do
+  for side in "${sides[@]}"; do
     [[ $side == arbor ]] && reset_peak_rss
     t0=$(now)
     pgb "$side" -i -s "$INIT_SCALE" -q >"$work/init-$side.log" 2>&1
@@ -104,7 +127,7 @@ if wants init; then
   init_rss_mb=$(peak_rss_mb)
 fi
 
-for side in native arbor; do
+for side in "${sides[@]}"; do
   pgb "$side" -i -s "$SCALE" -q >/dev/null 2>&1
   as_pg "$PGBIN/psql" -h "$work/sock-$side" -p "${port[$side]}" -U postgres -qAtc "CHECKPOINT" postgres
 done
@@ -114,7 +137,7 @@ tps_of() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$1" | tail -1; }
 declare -A tpcb sel
 tpcb_rss_mb=0
 for round in $(seq "$ROUNDS"); do
-  for side in native arbor; do
+  for side in "${sides[@]}"; do
     wants tpcb || break
     [[ $side == arbor ]] && reset_peak_rss
     pgb "$side" -c "$CLIENTS" -j 2 -T "$DURATION" >"$work/tpcb-$side.log" 2>&1
@@ -123,7 +146,7 @@ for round in $(seq "$ROUNDS"); do
     tpcb[$side]=$(echo "${tpcb[$side]:-0} + $t / $ROUNDS" | bc -l)
     echo "TPC-B-like round $round  $side: $t tps"
   done
-  for side in native arbor; do
+  for side in "${sides[@]}"; do
     wants select || break
     pgb "$side" -S -c "$CLIENTS" -j 2 -T "$DURATION" >"$work/sel-$side.log" 2>&1
     t=$(tps_of "$work/sel-$side.log")
@@ -143,6 +166,16 @@ wants select && printf "select-only s=%s c=%s %ss: native %.0f tps, arborfs %.0f
   "$SCALE" "$CLIENTS" "$DURATION" "${sel[native]}" "${sel[arbor]}" "$(ratio "${sel[arbor]}" "${sel[native]}")"
 wants init && printf "pgbench -i -s %s: native %.1f s, arborfs %.1f s, ratio %s (target <= 1.5)\n" \
   "$INIT_SCALE" "${init_s[native]}" "${init_s[arbor]}" "$(ratio "${init_s[arbor]}" "${init_s[native]}")"
+if [[ $FUSE_FLOOR == 1 ]]; then
+  echo "-- FUSE alone (passthrough to the host file system, arborfs's mount options) vs native: the floor under arborfs --"
+  wants tpcb && printf "TPC-B-like: FUSE alone %.0f tps, ratio %s; arborfs / FUSE alone %s\n" \
+    "${tpcb[fuse]}" "$(ratio "${tpcb[fuse]}" "${tpcb[native]}")" "$(ratio "${tpcb[arbor]}" "${tpcb[fuse]}")"
+  wants select && printf "select-only: FUSE alone %.0f tps, ratio %s; arborfs / FUSE alone %s\n" \
+    "${sel[fuse]}" "$(ratio "${sel[fuse]}" "${sel[native]}")" "$(ratio "${sel[arbor]}" "${sel[fuse]}")"
+  wants init && printf "pgbench -i -s %s: FUSE alone %.1f s, ratio %s; arborfs / FUSE alone %s\n" \
+    "$INIT_SCALE" "${init_s[fuse]}" "$(ratio "${init_s[fuse]}" "${init_s[native]}")" \
+    "$(ratio "${init_s[arbor]}" "${init_s[fuse]}")"
+fi
 target_mb=$((BLOCK_CACHE_MB + 100))
 wants tpcb && echo "arbor peak RSS during TPC-B: ${tpcb_rss_mb} MB (block cache ${BLOCK_CACHE_MB} MB; target <= ${target_mb} MB)"
 wants init && echo "arbor peak RSS during pgbench -i -s $INIT_SCALE: ${init_rss_mb} MB"
