@@ -400,6 +400,11 @@ create function wf.trg_fn() returns trigger language plpgsql as 'begin return ne
 create trigger trg before insert on wf.items for each row execute function wf.trg_fn();
 alter table wf.items enable row level security;
 create policy pol on wf.items using (qty > 0);
+create role wf_reader nologin;
+create table wf.acl (k int, v text);
+grant select on wf.acl to wf_reader;
+grant update (v) on wf.acl to wf_reader;
+comment on table wf.acl is 'granted';
 )sql";
 
 // One change of each kind, on a child of the base.
@@ -428,6 +433,13 @@ create or replace function wf.f(a int) returns int language sql as 'select a + 2
 create or replace procedure wf.p(a int) language sql as 'select a + 1';
 alter table wf.items disable trigger trg;
 alter policy pol on wf.items using (qty > 1);
+grant insert on wf.acl to wf_reader with grant option;
+revoke update (v) on wf.acl from wf_reader;
+comment on table wf.acl is 'granted twice';
+comment on column wf.acl.k is 'the key';
+revoke execute on function wf.f(int) from public;
+grant usage on schema wf to wf_reader;
+alter sequence wf.seq1 owner to wf_reader;
 )sql";
 
 TEST_F(WorkflowTest, DiffFindsEveryKindOfChangeAndNothingBetweenEqualBranches) {
@@ -504,6 +516,23 @@ TEST_F(WorkflowTest, DiffFindsEveryKindOfChangeAndNothingBetweenEqualBranches) {
   expect_change("function", "wf.p(IN a integer)", "changed", "definition");
   expect_change("trigger", "wf.items.trg", "changed", "enabled");
   expect_change("policy", "wf.items.pol", "changed", "using");
+  // Privileges, comments and owners.
+  expect_change("table", "wf.acl", "changed", "privileges");
+  expect_change("table", "wf.acl", "changed", "comment");
+  expect_change("column", "wf.acl.k", "changed", "comment");
+  expect_change("column", "wf.acl.v", "changed", "privileges");
+  expect_change("function", "wf.f(a integer)", "changed", "privileges");
+  expect_change("schema", "wf", "changed", "privileges");
+  expect_change("sequence", "wf.seq1", "changed", "owner");
+  {
+    json acl = find("table", "wf.acl")["fields"]["privileges"];
+    EXPECT_EQ(acl["from"], "wf_reader: SELECT") << acl.dump();
+    EXPECT_EQ(acl["to"], "wf_reader: INSERT (grantable), SELECT") << acl.dump();
+    EXPECT_EQ(find("column", "wf.acl.v")["fields"]["privileges"]["to"], "") << j.out;
+    json f = find("function", "wf.f(a integer)")["fields"]["privileges"];
+    EXPECT_EQ(f["to"], "public: EXECUTE revoked") << f.dump();
+    EXPECT_EQ(find("schema", "wf")["fields"]["privileges"]["to"], "wf_reader: USAGE") << j.out;
+  }
   // Nothing else: the objects that did not change are not listed.
   EXPECT_TRUE(find("table", "wf.items").is_null()) << j.out;
   EXPECT_TRUE(find("column", "wf.items.qty").value("fields", json::object()).size() == 1) << j.out;
