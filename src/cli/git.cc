@@ -304,7 +304,8 @@ Result<std::string> Sync(const Session& s, const SyncOpts& o) {
   if (!ttl.ok()) {
     return Status::InvalidArgument(std::string(kConfigFile) + ": ttl: " + ttl.status().message());
   }
-  std::string db = DatabaseBranchFor(cfg, *cur);
+  ARBOR_ASSIGN_OR_RETURN(HookRecords records, LoadRecords(repo));
+  std::string db = DatabaseBranchFor(cfg, records, *cur);
   api::BranchName name{cfg.project, db};
   api::BranchName parent{cfg.project, cfg.parent};
   api::ApiClient c = ClientFor(s, !o.hook.empty());
@@ -338,7 +339,6 @@ Result<std::string> Sync(const Session& s, const SyncOpts& o) {
     what = "created from " + cfg.parent + ", expires in " + HumanDuration(*ttl);
   }
   if (db != cfg.parent) {
-    ARBOR_ASSIGN_OR_RETURN(HookRecords records, LoadRecords(repo));
     HookRecord rec{*cur, db, b.uid};
     auto it = records.find(*cur);
     if (it == records.end() || it->second.db_branch != rec.db_branch || it->second.uid != rec.uid) {
@@ -425,7 +425,7 @@ Status CmdStatus(const Session& s, const std::string& dir) {
     }
     rows.push_back({mark + git + (gone ? " (deleted)" : ""), db, exists, expires});
   };
-  for (const auto& g : git_branches) add(g, DatabaseBranchFor(cfg, g), false);
+  for (const auto& g : git_branches) add(g, DatabaseBranchFor(cfg, records, g), false);
   for (const auto& [git, rec] : records) {
     if (!seen.count(git)) add(git, rec.db_branch, true);
   }

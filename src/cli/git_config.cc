@@ -223,6 +223,21 @@ std::string DatabaseBranchFor(const GitConfig& c, std::string_view git_branch) {
   return MapGitBranch(git_branch);
 }
 
+std::string DatabaseBranchFor(const GitConfig& c, const HookRecords& records,
+                              std::string_view git_branch) {
+  auto own = records.find(std::string(git_branch));
+  if (own != records.end() && !own->second.db_branch.empty()) return own->second.db_branch;
+  std::string db = DatabaseBranchFor(c, git_branch);
+  if (db == c.parent) return db;
+  for (const auto& [git, rec] : records) {
+    if (git == git_branch || rec.db_branch != db) continue;
+    std::string base = db.substr(0, api::kMaxIdLength - 9);
+    while (!base.empty() && base.back() == '-') base.pop_back();
+    return base + "-" + ShortHash(git_branch);
+  }
+  return db;
+}
+
 Result<HookRecords> ParseHookRecords(std::string_view text) {
   HookRecords out;
   if (Trim(text).empty()) return out;

@@ -72,6 +72,14 @@ using HookRecords = std::map<std::string, HookRecord>;  // by git branch
 [[nodiscard]] Result<HookRecords> ParseHookRecords(std::string_view text);
 std::string FormatHookRecords(const HookRecords& r);
 
+// The database branch of `git_branch` in a clone whose hook made `records`: the one recorded
+// for it, if any; else DatabaseBranchFor, unless another git branch's record already holds
+// that id (two names that map alike, such as "feature/login" and "feature-login"). Then it
+// is the mapping cut to 54 characters, "-" and ShortHash of the name, so that two git
+// branches of one clone never share a database branch.
+std::string DatabaseBranchFor(const GitConfig& c, const HookRecords& records,
+                              std::string_view git_branch);
+
 // Hooks: ours carry kHookMarker; `install` moves an existing hook H to H + kOrigSuffix and
 // ours runs it first, with the same arguments, keeping its exit status.
 inline constexpr const char* kHookMarker = "arbor-git-hook";

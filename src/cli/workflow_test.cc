@@ -64,6 +64,30 @@ TEST(DatabaseBranchFor, TheDefaultBranchUsesTheParent) {
   EXPECT_EQ(DatabaseBranchFor(c, "feature/a"), "feature-a");
 }
 
+TEST(DatabaseBranchFor, TwoGitBranchesThatMapAlikeGetTwoDatabaseBranches) {
+  GitConfig c;
+  HookRecords records;
+  EXPECT_EQ(DatabaseBranchFor(c, records, "feature/login"), "feature-login");
+  records["feature/login"] = HookRecord{"feature/login", "feature-login", "u1"};
+  // The second name that maps to feature-login gets its own id, and keeps it once recorded.
+  std::string second = DatabaseBranchFor(c, records, "feature-login");
+  EXPECT_EQ(second, "feature-login-" + ShortHash("feature-login"));
+  EXPECT_EQ(DatabaseBranchFor(c, records, "feature/login"), "feature-login");
+  records["feature-login"] = HookRecord{"feature-login", second, "u2"};
+  EXPECT_EQ(DatabaseBranchFor(c, records, "feature-login"), second);
+  EXPECT_EQ(DatabaseBranchFor(c, records, "Feature/Login"),
+            "feature-login-" + ShortHash("Feature/Login"));
+  // A long name is cut so that the suffix fits in 63 characters.
+  std::string long_a = std::string(60, 'a');
+  records["x"] = HookRecord{"x", DatabaseBranchFor(c, long_a), "u3"};
+  std::string other = DatabaseBranchFor(c, records, std::string(60, 'a') + "/");
+  EXPECT_EQ(other.size(), 63u);
+  EXPECT_TRUE(api::ValidateId(other, "id").ok()) << other;
+  // The parent is never renamed.
+  records["y"] = HookRecord{"y", "production", "u4"};
+  EXPECT_EQ(DatabaseBranchFor(c, records, "main"), "production");
+}
+
 TEST(RewriteEnvVar, ChangesOnlyTheVariableLine) {
   std::string in =
       "# app settings\nSECRET=abc  # keep me\nDATABASE_URL=postgresql://old\n"

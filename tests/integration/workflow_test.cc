@@ -162,20 +162,23 @@ TEST_F(WorkflowTest, HooksSwitchTheDatabaseBranchOnCheckout) {
   const std::string dir = repo.path();
   InitRepo(dir);
   const std::string long_git = "Feature/JIRA-1234_" + std::string(70, 'X') + "!";
-  const std::string long_id = [&] {
-    // The mapping of docs/workflow.md, recomputed by hand: lowercase, '_' and '!' to '-',
-    // cut to 54 characters, then "-" and the 8-digit FNV-1a hash.
+  auto fnv = [](const std::string& text) {  // the 8-digit FNV-1a hash of docs/workflow.md
     uint32_t h = 2166136261u;
-    for (unsigned char c : long_git) {
+    for (unsigned char c : text) {
       h ^= c;
       h *= 16777619u;
     }
     char hex[9];
     std::snprintf(hex, sizeof hex, "%08x", h);
-    std::string mapped = "feature-jira-1234-" + std::string(70, 'x');
-    return mapped.substr(0, 54) + "-" + hex;
-  }();
-  BranchCleanup cleanup{daemon_, {"feature-login-page", long_id}};
+    return std::string(hex);
+  };
+  // The mapping of docs/workflow.md, recomputed by hand: lowercase, '_' and '!' to '-', cut
+  // to 54 characters, then "-" and the hash.
+  const std::string long_id =
+      ("feature-jira-1234-" + std::string(70, 'x')).substr(0, 54) + "-" + fnv(long_git);
+  // A second git branch whose name maps to the first one's id gets its own.
+  const std::string twin_id = "feature-login-page-" + fnv("feature-login-page");
+  BranchCleanup cleanup{daemon_, {"feature-login-page", long_id, twin_id}};
 
   // A hook that was there before, and an env file with other lines (a comment, a CRLF
   // line, no final newline) that must stay byte for byte.
@@ -222,6 +225,15 @@ TEST_F(WorkflowTest, HooksSwitchTheDatabaseBranchOnCheckout) {
   EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), feature_url);
   std::string renewed = GetBranch("feature-login-page")["status"]["expire_time"];
   EXPECT_GT(renewed, short_expiry);
+
+  // Another git branch whose name maps alike: its own database branch, never the first's.
+  ShRun twin = Sh(dir, "git checkout -q -b feature-login-page");
+  ASSERT_EQ(twin.rc, 0) << twin.err;
+  ASSERT_FALSE(GetBranch(twin_id).is_null()) << twin_id << "; hook said: " << twin.err;
+  EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), UrlOf(twin_id));
+  EXPECT_NE(UrlOf(twin_id), feature_url);
+  ASSERT_EQ(Sh(dir, "git checkout -q feature/Login-Page").rc, 0);
+  EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), feature_url) << "each keeps its own";
 
   // A name that needs the whole mapping.
   ShRun lg = Sh(dir, "git checkout -q -b " + Quote(long_git));
