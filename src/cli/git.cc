@@ -304,7 +304,11 @@ Result<std::string> Sync(const Session& s, const SyncOpts& o) {
   if (!ttl.ok()) {
     return Status::InvalidArgument(std::string(kConfigFile) + ": ttl: " + ttl.status().message());
   }
-  ARBOR_ASSIGN_OR_RETURN(HookRecords records, LoadRecords(repo));
+  // The parent needs no records (nor a readable records file).
+  HookRecords records;
+  if (DatabaseBranchFor(cfg, *cur) != cfg.parent) {
+    ARBOR_ASSIGN_OR_RETURN(records, LoadRecords(repo));
+  }
   std::string db = DatabaseBranchFor(cfg, records, *cur);
   api::BranchName name{cfg.project, db};
   api::BranchName parent{cfg.project, cfg.parent};
