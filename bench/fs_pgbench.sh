@@ -60,6 +60,10 @@ cleanup() {
     kill -TERM "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
   done
+  # A mount its server could not remove (still busy) must not take rm -rf into it.
+  for m in "$work/arbor" "$work/fuse"; do
+    mountpoint -q "$m" 2>/dev/null && umount -l "$m" 2>/dev/null
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
