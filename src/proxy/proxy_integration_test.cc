@@ -24,13 +24,14 @@
 #include "proxy/auth/crypto.h"
 #include "proxy/proxy.h"
 #include "proxy/wire/codec.h"
-#include "testutil/pq_close.h"
+#include "testutil/pq_client.h"
 
 namespace arbor::proxy {
 namespace {
 
 namespace fs = std::filesystem;
 using std::chrono::steady_clock;
+using testutil::QueryOne;
 
 const char* kPgBin = "/usr/lib/postgresql/15/bin";
 const std::string kMain = "projects/default/branches/main/endpoints/primary";
@@ -46,16 +47,6 @@ int64_t Now() {
 int RunAsPg(const std::string& cmd) {
   std::string full = geteuid() == 0 ? "runuser -u postgres -- sh -c '" + cmd + "'" : cmd;
   return std::system(full.c_str());
-}
-
-// The first value of `sql`'s result, or "ERROR: ..." .
-std::string QueryOneOf(PGconn* c, const std::string& sql) {
-  PGresult* r = PQexec(c, sql.c_str());
-  std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
-                        ? PQgetvalue(r, 0, 0)
-                        : std::string("ERROR: ") + PQresultErrorMessage(r);
-  PQclear(r);
-  return out;
 }
 
 std::string Capture(const std::string& cmd) {
@@ -312,14 +303,6 @@ class ProxyIntegration : public ::testing::Test {
                               const std::string& extra = "") {
     return "host=127.0.0.1 port=" + std::to_string(port) +
            " user=app dbname=postgres connect_timeout=20 password='" + password + "' " + extra;
-  }
-  static std::string QueryOne(PGconn* c, const std::string& sql) {
-    PGresult* r = PQexec(c, sql.c_str());
-    std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
-                          ? PQgetvalue(r, 0, 0)
-                          : std::string("ERROR: ") + PQresultErrorMessage(r);
-    PQclear(r);
-    return out;
   }
   // Connects and runs `select current_user`; returns the user or the error.
   static std::string Who(const std::string& conninfo, bool expect_tls = false) {
@@ -629,18 +612,18 @@ bool ExpectKernelRelay() {
 // computes; then a COPY FROM STDIN of a million rows. Returns "" or what went wrong.
 std::string BigCopiesBothWays(PGconn* c, PGconn* watcher) {
   const std::string rows = "select g, repeat('x', 100) from generate_series(1, 500000) g";
-  std::string want = QueryOneOf(c,
-                                "select md5(string_agg(g || E'\\t' || repeat('x', 100) || "
-                                "E'\\n', '' order by g)) from generate_series(1, 500000) g");
-  std::string pid = QueryOneOf(c, "select pg_backend_pid()");
+  std::string want = QueryOne(c,
+                              "select md5(string_agg(g || E'\\t' || repeat('x', 100) || "
+                              "E'\\n', '' order by g)) from generate_series(1, 500000) g");
+  std::string pid = QueryOne(c, "select pg_backend_pid()");
   if (PQsendQuery(c, ("copy (" + rows + ") to stdout").c_str()) != 1) return PQerrorMessage(c);
   std::string waiting;
   for (int i = 0; i < 100 && waiting != "ClientWrite"; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    waiting = QueryOneOf(watcher,
-                         "select coalesce(wait_event, 'none') from pg_stat_activity "
-                         "where pid = " +
-                             pid);
+    waiting = QueryOne(watcher,
+                       "select coalesce(wait_event, 'none') from pg_stat_activity "
+                       "where pid = " +
+                           pid);
   }
   if (waiting != "ClientWrite") return "postgres never waited for the slow client: " + waiting;
   std::string got;
@@ -685,7 +668,7 @@ std::string BigCopiesBothWays(PGconn* c, PGconn* watcher) {
     PQclear(r);
   }
   if (!err.empty()) return "COPY IN: " + err;
-  std::string sum = QueryOneOf(c, "select count(*) || ' ' || sum(i) from big");
+  std::string sum = QueryOne(c, "select count(*) || ' ' || sum(i) from big");
   if (sum != "1000000 500000500000") return "COPY IN: " + sum;
   PQclear(PQexec(c, "drop table big"));
   return "";

@@ -24,7 +24,7 @@
 #include "proxy/auth/crypto.h"
 #include "proxy/auth/token.h"
 #include "testutil/daemon.h"
-#include "testutil/pq_close.h"
+#include "testutil/pq_client.h"
 
 namespace arbor {
 namespace {
@@ -32,6 +32,7 @@ namespace {
 using testutil::Daemon;
 using testutil::json;
 using testutil::Pg;
+using testutil::QueryOne;
 
 // What a server answered to a login, read off the wire.
 struct LoginResult {
@@ -459,15 +460,6 @@ int SockmapsOf(pid_t pid) {
   return n;
 }
 
-std::string QueryOneOf(PGconn* c, const std::string& sql) {
-  PGresult* r = PQexec(c, sql.c_str());
-  std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
-                        ? PQgetvalue(r, 0, 0)
-                        : std::string("ERROR: ") + PQresultErrorMessage(r);
-  PQclear(r);
-  return out;
-}
-
 struct RelayTarget {
   Daemon* d;
   uint16_t port;
@@ -492,14 +484,14 @@ RelayTarget TargetOf(Daemon* d) {
 void CheckRelayMode(const RelayTarget& t, bool kernel) {
   PGconn* c = PQconnectdb(t.Conn().c_str());
   ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
-  EXPECT_EQ(QueryOneOf(c, "select 1"), "1");
+  EXPECT_EQ(QueryOne(c, "select 1"), "1");
   EXPECT_EQ(SockmapsOf(t.d->pid()), kernel ? 2 : 0)
       << "as root the kernel relays plaintext sessions (ARBOR_PROXY_KERNEL_RELAY=0 to test "
          "without it)";
   // A TLS session is never relayed in the kernel.
   PGconn* tls = PQconnectdb((t.Conn() + " sslmode=require").c_str());
   ASSERT_EQ(PQstatus(tls), CONNECTION_OK) << PQerrorMessage(tls);
-  EXPECT_EQ(QueryOneOf(tls, "select 2"), "2");
+  EXPECT_EQ(QueryOne(tls, "select 2"), "2");
   EXPECT_EQ(SockmapsOf(t.d->pid()), kernel ? 2 : 0);
   PQfinish(tls);
   PQfinish(c);
@@ -517,10 +509,10 @@ void CheckBigCopies(const RelayTarget& t) {
   ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
   ASSERT_EQ(PQstatus(watcher), CONNECTION_OK) << PQerrorMessage(watcher);
   const std::string want =
-      QueryOneOf(c,
-                 "select md5(string_agg(g || E'\\t' || repeat('x', 100) || E'\\n', '' order by g))"
-                 " from generate_series(1, 500000) g");
-  const std::string pid = QueryOneOf(c, "select pg_backend_pid()");
+      QueryOne(c,
+               "select md5(string_agg(g || E'\\t' || repeat('x', 100) || E'\\n', '' order by g))"
+               " from generate_series(1, 500000) g");
+  const std::string pid = QueryOne(c, "select pg_backend_pid()");
   ASSERT_EQ(PQsendQuery(c,
                         "copy (select g, repeat('x', 100) from generate_series(1, 500000) g) "
                         "to stdout"),
@@ -528,7 +520,7 @@ void CheckBigCopies(const RelayTarget& t) {
   std::string waiting;
   for (int i = 0; i < 100 && waiting != "ClientWrite"; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    waiting = QueryOneOf(
+    waiting = QueryOne(
         watcher, "select coalesce(wait_event, 'none') from pg_stat_activity where pid = " + pid);
   }
   EXPECT_EQ(waiting, "ClientWrite") << "postgres never waited for the stalled client";
@@ -567,7 +559,7 @@ void CheckBigCopies(const RelayTarget& t) {
     EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
     PQclear(r);
   }
-  EXPECT_EQ(QueryOneOf(c, "select count(*) || ' ' || sum(i) from big"), "1000000 500000500000");
+  EXPECT_EQ(QueryOne(c, "select count(*) || ' ' || sum(i) from big"), "1000000 500000500000");
   PQfinish(watcher);
   PQfinish(c);
 }
@@ -578,7 +570,7 @@ void CheckTerminate(const RelayTarget& t) {
   ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
   std::string notices;  // libpq reports an error that arrives while idle as a notice
   testutil::CollectNotices(c, &notices);
-  const std::string pid = QueryOneOf(c, "select pg_backend_pid()");
+  const std::string pid = QueryOne(c, "select pg_backend_pid()");
   {
     Pg admin(t.Conn());
     EXPECT_EQ(admin.One("select pg_terminate_backend(" + pid + ")"), "t");

@@ -1,7 +1,8 @@
 #pragma once
 
-// Test helper, header-only: what a libpq client sees when the server ends its session while
-// the client is idle (used by the proxy's library-level and end-to-end tests).
+// Test helpers, header-only, for a raw libpq connection: one query's first value, and what
+// the client sees when the server ends its session while the client is idle (used by the
+// proxy's library-level and end-to-end tests).
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -9,6 +10,16 @@
 #include <string>
 
 namespace arbor::testutil {
+
+// The first value of `sql`'s result on `c`, or "ERROR: " and the server's message.
+inline std::string QueryOne(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
+                        ? PQgetvalue(r, 0, 0)
+                        : std::string("ERROR: ") + PQresultErrorMessage(r);
+  PQclear(r);
+  return out;
+}
 
 // Collects what the server says on `c` (libpq reports an error that arrives while the client
 // is idle as a notice) into `*into`, which must outlive `c`.
