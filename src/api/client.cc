@@ -268,6 +268,30 @@ Result<Endpoint> ApiClient::StopEndpoint(const EndpointName& endpoint) const {
 
 // ---- credentials ----
 
+Result<Role> ApiClient::CreateRole(const BranchName& branch, const std::string& role) const {
+  Json body = Json::object();
+  return CallAs<Role>("POST", BranchPath(branch) + "/roles?role_id=" + role, &body, "role");
+}
+
+Result<std::vector<Role>> ApiClient::ListRoles(const BranchName& branch) const {
+  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET", BranchPath(branch) + "/roles", nullptr));
+  std::vector<Role> out;
+  Status st = FromJsonList(j, "roles", &out);
+  if (!st.ok())
+    return Status::Internal("the Arbor API's role list is not as documented: " + st.message());
+  return out;
+}
+
+Status ApiClient::DeleteRole(const BranchName& branch, const std::string& role) const {
+  return Call("DELETE", BranchPath(branch) + "/roles/" + role, nullptr).status();
+}
+
+Result<Role> ApiClient::ResetRolePassword(const BranchName& branch, const std::string& role) const {
+  Json body = Json::object();
+  return CallAs<Role>("POST", BranchPath(branch) + "/roles/" + role + ":reset_password", &body,
+                      "role");
+}
+
 Result<Credential> ApiClient::GenerateCredential(const CredentialRequest& request) const {
   Json body = ToJson(request);
   return CallAs<Credential>("POST", "credentials", &body, "credential");

@@ -83,6 +83,14 @@ class ApiClient {
   [[nodiscard]] Result<Endpoint> StartEndpoint(const EndpointName& endpoint) const;
   [[nodiscard]] Result<Endpoint> StopEndpoint(const EndpointName& endpoint) const;
 
+  // ---- roles ----
+  [[nodiscard]] Result<Role> CreateRole(const BranchName& branch, const std::string& role) const;
+  [[nodiscard]] Result<std::vector<Role>> ListRoles(const BranchName& branch) const;
+  [[nodiscard]] Status DeleteRole(const BranchName& branch, const std::string& role) const;
+  // A new password for the role, in the answer's `password` (shown this once).
+  [[nodiscard]] Result<Role> ResetRolePassword(const BranchName& branch,
+                                               const std::string& role) const;
+
   // ---- credentials ----
   [[nodiscard]] Result<Credential> GenerateCredential(const CredentialRequest& request) const;
 

@@ -300,10 +300,23 @@ Status FromJson(const Json& j, Endpoint* out, std::string_view where) {
 Json ToJson(const CredentialRequest& v) {
   Json j{{"endpoint", v.endpoint}};
   PutDuration(j, "ttl", v.ttl_s);
+  if (v.role) j["role"] = *v.role;
   return j;
 }
 Json ToJson(const Credential& v) {
-  return Json{{"token", v.token}, {"expire_time", FormatTime(v.expire_time_us)}};
+  Json j{{"token", v.token}, {"expire_time", FormatTime(v.expire_time_us)}};
+  if (!v.role.empty()) j["role"] = v.role;
+  return j;
+}
+Json ToJson(const Role& v) {
+  Json j{{"name", v.name},
+         {"create_time", FormatTime(v.create_time_us)},
+         {"status",
+          {{"postgres_role", v.postgres_role},
+           {"password_update_time", FormatTime(v.password_update_time_us)},
+           {"password_applied", v.password_applied}}}};
+  if (v.password) j["password"] = *v.password;
+  return j;
 }
 Json ToJson(const PointInTime& v) {
   Json j = Json::object();
@@ -332,7 +345,24 @@ Status FromJson(const Json& j, Credential* out, std::string_view where) {
   Reader r(j, where);
   r.String("token", &out->token, true);
   r.Time("expire_time", &out->expire_time_us, true);
+  r.String("role", &out->role);
   return r.status();
+}
+Status FromJson(const Json& j, Role* out, std::string_view where) {
+  Reader r(j, where);
+  r.String("name", &out->name, true);
+  r.Time("create_time", &out->create_time_us, true);
+  r.String("password", &out->password);
+  if (!r.status().ok()) return r.status();
+  auto st = j.find("status");
+  if (st == j.end() || !st->is_object()) {
+    return Status::InvalidArgument(std::string(where) + ".status is required");
+  }
+  Reader s(*st, std::string(where) + ".status");
+  s.String("postgres_role", &out->postgres_role, true);
+  s.Time("password_update_time", &out->password_update_time_us, false);
+  s.Bool("password_applied", &out->password_applied);
+  return s.status();
 }
 Status FromJson(const Json& j, PointInTime* out, std::string_view where) {
   Reader r(j, where);
@@ -383,6 +413,7 @@ Status FromJsonList(const Json& j, std::string_view key, std::vector<T>* out) {
 template Status FromJsonList(const Json&, std::string_view, std::vector<Project>*);
 template Status FromJsonList(const Json&, std::string_view, std::vector<Branch>*);
 template Status FromJsonList(const Json&, std::string_view, std::vector<Endpoint>*);
+template Status FromJsonList(const Json&, std::string_view, std::vector<Role>*);
 
 Result<Json> ParseJsonObject(std::string_view text, std::string_view what) {
   Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);

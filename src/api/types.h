@@ -93,10 +93,22 @@ struct Endpoint {
 struct CredentialRequest {
   std::string endpoint;  // a full endpoint name
   std::optional<int64_t> ttl_s;
+  std::optional<std::string> role;  // absent: owner
 };
 struct Credential {
   std::string token;
   int64_t expire_time_us = 0;
+  std::string role;  // the role it logs in as
+};
+
+// A login role of a branch: projects/P/branches/B/roles/R.
+struct Role {
+  std::string name;           // the full resource name
+  std::string postgres_role;  // R
+  int64_t create_time_us = 0;
+  int64_t password_update_time_us = 0;
+  bool password_applied = false;
+  std::optional<std::string> password;  // only in the answers of create and :reset_password
 };
 
 // POST projects/P/branches/B:reset (both fields optional) and :restore (exactly one).
@@ -139,6 +151,7 @@ Json ToJson(const EndpointStatus& v);
 Json ToJson(const Endpoint& v);
 Json ToJson(const CredentialRequest& v);
 Json ToJson(const Credential& v);
+Json ToJson(const Role& v);
 Json ToJson(const PointInTime& v);
 Json ToJson(const RestoreResult& v);
 Json ToJson(const ServerStatus& v);
@@ -158,11 +171,12 @@ Json ToJson(const ApiError& v);
 [[nodiscard]] Status FromJson(const Json& j, Credential* out,
                               std::string_view where = "credential");
 [[nodiscard]] Status FromJson(const Json& j, PointInTime* out, std::string_view where = "body");
+[[nodiscard]] Status FromJson(const Json& j, Role* out, std::string_view where = "role");
 [[nodiscard]] Status FromJson(const Json& j, RestoreResult* out, std::string_view where = "body");
 [[nodiscard]] Status FromJson(const Json& j, ServerStatus* out, std::string_view where = "status");
 [[nodiscard]] Status FromJson(const Json& j, ApiError* out, std::string_view where = "error");
 
-// A list answer {"<key>": [...]} (key: projects, branches, endpoints).
+// A list answer {"<key>": [...]} (key: projects, branches, endpoints, roles).
 template <typename T>
 [[nodiscard]] Status FromJsonList(const Json& j, std::string_view key, std::vector<T>* out);
 template <typename T>

@@ -1,5 +1,8 @@
 #include "cli/cli.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -298,6 +301,49 @@ Status CmdEndpointStartStop(const Session& s, bool start, const std::string& bra
   return Status::Ok();
 }
 
+// Role names the CLI puts into API paths: those the API accepts.
+std::string CheckedRole(const std::string& role) {
+  bool ok =
+      !role.empty() && role.size() <= 63 && ((role[0] >= 'a' && role[0] <= 'z') || role[0] == '_');
+  for (char c : role) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-');
+  }
+  if (!ok) Usage("role '" + role + "' must be lowercase letters, digits, '_' or '-'");
+  return role;
+}
+
+// ---- roles ----
+
+Status CmdRoleCreate(const Session& s, const std::string& branch, const std::string& role,
+                     bool reset) {
+  api::BranchName b = s.Branch(branch);
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::Role r, reset ? c.ResetRolePassword(b, CheckedRole(role))
+                                            : c.CreateRole(b, CheckedRole(role)));
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(r));
+  } else {
+    s.Print("Role " + r.postgres_role + " on " + b.branch + (reset ? " has a new password" : "") +
+            ". Its password (shown this once): " + r.password.value_or("") + "\n");
+  }
+  return Status::Ok();
+}
+
+Status CmdRoleList(const Session& s, const std::string& branch) {
+  ARBOR_ASSIGN_OR_RETURN(std::vector<api::Role> roles, s.Client().ListRoles(s.Branch(branch)));
+  if (s.Json()) {
+    s.PrintJson(api::ToJsonList("roles", roles));
+    return Status::Ok();
+  }
+  std::vector<Row> rows;
+  for (const api::Role& r : roles) {
+    rows.push_back({r.postgres_role, api::FormatTime(r.password_update_time_us),
+                    r.password_applied ? "yes" : "at the next start"});
+  }
+  s.Print(RenderTable({"ROLE", "PASSWORD SET", "IN POSTGRES"}, rows));
+  return Status::Ok();
+}
+
 Status CmdEndpointList(const Session& s, const std::string& branch) {
   auto c = s.Client();
   std::vector<api::Endpoint> all;
@@ -320,44 +366,48 @@ Status CmdEndpointList(const Session& s, const std::string& branch) {
 
 // How a client logs in to an endpoint through the proxy.
 struct Login {
-  std::string host, port, user = "postgres", password, dbname = "postgres";
+  std::string host, port, user = "owner", password, dbname = "postgres";
+  int64_t expire_time_us = 0;  // of a token; 0 for a role password
   std::string Url() const {
     return "postgresql://" + user + ":" + password + "@" + host + ":" + port + "/" + dbname;
   }
+  // The URL without the password, for a client that gets it apart (PGPASSWORD, PGPASSFILE).
+  std::string UrlWithoutPassword() const {
+    return "postgresql://" + user + "@" + host + ":" + port + "/" + dbname;
+  }
 };
 
-// The endpoint's login: a fresh token as the password (lives `ttl`, default 1 h), or with
-// `role_password` the role's own password, which does not expire. Starts nothing: the proxy
-// wakes the compute when the client connects.
-Result<Login> LoginFor(const api::ApiClient& c, const api::EndpointName& name, bool role_password,
-                       const std::string& ttl) {
+// The endpoint's login as `role`: a fresh token as the password (lives `ttl`, default 1 h), or
+// with `role_password` a new password for the role, which does not expire (and replaces the
+// one it had). Starts nothing: the proxy wakes the compute when the client connects.
+Result<Login> LoginFor(const Session& s, const api::ApiClient& c, const api::EndpointName& name,
+                       bool role_password, const std::string& ttl, const std::string& role) {
   ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.GetEndpoint(name));
   Login login;
+  login.user = CheckedRole(role);
   login.host = e.status.host.empty() ? "127.0.0.1" : e.status.host;
   login.port = std::to_string(e.status.port);
   if (role_password) {
-    // postgresql://USER:PASSWORD@HOST:PORT/DB
-    const std::string cs = e.status.connection_string.value_or("");
-    size_t scheme = cs.find("://"), at = cs.rfind('@');
-    size_t colon = scheme == std::string::npos ? std::string::npos : cs.find(':', scheme + 3);
-    if (at == std::string::npos || colon == std::string::npos || colon > at) {
-      return Status::Internal("endpoint " + e.name + " has no usable connection string ('" + cs +
-                              "')");
-    }
-    login.user = cs.substr(scheme + 3, colon - scheme - 3);
-    login.password = cs.substr(colon + 1, at - colon - 1);
+    ARBOR_ASSIGN_OR_RETURN(api::Role r,
+                           c.ResetRolePassword(api::BranchName{name.project, name.branch}, role));
+    if (!r.password) return Status::Internal("the API answered a reset without the password");
+    *s.io->err << "arbor: role " << role << " on " << name.branch
+               << " has a new password; the one it had stops working\n";
+    login.password = *r.password;
     return login;
   }
   api::CredentialRequest req;
   req.endpoint = name.ToString();
+  req.role = role;
   if (!ttl.empty()) req.ttl_s = OrUsage(ParseDurationArg(ttl));
   ARBOR_ASSIGN_OR_RETURN(api::Credential cred, c.GenerateCredential(req));
   login.password = cred.token;
+  login.expire_time_us = cred.expire_time_us;
   return login;
 }
 
 struct LoginOpts {
-  std::string branch, endpoint = kPrimary, ttl;
+  std::string branch, endpoint = kPrimary, ttl, role = "owner";
   bool role_password = false;
   std::vector<std::string> extra;
 };
@@ -365,7 +415,7 @@ struct LoginOpts {
 Status CmdConnectionString(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
-  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(c, name, o.role_password, o.ttl));
+  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl, o.role));
   if (s.Json()) {
     s.PrintJson({{"endpoint", name.ToString()}, {"connection_string", login.Url()}});
   } else {
@@ -377,43 +427,97 @@ Status CmdConnectionString(const Session& s, const LoginOpts& o) {
 Status CmdPsql(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
-  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(c, name, o.role_password, o.ttl));
+  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl, o.role));
   std::vector<std::string> argv;
   argv.push_back(access(kDebianPsql, X_OK) == 0 ? kDebianPsql : "psql");
-  argv.push_back(login.Url());
+  argv.push_back(login.UrlWithoutPassword());  // the password goes in the environment
   argv.insert(argv.end(), o.extra.begin(), o.extra.end());
   s.io->out->flush();
   s.io->err->flush();
-  std::string why = s.io->exec(argv);
+  std::string why = s.io->exec(argv, {{"PGPASSWORD", login.password}});
   return Status::NotFound("cannot run " + argv[0] + ": " + why + " (install postgresql-client-15)");
 }
 
-// `arbor run BRANCH -- CMD...`: CMD with DATABASE_URL and libpq's PG* variables set.
+// Writes libpq's password file for `login` into `dir` (private), atomically: a client that
+// reads it while it is being refreshed sees the old token or the new one, never a mix.
+Status WritePassFile(const std::string& dir, const Login& login) {
+  // host:port:database:user:password; ':' and '\\' are escaped (a token has neither).
+  auto esc = [](const std::string& v) {
+    std::string out;
+    for (char ch : v) {
+      if (ch == ':' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    return out;
+  };
+  std::string line = esc(login.host) + ":" + esc(login.port) + ":*:" + esc(login.user) + ":" +
+                     esc(login.password) + "\n";
+  std::string tmp = dir + "/pgpass.new";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IOError("writing " + tmp + ": " + std::strerror(errno));
+  bool ok = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  close(fd);
+  if (!ok || rename(tmp.c_str(), (dir + "/pgpass").c_str()) != 0) {
+    unlink(tmp.c_str());
+    return Status::IOError("writing the password file in " + dir + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+// `arbor run BRANCH -- CMD...`: CMD with DATABASE_URL (no password) and libpq's PG* variables
+// set, and PGPASSFILE naming a private file that holds a token, refreshed before each token
+// expires for as long as CMD runs. Every new connection of libpq, node-postgres, psycopg...
+// reads the file, so a long-running app never needs a rotation cron.
 Status CmdRun(const Session& s, const LoginOpts& o) {
   if (o.extra.empty()) Usage("give the command to run after --, e.g. arbor run dev -- npm test");
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
-  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(c, name, o.role_password, o.ttl));
-  // env(1) sets the variables and replaces itself with the command.
-  std::vector<std::string> argv = {"env",
-                                   "--",
-                                   "DATABASE_URL=" + login.Url(),
-                                   "PGHOST=" + login.host,
-                                   "PGPORT=" + login.port,
-                                   "PGUSER=" + login.user,
-                                   "PGPASSWORD=" + login.password,
-                                   "PGDATABASE=" + login.dbname};
-  argv.insert(argv.end(), o.extra.begin(), o.extra.end());
-  s.io->out->flush();
-  s.io->err->flush();
-  std::string why = s.io->exec(argv);
-  return Status::NotFound("cannot run " + o.extra.front() + ": " + why);
+  ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl, o.role));
+  std::string base = s.io->getenv("XDG_RUNTIME_DIR").value_or("/tmp");
+  std::string dir_template = base + "/arbor-run-XXXXXX";
+  if (mkdtemp(dir_template.data()) == nullptr) {
+    return Status::IOError("cannot make a private directory in " + base + ": " +
+                           std::strerror(errno));
+  }
+  const std::string dir = dir_template;  // mkdtemp makes it 0700
+  Status st = WritePassFile(dir, login);
+  Io::Env env = {{"DATABASE_URL", login.UrlWithoutPassword()},
+                 {"PGHOST", login.host},
+                 {"PGPORT", login.port},
+                 {"PGUSER", login.user},
+                 {"PGDATABASE", login.dbname},
+                 {"PGPASSFILE", dir + "/pgpass"}};
+  // A token is replaced when four fifths of its life are gone; a role password never.
+  int64_t life_s =
+      login.expire_time_us > 0 ? (login.expire_time_us - s.io->now_us()) / 1'000'000 : 0;
+  int64_t every = login.expire_time_us > 0 ? std::max<int64_t>(30, life_s * 4 / 5) : 0;
+  auto refresh = [&] {
+    auto fresh = LoginFor(s, c, name, false, o.ttl, o.role);
+    Status w = fresh.ok() ? WritePassFile(dir, *fresh) : fresh.status();
+    if (!w.ok())
+      *s.io->err << "arbor: refreshing the token for " << o.branch << ": " << w.message() << "\n";
+  };
+  Result<int> code = Status::Ok();
+  if (st.ok()) {
+    s.io->out->flush();
+    s.io->err->flush();
+    code = s.io->run_child(o.extra, env, every, refresh);
+  }
+  unlink((dir + "/pgpass").c_str());
+  unlink((dir + "/pgpass.new").c_str());
+  rmdir(dir.c_str());
+  ARBOR_RETURN_IF_ERROR(st);
+  if (!code.ok())
+    return Status::NotFound("cannot run " + o.extra.front() + ": " + code.status().message());
+  if (*code != 0) throw CLI::RuntimeError("", *code);  // the command's own exit status
+  return Status::Ok();
 }
 
 Status CmdCredential(const Session& s, const std::string& endpoint_name, const std::string& ttl,
-                     bool seed) {
+                     bool seed, const std::string& role = "") {
   api::CredentialRequest req;
   req.endpoint = endpoint_name;
+  if (!role.empty()) req.role = role;
   if (!ttl.empty()) req.ttl_s = OrUsage(ParseDurationArg(ttl));
   ARBOR_ASSIGN_OR_RETURN(api::Credential cred, s.Client().GenerateCredential(req));
   if (s.Json(seed)) {
@@ -583,6 +687,37 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   OnRun(pupdate, action, [&s, popts] { return CmdProjectUpdate(s, popts->first, popts->second); });
 
   // endpoint
+  // role
+  auto* role = app.add_subcommand("role", "Login roles of a branch, with passwords Arbor sets");
+  role->require_subcommand(1);
+  role->footer(
+      "Roles live in the branch's own catalog; a new branch gets fresh passwords for them.\n"
+      "Examples:\n  arbor role create dev app\n  arbor role list dev\n"
+      "  arbor role reset-password dev app\n  arbor role delete dev app");
+  for (const char* verb : {"create", "reset-password", "delete"}) {
+    auto args = std::make_shared<std::pair<std::string, std::string>>();
+    std::string v = verb;
+    auto* sub = role->add_subcommand(
+        verb, v == "create"           ? "Create a login role; prints its password once"
+              : v == "reset-password" ? "Give a role a new password; prints it once"
+                                      : "Drop a role from the branch");
+    sub->add_option("branch", args->first, "the branch")->required();
+    sub->add_option("role", args->second, "the role's name")->required();
+    OnRun(sub, action, [&s, args, v]() -> Status {
+      if (v == "delete") {
+        ARBOR_RETURN_IF_ERROR(
+            s.Client().DeleteRole(s.Branch(args->first), CheckedRole(args->second)));
+        if (!s.Json()) s.Print("Deleted role " + args->second + " on " + args->first + "\n");
+        return Status::Ok();
+      }
+      return CmdRoleCreate(s, args->first, args->second, v == "reset-password");
+    });
+  }
+  auto role_branch = std::make_shared<std::string>();
+  auto* rlist = role->add_subcommand("list", "List a branch's roles");
+  rlist->add_option("branch", *role_branch, "the branch")->required();
+  OnRun(rlist, action, [&s, role_branch] { return CmdRoleList(s, *role_branch); });
+
   auto* endpoint = app.add_subcommand("endpoint", "Start, stop and list computes");
   endpoint->require_subcommand(1);
   endpoint->footer("Examples:\n  arbor endpoint list\n  arbor endpoint start dev");
@@ -609,8 +744,10 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
     sub->add_option("branch", o->branch, "the branch")->required();
     sub->add_option("--endpoint", o->endpoint, "the endpoint id")->capture_default_str();
     sub->add_option("--ttl", o->ttl, "the token's lifetime, 300s to 3600s (default 1h)");
+    sub->add_option("--role", o->role, "the role to log in as")->capture_default_str();
     sub->add_flag("--role-password", o->role_password,
-                  "use the role's own password, which does not expire, instead of a token");
+                  "set and use a new password for the role, which does not expire, instead of "
+                  "a token (the role's previous password stops working)");
   };
   auto cs_opts = std::make_shared<LoginOpts>();
   auto* cs = app.add_subcommand("connection-string",
@@ -631,28 +768,33 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
 
   auto run = std::make_shared<LoginOpts>();
   auto* runcmd = app.add_subcommand(
-      "run", "Run a command with DATABASE_URL and PGHOST..PGPASSWORD set for a branch");
+      "run",
+      "Run a command with DATABASE_URL, PGHOST..PGDATABASE and a self-refreshing PGPASSFILE");
   add_login(runcmd, run.get());
   runcmd->add_option("command", run->extra, "the command and its arguments, after --");
   runcmd->footer(
+      "The command's PGPASSFILE holds a token that arbor replaces before it expires, for as\n"
+      "long as the command runs; DATABASE_URL names no password.\n"
       "Examples:\n  arbor run dev -- npm test\n  arbor run dev -- pg_dump --schema-only");
   OnRun(runcmd, action, [&s, run] { return CmdRun(s, *run); });
 
   // credential
-  auto cred = std::make_shared<std::array<std::string, 3>>();
+  auto cred = std::make_shared<std::array<std::string, 4>>();
   (*cred)[1] = kPrimary;
+  (*cred)[3] = "owner";
   auto* credential = app.add_subcommand(
       "credential", "Issue a short-lived password (a signed token) for a branch's endpoint");
   credential->add_option("branch", (*cred)[0], "the branch")->required();
   credential->add_option("--endpoint", (*cred)[1], "the endpoint id")->capture_default_str();
   credential->add_option("--ttl", (*cred)[2], "how long it lives, 300s to 3600s (default 3600s)");
+  credential->add_option("--role", (*cred)[3], "the role it logs in as")->capture_default_str();
   credential->footer("Example:\n  arbor credential dev --ttl 15m");
   OnRun(credential, action, [&s, cred] {
     api::BranchName b = s.Branch((*cred)[0]);
     Status st = api::ValidateId((*cred)[1], "endpoint id");
     if (!st.ok()) Usage("--endpoint: " + st.message());
     return CmdCredential(s, api::EndpointName{b.project, b.branch, (*cred)[1]}.ToString(),
-                         (*cred)[2], false);
+                         (*cred)[2], false, CheckedRole((*cred)[3]));
   });
 
   // postgres: the seed's verbs, in the seed's form. JSON output unless -o table.
@@ -772,7 +914,8 @@ std::vector<std::string> GlueNegativeTimes(const std::vector<std::string>& args)
   return out;
 }
 
-std::string ExecProcess(const std::vector<std::string>& argv) {
+std::string ExecProcess(const std::vector<std::string>& argv, const Io::Env& env) {
+  for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
   std::vector<char*> c;
   for (const auto& a : argv) c.push_back(const_cast<char*>(a.c_str()));
   c.push_back(nullptr);
@@ -782,6 +925,71 @@ std::string ExecProcess(const std::vector<std::string>& argv) {
     execvp(c[0], c.data());
   }
   return std::strerror(errno);
+}
+
+volatile sig_atomic_t g_forward_signal = 0;
+void RememberSignal(int sig) { g_forward_signal = sig; }
+
+Result<int> RunChild(const std::vector<std::string>& argv, const Io::Env& env,
+                     int64_t refresh_every_s, const std::function<void()>& refresh) {
+  std::vector<char*> c;
+  for (const auto& a : argv) c.push_back(const_cast<char*>(a.c_str()));
+  c.push_back(nullptr);
+  // Like system(3): the terminal's ^C and ^\ go to the child (same process group), and we
+  // outlive them to clean up; SIGTERM and SIGHUP sent to us are passed on.
+  struct sigaction ignore {
+  }, remember{}, old_int{}, old_quit{}, old_term{}, old_hup{};
+  ignore.sa_handler = SIG_IGN;
+  remember.sa_handler = RememberSignal;
+  sigaction(SIGINT, &ignore, &old_int);
+  sigaction(SIGQUIT, &ignore, &old_quit);
+  sigaction(SIGTERM, &remember, &old_term);
+  sigaction(SIGHUP, &remember, &old_hup);
+  auto restore = [&] {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGQUIT, &old_quit, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    sigaction(SIGHUP, &old_hup, nullptr);
+  };
+  pid_t pid = fork();
+  if (pid < 0) {
+    restore();
+    return Status::IOError(std::string("fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGQUIT, &old_quit, nullptr);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    if (argv[0].find('/') != std::string::npos) {
+      execv(c[0], c.data());
+    } else {
+      execvp(c[0], c.data());
+    }
+    std::fprintf(stderr, "arbor: cannot run %s: %s\n", c[0], std::strerror(errno));
+    _exit(127);
+  }
+  int64_t next = refresh_every_s > 0 ? MonoNanos() + refresh_every_s * 1'000'000'000 : 0;
+  int status = 0;
+  for (;;) {
+    pid_t got = waitpid(pid, &status, WNOHANG);
+    if (got == pid) break;
+    if (got < 0 && errno != EINTR) break;
+    if (int sig = g_forward_signal; sig != 0) {
+      g_forward_signal = 0;
+      kill(pid, sig);
+    }
+    if (next != 0 && MonoNanos() >= next) {
+      refresh();
+      next = MonoNanos() + refresh_every_s * 1'000'000'000;
+    }
+    usleep(100'000);
+  }
+  restore();
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
 }
 
 }  // namespace
@@ -797,6 +1005,7 @@ Io Io::Process() {
   };
   io.now_us = [] { return WallMicros(); };
   io.exec = ExecProcess;
+  io.run_child = RunChild;
   return io;
 }
 

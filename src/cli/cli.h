@@ -15,7 +15,10 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "common/status.h"
 
 namespace CLI {
 class App;
@@ -39,9 +42,19 @@ struct Io {
   std::function<std::optional<std::string>(const std::string&)> getenv;
   // Wall-clock time in µs since the epoch; for relative times (-5m), ages and expiries.
   std::function<int64_t()> now_us;
-  // Replaces the process with argv[0] (a path, or a name looked up on PATH); returns only on
-  // failure, with errno's message. `arbor psql` uses it.
-  std::function<std::string(const std::vector<std::string>& argv)> exec;
+  // Variables a child gets in addition to ours (a password goes here, never into argv,
+  // where `ps` shows it to every local user).
+  using Env = std::vector<std::pair<std::string, std::string>>;
+  // Replaces the process with argv[0] (a path, or a name looked up on PATH) with `env` added;
+  // returns only on failure, with errno's message. `arbor psql` uses it.
+  std::function<std::string(const std::vector<std::string>& argv, const Env& env)> exec;
+  // Runs argv as a child with `env` added and waits for it, calling `refresh` every
+  // `refresh_every_s` seconds while it runs; SIGINT and SIGQUIT reach the child (we ignore
+  // them meanwhile) and SIGTERM and SIGHUP are passed on to it. Returns its exit status (128 +
+  // N when killed by signal N); IOError if it cannot be started. `arbor run` uses it.
+  std::function<Result<int>(const std::vector<std::string>& argv, const Env& env,
+                            int64_t refresh_every_s, const std::function<void()>& refresh)>
+      run_child;
 
   // The real process: std::cout, std::cerr, ::getenv, the system clock, execvp.
   static Io Process();

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -53,7 +54,7 @@ api::Endpoint MakeEndpoint(const std::string& branch, const std::string& state, 
   e.spec.endpoint_type = api::kEndpointTypeReadWrite;
   e.spec.suspend_timeout_s = 300;
   e.status = {state, "127.0.0.1", port,
-              "postgresql://postgres:pw@127.0.0.1:" + std::to_string(port) + "/postgres"};
+              "postgresql://owner@127.0.0.1:" + std::to_string(port) + "/postgres"};
   return e;
 }
 
@@ -333,32 +334,58 @@ TEST_F(CliTest, EndpointsConnectionStringAndPsql) {
   r = Run({"connection-string", "dev", "--ttl", "10m"});
   ASSERT_EQ(r.code, 0) << r.err;
   // A fresh token for the endpoint is the password; nothing is started (the proxy wakes it).
-  EXPECT_EQ(r.out, "postgresql://postgres:eyJ.t.s@127.0.0.1:55434/postgres\n");
+  EXPECT_EQ(r.out, "postgresql://owner:eyJ.t.s@127.0.0.1:55434/postgres\n");
   EXPECT_EQ(Json::parse(api_.Last("POST", "credentials").body),
             Json::parse(R"({"endpoint": "projects/default/branches/dev/endpoints/primary",
-                            "ttl": "600s"})"));
+                            "role": "owner", "ttl": "600s"})"));
   EXPECT_EQ(api_.Last("POST", "projects/default/branches/dev/endpoints/primary:start").method, "");
 
+  // --role-password sets a new password for the role, and says that the old one is gone.
+  api_.On("POST", "projects/default/branches/dev/roles/owner:reset_password", 200,
+          R"({"name": "projects/default/branches/dev/roles/owner",
+              "create_time": "2026-11-24T16:00:00Z", "password": "fresh-pw",
+              "status": {"postgres_role": "owner"}})");
   r = Run({"connection-string", "dev", "--role-password"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out, "postgresql://postgres:pw@127.0.0.1:55434/postgres\n");
+  EXPECT_EQ(r.out, "postgresql://owner:fresh-pw@127.0.0.1:55434/postgres\n");
+  EXPECT_NE(r.err.find("stops working"), std::string::npos) << r.err;
 
-  r = Run({"psql", "dev", "--", "-c", "select 1"});
+  testing::Launch launch;
+  r = testing::RunCli({"psql", "dev", "--", "-c", "select 1"}, env_, kNow, &exec_argv_, nullptr,
+                      &launch);
   ASSERT_EQ(exec_argv_.size(), 4u);
   EXPECT_TRUE(exec_argv_[0] == "psql" || exec_argv_[0] == "/usr/lib/postgresql/15/bin/psql");
-  EXPECT_EQ(exec_argv_[1], "postgresql://postgres:eyJ.t.s@127.0.0.1:55434/postgres");
+  // 10b, "arbor psql and arbor run put passwords in argv": the token is in the environment,
+  // not on the command line that `ps` shows.
+  EXPECT_EQ(exec_argv_[1], "postgresql://owner@127.0.0.1:55434/postgres");
   EXPECT_EQ(exec_argv_[2], "-c");
   EXPECT_EQ(exec_argv_[3], "select 1");
+  for (const auto& a : exec_argv_) EXPECT_EQ(a.find("eyJ.t.s"), std::string::npos) << a;
+  EXPECT_EQ(launch.env, (Io::Env{{"PGPASSWORD", "eyJ.t.s"}}));
   EXPECT_EQ(r.code, 1);  // the fake exec "failed"
   EXPECT_EQ(r.err, "arbor: cannot run " + exec_argv_[0] +
                        ": No such file or directory (install postgresql-client-15)\n");
 
-  r = Run({"run", "dev", "--", "npm", "test"});
-  EXPECT_EQ(exec_argv_,
-            (std::vector<std::string>{
-                "env", "--", "DATABASE_URL=postgresql://postgres:eyJ.t.s@127.0.0.1:55434/postgres",
-                "PGHOST=127.0.0.1", "PGPORT=55434", "PGUSER=postgres", "PGPASSWORD=eyJ.t.s",
-                "PGDATABASE=postgres", "npm", "test"}));
+  // arbor run: the command is a child; its URL names no password, and PGPASSFILE holds the
+  // token, refreshed while it runs (the fake child calls the refresh once).
+  int credentials_before = api_.Count("POST", "credentials");
+  r = testing::RunCli({"run", "dev", "--", "npm", "test"}, env_, kNow, &exec_argv_, nullptr,
+                      &launch);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(launch.argv, (std::vector<std::string>{"npm", "test"}));
+  std::map<std::string, std::string> env(launch.env.begin(), launch.env.end());
+  EXPECT_EQ(env["DATABASE_URL"], "postgresql://owner@127.0.0.1:55434/postgres");
+  EXPECT_EQ(env["PGUSER"], "owner");
+  EXPECT_EQ(env.count("PGPASSWORD"), 0u);
+  EXPECT_NE(env["PGPASSFILE"], "");
+  EXPECT_GT(launch.refresh_every_s, 0);
+  EXPECT_EQ(api_.Count("POST", "credentials") - credentials_before, 2)
+      << "one token, then one refresh";
+  struct stat st;
+  EXPECT_NE(stat(env["PGPASSFILE"].c_str(), &st), 0) << "the password file is removed after";
+  // The child's exit status is arbor run's.
+  r = testing::RunCli({"run", "dev", "--", "false"}, env_, kNow, &exec_argv_, nullptr, &launch, 3);
+  EXPECT_EQ(r.code, 3);
   r = Run({"run", "dev"});
   EXPECT_EQ(r.code, 2) << "no command is a usage error";
 }

@@ -51,8 +51,11 @@ Result<pid_t> Spawn(const OsUser& user, Exec& exec, int log_fd) {
     if (devnull >= 0) dup2(devnull, 0);
     dup2(log_fd, 1);
     dup2(log_fd, 2);
-    // Close every other descriptor: a postmaster must not hold our FUSE or RocksDB files.
-    for (int fd = 3; fd < 1024; ++fd) close(fd);
+    // Close every other descriptor, however high: a postmaster must not hold our FUSE or
+    // RocksDB files, nor another tenant's client sockets (the daemon raises its fd limit).
+    if (close_range(3, ~0U, 0) != 0) {
+      for (int fd = 3; fd < 1 << 20; ++fd) close(fd);
+    }
     if (drop) {
       gid_t g = user.gid;
       if (setgroups(1, &g) != 0 || setgid(user.gid) != 0 || setuid(user.uid) != 0) _exit(126);
@@ -66,7 +69,7 @@ Result<pid_t> Spawn(const OsUser& user, Exec& exec, int log_fd) {
 }
 
 Result<int> OpenLog(const std::string& path) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return Status::IOError(Errno("opening log " + path));
   return fd;
 }
@@ -349,6 +352,52 @@ Status Supervisor::Checkpoint(const std::string& id) {
     it->second.admin = std::move(conn);
   }
   return st;
+}
+
+Result<std::vector<std::vector<std::string>>> Supervisor::Query(const std::string& id,
+                                                                const std::string& dbname,
+                                                                const std::string& sql) {
+  ComputeSpec spec;
+  {
+    std::lock_guard l(mu_);
+    auto it = computes_.find(id);
+    if (it == computes_.end() || it->second.exited) {
+      return Status::NotFound("compute " + id + " is not running");
+    }
+    spec = it->second.spec;
+  }
+  // Each value is quoted for conninfo; dbname comes from pg_database, not from a user.
+  auto quoted = [](const std::string& v) {
+    std::string out = "'";
+    for (char c : v) {
+      if (c == '\\' || c == '\'') out += '\\';
+      out += c;
+    }
+    return out + "'";
+  };
+  std::string conninfo = "host=" + quoted(spec.socket_dir) + " port=" + std::to_string(spec.port) +
+                         " user=" + kSuperuser + " dbname=" + quoted(dbname) +
+                         " connect_timeout=10 application_name=arbor";
+  if (!spec.password.empty()) conninfo += " password=" + quoted(spec.password);
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(conninfo.c_str()), PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    return Status::Internal("connecting to " + id + " (" + dbname +
+                            "): " + PQerrorMessage(conn.get()));
+  }
+  std::unique_ptr<PGresult, decltype(&PQclear)> r(PQexec(conn.get(), sql.c_str()), PQclear);
+  ExecStatusType status = PQresultStatus(r.get());
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    std::string msg = PQresultErrorMessage(r.get());
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    return Status::Internal(msg);
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (int i = 0; i < PQntuples(r.get()); ++i) {
+    std::vector<std::string> row;
+    for (int j = 0; j < PQnfields(r.get()); ++j) row.emplace_back(PQgetvalue(r.get(), i, j));
+    rows.push_back(std::move(row));
+  }
+  return rows;
 }
 
 Status Supervisor::Restart(const std::string& id, std::chrono::milliseconds timeout) {

@@ -20,9 +20,12 @@ namespace arbor::compute {
 
 // Debian's PostgreSQL 15 binaries. A patched Postgres is never used.
 inline constexpr std::string_view kPgBin = "/usr/lib/postgresql/15/bin";
-// The superuser role InitDb creates: the project's owner, the one role whose password Arbor
-// keeps (so the role that tokens log in as).
+// The superuser role InitDb creates: Arbor's own, reached only over a compute's private
+// socket by peer authentication (the daemon's OS user), never by a client.
 inline constexpr const char* kSuperuser = "postgres";
+// The project's ordinary login role: owns the database `postgres`, has CREATEDB and
+// CREATEROLE, is not a superuser. Tokens and connection strings log in as it by default.
+inline constexpr const char* kOwnerRole = "owner";
 
 // The OS user computes run as: `postgres` when Arbor runs as root (Postgres refuses root),
 // the invoking user otherwise.
@@ -75,6 +78,13 @@ class Supervisor {
   // so that a branch taken right after starts with almost no WAL to replay. NotFound if it
   // does not run; Internal if the checkpoint fails.
   [[nodiscard]] Status Checkpoint(const std::string& id);
+  // Runs `sql` in database `dbname` of a running compute as Arbor's superuser (peer
+  // authentication over the private socket), and returns the rows of its last statement as
+  // text (NULL as ""). NotFound if the compute does not run; Internal with PostgreSQL's
+  // message if the statement fails.
+  [[nodiscard]] Result<std::vector<std::vector<std::string>>> Query(const std::string& id,
+                                                                    const std::string& dbname,
+                                                                    const std::string& sql);
   // Stop (if running or crashed), then Start with the same spec.
   [[nodiscard]] Status Restart(const std::string& id, std::chrono::milliseconds timeout);
   // kCrashed when the postmaster died without being asked to; it is reaped by this call.

@@ -575,11 +575,68 @@ void ApiServer::Routes() {
            return Status::Ok();
          }));
 
+  // ---- roles ----
+  auto role_json = [](const RoleRecord& r) {
+    return json{{"name", "projects/" + r.project + "/branches/" + r.branch + "/roles/" + r.name},
+                {"create_time", FormatTime(r.create_time_us)},
+                {"status",
+                 {{"postgres_role", r.name},
+                  {"password_update_time", FormatTime(r.password_time_us)},
+                  {"password_applied", r.applied}}}};
+  };
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/roles",
+         wrap([eng, role_json](const httplib::Request& req, httplib::Response& res) {
+           std::string id = req.get_param_value("role_id");
+           if (id.empty()) return Status::InvalidArgument("role_id is required");
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(spec, {}, "spec"));
+           ARBOR_ASSIGN_OR_RETURN(auto made, eng->CreateRole(req.matches[1], req.matches[2], id));
+           json j = role_json(made.first);
+           j["password"] = made.second;  // shown this once
+           SendJson(res, j);
+           return Status::Ok();
+         }));
+  s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/roles",
+        wrap([eng, role_json](const httplib::Request& req, httplib::Response& res) {
+          ARBOR_RETURN_IF_ERROR(eng->GetBranch(req.matches[1], req.matches[2]).status());
+          json list = json::array();
+          for (const auto& r : eng->ListRoles(req.matches[1], req.matches[2])) {
+            list.push_back(role_json(r));
+          }
+          SendJson(res, {{"roles", list}});
+          return Status::Ok();
+        }));
+  s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/roles/([^/:]+)",
+        wrap([eng, role_json](const httplib::Request& req, httplib::Response& res) {
+          ARBOR_ASSIGN_OR_RETURN(RoleRecord r,
+                                 eng->GetRole(req.matches[1], req.matches[2], req.matches[3]));
+          SendJson(res, role_json(r));
+          return Status::Ok();
+        }));
+  s.Delete(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/roles/([^/:]+)",
+           wrap([eng](const httplib::Request& req, httplib::Response& res) {
+             ARBOR_RETURN_IF_ERROR(eng->DeleteRole(req.matches[1], req.matches[2], req.matches[3]));
+             SendJson(res, json::object());
+             return Status::Ok();
+           }));
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/roles/([^/:]+):reset_password",
+         wrap([eng, role_json](const httplib::Request& req, httplib::Response& res) {
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(body, {}, "body"));
+           ARBOR_ASSIGN_OR_RETURN(
+               auto reset, eng->ResetRolePassword(req.matches[1], req.matches[2], req.matches[3]));
+           json j = role_json(reset.first);
+           j["password"] = reset.second;  // shown this once
+           SendJson(res, j);
+           return Status::Ok();
+         }));
+
   s.Post(
       kPrefix + "credentials",
       wrap([eng, tokens = tokens_](const httplib::Request& req, httplib::Response& res) {
         ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
-        ARBOR_RETURN_IF_ERROR(OnlyFields(body, {"endpoint", "ttl"}, "body"));
+        ARBOR_RETURN_IF_ERROR(OnlyFields(body, {"endpoint", "ttl", "role"}, "body"));
         ARBOR_ASSIGN_OR_RETURN(auto name, Field<std::string>(body, "endpoint", "body"));
         if (!name) {
           return Status::InvalidArgument("endpoint is required: projects/P/branches/B/endpoints/E");
@@ -590,13 +647,24 @@ void ApiServer::Routes() {
         if (t) {
           ARBOR_ASSIGN_OR_RETURN(ttl, ParseDuration(*t));
         }
+        ARBOR_ASSIGN_OR_RETURN(auto role, Field<std::string>(body, "role", "body"));
+        std::string role_name = role.value_or(compute::kOwnerRole);
         // The signer refuses a ttl outside 300-3600 s (InvalidArgument, so 400).
-        ARBOR_RETURN_IF_ERROR(eng->GetEndpoint(e.project, e.branch, e.endpoint).status());
+        ARBOR_ASSIGN_OR_RETURN(EndpointRecord ep,
+                               eng->GetEndpoint(e.project, e.branch, e.endpoint));
+        if (role_name == compute::kSuperuser) {
+          return Status::InvalidArgument(
+              "role postgres is Arbor's own superuser; credentials are for owner or another "
+              "role of the branch");
+        }
+        ARBOR_RETURN_IF_ERROR(eng->GetRole(e.project, e.branch, role_name).status());
         if (tokens == nullptr) return Status::Unavailable("this server issues no credentials");
         int64_t now_s = WallMicros() / 1'000'000;
         ARBOR_ASSIGN_OR_RETURN(std::string token,
-                               tokens->Issue(e.ToString(), compute::kSuperuser, ttl, now_s));
-        SendJson(res, {{"token", token}, {"expire_time", FormatTime((now_s + ttl) * 1'000'000)}});
+                               tokens->Issue(e.ToString(), role_name, ttl, now_s, ep.uid));
+        SendJson(res, {{"token", token},
+                       {"role", role_name},
+                       {"expire_time", FormatTime((now_s + ttl) * 1'000'000)}});
         return Status::Ok();
       }));
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 
 namespace arbor::control {
 namespace {
@@ -16,6 +17,27 @@ std::string RandomChars(size_t n, std::string_view alphabet) {
   return out;
 }
 
+std::string Hex(const std::string& raw) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) out += kHex[c >> 4], out += kHex[c & 15];
+  return out;
+}
+
+std::string Unhex(const std::string& hex) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    throw std::runtime_error("not hex");
+  };
+  if (hex.size() % 2) throw std::runtime_error("odd hex length");
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    out.push_back(static_cast<char>(nibble(hex[i]) * 16 + nibble(hex[i + 1])));
+  }
+  return out;
+}
+
 json ToJson(const ProjectRecord& p) {
   return {{"id", p.id},
           {"uid", p.uid},
@@ -23,8 +45,7 @@ json ToJson(const ProjectRecord& p) {
           {"history_window_s", p.history_window_s},
           {"default_branch_ttl_s", p.default_branch_ttl_s},
           {"root", p.root.value()},
-          {"default_branch", p.default_branch},
-          {"password", p.password}};
+          {"default_branch", p.default_branch}};
 }
 
 json ToJson(const BranchRecord& b) {
@@ -41,7 +62,22 @@ json ToJson(const BranchRecord& b) {
           {"expiry", static_cast<int>(b.expiry)},
           {"ttl_s", b.ttl_s},
           {"expire_time_us", b.expire_time_us},
-          {"is_protected", b.is_protected}};
+          {"is_protected", b.is_protected},
+          {"owner_ready", b.owner_ready}};
+}
+
+json ToJson(const RoleRecord& r) {
+  return {{"project", r.project},
+          {"branch", r.branch},
+          {"name", r.name},
+          {"create_time_us", r.create_time_us},
+          {"password_time_us", r.password_time_us},
+          {"salt", Hex(r.salt)},
+          {"iterations", r.iterations},
+          {"client_key", Hex(r.client_key)},
+          {"stored_key", Hex(r.stored_key)},
+          {"server_key", Hex(r.server_key)},
+          {"applied", r.applied}};
 }
 
 json ToJson(const EndpointRecord& e) {
@@ -77,7 +113,8 @@ ProjectRecord ProjectFrom(const json& p) {
   r.default_branch_ttl_s = p.value("default_branch_ttl_s", int64_t{0});
   r.root = TimelineId(p.at("root").get<uint64_t>());
   r.default_branch = p.at("default_branch");
-  r.password = p.at("password");
+  // Records from before roles carry the superuser's password; Arbor no longer uses it (it
+  // reaches its computes by peer authentication), and it is dropped at the next write.
   return r;
 }
 
@@ -97,6 +134,23 @@ BranchRecord BranchFrom(const json& b) {
   r.ttl_s = b.at("ttl_s");
   r.expire_time_us = b.at("expire_time_us");
   r.is_protected = b.at("is_protected");
+  r.owner_ready = b.value("owner_ready", false);
+  return r;
+}
+
+RoleRecord RoleFrom(const json& j) {
+  RoleRecord r;
+  r.project = j.at("project");
+  r.branch = j.at("branch");
+  r.name = j.at("name");
+  r.create_time_us = j.at("create_time_us");
+  r.password_time_us = j.at("password_time_us");
+  r.salt = Unhex(j.at("salt"));
+  r.iterations = j.at("iterations");
+  r.client_key = Unhex(j.at("client_key"));
+  r.stored_key = Unhex(j.at("stored_key"));
+  r.server_key = Unhex(j.at("server_key"));
+  r.applied = j.at("applied");
   return r;
 }
 
@@ -131,6 +185,9 @@ Result<Catalog> Catalog::Load(const storage::Store& store) {
       } else if (key.rfind("endpoint/", 0) == 0) {
         EndpointRecord r = EndpointFrom(j);
         c.endpoints[{r.project, r.branch, r.id}] = r;
+      } else if (key.rfind("role/", 0) == 0) {
+        RoleRecord r = RoleFrom(j);
+        c.roles[{r.project, r.branch, r.name}] = r;
       }
     } catch (const std::exception& e) {
       return Status::Corruption("catalog record " + key + " cannot be read: " + e.what());
@@ -147,6 +204,13 @@ storage::MetaWrite Catalog::Put(const BranchRecord& b) {
 }
 storage::MetaWrite Catalog::Put(const EndpointRecord& e) {
   return {"endpoint/" + e.project + "/" + e.branch + "/" + e.id, ToJson(e).dump()};
+}
+storage::MetaWrite Catalog::Put(const RoleRecord& r) {
+  return {"role/" + r.project + "/" + r.branch + "/" + r.name, ToJson(r).dump()};
+}
+storage::MetaWrite Catalog::EraseRole(const std::string& project, const std::string& branch,
+                                      const std::string& role) {
+  return {"role/" + project + "/" + branch + "/" + role, std::nullopt};
 }
 storage::MetaWrite Catalog::EraseProject(const std::string& project) {
   return {"project/" + project, std::nullopt};

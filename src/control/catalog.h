@@ -21,7 +21,6 @@ struct ProjectRecord {
   int64_t default_branch_ttl_s = 0;  // 0: none; used by the CLI when a create names no expiry
   TimelineId root;
   std::string default_branch = "production";
-  std::string password;  // the postgres role's password (shared by the project's branches)
 };
 
 enum class Expiry { kTtl, kExpireTime, kNever };
@@ -42,6 +41,29 @@ struct BranchRecord {
   int64_t ttl_s = 0;
   int64_t expire_time_us = 0;  // 0 = never
   bool is_protected = false;
+  // The branch's postgres has the role `owner` and its users' objects belong to it (done at
+  // its first start; installations from before roles had everything owned by `postgres`).
+  bool owner_ready = false;
+};
+
+// A login role of one branch whose password Arbor set, and so whose SCRAM secrets it holds
+// (never the password). Roles live in the branch's own PostgreSQL catalog; this record is what
+// lets the proxy check a password before anything reaches the compute, and log in for a token.
+struct RoleRecord {
+  std::string project;
+  std::string branch;
+  std::string name;
+  int64_t create_time_us = 0;
+  int64_t password_time_us = 0;  // when the password was last set
+  std::string salt;              // the SCRAM secrets (proxy/auth/scram.h), raw bytes
+  int iterations = 4096;
+  std::string client_key;
+  std::string stored_key;
+  std::string server_key;
+  // The branch's postgres holds this verifier. False after a change made while it was not
+  // running (a new branch's fresh passwords, a reset of a suspended branch): the next start
+  // applies it before any client is let in.
+  bool applied = false;
 };
 
 struct EndpointRecord {
@@ -69,8 +91,11 @@ class Catalog {
   static storage::MetaWrite Put(const ProjectRecord& p);
   static storage::MetaWrite Put(const BranchRecord& b);
   static storage::MetaWrite Put(const EndpointRecord& e);
+  static storage::MetaWrite Put(const RoleRecord& r);
   static storage::MetaWrite EraseProject(const std::string& project);
   static storage::MetaWrite EraseBranch(const std::string& project, const std::string& branch);
+  static storage::MetaWrite EraseRole(const std::string& project, const std::string& branch,
+                                      const std::string& role);
   static storage::MetaWrite EraseEndpoint(const std::string& project, const std::string& branch,
                                           const std::string& endpoint);
 
@@ -78,11 +103,13 @@ class Catalog {
   std::map<std::pair<std::string, std::string>, BranchRecord> branches;  // (project, branch)
   // (project, branch, endpoint)
   std::map<std::tuple<std::string, std::string, std::string>, EndpointRecord> endpoints;
+  // (project, branch, role)
+  std::map<std::tuple<std::string, std::string, std::string>, RoleRecord> roles;
 };
 
 // "prj-" + 16 hex digits of randomness.
 std::string NewUid(const std::string& prefix);
-// A random password of URL-safe characters.
+// A random password of URL-safe characters (32 of them, about 190 bits).
 std::string NewPassword();
 
 }  // namespace arbor::control

@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "compute/supervisor.h"
 #include "control/api_server.h"
+#include "proxy/auth/crypto.h"
 #include "proxy/auth/token.h"
 #include "proxy/proxy.h"
 
@@ -42,7 +43,8 @@ std::string ReadFile(const std::string& path) {
 // Writes `content` to `path` atomically with mode 0600.
 Status WritePrivate(const std::string& path, const std::string& content) {
   std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  unlink(tmp.c_str());  // a leftover (or a planted symlink) is never written through
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Status::IOError("writing " + path + ": " + std::strerror(errno));
   bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
   ok = ok && fsync(fd) == 0;
@@ -54,10 +56,10 @@ Status WritePrivate(const std::string& path, const std::string& content) {
   return Status::Ok();
 }
 
-std::string RandomToken() {
-  std::ifstream urandom("/dev/urandom", std::ios::binary);
-  unsigned char b[32];
-  urandom.read(reinterpret_cast<char*>(b), sizeof b);
+// 32 random bytes in hex. Internal if the system's random source fails: a token made from
+// whatever was in memory would be guessable.
+Result<std::string> RandomToken() {
+  ARBOR_ASSIGN_OR_RETURN(std::string b, proxy::auth::RandomBytes(32));
   static const char* kHex = "0123456789abcdef";
   std::string t;
   for (unsigned char c : b) t += kHex[c >> 4], t += kHex[c & 15];
@@ -123,32 +125,25 @@ void ClearLeftovers(const std::string& runtime_dir) {
   }
 }
 
-// Mount points and socket directories must be reachable by the compute user. A data
-// directory it cannot traverse (root's home is 0700, so ~/.arbor is unreachable for
-// `postgres`) gets them in /run/arbor/<hash of the data directory> instead.
+// Mount points and socket directories must be reachable by the compute user, and the data
+// directory must not be (it holds the store and the keys). As root, with computes running as
+// another user, they live in /run/arbor/<hash of the data directory> instead; otherwise the
+// compute user is the daemon's own, and the data directory serves.
 std::string RuntimeDir(const std::string& data_dir, const compute::OsUser& user) {
   if (geteuid() != 0 || user.uid == 0) return data_dir;
-  bool reachable = true;
-  fs::path p = fs::path(data_dir).parent_path();
-  for (; reachable; p = p.parent_path()) {
-    struct stat st;
-    if (stat(p.c_str(), &st) != 0) return data_dir;
-    bool x = (st.st_mode & S_IXOTH) || (st.st_uid == user.uid && (st.st_mode & S_IXUSR)) ||
-             (st.st_gid == user.gid && (st.st_mode & S_IXGRP));
-    reachable = x;
-    if (p == p.root_path()) break;
-  }
-  if (reachable) return data_dir;
   char hash[17];
   snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>()(data_dir));
   for (const char* base : {"/run/arbor", "/tmp/arbor-run"}) {
     std::error_code ec;
     fs::create_directories(base, ec);
-    if (!ec) {
+    struct stat st;
+    // A base another user could have made (in /tmp) is not trusted.
+    if (!ec && lstat(base, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0) {
       chmod(base, 0711);
       return std::string(base) + "/" + hash;
     }
   }
+  log::warn("daemon: no private runtime directory; using the data directory {}", data_dir);
   return data_dir;
 }
 
@@ -183,8 +178,8 @@ Result<std::string> FetchConnectionString(const std::string& data_dir) {
   if (c.is_discarded() || !c.contains("token")) {
     return Status::Internal("the daemon answered a credential without a token");
   }
-  return "postgresql://postgres:" + c["token"].get<std::string>() + "@" +
-         j["status"].value("host", std::string("127.0.0.1")) + ":" +
+  return std::string("postgresql://") + compute::kOwnerRole + ":" + c["token"].get<std::string>() +
+         "@" + j["status"].value("host", std::string("127.0.0.1")) + ":" +
          std::to_string(j["status"].value("port", 0)) + "/postgres";
 }
 
@@ -214,8 +209,16 @@ class EngineBackend final : public proxy::Backend, public PortListener {
   Result<std::string> Wake(const proxy::EndpointRef& e) override {
     return engine_->Wake(e.project, e.branch, e.endpoint);
   }
-  std::string RolePassword(const proxy::EndpointRef& e, const std::string& role) override {
-    return engine_->RolePassword(e.project, role);
+  Result<proxy::auth::ScramSecret> RoleSecret(const proxy::EndpointRef& e,
+                                              const std::string& role) override {
+    ARBOR_ASSIGN_OR_RETURN(RoleRecord r, engine_->RoleForLogin(e.project, e.branch, role));
+    proxy::auth::ScramSecret s;
+    s.salt = r.salt;
+    s.iterations = r.iterations;
+    s.client_key = r.client_key;
+    s.stored_key = r.stored_key;
+    s.server_key = r.server_key;
+    return s;
   }
   void ConnectionOpened(const proxy::EndpointRef& e) override {
     engine_->ConnectionOpened(e.project, e.branch, e.endpoint);
@@ -237,7 +240,7 @@ class EngineBackend final : public proxy::Backend, public PortListener {
 
  private:
   static proxy::EndpointRef Ref(const EndpointRecord& e) {
-    return proxy::EndpointRef{e.project, e.branch, e.id};
+    return proxy::EndpointRef{e.project, e.branch, e.id, e.uid};
   }
   Engine* engine_;
   proxy::Proxy* proxy_;
@@ -290,13 +293,19 @@ std::optional<pid_t> RunningDaemon(const std::string& data_dir) {
 }
 
 int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
+  // Everything the daemon makes (the store, its WAL, logs, keys) is its own alone; the few
+  // places the compute user must reach are opened up explicitly (RuntimeDir, Engine::Open).
+  umask(077);
   std::error_code ec;
   fs::create_directories(o.data_dir, ec);
   if (ec) {
     log::error("cannot create the data directory {}: {}", o.data_dir, ec.message());
     return 1;
   }
-  chmod(o.data_dir.c_str(), 0711);  // the compute user must reach mnt/ and run/
+  // Private: it holds the store, the keys and the logs. The compute user never needs it: as
+  // root its mounts and sockets live in a separate runtime directory (RuntimeDir), and
+  // otherwise computes run as this very user.
+  chmod(o.data_dir.c_str(), 0700);
   int lock_fd = LockDataDir(o.data_dir);
   if (lock_fd < 0) {
     auto pid = RunningDaemon(o.data_dir);
@@ -329,6 +338,10 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
   }
   std::string runtime_dir = RuntimeDir(o.data_dir, *user);
   ClearLeftovers(runtime_dir);
+  // Where the mounts and private sockets are, for an operator (and the tests) to find.
+  if (Status w = WritePrivate(o.data_dir + "/runtime-dir", runtime_dir + "\n"); !w.ok()) {
+    log::warn("daemon: {}", w.ToString());
+  }
   int exit_code = 0;
   {
     compute::Supervisor supervisor(*user);
@@ -374,7 +387,9 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     if (st.ok()) engine.RestartRunning();
     std::string token = ReadFile(o.data_dir + "/admin-token");
     if (token.size() != 64) {
-      token = RandomToken();
+      auto fresh = RandomToken();
+      if (st.ok()) st = fresh.status();
+      token = fresh.ok() ? *fresh : std::string();
       if (st.ok()) st = WritePrivate(o.data_dir + "/admin-token", token + "\n");
     }
     ServerInfo info;

@@ -1,5 +1,7 @@
 #include "control/engine.h"
 
+#include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,27 +57,49 @@ Status Engine::Open() {
     fs::create_directories(d, ec);
     if (ec) return Status::IOError("creating " + d + ": " + ec.message());
   }
-  // The compute user must be able to reach its mountpoints and socket directories.
-  for (const std::string& d :
-       {options_.runtime_dir, options_.runtime_dir + "/mnt", options_.runtime_dir + "/run"}) {
-    chmod(d.c_str(), 0711);
+  // The compute user must be able to reach its mountpoints and socket directories. When it
+  // is the daemon's own user, the runtime directory is the private data directory and stays
+  // 0700.
+  if (options_.runtime_dir != options_.data_dir) {
+    for (const std::string& d :
+         {options_.runtime_dir, options_.runtime_dir + "/mnt", options_.runtime_dir + "/run"}) {
+      chmod(d.c_str(), 0711);
+    }
   }
   // Computes read their client authentication rules from here rather than from PGDATA, so
   // every branch, however old its files, asks for a SCRAM password on its private socket.
-  {
-    std::string tmp = HbaFile() + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      out << "# Written by Arbor at each start. Computes listen only on a private unix socket;\n"
-             "# every login there, the proxy's included, proves the role's password.\n"
-             "local all all scram-sha-256\n";
-      if (!out.flush()) return Status::IOError("writing " + tmp);
+  // Arbor's own superuser logs in by peer authentication: only a process of the daemon's OS
+  // user gets `postgres`, with no password to keep or leak. Every other role proves a SCRAM
+  // password, which the proxy also checks before it connects.
+  struct passwd* me = getpwuid(geteuid());
+  if (me == nullptr) return Status::Internal("the daemon's own OS user has no name");
+  std::string daemon_user = me->pw_name;
+  auto write_conf = [](const std::string& path, const std::string& text) -> Status {
+    std::string tmp = path + ".tmp";
+    unlink(tmp.c_str());
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return Status::IOError("writing " + tmp + ": " + std::strerror(errno));
+    bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ok = fchmod(fd, 0644) == 0 && ok;  // the compute user reads it; it holds no secret
+    close(fd);
+    if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+      unlink(tmp.c_str());
+      return Status::IOError("writing " + path + ": " + std::strerror(errno));
     }
-    chmod(tmp.c_str(), 0644);
-    if (rename(tmp.c_str(), HbaFile().c_str()) != 0) {
-      return Status::IOError("writing " + HbaFile() + ": " + std::strerror(errno));
-    }
-  }
+    return Status::Ok();
+  };
+  ARBOR_RETURN_IF_ERROR(write_conf(
+      HbaFile(),
+      "# Written by Arbor at each start. Computes listen only on a private unix socket.\n"
+      "# Arbor's superuser: the daemon's OS user only, by peer authentication.\n"
+      "local all " +
+          std::string(compute::kSuperuser) +
+          " peer map=arbor\n"
+          "# Everyone else, the proxy's logins included, proves the role's SCRAM password.\n"
+          "local all all scram-sha-256\n"));
+  ARBOR_RETURN_IF_ERROR(write_conf(IdentFile(), "# Written by Arbor at each start.\narbor " +
+                                                    daemon_user + " " + compute::kSuperuser +
+                                                    "\n"));
   ARBOR_ASSIGN_OR_RETURN(catalog_, Catalog::Load(*store_));
 
   // Timelines no branch refers to were left by an operation cut short (a crash between the
@@ -96,6 +120,15 @@ Status Engine::Open() {
         again = true;
       }
     }
+  }
+  // Branches from before roles get the `owner` role, made at their next start.
+  for (const auto& [k, b] : catalog_.branches) {
+    if (catalog_.roles.count({b.project, b.id, compute::kOwnerRole})) continue;
+    ARBOR_ASSIGN_OR_RETURN(auto owner, FreshRole(b.project, b.id, compute::kOwnerRole));
+    ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(owner.first)}));
+    catalog_.roles[{b.project, b.id, owner.first.name}] = owner.first;
+    log::info("engine: branch {} gets the role owner at its next start",
+              BranchName(b.project, b.id));
   }
   for (const auto& [k, b] : catalog_.branches) {
     if (!store_->GetTimeline(b.timeline).ok()) {
@@ -160,7 +193,6 @@ Result<ProjectRecord> Engine::CreateProject(const std::string& id, int64_t histo
   p.create_time_us = WallMicros();
   p.history_window_s = history_window_s;
   p.root = root;
-  p.password = NewPassword();
 
   // initdb once, as the compute user, on the new root timeline.
   std::string mnt = options_.runtime_dir + "/mnt/init-" + p.uid;
@@ -173,7 +205,8 @@ Result<ProjectRecord> Engine::CreateProject(const std::string& id, int64_t histo
     if (!mount.ok()) {
       st = mount.status();
     } else {
-      st = compute::InitDb(user, mnt, p.password, log_file);
+      // The superuser's password is thrown away: Arbor logs in by peer authentication.
+      st = compute::InitDb(user, mnt, NewPassword(), log_file);
       mount->reset();
     }
     fs::remove(mnt, ec);
@@ -192,11 +225,16 @@ Result<ProjectRecord> Engine::CreateProject(const std::string& id, int64_t histo
   b.timeline = root;
   b.expiry = Expiry::kNever;
   auto ep = NewEndpointLocked(id, b.id, "primary", 300, false);
-  if (ep.ok()) st = store_->WriteMeta({Catalog::Put(p), Catalog::Put(b), Catalog::Put(*ep)});
-  if (!ep.ok() || !st.ok()) {
-    (void)store_->DeleteTimeline(root);
-    return ep.ok() ? st : ep.status();
+  auto owner = FreshRole(id, b.id, compute::kOwnerRole);
+  if (ep.ok() && owner.ok()) {
+    st = store_->WriteMeta(
+        {Catalog::Put(p), Catalog::Put(b), Catalog::Put(*ep), Catalog::Put(owner->first)});
   }
+  if (!ep.ok() || !owner.ok() || !st.ok()) {
+    (void)store_->DeleteTimeline(root);
+    return !ep.ok() ? ep.status() : !owner.ok() ? owner.status() : st;
+  }
+  catalog_.roles[{id, b.id, owner->first.name}] = owner->first;
   catalog_.projects[id] = p;
   catalog_.branches[{id, b.id}] = b;
   catalog_.endpoints[{id, b.id, ep->id}] = *ep;
@@ -333,11 +371,17 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
                                                              : 0;
   b.is_protected = request.is_protected;
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord ep, NewEndpointLocked(project, id, "primary", 300, false));
+  // Every role with a password gets a fresh one on the new branch, so no password works on
+  // both: one leaked from a throwaway branch does not open its parent.
+  ARBOR_ASSIGN_OR_RETURN(std::vector<RoleRecord> roles, FreshRolesLocked(project, parent_id, id));
   // The timeline and its catalog records appear in one atomic, synced store write.
   ARBOR_ASSIGN_OR_RETURN(b.timeline, store_->Branch(parent->timeline, at, [&](TimelineId tl) {
     b.timeline = tl;
-    return storage::MetaWrites{Catalog::Put(b), Catalog::Put(ep)};
+    storage::MetaWrites w{Catalog::Put(b), Catalog::Put(ep)};
+    for (const RoleRecord& r : roles) w.push_back(Catalog::Put(r));
+    return w;
   }));
+  for (const RoleRecord& r : roles) catalog_.roles[{project, id, r.name}] = r;
   catalog_.branches[{project, id}] = b;
   catalog_.endpoints[{project, id, ep.id}] = ep;
   if (ports_ != nullptr) ports_->Listen(ep.port);
@@ -397,6 +441,13 @@ Status Engine::DeleteBranchLocked(const std::string& project, const std::string&
   StopBranchEndpoints(project, id);
   TimelineId tl = b->timeline;
   storage::MetaWrites writes{Catalog::EraseBranch(project, id)};
+  std::vector<EndpointKey> gone_roles;
+  for (const auto& [k, r] : catalog_.roles) {
+    if (r.project == project && r.branch == id) {
+      writes.push_back(Catalog::EraseRole(project, id, r.name));
+      gone_roles.push_back(k);
+    }
+  }
   std::vector<EndpointKey> gone;
   for (const auto& [k, e] : catalog_.endpoints) {
     if (e.project == project && e.branch == id) {
@@ -414,6 +465,7 @@ Status Engine::DeleteBranchLocked(const std::string& project, const std::string&
     live_.erase(k);
     catalog_.endpoints.erase(k);
   }
+  for (const auto& k : gone_roles) catalog_.roles.erase(k);
   catalog_.branches.erase({project, id});
   return Status::Ok();
 }
@@ -442,12 +494,22 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
   updated.source_lsn = 0;
   updated.requested_time = time_us.has_value();
   updated.requested_lsn = false;
+  updated.owner_ready = false;
+  // The branch keeps its own passwords (its .env and tokens go on working), applied again to
+  // the parent's catalog it now has; the parent's other roles get fresh ones.
+  ARBOR_ASSIGN_OR_RETURN(std::vector<RoleRecord> roles,
+                         RolesAfterReplaceLocked(project, id, b->parent));
   // The new timeline and the record pointing at it appear together; the old timeline is
   // deleted after (a crash in between leaves it unreferenced, and Open deletes it).
   ARBOR_ASSIGN_OR_RETURN(updated.timeline, store_->Branch(parent->timeline, at, [&](TimelineId tl) {
     updated.timeline = tl;
-    return storage::MetaWrites{Catalog::Put(updated)};
-  }));  // Its computes stop only now: a failed fork above leaves the branch running as it was.
+    storage::MetaWrites w{Catalog::Put(updated)};
+    for (const RoleRecord& r : roles) w.push_back(Catalog::Put(r));
+    return w;
+  }));
+  for (const RoleRecord& r : roles)
+    catalog_.roles[{project, id, r.name}] =
+        r;  // Its computes stop only now: a failed fork above leaves the branch running as it was.
   std::vector<EndpointRecord> ran = StopBranchEndpoints(project, id);
   TimelineId old = b->timeline;
   *b = updated;
@@ -490,6 +552,11 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
                          NewEndpointLocked(project, backup_id, "primary", 300, false));
   BranchRecord updated = *b;
   updated.parent = backup_id;
+  updated.owner_ready = false;
+  backup.owner_ready = false;
+  ARBOR_ASSIGN_OR_RETURN(std::vector<RoleRecord> roles, RolesAfterReplaceLocked(project, id, ""));
+  ARBOR_ASSIGN_OR_RETURN(std::vector<RoleRecord> backup_roles,
+                         FreshRolesLocked(project, id, backup_id));
   updated.source_time_us = fork_time;
   updated.source_lsn = lsn.value_or(0);
   updated.requested_time = time_us.has_value();
@@ -505,8 +572,14 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
     updated.timeline = tl;
     storage::MetaWrites w{Catalog::Put(updated), Catalog::Put(backup), Catalog::Put(backup_ep)};
     for (const BranchRecord& m : moved) w.push_back(Catalog::Put(m));
+    for (const RoleRecord& r : roles) w.push_back(Catalog::Put(r));
+    for (const RoleRecord& r : backup_roles) w.push_back(Catalog::Put(r));
     return w;
-  }));  // Writes made between the fork and this stop belong to the replaced state (the backup).
+  }));
+  for (const RoleRecord& r : roles) catalog_.roles[{project, id, r.name}] = r;
+  for (const RoleRecord& r : backup_roles)
+    catalog_.roles[{project, backup_id, r.name}] =
+        r;  // Writes made between the fork and this stop belong to the replaced state (the backup).
   std::vector<EndpointRecord> ran = StopBranchEndpoints(project, id);
   for (const BranchRecord& m : moved) catalog_.branches[{project, m.id}] = m;
   catalog_.branches[{project, backup_id}] = backup;
@@ -701,6 +774,7 @@ std::unique_lock<std::mutex> Engine::LockForChange() {
 }
 
 std::string Engine::HbaFile() const { return options_.runtime_dir + "/run/pg_hba.conf"; }
+std::string Engine::IdentFile() const { return options_.runtime_dir + "/run/pg_ident.conf"; }
 
 Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
     const EndpointRecord& ep) {
@@ -738,7 +812,12 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   // No TCP: the proxy is the only way in, and the socket asks every login for its password.
   spec.listen_addresses = "";
   spec.settings.emplace_back("hba_file", HbaFile());
-  if (project != catalog_.projects.end()) spec.password = project->second.password;
+  spec.settings.emplace_back("ident_file", IdentFile());
+  (void)project;
+  plan.owner_ready = b->owner_ready;
+  for (const auto& [k, r] : catalog_.roles) {
+    if (r.project == ep.project && r.branch == ep.branch && !r.applied) plan.roles.push_back(r);
+  }
   return std::variant<EndpointState, StartPlan>(std::move(plan));
 }
 
@@ -752,7 +831,14 @@ Status Engine::RunStart(StartPlan& plan) {
   // pre-recovery fsync of every file in PGDATA is redundant, and syncfs (a no-op on FUSE)
   // replaces it: a branch's first start no longer opens and fsyncs each file.
   ARBOR_RETURN_IF_ERROR(store_->Sync(plan.timeline));
-  return supervisor_->Start(plan.spec, options_.start_timeout);
+  ARBOR_RETURN_IF_ERROR(supervisor_->Start(plan.spec, options_.start_timeout));
+  // No client gets in before its role holds the password Arbor checks it against.
+  Status st = Bootstrap(plan);
+  if (!st.ok()) {
+    (void)supervisor_->Stop(plan.spec.id, options_.stop_timeout);
+    return st;
+  }
+  return Status::Ok();
 }
 
 Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started) {
@@ -770,6 +856,7 @@ Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started)
   live.running = true;
   live.started_us = WallMicros();
   MarkRunningLocked(ep, true);
+  RecordBootstrapLocked(plan);
   return EndpointState{true, false, "127.0.0.1", ep.port, live.socket_dir};
 }
 
@@ -887,8 +974,7 @@ Result<std::string> Engine::ConnectionString(const std::string& project, const s
                                              const std::string& endpoint) {
   std::lock_guard l(mu_);
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, endpoint));
-  const ProjectRecord& p = catalog_.projects.at(project);
-  return "postgresql://" + std::string(compute::kSuperuser) + ":" + p.password +
+  return "postgresql://" + std::string(compute::kOwnerRole) +
          "@127.0.0.1:" + std::to_string(e->port) + "/postgres";
 }
 
@@ -913,11 +999,12 @@ Result<std::string> Engine::Wake(const std::string& project, const std::string& 
   return st.socket_dir + "/.s.PGSQL." + std::to_string(st.port);
 }
 
-std::string Engine::RolePassword(const std::string& project, const std::string& role) {
+Result<RoleRecord> Engine::RoleForLogin(const std::string& project, const std::string& branch,
+                                        const std::string& role) {
   std::lock_guard l(mu_);
-  auto it = catalog_.projects.find(project);
-  if (it == catalog_.projects.end() || role != compute::kSuperuser) return "";
-  return it->second.password;
+  auto it = catalog_.roles.find({project, branch, role});
+  if (it == catalog_.roles.end()) return Status::NotFound("no password of role " + role);
+  return it->second;
 }
 
 void Engine::ConnectionOpened(const std::string& project, const std::string& branch,

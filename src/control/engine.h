@@ -150,10 +150,34 @@ class Engine {
   [[nodiscard]] Result<EndpointState> GetEndpointState(const std::string& project,
                                                        const std::string& branch,
                                                        const std::string& id);
-  // postgresql://postgres:PASSWORD@127.0.0.1:PORT/postgres
+  // postgresql://owner@127.0.0.1:PORT/postgres: no password (a token or a role password is
+  // given apart from it).
   [[nodiscard]] Result<std::string> ConnectionString(const std::string& project,
                                                      const std::string& branch,
                                                      const std::string& endpoint);
+
+  // ---- roles (roles.cc) ----
+  // Roles live in each branch's PostgreSQL catalog; Arbor sets their passwords and keeps the
+  // SCRAM secrets (RoleRecord), never the passwords. A change made while the branch's
+  // compute is suspended is applied at its next start, before any client gets in, so none of
+  // these wakes a compute.
+  // Creates a login role (or gives an existing one of that name a password Arbor sets).
+  // Returns it with its password, which is never shown again. InvalidArgument for a bad or
+  // reserved name; AlreadyExists if Arbor already holds a password for it.
+  [[nodiscard]] Result<std::pair<RoleRecord, std::string>> CreateRole(const std::string& project,
+                                                                      const std::string& branch,
+                                                                      const std::string& name);
+  std::vector<RoleRecord> ListRoles(const std::string& project, const std::string& branch);
+  [[nodiscard]] Result<RoleRecord> GetRole(const std::string& project, const std::string& branch,
+                                           const std::string& name);
+  // Drops the role from the branch's postgres (starting it) and forgets it.
+  // FailedPrecondition for `owner`, or with PostgreSQL's reason (it owns objects).
+  [[nodiscard]] Status DeleteRole(const std::string& project, const std::string& branch,
+                                  const std::string& name);
+  // A new password for the role; the old one stops working at once (or, if the compute is
+  // suspended, before it next lets a client in). NotFound if Arbor holds no password for it.
+  [[nodiscard]] Result<std::pair<RoleRecord, std::string>> ResetRolePassword(
+      const std::string& project, const std::string& branch, const std::string& name);
 
   // ---- serving connections (the proxy's view) ----
   // Listens on the port of every endpoint now, and of every endpoint made later.
@@ -164,8 +188,9 @@ class Engine {
   // its unix socket, "<dir>/.s.PGSQL.<port>", once postgres accepts connections.
   [[nodiscard]] Result<std::string> Wake(const std::string& project, const std::string& branch,
                                          const std::string& id);
-  // The password of `role` if Arbor knows it (the project's owner role `postgres`), else "".
-  std::string RolePassword(const std::string& project, const std::string& role);
+  // The role of the branch with that name, if Arbor set its password (the proxy's check).
+  [[nodiscard]] Result<RoleRecord> RoleForLogin(const std::string& project,
+                                                const std::string& branch, const std::string& role);
   // Client connections through the proxy, for scale to zero. Never block for long.
   void ConnectionOpened(const std::string& project, const std::string& branch,
                         const std::string& id);
@@ -205,6 +230,9 @@ class Engine {
     bool need_mount = false;
     std::unique_ptr<MountHandle> mount;  // made by RunStart when need_mount
     compute::ComputeSpec spec;
+    bool owner_ready = false;          // the branch's postgres already has `owner`
+    std::vector<RoleRecord> roles;     // passwords to apply once postgres runs
+    std::vector<std::string> refused;  // roles whose password RunStart could not apply
   };
 
   Result<BranchRecord*> FindBranch(const std::string& project, const std::string& id);
@@ -222,12 +250,36 @@ class Engine {
   // StartLocked in three steps. Plan returns the running state instead of a plan when the
   // compute already runs.
   Result<std::variant<EndpointState, StartPlan>> PlanStartLocked(const EndpointRecord& ep);
-  Status RunStart(StartPlan& plan);  // mount, sync, postgres; no lock needed
+  Status RunStart(StartPlan& plan);  // mount, sync, postgres, Bootstrap; no lock needed
+  // Once postgres runs: makes `owner` (and gives it what `postgres` owned, for branches from
+  // before roles), and applies the plan's role passwords. Runs as Arbor's superuser.
+  Status Bootstrap(StartPlan& plan);
+  // Applies one role's password to running compute `cid` (creating the role if missing).
+  Status ApplyRole(const std::string& cid, const RoleRecord& role);
+  // A role record with a fresh random password, returned beside it.
+  static Result<std::pair<RoleRecord, std::string>> FreshRole(const std::string& project,
+                                                              const std::string& branch,
+                                                              const std::string& name);
+  // The branch's running compute, if any (its id for the supervisor).
+  std::optional<std::string> RunningComputeLocked(const std::string& project,
+                                                  const std::string& branch);
   Result<EndpointState> FinishStartLocked(StartPlan& plan, Status started);
   // Locks the engine for an operation that may stop, delete or change endpoints: waits until
   // no start runs unlocked.
   std::unique_lock<std::mutex> LockForChange();
   std::string HbaFile() const;
+  std::string IdentFile() const;
+  // After a start: the branch has `owner`, and the roles the plan applied are marked so.
+  void RecordBootstrapLocked(const StartPlan& plan);
+  // Fresh-password copies, for branch `to`, of every role of branch `from`.
+  Result<std::vector<RoleRecord>> FreshRolesLocked(const std::string& project,
+                                                   const std::string& from, const std::string& to);
+  // The role records of branch `id` once its catalog is replaced by another state (a reset to
+  // `parent`, or a restore when `parent` is empty): its own, to be applied again, and fresh
+  // copies of the parent's others.
+  Result<std::vector<RoleRecord>> RolesAfterReplaceLocked(const std::string& project,
+                                                          const std::string& id,
+                                                          const std::string& parent);
   // Drops the connection counts of a deleted endpoint.
   void ForgetActivity(const EndpointKey& key);
   Status StopLocked(const EndpointRecord& ep);

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "proxy/auth/scram.h"
 #include "proxy/auth/token.h"
 
 namespace arbor::proxy {
@@ -21,6 +22,9 @@ struct EndpointRef {
   std::string project;
   std::string branch;
   std::string endpoint;
+  // The endpoint's uid; tokens carry it, so a token for a deleted endpoint never opens a new
+  // one of the same name.
+  std::string uid;
   // "projects/P/branches/B/endpoints/E", the scope a token carries.
   std::string Name() const {
     return "projects/" + project + "/branches/" + branch + "/endpoints/" + endpoint;
@@ -29,7 +33,7 @@ struct EndpointRef {
 
 // What the proxy needs from the control plane. Implemented by the daemon. Every method may be
 // called from several proxy threads at once, so implementations must be thread-safe, and none
-// may throw. Resolve, ResolvePort and RolePassword may block briefly and Wake for as long as a
+// may throw. Resolve, ResolvePort and RoleSecret may block briefly and Wake for as long as a
 // compute takes to start: the proxy calls them on its own pools, never on a network thread.
 // ConnectionOpened and ConnectionClosed are called on network threads (and from Proxy::Stop)
 // and must not block: count and return.
@@ -51,10 +55,13 @@ class Backend {
   // must share one start. Any error is reported to the client as 57P03.
   virtual Result<std::string> Wake(const EndpointRef& endpoint) = 0;
 
-  // The password of `role` on the endpoint's compute, used to log in for a token holder.
-  // An empty string if the role is unknown (the login then fails with 28P01).
-  virtual std::string RolePassword(const EndpointRef& endpoint, const std::string& role) = 0;
-
+  // The SCRAM secrets of `role`'s password on the endpoint's branch, as Arbor set it and the
+  // compute holds it. The proxy checks a client's password against them before anything
+  // reaches the compute, and logs in to the compute with them. NotFound if Arbor holds no
+  // password for that role there (the client then gets the same answer as for a wrong
+  // password).
+  virtual Result<auth::ScramSecret> RoleSecret(const EndpointRef& endpoint,
+                                               const std::string& role) = 0;
   // Called when a client connection to `endpoint` passes authentication at the proxy (before
   // the wake), and once again when it ends, for scale to zero: an endpoint with open
   // connections is never suspended. Every ConnectionOpened is paired with one
@@ -73,8 +80,8 @@ struct ProxyOptions {
   // Refuse clients that did not negotiate TLS (28000).
   bool require_tls = false;
   // Network threads (one io_context); threads for the quick Backend calls (Resolve,
-  // RolePassword); threads for Wake, which blocks while a compute starts. Wakes have their own
-  // pool so that slow starts never delay routing for endpoints that are already running.
+  // RoleSecret, password checks); threads for Wake, which blocks while a compute starts. Wakes have
+  // their own pool so that slow starts never delay routing for endpoints that are already running.
   int threads = 2;
   int backend_threads = 4;
   int wake_threads = 32;

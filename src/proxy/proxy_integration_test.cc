@@ -43,6 +43,22 @@ int64_t Now() {
       .count();
 }
 
+// The SCRAM secrets of role app's password "apppw", as Arbor would hold them.
+const auth::ScramSecret& AppSecret() {
+  static const auth::ScramSecret secret = *auth::ScramSecret::FromPassword("apppw");
+  return secret;
+}
+
+// `text` with each '$' escaped for a double-quoted shell word.
+std::string ShellDollars(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '$') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 // Runs a shell command, as the postgres OS user when we are root. Returns the exit status.
 int RunAsPg(const std::string& cmd) {
   std::string full = geteuid() == 0 ? "runuser -u postgres -- sh -c '" + cmd + "'" : cmd;
@@ -96,9 +112,11 @@ class Postgres : public ::testing::Environment {
     std::atexit(Stop);
     StartWatchdog();
     socket_path = sock_dir + "/.s.PGSQL.5432";
+    // The role's password is set as Arbor sets it: from SCRAM secrets the proxy also holds.
     ASSERT_EQ(RunAsPg("PGPASSWORD=superpw psql -X -q -h " + sock_dir +
-                      " -U postgres -d postgres -c \"create role app login password " +
-                      "\\$\\$apppw\\$\\$\" >/dev/null"),
+                      " -U postgres -d postgres -c \"create role app login password " + "\\$\\$" +
+                      ShellDollars(AppSecret().Verifier()) +
+                      "\\$\\$; grant create on schema public to app\" >/dev/null"),
               0);
   }
   void TearDown() override { Stop(); }
@@ -173,10 +191,9 @@ class TestBackend : public Backend {
     --waking_now;
     return Postgres::socket_path;
   }
-  std::string RolePassword(const EndpointRef&, const std::string& role) override {
-    if (role == "app") return "apppw";
-    if (role == "postgres") return "superpw";
-    return "";
+  Result<auth::ScramSecret> RoleSecret(const EndpointRef&, const std::string& role) override {
+    if (role == "app") return AppSecret();
+    return Status::NotFound("no password of role " + role);
   }
   void ConnectionOpened(const EndpointRef&) override {
     ++open;
@@ -429,15 +446,19 @@ TEST_F(ProxyIntegration, RefusalsNeverWakeTheCompute) {
   EXPECT_EQ(login(*signer->Issue(kMain, "app", 300, Now() - 400)), "28P01");  // expired
   EXPECT_EQ(login(Token(kDev)), "28P01");                                     // other endpoint
   EXPECT_EQ(login(Token(kMain, "postgres")), "28P01");  // issued for another role
-  EXPECT_EQ(login(Token(), "endpoint=default/nope"), "3D000");
-  EXPECT_EQ(login(Token(), "endpoint=nope/main"), "3D000");
-  EXPECT_EQ(login("endpoint=default/gone;apppw", ""), "3D000");
+  // An endpoint that does not exist gets what a wrong password gets (no enumeration).
+  EXPECT_EQ(login(Token(), "endpoint=default/nope"), "28P01");
+  EXPECT_EQ(login(Token(), "endpoint=nope/main"), "28P01");
+  EXPECT_EQ(login("endpoint=default/gone;apppw", ""), "28P01");
   EXPECT_EQ(login(Token(), ""), "28000");  // no routing information at all
   EXPECT_EQ(login(Token(), "endpoint=Bad_Name"), "28000");
   EXPECT_EQ(login("", "endpoint=default/main"), "28P01");
-  EXPECT_EQ(backend->wakes.load(), wakes) << "a refused login woke the compute";
-  // A wrong role password is the compute's to refuse; its error is relayed.
+  // Item 7, "Anyone can wake a compute without a credential": a wrong role password, or a
+  // role Arbor holds no password for, is refused by the proxy itself.
   EXPECT_EQ(login("wrong"), "28P01");
+  EXPECT_EQ(login("apppw", "endpoint=default/main", "nobody"), "28P01");
+  EXPECT_EQ(login("apppw", "endpoint=default/main", "postgres"), "28000");  // Arbor's own
+  EXPECT_EQ(backend->wakes.load(), wakes) << "a refused login woke the compute";
   // A right one passes.
   EXPECT_EQ(login("apppw"), "");
   // The message is clear about what went wrong.
@@ -764,10 +785,10 @@ TEST_F(ProxyIntegration, DISABLED_PgbenchThroughput) {
   const char* secs_env = getenv("ARBOR_PGBENCH_SECONDS");
   std::string secs = secs_env ? secs_env : "10";
   std::string pg = std::string(kPgBin) + "/pgbench";
-  std::string direct = "PGPASSWORD=superpw " + pg + " -h " + Postgres::sock_dir + " -U postgres ";
-  std::string proxied = "PGPASSWORD='" + Token(kMain, "postgres") +
+  std::string direct = "PGPASSWORD=apppw " + pg + " -h " + Postgres::sock_dir + " -U app ";
+  std::string proxied = "PGPASSWORD='" + Token(kMain, "app") +
                         "' PGOPTIONS='endpoint=default/main' " + pg + " -h 127.0.0.1 -p " +
-                        std::to_string(proxy->port()) + " -U postgres ";
+                        std::to_string(proxy->port()) + " -U app ";
   ASSERT_EQ(std::system((direct + "-i -q -s 5 postgres >/dev/null 2>&1").c_str()), 0);
   auto tps = [&](const std::string& base, const std::string& args) {
     std::string out = Capture(base + args + " -T " + secs + " postgres 2>&1");
@@ -802,7 +823,7 @@ TEST_F(ProxyIntegration, TwentyConnectionsDuringASlowWakeAllSucceed) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   Raw other(proxy->port());  // a refusal needs Resolve only, never a wake
-  EXPECT_EQ(other.Login({{"user", "app"}, {"options", "endpoint=default/nope"}}, Token()), "3D000");
+  EXPECT_EQ(other.Login({{"user", "app"}, {"options", "endpoint=default/nope"}}, Token()), "28P01");
   EXPECT_LT(steady_clock::now() - start, std::chrono::milliseconds(900));
   for (auto& t : threads) t.join();
   backend->wake_delay_ms = 0;

@@ -1,5 +1,6 @@
 #include "proxy/server.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
 
 #include "common/log.h"
@@ -65,6 +66,7 @@ Result<uint16_t> Proxy::Impl::Listen(uint16_t port, bool main) {
   auto acceptor = std::make_shared<tcp::acceptor>(asio::make_strand(*iocs.front()));
   tcp::endpoint ep(address, port);
   acceptor->open(ep.protocol(), ec);
+  if (!ec) ::fcntl(acceptor->native_handle(), F_SETFD, FD_CLOEXEC);  // see AcceptLoop
   if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acceptor->bind(ep, ec);
   if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
@@ -119,6 +121,9 @@ asio::awaitable<void> Proxy::Impl::AcceptLoop(std::shared_ptr<Acceptor> acceptor
       co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
+    // Close-on-exec, so no child the daemon starts (initdb, fusermount3, postgres) can inherit
+    // a client's socket, whatever its own fd cleanup does.
+    ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
     auto executor = socket.get_executor();
     auto session = std::make_shared<Session>(this, std::move(socket), port);
     asio::co_spawn(executor, session->Run(), [session](std::exception_ptr) {});

@@ -6,10 +6,13 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "proxy/proxy.h"
@@ -36,9 +39,13 @@ class FakeBackend : public Backend {
   Result<std::string> Wake(const EndpointRef&) override {
     ++wakes;
     if (fail_wake) return Status::Unavailable("out of memory");
+    if (!socket_path.empty()) return socket_path;
     return std::string("/nonexistent/dir/.s.PGSQL.5432");
   }
-  std::string RolePassword(const EndpointRef&, const std::string&) override { return "pw"; }
+  std::string socket_path;  // set before connections: where Wake points
+  Result<auth::ScramSecret> RoleSecret(const EndpointRef&, const std::string&) override {
+    return auth::ScramSecret::Derive("pw", "salt", 4096);
+  }
   void ConnectionOpened(const EndpointRef&) override { ++opened; }
   void ConnectionClosed(const EndpointRef&) override { ++closed; }
   std::atomic<bool> fail_wake{false};
@@ -130,8 +137,11 @@ TEST_F(ProxyServer, RefusalsNeverWake) {
   EXPECT_EQ(Login("endpoint=default/main", Token("projects/default/branches/x/endpoints/e")),
             "28P01");
   EXPECT_EQ(Login("endpoint=default/main", ""), "28P01");
-  EXPECT_EQ(Login("endpoint=default/nope", Token()), "3D000");
-  EXPECT_EQ(Login("", "endpoint=default/nope;" + Token()), "3D000");
+  // 10a: a missing endpoint answers as a bad password does, so endpoints cannot be listed.
+  EXPECT_EQ(Login("endpoint=default/nope", Token()), "28P01");
+  EXPECT_EQ(Login("", "endpoint=default/nope;" + Token()), "28P01");
+  EXPECT_EQ(Login("endpoint=default/nope", "pw"), "28P01");
+  EXPECT_EQ(Login("endpoint=default/main", "not-pw"), "28P01");
   EXPECT_EQ(Login("", Token()), "28000");
   EXPECT_EQ(Login("endpoint=NOT/VALID", Token()), "28000");
   EXPECT_EQ(Login("endpoint=default/broken", Token()), "57P03");
@@ -186,7 +196,77 @@ TEST_F(ProxyServer, GarbageOversizedAndStalledInputCloseTheConnection) {
   close(fd);
 
   // Still serving.
-  EXPECT_EQ(Login("endpoint=default/nope", Token()), "3D000");
+  EXPECT_EQ(Login("endpoint=default/nope", Token()), "28P01");
+}
+
+// Item 8, "Memory can be exhausted before authentication": a password message or startup
+// packet over a few KiB is refused from its header, before its body is buffered.
+TEST_F(ProxyServer, OversizedPasswordAndStartupAreRefusedFromTheirHeader) {
+  bool closed;
+  int fd = Connect(proxy_.port());
+  wire::StartupPacket p;
+  p.params = {{"user", "app"}, {"options", "endpoint=default/main"}};
+  Send(fd, wire::SerializeStartup(p));
+  std::string header = "p";
+  uint32_t len = htonl(8 * 1024);  // declared; never sent
+  header.append(reinterpret_cast<const char*>(&len), 4);
+  Send(fd, header);
+  EXPECT_EQ(SqlState(Drain(fd, 2000, &closed)), "08P01");
+  EXPECT_TRUE(closed);
+  close(fd);
+
+  fd = Connect(proxy_.port());
+  uint32_t startup_len = htonl(9000);
+  Send(fd, std::string(reinterpret_cast<const char*>(&startup_len), 4));
+  EXPECT_EQ(SqlState(Drain(fd, 2000, &closed)), "08P01");
+  EXPECT_TRUE(closed);
+  close(fd);
+  EXPECT_EQ(backend_.wakes.load(), 0);
+}
+
+// Item 5, "The proxy talks to whatever answers on a compute's socket": a socket that lets the
+// login in without SCRAM, or asks for the password in cleartext or MD5, is refused, and never
+// sees a password or a client's query.
+TEST_F(ProxyServer, ComputeWithoutScramIsRefused) {
+  std::string dir = "/tmp/arbor_rogue_" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  backend_.socket_path = dir + "/.s.PGSQL.5432";
+  int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", backend_.socket_path.c_str());
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 8), 0);
+  // Each rogue answer: AuthenticationOk (code 0), CleartextPassword (3), MD5Password (5).
+  for (uint32_t code : {0u, 3u, 5u}) {
+    std::string received;
+    std::thread rogue([&] {
+      int c = accept(listener, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      ssize_t n = read(c, buf, sizeof buf);  // the startup packet
+      std::string auth = "R";
+      uint32_t l = htonl(code == 5 ? 12 : 8), k = htonl(code);
+      auth.append(reinterpret_cast<const char*>(&l), 4);
+      auth.append(reinterpret_cast<const char*>(&k), 4);
+      if (code == 5) auth.append("salt", 4);
+      if (code == 0) auth += std::string("Z\0\0\0\5I", 6);  // ReadyForQuery
+      (void)!write(c, auth.data(), auth.size());
+      pollfd pf{c, POLLIN, 0};
+      while (n > 0 && poll(&pf, 1, 1000) == 1 && (n = read(c, buf, sizeof buf)) > 0) {
+        received.append(buf, static_cast<size_t>(n));
+      }
+      close(c);
+    });
+    EXPECT_EQ(Login("endpoint=default/main", Token()), "28000") << "code " << code;
+    rogue.join();
+    EXPECT_EQ(received.find('p'), std::string::npos)
+        << "the proxy answered code " << code << " with a password message";
+  }
+  close(listener);
+  unlink(backend_.socket_path.c_str());
+  rmdir(dir.c_str());
+  backend_.socket_path.clear();
 }
 
 TEST_F(ProxyServer, SslDeclinedWithoutCertificateAndGssEncDeclined) {

@@ -46,6 +46,9 @@ constexpr std::chrono::milliseconds kCloseGrace{100};
 constexpr std::chrono::milliseconds kCloseDrainLimit{2000};
 constexpr std::chrono::milliseconds kCloseDrainPoll{20};
 
+// Arbor's own superuser: reached over the private socket by Arbor alone, never by a client.
+constexpr const char* kArborSuperuser = "postgres";
+
 int64_t UnixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -126,7 +129,9 @@ awaitable<void> Session::WriteClient(std::string_view data) {
 awaitable<wire::Message> Session::ReadClientMessage() {
   char header[5];
   co_await ReadClient(header, 5);
-  auto len = wire::ParseMessageHeader(std::string_view(header, 5), wire::kMaxAuthMessageLength);
+  // Before authentication a client may make the proxy hold only a few KiB.
+  auto len =
+      wire::ParseMessageHeader(std::string_view(header, 5), wire::kMaxClientAuthMessageLength);
   if (!len.ok()) Refuse("08P01", len.status().message());
   wire::Message m;
   m.type = header[0];
@@ -224,6 +229,11 @@ awaitable<void> Session::Handshake() {
     Refuse("28000", "this arbor proxy requires TLS: connect with sslmode=require");
   }
   const std::string user = *startup.Param("user");  // ParseStartup guarantees it
+  if (user == kArborSuperuser) {
+    Refuse("28000",
+           "role \"postgres\" is Arbor's own superuser and cannot log in through the "
+           "proxy; log in as \"owner\" or another role (see `arbor role list`)");
+  }
 
   // ---- Routing information the startup packet carries (rules 1 and 2 of router.h).
   std::optional<EndpointName> sni_name = sni_.empty() ? std::nullopt : EndpointFromSni(sni_);
@@ -275,6 +285,10 @@ awaitable<void> Session::Handshake() {
   if (sni_name) candidates.emplace_back(*sni_name, true);
   if (option_name) candidates.emplace_back(*option_name, false);
   if (password_name) candidates.emplace_back(*password_name, false);
+  // A name that resolves to nothing is not revealed as such: the client gets the answer a
+  // wrong password gets, after the same work, so endpoints cannot be enumerated.
+  std::string requested;  // the name a token must be scoped to
+  bool unknown = false;
   for (const auto& [name, is_sni] : candidates) {
     candidate = name;
     resolved.reset();
@@ -288,12 +302,14 @@ awaitable<void> Session::Handshake() {
       Refuse("57P03", "cannot resolve endpoint: " + resolved->status().message());
     }
     if (!is_sni) {
-      Refuse("3D000",
-             "endpoint " + name.ToString() + " does not exist: " + resolved->status().message());
+      requested = "projects/" + name.project + "/branches/" + name.branch + "/endpoints/" +
+                  (name.endpoint.empty() ? "primary" : name.endpoint);
+      unknown = true;
+      break;
     }
     unresolved_sni = sni_;  // a host name that is not an endpoint's; try the other rules
   }
-  if (!ref && local_port_ != impl_->main_port) {
+  if (!ref && !unknown && local_port_ != impl_->main_port) {
     uint16_t port = local_port_;
     resolved.reset();
     std::function<void()> port_job = [&] { resolved.emplace(backend->ResolvePort(port)); };
@@ -302,12 +318,12 @@ awaitable<void> Session::Handshake() {
     if (resolved->ok()) {
       ref = **resolved;
     } else if (resolved->status().code() == Code::kNotFound) {
-      Refuse("3D000", "no endpoint uses port " + std::to_string(port) + " any more");
+      unknown = true;
     } else {
       Refuse("57P03", "cannot resolve endpoint: " + resolved->status().message());
     }
   }
-  if (!ref) {
+  if (!ref && !unknown) {
     std::string msg =
         "no endpoint named: connect to the endpoint's own port (see `arbor connection-string`), "
         "or set options=endpoint=<project>/<branch>, or prefix the password with "
@@ -317,29 +333,47 @@ awaitable<void> Session::Handshake() {
     }
     Refuse("28000", msg);
   }
+  if (ref) requested = ref->Name();
 
-  // ---- Credentials. A failure here never wakes the compute.
-  if (pw.password.empty()) {
-    Refuse("28P01", "password authentication failed for user \"" + user +
-                        "\": a password or token is required");
+  // ---- Credentials, checked here, before anything reaches the compute: a failure never
+  // wakes it, and junk passwords cost the proxy one PBKDF2 each, not a postgres login.
+  const std::string failed = "password authentication failed for user \"" + user + "\"";
+  if (pw.password.empty()) Refuse("28P01", failed + ": a password or token is required");
+  std::optional<Result<auth::ScramSecret>> secret;
+  if (ref) {
+    std::function<void()> secret_job = [&] { secret.emplace(backend->RoleSecret(*ref, user)); };
+    co_await OnBlockingPool(secret_job, impl_->blocking.get());
   }
-  std::string compute_password = pw.password;
   if (auth::TokenSigner::LooksLikeToken(pw.password)) {
     if (!impl_->tokens) Refuse("28P01", "this arbor proxy does not accept tokens");
-    auto claims = impl_->tokens->Verify(pw.password, ref->Name(), UnixNow());
+    // Checked against the name the client asked for, so the answer is the same whether or
+    // not that endpoint exists.
+    auto claims = impl_->tokens->Verify(pw.password, requested, UnixNow());
     if (!claims.ok()) Refuse("28P01", "token rejected: " + claims.status().message());
     if (claims->role != user) {
       Refuse("28P01", "token rejected: it was issued for role \"" + claims->role +
                           "\", but the connection asks for user \"" + user + "\"");
     }
-    std::optional<std::string> role_pw;
-    std::function<void()> pw_job = [&] { role_pw.emplace(backend->RolePassword(*ref, user)); };
-    co_await OnBlockingPool(pw_job, impl_->blocking.get());
-    if (!role_pw || role_pw->empty()) {
-      Refuse("28P01", "role \"" + user + "\" has no login on " + ref->Name());
+    if (!ref || claims->endpoint_uid != ref->uid) {
+      log::info("proxy: {} token for {} refused: no such endpoint (or a newer one of its name)",
+                peer_, requested);
+      Refuse("28P01", failed);
     }
-    compute_password = *role_pw;
+  } else {
+    // The check costs the same whether or not the endpoint and the role exist.
+    static const auth::ScramSecret kDecoy = auth::ScramSecret::Derive("", "arbor-decoy-salt", 4096);
+    const auth::ScramSecret& against = secret && secret->ok() ? **secret : kDecoy;
+    std::optional<bool> matches;
+    std::string candidate_pw = pw.password;
+    std::function<void()> check_job = [&] { matches = against.Matches(candidate_pw); };
+    co_await OnBlockingPool(check_job, impl_->blocking.get());
+    if (!matches || !*matches || !ref || !secret || !secret->ok()) Refuse("28P01", failed);
   }
+  if (!secret || !secret->ok()) {
+    log::info("proxy: {} refused: no password of role {} on {}", peer_, user, requested);
+    Refuse("28P01", failed);
+  }
+  const auth::ScramSecret role_secret = **secret;
 
   // ---- Wake and log in. From here on the connection counts for scale to zero.
   opened_ = *ref;
@@ -365,7 +399,7 @@ awaitable<void> Session::Handshake() {
   std::string startup_bytes = wire::SerializeStartup(startup);
   co_await WriteCompute(startup_bytes);
   std::string greeting;
-  co_await LoginToCompute(user, compute_password, &greeting);
+  co_await LoginToCompute(role_secret, &greeting);
 
   // The compute's greeting (AuthenticationOk, ParameterStatus..., BackendKeyData,
   // ReadyForQuery), with the key replaced, as one write.
@@ -404,13 +438,16 @@ awaitable<void> Session::Handshake() {
   co_await Relay();
 }
 
-awaitable<void> Session::LoginToCompute(const std::string& role, const std::string& password,
-                                        std::string* greeting) {
+awaitable<void> Session::LoginToCompute(const auth::ScramSecret& secret, std::string* greeting) {
+  // Only SCRAM-SHA-256, proven both ways, counts as the compute: a socket that answers
+  // AuthenticationOk without it, or asks for a cleartext or MD5 password, is not one of
+  // Arbor's computes (their hba_file asks every role for SCRAM), and gets nothing.
   std::optional<auth::ScramClient> scram;
+  bool server_proven = false;
   for (;;) {
     wire::Message m = co_await ReadComputeMessage();
     if (m.type == 'E') {
-      // The compute's own refusal (wrong role password, no such role or database): relay it.
+      // The compute's own refusal (no such role or database, too many connections): relay it.
       std::string bytes = wire::SerializeMessage(m.type, m.body);
       co_await WriteClient(bytes);
       throw SessionEnd{};
@@ -426,17 +463,14 @@ awaitable<void> Session::LoginToCompute(const std::string& role, const std::stri
     std::optional<wire::Message> reply;
     switch (auth->code) {
       case wire::AuthCode::kOk: {
+        if (!server_proven) {
+          log::error("proxy: {}: the compute's socket accepted a login without SCRAM; refused",
+                     peer_);
+          Refuse("28000", "the compute did not authenticate with SCRAM-SHA-256");
+        }
         wire::Message ok = wire::SerializeAuth({});
         *greeting += wire::SerializeMessage(ok.type, ok.body);
         co_return;
-      }
-      case wire::AuthCode::kCleartextPassword:
-        reply = wire::SerializePasswordMessage(password);
-        break;
-      case wire::AuthCode::kMd5Password: {
-        std::string inner = auth::HexMd5(password + role);
-        reply = wire::SerializePasswordMessage("md5" + auth::HexMd5(inner + auth->data));
-        break;
       }
       case wire::AuthCode::kSasl: {
         bool has = false;
@@ -445,14 +479,20 @@ awaitable<void> Session::LoginToCompute(const std::string& role, const std::stri
           Refuse("28000", "the compute offers no SASL mechanism the proxy supports");
         auto nonce = auth::ScramClient::NewNonce();
         if (!nonce.ok()) Refuse("XX000", nonce.status().message());
-        scram.emplace("", password, *nonce);
+        scram.emplace("", secret, *nonce);
         reply = wire::SerializeSaslInitialResponse({"SCRAM-SHA-256", scram->ClientFirst()});
         break;
       }
       case wire::AuthCode::kSaslContinue: {
         if (!scram) Refuse("08P01", "the compute sent SASLContinue out of order");
         auto final_msg = scram->ClientFinal(auth->data);
-        if (!final_msg.ok()) Refuse("08P01", final_msg.status().message());
+        if (!final_msg.ok()) {
+          log::warn("proxy: {}: {}", peer_, final_msg.status().message());
+          Refuse("28P01",
+                 "the compute holds another password for this role than Arbor set "
+                 "(was it changed with ALTER ROLE?); reset it with `arbor role "
+                 "reset-password`");
+        }
         reply = wire::SerializeSaslResponse(*final_msg);
         break;
       }
@@ -460,12 +500,13 @@ awaitable<void> Session::LoginToCompute(const std::string& role, const std::stri
         if (!scram) Refuse("08P01", "the compute sent SASLFinal out of order");
         Status s = scram->VerifyServerFinal(auth->data);
         if (!s.ok()) Refuse("28P01", s.message());
+        server_proven = true;
         break;
       }
       default:
         Refuse("28000", "the compute asks for an authentication method (code " +
                             std::to_string(static_cast<uint32_t>(auth->code)) +
-                            ") the proxy does not support");
+                            ") other than SCRAM-SHA-256; refused");
     }
     if (reply) {
       std::string bytes = wire::SerializeMessage(reply->type, reply->body);

@@ -41,7 +41,7 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> PumpComputeToClient();
   boost::asio::awaitable<void> AwaitComputeClose();
   boost::asio::awaitable<void> ForwardCancel(wire::BackendKey key);
-  boost::asio::awaitable<void> LoginToCompute(const std::string& role, const std::string& password,
+  boost::asio::awaitable<void> LoginToCompute(const auth::ScramSecret& secret,
                                               std::string* greeting);
 
   boost::asio::awaitable<void> ReadClient(char* data, size_t n);

@@ -196,7 +196,7 @@ class WalFileSystem : public rocksdb::FileSystemWrapper {
     }
     cv_.notify_all();
     int fd = took ? ::open(fname.c_str(), O_WRONLY | O_CLOEXEC)
-                  : ::open(fname.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                  : ::open(fname.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return FromErrno("open " + fname, errno);
     auto st = std::make_shared<WalState>();
     st->path = fname;
@@ -255,7 +255,7 @@ class WalFileSystem : public rocksdb::FileSystemWrapper {
         static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize < 8 * prefill_ + (256ull << 20)) {
       return false;
     }
-    int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return false;
     bool ok = true;
     for (uint64_t off = 0; ok && off < prefill_; off += kChunk) {

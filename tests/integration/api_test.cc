@@ -53,8 +53,14 @@ TEST_F(ApiTest, EmbeddedDefaultExists) {
   auto e = daemon_->Call("GET", "projects/default/branches/production/endpoints/primary");
   ASSERT_EQ(e.status, 200);
   EXPECT_EQ(e.body["status"]["current_state"], "ACTIVE");
-  Pg pg(e.body["status"]["connection_string"]);
+  // Item 4, "One permanent password opens everything": the endpoint's connection string
+  // carries no password; a token (or a role password) is given apart from it.
+  EXPECT_EQ(e.body["status"]["connection_string"],
+            "postgresql://owner@127.0.0.1:" + std::to_string(e.body["status"].value("port", 0)) +
+                "/postgres");
+  Pg pg(daemon_->Connect("production"));
   EXPECT_EQ(pg.One("select 1"), "1");
+  EXPECT_EQ(pg.One("select current_user"), "owner");
 }
 
 TEST_F(ApiTest, BadInputGetsClearErrorsAndChangesNothing) {
@@ -245,7 +251,7 @@ TEST_F(ApiTest, KillNineOfTheDaemonLosesNoCommit) {
   daemon_->KillAndRestart();
   Pg pg(daemon_->Connect("production"));
   EXPECT_EQ(pg.One("select count(*) from survive"), "500");
-  EXPECT_EQ(testutil::AmCheck(daemon_->Connect("production")), "");
+  EXPECT_EQ(testutil::AmCheck(daemon_->AdminConnect("production")), "");
   pg.Query("drop table survive");
 }
 
@@ -267,7 +273,7 @@ TEST_F(ApiTest, RunningEndpointsComeBackAfterARestart) {
   EXPECT_EQ(e.body["status"]["current_state"], "ACTIVE");
   auto idle = daemon_->Call("GET", "projects/default/branches/stays-idle/endpoints/primary");
   EXPECT_EQ(idle.body["status"]["current_state"], "IDLE");
-  Pg pg(e.body["status"]["connection_string"].get<std::string>());
+  Pg pg(daemon_->Connect("comes-back"));
   EXPECT_EQ(pg.One("select count(*) from kept"), "0");
   daemon_->Call("DELETE", "projects/default/branches/comes-back");
   daemon_->Call("DELETE", "projects/default/branches/stays-idle");

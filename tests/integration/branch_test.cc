@@ -151,7 +151,8 @@ TEST_F(BranchTest, TenBranchesUnderConcurrentWritesStayIsolated) {
                      std::to_string(i) + "'"),
               "0");
     EXPECT_EQ(pg.One("select count(*) from load where n > 1000"), "10");
-    EXPECT_EQ(testutil::AmCheck(conns[i]), "") << "branch load-" << i;
+    EXPECT_EQ(testutil::AmCheck(daemon_->AdminConnect("load-" + std::to_string(i))), "")
+        << "branch load-" << i;
   }
   Pg prod(daemon_->Connect("production"));
   EXPECT_EQ(prod.One("select count(*) from load"), "100");
@@ -193,13 +194,18 @@ TEST_F(BranchTest, MigrationStaysOnBranchAndResetUndoesIt) {
 
   // Reset: same name, same connection string, the parent's schema again.
   prod.Query("insert into accounts values (5000, 'added on parent after the branch')");
+  auto endpoint_url = [&] {
+    auto e = daemon_->Call("GET", "projects/default/branches/migration/endpoints/primary");
+    return e.body["status"].value("connection_string", "");
+  };
+  std::string url_before = endpoint_url();
   auto reset = daemon_->Call("POST", "projects/default/branches/migration:reset");
   ASSERT_EQ(reset.status, 200) << reset.body.dump();
-  EXPECT_EQ(daemon_->Connect("migration"), conn);
-  Pg again(conn);
+  EXPECT_EQ(endpoint_url(), url_before);
+  Pg again(conn);  // the token issued before the reset still opens the branch
   EXPECT_EQ(schema(again), before);
   EXPECT_EQ(again.One("select count(*) from accounts"), "1001");
-  EXPECT_EQ(testutil::AmCheck(conn), "");
+  EXPECT_EQ(testutil::AmCheck(daemon_->AdminConnect("migration")), "");
   Delete("migration");
   prod.Query("drop table accounts; drop table legacy");
 }
@@ -269,7 +275,11 @@ TEST_F(BranchTest, RestoreInPlaceKeepsTheReplacedStateAsBackup) {
                          json{{"source_branch_time", testutil::Rfc3339(t)}});
   ASSERT_EQ(r.status, 200) << r.body.dump();
   std::string backup = r.body["backup_branch"];
-  EXPECT_EQ(daemon_->Connect("incident"), conn);  // same name, same connection string
+  // Same name, same connection string: the token issued before the restore still opens it.
+  auto endpoint = daemon_->Call("GET", "projects/default/branches/incident/endpoints/primary");
+  EXPECT_EQ(endpoint.body["status"].value("connection_string", ""),
+            conn.substr(0, conn.find(':', 13)) + conn.substr(conn.find('@')));
+  daemon_->StartEndpoint("incident");
   EXPECT_EQ(Pg(conn).One("select count(*) from orders"), "10");
   std::string backup_id = backup.substr(backup.rfind('/') + 1);
   EXPECT_EQ(Pg(daemon_->Connect(backup_id)).One("select count(*) from orders"), "3");

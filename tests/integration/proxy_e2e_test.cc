@@ -43,7 +43,8 @@ struct LoginResult {
 
 // A raw v3 login: StartupMessage, then the password when asked for one. Reads the refusal's
 // SQLSTATE, which libpq does not expose for connection errors.
-LoginResult RawLogin(uint16_t port, const std::string& password, const std::string& options = "") {
+LoginResult RawLogin(uint16_t port, const std::string& password, const std::string& options = "",
+                     const std::string& user = "owner") {
   LoginResult r;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -61,8 +62,8 @@ LoginResult RawLogin(uint16_t port, const std::string& password, const std::stri
   };
   std::string body;
   put32(body, 196608);
-  for (const std::string& kv : {std::string("user"), std::string("postgres"),
-                                std::string("database"), std::string("postgres")}) {
+  for (const std::string& kv :
+       {std::string("user"), user, std::string("database"), std::string("postgres")}) {
     body += kv;
     body.push_back('\0');
   }
@@ -185,7 +186,7 @@ class ProxyE2E : public testing::Test {
   static std::string Conn(uint16_t port, const std::string& password,
                           const std::string& extra = "") {
     return "host=127.0.0.1 port=" + std::to_string(port) +
-           " user=postgres dbname=postgres connect_timeout=60 password='" + password + "' " + extra;
+           " user=owner dbname=postgres connect_timeout=60 password='" + password + "' " + extra;
   }
   // Waits until the endpoint shows `state`; false after `seconds`.
   static bool WaitState(const std::string& branch, const std::string& state, int seconds) {
@@ -225,7 +226,7 @@ TEST_F(ProxyE2E, ATokenOpensItsBranchByEveryRoute) {
       {"startup option", Conn(front, token, "options='endpoint=default/pdev'")},
       {"password prefix", Conn(front, "endpoint=default/pdev;" + token)},
       {"TLS SNI", "host=default--pdev.localhost hostaddr=127.0.0.1 port=" + std::to_string(front) +
-                      " sslmode=require user=postgres dbname=postgres password=" + token},
+                      " sslmode=require user=owner dbname=postgres password=" + token},
       {"TLS on the dedicated port", Conn(port, token, "sslmode=require")},
   };
   for (const auto& [what, conninfo] : routes) {
@@ -233,9 +234,13 @@ TEST_F(ProxyE2E, ATokenOpensItsBranchByEveryRoute) {
     ASSERT_TRUE(pg.ok()) << what;
     EXPECT_EQ(pg.One("select x from route"), "pdev") << what;
   }
-  // The role's password (what the endpoint's connection string holds) works too.
+  // The role's own password works too. The endpoint's connection string carries none; a
+  // reset answers one, once.
   std::string cs = GetEndpoint("pdev")["status"].value("connection_string", "");
-  Pg by_password(cs);
+  EXPECT_EQ(cs, "postgresql://owner@127.0.0.1:" + std::to_string(port) + "/postgres");
+  auto reset = d_->Call("POST", "projects/default/branches/pdev/roles/owner:reset_password");
+  ASSERT_EQ(reset.status, 200) << reset.body.dump();
+  Pg by_password(Conn(port, reset.body.value("password", "")));
   ASSERT_TRUE(by_password.ok());
   EXPECT_EQ(by_password.One("select x from route"), "pdev");
   // And the parent never saw the table.
@@ -257,7 +262,8 @@ TEST_F(ProxyE2E, EveryBadLoginIsRefusedWithItsSqlstate) {
   std::string key = Slurp(d_->home() + "/jwt.key");
   proxy::auth::TokenSigner signer(key);
   int64_t now = testutil::NowMicros() / 1'000'000;
-  auto expired = signer.Issue(Endpoint("pdev"), "postgres", 600, now - 3600);
+  auto expired = signer.Issue(Endpoint("pdev"), "owner", 600, now - 3600,
+                              GetEndpoint("pdev").value("uid", ""));
   ASSERT_TRUE(expired.ok());
   r = RawLogin(port, *expired);
   EXPECT_EQ(r.sqlstate, "28P01") << r.message;
@@ -268,13 +274,23 @@ TEST_F(ProxyE2E, EveryBadLoginIsRefusedWithItsSqlstate) {
   EXPECT_EQ(r.sqlstate, "28P01") << r.message;
   EXPECT_NE(r.message.find("production"), std::string::npos) << r.message;
 
-  // A wrong role password: the compute itself refuses it.
+  // A wrong role password: the proxy refuses it.
   r = RawLogin(port, "not-the-password");
   EXPECT_EQ(r.sqlstate, "28P01") << r.message;
 
-  // An unknown branch, and no routing at all.
+  // Arbor's own superuser never logs in through the proxy, whatever the password.
+  r = RawLogin(port, token, "", "postgres");
+  EXPECT_EQ(r.sqlstate, "28000") << r.message;
+  EXPECT_NE(r.message.find("superuser"), std::string::npos) << r.message;
+
+  // An unknown branch answers as a wrong password does (10a: no enumeration), and no routing
+  // at all says what is missing.
   r = RawLogin(front, token, "endpoint=default/no-such-branch");
-  EXPECT_EQ(r.sqlstate, "3D000") << r.message;
+  EXPECT_EQ(r.sqlstate, "28P01") << r.message;
+  LoginResult wrong = RawLogin(front, "not-the-password", "endpoint=default/pdev");
+  LoginResult missing = RawLogin(front, "not-the-password", "endpoint=default/no-such-branch");
+  EXPECT_EQ(wrong.sqlstate, missing.sqlstate);
+  EXPECT_EQ(wrong.message, missing.message);
   r = RawLogin(front, token);
   EXPECT_EQ(r.sqlstate, "28000") << r.message;
   EXPECT_NE(r.message.find("endpoint"), std::string::npos) << r.message;
@@ -289,7 +305,9 @@ TEST_F(ProxyE2E, CredentialsRefuseBadRequests) {
   a = d_->Call("POST", "credentials", {{"endpoint", "projects/default"}});
   EXPECT_EQ(a.status, 400) << a.body.dump();
   a = d_->Call("POST", "credentials", {{"endpoint", Endpoint("pdev")}, {"role", "admin"}});
-  EXPECT_EQ(a.status, 400) << a.body.dump();
+  EXPECT_EQ(a.status, 404) << a.body.dump();  // no such role on the branch
+  a = d_->Call("POST", "credentials", {{"endpoint", Endpoint("pdev")}, {"role", "postgres"}});
+  EXPECT_EQ(a.status, 400) << a.body.dump();  // Arbor's own superuser
   a = d_->Call("POST", "credentials", json::object());
   EXPECT_EQ(a.status, 400) << a.body.dump();
   // The default lifetime is the longest, an hour.
@@ -307,6 +325,13 @@ TEST_F(ProxyE2E, AFailedLoginNeverWakesACompute) {
   forged.back() = forged.back() == 'A' ? 'B' : 'A';
   EXPECT_EQ(RawLogin(port, forged).sqlstate, "28P01");
   EXPECT_EQ(RawLogin(port, Token("pdev")).sqlstate, "28P01");
+  // Item 7, "Anyone can wake a compute without a credential": junk passwords, a role with no
+  // password, and Arbor's superuser are all refused before the wake.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(RawLogin(port, "junk-" + std::to_string(i)).sqlstate, "28P01");
+  }
+  EXPECT_EQ(RawLogin(port, "junk", "", "nobody").sqlstate, "28P01");
+  EXPECT_EQ(RawLogin(port, "junk", "", "postgres").sqlstate, "28000");
   EXPECT_EQ(StateOf("asleep"), "IDLE");
   // A good token does wake it.
   EXPECT_TRUE(RawLogin(port, Token("asleep")).ok);
@@ -423,7 +448,7 @@ TEST_F(ProxyE2E, GarbageClosesOnlyItsOwnConnection) {
 TEST_F(ProxyE2E, PgbenchAndTheCliRunThroughTheProxy) {
   const uint16_t port = PortOf("pdev");
   const std::string env = "PGHOST=127.0.0.1 PGPORT=" + std::to_string(port) +
-                          " PGUSER=postgres PGDATABASE=postgres PGPASSWORD=" + Token("pdev") + " ";
+                          " PGUSER=owner PGDATABASE=postgres PGPASSWORD=" + Token("pdev") + " ";
   auto [rc, out] = Shell(env + "/usr/lib/postgresql/15/bin/pgbench -i -s 1 -q");
   ASSERT_EQ(rc, 0) << out;
   std::tie(rc, out) = Shell(env + "/usr/lib/postgresql/15/bin/pgbench -T 3 -c 4 -j 2");
@@ -466,7 +491,7 @@ struct RelayTarget {
   std::string token;
   std::string Conn() const {
     return "host=127.0.0.1 port=" + std::to_string(port) +
-           " user=postgres dbname=postgres sslmode=disable connect_timeout=60 password=" + token;
+           " user=owner dbname=postgres sslmode=disable connect_timeout=60 password=" + token;
   }
 };
 
@@ -593,7 +618,7 @@ void CheckTerminate(const RelayTarget& t) {
 void CheckPipelinedPgbench(const RelayTarget& t) {
   const std::string env =
       "PGHOST=127.0.0.1 PGPORT=" + std::to_string(t.port) +
-      " PGSSLMODE=disable PGUSER=postgres PGDATABASE=postgres PGPASSWORD=" + t.token + " ";
+      " PGSSLMODE=disable PGUSER=owner PGDATABASE=postgres PGPASSWORD=" + t.token + " ";
   const std::string pgbench = "/usr/lib/postgresql/15/bin/pgbench";
   auto [rc, out] = Shell(env + pgbench + " -i -s 1 -q");
   ASSERT_EQ(rc, 0) << out;

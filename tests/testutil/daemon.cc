@@ -189,11 +189,32 @@ void Daemon::StartEndpoint(const std::string& branch, const std::string& project
   ASSERT_EQ(a.status, 200) << a.body.dump();
 }
 
-std::string Daemon::Connect(const std::string& branch, const std::string& project) {
+std::string Daemon::Connect(const std::string& branch, const std::string& project,
+                            const std::string& role) {
   auto a = Call("POST", "projects/" + project + "/branches/" + branch + "/endpoints/primary:start");
   EXPECT_EQ(a.status, 200) << a.body.dump();
   if (a.status != 200) return "";
-  return a.body["status"].value("connection_string", "");
+  // The endpoint's connection string names no password: a fresh token goes in as one.
+  std::string url = a.body["status"].value("connection_string", "");
+  auto cred = Call("POST", "credentials",
+                   {{"endpoint", a.body.value("name", "")}, {"role", role}, {"ttl", "3600s"}});
+  EXPECT_EQ(cred.status, 200) << cred.body.dump();
+  std::string prefix = "postgresql://owner@";
+  EXPECT_EQ(url.rfind(prefix, 0), 0u) << url;
+  if (cred.status != 200 || url.rfind(prefix, 0) != 0) return "";
+  return "postgresql://" + role + ":" + cred.body.value("token", "") + "@" +
+         url.substr(prefix.size());
+}
+
+std::string Daemon::AdminConnect(const std::string& branch, const std::string& project) {
+  auto a = Call("POST", "projects/" + project + "/branches/" + branch + "/endpoints/primary:start");
+  EXPECT_EQ(a.status, 200) << a.body.dump();
+  std::string runtime = Slurp(home_ + "/runtime-dir");
+  while (!runtime.empty() && runtime.back() == '\n') runtime.pop_back();
+  EXPECT_FALSE(runtime.empty()) << "the daemon wrote no runtime-dir";
+  return "host=" + runtime + "/run/" + a.body.value("uid", "") +
+         " port=" + std::to_string(a.body["status"].value("port", 0)) +
+         " user=postgres dbname=postgres";
 }
 
 Pg::Pg(const std::string& conninfo) {

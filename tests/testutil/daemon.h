@@ -32,8 +32,14 @@ class Daemon {
   ~Daemon();
 
   HttpAnswer Call(const std::string& method, const std::string& path, const json& body = json());
-  // The connection string of a branch's primary endpoint, started first.
-  std::string Connect(const std::string& branch, const std::string& project = "default");
+  // The connection string of a branch's primary endpoint, started first, with a fresh token
+  // for `role` as its password (the endpoint's own connection string has none).
+  std::string Connect(const std::string& branch, const std::string& project = "default",
+                      const std::string& role = "owner");
+  // A conninfo for Arbor's own superuser on the branch's private socket (peer
+  // authentication, so only when the test runs as the daemon's OS user). For checks no user
+  // can make, such as pg_amcheck; never a user-facing path.
+  std::string AdminConnect(const std::string& branch, const std::string& project = "default");
   // Starts the endpoint of `branch` and returns when postgres accepts connections.
   void StartEndpoint(const std::string& branch, const std::string& project = "default");
   const std::string& home() const { return home_; }

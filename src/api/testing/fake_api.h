@@ -57,6 +57,13 @@ class FakeApi {
     std::lock_guard<std::mutex> lock(mu_);
     return requests_;
   }
+  // How many requests for `method path` arrived.
+  int Count(const std::string& method, const std::string& path) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    int n = 0;
+    for (const auto& r : requests_) n += r.method == method && r.path == path;
+    return n;
+  }
   // The last request for `method path`; an empty Request if there was none.
   Request Last(const std::string& method, const std::string& path) const {
     std::lock_guard<std::mutex> lock(mu_);

@@ -54,6 +54,35 @@ TEST(Scram, Rfc7677Vector) {
   EXPECT_FALSE(c.VerifyServerFinal("garbage").ok());
 }
 
+// The RFC 7677 exchange again, logging in with the stored keys instead of the password: the
+// same proof, and the same server signature accepted.
+TEST(Scram, SecretLogsInWithoutThePassword) {
+  auto salt = Base64Decode("W22ZaJ0SNY7soEsUEjb6gQ==");
+  ASSERT_TRUE(salt.ok());
+  ScramSecret secret = ScramSecret::Derive("pencil", *salt, 4096);
+  EXPECT_TRUE(secret.Matches("pencil"));
+  EXPECT_FALSE(secret.Matches("pencil2"));
+  EXPECT_FALSE(secret.Matches(""));
+  EXPECT_EQ(secret.Verifier().rfind("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$", 0), 0u);
+  ScramClient c("user", secret, "rOprNGfwEbeRWgbNEkqO");
+  auto final_msg = c.ClientFinal(
+      "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");
+  ASSERT_TRUE(final_msg.ok()) << final_msg.status().ToString();
+  EXPECT_EQ(*final_msg,
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+            "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=");
+  EXPECT_TRUE(c.VerifyServerFinal("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=").ok());
+  // A server holding another salt is refused before any proof is sent.
+  ScramClient other("user", secret, "rOprNGfwEbeRWgbNEkqO");
+  EXPECT_FALSE(
+      other.ClientFinal("r=rOprNGfwEbeRWgbNEkqOxyz,s=AAAAaJ0SNY7soEsUEjb6gQ==,i=4096").ok());
+  // Fresh secrets of one password differ (random salt) and both match it.
+  auto a = ScramSecret::FromPassword("pw"), b = ScramSecret::FromPassword("pw");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(a->salt, b->salt);
+  EXPECT_TRUE(a->Matches("pw") && b->Matches("pw"));
+}
+
 TEST(Scram, RejectsBadServerFirst) {
   auto final_of = [](std::string_view server_first) {
     ScramClient c("", "pw", "abc");
@@ -121,6 +150,14 @@ TEST(Token, Refusals) {
   std::string none =
       Base64UrlEncode(R"({"alg":"none"})") + "." + t.substr(d1 + 1, d2 - d1 - 1) + ".";
   EXPECT_FALSE(s.Verify(none, kEp, 1001).ok());
+  // alg=none with a signature that is valid for this key: only the algorithm check can
+  // refuse it (the empty signature above is already refused by the signature check).
+  std::string none_input =
+      Base64UrlEncode(R"({"alg":"none","typ":"JWT"})") + "." + t.substr(d1 + 1, d2 - d1 - 1);
+  auto none_signed =
+      s.Verify(none_input + "." + Base64UrlEncode(HmacSha256(kKey, none_input)), kEp, 1001);
+  ASSERT_FALSE(none_signed.ok());
+  EXPECT_NE(none_signed.status().message().find("algorithm must be HS256"), std::string::npos);
   // Garbage.
   for (std::string g : std::vector<std::string>{"", ".", "..", "a.b.c", "eyJ.eyJ.x", "a.b.c.d",
                                                 std::string(5000, '.')}) {
@@ -163,6 +200,26 @@ TEST(Token, KeyFileCreatedOnceWithMode0600) {
   // A truncated key file is an error, not a weak key.
   std::filesystem::resize_file(path, 5);
   EXPECT_FALSE(TokenSigner::LoadOrCreate(path).ok());
+  std::filesystem::remove_all(dir);
+}
+
+// 10e, "An existing jwt.key's owner and mode are not checked": a key others can read (or a
+// symlink to one) would let them mint tokens, so it is refused rather than used.
+TEST(Token, KeyFileReadableByOthersIsRefused) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("arbor_key_mode_test_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "jwt.key").string();
+  ASSERT_TRUE(TokenSigner::LoadOrCreate(path).ok());
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  auto loose = TokenSigner::LoadOrCreate(path);
+  ASSERT_FALSE(loose.ok());
+  EXPECT_NE(loose.status().message().find("mode 0600"), std::string::npos);
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  EXPECT_TRUE(TokenSigner::LoadOrCreate(path).ok());
+  std::string link = (dir / "link.key").string();
+  ASSERT_EQ(symlink(path.c_str(), link.c_str()), 0);
+  EXPECT_FALSE(TokenSigner::LoadOrCreate(link).ok());
   std::filesystem::remove_all(dir);
 }
 

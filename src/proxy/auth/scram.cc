@@ -51,6 +51,36 @@ ScramClient::ScramClient(std::string user, std::string password, std::string cli
       password_(std::move(password)),
       client_nonce_(std::move(client_nonce)) {}
 
+ScramClient::ScramClient(std::string user, ScramSecret secret, std::string client_nonce)
+    : user_(std::move(user)), secret_(std::move(secret)), client_nonce_(std::move(client_nonce)) {}
+
+Result<ScramSecret> ScramSecret::FromPassword(std::string_view password, int iterations) {
+  ARBOR_ASSIGN_OR_RETURN(std::string salt, RandomBytes(16));
+  return Derive(password, salt, iterations);
+}
+
+ScramSecret ScramSecret::Derive(std::string_view password, std::string_view salt, int iterations) {
+  ScramSecret s;
+  s.salt = std::string(salt);
+  s.iterations = iterations;
+  std::string salted = Pbkdf2Sha256(password, salt, iterations);
+  s.client_key = HmacSha256(salted, "Client Key");
+  s.stored_key = Sha256(s.client_key);
+  s.server_key = HmacSha256(salted, "Server Key");
+  return s;
+}
+
+std::string ScramSecret::Verifier() const {
+  return "SCRAM-SHA-256$" + std::to_string(iterations) + ":" + Base64Encode(salt) + "$" +
+         Base64Encode(stored_key) + ":" + Base64Encode(server_key);
+}
+
+bool ScramSecret::Matches(std::string_view password) const {
+  if (salt.empty() || stored_key.empty()) return false;
+  std::string salted = Pbkdf2Sha256(password, salt, iterations);
+  return ConstantTimeEquals(Sha256(HmacSha256(salted, "Client Key")), stored_key);
+}
+
 Result<std::string> ScramClient::NewNonce() {
   ARBOR_ASSIGN_OR_RETURN(std::string raw, RandomBytes(18));
   return Base64Encode(raw);
@@ -84,14 +114,20 @@ Result<std::string> ScramClient::ClientFinal(std::string_view server_first) {
     return bad("has an invalid iteration count");
   }
 
-  std::string salted = Pbkdf2Sha256(password_, *salt, iterations);
-  std::string client_key = HmacSha256(salted, "Client Key");
-  std::string stored_key = Sha256(client_key);
+  ScramSecret keys;
+  if (secret_) {
+    if (*salt != secret_->salt || iterations != secret_->iterations) {
+      return bad("names another salt or iteration count than the role's password has");
+    }
+    keys = *secret_;
+  } else {
+    keys = ScramSecret::Derive(password_, *salt, iterations);
+  }
   std::string without_proof = "c=biws,r=" + std::string(*nonce);
   std::string auth_message =
       ClientFirstBare() + "," + std::string(server_first) + "," + without_proof;
-  std::string proof = Xor(client_key, HmacSha256(stored_key, auth_message));
-  expected_server_signature_ = HmacSha256(HmacSha256(salted, "Server Key"), auth_message);
+  std::string proof = Xor(keys.client_key, HmacSha256(keys.stored_key, auth_message));
+  expected_server_signature_ = HmacSha256(keys.server_key, auth_message);
   return without_proof + ",p=" + Base64Encode(proof);
 }
 

@@ -11,6 +11,7 @@
 //
 // Not thread-safe; one object per login attempt. Call the three steps in order.
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,8 +19,35 @@
 
 namespace arbor::proxy::auth {
 
+// The SCRAM-SHA-256 secrets of one password: what Arbor keeps in place of the password.
+// With them the proxy checks a password a client sends (Matches) and logs in to a compute
+// whose role holds Verifier() (ScramClient's second constructor). The password itself is never
+// stored. `client_key` is the secret part: it logs in (to a compute only, never through the
+// proxy's front door, which wants the password). Value type.
+struct ScramSecret {
+  static constexpr int kDefaultIterations = 4096;  // PostgreSQL's scram_iterations default
+  std::string salt;                                // raw bytes
+  int iterations = kDefaultIterations;
+  std::string client_key;  // HMAC(SaltedPassword, "Client Key"), raw
+  std::string stored_key;  // H(ClientKey), raw
+  std::string server_key;  // HMAC(SaltedPassword, "Server Key"), raw
+
+  // The secrets of `password` with a fresh 16-byte random salt. Internal if the RNG fails.
+  [[nodiscard]] static Result<ScramSecret> FromPassword(std::string_view password,
+                                                        int iterations = kDefaultIterations);
+  static ScramSecret Derive(std::string_view password, std::string_view salt, int iterations);
+  // PostgreSQL's stored form, "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>",
+  // which `ALTER ROLE ... PASSWORD '<verifier>'` stores as it is.
+  std::string Verifier() const;
+  // Whether `password` is the one these secrets were made from (constant-time comparison).
+  bool Matches(std::string_view password) const;
+};
+
 class ScramClient {
  public:
+  // Logs in with the keys of `secret` instead of a password: the server must hold exactly
+  // secret.Verifier() (same salt and iteration count), or ClientFinal fails.
+  ScramClient(std::string user, ScramSecret secret, std::string client_nonce);
   // PostgreSQL ignores the SCRAM user name in favour of the startup packet's, and libpq sends
   // an empty one; pass "" unless reproducing a test vector. `client_nonce` must be printable
   // ASCII without ','; use NewNonce() outside tests.
@@ -48,6 +76,7 @@ class ScramClient {
 
   std::string user_;
   std::string password_;
+  std::optional<ScramSecret> secret_;  // set: log in with its keys, not a password
   std::string client_nonce_;
   std::string expected_server_signature_;  // raw bytes, set by ClientFinal
 };

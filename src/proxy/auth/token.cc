@@ -43,8 +43,18 @@ TokenSigner::TokenSigner(std::string key) : key_(std::move(key)) {}
 
 Result<TokenSigner> TokenSigner::LoadOrCreate(const std::string& path) {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd >= 0) {
+      // Whoever can write the key can mint tokens, and whoever can read it can too: it must
+      // be this process's own file, readable by nobody else.
+      struct stat st;
+      if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+          (st.st_mode & 077) != 0) {
+        close(fd);
+        return Status::FailedPrecondition(
+            path + " must be a regular file owned by uid " + std::to_string(geteuid()) +
+            " with mode 0600 (no group or other bits); fix it or remove it to make a new key");
+      }
       auto data = ReadAll(fd, path);
       close(fd);
       if (!data.ok()) return data.status();
@@ -62,7 +72,7 @@ Result<TokenSigner> TokenSigner::LoadOrCreate(const std::string& path) {
     if (errno != ENOENT) return Status::IOError("open " + path + ": " + strerror(errno));
     ARBOR_ASSIGN_OR_RETURN(std::string key, RandomBytes(kKeyBytes));
     std::string tmp = path + ".tmp." + std::to_string(getpid());
-    fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) return Status::IOError("create " + tmp + ": " + strerror(errno));
     bool ok =
         write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && fsync(fd) == 0;
@@ -81,7 +91,8 @@ Result<TokenSigner> TokenSigner::LoadOrCreate(const std::string& path) {
 }
 
 Result<std::string> TokenSigner::Issue(const std::string& endpoint, const std::string& role,
-                                       int64_t ttl_seconds, int64_t now) const {
+                                       int64_t ttl_seconds, int64_t now,
+                                       const std::string& endpoint_uid) const {
   if (ttl_seconds < kMinTtlSeconds || ttl_seconds > kMaxTtlSeconds) {
     return Status::InvalidArgument("token ttl must be between " + std::to_string(kMinTtlSeconds) +
                                    "s and " + std::to_string(kMaxTtlSeconds) + "s, got " +
@@ -92,6 +103,7 @@ Result<std::string> TokenSigner::Issue(const std::string& endpoint, const std::s
   }
   nlohmann::json claims = {
       {"sub", role}, {"endpoint", endpoint}, {"iat", now}, {"exp", now + ttl_seconds}};
+  if (!endpoint_uid.empty()) claims["euid"] = endpoint_uid;
   std::string signing_input = Base64UrlEncode(kHeader) + "." + Base64UrlEncode(claims.dump());
   return signing_input + "." + Base64UrlEncode(HmacSha256(key_, signing_input));
 }
@@ -136,6 +148,7 @@ Result<TokenClaims> TokenSigner::Verify(std::string_view token, const std::strin
   c.endpoint = str("endpoint")->get<std::string>();
   c.issued_at = num("iat")->get<int64_t>();
   c.expires_at = num("exp")->get<int64_t>();
+  if (str("euid")) c.endpoint_uid = str("euid")->get<std::string>();
   if (now >= c.expires_at) {
     return Refuse("token expired " + std::to_string(now - c.expires_at) +
                   "s ago; get a new one with `arbor credential`");

@@ -4,6 +4,7 @@
 // PostgreSQL password. The payload carries:
 //   sub       the role the token logs in as
 //   endpoint  "projects/P/branches/B/endpoints/E", the only endpoint it opens
+//   euid      that endpoint's uid: a later endpoint of the same name is another endpoint
 //   iat, exp  issue and expiry times, seconds since the Unix epoch
 // Expiry is checked at login only; a session outlives its token.
 
@@ -18,6 +19,9 @@ namespace arbor::proxy::auth {
 struct TokenClaims {
   std::string role;
   std::string endpoint;
+  // The uid of the endpoint it was issued for ("euid"), so that a token never opens a later
+  // endpoint that reuses a deleted one's name. Empty in tokens issued without one.
+  std::string endpoint_uid;
   int64_t issued_at = 0;
   int64_t expires_at = 0;
 };
@@ -44,7 +48,8 @@ class TokenSigner {
   // InvalidArgument if ttl_seconds is outside [kMinTtlSeconds, kMaxTtlSeconds] or the role or
   // endpoint is empty.
   [[nodiscard]] Result<std::string> Issue(const std::string& endpoint, const std::string& role,
-                                          int64_t ttl_seconds, int64_t now) const;
+                                          int64_t ttl_seconds, int64_t now,
+                                          const std::string& endpoint_uid = "") const;
 
   // The claims of `token` if it is well formed, signed with this key (checked in constant
   // time), not expired at `now`, and scoped to `endpoint`. Otherwise FailedPrecondition

@@ -20,9 +20,13 @@
 
 namespace arbor::proxy::wire {
 
-// The largest startup packet accepted, as PostgreSQL's own MAX_STARTUP_PACKET_LENGTH.
-inline constexpr uint32_t kMaxStartupLength = 10000;
-// The largest message accepted from either side while authenticating.
+// The largest startup packet accepted from a client before it has authenticated. Real
+// clients send a few hundred bytes; the bound keeps what each pending connection can make the
+// proxy hold small (docs/security.md).
+inline constexpr uint32_t kMaxStartupLength = 8192;
+// The largest message accepted from a client while it authenticates (its password or token).
+inline constexpr uint32_t kMaxClientAuthMessageLength = 4096;
+// The largest message accepted from a compute while logging in (its greeting's messages).
 inline constexpr uint32_t kMaxAuthMessageLength = 1 << 20;
 
 inline constexpr uint32_t kProtocolV3 = 196608;  // 3.0

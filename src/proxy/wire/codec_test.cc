@@ -56,7 +56,8 @@ TEST(WireCodec, StartupRejectsGarbage) {
   EXPECT_FALSE(ParseStartupLength(Int32(7)).ok());
   EXPECT_FALSE(ParseStartupLength(Int32(10001)).ok());
   EXPECT_FALSE(ParseStartupLength(Int32(0xffffffff)).ok());
-  EXPECT_TRUE(ParseStartupLength(Int32(10000)).ok());
+  EXPECT_TRUE(ParseStartupLength(Int32(8192)).ok());
+  EXPECT_FALSE(ParseStartupLength(Int32(8193)).ok());
   EXPECT_FALSE(ParseStartupLength("abc").ok());
   // An HTTP request sent to the proxy.
   EXPECT_FALSE(ParseStartup("GET / HTTP/1.1\r\nHost: x\r\n\r\n").ok());
