@@ -315,6 +315,78 @@ TEST(SchemaDiff, MarkdownAndJson) {
   EXPECT_EQ(j["changes"][0]["kind"], "column");
 }
 
+// The markdown's lines outside its table, where HTML is live.
+std::string OutsideTheTable(const std::string& md) {
+  std::string out;
+  std::istringstream in(md);
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind("| ", 0) != 0) out += l + "\n";
+  }
+  return out;
+}
+
+// Object names and definitions come from the pull request's migration: in the markdown a
+// reviewer reads, none of them may close the <summary> or the code block it sits in, or
+// start markdown of its own. In the table a name is a code span, where HTML is text.
+TEST(SchemaDiff, MarkdownNamesCannotBreakOutOfTheirHtmlOrTableRow) {
+  Catalog a, b;
+  const std::string hostile = "public.x</summary><b>ok</b>&\"'\n\n# Approved\r| - |";
+  AddObject(&a, {ObjectKind::kView, hostile, {{"definition", "SELECT 1\n  FROM t;"}}});
+  AddObject(&b, {ObjectKind::kView, hostile, {{"definition", "SELECT 2\n  FROM t;"}}});
+  AddObject(&b, {ObjectKind::kFunction, "public.<i>f</i>()", {{"definition", "a\nb"}}});
+  std::string md = RenderDiff(CompareCatalogs(a, b), "a", "b", DiffFormat::kMarkdown);
+  EXPECT_EQ(md.find('\r'), std::string::npos) << md;
+  EXPECT_EQ(md.find("\n# Approved"), std::string::npos) << md;
+  // One table row per change: the name's line breaks and pipes make no rows or cells.
+  EXPECT_NE(md.find("\n| changed | view | `public.x</summary><b>ok</b>&\"'  # Approved / - /` "
+                    "| definition: see below |\n"),
+            std::string::npos)
+      << md;
+  std::string html = OutsideTheTable(md);
+  EXPECT_EQ(html.find("<b>"), std::string::npos) << md;
+  EXPECT_EQ(html.find("<i>"), std::string::npos) << md;
+  EXPECT_NE(html.find("\n<details><summary>view public.x&lt;/summary&gt;&lt;b&gt;ok&lt;/b&gt;"
+                      "&amp;&quot;&#39;  # Approved | - |: definition</summary>\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(html.find("\n<details><summary>function public.&lt;i&gt;f&lt;/i&gt;() (added): "
+                      "definition</summary>\n"),
+            std::string::npos)
+      << md;
+  size_t opened = 0, closed = 0;
+  for (size_t p = 0; (p = html.find("<summary>", p)) != std::string::npos; ++p) ++opened;
+  for (size_t p = 0; (p = html.find("</summary>", p)) != std::string::npos; ++p) ++closed;
+  EXPECT_EQ(opened, 2u) << md;
+  EXPECT_EQ(closed, 2u) << md;
+}
+
+// A fence is closed by a line of as many backticks, indented up to 3 spaces, and a diff's
+// context line "  ```" is one: the fence is longer than any run of backticks inside.
+TEST(SchemaDiff, MarkdownDefinitionsCannotCloseTheirCodeBlock) {
+  Catalog a, b;
+  AddObject(&a, {ObjectKind::kFunction,
+                 "public.f()",
+                 {{"definition", "```\nSELECT 1;\n``````\n</details>"}}});
+  AddObject(&b, {ObjectKind::kFunction,
+                 "public.f()",
+                 {{"definition", "```\nSELECT 2;\n``````\n</details>"}}});
+  AddObject(&b, {ObjectKind::kView, "public.v", {{"definition", "SELECT\n```"}}});
+  std::string md = RenderDiff(CompareCatalogs(a, b), "a", "b", DiffFormat::kMarkdown);
+  EXPECT_NE(md.find("</summary>\n\n```````diff\n"
+                    "  ```\n- SELECT 1;\n+ SELECT 2;\n  ``````\n  </details>\n"
+                    "```````\n</details>\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("</summary>\n\n````diff\n+ SELECT\n+ ```\n````\n</details>\n"),
+            std::string::npos)
+      << md;
+  // A definition without backticks keeps the usual three.
+  Catalog c = Base(), d = Base();
+  d[{ObjectKind::kView, "public.v"}].attrs["definition"] = "SELECT 1;\n";
+  EXPECT_NE(RenderDiff(CompareCatalogs(c, d), "a", "b", DiffFormat::kMarkdown).find("\n```diff\n"),
+            std::string::npos);
+}
+
 TEST(SchemaDiff, AttributeAppearingOrDisappearing) {
   Catalog a = Base(), b = Base();
   b[{ObjectKind::kColumn, "public.users.name"}].attrs["default"] = "'anon'::text";
