@@ -2,9 +2,13 @@
 // (docs/workflow.md). The pure rules (name mapping, env rewriting, config, hook text) are
 // in git_config.h; this file does the I/O: git, the hook files, the env file and the API.
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -36,31 +40,78 @@ Result<std::string> ReadFile(const std::string& path) {
 }
 
 // Writes `content` to `path` through a temporary file and a rename, so that a reader never
-// sees half a file; an existing file keeps its mode, a new one gets `mode`. A symlink is
-// followed (an `.env` shared through a link stays a link).
-Status WriteFileAtomic(const std::string& link_or_path, const std::string& content, mode_t mode) {
-  std::string path = link_or_path;
-  std::error_code link_ec;
-  if (fs::is_symlink(link_or_path, link_ec)) {
-    fs::path target = fs::canonical(link_or_path, link_ec);
-    if (!link_ec) path = target.string();
-  }
+// sees half a file. The temporary file is made new beside `path` by mkostemp (a fresh name,
+// O_EXCL: never a file or link already there, whatever the work tree holds). `path` itself
+// is replaced, never followed: a symlink there becomes the file (EnvFileTarget resolves the
+// env file's link first). An existing file keeps its mode; a new one gets `mode`.
+Status WriteFileAtomic(const std::string& path, const std::string& content, mode_t mode) {
   struct stat st;
-  if (stat(path.c_str(), &st) == 0) mode = st.st_mode & 07777;
-  std::string tmp = path + ".arbor-tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return Status::IOError("cannot write " + tmp);
-    out << content;
-    out.flush();
-    if (!out) return Status::IOError("cannot write " + tmp);
+  if (lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) mode = st.st_mode & 07777;
+  std::string tmp = path + ".arbor-XXXXXX";
+  int fd = mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return Status::IOError("cannot write " + path + ": " + std::strerror(errno));
+  bool ok = fchmod(fd, mode) == 0;
+  for (size_t done = 0; ok && done < content.size();) {
+    ssize_t n = write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
   }
-  if (chmod(tmp.c_str(), mode) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
+  ok = close(fd) == 0 && ok;
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
     return Status::IOError("cannot write " + path);
   }
   return Status::Ok();
+}
+
+std::string RealPath(const std::string& path) {
+  char* real = realpath(path.c_str(), nullptr);
+  if (real == nullptr) return "";
+  std::string out = real;
+  free(real);
+  return out;
+}
+
+// The file to rewrite for `env_file` (ValidateEnvFile'd) in the work tree `top`. The links
+// in the work tree may be a pull request's too, so the write stays inside: refused
+// (FailedPrecondition) when a directory on the way is a symlink, or when the file is a
+// symlink whose target, fully resolved, is missing or not a file of the work tree. A link
+// that stays inside is followed (an env file shared through one stays a link), and the file
+// it resolves to is returned.
+Result<std::string> EnvFileTarget(const std::string& top, const std::string& env_file) {
+  const std::string what = "env_file '" + env_file + "'";
+  std::string root = RealPath(top);
+  if (root.empty()) return Status::IOError("cannot resolve " + top + ": " + std::strerror(errno));
+  std::string path = root;
+  size_t pos = 0;
+  for (size_t slash; (slash = env_file.find('/', pos)) != std::string::npos; pos = slash + 1) {
+    std::string part = env_file.substr(pos, slash - pos);
+    if (part.empty() || part == ".") continue;
+    path += "/" + part;
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      return Status::FailedPrecondition(what + ": " + env_file.substr(0, slash) +
+                                        " is a symlink; refused, nothing written");
+    }
+  }
+  path += "/" + env_file.substr(pos);
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return path;
+  std::string target = RealPath(path);
+  if (target.empty()) {
+    return Status::FailedPrecondition(what + " is a symlink to a missing file; refused, nothing " +
+                                      "written");
+  }
+  if (target.rfind(root + "/", 0) != 0) {
+    return Status::FailedPrecondition(what + " is a symlink to " + target +
+                                      ", outside the repository; refused, nothing written");
+  }
+  if (!ValidateEnvFile(target.substr(root.size() + 1), "").ok()) {
+    return Status::FailedPrecondition(what + " is a symlink to " + target +
+                                      ", in .git; refused, nothing written");
+  }
+  return target;
 }
 
 std::string TrimNl(std::string s) {
@@ -200,6 +251,9 @@ struct InstallOpts {
 };
 
 Status CmdInstall(const Session& s, const InstallOpts& o) {
+  Status flags = o.env_file.empty() ? Status::Ok() : ValidateEnvFile(o.env_file, "--env-file");
+  if (flags.ok() && !o.variable.empty()) flags = ValidateEnvVariable(o.variable, "--variable");
+  if (!flags.ok()) Usage(flags.message());
   ARBOR_ASSIGN_OR_RETURN(Repo repo, OpenRepo(o.repo));
   std::string report;
   // The configuration: kept when present (it may be committed and shared).
@@ -304,6 +358,8 @@ Result<std::string> Sync(const Session& s, const SyncOpts& o) {
   if (!ttl.ok()) {
     return Status::InvalidArgument(std::string(kConfigFile) + ": ttl: " + ttl.status().message());
   }
+  // Where the connection string goes is settled before anything is made.
+  ARBOR_ASSIGN_OR_RETURN(std::string env_path, EnvFileTarget(repo.top, cfg.env_file));
   // The parent needs no records (nor a readable records file).
   HookRecords records;
   if (DatabaseBranchFor(cfg, *cur) != cfg.parent) {
@@ -351,7 +407,6 @@ Result<std::string> Sync(const Session& s, const SyncOpts& o) {
     }
   }
   ARBOR_ASSIGN_OR_RETURN(std::string url, PrimaryConnectionString(c, name));
-  std::string env_path = Under(repo.top, cfg.env_file);
   auto old_file = ReadFile(env_path);
   std::string old = old_file.ok() ? *old_file : std::string();
   std::string updated = RewriteEnvVar(old, cfg.variable, url);

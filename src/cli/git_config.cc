@@ -49,6 +49,30 @@ std::string EnvQuote(std::string_view value) {
   return ShellQuote(value);
 }
 
+// `s` for a one-line message: control characters as \xNN.
+std::string Printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+bool IsDotGit(std::string_view part) {
+  if (part.size() != 4 || part[0] != '.') return false;
+  for (size_t i = 1; i < 4; ++i) {
+    char c = part[i] >= 'A' && part[i] <= 'Z' ? static_cast<char>(part[i] - 'A' + 'a') : part[i];
+    if (c != "git"[i - 1]) return false;
+  }
+  return true;
+}
+
 std::string Unquote(std::string_view v) {
   v = Trim(v);
   if (v.size() >= 2 && (v.front() == '\'' || v.front() == '"') && v.back() == v.front()) {
@@ -152,6 +176,44 @@ std::string EnvValue(std::string_view content, std::string_view variable) {
   return value;
 }
 
+Status ValidateEnvFile(std::string_view env_file, std::string_view what) {
+  auto refuse = [&](const std::string& why) {
+    return Status::InvalidArgument(std::string(what) + ": '" + Printable(env_file) + "' " + why +
+                                   "; it must be a file inside the repository, relative to its "
+                                   "root");
+  };
+  if (env_file.empty()) return refuse("is empty");
+  for (unsigned char c : env_file) {
+    if (c < 0x20 || c == 0x7f) return refuse("holds a control character");
+  }
+  if (env_file.front() == '/') return refuse("is an absolute path");
+  size_t pos = 0;
+  while (true) {
+    size_t slash = env_file.find('/', pos);
+    std::string_view part = env_file.substr(
+        pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
+    if (part == "..") return refuse("has a '..' component");
+    if (IsDotGit(part)) return refuse("is in .git");
+    if (slash == std::string_view::npos) {
+      if (part.empty() || part == ".") return refuse("names a directory");
+      break;
+    }
+    pos = slash + 1;
+  }
+  return Status::Ok();
+}
+
+Status ValidateEnvVariable(std::string_view variable, std::string_view what) {
+  bool ok = !variable.empty() && !(variable[0] >= '0' && variable[0] <= '9');
+  for (char c : variable) {
+    ok = ok &&
+         ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  }
+  if (ok) return Status::Ok();
+  return Status::InvalidArgument(std::string(what) + ": '" + Printable(variable) +
+                                 "' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)");
+}
+
 Result<GitConfig> ParseGitConfig(std::string_view text) {
   GitConfig c;
   size_t pos = 0;
@@ -202,6 +264,8 @@ Result<GitConfig> ParseGitConfig(std::string_view text) {
     *field = value;
     if (nl == std::string_view::npos) break;
   }
+  ARBOR_RETURN_IF_ERROR(ValidateEnvFile(c.env_file, std::string(kConfigFile) + ": env_file"));
+  ARBOR_RETURN_IF_ERROR(ValidateEnvVariable(c.variable, std::string(kConfigFile) + ": variable"));
   return c;
 }
 

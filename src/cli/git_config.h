@@ -51,8 +51,20 @@ struct GitConfig {
 
 inline constexpr const char* kConfigFile = ".arbor.toml";
 
+// A committed `.arbor.toml` is whoever wrote the pull request's, so the hook trusts neither
+// key. `env_file` must be a file inside the work tree, relative to its root: not empty, not
+// absolute, no `..` or `.git` component, no control character (NUL, newline, ...), not a
+// directory ("x/"). InvalidArgument naming `what` (".arbor.toml: env_file", "--env-file")
+// otherwise. Links on the way are checked when the file is written (git.cc).
+[[nodiscard]] Status ValidateEnvFile(std::string_view env_file, std::string_view what);
+
+// `variable` must be a name, [A-Za-z_][A-Za-z0-9_]*: it is written into the env file,
+// $GITHUB_ENV and shell code, where anything else would add assignments or code of its own.
+[[nodiscard]] Status ValidateEnvVariable(std::string_view variable, std::string_view what);
+
 // InvalidArgument naming the line for a malformed line or an unknown key (a typo is never
-// silently ignored); missing keys keep their defaults.
+// silently ignored), or naming the key for an `env_file` or `variable` the two rules above
+// refuse; missing keys keep their defaults.
 [[nodiscard]] Result<GitConfig> ParseGitConfig(std::string_view text);
 std::string FormatGitConfig(const GitConfig& c);
 

@@ -62,10 +62,56 @@ std::string Indent(const std::string& text, const std::string& prefix) {
 }
 
 std::string MdCode(const std::string& v) {
-  // Inline code that survives a table cell: no backticks or pipes inside.
+  // Inline code that survives a table cell: no backticks, pipes or line breaks inside.
   std::string s;
-  for (char c : v) s += c == '`' ? '\'' : c == '|' ? '/' : c == '\n' ? ' ' : c;
+  for (char c : v) s += c == '`' ? '\'' : c == '|' ? '/' : c == '\n' || c == '\r' ? ' ' : c;
   return "`" + s + "`";
+}
+
+// `v` as HTML text: & < > " ' as entities, line breaks as spaces, so that it can neither
+// close the element it is in nor end the HTML block (a blank line does).
+std::string HtmlText(const std::string& v) {
+  std::string s;
+  for (char c : v) {
+    switch (c) {
+      case '&':
+        s += "&amp;";
+        break;
+      case '<':
+        s += "&lt;";
+        break;
+      case '>':
+        s += "&gt;";
+        break;
+      case '"':
+        s += "&quot;";
+        break;
+      case '\'':
+        s += "&#39;";
+        break;
+      case '\n':
+      case '\r':
+        s += ' ';
+        break;
+      default:
+        s += c;
+    }
+  }
+  return s;
+}
+
+// A collapsed block: `summary` as HTML text, then `diff` (lines ending in '\n') in a fenced
+// code block whose fence is longer than any run of backticks in it, so that no line of it
+// closes the block (CommonMark), whatever a definition holds.
+std::string MdDetails(const std::string& summary, const std::string& diff) {
+  size_t longest = 0, run = 0;
+  for (char c : diff) {
+    run = c == '`' ? run + 1 : 0;
+    longest = std::max(longest, run);
+  }
+  std::string fence(std::max<size_t>(3, longest + 1), '`');
+  return "<details><summary>" + HtmlText(summary) + "</summary>\n\n" + fence + "diff\n" + diff +
+         fence + "\n</details>\n\n";
 }
 
 }  // namespace
@@ -263,8 +309,8 @@ std::string RenderDiff(const std::vector<Change>& changes, const std::string& fr
       for (const auto& [k, v] : c.changed) {
         if (MultiLine(v.from) || MultiLine(v.to)) {
           details += (details.empty() ? "" : "<br>") + k + ": see below";
-          blocks += "<details><summary>" + std::string(KindName(c.kind)) + " " + c.name + ": " + k +
-                    "</summary>\n\n```diff\n" + LineDiff(v.from, v.to) + "```\n</details>\n\n";
+          blocks += MdDetails(std::string(KindName(c.kind)) + " " + c.name + ": " + k,
+                              LineDiff(v.from, v.to));
         } else {
           details += (details.empty() ? "" : "<br>") + k + ": " + MdCode(Shown(v.from)) + " → " +
                      MdCode(Shown(v.to));
@@ -276,9 +322,9 @@ std::string RenderDiff(const std::vector<Change>& changes, const std::string& fr
         if (v.empty()) continue;
         if (MultiLine(v)) {
           std::string prefix = c.type == ChangeType::kAdded ? "+ " : "- ";
-          blocks += "<details><summary>" + std::string(KindName(c.kind)) + " " + c.name + " (" +
-                    Word(c.type) + "): " + k + "</summary>\n\n```diff\n" + Indent(v, prefix) +
-                    "```\n</details>\n\n";
+          blocks += MdDetails(
+              std::string(KindName(c.kind)) + " " + c.name + " (" + Word(c.type) + "): " + k,
+              Indent(v, prefix));
           continue;
         }
         details += (details.empty() ? "" : "<br>") + k + ": " + MdCode(v);

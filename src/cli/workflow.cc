@@ -130,6 +130,8 @@ struct CiOpts {
 };
 
 Status CmdCiBranch(const Session& s, const CiOpts& o) {
+  Status variable = ValidateEnvVariable(o.variable, "--variable");
+  if (!variable.ok()) Usage(variable.message());
   api::BranchName name = s.Branch(o.name);
   std::optional<int64_t> ttl;
   if (!o.ttl.empty()) ttl = OrUsage(ParseDurationArg(o.ttl));

@@ -1,7 +1,13 @@
 // The workflow's pure rules: git branch -> branch id, the env file's rewrite, the config
 // file, and the schema diff's comparison and rendering on hand-built catalogs.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "api/names.h"
@@ -142,6 +148,64 @@ TEST(GitConfig, RoundTripsAndRefusesTypos) {
   EXPECT_FALSE(ParseGitConfig("just words\n").ok());
 }
 
+TEST(ValidateEnvFile, OnlyARelativePathInsideTheRepository) {
+  for (const char* good : {".env", "config/app.env", "./.env", "a/./b.env", ".env.local", "..env",
+                           "x..", ".gitignore.env", "dir.git/x"}) {
+    EXPECT_TRUE(ValidateEnvFile(good, "env_file").ok()) << good;
+  }
+  for (std::string bad :
+       {std::string(""), std::string("/etc/passwd"), std::string("/"), std::string(".."),
+        std::string("../x"), std::string("a/../../x"), std::string("a/.."),
+        std::string(".git/config"), std::string("sub/.GIT/hooks/post-checkout"), std::string("a/"),
+        std::string("."), std::string("a/."), std::string("a\nb"), std::string("a\rb"),
+        std::string("a\0b", 3), std::string("a\x7f")}) {
+    Status st = ValidateEnvFile(bad, "--env-file");
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.code(), Code::kInvalidArgument);
+    EXPECT_EQ(st.message().rfind("--env-file: '", 0), 0u) << st.message();
+    EXPECT_EQ(st.message().find('\n'), std::string::npos) << "one line: " << st.message();
+  }
+  EXPECT_EQ(ValidateEnvFile("../x", "env_file").message(),
+            "env_file: '../x' has a '..' component; it must be a file inside the repository, "
+            "relative to its root");
+  EXPECT_NE(ValidateEnvFile("a\nb", "env_file").message().find("'a\\x0ab'"), std::string::npos);
+}
+
+TEST(ValidateEnvVariable, OnlyAName) {
+  for (const char* good : {"DATABASE_URL", "PG_URL2", "_x", "a", "_"}) {
+    EXPECT_TRUE(ValidateEnvVariable(good, "variable").ok()) << good;
+  }
+  for (const char* bad :
+       {"", "1X", "X=1\nEVIL", "X=1", "X Y", "X-Y", "$(id)", "X;Y", "\xc3\xa9", "X\n"}) {
+    Status st = ValidateEnvVariable(bad, "--variable");
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.message().find('\n'), std::string::npos) << "one line: " << st.message();
+  }
+  EXPECT_EQ(ValidateEnvVariable("X=1\nEVIL", "--variable").message(),
+            "--variable: 'X=1\\x0aEVIL' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)");
+}
+
+// A committed .arbor.toml comes from whoever wrote the pull request: its env_file stays a
+// relative path inside the repository, and its variable a name.
+TEST(GitConfig, RefusesAnEnvFileOutsideTheRepositoryAndAVariableThatIsNotAName) {
+  for (const char* bad : {"../outside.txt", "/etc/passwd", "config/../../x", "..", "",
+                          ".git/hooks/post-checkout", "config/"}) {
+    auto c = ParseGitConfig(std::string("env_file = \"") + bad + "\"\n");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("env_file"), std::string::npos) << c.status().message();
+  }
+  for (const char* bad : {"X=1 evil", "X=$(touch pwned)", "1X", "X-Y", "", "X Y", "\xc3\xa9"}) {
+    auto c = ParseGitConfig(std::string("variable = \"") + bad + "\"\n");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("variable"), std::string::npos) << c.status().message();
+  }
+  auto good = ParseGitConfig("env_file = \"config/app.env\"\nvariable = \"_PG_URL2\"\n");
+  ASSERT_TRUE(good.ok()) << good.status().message();
+  EXPECT_EQ(good->env_file, "config/app.env");
+  EXPECT_EQ(good->variable, "_PG_URL2");
+  EXPECT_TRUE(ParseGitConfig("env_file = \"./.env\"\n").ok());
+}
+
 TEST(HookRecords, RoundTrip) {
   HookRecords r;
   r["feature/a"] = {"feature/a", "feature-a", "br-1"};
@@ -251,6 +315,78 @@ TEST(SchemaDiff, MarkdownAndJson) {
   EXPECT_EQ(j["changes"][0]["kind"], "column");
 }
 
+// The markdown's lines outside its table, where HTML is live.
+std::string OutsideTheTable(const std::string& md) {
+  std::string out;
+  std::istringstream in(md);
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind("| ", 0) != 0) out += l + "\n";
+  }
+  return out;
+}
+
+// Object names and definitions come from the pull request's migration: in the markdown a
+// reviewer reads, none of them may close the <summary> or the code block it sits in, or
+// start markdown of its own. In the table a name is a code span, where HTML is text.
+TEST(SchemaDiff, MarkdownNamesCannotBreakOutOfTheirHtmlOrTableRow) {
+  Catalog a, b;
+  const std::string hostile = "public.x</summary><b>ok</b>&\"'\n\n# Approved\r| - |";
+  AddObject(&a, {ObjectKind::kView, hostile, {{"definition", "SELECT 1\n  FROM t;"}}});
+  AddObject(&b, {ObjectKind::kView, hostile, {{"definition", "SELECT 2\n  FROM t;"}}});
+  AddObject(&b, {ObjectKind::kFunction, "public.<i>f</i>()", {{"definition", "a\nb"}}});
+  std::string md = RenderDiff(CompareCatalogs(a, b), "a", "b", DiffFormat::kMarkdown);
+  EXPECT_EQ(md.find('\r'), std::string::npos) << md;
+  EXPECT_EQ(md.find("\n# Approved"), std::string::npos) << md;
+  // One table row per change: the name's line breaks and pipes make no rows or cells.
+  EXPECT_NE(md.find("\n| changed | view | `public.x</summary><b>ok</b>&\"'  # Approved / - /` "
+                    "| definition: see below |\n"),
+            std::string::npos)
+      << md;
+  std::string html = OutsideTheTable(md);
+  EXPECT_EQ(html.find("<b>"), std::string::npos) << md;
+  EXPECT_EQ(html.find("<i>"), std::string::npos) << md;
+  EXPECT_NE(html.find("\n<details><summary>view public.x&lt;/summary&gt;&lt;b&gt;ok&lt;/b&gt;"
+                      "&amp;&quot;&#39;  # Approved | - |: definition</summary>\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(html.find("\n<details><summary>function public.&lt;i&gt;f&lt;/i&gt;() (added): "
+                      "definition</summary>\n"),
+            std::string::npos)
+      << md;
+  size_t opened = 0, closed = 0;
+  for (size_t p = 0; (p = html.find("<summary>", p)) != std::string::npos; ++p) ++opened;
+  for (size_t p = 0; (p = html.find("</summary>", p)) != std::string::npos; ++p) ++closed;
+  EXPECT_EQ(opened, 2u) << md;
+  EXPECT_EQ(closed, 2u) << md;
+}
+
+// A fence is closed by a line of as many backticks, indented up to 3 spaces, and a diff's
+// context line "  ```" is one: the fence is longer than any run of backticks inside.
+TEST(SchemaDiff, MarkdownDefinitionsCannotCloseTheirCodeBlock) {
+  Catalog a, b;
+  AddObject(&a, {ObjectKind::kFunction,
+                 "public.f()",
+                 {{"definition", "```\nSELECT 1;\n``````\n</details>"}}});
+  AddObject(&b, {ObjectKind::kFunction,
+                 "public.f()",
+                 {{"definition", "```\nSELECT 2;\n``````\n</details>"}}});
+  AddObject(&b, {ObjectKind::kView, "public.v", {{"definition", "SELECT\n```"}}});
+  std::string md = RenderDiff(CompareCatalogs(a, b), "a", "b", DiffFormat::kMarkdown);
+  EXPECT_NE(md.find("</summary>\n\n```````diff\n"
+                    "  ```\n- SELECT 1;\n+ SELECT 2;\n  ``````\n  </details>\n"
+                    "```````\n</details>\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("</summary>\n\n````diff\n+ SELECT\n+ ```\n````\n</details>\n"),
+            std::string::npos)
+      << md;
+  // A definition without backticks keeps the usual three.
+  Catalog c = Base(), d = Base();
+  d[{ObjectKind::kView, "public.v"}].attrs["definition"] = "SELECT 1;\n";
+  EXPECT_NE(RenderDiff(CompareCatalogs(c, d), "a", "b", DiffFormat::kMarkdown).find("\n```diff\n"),
+            std::string::npos);
+}
+
 TEST(SchemaDiff, AttributeAppearingOrDisappearing) {
   Catalog a = Base(), b = Base();
   b[{ObjectKind::kColumn, "public.users.name"}].attrs["default"] = "'anon'::text";
@@ -337,6 +473,141 @@ TEST_F(WorkflowCommandTest, CiBranchReusesOrResetsAnExistingBranch) {
   EXPECT_EQ(gh.code, 2) << gh.err;
   auto bad = Run({"ci", "branch", "--name", "pr-1", "--format", "yaml"});
   EXPECT_EQ(bad.code, 2) << bad.err;
+}
+
+// The variable's name goes into $GITHUB_ENV and into shell code: a name that is not one
+// ("X=1<newline>EVIL") would add lines of its own. Refused before anything is asked or written.
+TEST_F(WorkflowCommandTest, CiBranchRefusesAVariableThatIsNotAName) {
+  api_.On("GET", "projects/default/branches/pr-1", 200, BranchJson("pr-1"));
+  ServeEndpoint("pr-1", "postgresql://u:p@h:1/postgres");
+  std::string github_env = ::testing::TempDir() + "/github_env_" + std::to_string(getpid());
+  { std::ofstream(github_env) << "KEEP=1\n"; }
+  env_["GITHUB_ENV"] = github_env;
+  for (const char* bad : {"X=1\nEVIL", "X Y", "9X", ""}) {
+    for (const char* format : {"github", "shell", "dotenv"}) {
+      auto r = Run({"ci", "branch", "--name", "pr-1", "--format", format, "--variable", bad});
+      EXPECT_EQ(r.code, 2) << format << " " << bad << ": " << r.out << r.err;
+      EXPECT_EQ(r.out, "") << format;
+      EXPECT_NE(r.err.find("--variable"), std::string::npos) << r.err;
+    }
+  }
+  std::ifstream in(github_env);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), "KEEP=1\n") << "$GITHUB_ENV untouched";
+  EXPECT_TRUE(api_.requests().empty()) << "nothing asked of the server";
+  auto ok = Run({"ci", "branch", "--name", "pr-1", "--format", "github", "--variable", "PG_URL"});
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  std::remove(github_env.c_str());
+}
+
+// `arbor git sync --hook` on a real repository (git init; no commit needed) against the fake
+// API: what the hook does when a checkout brings a hostile .arbor.toml or hostile links.
+class GitHookTest : public WorkflowCommandTest {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "/arbor-git-hook-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    repo_ = dir_ + "/repo";
+    ASSERT_EQ(std::system(("git init -q -b main " + ShellQuote(repo_)).c_str()), 0);
+    Write(dir_ + "/outside.txt", kPrecious);
+    api_.On("GET", "projects/default/branches/production", 200, BranchJson("production"));
+    ServeEndpoint("production", kUrl);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  static void Write(const std::string& path, const std::string& text) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+  }
+  static std::string Read(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // Runs the post-checkout hook of a branch checkout; it must exit 0 whatever happens.
+  std::string Hook() {
+    auto r = Run({"git", "sync", "--repo", repo_, "--hook", "post-checkout", "--", "0", "0", "1"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, "");
+    return r.err;
+  }
+  // `err` is one line, a warning that says why.
+  static void ExpectOneRefusal(const std::string& err, const std::string& why) {
+    EXPECT_EQ(err.rfind("arbor: warning: ", 0), 0u) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_NE(err.find(why), std::string::npos) << err;
+  }
+
+  static constexpr const char* kPrecious = "precious\n";
+  static constexpr const char* kUrl = "postgresql://u:p@h:1/postgres";
+  std::string dir_, repo_;
+};
+
+TEST_F(GitHookTest, AHostileArborTomlCannotWriteOutsideTheRepository) {
+  for (std::string env_file :
+       {std::string("../outside.txt"), dir_ + "/outside.txt", std::string("a/../../outside.txt")}) {
+    Write(repo_ + "/.arbor.toml", "env_file = \"" + env_file + "\"\n");
+    ExpectOneRefusal(Hook(), "env_file");
+    EXPECT_EQ(Read(dir_ + "/outside.txt"), kPrecious) << env_file;
+  }
+  // A variable that is shell code when the env file is sourced.
+  Write(repo_ + "/.env", "A=1\n");
+  Write(repo_ + "/.arbor.toml", "variable = \"X=$(touch pwned)\"\n");
+  ExpectOneRefusal(Hook(), "variable");
+  EXPECT_EQ(Read(repo_ + "/.env"), "A=1\n");
+  EXPECT_TRUE(api_.requests().empty()) << "refused before anything is asked of the server";
+}
+
+TEST_F(GitHookTest, ALinkInTheRepositoryCannotLeadTheWriteOutside) {
+  namespace fs = std::filesystem;
+  Write(repo_ + "/.arbor.toml", "");
+  // A committed link where the old code put its temporary file.
+  fs::create_symlink("../outside.txt", repo_ + "/.env.arbor-tmp");
+  EXPECT_EQ(Hook(),
+            "arbor: git branch main -> database branch production (expires in 2h); "
+            "DATABASE_URL in .env updated\n");
+  EXPECT_EQ(Read(dir_ + "/outside.txt"), kPrecious);
+  EXPECT_FALSE(fs::is_symlink(repo_ + "/.env"));
+  EXPECT_EQ(Read(repo_ + "/.env"), std::string("DATABASE_URL=") + kUrl + "\n");
+  struct stat st;
+  ASSERT_EQ(stat((repo_ + "/.env").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "it holds a password";
+  fs::remove(repo_ + "/.env");
+
+  // The env file itself a link out of the repository.
+  fs::create_symlink("../outside.txt", repo_ + "/.env");
+  ExpectOneRefusal(Hook(), "outside the repository");
+  EXPECT_EQ(Read(dir_ + "/outside.txt"), kPrecious);
+  EXPECT_TRUE(fs::is_symlink(repo_ + "/.env"));
+
+  // Or a link to a file of .git: inside the repository, but not one of its files.
+  fs::remove(repo_ + "/.env");
+  fs::create_symlink(".git/config", repo_ + "/.env");
+  const std::string git_config = Read(repo_ + "/.git/config");
+  ExpectOneRefusal(Hook(), "in .git");
+  EXPECT_EQ(Read(repo_ + "/.git/config"), git_config);
+
+  // A directory on the way a link (here to the directory above the repository).
+  fs::create_symlink("..", repo_ + "/up");
+  Write(repo_ + "/.arbor.toml", "env_file = \"up/outside.txt\"\n");
+  ExpectOneRefusal(Hook(), "symlink");
+  EXPECT_EQ(Read(dir_ + "/outside.txt"), kPrecious);
+}
+
+TEST_F(GitHookTest, AnEnvFileLinkedInsideTheRepositoryStaysALink) {
+  namespace fs = std::filesystem;
+  fs::create_directories(repo_ + "/config");
+  fs::create_directories(repo_ + "/shared");
+  Write(repo_ + "/shared/app.env", "A=1\n");
+  fs::create_symlink("../shared/app.env", repo_ + "/config/app.env");
+  Write(repo_ + "/.arbor.toml", "env_file = \"config/app.env\"\nvariable = \"PG_URL\"\n");
+  EXPECT_NE(Hook().find("PG_URL in config/app.env updated"), std::string::npos);
+  EXPECT_TRUE(fs::is_symlink(repo_ + "/config/app.env"));
+  EXPECT_EQ(Read(repo_ + "/shared/app.env"), std::string("A=1\nPG_URL=") + kUrl + "\n");
 }
 
 TEST_F(WorkflowCommandTest, CiCleanupOfAGoneBranchSucceeds) {

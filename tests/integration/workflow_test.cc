@@ -305,6 +305,112 @@ TEST_F(WorkflowTest, HooksFollowCoreHooksPathAndInstallTwiceChangesNothing) {
   EXPECT_FALSE(fs::exists(dir + "/.githooks/post-checkout"));
 }
 
+// A pull request's .arbor.toml and links are its author's: checking it out must not let the
+// hook write outside the repository (`env_file = "../../.bashrc"`), nor write a variable
+// that is code. Each hostile branch below, checked out with the hooks installed, leaves the
+// file outside byte for byte as it was and creates nothing; git succeeds, and arbor says
+// why in one line.
+TEST_F(WorkflowTest, HostileArborTomlCannotWriteOutsideRepo) {
+  TempDir tmp("hostile");
+  const std::string dir = tmp.path() + "/repo";
+  ASSERT_TRUE(fs::create_directory(dir));
+  InitRepo(dir);
+  BranchCleanup cleanup{
+      daemon_,
+      {"evil-rel", "evil-abs", "evil-var", "evil-link", "evil-dir", "evil-tmp", "ci-evil"}};
+  const std::string outside = tmp.path() + "/outside.txt";
+  const std::string precious = "export PATH=/usr/bin:/bin\n";  // a shell profile, say
+  WriteFile(outside, precious);
+  auto listing = [&]() {
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(tmp.path())) names.insert(e.path().string());
+    return names;
+  };
+  const auto outside_names = listing();
+  ShRun install = Sh(dir, "arbor git install && git add .arbor.toml && git commit -qm arbor");
+  ASSERT_EQ(install.rc, 0) << install.err;
+  ASSERT_EQ(Sh(dir, "arbor git sync").rc, 0);
+  const std::string env_before = Slurp(dir + "/.env");
+  ASSERT_NE(EnvVar(env_before, "DATABASE_URL"), "");
+
+  // The pull requests, made with the hooks off: a commit on a branch of main each.
+  const std::string no_hooks = "git -c core.hooksPath=/dev/null ";
+  struct Evil {
+    std::string branch, toml, links, why;
+  };
+  const std::vector<Evil> evils = {
+      {"evil-rel", "env_file = \"../outside.txt\"\n", "", "env_file"},
+      {"evil-abs", "env_file = \"" + outside + "\"\n", "", "env_file"},
+      {"evil-var", "variable = \"X=$(touch pwned)\"\n", "", "variable"},
+      {"evil-link", "env_file = \"app.env\"\n", "ln -s ../outside.txt app.env", "outside"},
+      {"evil-dir", "env_file = \"up/outside.txt\"\n", "ln -s .. up", "symlink"},
+      // The old code's fixed temporary name, committed as a link; the config is main's.
+      {"evil-tmp", "", "ln -s ../outside.txt .env.arbor-tmp", ""},
+  };
+  for (const Evil& e : evils) {
+    ShRun made = Sh(dir, no_hooks + "checkout -q -b " + e.branch + " main");
+    ASSERT_EQ(made.rc, 0) << made.err;
+    if (!e.toml.empty()) WriteFile(dir + "/.arbor.toml", e.toml);
+    made = Sh(dir, (e.links.empty() ? "true" : e.links) + " && git add -f .arbor.toml " +
+                       (e.links.empty() ? "" : e.links.substr(e.links.rfind(' ') + 1)) +
+                       " && git commit -qm evil && " + no_hooks + "checkout -q main");
+    ASSERT_EQ(made.rc, 0) << made.err;
+  }
+  for (const Evil& e : evils) {
+    SCOPED_TRACE(e.branch);
+    WriteFile(outside, precious);  // each case on its own, even when an earlier one failed
+    WriteFile(dir + "/.env", env_before);
+    ShRun co = Sh(dir, "git checkout -q " + e.branch);
+    EXPECT_EQ(co.rc, 0) << co.err;
+    EXPECT_EQ(Sh(dir, "git rev-parse --abbrev-ref HEAD").out, e.branch + "\n");
+    EXPECT_EQ(Slurp(outside), precious) << "the file outside is untouched";
+    EXPECT_EQ(listing(), outside_names) << "nothing made beside the repository";
+    EXPECT_FALSE(fs::exists(dir + "/pwned"));
+    std::vector<std::string> lines;
+    std::istringstream err_lines(co.err);
+    for (std::string l; std::getline(err_lines, l);) lines.push_back(l);
+    EXPECT_EQ(lines.size(), 1u) << co.err;
+    lines.resize(1);
+    if (e.why.empty()) {
+      // Nothing to refuse: the env file itself is written, and only it.
+      EXPECT_EQ(lines[0].rfind("arbor: git branch evil-tmp -> database branch evil-tmp", 0), 0u)
+          << co.err;
+      EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), UrlOf("evil-tmp"));
+      EXPECT_FALSE(fs::is_symlink(dir + "/.env"));
+      EXPECT_TRUE(fs::is_symlink(dir + "/.env.arbor-tmp"));
+    } else {
+      EXPECT_EQ(lines[0].rfind("arbor: warning: database branch not switched: ", 0), 0u) << co.err;
+      EXPECT_NE(lines[0].find(e.why), std::string::npos) << co.err;
+      EXPECT_EQ(Slurp(dir + "/.env"), env_before);
+      EXPECT_TRUE(GetBranch(e.branch).is_null()) << "refused before anything was made";
+    }
+    ASSERT_EQ(Sh(dir, "git checkout -q main").rc, 0);
+  }
+
+  // The same rules for the flags that write .arbor.toml, and for `ci branch --variable`,
+  // which goes into $GITHUB_ENV: a usage error, and nothing written.
+  const std::string fresh = tmp.path() + "/fresh";
+  ASSERT_TRUE(fs::create_directory(fresh));
+  InitRepo(fresh);
+  for (const std::string& flags :
+       std::vector<std::string>{"--env-file ../outside.txt", "--env-file " + Quote(outside),
+                                "--variable \"$(printf 'X=1\\nEVIL')\""}) {
+    ShRun bad = Sh(fresh, "arbor git install " + flags);
+    EXPECT_EQ(bad.rc, 2) << flags << ": " << bad.out << bad.err;
+    EXPECT_FALSE(fs::exists(fresh + "/.arbor.toml")) << flags;
+    EXPECT_FALSE(fs::exists(fresh + "/.git/hooks/post-checkout")) << flags;
+  }
+  WriteFile(outside, precious);
+  ShRun ci = Sh(tmp.path(),
+                "arbor ci branch --name ci-evil --format github --variable \"$(printf "
+                "'X=1\\nEVIL')\"",
+                "GITHUB_ENV=" + Quote(tmp.path() + "/github_env"));
+  EXPECT_EQ(ci.rc, 2) << ci.out << ci.err;
+  EXPECT_FALSE(fs::exists(tmp.path() + "/github_env"));
+  EXPECT_TRUE(GetBranch("ci-evil").is_null());
+  EXPECT_EQ(Slurp(outside), precious);
+}
+
 TEST_F(WorkflowTest, PruneDeletesExactlyTheBranchesOfDeletedAndMergedGitBranches) {
   TempDir repo("prune");
   const std::string dir = repo.path();
