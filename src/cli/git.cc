@@ -43,10 +43,13 @@ Result<std::string> ReadFile(const std::string& path) {
 // sees half a file. The temporary file is made new beside `path` by mkostemp (a fresh name,
 // O_EXCL: never a file or link already there, whatever the work tree holds). `path` itself
 // is replaced, never followed: a symlink there becomes the file (EnvFileTarget resolves the
-// env file's link first). An existing file keeps its mode; a new one gets `mode`.
-Status WriteFileAtomic(const std::string& path, const std::string& content, mode_t mode) {
+// env file's link first). An existing file keeps its mode; a new one gets `mode`. With
+// `secret` (the content holds a password), group and other lose every bit either way.
+Status WriteFileAtomic(const std::string& path, const std::string& content, mode_t mode,
+                       bool secret = false) {
   struct stat st;
   if (lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) mode = st.st_mode & 07777;
+  if (secret) mode &= ~static_cast<mode_t>(077);
   std::string tmp = path + ".arbor-XXXXXX";
   int fd = mkostemp(tmp.data(), O_CLOEXEC);
   if (fd < 0) return Status::IOError("cannot write " + path + ": " + std::strerror(errno));
@@ -398,6 +401,8 @@ Result<std::string> Sync(const Session& s, const SyncOpts& o) {
     b = *created;
     what = "created from " + cfg.parent + ", expires in " + HumanDuration(*ttl);
   }
+  std::string recorded_uid;
+  if (auto it = records.find(*cur); it != records.end()) recorded_uid = it->second.uid;
   if (db != cfg.parent) {
     HookRecord rec{*cur, db, b.uid};
     auto it = records.find(*cur);
@@ -406,13 +411,25 @@ Result<std::string> Sync(const Session& s, const SyncOpts& o) {
       ARBOR_RETURN_IF_ERROR(WriteFileAtomic(repo.RecordPath(), FormatHookRecords(records), 0644));
     }
   }
-  ARBOR_ASSIGN_OR_RETURN(std::string url, PrimaryConnectionString(c, name));
   auto old_file = ReadFile(env_path);
   std::string old = old_file.ok() ? *old_file : std::string();
+  // The developer's own branch gets its own owner password, which does not expire: set once,
+  // then kept while the line still logs in to that same branch. The parent (production, say)
+  // is never given a new password by a checkout: it gets a token, valid an hour.
+  ARBOR_ASSIGN_OR_RETURN(std::string base, PrimaryConnectionString(c, name));
+  std::string kept = EnvValue(old, cfg.variable);
+  std::string url;
+  if (db == cfg.parent) {
+    ARBOR_ASSIGN_OR_RETURN(url, TokenUrl(c, name));
+  } else if (recorded_uid == b.uid && SameLogin(kept, base)) {
+    url = kept;
+  } else {
+    ARBOR_ASSIGN_OR_RETURN(url, RolePasswordUrl(c, name));
+  }
   std::string updated = RewriteEnvVar(old, cfg.variable, url);
   std::string env_note = cfg.variable + " in " + cfg.env_file + " already set";
   if (updated != old) {
-    ARBOR_RETURN_IF_ERROR(WriteFileAtomic(env_path, updated, 0600));
+    ARBOR_RETURN_IF_ERROR(WriteFileAtomic(env_path, updated, 0600, /*secret=*/true));
     env_note = cfg.variable + " in " + cfg.env_file + " updated";
   }
   return "git branch " + *cur + " -> database branch " + db + " (" + what + "); " + env_note;

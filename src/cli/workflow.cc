@@ -38,6 +38,41 @@ Result<std::string> PrimaryConnectionString(const api::ApiClient& c,
   return *e.status.connection_string;
 }
 
+namespace {
+// postgresql://USER@HOST... with `password` put in after USER.
+std::string WithPassword(const std::string& base, const std::string& password) {
+  size_t at = base.find('@');
+  if (at == std::string::npos) return base;
+  return base.substr(0, at) + ":" + password + base.substr(at);
+}
+}  // namespace
+
+Result<std::string> RolePasswordUrl(const api::ApiClient& c, const api::BranchName& branch) {
+  ARBOR_ASSIGN_OR_RETURN(std::string base, PrimaryConnectionString(c, branch));
+  ARBOR_ASSIGN_OR_RETURN(api::Role r, c.ResetRolePassword(branch, "owner"));
+  if (!r.password) return Status::Internal("the API answered a reset without the password");
+  return WithPassword(base, *r.password);
+}
+
+Result<std::string> TokenUrl(const api::ApiClient& c, const api::BranchName& branch) {
+  ARBOR_ASSIGN_OR_RETURN(std::string base, PrimaryConnectionString(c, branch));
+  api::CredentialRequest req;
+  req.endpoint = api::EndpointName{branch.project, branch.branch, kPrimary}.ToString();
+  req.role = "owner";
+  ARBOR_ASSIGN_OR_RETURN(api::Credential cred, c.GenerateCredential(req));
+  return WithPassword(base, cred.token);
+}
+
+bool SameLogin(const std::string& url, const std::string& base) {
+  size_t at = url.find('@'), base_at = base.find('@');
+  size_t colon = url.find(':', url.find("://") == std::string::npos ? 0 : url.find("://") + 3);
+  if (at == std::string::npos || base_at == std::string::npos || colon == std::string::npos ||
+      colon > at) {
+    return false;
+  }
+  return url.substr(0, colon) == base.substr(0, base_at) && url.substr(at) == base.substr(base_at);
+}
+
 std::string RandomSuffix() {
   std::random_device rd;
   char buf[8];
@@ -105,14 +140,12 @@ api::BranchName TempName(const std::string& project, const std::string& prefix,
   return api::BranchName{project, stem + "-" + RandomSuffix()};
 }
 
-// Starts the branch's primary endpoint and returns its connection string.
+// Starts the branch's primary endpoint and returns its connection string, with a fresh token
+// for owner as the password.
 Result<std::string> StartAndConnect(const api::ApiClient& c, const api::BranchName& b) {
   ARBOR_ASSIGN_OR_RETURN(api::Endpoint e,
                          c.StartEndpoint(api::EndpointName{b.project, b.branch, kPrimary}));
-  if (!e.status.connection_string || e.status.connection_string->empty()) {
-    return Status::FailedPrecondition("endpoint " + e.name + " has no connection string");
-  }
-  return *e.status.connection_string;
+  return TokenUrl(c, b);
 }
 
 DiffFormat ParseFormat(const std::string& f) {
@@ -178,7 +211,8 @@ Status CmdCiBranch(const Session& s, const CiOpts& o) {
       ARBOR_ASSIGN_OR_RETURN(*b, c.UpdateBranch(name, spec, "spec.ttl"));
     }
   }
-  ARBOR_ASSIGN_OR_RETURN(std::string url, PrimaryConnectionString(c, name));
+  // The CI branch's own owner password (every branch has its own): it opens this branch only.
+  ARBOR_ASSIGN_OR_RETURN(std::string url, RolePasswordUrl(c, name));
   std::string parent_text =
       b->status.source_branch ? " (from " + ShortName(*b->status.source_branch) + ")" : "";
   *s.io->err << what << " branch " << b->name << parent_text << ", expires "

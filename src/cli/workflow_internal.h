@@ -20,6 +20,16 @@ void AddGitCommands(CLI::App& app, Session& s, Action* action);
 [[nodiscard]] Result<std::string> PrimaryConnectionString(const api::ApiClient& c,
                                                           const api::BranchName& branch);
 
+// `branch`'s primary endpoint URL with a new password for its role owner, which does not
+// expire; the role's previous password stops working. For .env and CI variables.
+[[nodiscard]] Result<std::string> RolePasswordUrl(const api::ApiClient& c,
+                                                  const api::BranchName& branch);
+// `branch`'s primary endpoint URL with a fresh token for owner (valid an hour).
+[[nodiscard]] Result<std::string> TokenUrl(const api::ApiClient& c, const api::BranchName& branch);
+// Whether `url` logs in as the same user at the same address as `base`, the endpoint's
+// password-less connection string.
+bool SameLogin(const std::string& url, const std::string& base);
+
 // 6 random lowercase hex digits, for temporary branch ids.
 std::string RandomSuffix();
 

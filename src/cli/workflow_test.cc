@@ -423,13 +423,23 @@ class WorkflowCommandTest : public ::testing::Test {
     b.status.expire_time_us = int64_t{1'800'000'000'000'000} + int64_t{7200} * 1'000'000;
     return api::ToJson(b).dump();
   }
-  void ServeEndpoint(const std::string& id, const std::string& url) {
+  // The endpoint of branch `id`, whose connection string `base` names no password; a reset of
+  // owner's password answers "pw", and a credential the token "eyJ.t.s".
+  void ServeEndpoint(const std::string& id, const std::string& base) {
     api::Endpoint e;
     e.name = "projects/default/branches/" + id + "/endpoints/primary";
     e.status.current_state = "IDLE";
-    e.status.connection_string = url;
+    e.status.connection_string = base;
     api_.On("GET", "projects/default/branches/" + id + "/endpoints/primary", 200,
             api::ToJson(e).dump());
+    api_.On("POST", "projects/default/branches/" + id + "/roles/owner:reset_password", 200,
+            api::Json{{"name", "projects/default/branches/" + id + "/roles/owner"},
+                      {"create_time", "2026-11-24T16:00:00Z"},
+                      {"password", "pw"},
+                      {"status", {{"postgres_role", "owner"}}}}
+                .dump());
+    api_.On("POST", "credentials", 200,
+            R"({"token": "eyJ.t.s", "expire_time": "2026-11-24T17:00:00Z"})");
   }
   static std::string NotFound(const std::string& what) {
     return api::Json{{"error_code", "RESOURCE_DOES_NOT_EXIST"}, {"message", what}}.dump();
@@ -443,10 +453,13 @@ class WorkflowCommandTest : public ::testing::Test {
 TEST_F(WorkflowCommandTest, CiBranchCreatesWhenMissingWithTheTtlAndParent) {
   api_.On("GET", "projects/default/branches/pr-1", 404, NotFound("branch pr-1 does not exist"));
   api_.On("POST", "projects/default/branches", 200, BranchJson("pr-1"));
-  ServeEndpoint("pr-1", "postgresql://postgres:pw@127.0.0.1:55434/postgres");
+  ServeEndpoint("pr-1", "postgresql://owner@127.0.0.1:55434/postgres");
   auto r = Run({"ci", "branch", "--name", "pr-1", "--ttl", "2h", "--parent", "staging"});
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out, "export DATABASE_URL='postgresql://postgres:pw@127.0.0.1:55434/postgres'\n");
+  // The CI branch's own owner password: it opens this branch and no other.
+  EXPECT_EQ(r.out, "export DATABASE_URL='postgresql://owner:pw@127.0.0.1:55434/postgres'\n");
+  EXPECT_EQ(api_.Last("POST", "projects/default/branches/pr-1/roles/owner:reset_password").method,
+            "POST");
   auto post = api_.Last("POST", "projects/default/branches");
   EXPECT_EQ(post.params["branch_id"], "pr-1");
   auto body = api::Json::parse(post.body);
@@ -458,10 +471,10 @@ TEST_F(WorkflowCommandTest, CiBranchCreatesWhenMissingWithTheTtlAndParent) {
 TEST_F(WorkflowCommandTest, CiBranchReusesOrResetsAnExistingBranch) {
   api_.On("GET", "projects/default/branches/pr-1", 200, BranchJson("pr-1"));
   api_.On("POST", "projects/default/branches/pr-1:reset", 200, BranchJson("pr-1"));
-  ServeEndpoint("pr-1", "postgresql://u:p@h:1/postgres");
+  ServeEndpoint("pr-1", "postgresql://u@h:1/postgres");
   auto reused = Run({"ci", "branch", "--name", "pr-1", "--format", "dotenv"});
   EXPECT_EQ(reused.code, 0) << reused.err;
-  EXPECT_EQ(reused.out, "DATABASE_URL=postgresql://u:p@h:1/postgres\n");
+  EXPECT_EQ(reused.out, "DATABASE_URL=postgresql://u:pw@h:1/postgres\n");
   EXPECT_EQ(api_.Last("POST", "projects/default/branches").method, "") << "nothing created";
   EXPECT_EQ(api_.Last("POST", "projects/default/branches/pr-1:reset").method, "");
   auto reset = Run({"ci", "branch", "--name", "pr-1", "--reset", "--format", "dotenv"});
@@ -479,7 +492,7 @@ TEST_F(WorkflowCommandTest, CiBranchReusesOrResetsAnExistingBranch) {
 // ("X=1<newline>EVIL") would add lines of its own. Refused before anything is asked or written.
 TEST_F(WorkflowCommandTest, CiBranchRefusesAVariableThatIsNotAName) {
   api_.On("GET", "projects/default/branches/pr-1", 200, BranchJson("pr-1"));
-  ServeEndpoint("pr-1", "postgresql://u:p@h:1/postgres");
+  ServeEndpoint("pr-1", "postgresql://u@h:1/postgres");
   std::string github_env = ::testing::TempDir() + "/github_env_" + std::to_string(getpid());
   { std::ofstream(github_env) << "KEEP=1\n"; }
   env_["GITHUB_ENV"] = github_env;
@@ -513,7 +526,7 @@ class GitHookTest : public WorkflowCommandTest {
     ASSERT_EQ(std::system(("git init -q -b main " + ShellQuote(repo_)).c_str()), 0);
     Write(dir_ + "/outside.txt", kPrecious);
     api_.On("GET", "projects/default/branches/production", 200, BranchJson("production"));
-    ServeEndpoint("production", kUrl);
+    ServeEndpoint("production", "postgresql://u@h:1/postgres");
   }
   void TearDown() override {
     std::error_code ec;
@@ -543,7 +556,8 @@ class GitHookTest : public WorkflowCommandTest {
   }
 
   static constexpr const char* kPrecious = "precious\n";
-  static constexpr const char* kUrl = "postgresql://u:p@h:1/postgres";
+  // The parent's URL in .env: a token (a checkout never gives the parent a new password).
+  static constexpr const char* kUrl = "postgresql://u:eyJ.t.s@h:1/postgres";
   std::string dir_, repo_;
 };
 

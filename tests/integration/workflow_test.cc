@@ -2,6 +2,7 @@
 // directories, the real arbor binary and daemon, real postgres. One daemon serves every
 // test; each test uses its own branch names.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -114,6 +116,12 @@ class WorkflowTest : public testing::Test {
     auto a = daemon_->Call("GET", "projects/default/branches/" + id);
     return a.status == 200 ? a.body : json();
   }
+  // `text` with the password of every postgresql:// URL in it taken out, as an endpoint's own
+  // connection string has none.
+  static std::string WithoutPasswords(const std::string& text) {
+    static const std::regex kUrl(R"(postgresql://([^:@/\s]+):[^@\s]+@)");
+    return std::regex_replace(text, kUrl, "postgresql://$1@");
+  }
   static std::string UrlOf(const std::string& id) {
     auto a = daemon_->Call("GET", "projects/default/branches/" + id + "/endpoints/primary");
     return a.status == 200 ? a.body["status"].value("connection_string", "") : "";
@@ -202,8 +210,16 @@ TEST_F(WorkflowTest, HooksSwitchTheDatabaseBranchOnCheckout) {
   EXPECT_EQ(b["status"].value("source_branch", ""), "projects/default/branches/production");
   const std::string feature_url = UrlOf("feature-login-page");
   ASSERT_FALSE(feature_url.empty());
-  EXPECT_EQ(Slurp(dir + "/.env"), head + "DATABASE_URL=" + feature_url + tail)
+  EXPECT_EQ(WithoutPasswords(Slurp(dir + "/.env")), head + "DATABASE_URL=" + feature_url + tail)
       << "only the variable's line changes";
+  // Item 4: the branch's own owner password. It opens the branch, and not its parent.
+  const std::string feature_login = EnvVar(Slurp(dir + "/.env"), "DATABASE_URL");
+  ASSERT_NE(feature_login, feature_url) << "a password is in .env";
+  {
+    struct stat st;
+    ASSERT_EQ(stat((dir + "/.env").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 077, 0u) << "it holds a password";
+  }
   EXPECT_NE(Slurp(dir + "/orig.log").find(" 1"), std::string::npos) << "the old hook ran";
   auto eps = daemon_->Call("GET", "projects/default/branches/feature-login-page/endpoints");
   EXPECT_EQ(eps.body["endpoints"][0]["status"].value("current_state", ""), "IDLE")
@@ -212,8 +228,21 @@ TEST_F(WorkflowTest, HooksSwitchTheDatabaseBranchOnCheckout) {
   // Back to main: production's URL.
   ASSERT_EQ(Sh(dir, "git checkout -q main").rc, 0);
   const std::string prod_url = UrlOf("production");
-  EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), prod_url);
+  EXPECT_EQ(WithoutPasswords(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL")), prod_url);
   EXPECT_NE(prod_url, feature_url);
+  // The feature branch's password opens the feature branch, and not production.
+  {
+    daemon_->StartEndpoint("feature-login-page");
+    Pg feature(feature_login);
+    EXPECT_EQ(feature.One("select current_user"), "owner");
+    size_t colon = feature_login.find(':', 13), at = feature_login.find('@');
+    std::string on_prod = prod_url.substr(0, prod_url.find('@')) +
+                          feature_login.substr(colon, at - colon) +
+                          prod_url.substr(prod_url.find('@'));
+    PGconn* c = PQconnectdb(on_prod.c_str());
+    EXPECT_NE(PQstatus(c), CONNECTION_OK) << "a branch's password opened its parent";
+    PQfinish(c);
+  }
 
   // A checkout renews the TTL: shorten it, check the branch out again.
   auto patched =
@@ -222,7 +251,7 @@ TEST_F(WorkflowTest, HooksSwitchTheDatabaseBranchOnCheckout) {
   ASSERT_EQ(patched.status, 200) << patched.body.dump();
   std::string short_expiry = patched.body["status"]["expire_time"];
   ASSERT_EQ(Sh(dir, "git checkout -q feature/Login-Page").rc, 0);
-  EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), feature_url);
+  EXPECT_EQ(WithoutPasswords(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL")), feature_url);
   std::string renewed = GetBranch("feature-login-page")["status"]["expire_time"];
   EXPECT_GT(renewed, short_expiry);
 
@@ -230,16 +259,17 @@ TEST_F(WorkflowTest, HooksSwitchTheDatabaseBranchOnCheckout) {
   ShRun twin = Sh(dir, "git checkout -q -b feature-login-page");
   ASSERT_EQ(twin.rc, 0) << twin.err;
   ASSERT_FALSE(GetBranch(twin_id).is_null()) << twin_id << "; hook said: " << twin.err;
-  EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), UrlOf(twin_id));
+  EXPECT_EQ(WithoutPasswords(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL")), UrlOf(twin_id));
   EXPECT_NE(UrlOf(twin_id), feature_url);
   ASSERT_EQ(Sh(dir, "git checkout -q feature/Login-Page").rc, 0);
-  EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), feature_url) << "each keeps its own";
+  EXPECT_EQ(WithoutPasswords(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL")), feature_url)
+      << "each keeps its own";
 
   // A name that needs the whole mapping.
   ShRun lg = Sh(dir, "git checkout -q -b " + Quote(long_git));
   ASSERT_EQ(lg.rc, 0) << lg.err;
   EXPECT_FALSE(GetBranch(long_id).is_null()) << long_id << "; hook said: " << lg.err;
-  EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), UrlOf(long_id));
+  EXPECT_EQ(WithoutPasswords(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL")), UrlOf(long_id));
   ShRun st = Sh(dir, "arbor git status");
   EXPECT_EQ(st.rc, 0) << st.err;
   EXPECT_NE(st.out.find(long_id), std::string::npos) << st.out;
@@ -254,7 +284,8 @@ TEST_F(WorkflowTest, HooksSwitchTheDatabaseBranchOnCheckout) {
   for (std::string l; std::getline(err_lines, l);) arbor_lines += l.rfind("arbor:", 0) == 0;
   EXPECT_EQ(arbor_lines, 1) << down.err;
   EXPECT_NE(down.err.find("arbor: warning:"), std::string::npos) << down.err;
-  EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), UrlOf(long_id)) << "left as it was";
+  EXPECT_EQ(WithoutPasswords(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL")), UrlOf(long_id))
+      << "left as it was";
 
   // Uninstall puts back exactly what was there.
   ShRun un = Sh(dir, "arbor git uninstall");
@@ -289,7 +320,8 @@ TEST_F(WorkflowTest, HooksFollowCoreHooksPathAndInstallTwiceChangesNothing) {
                 .rc,
             0);
   EXPECT_TRUE(fs::is_symlink(dir + "/config/app.env"));
-  EXPECT_EQ(Slurp(dir + "/shared/app.env"), "A=1\nPG_URL=" + UrlOf("hp-topic") + "\n");
+  EXPECT_EQ(WithoutPasswords(Slurp(dir + "/shared/app.env")),
+            "A=1\nPG_URL=" + UrlOf("hp-topic") + "\n");
 
   // A merge runs the team's hook first (its status is git's to report), then Arbor's.
   ShRun merge = Sh(dir,
@@ -298,7 +330,8 @@ TEST_F(WorkflowTest, HooksFollowCoreHooksPathAndInstallTwiceChangesNothing) {
   EXPECT_EQ(merge.rc, 0) << merge.err;
   EXPECT_EQ(Slurp(dir + "/merge.log"), "merged\n");
   EXPECT_NE(merge.err.find("database branch production"), std::string::npos) << merge.err;
-  EXPECT_EQ(Slurp(dir + "/shared/app.env"), "A=1\nPG_URL=" + UrlOf("production") + "\n");
+  EXPECT_EQ(WithoutPasswords(Slurp(dir + "/shared/app.env")),
+            "A=1\nPG_URL=" + UrlOf("production") + "\n");
 
   ASSERT_EQ(Sh(dir, "arbor git uninstall").rc, 0);
   EXPECT_EQ(Slurp(dir + "/.githooks/post-merge"), team_hook);
@@ -375,7 +408,7 @@ TEST_F(WorkflowTest, HostileArborTomlCannotWriteOutsideRepo) {
       // Nothing to refuse: the env file itself is written, and only it.
       EXPECT_EQ(lines[0].rfind("arbor: git branch evil-tmp -> database branch evil-tmp", 0), 0u)
           << co.err;
-      EXPECT_EQ(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL"), UrlOf("evil-tmp"));
+      EXPECT_EQ(WithoutPasswords(EnvVar(Slurp(dir + "/.env"), "DATABASE_URL")), UrlOf("evil-tmp"));
       EXPECT_FALSE(fs::is_symlink(dir + "/.env"));
       EXPECT_TRUE(fs::is_symlink(dir + "/.env.arbor-tmp"));
     } else {
@@ -465,9 +498,9 @@ TEST_F(WorkflowTest, CiBranchIsIdempotentAndResetReturnsToTheParent) {
   std::string uid = GetBranch("ci-pr-7")["uid"];
   ShRun second = Sh(tmp.path(), "arbor ci branch --name ci-pr-7 --parent ci-parent --ttl 2h");
   ASSERT_EQ(second.rc, 0) << second.err;
-  EXPECT_EQ(first.out, second.out);
+  EXPECT_EQ(WithoutPasswords(first.out), WithoutPasswords(second.out));
   EXPECT_EQ(GetBranch("ci-pr-7")["uid"], uid) << "the same branch";
-  EXPECT_EQ(first.out, "export DATABASE_URL=" + Quote(UrlOf("ci-pr-7")) + "\n");
+  EXPECT_EQ(WithoutPasswords(first.out), "export DATABASE_URL=" + Quote(UrlOf("ci-pr-7")) + "\n");
 
   // dotenv form, then the URL works.
   ShRun dotenv = Sh(tmp.path(), "arbor ci branch --name ci-pr-7 --format dotenv");
@@ -480,10 +513,16 @@ TEST_F(WorkflowTest, CiBranchIsIdempotentAndResetReturnsToTheParent) {
   ShRun reset = Sh(tmp.path(), "arbor ci branch --name ci-pr-7 --reset --format github",
                    "GITHUB_ENV=" + Quote(tmp.path() + "/github_env"));
   ASSERT_EQ(reset.rc, 0) << reset.err;
-  EXPECT_EQ(Slurp(tmp.path() + "/github_env"), "DATABASE_URL=" + url + "\n");
+  EXPECT_EQ(WithoutPasswords(Slurp(tmp.path() + "/github_env")),
+            "DATABASE_URL=" + WithoutPasswords(url) + "\n");
+  // The job's log masks the password it wrote.
+  std::string reset_url = EnvVar(Slurp(tmp.path() + "/github_env"), "DATABASE_URL");
+  std::string reset_pw = reset_url.substr(reset_url.find(':', 13) + 1);
+  reset_pw = reset_pw.substr(0, reset_pw.find('@'));
+  EXPECT_NE(reset.out.find("::add-mask::" + reset_pw), std::string::npos) << reset.out;
   EXPECT_EQ(GetBranch("ci-pr-7")["uid"], uid);
   daemon_->StartEndpoint("ci-pr-7");
-  EXPECT_EQ(Pg(url).One("select count(*) from ci_t"), "1") << "the row inserted is gone";
+  EXPECT_EQ(Pg(reset_url).One("select count(*) from ci_t"), "1") << "the row inserted is gone";
 
   ShRun c1 = Sh(tmp.path(), "arbor ci cleanup --name ci-pr-7");
   EXPECT_EQ(c1.rc, 0) << c1.err;
@@ -519,6 +558,10 @@ create trigger trg before insert on wf.items for each row execute function wf.tr
 alter table wf.items enable row level security;
 create policy pol on wf.items using (qty > 0);
 create role wf_reader nologin;
+-- owner is no superuser: giving an object away needs membership in the new owner's role,
+-- and the new owner needs CREATE on the object's schema.
+grant wf_reader to owner;
+grant create on schema wf to wf_reader;
 create table wf.acl (k int, v text);
 grant select on wf.acl to wf_reader;
 grant update (v) on wf.acl to wf_reader;
@@ -649,7 +692,8 @@ TEST_F(WorkflowTest, DiffFindsEveryKindOfChangeAndNothingBetweenEqualBranches) {
     EXPECT_EQ(find("column", "wf.acl.v")["fields"]["privileges"]["to"], "") << j.out;
     json f = find("function", "wf.f(a integer)")["fields"]["privileges"];
     EXPECT_EQ(f["to"], "public: EXECUTE revoked") << f.dump();
-    EXPECT_EQ(find("schema", "wf")["fields"]["privileges"]["to"], "wf_reader: USAGE") << j.out;
+    EXPECT_EQ(find("schema", "wf")["fields"]["privileges"]["to"], "wf_reader: CREATE, USAGE")
+        << j.out;
   }
   // Nothing else: the objects that did not change are not listed.
   EXPECT_TRUE(find("table", "wf.items").is_null()) << j.out;
