@@ -67,7 +67,9 @@ ApiClient::ApiClient(ClientOptions options) : options_(std::move(options)) {}
 Result<Json> ApiClient::Call(const char* method, const std::string& path, const Json* body) const {
   std::string host_port, prefix;
   ARBOR_RETURN_IF_ERROR(SplitBaseUrl(options_.base_url, &host_port, &prefix));
-  std::string full_path = prefix + kApiRoot + path;
+  // Paths are relative to /api/2.0/postgres/, except Arbor's own ("/tokens": /api/2.0/tokens).
+  std::string full_path =
+      path.rfind('/', 0) == 0 ? prefix + "/api/2.0" + path : prefix + kApiRoot + path;
   std::string where = std::string(method) + " " + full_path;
 
   httplib::Client http(host_port);
@@ -290,6 +292,26 @@ Result<Role> ApiClient::ResetRolePassword(const BranchName& branch, const std::s
   Json body = Json::object();
   return CallAs<Role>("POST", BranchPath(branch) + "/roles/" + role + ":reset_password", &body,
                       "role");
+}
+
+Result<ApiToken> ApiClient::CreateApiToken(const ApiTokenRequest& request) const {
+  Json body{{"name", request.name}, {"role", request.role}};
+  if (!request.project.empty()) body["project"] = request.project;
+  if (request.ttl_s) body["ttl"] = std::to_string(*request.ttl_s) + "s";
+  return CallAs<ApiToken>("POST", "/tokens", &body, "token");
+}
+
+Result<std::vector<ApiToken>> ApiClient::ListApiTokens() const {
+  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET", "/tokens", nullptr));
+  std::vector<ApiToken> out;
+  Status st = FromJsonList(j, "tokens", &out);
+  if (!st.ok())
+    return Status::Internal("the Arbor API's token list is not as documented: " + st.message());
+  return out;
+}
+
+Status ApiClient::RevokeApiToken(const std::string& name) const {
+  return Call("DELETE", "/tokens/" + name, nullptr).status();
 }
 
 Result<Credential> ApiClient::GenerateCredential(const CredentialRequest& request) const {

@@ -91,6 +91,11 @@ class ApiClient {
   [[nodiscard]] Result<Role> ResetRolePassword(const BranchName& branch,
                                                const std::string& role) const;
 
+  // ---- API tokens (/api/2.0/tokens) ----
+  [[nodiscard]] Result<ApiToken> CreateApiToken(const ApiTokenRequest& request) const;
+  [[nodiscard]] Result<std::vector<ApiToken>> ListApiTokens() const;
+  [[nodiscard]] Status RevokeApiToken(const std::string& name) const;
+
   // ---- credentials ----
   [[nodiscard]] Result<Credential> GenerateCredential(const CredentialRequest& request) const;
 

@@ -10,6 +10,8 @@ const char* ErrorCodeFor(Code code) {
       return "FAILED_PRECONDITION";
     case Code::kOutOfRange:
       return "OUT_OF_RANGE";
+    case Code::kPermissionDenied:
+      return "PERMISSION_DENIED";
     case Code::kNotFound:
       return "RESOURCE_DOES_NOT_EXIST";
     case Code::kAlreadyExists:
@@ -28,6 +30,8 @@ int HttpStatusFor(Code code) {
     case Code::kFailedPrecondition:
     case Code::kOutOfRange:
       return 400;
+    case Code::kPermissionDenied:
+      return 403;
     case Code::kNotFound:
       return 404;
     case Code::kAlreadyExists:
@@ -45,6 +49,7 @@ Code CodeForError(std::string_view error_code, int http_status) {
   if (error_code == "FAILED_PRECONDITION") return Code::kFailedPrecondition;
   if (error_code == "UNAUTHENTICATED") return Code::kFailedPrecondition;
   if (error_code == "OUT_OF_RANGE") return Code::kOutOfRange;
+  if (error_code == "PERMISSION_DENIED") return Code::kPermissionDenied;
   if (error_code == "RESOURCE_DOES_NOT_EXIST") return Code::kNotFound;
   if (error_code == "RESOURCE_ALREADY_EXISTS") return Code::kAlreadyExists;
   if (error_code == "TEMPORARILY_UNAVAILABLE") return Code::kResourceExhausted;

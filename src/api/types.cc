@@ -308,6 +308,14 @@ Json ToJson(const Credential& v) {
   if (!v.role.empty()) j["role"] = v.role;
   return j;
 }
+Json ToJson(const ApiToken& v) {
+  Json j{{"name", v.name}, {"role", v.role}, {"create_time", FormatTime(v.create_time_us)}};
+  if (v.project) j["project"] = *v.project;
+  if (v.expire_time_us) j["expire_time"] = FormatTime(v.expire_time_us);
+  if (v.token) j["token"] = *v.token;
+  return j;
+}
+
 Json ToJson(const Role& v) {
   Json j{{"name", v.name},
          {"create_time", FormatTime(v.create_time_us)},
@@ -348,6 +356,17 @@ Status FromJson(const Json& j, Credential* out, std::string_view where) {
   r.String("role", &out->role);
   return r.status();
 }
+Status FromJson(const Json& j, ApiToken* out, std::string_view where) {
+  Reader r(j, where);
+  r.String("name", &out->name, true);
+  r.String("role", &out->role, true);
+  r.String("project", &out->project);
+  r.Time("create_time", &out->create_time_us, true);
+  r.Time("expire_time", &out->expire_time_us, false);
+  r.String("token", &out->token);
+  return r.status();
+}
+
 Status FromJson(const Json& j, Role* out, std::string_view where) {
   Reader r(j, where);
   r.String("name", &out->name, true);
@@ -414,6 +433,7 @@ template Status FromJsonList(const Json&, std::string_view, std::vector<Project>
 template Status FromJsonList(const Json&, std::string_view, std::vector<Branch>*);
 template Status FromJsonList(const Json&, std::string_view, std::vector<Endpoint>*);
 template Status FromJsonList(const Json&, std::string_view, std::vector<Role>*);
+template Status FromJsonList(const Json&, std::string_view, std::vector<ApiToken>*);
 
 Result<Json> ParseJsonObject(std::string_view text, std::string_view what) {
   Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);

@@ -101,6 +101,22 @@ struct Credential {
   std::string role;  // the role it logs in as
 };
 
+// POST /api/2.0/tokens, and its answer (`token` only there, shown once).
+struct ApiTokenRequest {
+  std::string name;
+  std::string role;     // admin, developer or viewer
+  std::string project;  // a project id; empty: every project
+  std::optional<int64_t> ttl_s;
+};
+struct ApiToken {
+  std::string name;
+  std::string role;
+  std::optional<std::string> project;  // projects/P
+  int64_t create_time_us = 0;
+  int64_t expire_time_us = 0;  // 0: never
+  std::optional<std::string> token;
+};
+
 // A login role of a branch: projects/P/branches/B/roles/R.
 struct Role {
   std::string name;           // the full resource name
@@ -152,6 +168,7 @@ Json ToJson(const Endpoint& v);
 Json ToJson(const CredentialRequest& v);
 Json ToJson(const Credential& v);
 Json ToJson(const Role& v);
+Json ToJson(const ApiToken& v);
 Json ToJson(const PointInTime& v);
 Json ToJson(const RestoreResult& v);
 Json ToJson(const ServerStatus& v);
@@ -172,6 +189,7 @@ Json ToJson(const ApiError& v);
                               std::string_view where = "credential");
 [[nodiscard]] Status FromJson(const Json& j, PointInTime* out, std::string_view where = "body");
 [[nodiscard]] Status FromJson(const Json& j, Role* out, std::string_view where = "role");
+[[nodiscard]] Status FromJson(const Json& j, ApiToken* out, std::string_view where = "token");
 [[nodiscard]] Status FromJson(const Json& j, RestoreResult* out, std::string_view where = "body");
 [[nodiscard]] Status FromJson(const Json& j, ServerStatus* out, std::string_view where = "status");
 [[nodiscard]] Status FromJson(const Json& j, ApiError* out, std::string_view where = "error");

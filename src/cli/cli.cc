@@ -718,6 +718,63 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   rlist->add_option("branch", *role_branch, "the branch")->required();
   OnRun(rlist, action, [&s, role_branch] { return CmdRoleList(s, *role_branch); });
 
+  // token
+  auto* token = app.add_subcommand("token", "API tokens for a team: admin, developer or viewer");
+  token->require_subcommand(1);
+  token->footer(
+      "A developer token changes unprotected branches and reads the rest of its project; a\n"
+      "viewer token only reads. ARBOR_TOKEN selects the token the CLI uses.\n"
+      "Examples:\n  arbor token create ci --role developer --project default --ttl 30d\n"
+      "  arbor token list\n  arbor token revoke ci");
+  auto tcreate_opts = std::make_shared<std::array<std::string, 4>>();
+  auto* tcreate = token->add_subcommand("create", "Make a token; prints it once");
+  tcreate->add_option("name", (*tcreate_opts)[0], "the token's name")->required();
+  tcreate->add_option("--role", (*tcreate_opts)[1], "admin, developer or viewer")
+      ->required()
+      ->check(CLI::IsMember({"admin", "developer", "viewer"}));
+  tcreate->add_option("--project", (*tcreate_opts)[2], "limit it to this project");
+  tcreate->add_option("--ttl", (*tcreate_opts)[3], "how long it lives (default: until revoked)");
+  OnRun(tcreate, action, [&s, tcreate_opts]() -> Status {
+    api::ApiTokenRequest req;
+    req.name = (*tcreate_opts)[0];
+    req.role = (*tcreate_opts)[1];
+    req.project = (*tcreate_opts)[2];
+    if (!(*tcreate_opts)[3].empty()) req.ttl_s = OrUsage(ParseDurationArg((*tcreate_opts)[3]));
+    ARBOR_ASSIGN_OR_RETURN(api::ApiToken t, s.Client().CreateApiToken(req));
+    if (s.Json()) {
+      s.PrintJson(api::ToJson(t));
+    } else {
+      s.Print(t.token.value_or("") + "\n");
+      *s.io->err << "arbor: token " << t.name << " (" << t.role
+                 << (t.project ? ", " + *t.project : std::string(", every project"))
+                 << "); it is shown this once\n";
+    }
+    return Status::Ok();
+  });
+  auto* tlist = token->add_subcommand("list", "List tokens (never the tokens themselves)");
+  OnRun(tlist, action, [&s]() -> Status {
+    ARBOR_ASSIGN_OR_RETURN(std::vector<api::ApiToken> tokens, s.Client().ListApiTokens());
+    if (s.Json()) {
+      s.PrintJson(api::ToJsonList("tokens", tokens));
+      return Status::Ok();
+    }
+    std::vector<Row> rows;
+    for (const auto& t : tokens) {
+      rows.push_back({t.name, t.role, t.project.value_or("every project"),
+                      t.expire_time_us ? api::FormatTime(t.expire_time_us) : "never"});
+    }
+    s.Print(RenderTable({"NAME", "ROLE", "PROJECT", "EXPIRES"}, rows));
+    return Status::Ok();
+  });
+  auto trevoke_name = std::make_shared<std::string>();
+  auto* trevoke = token->add_subcommand("revoke", "Revoke a token: it stops working at once");
+  trevoke->add_option("name", *trevoke_name, "the token's name")->required();
+  OnRun(trevoke, action, [&s, trevoke_name]() -> Status {
+    ARBOR_RETURN_IF_ERROR(s.Client().RevokeApiToken(*trevoke_name));
+    if (!s.Json()) s.Print("Revoked token " + *trevoke_name + "\n");
+    return Status::Ok();
+  });
+
   auto* endpoint = app.add_subcommand("endpoint", "Start, stop and list computes");
   endpoint->require_subcommand(1);
   endpoint->footer("Examples:\n  arbor endpoint list\n  arbor endpoint start dev");

@@ -16,6 +16,8 @@ const char* CodeName(Code code) {
       return "FailedPrecondition";
     case Code::kOutOfRange:
       return "OutOfRange";
+    case Code::kPermissionDenied:
+      return "PermissionDenied";
     case Code::kResourceExhausted:
       return "ResourceExhausted";
     case Code::kCorruption:

@@ -16,6 +16,7 @@ enum class Code {
   kNotFound,
   kAlreadyExists,
   kFailedPrecondition,  // the request is well formed, but the state forbids it
+  kPermissionDenied,    // the caller may not do this (its token's role or project)
   kOutOfRange,          // a seq or time outside what is kept
   kResourceExhausted,   // e.g. the disk is full
   kCorruption,          // stored data is not what we wrote
@@ -41,6 +42,9 @@ class [[nodiscard]] Status {
     return {Code::kFailedPrecondition, std::move(m)};
   }
   static Status OutOfRange(std::string m) { return {Code::kOutOfRange, std::move(m)}; }
+  static Status PermissionDenied(std::string m) {
+    return {Code::kPermissionDenied, std::move(m)};
+  }
   static Status ResourceExhausted(std::string m) {
     return {Code::kResourceExhausted, std::move(m)};
   }

@@ -10,6 +10,7 @@
 #include "api/names.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "control/access.h"
 #include "proxy/auth/token.h"
 
 namespace arbor::control {
@@ -27,6 +28,11 @@ Result<uint64_t> ParseLsn(std::string_view text) {
 }
 std::string FormatLsn(uint64_t lsn) { return api::FormatLsn(Lsn(lsn)); }
 const std::string kPrefix = "/api/2.0/postgres/";
+const std::string kTokensPath = "/api/2.0/tokens";
+
+// The caller of the request this thread serves: cpp-httplib runs a request's pre-routing and
+// its handler on one thread, and the pre-routing handler sets this before anything else.
+thread_local Principal g_caller;
 
 // The single place where a Status becomes an HTTP answer.
 void SendError(httplib::Response& res, const Status& st) {
@@ -41,6 +47,9 @@ void SendError(httplib::Response& res, const Status& st) {
       break;
     case Code::kOutOfRange:
       http = 400, code = "OUT_OF_RANGE";
+      break;
+    case Code::kPermissionDenied:
+      http = 403, code = "PERMISSION_DENIED";
       break;
     case Code::kNotFound:
       http = 404, code = "RESOURCE_DOES_NOT_EXIST";
@@ -185,29 +194,112 @@ void ApiServer::Stop() {
   if (http_) http_->stop();
 }
 
+Result<Principal> ApiServer::Authenticate(const std::string& header) const {
+  const std::string home_hint = " (the admin token is in " + info_.data_dir + "/admin-token)";
+  if (header.rfind("Bearer ", 0) != 0) {
+    return Status::PermissionDenied("missing token: send Authorization: Bearer <token>" +
+                                    home_hint);
+  }
+  std::string got = header.substr(7);
+  // Constant-time comparison: the admin token is a secret.
+  unsigned diff = got.size() != token_.size();
+  for (size_t i = 0; i < token_.size(); ++i) diff |= (i < got.size() ? got[i] : 0) ^ token_[i];
+  if (diff == 0) return Principal{"admin-token", AccessRole::kAdmin, ""};
+  auto t = engine_->FindApiToken(got, WallMicros());
+  if (!t.ok()) return Status::PermissionDenied("wrong token: " + t.status().message() + home_hint);
+  return Principal{t->name, t->role, t->project};
+}
+
+Status ApiServer::AuthorizeRequest(const httplib::Request& req) const {
+  const Principal& who = g_caller;
+  if (req.path.rfind(kTokensPath, 0) == 0) {
+    return Authorize(who, Action::kManageTokens, "", false, "manage API tokens");
+  }
+  if (req.path.rfind(kPrefix, 0) != 0) return Status::Ok();  // no such route: a 404 follows
+  std::string rest = req.path.substr(kPrefix.size());
+  std::vector<std::string> parts;
+  for (size_t pos = 0; pos <= rest.size();) {
+    size_t slash = rest.find('/', pos);
+    parts.push_back(rest.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos));
+    if (slash == std::string::npos) break;
+    pos = slash + 1;
+  }
+  const std::string& m = req.method;
+  // A branch's protection decides what a developer may do to it.
+  auto on_branch = [&](Action a, const std::string& project, std::string branch,
+                       const std::string& verb) {
+    branch = branch.substr(0, branch.find(':'));
+    auto b = engine_->GetBranch(project, branch);
+    bool is_protected = b.ok() && b->is_protected;
+    return Authorize(who, a, project, is_protected,
+                     verb + " projects/" + project + "/branches/" + branch);
+  };
+  if (parts[0] == "status") return Status::Ok();
+  if (parts[0] == "credentials") {
+    auto body = json::parse(req.body, nullptr, false);
+    std::string name = body.is_object() ? body.value("endpoint", "") : "";
+    auto e = api::ParseEndpointName(name);
+    if (!e.ok()) return Status::Ok();  // the handler answers the bad request
+    return on_branch(Action::kCredentials, e->project, e->branch, "get credentials for");
+  }
+  if (parts[0] != "projects") return Status::Ok();
+  if (parts.size() == 1) {
+    if (m == "GET") return Status::Ok();  // the list shows what the caller may see
+    return Authorize(who, Action::kCreateProject, "", false, "create projects");
+  }
+  const std::string& project = parts[1];
+  if (parts.size() == 2) {
+    if (m == "GET") return Authorize(who, Action::kRead, project, false, "read projects/" + project);
+    return Authorize(who, Action::kAdminProject, project, false,
+                     "change or delete projects/" + project);
+  }
+  if (m == "GET") return Authorize(who, Action::kRead, project, false, "read projects/" + project);
+  if (parts[2] != "branches") return Status::Ok();
+  if (parts.size() == 3) {
+    // A new branch, from any parent (branching production is the point); protecting it is
+    // an admin's decision.
+    auto body = json::parse(req.body, nullptr, false);
+    bool protect = body.is_object() && body.contains("spec") && body["spec"].is_object() &&
+                   body["spec"].value("is_protected", false);
+    if (protect) {
+      return Authorize(who, Action::kProtect, project, false,
+                       "create a protected branch in projects/" + project);
+    }
+    return Authorize(who, Action::kChange, project, false, "create branches in projects/" + project);
+  }
+  const std::string& branch = parts[3];
+  if (parts.size() == 4) {
+    if (m == "PATCH" && req.get_param_value("update_mask").find("is_protected") != std::string::npos) {
+      return on_branch(Action::kProtect, project, branch, "protect or unprotect");
+    }
+    std::string verb = m == "DELETE" ? "delete" : m == "PATCH" ? "change" : "change";
+    if (branch.find(":reset") != std::string::npos) verb = "reset";
+    if (branch.find(":restore") != std::string::npos) verb = "restore";
+    return on_branch(Action::kChange, project, branch, verb);
+  }
+  bool password = parts.size() >= 6 && parts[4] == "roles" &&
+                  parts[5].find(":reset_password") != std::string::npos;
+  if (password) return on_branch(Action::kCredentials, project, branch, "reset role passwords of");
+  return on_branch(Action::kChange, project, branch, "change the " + parts[4] + " of");
+}
+
 void ApiServer::Routes() {
   Engine* eng = engine_;
   httplib::Server& s = *http_;
 
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    std::string want = "Bearer " + token_;
-    const std::string& got = req.get_header_value("Authorization");
-    // Constant-time comparison: the token is a secret.
-    unsigned diff = got.size() != want.size();
-    for (size_t i = 0; i < want.size(); ++i) diff |= (i < got.size() ? got[i] : 0) ^ want[i];
-    if (diff) {
-      SendError(res, Status(Code::kInvalidArgument, ""));
+    auto who = Authenticate(req.get_header_value("Authorization"));
+    if (!who.ok()) {
       res.status = 401;
-      res.set_content(json{{"error_code", "UNAUTHENTICATED"},
-                           {"message",
-                            "missing or wrong token: use the admin token in "
-                            "$ARBOR_HOME/admin-token"}}
+      res.set_content(json{{"error_code", "UNAUTHENTICATED"}, {"message", who.status().message()}}
                           .dump(),
                       "application/json");
       return httplib::Server::HandlerResponse::Handled;
     }
+    g_caller = *who;
     return httplib::Server::HandlerResponse::Unhandled;
-  });  // A body larger than any request needs is refused before it is read.
+  });
+  // A body larger than any request needs is refused before it is read.
   s.set_payload_max_length(1 << 20);
   s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     SendError(res, Status::Internal("unexpected error while handling the request"));
@@ -276,10 +368,12 @@ void ApiServer::Routes() {
   };
 
   // Wraps a handler: a Status it returns becomes the error answer.
+  // Every handler runs only once the caller is allowed to (AuthorizeRequest).
   using Handler = std::function<Status(const httplib::Request&, httplib::Response&)>;
-  auto wrap = [](Handler h) {
-    return [h](const httplib::Request& req, httplib::Response& res) {
-      Status st = h(req, res);
+  auto wrap = [this](Handler h) {
+    return [this, h](const httplib::Request& req, httplib::Response& res) {
+      Status st = AuthorizeRequest(req);
+      if (st.ok()) st = h(req, res);
       if (!st.ok()) SendError(res, st);
     };
   };
@@ -315,7 +409,9 @@ void ApiServer::Routes() {
   s.Get(kPrefix + "projects",
         wrap([eng, project_json](const httplib::Request&, httplib::Response& res) {
           json list = json::array();
-          for (const auto& p : eng->ListProjects()) list.push_back(project_json(p));
+          for (const auto& p : eng->ListProjects()) {
+            if (g_caller.project.empty() || g_caller.project == p.id) list.push_back(project_json(p));
+          }
           SendJson(res, {{"projects", list}});
           return Status::Ok();
         }));
@@ -631,6 +727,52 @@ void ApiServer::Routes() {
            SendJson(res, j);
            return Status::Ok();
          }));
+
+  // ---- API tokens (outside /postgres/: they are Arbor's own) ----
+  auto token_json = [](const ApiTokenRecord& t) {
+    json j{{"name", t.name},
+           {"role", AccessRoleName(t.role)},
+           {"create_time", FormatTime(t.create_time_us)}};
+    if (!t.project.empty()) j["project"] = "projects/" + t.project;
+    if (t.expire_time_us) j["expire_time"] = FormatTime(t.expire_time_us);
+    return j;
+  };
+  s.Post(kTokensPath, wrap([eng, token_json](const httplib::Request& req, httplib::Response& res) {
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(body, {"name", "role", "project", "ttl"}, "body"));
+           ARBOR_ASSIGN_OR_RETURN(auto name, Field<std::string>(body, "name", "body"));
+           ARBOR_ASSIGN_OR_RETURN(auto role, Field<std::string>(body, "role", "body"));
+           ARBOR_ASSIGN_OR_RETURN(auto project, Field<std::string>(body, "project", "body"));
+           ARBOR_ASSIGN_OR_RETURN(auto ttl, Field<std::string>(body, "ttl", "body"));
+           if (!name) return Status::InvalidArgument("name is required");
+           auto access = ParseAccessRole(role.value_or(""));
+           if (!access) {
+             return Status::InvalidArgument("role must be admin, developer or viewer");
+           }
+           std::string project_id = project.value_or("");
+           if (project_id.rfind("projects/", 0) == 0) project_id = project_id.substr(9);
+           int64_t ttl_s = 0;
+           if (ttl) {
+             ARBOR_ASSIGN_OR_RETURN(ttl_s, ParseDuration(*ttl));
+           }
+           ARBOR_ASSIGN_OR_RETURN(auto made, eng->CreateApiToken(*name, *access, project_id, ttl_s));
+           json j = token_json(made.first);
+           j["token"] = made.second;  // shown this once; only its hash is kept
+           SendJson(res, j);
+           return Status::Ok();
+         }));
+  s.Get(kTokensPath, wrap([eng, token_json](const httplib::Request&, httplib::Response& res) {
+          json list = json::array();
+          for (const auto& t : eng->ListApiTokens()) list.push_back(token_json(t));
+          SendJson(res, {{"tokens", list}});
+          return Status::Ok();
+        }));
+  s.Delete(kTokensPath + "/([^/:]+)",
+           wrap([eng](const httplib::Request& req, httplib::Response& res) {
+             ARBOR_RETURN_IF_ERROR(eng->RevokeApiToken(req.matches[1]));
+             SendJson(res, json::object());
+             return Status::Ok();
+           }));
 
   s.Post(
       kPrefix + "credentials",

@@ -5,10 +5,12 @@
 #include <string>
 
 #include "common/status.h"
+#include "control/access.h"
 #include "control/engine.h"
 
 namespace httplib {
 class Server;
+struct Request;
 }
 namespace arbor::proxy::auth {
 class TokenSigner;
@@ -45,6 +47,12 @@ class ApiServer {
 
  private:
   void Routes();
+  // The caller of a request from its Authorization header: the admin token, or an API token.
+  // PermissionDenied (answered 401) with what is wrong and where the admin token is.
+  Result<Principal> Authenticate(const std::string& header) const;
+  // Whether the caller (set by the pre-routing handler) may make this request; the one
+  // place where the rules of access.h meet the routes.
+  Status AuthorizeRequest(const httplib::Request& req) const;
   Engine* engine_;
   const proxy::auth::TokenSigner* tokens_;
   std::string token_;

@@ -92,7 +92,36 @@ json ToJson(const EndpointRecord& e) {
           {"running", e.running}};
 }
 
+json ToJson(const ApiTokenRecord& t) {
+  return {{"name", t.name},
+          {"role", AccessRoleName(t.role)},
+          {"project", t.project},
+          {"project_uid", t.project_uid},
+          {"hash", t.hash},
+          {"create_time_us", t.create_time_us},
+          {"expire_time_us", t.expire_time_us}};
+}
+
 }  // namespace
+
+const char* AccessRoleName(AccessRole role) {
+  switch (role) {
+    case AccessRole::kAdmin:
+      return "admin";
+    case AccessRole::kDeveloper:
+      return "developer";
+    case AccessRole::kViewer:
+      return "viewer";
+  }
+  return "viewer";
+}
+
+std::optional<AccessRole> ParseAccessRole(const std::string& name) {
+  if (name == "admin") return AccessRole::kAdmin;
+  if (name == "developer") return AccessRole::kDeveloper;
+  if (name == "viewer") return AccessRole::kViewer;
+  return std::nullopt;
+}
 
 std::string NewUid(const std::string& prefix) {
   return prefix + "-" + RandomChars(16, "0123456789abcdef");
@@ -136,6 +165,20 @@ BranchRecord BranchFrom(const json& b) {
   r.is_protected = b.at("is_protected");
   r.owner_ready = b.value("owner_ready", false);
   return r;
+}
+
+ApiTokenRecord ApiTokenFrom(const json& j) {
+  ApiTokenRecord t;
+  t.name = j.at("name");
+  auto role = ParseAccessRole(j.at("role"));
+  if (!role) throw std::runtime_error("unknown token role");
+  t.role = *role;
+  t.project = j.at("project");
+  t.project_uid = j.at("project_uid");
+  t.hash = j.at("hash");
+  t.create_time_us = j.at("create_time_us");
+  t.expire_time_us = j.at("expire_time_us");
+  return t;
 }
 
 RoleRecord RoleFrom(const json& j) {
@@ -185,6 +228,9 @@ Result<Catalog> Catalog::Load(const storage::Store& store) {
       } else if (key.rfind("endpoint/", 0) == 0) {
         EndpointRecord r = EndpointFrom(j);
         c.endpoints[{r.project, r.branch, r.id}] = r;
+      } else if (key.rfind("apitoken/", 0) == 0) {
+        ApiTokenRecord t = ApiTokenFrom(j);
+        c.api_tokens[t.name] = t;
       } else if (key.rfind("role/", 0) == 0) {
         RoleRecord r = RoleFrom(j);
         c.roles[{r.project, r.branch, r.name}] = r;
@@ -211,6 +257,12 @@ storage::MetaWrite Catalog::Put(const RoleRecord& r) {
 storage::MetaWrite Catalog::EraseRole(const std::string& project, const std::string& branch,
                                       const std::string& role) {
   return {"role/" + project + "/" + branch + "/" + role, std::nullopt};
+}
+storage::MetaWrite Catalog::Put(const ApiTokenRecord& t) {
+  return {"apitoken/" + t.name, ToJson(t).dump()};
+}
+storage::MetaWrite Catalog::EraseApiToken(const std::string& name) {
+  return {"apitoken/" + name, std::nullopt};
 }
 storage::MetaWrite Catalog::EraseProject(const std::string& project) {
   return {"project/" + project, std::nullopt};

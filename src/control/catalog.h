@@ -66,6 +66,24 @@ struct RoleRecord {
   bool applied = false;
 };
 
+// What an API token may do (docs/security.md): an admin everything (in its project, if it
+// has one), a developer change unprotected branches and read the rest, a viewer only read.
+enum class AccessRole { kAdmin, kDeveloper, kViewer };
+const char* AccessRoleName(AccessRole role);
+std::optional<AccessRole> ParseAccessRole(const std::string& name);
+
+// A scoped API token. Only the SHA-256 of the token is stored; the token is shown once.
+struct ApiTokenRecord {
+  std::string name;
+  AccessRole role = AccessRole::kViewer;
+  std::string project;      // empty: every project
+  std::string project_uid;  // the project's uid when made: a later project of that name is
+                            // another project
+  std::string hash;         // hex SHA-256 of the token
+  int64_t create_time_us = 0;
+  int64_t expire_time_us = 0;  // 0: never
+};
+
 struct EndpointRecord {
   std::string project;
   std::string branch;
@@ -92,6 +110,8 @@ class Catalog {
   static storage::MetaWrite Put(const BranchRecord& b);
   static storage::MetaWrite Put(const EndpointRecord& e);
   static storage::MetaWrite Put(const RoleRecord& r);
+  static storage::MetaWrite Put(const ApiTokenRecord& t);
+  static storage::MetaWrite EraseApiToken(const std::string& name);
   static storage::MetaWrite EraseProject(const std::string& project);
   static storage::MetaWrite EraseBranch(const std::string& project, const std::string& branch);
   static storage::MetaWrite EraseRole(const std::string& project, const std::string& branch,
@@ -105,6 +125,7 @@ class Catalog {
   std::map<std::tuple<std::string, std::string, std::string>, EndpointRecord> endpoints;
   // (project, branch, role)
   std::map<std::tuple<std::string, std::string, std::string>, RoleRecord> roles;
+  std::map<std::string, ApiTokenRecord> api_tokens;  // by name
 };
 
 // "prj-" + 16 hex digits of randomness.

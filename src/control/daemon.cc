@@ -147,6 +147,57 @@ std::string RuntimeDir(const std::string& data_dir, const compute::OsUser& user)
   return data_dir;
 }
 
+// Copies arbor_guard.so from beside the arbor binary into <runtime_dir>/lib, where the compute
+// user can read it (the binary's own directory may be under a home it cannot enter).
+// Returns the copy's path. FailedPrecondition if the module is missing: computes never run
+// without it.
+Result<std::string> InstallGuard(const std::string& runtime_dir) {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return Status::Internal("cannot find the arbor binary: " + ec.message());
+  fs::path source = exe.parent_path() / "arbor_guard.so";
+  if (!fs::exists(source, ec)) {
+    return Status::FailedPrecondition(source.string() +
+                                      " is missing: computes load it; rebuild arbor (make up)");
+  }
+  std::string dir = runtime_dir + "/lib";
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("creating " + dir + ": " + ec.message());
+  chmod(dir.c_str(), 0711);  // reachable; its parent decides who can reach it
+  std::string target = dir + "/arbor_guard.so", tmp = target + ".tmp";
+  fs::remove(tmp, ec);
+  fs::copy_file(source, tmp, fs::copy_options::overwrite_existing, ec);
+  if (ec) return Status::IOError("copying " + source.string() + ": " + ec.message());
+  chmod(tmp.c_str(), 0644);  // no secret; the compute user loads it
+  if (rename(tmp.c_str(), target.c_str()) != 0) {
+    return Status::IOError("installing " + target + ": " + std::strerror(errno));
+  }
+  return target;
+}
+
+// Removes a runtime directory apart from the data directory once nothing is mounted in it:
+// only the files Arbor put there and empty directories, never anything through a mount.
+void RemoveRuntimeDir(const std::string& runtime_dir) {
+  std::ifstream mounts("/proc/mounts");
+  std::string dev, point, rest;
+  while (mounts >> dev >> point && std::getline(mounts, rest)) {
+    if (point.rfind(runtime_dir + "/", 0) == 0) {
+      log::warn("daemon: {} is still mounted; leaving {}", point, runtime_dir);
+      return;
+    }
+  }
+  for (const char* f : {"/run/pg_hba.conf", "/run/pg_ident.conf", "/lib/arbor_guard.so"}) {
+    unlink((runtime_dir + f).c_str());
+  }
+  std::error_code ec;
+  for (const char* sub : {"/mnt", "/run"}) {
+    for (const auto& d : fs::directory_iterator(runtime_dir + sub, ec)) rmdir(d.path().c_str());
+    rmdir((runtime_dir + sub).c_str());
+  }
+  rmdir((runtime_dir + "/lib").c_str());
+  rmdir(runtime_dir.c_str());
+}
+
 std::string ApiUrl(const std::string& host, int port) {
   return "http://" + host + ":" + std::to_string(port);
 }
@@ -353,8 +404,10 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     eo.port_hi = o.port_hi;
     eo.shared_buffers = o.shared_buffers;
     eo.max_connections = o.max_connections;
+    auto guard = InstallGuard(runtime_dir);
+    if (guard.ok()) eo.guard_library = *guard;
     Engine engine(eo, store->get(), mounter.get(), &supervisor);
-    Status st = engine.Open();
+    Status st = guard.ok() ? engine.Open() : guard.status();
     if (st.ok() && !engine.GetProject("default").ok()) {
       log::info("daemon: creating the embedded default project");
       st = engine.CreateProject("default", 86'400).status();
@@ -436,6 +489,7 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     engine.Shutdown();
     mounter.reset();
   }
+  if (runtime_dir != o.data_dir) RemoveRuntimeDir(runtime_dir);
   store->reset();
   close(lock_fd);
   return exit_code;

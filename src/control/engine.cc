@@ -813,6 +813,11 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   spec.listen_addresses = "";
   spec.settings.emplace_back("hba_file", HbaFile());
   spec.settings.emplace_back("ident_file", IdentFile());
+  // Keeps owner's CREATEROLE from reaching the OS (docs/security.md). A command-line setting
+  // outranks postgresql.conf and ALTER SYSTEM, so no branch's files can turn it off.
+  if (!options_.guard_library.empty()) {
+    spec.settings.emplace_back("shared_preload_libraries", options_.guard_library);
+  }
   (void)project;
   plan.owner_ready = b->owner_ready;
   for (const auto& [k, r] : catalog_.roles) {

@@ -53,6 +53,9 @@ struct EngineOptions {
   uint16_t port_hi = 55999;
   std::string shared_buffers = "128MB";
   int max_connections = 100;
+  // The arbor_guard module every compute preloads (src/compute/pg_guard), at a path the
+  // compute user can read. Empty: computes run without it (tests of the engine alone only).
+  std::string guard_library;
   std::chrono::milliseconds start_timeout{120'000};
   std::chrono::milliseconds stop_timeout{60'000};
 };
@@ -178,6 +181,17 @@ class Engine {
   // suspended, before it next lets a client in). NotFound if Arbor holds no password for it.
   [[nodiscard]] Result<std::pair<RoleRecord, std::string>> ResetRolePassword(
       const std::string& project, const std::string& branch, const std::string& name);
+
+  // ---- API tokens (tokens.cc) ----
+  // Makes a token; returns it with its record (the token is never stored, only its hash).
+  // InvalidArgument for a bad name or ttl; NotFound for an unknown project; AlreadyExists.
+  [[nodiscard]] Result<std::pair<ApiTokenRecord, std::string>> CreateApiToken(
+      const std::string& name, AccessRole role, const std::string& project, int64_t ttl_s);
+  std::vector<ApiTokenRecord> ListApiTokens();
+  [[nodiscard]] Status RevokeApiToken(const std::string& name);
+  // The record of `token` if it is one of ours, not expired at `now_us`, and its project (if
+  // any) is still the one it was made for. NotFound otherwise, with what is wrong.
+  [[nodiscard]] Result<ApiTokenRecord> FindApiToken(const std::string& token, int64_t now_us);
 
   // ---- serving connections (the proxy's view) ----
   // Listens on the port of every endpoint now, and of every endpoint made later.

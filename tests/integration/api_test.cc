@@ -115,8 +115,20 @@ TEST_F(ApiTest, BadInputGetsClearErrorsAndChangesNothing) {
   EXPECT_EQ(huge->status, 413);
   EXPECT_NE(huge->body.find("larger than 1 MiB"), std::string::npos);
   // Unknown things.
-  EXPECT_EQ(daemon_->Call("GET", "projects/nope/branches").status, 404);
-  EXPECT_EQ(daemon_->Call("GET", "projects/default/branches/nope").status, 404);
+  // A 404 that any unmatched route would also give proves nothing: the answer must say that
+  // the resource, not the route, is missing.
+  for (const auto& [path, what] : std::vector<std::pair<std::string, std::string>>{
+           {"projects/nope/branches", "project projects/nope does not exist"},
+           {"projects/default/branches/nope",
+            "branch projects/default/branches/nope does not exist"}}) {
+    auto missing = daemon_->Call("GET", path);
+    EXPECT_EQ(missing.status, 404) << path;
+    EXPECT_EQ(missing.body.value("error_code", ""), "RESOURCE_DOES_NOT_EXIST") << path;
+    EXPECT_EQ(missing.body.value("message", ""), what) << path;
+  }
+  auto no_route = daemon_->Call("GET", "projects/default/nothing-here");
+  EXPECT_EQ(no_route.status, 404);
+  EXPECT_EQ(no_route.body.value("error_code", ""), "ENDPOINT_NOT_FOUND");
   auto bad_ttl = daemon_->Call("POST", "projects/default/branches?branch_id=ttl",
                                json{{"spec", {{"ttl", "an hour"}}}});
   EXPECT_EQ(bad_ttl.status, 400);

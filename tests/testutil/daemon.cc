@@ -152,11 +152,20 @@ Daemon::~Daemon() {
     std::fprintf(stderr, "---- the end of the daemon's log ----\n%s\n",
                  Slurp(home_ + "/daemon.out").substr(0, 20000).c_str());
   }
+  std::string runtime = Slurp(home_ + "/runtime-dir");
   Stop();
-  // Whatever a failed test left: postgres processes under our run dir, mounts under mnt/.
-  std::string cmd = "pkill -9 -f -- '" + home_ + "/mnt/' 2>/dev/null";
-  (void)std::system(cmd.c_str());
-  UnmountUnder(home_ + "/");
+  // Whatever a failed test left: postgres processes under our run dir, mounts under mnt/
+  // (in the data directory, or the runtime directory apart from it when the daemon is root).
+  for (const std::string& dir : {home_, runtime}) {
+    if (dir.empty() || dir == "/") continue;
+    std::string cmd = "pkill -9 -f -- '" + dir + "/mnt/' 2>/dev/null";
+    (void)std::system(cmd.c_str());
+    UnmountUnder(dir + "/");
+  }
+  if (!runtime.empty() && runtime != home_ && runtime.rfind("/run/arbor/", 0) == 0) {
+    std::error_code ec;
+    fs::remove_all(runtime, ec);  // nothing is mounted there any more
+  }
   std::error_code ec;
   fs::remove_all(home_, ec);
 }
