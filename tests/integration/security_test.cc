@@ -541,6 +541,46 @@ TEST_F(Security, ExpiredAndOrphanedApiTokensAreRefused) {
   CallAs(admin, "DELETE", "tokens/orphan", json());
 }
 
+// "Existing installations keep working after the upgrade": before roles, every object was
+// made by the superuser postgres. A branch's first start after the upgrade hands them to
+// owner. The same path runs when a branch's catalog is replaced (here by a restore to now),
+// so objects postgres made on it stand in for an old installation's.
+TEST_F(Security, ObjectsOfTheOldSuperuserPassToOwner) {
+  MakeBranch("legacy");
+  {
+    Pg admin(d_->AdminConnect("legacy"));
+    admin.Query(
+        "create table legacy_t(x int primary key); insert into legacy_t values (42);"
+        "create schema legacy_s; create table legacy_s.t2(y serial);"
+        "create sequence legacy_seq; create view legacy_v as select x from legacy_t;"
+        "create function legacy_f() returns int language sql as 'select 7';"
+        "create type legacy_mood as enum ('ok')");
+    admin.Query("create database legacy_db");
+    Pg owner(d_->Connect("legacy"));
+    EXPECT_NE(owner.TryExec("select * from legacy_t"), "") << "postgres's table, not owner's";
+  }
+  auto r = Call("POST", "projects/default/branches/legacy:restore",
+                {{"source_branch_time", testutil::Rfc3339(testutil::NowMicros())}});
+  ASSERT_EQ(r.status, 200) << r.body.dump();
+  std::string backup = r.body.value("backup_branch", "");
+  Pg owner(d_->Connect("legacy"));
+  EXPECT_EQ(owner.One("select x from legacy_t"), "42");
+  EXPECT_EQ(owner.TryExec("insert into legacy_t values (43); alter table legacy_t add z int"), "");
+  EXPECT_EQ(owner.TryExec("insert into legacy_s.t2 default values"), "");
+  EXPECT_EQ(owner.One("select nextval('legacy_seq')"), "1");
+  EXPECT_EQ(owner.One("select count(*) from legacy_v"), "2");
+  EXPECT_EQ(owner.One("select legacy_f()"), "7");
+  EXPECT_EQ(owner.One("select 'ok'::legacy_mood"), "ok");
+  EXPECT_EQ(owner.One("select pg_get_userbyid(datdba) from pg_database where datname = "
+                      "'legacy_db'"),
+            "owner");
+  EXPECT_EQ(owner.One("select pg_get_userbyid(datdba) from pg_database where datname = "
+                      "'postgres'"),
+            "owner");
+  Call("DELETE", "projects/default/branches/legacy");
+  Call("DELETE", backup.substr(backup.find("projects/")));
+}
+
 // `arbor run` keeps a long-running command connected past its first token's life: the
 // PGPASSFILE it gives the command is refreshed before each token expires. (Slow: the shortest
 // token lives five minutes.)
