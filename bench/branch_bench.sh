@@ -28,7 +28,7 @@ rfc3339() { date -u -d "@$(($1 / 1000000))" +%Y-%m-%dT%H:%M:%S.$(printf %06d $((
 
 port_base=$((24000 + RANDOM % 1500))  # below the ephemeral range (32768+)
 bench_daemon branch "$port_base" 61
-conn() { api POST "projects/default/branches/$1/endpoints/primary:start" | jq -r .status.connection_string; }
+conn() { bench_conn "$1"; }
 PROD=$(conn production)
 
 # A native postgres on the host file system, same binaries, for the baselines.

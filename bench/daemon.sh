@@ -22,9 +22,22 @@ bench_daemon() {
 
 bench_cleanup() {
   if declare -F bench_cleanup_extra >/dev/null; then bench_cleanup_extra; fi
+  local runtime
+  runtime=$(cat "$ARBOR_HOME/runtime-dir" 2>/dev/null || true)
   "$ARBOR" down --data-dir "$ARBOR_HOME" >/dev/null 2>&1 || true
-  grep " $work" /proc/mounts | awk '{print $2}' | xargs -r -n1 umount -l 2>/dev/null || true
+  for dir in "$work" ${runtime:+"$runtime"}; do
+    grep " $dir" /proc/mounts | awk '{print $2}' | xargs -r -n1 umount -l 2>/dev/null || true
+  done
   rm -rf "$work"
+}
+
+# The URL of BRANCH's primary endpoint (started first) with a fresh token for owner.
+bench_conn() {
+  local ep token
+  ep=$(api POST "projects/default/branches/$1/endpoints/primary:start")
+  token=$(api POST credentials "{\"endpoint\": $(jq .name <<<"$ep"), \"ttl\": \"3600s\"}" |
+    jq -r .token)
+  jq -r .status.connection_string <<<"$ep" | sed "s|://owner@|://owner:$token@|"
 }
 
 api() {  # METHOD PATH [BODY] -> the answer's body

@@ -30,23 +30,23 @@ ep=$(api POST "projects/default/branches/bench/endpoints?endpoint_id=primary" \
   '{"spec":{"no_suspension":true}}')
 port=$(jq -r .status.port <<<"$ep")
 uid=$(jq -r .uid <<<"$ep")
-password=$(jq -r .status.connection_string <<<"$ep" | sed -E 's|^postgresql://[^:]+:([^@]+)@.*|\1|')
+# The direct side logs in as owner too, with a role password, on the compute's own socket.
+password=$(api POST projects/default/branches/bench/roles/owner:reset_password | jq -r .password)
 token=$(api POST credentials \
   "{\"endpoint\":\"projects/default/branches/bench/endpoints/primary\",\"ttl\":\"3600s\"}" |
   jq -r .token)
 api POST projects/default/branches/bench/endpoints/primary:start >/dev/null
-socket_dir=$(ls -d "$ARBOR_HOME/run/$uid" /run/arbor/*/run/"$uid" /tmp/arbor-run/*/run/"$uid" \
-  2>/dev/null | head -1 || true)
+socket_dir="$(cat "$ARBOR_HOME/runtime-dir")/run/$uid"
 [[ -S "$socket_dir/.s.PGSQL.$port" ]] || {
   echo "cannot find the compute's socket" >&2
   exit 1
 }
 
-direct=(env PGHOST="$socket_dir" PGPORT="$port" PGUSER=postgres PGPASSWORD="$password"
+direct=(env PGHOST="$socket_dir" PGPORT="$port" PGUSER=owner PGPASSWORD="$password"
   PGDATABASE=postgres)
-proxy=(env PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres PGPASSWORD="$token"
+proxy=(env PGHOST=127.0.0.1 PGPORT="$port" PGUSER=owner PGPASSWORD="$token"
   PGDATABASE=postgres PGSSLMODE=disable)
-proxy_tls=(env PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres PGPASSWORD="$token"
+proxy_tls=(env PGHOST=127.0.0.1 PGPORT="$port" PGUSER=owner PGPASSWORD="$token"
   PGDATABASE=postgres PGSSLMODE=require)
 "${proxy[@]}" "$PGBENCH" -i -s 10 -q >/dev/null 2>&1
 
@@ -106,10 +106,10 @@ for i in $(seq 1 "$WAKES"); do
     sleep 0.1
   done
   t0=$(date +%s%N)
-  PGPASSWORD=$stoken "$PSQL" -X -q -h 127.0.0.1 -p "$sport" -U postgres -d postgres \
+  PGPASSWORD=$stoken "$PSQL" -X -q -h 127.0.0.1 -p "$sport" -U owner -d postgres \
     -c 'select 1' >/dev/null
   t1=$(date +%s%N)
-  PGPASSWORD=$stoken "$PSQL" -X -q -h 127.0.0.1 -p "$sport" -U postgres -d postgres \
+  PGPASSWORD=$stoken "$PSQL" -X -q -h 127.0.0.1 -p "$sport" -U owner -d postgres \
     -c 'select 1' >/dev/null
   t2=$(date +%s%N)
   wakes+=($(((t1 - t0) / 1000000)))
