@@ -116,6 +116,12 @@ std::string TimelineRecordKey(TimelineId tl) {
   return k;
 }
 
+std::string GcFloorKey(TimelineId root) {
+  std::string k(kGcFloorPrefix);
+  PutBE64(&k, root.value());
+  return k;
+}
+
 void AppendVersion(std::string* key, Seq seq) { PutBE64(key, ~seq.value()); }
 
 Seq VersionOf(std::string_view key) { return Seq(~GetBE64(key.substr(key.size() - 8))); }

@@ -19,8 +19,9 @@ inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr std::string_view kFormatKey = "m:format";
 inline constexpr std::string_view kMagic = "arbor-store";
 inline constexpr std::string_view kNextInodeKey = "m:next_ino";
-inline constexpr std::string_view kTimelinePrefix = "m:tl:";  // + timeline id (8 bytes BE)
-inline constexpr std::string_view kCatalogPrefix = "c:";      // + the control plane's key
+inline constexpr std::string_view kTimelinePrefix = "m:tl:";       // + timeline id (8 bytes BE)
+inline constexpr std::string_view kGcFloorPrefix = "m:gc_floor:";  // + root id (8 bytes BE)
+inline constexpr std::string_view kCatalogPrefix = "c:";           // + the control plane's key
 
 // Data keys start with 't', the timeline id, then a kind byte.
 inline constexpr char kData = 't';
@@ -52,6 +53,7 @@ std::string TimeKey(TimelineId tl, Seq seq);
 std::string WrittenKey(TimelineId tl);
 std::string WalKey(TimelineId tl, Lsn end);
 std::string TimelineRecordKey(TimelineId tl);
+std::string GcFloorKey(TimelineId root);
 
 // Appends the version suffix: ~seq big-endian, so newer versions sort first.
 void AppendVersion(std::string* key, Seq seq);

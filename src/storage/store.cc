@@ -76,6 +76,14 @@ bool HasPrefix(Slice key, std::string_view prefix) {
   return key.size() >= prefix.size() && std::memcmp(key.data(), prefix.data(), prefix.size()) == 0;
 }
 
+// A history window as people write it: "24h", "90m", "3600s"...
+std::string WindowText(int64_t us) {
+  if (us % 3'600'000'000 == 0) return std::to_string(us / 3'600'000'000) + "h";
+  if (us % 60'000'000 == 0) return std::to_string(us / 60'000'000) + "m";
+  if (us % 1'000'000 == 0) return std::to_string(us / 1'000'000) + "s";
+  return std::to_string(us) + "us";
+}
+
 std::string Successor(std::string prefix) {
   // The smallest key greater than every key that starts with `prefix`.
   while (!prefix.empty() && static_cast<uint8_t>(prefix.back()) == 0xff) prefix.pop_back();
@@ -92,10 +100,39 @@ struct Level {
 };
 using Chain = std::vector<Level>;
 
+// The GC floor of a root's tree (docs/storage-format.md, "GC floor"). GC may have dropped
+// versions that a state of the tree before `time_us` needs; every state at or after it is
+// whole. `seq` is the root's horizon at that time. The floor only rises, and it is durable
+// before GC drops anything below it, so a window raised later cannot offer what is gone.
+struct GcFloor {
+  int64_t time_us = 0;
+  Seq seq;
+};
+
+// Value of keys::GcFloorKey: i64 time_us · u64 seq, little-endian.
+std::string EncodeGcFloor(const GcFloor& f) {
+  std::string v(16, '\0');
+  uint64_t seq = f.seq.value();
+  std::memcpy(v.data(), &f.time_us, 8);
+  std::memcpy(v.data() + 8, &seq, 8);
+  return v;
+}
+
+Result<GcFloor> DecodeGcFloor(std::string_view v) {
+  if (v.size() != 16) return Status::Corruption("malformed GC floor record");
+  GcFloor f;
+  uint64_t seq;
+  std::memcpy(&f.time_us, v.data(), 8);
+  std::memcpy(&seq, v.data() + 8, 8);
+  f.seq = Seq(seq);
+  return f;
+}
+
 struct Node {
   TimelineInfo info;
   std::shared_ptr<const Chain> chain;  // this timeline first, then its ancestors
   std::vector<TimelineId> children;
+  std::optional<GcFloor> gc_floor;  // roots only; none until GC first ran on the tree
 };
 
 class Store::Impl {
@@ -189,7 +226,7 @@ class Store::Impl {
   }
 
   void AddNode(const TimelineInfo& info) {  // REQUIRES: tl_mu held exclusively
-    Node n{info, MakeChain(info), {}};
+    Node n{info, MakeChain(info), {}, std::nullopt};
     nodes[info.id] = std::move(n);
     if (info.parent.value() != 0) nodes.at(info.parent).children.push_back(info.id);
   }
@@ -314,18 +351,52 @@ class Store::Impl {
     return Seq(best);
   }
 
-  // The oldest readable seq of `info`'s timeline at time `now`.
-  Result<Seq> HorizonOf(const TimelineInfo& info, int64_t window_us, int64_t now) const {
-    Seq start = info.parent.value() ? info.fork_seq : info.create_seq;
-    ARBOR_ASSIGN_OR_RETURN(Seq last, LastSeqAtOrBefore(info.id, now - window_us, start));
-    return std::max(start, last);
-  }
+  // What bounds the history of a tree: its root's window and GC floor.
+  struct Retention {
+    int64_t window_us = 0;
+    std::optional<GcFloor> floor;
+    // States before this time may be gone at `now`: now - window, or the floor if later.
+    int64_t Cutoff(int64_t now) const {
+      int64_t c = now - window_us;
+      return floor ? std::max(c, floor->time_us) : c;
+    }
+  };
 
-  Result<int64_t> WindowOf(const TimelineInfo& info) const {
+  Result<Retention> RetentionOf(const TimelineInfo& info) const {
     std::shared_lock l(tl_mu);
     auto it = nodes.find(info.root);
-    if (it == nodes.end()) return Status::Internal("root of timeline vanished");
-    return it->second.info.history_window_us;
+    if (it == nodes.end()) {
+      return Status::NotFound("timeline " + info.id.ToString() + " does not exist");
+    }
+    return Retention{it->second.info.history_window_us, it->second.gc_floor};
+  }
+
+  // The oldest readable seq of `info`'s timeline when states before `cutoff` may be gone: its
+  // state as of `cutoff`, and on a root never below the floor's seq.
+  Result<Seq> HorizonAt(const TimelineInfo& info, int64_t cutoff,
+                        const std::optional<GcFloor>& floor) const {
+    Seq start = info.parent.value() ? info.fork_seq : info.create_seq;
+    ARBOR_ASSIGN_OR_RETURN(Seq last, LastSeqAtOrBefore(info.id, cutoff, start));
+    Seq horizon = std::max(start, last);
+    if (floor && info.parent.value() == 0) horizon = std::max(horizon, floor->seq);
+    return horizon;
+  }
+
+  // The earliest time at which `info`'s timeline can still be read or branched from.
+  static int64_t EarliestTime(const TimelineInfo& info, const Retention& r, int64_t now) {
+    return std::max(info.create_time_us, r.Cutoff(now));
+  }
+
+  // "the earliest time still available, T (history window 24h)": how every refusal of the
+  // past names what is left.
+  static std::string EarliestText(const TimelineInfo& info, const Retention& r, int64_t now) {
+    int64_t earliest = EarliestTime(info, r, now);
+    std::string text = "the earliest time still available, " + FormatRfc3339(earliest) +
+                       " (history window " + WindowText(r.window_us);
+    if (r.floor && earliest == r.floor->time_us && earliest > now - r.window_us) {
+      text += "; older history has already been collected";
+    }
+    return text + ")";
   }
 
   Result<TimelineInfo> Info(TimelineId tl) const {
@@ -383,6 +454,10 @@ class Store::Impl {
 
   // ---- GC ----
 
+  // Raises the GC floor of `root`'s tree to now - window, durably, unless it is already
+  // there; returns the tree's retention with that floor. GC drops nothing below the floor it
+  // returns, so no crash leaves versions dropped under a lower persisted floor.
+  Result<Retention> RaiseFloor(TimelineId root, int64_t now);
   Result<uint64_t> GcTimeline(const TimelineInfo& info, int64_t now);
   void GcLoop();
 };
@@ -612,6 +687,24 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
       max_seq = std::max(max_seq, info.create_seq.value());
       impl->next_timeline = std::max(impl->next_timeline, info.id.value() + 1);
     }
+    rocksdb::ReadOptions rdo;
+    rdo.total_order_seek = true;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rdo));
+    for (it->Seek(std::string(keys::kGcFloorPrefix));
+         it->Valid() && HasPrefix(it->key(), keys::kGcFloorPrefix); it->Next()) {
+      if (it->key().size() != keys::kGcFloorPrefix.size() + 8) {
+        return Status::Corruption("malformed GC floor key");
+      }
+      TimelineId root(
+          keys::GetBE64(std::string_view(it->key().data() + keys::kGcFloorPrefix.size(), 8)));
+      ARBOR_ASSIGN_OR_RETURN(
+          GcFloor floor, DecodeGcFloor(std::string_view(it->value().data(), it->value().size())));
+      auto node = impl->nodes.find(root);
+      if (node != impl->nodes.end() && node->second.info.parent.value() == 0) {
+        node->second.gc_floor = floor;
+      }
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading GC floors");
   }
   rocksdb::ReadOptions rdo;
   rdo.total_order_seek = true;
@@ -639,6 +732,44 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
   }
   impl->last_seq.store(max_seq);
   impl->synced_seq = max_seq;
+
+  // A store whose GC ran before floors were recorded has none. What that GC left says where
+  // it was: a timeline's time index starts with its creation, and GC dropped the entries
+  // below the horizon it used, so a first entry past the creation is a horizon, and its time
+  // is at or below the cutoff that GC used.
+  for (const TimelineInfo& root : infos) {
+    if (root.parent.value() != 0 || impl->nodes.at(root.id).gc_floor) continue;
+    std::optional<int64_t> floor_time;
+    for (const TimelineInfo& info : infos) {
+      if (info.root != root.id) continue;
+      std::string prefix = keys::KindPrefix(info.id, keys::Kind::kTime);
+      it->Seek(prefix);
+      if (!it->Valid() || !HasPrefix(it->key(), prefix) || it->key().size() != prefix.size() + 8 ||
+          it->value().size() != 8) {
+        continue;
+      }
+      if (keys::GetBE64(std::string_view(it->key().data() + prefix.size(), 8)) <=
+          info.create_seq.value()) {
+        continue;
+      }
+      int64_t t;
+      std::memcpy(&t, it->value().data(), 8);
+      floor_time = std::max(floor_time.value_or(t), t);
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading the time index");
+    if (!floor_time) continue;
+    ARBOR_ASSIGN_OR_RETURN(Seq seq, impl->HorizonAt(root, *floor_time, std::nullopt));
+    GcFloor floor{*floor_time, seq};
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ARBOR_RETURN_IF_ERROR(
+        FromRocks(db->Put(wo, keys::GcFloorKey(root.id), EncodeGcFloor(floor)), "GC floor"));
+    impl->nodes.at(root.id).gc_floor = floor;
+    log::info(
+        "store: timeline {}: history before {} was collected before this version; "
+        "recorded it as the GC floor",
+        root.id.value(), FormatRfc3339(*floor_time));
+  }
 
   if (options.background_gc) impl->gc_thread = std::thread([p = impl.get()] { p->GcLoop(); });
   return std::unique_ptr<Store>(new Store(std::move(impl)));
@@ -684,10 +815,15 @@ Result<TimelineId> Store::CreateRoot(int64_t history_window_us, uint32_t uid, ui
 Result<TimelineId> Store::Branch(TimelineId parent, Seq at,
                                  const std::function<MetaWrites(TimelineId)>& meta) {
   Impl& im = *impl_;
-  ARBOR_ASSIGN_OR_RETURN(TimelineInfo pinfo, im.Info(parent));
-  ARBOR_ASSIGN_OR_RETURN(int64_t window, im.WindowOf(pinfo));
-  ARBOR_ASSIGN_OR_RETURN(Seq horizon, im.HorizonOf(pinfo, window, im.Now()));
+  // Checked and forked under write_mu, under which GC raises a floor: this branch is either
+  // made before a raise (and GC, reading fork points after it, keeps what it needs) or it
+  // is checked against the raised floor.
   std::lock_guard l(im.write_mu);
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo pinfo, im.Info(parent));
+  ARBOR_ASSIGN_OR_RETURN(Impl::Retention retention, im.RetentionOf(pinfo));
+  int64_t checked_at = im.Now();
+  ARBOR_ASSIGN_OR_RETURN(Seq horizon,
+                         im.HorizonAt(pinfo, retention.Cutoff(checked_at), retention.floor));
   Seq head(im.last_seq.load());
   if (at > head) {
     return Status::OutOfRange("seq " + at.ToString() + " is past the head of the store (" +
@@ -697,6 +833,7 @@ Result<TimelineId> Store::Branch(TimelineId parent, Seq at,
   if (at < horizon) {
     return Status::OutOfRange(
         "seq " + at.ToString() + " is before the history horizon of timeline " + parent.ToString() +
+        ", its state at " + Impl::EarliestText(pinfo, retention, checked_at) +
         "; branch at a seq in [" + horizon.ToString() + ", " + head.ToString() + "]");
   }
   {
@@ -743,11 +880,13 @@ Result<TimelineId> Store::Branch(TimelineId parent, Seq at,
 Status Store::DeleteTimeline(TimelineId id, const MetaWrites& meta) {
   Impl& im = *impl_;
   std::lock_guard l(im.write_mu);
+  bool is_root;
   {
     std::shared_lock tl(im.tl_mu);
     auto it = im.nodes.find(id);
     if (it == im.nodes.end())
       return Status::NotFound("timeline " + id.ToString() + " does not exist");
+    is_root = it->second.info.parent.value() == 0;
     if (!it->second.children.empty()) {
       std::string kids;
       for (TimelineId c : it->second.children) kids += (kids.empty() ? "" : ", ") + c.ToString();
@@ -760,6 +899,7 @@ Status Store::DeleteTimeline(TimelineId id, const MetaWrites& meta) {
   batch.DeleteRange(im.index, keys::TimelinePrefix(id),
                     keys::TimelinePrefix(TimelineId(id.value() + 1)));
   batch.Delete(keys::TimelineRecordKey(id));
+  if (is_root) batch.Delete(keys::GcFloorKey(id));
   uint64_t floor = im.last_seq.load();
   batch.Put(std::string(kSeqFloorKey), Slice(reinterpret_cast<const char*>(&floor), 8));
   Impl::AddMeta(meta, &batch);
@@ -1102,19 +1242,25 @@ Result<std::string> Store::ReadFile(TimelineId timeline, Seq at, InodeId ino, ui
 
 Result<std::pair<int64_t, int64_t>> Store::TimeRange(TimelineId timeline) const {
   ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
-  ARBOR_ASSIGN_OR_RETURN(int64_t window, impl_->WindowOf(info));
+  ARBOR_ASSIGN_OR_RETURN(Impl::Retention r, impl_->RetentionOf(info));
   int64_t now = impl_->Now();
-  return std::make_pair(std::max(info.create_time_us, now - window), now);
+  return std::make_pair(Impl::EarliestTime(info, r, now), now);
 }
 
 Result<Seq> Store::SeqAtTime(TimelineId timeline, int64_t time_us) const {
   ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
-  ARBOR_ASSIGN_OR_RETURN(auto range, TimeRange(timeline));
-  if (time_us < range.first || time_us > range.second) {
+  ARBOR_ASSIGN_OR_RETURN(Impl::Retention r, impl_->RetentionOf(info));
+  int64_t now = impl_->Now();
+  int64_t earliest = Impl::EarliestTime(info, r, now);
+  std::string range =
+      "; the allowed range is " + FormatRfc3339(earliest) + " to " + FormatRfc3339(now);
+  if (time_us < earliest) {
+    return Status::OutOfRange("time " + FormatRfc3339(time_us) + " is before " +
+                              Impl::EarliestText(info, r, now) + range);
+  }
+  if (time_us > now) {
     return Status::OutOfRange("time " + FormatRfc3339(time_us) +
-                              " is outside the history of timeline " + timeline.ToString() +
-                              "; the allowed range is " + FormatRfc3339(range.first) + " to " +
-                              FormatRfc3339(range.second));
+                              " is outside the history of timeline " + timeline.ToString() + range);
   }
   Seq start = info.parent.value() ? info.fork_seq : info.create_seq;
   ARBOR_ASSIGN_OR_RETURN(Seq s, impl_->LastSeqAtOrBefore(timeline, time_us, start));
@@ -1140,7 +1286,10 @@ Result<int64_t> Store::TimeOfSeq(TimelineId timeline, Seq seq) const {
 
 Result<Seq> Store::SeqAtLsn(TimelineId timeline, Lsn lsn) const {
   ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
-  ARBOR_ASSIGN_OR_RETURN(Seq horizon, Horizon(timeline));
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
+  ARBOR_ASSIGN_OR_RETURN(Impl::Retention r, impl_->RetentionOf(info));
+  int64_t now = impl_->Now();
+  ARBOR_ASSIGN_OR_RETURN(Seq horizon, impl_->HorizonAt(info, r.Cutoff(now), r.floor));
   // WAL written on this timeline, and (up to each fork point) on its ancestors: a branch's
   // WAL continues its parent's.
   Lsn low{~uint64_t{0}}, high{0};
@@ -1173,16 +1322,16 @@ Result<Seq> Store::SeqAtLsn(TimelineId timeline, Lsn lsn) const {
                               fmt(lsn) + (high.value() ? "; it ends at " + fmt(high) : ""));
   }
   if (*found < horizon) {
-    return Status::OutOfRange("LSN " + fmt(lsn) + " is before the history horizon of timeline " +
-                              timeline.ToString());
+    return Status::OutOfRange("LSN " + fmt(lsn) + " was reached before " +
+                              Impl::EarliestText(info, r, now));
   }
   return *found;
 }
 
 Result<Seq> Store::Horizon(TimelineId timeline) const {
   ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
-  ARBOR_ASSIGN_OR_RETURN(int64_t window, impl_->WindowOf(info));
-  return impl_->HorizonOf(info, window, impl_->Now());
+  ARBOR_ASSIGN_OR_RETURN(Impl::Retention r, impl_->RetentionOf(info));
+  return impl_->HorizonAt(info, r.Cutoff(impl_->Now()), r.floor);
 }
 
 // ---- space ----
@@ -1228,6 +1377,37 @@ void Store::SetClockForTesting(int64_t now_us) { impl_->clock_override.store(now
 
 // ---- GC ----
 
+Result<Store::Impl::Retention> Store::Impl::RaiseFloor(TimelineId root, int64_t now) {
+  std::lock_guard l(write_mu);
+  TimelineInfo rinfo;
+  Retention r;
+  {
+    std::shared_lock tl(tl_mu);
+    auto it = nodes.find(root);
+    if (it == nodes.end()) {
+      return Status::NotFound("timeline " + root.ToString() + " does not exist");
+    }
+    rinfo = it->second.info;
+    r = Retention{rinfo.history_window_us, it->second.gc_floor};
+  }
+  int64_t cutoff = now - r.window_us;
+  if (r.floor && r.floor->time_us >= cutoff) return r;
+  ARBOR_ASSIGN_OR_RETURN(Seq seq, HorizonAt(rinfo, cutoff, r.floor));
+  GcFloor next{cutoff, seq};
+  // Synced on its own, ahead of every delete GC then makes: a delete that survives a crash
+  // was written after it, so the floor survives too.
+  rocksdb::WriteBatch batch;
+  batch.Put(keys::GcFloorKey(root), EncodeGcFloor(next));
+  ARBOR_RETURN_IF_ERROR(WriteLocked(&batch, /*sync=*/true));
+  {
+    std::unique_lock tl(tl_mu);
+    auto it = nodes.find(root);
+    if (it != nodes.end()) it->second.gc_floor = next;
+  }
+  r.floor = next;
+  return r;
+}
+
 // Drops the versions of one timeline that no legal read can reach:
 //   * a read of T at s >= H (the horizon) needs, per key, the newest version <= s;
 //   * a child forked at f needs the newest version <= f.
@@ -1235,8 +1415,10 @@ void Store::SetClockForTesting(int64_t now_us) { impl_->clock_override.store(now
 // has v_i <= f < v_{i-1}. On a root, a tombstone with nothing older left reads exactly like
 // absence, so it goes too.
 Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) {
-  ARBOR_ASSIGN_OR_RETURN(int64_t window, WindowOf(info));
-  ARBOR_ASSIGN_OR_RETURN(Seq horizon, HorizonOf(info, window, now));
+  // The floor first; the fork points after it (see Branch).
+  ARBOR_ASSIGN_OR_RETURN(Retention retention, RaiseFloor(info.root, now));
+  int64_t cutoff = retention.Cutoff(now);  // == the floor's time
+  ARBOR_ASSIGN_OR_RETURN(Seq horizon, HorizonAt(info, cutoff, retention.floor));
   std::vector<uint64_t> forks;
   {
     std::shared_lock l(tl_mu);

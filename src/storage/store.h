@@ -157,8 +157,8 @@ class Store {
   // nothing (O(1)). `meta(child)` gives catalog changes written atomically with the new
   // timeline; when there are any, the write is synced before Branch returns, otherwise the
   // timeline is durable after the next Sync. NotFound if `parent` does not exist;
-  // OutOfRange if `at` is past the store's head or before the parent's retention horizon
-  // (the message gives the range).
+  // OutOfRange if `at` is past the store's head or before the parent's horizon (see Horizon;
+  // the message gives the range and the earliest time still available).
   [[nodiscard]] Result<TimelineId> Branch(
       TimelineId parent, Seq at, const std::function<MetaWrites(TimelineId)>& meta = nullptr);
   // Deletes a timeline and frees its data with a range delete, applying `meta` in the same
@@ -172,6 +172,8 @@ class Store {
   [[nodiscard]] Result<TimelineInfo> GetTimeline(TimelineId id) const;
   std::vector<TimelineInfo> ListTimelines() const;
   // Changes the history window of a root (and so of its tree). InvalidArgument if not a root.
+  // Raising it brings back nothing GC has collected: the tree's GC floor, the latest cutoff
+  // any GC pass used (kept in the store, never lowered), still bounds every read of the past.
   [[nodiscard]] Status SetHistoryWindow(TimelineId root, int64_t history_window_us);
 
   // The newest seq the store has applied. Every mutation that returned before this call has
@@ -219,19 +221,22 @@ class Store {
   // ---- time ----
 
   // The last seq of `timeline` written at or before `time_us` (its fork seq if it wrote
-  // nothing since). OutOfRange if `time_us` is before the history horizon or the timeline's
-  // creation, or in the future; the message gives the allowed range.
+  // nothing since). OutOfRange if `time_us` is in the future or before the earliest time
+  // still available: the latest of the timeline's creation, now - history window and its
+  // tree's GC floor (the message names that time and gives the allowed range).
   [[nodiscard]] Result<Seq> SeqAtTime(TimelineId timeline, int64_t time_us) const;
   // The wall time of a seq at which `timeline` changed (or its fork seq). NotFound if the
   // timeline recorded no such seq (or it has been dropped by GC).
   [[nodiscard]] Result<int64_t> TimeOfSeq(TimelineId timeline, Seq seq) const;
   // The first seq of `timeline` at which its WAL reached `lsn` (see Mutation::MarkWalEnd).
-  // OutOfRange if the WAL has not reached it yet, or if that point is below the history
-  // horizon; the message gives the reachable LSN range.
+  // OutOfRange if the WAL has not reached it yet (the message says where it ends), or if it
+  // reached it below the horizon (the message names the earliest time still available).
   [[nodiscard]] Result<Seq> SeqAtLsn(TimelineId timeline, Lsn lsn) const;
-  // The oldest seq of `timeline` that can still be read or branched from.
+  // The oldest seq of `timeline` that can still be read or branched from: its state as of
+  // now - history window, or as of its tree's GC floor if that is later (and on a root,
+  // never below the floor's seq).
   [[nodiscard]] Result<Seq> Horizon(TimelineId timeline) const;
-  // The allowed [oldest, newest] time range for SeqAtTime, in µs.
+  // The allowed [oldest, newest] time range for SeqAtTime, in µs (see SeqAtTime).
   [[nodiscard]] Result<std::pair<int64_t, int64_t>> TimeRange(TimelineId timeline) const;
 
   // ---- space ----
@@ -239,7 +244,8 @@ class Store {
   [[nodiscard]] Result<Usage> GetUsage(TimelineId timeline) const;
 
   // Runs one full GC pass now and returns the number of versions it dropped. Safe to call
-  // while the store is in use.
+  // while the store is in use. Each tree's GC floor is raised to now - window, and synced,
+  // before anything below it is dropped.
   [[nodiscard]] Result<uint64_t> RunGc();
   // Bytes the store occupies on disk (live SST and log files).
   uint64_t DiskBytes() const;

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "storage/keys.h"
 
 namespace arbor::storage {
@@ -54,9 +55,12 @@ std::unique_ptr<Store> OpenStore(const std::string& path, bool gc = false) {
 
 std::string Block(char fill, size_t n = kBlockSize) { return std::string(n, fill); }
 
-// Writes a whole regular file `ino` of `content` (attr + blocks) in one mutation.
-Seq WriteFile(Store& st, TimelineId tl, InodeId ino, const std::string& content) {
+// Writes a whole regular file `ino` of `content` (attr + blocks) in one mutation, which
+// also marks the timeline's WAL as reaching `wal_end` (when not 0).
+Seq WriteFile(Store& st, TimelineId tl, InodeId ino, const std::string& content,
+              Lsn wal_end = Lsn()) {
   Mutation m;
+  m.MarkWalEnd(wal_end);
   Attr a;
   a.mode = 0100644;
   a.size = content.size();
@@ -372,6 +376,169 @@ TEST(StoreTest, BranchBelowHorizonIsRefused) {
   auto r = st->Branch(tl, older);
   EXPECT_EQ(r.status().code(), Code::kOutOfRange);
   EXPECT_NE(r.status().message().find("horizon"), std::string::npos);
+}
+
+// Security finding 9. GC drops what the window no longer covers; raising the window
+// afterwards (PATCH history_retention_duration) used to make that collected history look
+// branchable again, and a branch there forked at a state that never existed. The GC floor
+// refuses it, on the root and on its children, by time and by LSN, also after a restart.
+TEST(StoreTest, RaisingTheWindowDoesNotMakeCollectedHistoryBranchable) {
+  TempDir dir;
+  const int64_t t0 = 1'700'000'000'000'000, hour = 3'600'000'000;
+  auto at = [&](double hours) { return t0 + static_cast<int64_t>(hours * hour); };
+  TimelineId root, child;
+  InodeId f, g;
+  std::vector<Seq> v;  // the root's versions of f, an hour apart: "v0" at 0h ... "v5" at 5h
+  {
+    auto st = OpenStore(dir.path());
+    st->SetClockForTesting(at(0));
+    root = *st->CreateRoot(hour);
+    f = *st->AllocateInode();
+    g = *st->AllocateInode();
+    v.push_back(WriteFile(*st, root, f, "v0", Lsn(0x1000)));
+    st->SetClockForTesting(at(0.5));
+    child = *st->Branch(root, v[0]);
+    for (int i = 1; i <= 5; ++i) {
+      st->SetClockForTesting(at(i));
+      v.push_back(WriteFile(*st, root, f, "v" + std::to_string(i), Lsn(0x1000 * (i + 1))));
+      st->SetClockForTesting(at(i + 0.2));
+      WriteFile(*st, child, g, "c" + std::to_string(i));
+    }
+    // A one-hour window at 5.5h: states before 4.5h go, and with them v0..v3 (v0 stays for
+    // the child's fork) and the child's c1..c3.
+    st->SetClockForTesting(at(5.5));
+    auto dropped = st->RunGc();
+    ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+    ASSERT_GT(*dropped, 0u);
+    ASSERT_TRUE(st->SetHistoryWindow(root, 24 * hour).ok());
+  }
+  std::string floor = FormatRfc3339(at(4.5));
+  auto refused = [&](const Result<Seq>& r, const std::string& what) {
+    EXPECT_EQ(r.status().code(), Code::kOutOfRange) << what << " was accepted";
+    EXPECT_NE(r.status().message().find("earliest time still available, " + floor),
+              std::string::npos)
+        << what << ": " << r.status().message();
+    EXPECT_NE(r.status().message().find("history window 24h"), std::string::npos)
+        << what << ": " << r.status().message();
+  };
+  auto check = [&](Store& st) {
+    // Collected: refused, naming the earliest time still available.
+    refused(st.SeqAtTime(root, at(2)), "a time on the root before the floor");
+    if (auto s2 = st.SeqAtTime(root, at(2)); s2.ok()) {  // what accepting it used to give
+      EXPECT_EQ(Read(st, root, f, *s2), "v2") << "the state at 2h never existed";
+    }
+    refused(st.SeqAtTime(root, at(4.5) - 1), "a time on the root just before the floor");
+    refused(st.SeqAtTime(child, at(2)), "a time on the child before the floor");
+    refused(st.SeqAtLsn(root, Lsn(0x2000)), "an LSN the root reached before the floor");
+    auto below = st.Branch(root, v[2]);
+    EXPECT_EQ(below.status().code(), Code::kOutOfRange) << "a branch at a collected seq";
+    EXPECT_NE(below.status().message().find(floor), std::string::npos) << below.status().message();
+    auto range = st.TimeRange(root);
+    ASSERT_TRUE(range.ok());
+    EXPECT_EQ(range->first, at(4.5));
+    // Still there: the state at the floor and after it, exactly.
+    auto s = st.SeqAtTime(root, at(4.5));
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_EQ(*s, v[4]);
+    EXPECT_EQ(Read(st, root, f, *s), "v4");
+    EXPECT_EQ(Read(st, root, f, *st.SeqAtTime(root, at(5.2))), "v5");
+    EXPECT_EQ(*st.SeqAtLsn(root, Lsn(0x5000)), v[4]);
+    auto b = st.Branch(root, *s);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    EXPECT_EQ(Read(st, *b, f), "v4");
+    auto cs = st.SeqAtTime(child, at(4.5));
+    ASSERT_TRUE(cs.ok()) << cs.status().ToString();
+    EXPECT_EQ(Read(st, child, g, *cs), "c4");
+    EXPECT_EQ(Read(st, child, f, *cs), "v0");  // its fork point, kept by GC
+    ASSERT_TRUE(st.DeleteTimeline(*b).ok());
+  };
+  {
+    auto st = OpenStore(dir.path());
+    st->SetClockForTesting(at(5.5));
+    check(*st);
+  }
+  // The floor is in the store: a restart keeps it.
+  auto st = OpenStore(dir.path());
+  st->SetClockForTesting(at(5.5));
+  check(*st);
+
+  // Shrinking then growing the window: the floor rises to what the small window let GC
+  // collect, and growing again brings none of it back.
+  st->SetClockForTesting(at(8));
+  Seq v6 = WriteFile(*st, root, f, "v6");
+  st->SetClockForTesting(at(9.5));
+  ASSERT_TRUE(st->SetHistoryWindow(root, hour).ok());
+  EXPECT_EQ(st->SeqAtTime(root, at(6)).status().code(), Code::kOutOfRange);  // the window
+  ASSERT_TRUE(st->RunGc().ok());
+  ASSERT_TRUE(st->SetHistoryWindow(root, 48 * hour).ok());
+  auto again = st->SeqAtTime(root, at(6));
+  EXPECT_EQ(again.status().code(), Code::kOutOfRange);
+  EXPECT_NE(again.status().message().find("earliest time still available, " +
+                                          FormatRfc3339(at(8.5)) + " (history window 48h"),
+            std::string::npos)
+      << again.status().message();
+  EXPECT_EQ(Read(*st, root, f, *st->SeqAtTime(root, at(8.5))), "v6");
+  EXPECT_EQ(*st->SeqAtTime(root, at(8.5)), v6);
+  // The floor never goes down: a GC pass under the wider window leaves it where it was.
+  ASSERT_TRUE(st->RunGc().ok());
+  EXPECT_EQ(st->TimeRange(root)->first, at(8.5));
+  // Once the window itself is the tighter bound, it is the one that refuses, as always.
+  st->SetClockForTesting(at(60));
+  auto old = st->SeqAtTime(root, at(11));
+  EXPECT_EQ(old.status().code(), Code::kOutOfRange);
+  EXPECT_NE(old.status().message().find(FormatRfc3339(at(12))), std::string::npos)
+      << old.status().message();
+  EXPECT_EQ(Read(*st, root, f, *st->SeqAtTime(root, at(12))), "v6");
+}
+
+// A store whose GC ran before the floor was recorded: on open, the floor comes back from
+// what that GC left (each timeline's time index starts at the horizon it used).
+TEST(StoreTest, GcFloorIsRecoveredForStoresFromBeforeIt) {
+  TempDir dir;
+  const int64_t t0 = 1'700'000'000'000'000, hour = 3'600'000'000;
+  TimelineId root;
+  InodeId f;
+  std::vector<Seq> v;
+  {
+    auto st = OpenStore(dir.path());
+    st->SetClockForTesting(t0);
+    root = *st->CreateRoot(hour);
+    f = *st->AllocateInode();
+    for (int i = 0; i <= 5; ++i) {
+      st->SetClockForTesting(t0 + i * hour);
+      v.push_back(WriteFile(*st, root, f, "v" + std::to_string(i)));
+    }
+    st->SetClockForTesting(t0 + 5 * hour + hour / 2);
+    ASSERT_GT(*st->RunGc(), 0u);
+  }
+  {  // What such a store looks like: no floor key.
+    rocksdb::DBOptions dbo;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+        {"index", rocksdb::ColumnFamilyOptions()}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(dbo, dir.path(), cfs, &handles, &db).ok());
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    int erased = 0;
+    for (it->Seek("m:gc_floor:"); it->Valid() && it->key().starts_with("m:gc_floor:"); it->Next()) {
+      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), it->key()).ok());
+      ++erased;
+    }
+    it.reset();
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(db->Close().ok());
+    delete db;
+    (void)erased;  // 0 on a build from before the floor
+  }
+  auto st = OpenStore(dir.path());
+  st->SetClockForTesting(t0 + 5 * hour + hour / 2);
+  ASSERT_TRUE(st->SetHistoryWindow(root, 24 * hour).ok());
+  EXPECT_EQ(st->SeqAtTime(root, t0 + 2 * hour).status().code(), Code::kOutOfRange);
+  EXPECT_EQ(st->Branch(root, v[2]).status().code(), Code::kOutOfRange);
+  // The first state GC kept: v4, whose stamp is the recovered floor.
+  EXPECT_EQ(st->TimeRange(root)->first, t0 + 4 * hour);
+  EXPECT_EQ(Read(*st, root, f, *st->SeqAtTime(root, t0 + 4 * hour)), "v4");
 }
 
 TEST(StoreTest, UsageCountsLogicalSizeAndWrittenBytes) {

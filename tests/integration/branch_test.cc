@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "storage/store.h"
 #include "testutil/daemon.h"
 
 namespace arbor {
@@ -328,6 +330,97 @@ TEST_F(BranchTest, WrongRequestsGetClearErrorsAndChangeNothing) {
   auto after = daemon_->Call("GET", "projects/default/branches");
   EXPECT_EQ(after.body["branches"].size(), before.body["branches"].size());
   prod.Query("drop table keep");
+}
+
+// Security finding 9: GC collects the history the window no longer covers; raising
+// history_retention_duration afterwards must not offer that history again (a branch there
+// would fork at a state that never existed). Through the API the window is at least an
+// hour, so the test collects the history itself, as an hour-long window would an hour later:
+// with the daemon stopped, it opens the daemon's store, runs one GC pass under a one-second
+// window and puts the window back. Then the user raises the window.
+TEST(BranchGcFloorTest, RaisingTheWindowDoesNotMakeCollectedHistoryBranchable) {
+  auto d = Daemon::Start("gcfloor");
+  auto post = [&](const std::string& path, const json& body) {
+    return d->Call("POST", "projects/default/" + path, body);
+  };
+  int64_t before;
+  std::string lsn_before;
+  {
+    Pg prod(d->Connect("production"));
+    prod.Query("create table facts(v text)");
+    prod.Query("insert into facts values ('old')");
+    lsn_before = prod.One("select pg_current_wal_flush_lsn()");
+    before = testutil::NowMicros();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    prod.Query("update facts set v = 'new'");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  d->Stop();
+  int64_t collected_at;
+  {
+    storage::Store::Options o;
+    o.path = d->home() + "/store";
+    o.create_if_missing = false;
+    o.background_gc = false;
+    o.block_cache_bytes = 16 << 20;
+    o.wal_prefill_bytes = 0;
+    auto st = storage::Store::Open(o);
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    std::vector<storage::TimelineInfo> roots;
+    for (const auto& t : (*st)->ListTimelines()) {
+      if (t.parent.value() == 0) roots.push_back(t);
+    }
+    ASSERT_EQ(roots.size(), 1u);  // the default project's
+    ASSERT_TRUE((*st)->SetHistoryWindow(roots[0].id, 1'000'000).ok());
+    collected_at = testutil::NowMicros();
+    auto dropped = (*st)->RunGc();
+    ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+    ASSERT_GT(*dropped, 0u);
+    ASSERT_TRUE((*st)->SetHistoryWindow(roots[0].id, roots[0].history_window_us).ok());
+  }
+  d->Relaunch();
+  auto patch = d->Call("PATCH", "projects/default?update_mask=spec.history_retention_duration",
+                       json{{"spec", {{"history_retention_duration", "172800s"}}}});
+  ASSERT_EQ(patch.status, 200) << patch.body.dump();
+
+  // Before the floor: refused, naming the earliest time still available.
+  auto branch =
+      post("branches?branch_id=too-old",
+           {{"spec", {{"source_branch_time", testutil::Rfc3339(before)}, {"no_expiry", true}}}});
+  EXPECT_EQ(branch.status, 400) << branch.body.dump();
+  EXPECT_EQ(branch.body["error_code"], "OUT_OF_RANGE") << branch.body.dump();
+  std::string message = branch.body.value("message", "");
+  const std::string lead = "earliest time still available, ";
+  size_t at = message.find(lead);
+  ASSERT_NE(at, std::string::npos) << message;
+  EXPECT_NE(message.find("(history window 48h"), std::string::npos) << message;
+  std::string earliest = message.substr(at + lead.size(), testutil::Rfc3339(before).size());
+  EXPECT_GT(earliest, testutil::Rfc3339(before))
+      << message;  // same format: text order is time order
+  EXPECT_LE(earliest, testutil::Rfc3339(collected_at)) << message;
+
+  auto by_lsn = post("branches?branch_id=too-old",
+                     {{"spec", {{"source_branch_lsn", lsn_before}, {"no_expiry", true}}}});
+  EXPECT_EQ(by_lsn.status, 400) << by_lsn.body.dump();
+  EXPECT_EQ(by_lsn.body["error_code"], "OUT_OF_RANGE") << by_lsn.body.dump();
+  EXPECT_NE(by_lsn.body.value("message", "").find(lead + earliest), std::string::npos)
+      << by_lsn.body.dump();
+  auto restore =
+      post("branches/production:restore", {{"source_branch_time", testutil::Rfc3339(before)}});
+  EXPECT_EQ(restore.status, 400) << restore.body.dump();
+  EXPECT_EQ(restore.body["error_code"], "OUT_OF_RANGE") << restore.body.dump();
+  ASSERT_EQ(post("branches?branch_id=kid", {{"spec", {{"no_expiry", true}}}}).status, 200);
+  auto reset = post("branches/kid:reset", {{"source_branch_time", testutil::Rfc3339(before)}});
+  EXPECT_EQ(reset.status, 400) << reset.body.dump();
+  EXPECT_EQ(reset.body["error_code"], "OUT_OF_RANGE") << reset.body.dump();
+  auto list = d->Call("GET", "projects/default/branches");
+  EXPECT_EQ(list.body["branches"].size(), 2u) << list.body.dump();  // production and kid
+
+  // At the floor, history is whole: a branch there holds what was committed by then.
+  auto ok = post("branches?branch_id=at-floor",
+                 {{"spec", {{"source_branch_time", earliest}, {"no_expiry", true}}}});
+  ASSERT_EQ(ok.status, 200) << ok.body.dump();
+  EXPECT_EQ(Pg(d->Connect("at-floor")).One("select string_agg(v, ',') from facts"), "new");
 }
 
 }  // namespace

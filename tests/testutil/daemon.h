@@ -51,10 +51,12 @@ class Daemon {
   // The two halves of KillAndRestart, for killing it while another thread uses it.
   void Kill9();
   void Relaunch() { Launch(); }
+  // Stops the daemon as `arbor down` does (SIGTERM; SIGKILL if it is still there after two
+  // minutes). Relaunch starts it again on the same home.
+  void Stop();
 
  private:
   void Launch();
-  void Stop();
   std::string home_;
   std::string api_;
   std::string token_;
