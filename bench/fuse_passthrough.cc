@@ -6,10 +6,19 @@
 // It mounts with arborfs's options: libfuse3 low-level API, multi-threaded (up to 16
 // threads), writeback cache, keep_cache, one-hour entry and attribute timeouts,
 // default_permissions, 1 MiB requests. New files are owned by the caller, as on arborfs.
-// A benchmark tool only: it keeps one O_PATH descriptor per known inode.
+// A benchmark and test tool only: it keeps one O_PATH descriptor per known inode.
 //
-// Usage: fuse_passthrough SOURCE_DIR MOUNTPOINT   (prints "mounted" once serving; unmounts
-// on SIGTERM or SIGINT)
+// With --quota BYTES it is a disk of that size, which an ordinary user can mount (through
+// fusermount3) and fill: the integration tests put the store on one to meet a full disk
+// without root (tests/testutil/fs_harness.h, QuotaFs). Space used is what the host charges
+// for the files below SOURCE_DIR (st_blocks, once per inode), freed when a file's last link
+// goes; statfs reports the quota and what is left of it; a write or fallocate that needs more
+// than is left, and a create, mknod, symlink or mkdir when nothing is left, fail with ENOSPC.
+// The writeback cache is off then, so that ENOSPC comes back from write(2) itself, as on a
+// local disk, rather than from a later fsync.
+//
+// Usage: fuse_passthrough [--quota BYTES] SOURCE_DIR MOUNTPOINT   (prints "mounted" once
+// serving; unmounts on SIGTERM or SIGINT)
 
 #define FUSE_USE_VERSION 312
 #include <dirent.h>
@@ -21,10 +30,14 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,6 +62,79 @@ Inode* In(fuse_ino_t ino) {
 }
 
 std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// ---- the quota (--quota) ----
+// Every operation that can change the space used holds the lock returned by SpaceLock(),
+// measures what the host charges before and after, and adds the difference to g_used; one
+// that needs space checks first. Without a quota nothing is locked or measured.
+
+constexpr int64_t kBlock = 4096;
+
+uint64_t g_quota = 0;  // bytes; 0: no quota
+std::mutex g_space_mu;
+int64_t g_used = 0;  // guarded by g_space_mu
+
+std::unique_lock<std::mutex> SpaceLock() {
+  return g_quota ? std::unique_lock(g_space_mu) : std::unique_lock<std::mutex>();
+}
+
+// What the host charges for a file: its blocks, or nothing once its last link is gone (so a
+// write through a descriptor of an unlinked file is not counted: its space went at unlink).
+int64_t Charge(const struct stat& st) {
+  return st.st_nlink == 0 ? 0 : static_cast<int64_t>(st.st_blocks) * 512;
+}
+
+int64_t ChargeOfFd(int fd) {
+  struct stat st;
+  return fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 ? Charge(st) : 0;
+}
+
+int64_t ChargeAt(int dirfd, const char* name) {
+  struct stat st;
+  return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? Charge(st) : 0;
+}
+
+// What removing the last link of `name` gives back (nothing while other links remain).
+int64_t FreedByRemoving(int dirfd, const char* name) {
+  struct stat st;
+  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
+  return S_ISDIR(st.st_mode) || st.st_nlink == 1 ? Charge(st) : 0;
+}
+
+// True if the bytes [off, off + len) of the file open at `fd` need more space than is left.
+// The file is taken to hold its blocks from offset 0 on, so only what lies past them needs
+// space (a write into a hole of a sparse file may be refused near the end: conservative).
+// REQUIRES: the space lock is held.
+bool WouldOverflow(int fd, uint64_t off, uint64_t len) {
+  if (!g_quota || len == 0) return false;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_nlink == 0) return false;
+  uint64_t held = static_cast<uint64_t>(st.st_blocks) * 512;
+  uint64_t end = off + len;
+  if (end <= held) return false;
+  uint64_t start = std::max(off, held) / kBlock * kBlock;
+  uint64_t need = (end + kBlock - 1) / kBlock * kBlock - start;
+  return g_used + static_cast<int64_t>(need) > static_cast<int64_t>(g_quota);
+}
+
+// True if nothing is left (new entries are refused, as on a full disk).
+// REQUIRES: the space lock is held.
+bool Full(int64_t need = 1) { return g_quota && g_used + need > static_cast<int64_t>(g_quota); }
+
+// What the host charges for the entries below `root` (each inode once), at start.
+int64_t UsedBelow(const char* root) {
+  std::set<std::pair<dev_t, ino_t>> seen;
+  int64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st;
+    if (lstat(it->path().c_str(), &st) == 0 && seen.insert({st.st_dev, st.st_ino}).second) {
+      total += Charge(st);
+    }
+  }
+  return total;
+}
 
 // Looks up `name` in `parent` and takes a lookup reference on the result.
 int DoLookup(fuse_ino_t parent, const char* name, fuse_entry_param* e) {
@@ -111,7 +197,9 @@ void ReplyCreated(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_file
 }
 
 void OpInit(void*, fuse_conn_info* conn) {
-  if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  if (!g_quota && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  }
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   conn->max_write = 1 << 20;
@@ -162,8 +250,12 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
     rc = fchownat(inode->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
   }
   if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+    // Growing leaves a hole (no space); shrinking gives space back.
+    auto l = SpaceLock();
+    int64_t before = g_quota ? ChargeOfFd(inode->fd) : 0;
     rc = fi ? ftruncate(static_cast<int>(fi->fh), attr->st_size)
             : truncate(path.c_str(), attr->st_size);
+    if (g_quota) g_used += ChargeOfFd(inode->fd) - before;
   }
   if (rc == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
     timespec tv[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
@@ -195,25 +287,42 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_readlink(req, buf);
 }
 
+// Makes a new entry with `make` (0 or an errno), charging it; refused when `need` bytes are
+// not left.
+template <typename Make>
+int MakeEntry(fuse_ino_t parent, const char* name, int64_t need, Make make) {
+  auto l = SpaceLock();
+  if (Full(need)) return ENOSPC;
+  int err = make();
+  if (err == 0 && g_quota) g_used += ChargeAt(In(parent)->fd, name);
+  return err;
+}
+
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  if (mknodat(In(parent)->fd, name, mode, rdev) != 0) {
-    fuse_reply_err(req, errno);
+  int err = MakeEntry(parent, name, 1,
+                      [&] { return mknodat(In(parent)->fd, name, mode, rdev) == 0 ? 0 : errno; });
+  if (err != 0) {
+    fuse_reply_err(req, err);
     return;
   }
   ReplyCreated(req, parent, name, nullptr);
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  if (mkdirat(In(parent)->fd, name, mode) != 0) {
-    fuse_reply_err(req, errno);
+  int err = MakeEntry(parent, name, kBlock,
+                      [&] { return mkdirat(In(parent)->fd, name, mode) == 0 ? 0 : errno; });
+  if (err != 0) {
+    fuse_reply_err(req, err);
     return;
   }
   ReplyCreated(req, parent, name, nullptr);
 }
 
 void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-  if (symlinkat(link, In(parent)->fd, name) != 0) {
-    fuse_reply_err(req, errno);
+  int err = MakeEntry(parent, name, 1,
+                      [&] { return symlinkat(link, In(parent)->fd, name) == 0 ? 0 : errno; });
+  if (err != 0) {
+    fuse_reply_err(req, err);
     return;
   }
   ReplyCreated(req, parent, name, nullptr);
@@ -234,18 +343,40 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name)
   }
 }
 
+// Removes `name` (a file, or a directory with AT_REMOVEDIR); its space is free at once.
+int Remove(fuse_ino_t parent, const char* name, int flags) {
+  auto l = SpaceLock();
+  int64_t freed = g_quota ? FreedByRemoving(In(parent)->fd, name) : 0;
+  if (unlinkat(In(parent)->fd, name, flags) != 0) return errno;
+  g_used -= freed;
+  return 0;
+}
+
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  fuse_reply_err(req, unlinkat(In(parent)->fd, name, 0) == 0 ? 0 : errno);
+  fuse_reply_err(req, Remove(parent, name, 0));
 }
 
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  fuse_reply_err(req, unlinkat(In(parent)->fd, name, AT_REMOVEDIR) == 0 ? 0 : errno);
+  fuse_reply_err(req, Remove(parent, name, AT_REMOVEDIR));
 }
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
               const char* newname, unsigned int flags) {
+  auto l = SpaceLock();
+  // A target that is replaced (not exchanged, and not the source itself) gives its space back.
+  int64_t freed = 0;
+  struct stat from, to;
+  if (g_quota && !(flags & RENAME_EXCHANGE) &&
+      fstatat(In(parent)->fd, name, &from, AT_SYMLINK_NOFOLLOW) == 0 &&
+      fstatat(In(newparent)->fd, newname, &to, AT_SYMLINK_NOFOLLOW) == 0 &&
+      (from.st_dev != to.st_dev || from.st_ino != to.st_ino)) {
+    freed = FreedByRemoving(In(newparent)->fd, newname);
+  }
   int rc = renameat2(In(parent)->fd, name, In(newparent)->fd, newname, flags);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  int err = rc == 0 ? 0 : errno;
+  if (rc == 0) g_used -= freed;
+  l = {};
+  fuse_reply_err(req, err);
 }
 
 // With the writeback cache the kernel reads pages of files opened write-only, and it does
@@ -256,10 +387,20 @@ int OpenFlags(int flags) {
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  int fd = open(ProcPath(In(ino)->fd).c_str(), OpenFlags(fi->flags));
-  if (fd < 0) {
-    fuse_reply_err(req, errno);
-    return;
+  int fd;
+  {
+    // O_TRUNC (atomic_o_trunc) gives the file's space back.
+    std::unique_lock<std::mutex> l;
+    if (fi->flags & O_TRUNC) l = SpaceLock();
+    int64_t before = l ? ChargeOfFd(In(ino)->fd) : 0;
+    fd = open(ProcPath(In(ino)->fd).c_str(), OpenFlags(fi->flags));
+    if (fd < 0) {
+      int err = errno;
+      l = {};
+      fuse_reply_err(req, err);
+      return;
+    }
+    if (l) g_used += ChargeOfFd(fd) - before;
   }
   fi->fh = static_cast<uint64_t>(fd);
   fi->keep_cache = 1;
@@ -268,9 +409,17 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
-  int fd = openat(In(parent)->fd, name, OpenFlags(fi->flags) | O_CREAT, mode);
-  if (fd < 0) {
-    fuse_reply_err(req, errno);
+  int fd = -1;
+  int err = MakeEntry(parent, name, 1, [&] {
+    // The name may exist already (O_CREAT without O_EXCL), and O_TRUNC free its space.
+    int64_t before = g_quota ? ChargeAt(In(parent)->fd, name) : 0;
+    fd = openat(In(parent)->fd, name, OpenFlags(fi->flags) | O_CREAT, mode);
+    if (fd < 0) return errno;
+    g_used -= before;  // MakeEntry charges what it holds now
+    return 0;
+  });
+  if (err != 0) {
+    fuse_reply_err(req, err);
     return;
   }
   fi->fh = static_cast<uint64_t>(fd);
@@ -287,11 +436,28 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
   fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
 }
 
+// Runs `op` (0 or an errno) on the open file `fd`, charging what it adds or gives back;
+// refused with ENOSPC if the bytes [off, off + len) would not fit (len 0: no check).
+template <typename Op>
+int Grow(int fd, off_t off, off_t len, Op op) {
+  auto l = SpaceLock();
+  if (WouldOverflow(fd, static_cast<uint64_t>(off), static_cast<uint64_t>(len))) return ENOSPC;
+  int64_t before = g_quota ? ChargeOfFd(fd) : 0;
+  int err = op();
+  if (g_quota) g_used += ChargeOfFd(fd) - before;
+  return err;
+}
+
 void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
              fuse_file_info* fi) {
-  ssize_t n = pwrite(static_cast<int>(fi->fh), buf, size, off);
-  if (n < 0) {
-    fuse_reply_err(req, errno);
+  int fd = static_cast<int>(fi->fh);
+  ssize_t n = -1;
+  int err = Grow(fd, off, static_cast<off_t>(size), [&] {
+    n = pwrite(fd, buf, size, off);
+    return n < 0 ? errno : 0;
+  });
+  if (err != 0) {
+    fuse_reply_err(req, err);
     return;
   }
   fuse_reply_write(req, static_cast<size_t>(n));
@@ -372,18 +538,44 @@ void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
     fuse_reply_err(req, errno);
     return;
   }
+  if (g_quota) {
+    // A disk of the quota's size, with no more free than the host has.
+    int64_t used;
+    {
+      std::lock_guard l(g_space_mu);
+      used = g_used;
+    }
+    uint64_t host_free = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize / kBlock;
+    uint64_t left = used < static_cast<int64_t>(g_quota) ? (g_quota - used) / kBlock : 0;
+    sv.f_bsize = sv.f_frsize = kBlock;
+    sv.f_blocks = g_quota / kBlock;
+    sv.f_bfree = sv.f_bavail = std::min(left, host_free);
+  }
   fuse_reply_statfs(req, &sv);
 }
 
 void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
-  fuse_reply_err(req, fallocate(static_cast<int>(fi->fh), mode, off, len) == 0 ? 0 : errno);
+  int fd = static_cast<int>(fi->fh);
+  bool frees = mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE);
+  fuse_reply_err(req, Grow(fd, off, frees ? 0 : len,
+                           [&] { return fallocate(fd, mode, off, len) == 0 ? 0 : errno; }));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 5 && std::strcmp(argv[1], "--quota") == 0) {
+    char* end = nullptr;
+    g_quota = std::strtoull(argv[2], &end, 10);
+    if (*end != 0 || g_quota == 0) {
+      std::fprintf(stderr, "%s: --quota wants a number of bytes\n", argv[0]);
+      return 2;
+    }
+    argv += 2;
+    argc -= 2;
+  }
   if (argc != 3) {
-    std::fprintf(stderr, "usage: %s SOURCE_DIR MOUNTPOINT\n", argv[0]);
+    std::fprintf(stderr, "usage: %s [--quota BYTES] SOURCE_DIR MOUNTPOINT\n", argv[0]);
     return 2;
   }
   g_root.fd = open(argv[1], O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -391,6 +583,7 @@ int main(int argc, char** argv) {
     std::perror(argv[1]);
     return 1;
   }
+  if (g_quota) g_used = UsedBelow(argv[1]);
   fuse_lowlevel_ops ops{};
   ops.init = OpInit;
   ops.lookup = OpLookup;

@@ -4,7 +4,6 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/vfs.h>
@@ -28,18 +27,22 @@
 namespace arbor::testutil {
 namespace {
 
-// One mounted store and a postgres on it.
+// One mounted store and a postgres on it (and, if the test gives one, the disk under the
+// store).
 struct Rig {
   TempDir dir{"arborfs-pg"};
   std::string store = dir / "store";
   std::string mnt = dir / "pgdata";
+  std::unique_ptr<QuotaFs> disk;
   std::unique_ptr<MountProcess> mount;
   std::unique_ptr<Postgres> pg;
 
-  // Postgres is declared after the mount so it is stopped first; be explicit anyway.
+  // Postgres is declared after the mount so it is stopped first, and the mount after the disk
+  // under its store; be explicit anyway.
   ~Rig() {
     pg.reset();
     mount.reset();
+    disk.reset();
   }
 
   void Mount(uint64_t timeline = 0) {
@@ -152,14 +155,19 @@ TEST(ArborfsCrash, KillComputeDuringPgbench) { CrashRounds(Side::kCompute); }
 
 TEST(ArborfsCrash, KillStorageDuringPgbench) { CrashRounds(Side::kStorage); }
 
-// The store lives on a small tmpfs. Postgres gets ENOSPC, and after space is freed it
-// recovers with every committed row.
+// The store lives on a small disk that really fills: a 400 MiB FUSE file system with a quota
+// (QuotaFs), which root and an ordinary user mount alike. Postgres gets ENOSPC, and after space
+// is freed it recovers with every committed row.
 TEST(ArborfsFullDisk, EnospcThenRecovery) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs for the store";
   Rig rig;
   std::string small = rig.dir / "small";
-  ASSERT_EQ(mkdir(small.c_str(), 0755), 0);
-  ASSERT_EQ(mount("tmpfs", small.c_str(), "tmpfs", 0, "size=400m"), 0) << std::strerror(errno);
+  rig.disk = QuotaFs::Start(rig.dir / "small-backing", small, 400ull << 20);
+  ASSERT_NE(rig.disk, nullptr);
+  {
+    struct statvfs vs;
+    ASSERT_EQ(statvfs(small.c_str(), &vs), 0);
+    ASSERT_EQ(vs.f_blocks * vs.f_frsize, 400ull << 20) << "the disk is not 400 MiB";
+  }
   rig.store = small + "/store";
   ASSERT_NO_FATAL_FAILURE(rig.Init());
   rig.pg->Psql("CREATE TABLE fill (id bigint PRIMARY KEY, pad text)");
@@ -232,9 +240,6 @@ TEST(ArborfsFullDisk, EnospcThenRecovery) {
   EXPECT_EQ(rig.pg->AmCheck(), "");
   rig.pg->Psql("INSERT INTO fill VALUES (-1, 'after')");
   EXPECT_EQ(rig.pg->Psql("SELECT pad FROM fill WHERE id = -1"), "after");
-  rig.pg.reset();
-  rig.mount.reset();
-  umount2(small.c_str(), MNT_DETACH);
 }
 
 }  // namespace

@@ -76,7 +76,7 @@ TempDir::TempDir(const std::string& prefix) {
 TempDir::~TempDir() {
   if (path_.empty()) return;
   for (const auto& m : MountsUnder(path_)) {
-    if (umount2(m.c_str(), MNT_DETACH) != 0) ADD_FAILURE() << "could not detach " << m;
+    if (!DetachMount(m)) ADD_FAILURE() << "could not detach " << m;
   }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
@@ -99,6 +99,74 @@ uint16_t FreePort() {
 }
 
 std::string ArborBinary() { return ARBOR_BINARY; }
+
+bool DetachMount(const std::string& path) {
+  if (geteuid() == 0) return umount2(path.c_str(), MNT_DETACH) == 0 || errno == EINVAL;
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp("fusermount3", "fusermount3", "-u", "-z", "--", path.c_str(), nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  return pid > 0 && WaitPid(pid, std::chrono::seconds(30), &status) && WIFEXITED(status) &&
+         WEXITSTATUS(status) == 0;
+}
+
+std::unique_ptr<QuotaFs> QuotaFs::Start(const std::string& backing, const std::string& mnt,
+                                        uint64_t quota_bytes) {
+  auto q = std::unique_ptr<QuotaFs>(new QuotaFs());
+  q->mnt_ = mnt;
+  q->log_ = mnt + ".log";
+  std::error_code ec;
+  std::filesystem::create_directories(backing, ec);
+  std::filesystem::create_directories(mnt, ec);
+  std::vector<std::string> args = {FUSE_PASSTHROUGH_BINARY, "--quota", std::to_string(quota_bytes),
+                                   backing, mnt};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int log_fd = open(q->log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    ADD_FAILURE() << "open " << q->log_;
+    return nullptr;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(log_fd);
+  q->pid_ = pid;
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (Clock::now() < deadline) {
+    if (ReadFile(q->log_).find("mounted") != std::string::npos && fs::IsMountPoint(mnt)) return q;
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      q->pid_ = -1;
+      ADD_FAILURE() << "fuse_passthrough --quota exited (is /dev/fuse open to this user, and "
+                       "fusermount3 installed setuid?): "
+                    << ReadFile(q->log_);
+      return nullptr;
+    }
+    usleep(20'000);
+  }
+  ADD_FAILURE() << "fuse_passthrough --quota did not mount in 30 s: " << ReadFile(q->log_);
+  return nullptr;  // the destructor cleans up
+}
+
+QuotaFs::~QuotaFs() {
+  if (pid_ >= 0) {
+    kill(pid_, SIGTERM);
+    int status;
+    if (!WaitPid(pid_, std::chrono::seconds(30), &status)) {
+      kill(pid_, SIGKILL);
+      WaitPid(pid_, std::chrono::seconds(10), &status);
+    }
+  }
+  if (fs::IsMountPoint(mnt_) && !DetachMount(mnt_)) ADD_FAILURE() << "could not detach " << mnt_;
+}
 
 std::unique_ptr<MountProcess> MountProcess::Start(const std::string& store, const std::string& mnt,
                                                   uint64_t timeline, uint32_t uid, uint32_t gid,
@@ -183,7 +251,7 @@ MountProcess::~MountProcess() {
     if (log.size() > 4000) log = log.substr(log.size() - 4000);
     std::fprintf(stderr, "---- arbor debug mount log (%s) ----\n%s\n", log_.c_str(), log.c_str());
   }
-  if (fs::IsMountPoint(mnt_)) umount2(mnt_.c_str(), MNT_DETACH);
+  if (fs::IsMountPoint(mnt_)) DetachMount(mnt_);
 }
 
 Postgres::Postgres(std::string pgdata, std::string dir)

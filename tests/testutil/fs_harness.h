@@ -62,6 +62,32 @@ class MountProcess {
 // The arbor binary under test (set by the build).
 std::string ArborBinary();
 
+// Removes the mount at `path` lazily (it goes once nothing uses it): umount2(MNT_DETACH) as
+// root, `fusermount3 -u -z` otherwise. True on success.
+bool DetachMount(const std::string& path);
+
+// A small disk that any user can mount and fill: bench/fuse_passthrough with a quota, a FUSE
+// file system over a private directory (through fusermount3 when not root). statfs reports
+// `quota_bytes` of size; a write or fallocate that needs more than is left, and a create or
+// mkdir when nothing is left, fail with ENOSPC; deleting a file gives its space back at once.
+// Not thread-safe; owns the file system's process and its mount.
+class QuotaFs {
+ public:
+  // Mounts `backing` (created if missing) at `mnt` (created if missing) and waits until it
+  // serves. Fails the test (ADD_FAILURE) and returns nullptr on error.
+  static std::unique_ptr<QuotaFs> Start(const std::string& backing, const std::string& mnt,
+                                        uint64_t quota_bytes);
+  // SIGTERM and wait (the process unmounts, lazily if busy); then, whatever happened, no
+  // mount is left. REQUIRES: nothing that must finish cleanly still writes to it.
+  ~QuotaFs();
+  const std::string& mountpoint() const { return mnt_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string mnt_;
+  std::string log_;
+};
+
 // A postgres on a data directory, run by the compute user through compute::Supervisor.
 class Postgres {
  public:
