@@ -9,8 +9,8 @@ std::string Principal::Describe() const {
   return out;
 }
 
-Status Authorize(const Principal& p, Action action, const std::string& project,
-                 bool is_protected, const std::string& what) {
+Status Authorize(const Principal& p, Action action, const std::string& project, bool is_protected,
+                 const std::string& what) {
   auto deny = [&](const std::string& why) {
     return Status::PermissionDenied("permission denied: " + p.Describe() + " cannot " + what +
                                     (why.empty() ? "" : ": " + why));

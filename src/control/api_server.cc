@@ -249,7 +249,8 @@ Status ApiServer::AuthorizeRequest(const httplib::Request& req) const {
   }
   const std::string& project = parts[1];
   if (parts.size() == 2) {
-    if (m == "GET") return Authorize(who, Action::kRead, project, false, "read projects/" + project);
+    if (m == "GET")
+      return Authorize(who, Action::kRead, project, false, "read projects/" + project);
     return Authorize(who, Action::kAdminProject, project, false,
                      "change or delete projects/" + project);
   }
@@ -265,11 +266,13 @@ Status ApiServer::AuthorizeRequest(const httplib::Request& req) const {
       return Authorize(who, Action::kProtect, project, false,
                        "create a protected branch in projects/" + project);
     }
-    return Authorize(who, Action::kChange, project, false, "create branches in projects/" + project);
+    return Authorize(who, Action::kChange, project, false,
+                     "create branches in projects/" + project);
   }
   const std::string& branch = parts[3];
   if (parts.size() == 4) {
-    if (m == "PATCH" && req.get_param_value("update_mask").find("is_protected") != std::string::npos) {
+    if (m == "PATCH" &&
+        req.get_param_value("update_mask").find("is_protected") != std::string::npos) {
       return on_branch(Action::kProtect, project, branch, "protect or unprotect");
     }
     std::string verb = m == "DELETE" ? "delete" : m == "PATCH" ? "change" : "change";
@@ -291,9 +294,9 @@ void ApiServer::Routes() {
     auto who = Authenticate(req.get_header_value("Authorization"));
     if (!who.ok()) {
       res.status = 401;
-      res.set_content(json{{"error_code", "UNAUTHENTICATED"}, {"message", who.status().message()}}
-                          .dump(),
-                      "application/json");
+      res.set_content(
+          json{{"error_code", "UNAUTHENTICATED"}, {"message", who.status().message()}}.dump(),
+          "application/json");
       return httplib::Server::HandlerResponse::Handled;
     }
     g_caller = *who;
@@ -410,7 +413,8 @@ void ApiServer::Routes() {
         wrap([eng, project_json](const httplib::Request&, httplib::Response& res) {
           json list = json::array();
           for (const auto& p : eng->ListProjects()) {
-            if (g_caller.project.empty() || g_caller.project == p.id) list.push_back(project_json(p));
+            if (g_caller.project.empty() || g_caller.project == p.id)
+              list.push_back(project_json(p));
           }
           SendJson(res, {{"projects", list}});
           return Status::Ok();
@@ -755,7 +759,8 @@ void ApiServer::Routes() {
            if (ttl) {
              ARBOR_ASSIGN_OR_RETURN(ttl_s, ParseDuration(*ttl));
            }
-           ARBOR_ASSIGN_OR_RETURN(auto made, eng->CreateApiToken(*name, *access, project_id, ttl_s));
+           ARBOR_ASSIGN_OR_RETURN(auto made,
+                                  eng->CreateApiToken(*name, *access, project_id, ttl_s));
            json j = token_json(made.first);
            j["token"] = made.second;  // shown this once; only its hash is kept
            SendJson(res, j);

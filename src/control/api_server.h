@@ -11,7 +11,7 @@
 namespace httplib {
 class Server;
 struct Request;
-}
+}  // namespace httplib
 namespace arbor::proxy::auth {
 class TokenSigner;
 }

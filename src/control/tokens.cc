@@ -58,7 +58,8 @@ std::vector<ApiTokenRecord> Engine::ListApiTokens() {
 
 Status Engine::RevokeApiToken(const std::string& name) {
   std::lock_guard l(mu_);
-  if (!catalog_.api_tokens.count(name)) return Status::NotFound("token " + name + " does not exist");
+  if (!catalog_.api_tokens.count(name))
+    return Status::NotFound("token " + name + " does not exist");
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::EraseApiToken(name)}));
   catalog_.api_tokens.erase(name);
   return Status::Ok();

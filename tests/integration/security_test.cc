@@ -141,8 +141,8 @@ class Security : public testing::Test {
     return Call("GET", "projects/" + project + "/branches/" + branch + "/endpoints/primary").body;
   }
   static std::string ResetPassword(const std::string& branch, const std::string& role = "owner") {
-    auto a = Call("POST", "projects/default/branches/" + branch + "/roles/" + role +
-                              ":reset_password");
+    auto a =
+        Call("POST", "projects/default/branches/" + branch + "/roles/" + role + ":reset_password");
     EXPECT_EQ(a.status, 200) << a.body.dump();
     return a.body.value("password", "");
   }
@@ -168,9 +168,9 @@ TEST_F(Security, Item2_TheStoreAndTheKeysAreTheDaemonsAlone) {
     // Not the test's own output, and not the runtime part when it is inside (a daemon that
     // is not root): mounts, sockets and the hba file the compute user reads.
     if (path == d_->home() + "/daemon.out" ||
-        (runtime == d_->home() && (path.rfind(runtime + "/mnt", 0) == 0 ||
-                                   path.rfind(runtime + "/run", 0) == 0 ||
-                                   path.rfind(runtime + "/lib", 0) == 0))) {
+        (runtime == d_->home() &&
+         (path.rfind(runtime + "/mnt", 0) == 0 || path.rfind(runtime + "/run", 0) == 0 ||
+          path.rfind(runtime + "/lib", 0) == 0))) {
       if (it->is_directory()) it.disable_recursion_pending();
       continue;
     }
@@ -210,11 +210,11 @@ TEST_F(Security, Item3_ATokenLoginIsNoSuperuserAndCannotReachTheOs) {
   EXPECT_NE(ErrorOf(pg, "alter role owner superuser"), "");
   // CREATEROLE must not open the door PostgreSQL 15 leaves open: granting the predefined
   // roles that run programs and read or write the server's files.
-  for (const char* sql : {"grant pg_execute_server_program to owner",
-                          "grant pg_read_server_files to owner",
-                          "grant pg_write_server_files to owner",
-                          "create role sneaky in role pg_execute_server_program",
-                          "alter group pg_read_server_files add user owner"}) {
+  for (const char* sql :
+       {"grant pg_execute_server_program to owner", "grant pg_read_server_files to owner",
+        "grant pg_write_server_files to owner",
+        "create role sneaky in role pg_execute_server_program",
+        "alter group pg_read_server_files add user owner"}) {
     std::string err = ErrorOf(pg, sql);
     EXPECT_NE(err.find("permission denied"), std::string::npos) << sql << ": " << err;
   }
@@ -242,8 +242,9 @@ TEST_F(Security, Item3_ASecondProjectCannotReadTheFirstsFiles) {
     first.Query("create table if not exists secret(x text); insert into secret values ('s3cr3t')");
   }
   Pg admin(d_->AdminConnect("production"));
-  std::string file = admin.One("select current_setting('data_directory') || '/' || "
-                               "pg_relation_filepath('secret')");
+  std::string file = admin.One(
+      "select current_setting('data_directory') || '/' || "
+      "pg_relation_filepath('secret')");
   ASSERT_NE(file.find("/mnt/"), std::string::npos) << file;
   admin.Query("checkpoint");
   auto p = Call("POST", "projects?project_id=other", json::object());
@@ -263,8 +264,8 @@ TEST_F(Security, Item3_ASecondProjectCannotReadTheFirstsFiles) {
   std::string other_url = d_->Connect("production", "other");
   std::string token = other_url.substr(other_url.find(':', 13) + 1);
   token = token.substr(0, token.find('@'));
-  EXPECT_FALSE(Opens("host=127.0.0.1 port=" + first_port + " user=owner dbname=postgres password=" +
-                     token));
+  EXPECT_FALSE(
+      Opens("host=127.0.0.1 port=" + first_port + " user=owner dbname=postgres password=" + token));
   // And no other local user can enter a compute's data directory.
   struct stat st;
   std::string mnt = file.substr(0, file.find("/base/"));
@@ -510,8 +511,9 @@ TEST_F(Security, ADeveloperTokenCannotTouchProtectedProduction) {
   EXPECT_EQ(CallAs(forged, "GET", pg, json()).status, 401);
   EXPECT_EQ(CallAs("arbor_", "GET", pg, json()).status, 401);
 
-  auto unprotect = Call("PATCH", "projects/default/branches/production?update_mask=spec.is_protected",
-                        {{"spec", {{"is_protected", false}}}});
+  auto unprotect =
+      Call("PATCH", "projects/default/branches/production?update_mask=spec.is_protected",
+           {{"spec", {{"is_protected", false}}}});
   EXPECT_EQ(unprotect.status, 200) << unprotect.body.dump();
   CallAs(Slurp(d_->home() + "/admin-token"), "DELETE", "tokens/viewer-bob", json());
 }
@@ -531,7 +533,8 @@ TEST_F(Security, ExpiredAndOrphanedApiTokensAreRefused) {
   EXPECT_EQ(CallAs(orphan, "GET", "postgres/projects/shortlived", json()).status, 401);
   ASSERT_EQ(Call("DELETE", "projects/shortlived").status, 200);
 
-  auto brief = CallAs(admin, "POST", "tokens", {{"name", "brief"}, {"role", "viewer"}, {"ttl", "1s"}});
+  auto brief =
+      CallAs(admin, "POST", "tokens", {{"name", "brief"}, {"role", "viewer"}, {"ttl", "1s"}});
   ASSERT_EQ(brief.status, 200) << brief.body.dump();
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   auto late = CallAs(brief.body.value("token", ""), "GET", "postgres/projects", json());
