@@ -140,7 +140,9 @@ class Engine {
                                                   const BranchRequest& request);
   [[nodiscard]] Result<BranchRecord> GetBranch(const std::string& project, const std::string& id);
   std::vector<BranchRecord> ListBranches(const std::string& project);
-  // FailedPrecondition for a protected branch, the root, or one with children.
+  // Stops its computes (without the engine's lock), then removes its records and timeline in
+  // one atomic write; the space is freed in the background. FailedPrecondition for a
+  // protected branch, the root, or one with children.
   [[nodiscard]] Status DeleteBranch(const std::string& project, const std::string& id);
   // The branch takes its parent's state now (or at `time_us`), keeping its name, endpoints
   // and ports. FailedPrecondition for the root, a protected branch, or one with children.
@@ -172,7 +174,9 @@ class Engine {
   std::vector<EndpointRecord> ListEndpoints(const std::string& project, const std::string& branch);
   [[nodiscard]] Status DeleteEndpoint(const std::string& project, const std::string& branch,
                                       const std::string& id);
-  // Mounts the branch and starts its postgres; returns once it accepts connections.
+  // Mounts the branch and starts its postgres; returns once it accepts connections. Shares a
+  // start under way; waits while the branch is being stopped, reset or restored;
+  // FailedPrecondition while it is being deleted.
   [[nodiscard]] Result<EndpointState> StartEndpoint(const std::string& project,
                                                     const std::string& branch,
                                                     const std::string& id);
@@ -228,7 +232,8 @@ class Engine {
   // The endpoint whose dedicated port is `port`.
   [[nodiscard]] Result<EndpointRecord> EndpointAtPort(uint16_t port);
   // Starts the endpoint if it is not running (one start, however many callers) and returns
-  // its unix socket, "<dir>/.s.PGSQL.<port>", once postgres accepts connections.
+  // its unix socket, "<dir>/.s.PGSQL.<port>", once postgres accepts connections. As
+  // StartEndpoint: FailedPrecondition at once while its branch is being deleted.
   [[nodiscard]] Result<std::string> Wake(const std::string& project, const std::string& branch,
                                          const std::string& id);
   // The role of the branch with that name, if Arbor set its password (the proxy's check).
@@ -240,7 +245,7 @@ class Engine {
   void ConnectionClosed(const std::string& project, const std::string& branch,
                         const std::string& id);
   // Suspends (stops and unmounts) every running endpoint that has had no connection for its
-  // suspend timeout; returns their names.
+  // suspend timeout, one at a time, skipping busy branches; returns their names.
   std::vector<std::string> SuspendIdle(int64_t now_us);
 
   // Starts every endpoint that was running when the daemon last stopped or died.
