@@ -190,10 +190,18 @@ class EngineTest : public ::testing::Test {
     EXPECT_TRUE(Prompt(role)) << "RoleForLogin waited";
     EXPECT_TRUE(Prompt(wake)) << "Wake of another endpoint waited";
     EXPECT_TRUE(Prompt(create)) << "creating and starting another branch waited";
-    if (Prompt(get)) EXPECT_TRUE(get.get());
-    if (Prompt(role)) EXPECT_TRUE(role.get());
-    if (Prompt(wake)) EXPECT_TRUE(wake.get());
-    if (Prompt(create)) EXPECT_TRUE(create.get());
+    if (Prompt(get)) {
+      EXPECT_TRUE(get.get());
+    }
+    if (Prompt(role)) {
+      EXPECT_TRUE(role.get());
+    }
+    if (Prompt(wake)) {
+      EXPECT_TRUE(wake.get());
+    }
+    if (Prompt(create)) {
+      EXPECT_TRUE(create.get());
+    }
   }
 
   TempDir dir_;
