@@ -208,31 +208,51 @@ Supervisor::Supervisor(OsUser user, std::string pg_bin)
 Supervisor::~Supervisor() { StopAll(std::chrono::seconds(10)); }
 
 Status Supervisor::Start(const ComputeSpec& spec, std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard l(mu_);
+    auto it = computes_.find(spec.id);
+    if (it != computes_.end()) {
+      if (it->second.phase != Phase::kRunning) {
+        return Status::FailedPrecondition("compute " + spec.id + " is starting or stopping");
+      }
+      if (!it->second.exited && !Reap(it->second.pid, false)) {
+        return Status::AlreadyExists("compute " + spec.id + " is already running");
+      }
+      kill(-it->second.pid, SIGKILL);  // leftovers of a crashed tree
+      computes_.erase(it);
+    }
+    for (const auto& [id, r] : computes_) {
+      if (r.spec.pgdata == spec.pgdata) {
+        return Status::FailedPrecondition("compute " + id + " already runs on " + spec.pgdata);
+      }
+      if (r.spec.port == spec.port) {
+        return Status::FailedPrecondition("compute " + id + " already uses port " +
+                                          std::to_string(spec.port));
+      }
+    }
+    // Holds the id, directory and port while postgres starts without the lock.
+    Running& r = computes_[spec.id];
+    r.spec = spec;
+    r.phase = Phase::kStarting;
+  }
+  pid_t pid = -1;
+  Status st = Launch(spec, timeout, &pid);
   std::lock_guard l(mu_);
-  return StartLocked(spec, timeout);
+  auto it = computes_.find(spec.id);
+  if (!st.ok()) {
+    if (it != computes_.end() && it->second.phase == Phase::kStarting) computes_.erase(it);
+    return st;
+  }
+  it->second.pid = pid;
+  it->second.phase = Phase::kRunning;
+  return Status::Ok();
 }
 
-Status Supervisor::StartLocked(const ComputeSpec& spec, std::chrono::milliseconds timeout) {
-  auto it = computes_.find(spec.id);
-  if (it != computes_.end()) {
-    if (!it->second.exited && !Reap(it->second.pid, false)) {
-      return Status::AlreadyExists("compute " + spec.id + " is already running");
-    }
-    kill(-it->second.pid, SIGKILL);  // leftovers of a crashed tree
-    computes_.erase(it);
-  }
-  for (const auto& [id, r] : computes_) {
-    if (r.spec.pgdata == spec.pgdata) {
-      return Status::FailedPrecondition("compute " + id + " already runs on " + spec.pgdata);
-    }
-    if (r.spec.port == spec.port) {
-      return Status::FailedPrecondition("compute " + id + " already uses port " +
-                                        std::to_string(spec.port));
-    }
-  }
+Status Supervisor::Launch(const ComputeSpec& spec, std::chrono::milliseconds timeout,
+                          pid_t* started) {
   ARBOR_RETURN_IF_ERROR(PrepareDir(spec.socket_dir, user_));
-  // No compute of ours runs on this directory, so a postmaster.pid there is stale: a branch
-  // of a running parent inherits one naming the parent's (live) postmaster.
+  // No compute of ours runs on this directory (Start holds it), so a postmaster.pid there is
+  // stale: a branch of a running parent inherits one naming the parent's (live) postmaster.
   std::string pidfile = spec.pgdata + "/postmaster.pid";
   if (unlink(pidfile.c_str()) != 0 && errno != ENOENT) {
     return Status::IOError(Errno("removing stale " + pidfile));
@@ -268,41 +288,52 @@ Status Supervisor::StartLocked(const ComputeSpec& spec, std::chrono::millisecond
     }
     if (PostmasterReady(spec.pgdata, *pid)) break;
     if (Clock::now() >= deadline) {
-      Running r{spec, *pid, false, nullptr};
-      StopLocked(r, std::chrono::seconds(2));
+      StopProcess(spec.id, *pid, false, std::chrono::seconds(2));
       return Status::Unavailable("postgres for " + spec.id + " was not ready within " +
                                  std::to_string(timeout.count()) + " ms:\n" +
                                  TailOf(spec.log_file, 15));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  computes_[spec.id] = Running{spec, *pid, false, nullptr};
+  *started = *pid;
   return Status::Ok();
 }
 
-void Supervisor::StopLocked(Running& r, std::chrono::milliseconds timeout) {
-  if (!r.exited) {
-    kill(r.pid, SIGINT);  // fast shutdown: a checkpoint, then exit
-    if (!WaitExit(r.pid, timeout)) {
-      log::warn("compute {}: no fast shutdown within {} ms; immediate shutdown", r.spec.id,
+void Supervisor::StopProcess(const std::string& id, pid_t pid, bool exited,
+                             std::chrono::milliseconds timeout) {
+  if (!exited) {
+    kill(pid, SIGINT);  // fast shutdown: a checkpoint, then exit
+    if (!WaitExit(pid, timeout)) {
+      log::warn("compute {}: no fast shutdown within {} ms; immediate shutdown", id,
                 timeout.count());
-      kill(r.pid, SIGQUIT);
-      if (!WaitExit(r.pid, std::chrono::seconds(5))) {
-        kill(-r.pid, SIGKILL);
-        Reap(r.pid, true);
+      kill(pid, SIGQUIT);
+      if (!WaitExit(pid, std::chrono::seconds(5))) {
+        kill(-pid, SIGKILL);
+        Reap(pid, true);
       }
     }
-    r.exited = true;
   }
-  kill(-r.pid, SIGKILL);  // anything of the tree that outlived its postmaster
+  kill(-pid, SIGKILL);  // anything of the tree that outlived its postmaster
 }
 
 Status Supervisor::Stop(const std::string& id, std::chrono::milliseconds timeout) {
+  pid_t pid;
+  bool exited;
+  {
+    std::lock_guard l(mu_);
+    auto it = computes_.find(id);
+    if (it == computes_.end()) return Status::NotFound("no compute " + id);
+    if (it->second.phase != Phase::kRunning) {
+      return Status::FailedPrecondition("compute " + id + " is starting or stopping");
+    }
+    it->second.phase = Phase::kStopping;  // its id, directory and port stay taken meanwhile
+    pid = it->second.pid;
+    exited = it->second.exited;
+  }
+  StopProcess(id, pid, exited, timeout);
   std::lock_guard l(mu_);
   auto it = computes_.find(id);
-  if (it == computes_.end()) return Status::NotFound("no compute " + id);
-  StopLocked(it->second, timeout);
-  computes_.erase(it);
+  if (it != computes_.end() && it->second.phase == Phase::kStopping) computes_.erase(it);
   return Status::Ok();
 }
 
@@ -313,7 +344,7 @@ Status Supervisor::Checkpoint(const std::string& id) {
   {
     std::lock_guard l(mu_);
     auto it = computes_.find(id);
-    if (it == computes_.end() || it->second.exited) {
+    if (it == computes_.end() || it->second.exited || it->second.phase != Phase::kRunning) {
       return Status::NotFound("compute " + id + " is not running");
     }
     spec = it->second.spec;
@@ -348,7 +379,8 @@ Status Supervisor::Checkpoint(const std::string& id) {
   }
   std::lock_guard l(mu_);
   auto it = computes_.find(id);
-  if (it != computes_.end() && it->second.pid == pid && !it->second.exited) {
+  if (it != computes_.end() && it->second.pid == pid && !it->second.exited &&
+      it->second.phase == Phase::kRunning) {
     it->second.admin = std::move(conn);
   }
   return st;
@@ -361,7 +393,7 @@ Result<std::vector<std::vector<std::string>>> Supervisor::Query(const std::strin
   {
     std::lock_guard l(mu_);
     auto it = computes_.find(id);
-    if (it == computes_.end() || it->second.exited) {
+    if (it == computes_.end() || it->second.exited || it->second.phase != Phase::kRunning) {
       return Status::NotFound("compute " + id + " is not running");
     }
     spec = it->second.spec;
@@ -401,13 +433,15 @@ Result<std::vector<std::vector<std::string>>> Supervisor::Query(const std::strin
 }
 
 Status Supervisor::Restart(const std::string& id, std::chrono::milliseconds timeout) {
-  std::lock_guard l(mu_);
-  auto it = computes_.find(id);
-  if (it == computes_.end()) return Status::NotFound("no compute " + id);
-  ComputeSpec spec = it->second.spec;
-  StopLocked(it->second, timeout);
-  computes_.erase(it);
-  return StartLocked(spec, timeout);
+  ComputeSpec spec;
+  {
+    std::lock_guard l(mu_);
+    auto it = computes_.find(id);
+    if (it == computes_.end()) return Status::NotFound("no compute " + id);
+    spec = it->second.spec;
+  }
+  ARBOR_RETURN_IF_ERROR(Stop(id, timeout));
+  return Start(spec, timeout);
 }
 
 ComputeState Supervisor::State(const std::string& id) {
@@ -415,6 +449,8 @@ ComputeState Supervisor::State(const std::string& id) {
   auto it = computes_.find(id);
   if (it == computes_.end()) return ComputeState::kStopped;
   Running& r = it->second;
+  // Starting: not serving yet. Stopping: its stopper reaps it.
+  if (r.phase != Phase::kRunning) return ComputeState::kStopped;
   if (!r.exited && Reap(r.pid, false)) {
     r.exited = true;
     kill(-r.pid, SIGKILL);
@@ -426,18 +462,36 @@ ComputeState Supervisor::State(const std::string& id) {
 std::optional<pid_t> Supervisor::Pid(const std::string& id) {
   std::lock_guard l(mu_);
   auto it = computes_.find(id);
-  if (it == computes_.end() || it->second.exited) return std::nullopt;
+  if (it == computes_.end() || it->second.exited || it->second.phase != Phase::kRunning) {
+    return std::nullopt;
+  }
   return it->second.pid;
 }
 
 void Supervisor::StopAll(std::chrono::milliseconds timeout) {
-  std::lock_guard l(mu_);
+  // Computes that are starting or stopping belong to the call doing it.
+  std::vector<Running> taken;
+  {
+    std::lock_guard l(mu_);
+    for (auto it = computes_.begin(); it != computes_.end();) {
+      if (it->second.phase == Phase::kRunning) {
+        taken.push_back(std::move(it->second));
+        it = computes_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
   // Ask every compute to stop first, so their shutdowns overlap.
-  for (auto& [id, r] : computes_) {
+  for (const Running& r : taken) {
     if (!r.exited) kill(r.pid, SIGINT);
   }
-  for (auto& [id, r] : computes_) StopLocked(r, timeout);
-  computes_.clear();
+  for (const Running& r : taken) StopProcess(r.spec.id, r.pid, r.exited, timeout);
+}
+
+Status Supervisor::InitDb(const std::string& pgdata, const std::string& password,
+                          const std::string& log_file) {
+  return compute::InitDb(user_, pgdata, password, log_file, pg_bin_);
 }
 
 }  // namespace arbor::compute

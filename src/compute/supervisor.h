@@ -58,44 +58,56 @@ enum class ComputeState { kStopped, kRunning, kCrashed };
 
 // Starts, watches and stops postgres process trees; the only code in Arbor that does.
 // Thread-safe. Owns every postmaster it started: they are stopped when it is destroyed.
+// Its lock guards only its table of computes: a start's wait for postgres to accept
+// connections and a stop's wait for it to exit run without it, so the state of one compute
+// never waits for the start or stop of another. A compute being started or stopped keeps its
+// id, directory and port reserved until that call returns.
+// The methods the engine uses are virtual so that tests of the engine can fake computes.
 class Supervisor {
  public:
   explicit Supervisor(OsUser user, std::string pg_bin = std::string(kPgBin));
-  ~Supervisor();
+  virtual ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
   // Starts postgres for `spec` and returns once it accepts connections. A postmaster.pid
   // left in PGDATA (a branch of a running parent carries its parent's) is removed first,
   // unless this supervisor runs a compute on that directory. AlreadyExists if `spec.id`
-  // is running; Unavailable (with the log's last lines) if postgres exits or is not ready
-  // within `timeout`, in which case nothing is left running.
-  [[nodiscard]] Status Start(const ComputeSpec& spec, std::chrono::milliseconds timeout);
+  // is running; FailedPrecondition if it is being started or stopped, or another compute
+  // has its directory or port; Unavailable (with the log's last lines) if postgres exits or
+  // is not ready within `timeout`, in which case nothing is left running.
+  [[nodiscard]] virtual Status Start(const ComputeSpec& spec, std::chrono::milliseconds timeout);
   // Fast shutdown (SIGINT); after `timeout`, immediate (SIGQUIT); then SIGKILL to the whole
-  // process tree. Every process is reaped before it returns. NotFound if unknown.
-  [[nodiscard]] Status Stop(const std::string& id, std::chrono::milliseconds timeout);
+  // process tree. Every process is reaped before it returns. NotFound if unknown;
+  // FailedPrecondition if it is being started or stopped by another call.
+  [[nodiscard]] virtual Status Stop(const std::string& id, std::chrono::milliseconds timeout);
   // Runs CHECKPOINT on a running compute (through its private socket, as the compute user),
   // so that a branch taken right after starts with almost no WAL to replay. NotFound if it
   // does not run; Internal if the checkpoint fails.
-  [[nodiscard]] Status Checkpoint(const std::string& id);
+  [[nodiscard]] virtual Status Checkpoint(const std::string& id);
   // Runs `sql` in database `dbname` of a running compute as Arbor's superuser (peer
   // authentication over the private socket), and returns the rows of its last statement as
   // text (NULL as ""). NotFound if the compute does not run; Internal with PostgreSQL's
   // message if the statement fails.
-  [[nodiscard]] Result<std::vector<std::vector<std::string>>> Query(const std::string& id,
-                                                                    const std::string& dbname,
-                                                                    const std::string& sql);
+  [[nodiscard]] virtual Result<std::vector<std::vector<std::string>>> Query(
+      const std::string& id, const std::string& dbname, const std::string& sql);
   // Stop (if running or crashed), then Start with the same spec.
   [[nodiscard]] Status Restart(const std::string& id, std::chrono::milliseconds timeout);
   // kCrashed when the postmaster died without being asked to; it is reaped by this call.
-  ComputeState State(const std::string& id);
+  // kStopped while it is being started or stopped.
+  virtual ComputeState State(const std::string& id);
   std::optional<pid_t> Pid(const std::string& id);
-  // Stops every compute (fast shutdown, bounded), reaping everything.
+  // Stops every running compute (fast shutdown, bounded), reaping everything; computes being
+  // started or stopped are left to the call doing it.
   void StopAll(std::chrono::milliseconds timeout);
+  // compute::InitDb as this supervisor's user, with its binaries.
+  [[nodiscard]] virtual Status InitDb(const std::string& pgdata, const std::string& password,
+                                      const std::string& log_file);
 
   const OsUser& user() const { return user_; }
 
  private:
+  enum class Phase { kStarting, kRunning, kStopping };
   struct Running {
     ComputeSpec spec;
     pid_t pid = -1;
@@ -103,9 +115,13 @@ class Supervisor {
     // Checkpoint's connection, kept open: a SCRAM login costs milliseconds of PBKDF2, and
     // the branch-creation path checkpoints the parent each time.
     std::shared_ptr<pg_conn> admin;
+    Phase phase = Phase::kRunning;  // kStarting and kStopping: a call works on it unlocked
   };
-  Status StartLocked(const ComputeSpec& spec, std::chrono::milliseconds timeout);
-  void StopLocked(Running& r, std::chrono::milliseconds timeout);
+  // Spawns postgres and waits until it is ready; stops it again on failure. No lock held.
+  Status Launch(const ComputeSpec& spec, std::chrono::milliseconds timeout, pid_t* pid);
+  // Fast, then immediate shutdown of `pid`'s tree; reaps it. No lock held.
+  static void StopProcess(const std::string& id, pid_t pid, bool exited,
+                          std::chrono::milliseconds timeout);
 
   OsUser user_;
   std::string pg_bin_;

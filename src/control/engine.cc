@@ -180,58 +180,64 @@ Result<ProjectRecord> Engine::CreateProject(const std::string& id, int64_t histo
         "3024000s (35 days), not " +
         std::to_string(history_window_s) + "s");
   }
-  auto l = LockForChange();
-  if (catalog_.projects.count(id)) {
+  std::unique_lock l(mu_);
+  if (catalog_.projects.count(id) || creating_projects_.count(id)) {
     return Status::AlreadyExists("project projects/" + id + " already exists");
   }
-  const compute::OsUser& user = supervisor_->user();
-  ARBOR_ASSIGN_OR_RETURN(TimelineId root,
-                         store_->CreateRoot(history_window_s * 1'000'000, user.uid, user.gid));
+  creating_projects_.insert(id);
   ProjectRecord p;
   p.id = id;
   p.uid = NewUid("prj");
   p.create_time_us = WallMicros();
   p.history_window_s = history_window_s;
-  p.root = root;
-
-  // initdb once, as the compute user, on the new root timeline.
+  // initdb once, as the compute user, on a new root timeline, without the lock: it takes
+  // seconds. Nothing refers to the root until the commit below; a crash before it leaves an
+  // unreferenced timeline, which Open deletes.
   std::string mnt = options_.runtime_dir + "/mnt/init-" + p.uid;
   std::string log_file = options_.data_dir + "/logs/initdb-" + id + ".log";
-  Status st;
-  {
+  Result<TimelineId> root = Unlocked(l, [&]() -> Result<TimelineId> {
+    const compute::OsUser& user = supervisor_->user();
+    ARBOR_ASSIGN_OR_RETURN(TimelineId tl,
+                           store_->CreateRoot(history_window_s * 1'000'000, user.uid, user.gid));
     std::error_code ec;
     fs::create_directories(mnt, ec);
-    auto mount = mounter_->Mount(root, mnt);
+    Status st;
+    auto mount = mounter_->Mount(tl, mnt);
     if (!mount.ok()) {
       st = mount.status();
     } else {
       // The superuser's password is thrown away: Arbor logs in by peer authentication.
-      st = compute::InitDb(user, mnt, NewPassword(), log_file);
+      st = supervisor_->InitDb(mnt, NewPassword(), log_file);
       mount->reset();
     }
     fs::remove(mnt, ec);
-  }
-  if (st.ok()) st = store_->Sync(root);
-  if (!st.ok()) {
-    (void)store_->DeleteTimeline(root);
-    return st;
-  }
+    if (st.ok()) st = store_->Sync(tl);
+    if (!st.ok()) {
+      (void)store_->DeleteTimeline(tl);
+      return st;
+    }
+    return tl;
+  });
+  creating_projects_.erase(id);
+  ARBOR_RETURN_IF_ERROR(root.status());
+  p.root = *root;
 
   BranchRecord b;
   b.project = id;
   b.id = p.default_branch;
   b.uid = NewUid("br");
   b.create_time_us = p.create_time_us;
-  b.timeline = root;
+  b.timeline = p.root;
   b.expiry = Expiry::kNever;
   auto ep = NewEndpointLocked(id, b.id, "primary", 300, false);
   auto owner = FreshRole(id, b.id, compute::kOwnerRole);
+  Status st;
   if (ep.ok() && owner.ok()) {
     st = store_->WriteMeta(
         {Catalog::Put(p), Catalog::Put(b), Catalog::Put(*ep), Catalog::Put(owner->first)});
   }
   if (!ep.ok() || !owner.ok() || !st.ok()) {
-    (void)store_->DeleteTimeline(root);
+    (void)store_->DeleteTimeline(p.root);
     return !ep.ok() ? ep.status() : !owner.ok() ? owner.status() : st;
   }
   catalog_.roles[{id, b.id, owner->first.name}] = owner->first;
@@ -259,10 +265,34 @@ std::vector<ProjectRecord> Engine::ListProjects() {
 }
 
 Status Engine::DeleteProject(const std::string& id) {
-  auto l = LockForChange();
-  if (!catalog_.projects.count(id)) {
-    return Status::NotFound("project projects/" + id + " does not exist");
+  std::unique_lock l(mu_);
+  // Claims every branch at once, when none is claimed by another operation.
+  std::vector<BranchClaim> claims;
+  std::vector<EndpointRecord> eps;
+  while (true) {
+    if (!catalog_.projects.count(id)) {
+      return Status::NotFound("project projects/" + id + " does not exist");
+    }
+    bool busy = false;
+    for (const auto& [k, w] : busy_) busy |= k.first == id;
+    if (!busy) break;
+    changed_.wait(l);
   }
+  for (const auto& [k, b] : catalog_.branches) {
+    if (b.project != id) continue;
+    busy_[k] = Work::kDeleting;
+    claims.emplace_back(this, k);
+  }
+  changed_.wait(l, [&] {
+    for (const auto& [k, e] : catalog_.endpoints) {
+      if (e.project == id && EndpointsBusyLocked(id, e.branch)) return false;
+    }
+    return true;
+  });
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.project == id) eps.push_back(e);
+  }
+  StopEndpointsWithLock(l, eps);
   // Leaves first, so every timeline is childless when it goes.
   while (true) {
     std::string leaf;
@@ -273,7 +303,7 @@ Status Engine::DeleteProject(const std::string& id) {
       }
     }
     if (leaf.empty()) break;
-    ARBOR_RETURN_IF_ERROR(DeleteBranchLocked(id, leaf, /*force=*/true));
+    ARBOR_RETURN_IF_ERROR(CommitDeleteLocked(id, leaf));
   }
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::EraseProject(id)}));
   catalog_.projects.erase(id);
@@ -300,8 +330,8 @@ Status Engine::SetHistoryWindow(const std::string& project, int64_t history_wind
 
 // ---- branches ----
 
-Result<Seq> Engine::ForkPoint(const BranchRecord& parent, std::optional<int64_t> time_us,
-                              std::optional<uint64_t> lsn, int64_t* fork_time_us) {
+Result<Seq> Engine::ForkPointLocked(const BranchRecord& parent, std::optional<int64_t> time_us,
+                                    std::optional<uint64_t> lsn, int64_t* fork_time_us) {
   if (time_us) {
     ARBOR_ASSIGN_OR_RETURN(Seq s, store_->SeqAtTime(parent.timeline, *time_us));
     *fork_time_us = *time_us;
@@ -313,34 +343,56 @@ Result<Seq> Engine::ForkPoint(const BranchRecord& parent, std::optional<int64_t>
     *fork_time_us = t.ok() ? *t : WallMicros();
     return s;
   }
-  // At the head: every mutation applied so far, so every commit acknowledged so far. A
-  // running parent checkpoints first, so the branch's first start has almost nothing to
-  // redo (measured: a parent busy with autovacuum left seconds of redo without it).
-  for (const auto& [k, e] : catalog_.endpoints) {
-    if (e.project != parent.project || e.branch != parent.id) continue;
-    auto live = live_.find(k);
-    if (live == live_.end() || !live->second.running) continue;
-    Status st = supervisor_->Checkpoint(ComputeId(e));
-    if (!st.ok()) log::warn("engine: {} (branching without it)", st.ToString());
-  }
+  // At the head: every mutation applied so far, so every commit acknowledged so far.
   *fork_time_us = WallMicros();
   return store_->Head();
+}
+
+std::vector<std::string> Engine::CheckpointTargetsLocked(const std::string& project,
+                                                         const std::string& id) {
+  std::vector<std::string> out;
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.project != project || e.branch != id) continue;
+    auto live = live_.find(k);
+    if (live == live_.end() || !live->second.running || live->second.stopping) continue;
+    out.push_back(ComputeId(e));
+  }
+  return out;
+}
+
+void Engine::Checkpoint(const std::vector<std::string>& computes) {
+  // A running parent checkpoints before a fork at its head, so the branch's first start has
+  // almost nothing to redo (measured: a parent busy with autovacuum left seconds of redo
+  // without it).
+  for (const std::string& cid : computes) {
+    Status st = supervisor_->Checkpoint(cid);
+    if (!st.ok()) log::warn("engine: {} (branching without it)", st.ToString());
+  }
 }
 
 Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std::string& id,
                                           const BranchRequest& request) {
   ARBOR_RETURN_IF_ERROR(ValidateId("branch", id));
-  auto l = LockForChange();
+  std::unique_lock l(mu_);
   auto pit = catalog_.projects.find(project);
   if (pit == catalog_.projects.end()) {
     return Status::NotFound("project projects/" + project + " does not exist");
   }
-  if (catalog_.branches.count({project, id})) {
+  if (catalog_.branches.count({project, id}) || creating_.count({project, id})) {
     return Status::AlreadyExists("branch " + BranchName(project, id) + " already exists");
   }
   std::string parent_id =
       request.source_branch.empty() ? pit->second.default_branch : request.source_branch;
-  ARBOR_ASSIGN_OR_RETURN(BranchRecord * parent, FindBranch(project, parent_id));
+  auto parent_ok = [&]() -> Status {
+    ARBOR_RETURN_IF_ERROR(FindBranch(project, parent_id).status());
+    auto busy = busy_.find({project, parent_id});
+    if (busy != busy_.end() && busy->second == Work::kDeleting) {
+      return Status::FailedPrecondition("branch " + BranchName(project, parent_id) +
+                                        " is being deleted");
+    }
+    return Status::Ok();
+  };
+  ARBOR_RETURN_IF_ERROR(parent_ok());
   int64_t now = WallMicros();
   if (request.expiry == Expiry::kExpireTime && request.expire_time_us <= now) {
     return Status::InvalidArgument("expire_time must be in the future");
@@ -351,8 +403,23 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   if (request.is_protected && request.expiry != Expiry::kNever) {
     return Status::FailedPrecondition("a protected branch cannot expire; set spec.no_expiry");
   }
+  // The parent's CHECKPOINT runs without the lock, with the name reserved meanwhile.
+  if (!request.time_us && !request.lsn) {
+    std::vector<std::string> targets = CheckpointTargetsLocked(project, parent_id);
+    if (!targets.empty()) {
+      creating_.insert({project, id});
+      Unlocked(l, [&] {
+        Checkpoint(targets);
+        return 0;
+      });
+      creating_.erase({project, id});
+      ARBOR_RETURN_IF_ERROR(parent_ok());
+    }
+  }
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * parent, FindBranch(project, parent_id));
   int64_t fork_time = 0;
-  ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*parent, request.time_us, request.lsn, &fork_time));
+  ARBOR_ASSIGN_OR_RETURN(Seq at,
+                         ForkPointLocked(*parent, request.time_us, request.lsn, &fork_time));
 
   BranchRecord b;
   b.project = project;
@@ -418,27 +485,41 @@ std::vector<BranchRecord> Engine::ListBranches(const std::string& project) {
 }
 
 Status Engine::DeleteBranch(const std::string& project, const std::string& id) {
-  auto l = LockForChange();
-  return DeleteBranchLocked(project, id, /*force=*/false);
+  return DeleteBranchImpl(project, id, std::nullopt);
 }
 
-Status Engine::DeleteBranchLocked(const std::string& project, const std::string& id, bool force) {
+Status Engine::DeleteBranchImpl(const std::string& project, const std::string& id,
+                                std::optional<int64_t> expired_at) {
+  std::unique_lock l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchClaim claim, ClaimBranchLocked(l, project, id, Work::kDeleting));
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
-  if (!force) {
-    if (b->parent.empty()) {
-      return Status::FailedPrecondition("branch " + BranchName(project, id) +
-                                        " is the project's root branch and cannot be deleted");
-    }
-    if (b->is_protected) {
-      return Status::FailedPrecondition("branch " + BranchName(project, id) +
-                                        " is protected; unprotect it first");
-    }
+  if (b->parent.empty()) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " is the project's root branch and cannot be deleted");
+  }
+  if (b->is_protected) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " is protected; unprotect it first");
+  }
+  if (expired_at && (b->expire_time_us == 0 || b->expire_time_us > *expired_at)) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) + " has not expired");
   }
   if (HasChildren(project, id)) {
     return Status::FailedPrecondition("branch " + BranchName(project, id) +
                                       " has child branches; delete them first");
   }
-  StopBranchEndpoints(project, id);
+  // Postgres stops and the mounts go without the lock; the branch's endpoints refuse to
+  // start meanwhile, and no child can be made of it.
+  StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
+  return CommitDeleteLocked(project, id);
+}
+
+Status Engine::CommitDeleteLocked(const std::string& project, const std::string& id) {
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
+  if (HasChildren(project, id)) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " has child branches; delete them first");
+  }
   TimelineId tl = b->timeline;
   storage::MetaWrites writes{Catalog::EraseBranch(project, id)};
   std::vector<EndpointKey> gone_roles;
@@ -455,7 +536,8 @@ Status Engine::DeleteBranchLocked(const std::string& project, const std::string&
       gone.push_back(k);
     }
   }
-  // The records and the timeline go in one atomic store write.
+  // The records and the timeline go in one atomic store write. It is one range delete; the
+  // compaction that frees the space runs later on the store's own thread.
   Status st = store_->DeleteTimeline(tl, writes);
   if (st.code() == Code::kNotFound) st = store_->WriteMeta(writes);
   ARBOR_RETURN_IF_ERROR(st);
@@ -472,23 +554,38 @@ Status Engine::DeleteBranchLocked(const std::string& project, const std::string&
 
 Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::string& id,
                                          std::optional<int64_t> time_us) {
-  auto l = LockForChange();
-  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
-  if (b->parent.empty()) {
-    return Status::FailedPrecondition("branch " + BranchName(project, id) +
-                                      " is the root branch; it has no parent to reset to");
-  }
-  if (b->is_protected) {
-    return Status::FailedPrecondition("branch " + BranchName(project, id) +
-                                      " is protected; unprotect it before a reset");
-  }
-  if (HasChildren(project, id)) {
-    return Status::FailedPrecondition("branch " + BranchName(project, id) +
-                                      " has child branches; a reset would orphan them");
+  std::unique_lock l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchClaim claim, ClaimBranchLocked(l, project, id, Work::kReplacing));
+  auto check = [&]() -> Result<BranchRecord*> {
+    ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
+    if (b->parent.empty()) {
+      return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                        " is the root branch; it has no parent to reset to");
+    }
+    if (b->is_protected) {
+      return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                        " is protected; unprotect it before a reset");
+    }
+    if (HasChildren(project, id)) {
+      return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                        " has child branches; a reset would orphan them");
+    }
+    return b;
+  };
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, check());
+  if (!time_us) {
+    std::vector<std::string> targets = CheckpointTargetsLocked(project, b->parent);
+    if (!targets.empty()) {
+      Unlocked(l, [&] {
+        Checkpoint(targets);
+        return 0;
+      });
+      ARBOR_ASSIGN_OR_RETURN(b, check());  // a child may have been made meanwhile
+    }
   }
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * parent, FindBranch(project, b->parent));
   int64_t fork_time = 0;
-  ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*parent, time_us, std::nullopt, &fork_time));
+  ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPointLocked(*parent, time_us, std::nullopt, &fork_time));
   BranchRecord updated = *b;
   updated.source_time_us = fork_time;
   updated.source_lsn = 0;
@@ -507,21 +604,23 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
     for (const RoleRecord& r : roles) w.push_back(Catalog::Put(r));
     return w;
   }));
-  for (const RoleRecord& r : roles)
-    catalog_.roles[{project, id, r.name}] =
-        r;  // Its computes stop only now: a failed fork above leaves the branch running as it was.
-  std::vector<EndpointRecord> ran = StopBranchEndpoints(project, id);
+  for (const RoleRecord& r : roles) catalog_.roles[{project, id, r.name}] = r;
   TimelineId old = b->timeline;
   *b = updated;
+  // Its computes stop only now, without the lock: a failed fork above leaves the branch
+  // running as it was.
+  std::vector<StopJob> stopped = StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
   Status del = store_->DeleteTimeline(old);
-  if (!del.ok())
+  if (!del.ok()) {
     log::warn("engine: deleting replaced timeline {}: {}", old.value(), del.ToString());
-  BranchRecord result = *b;
-  for (const EndpointRecord& ep : ran) {
-    auto s = StartLocked(ep);
-    if (!s.ok()) return s.status();
   }
-  return result;
+  for (const StopJob& job : stopped) {
+    if (!job.was_running) continue;
+    auto started = StartWithLock(l, project, id, job.ep.id, /*claimed=*/true);
+    if (!started.ok()) return started.status();
+  }
+  ARBOR_ASSIGN_OR_RETURN(b, FindBranch(project, id));
+  return *b;
 }
 
 Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::string& project,
@@ -529,14 +628,17 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
                                                                    std::optional<int64_t> time_us,
                                                                    std::optional<uint64_t> lsn) {
   if (!time_us && !lsn) return Status::InvalidArgument("restore needs a time or an LSN");
-  auto l = LockForChange();
+  std::unique_lock l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchClaim claim, ClaimBranchLocked(l, project, id, Work::kReplacing));
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
   int64_t fork_time = 0;
-  ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPoint(*b, time_us, lsn, &fork_time));
+  ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPointLocked(*b, time_us, lsn, &fork_time));
 
   int64_t now = WallMicros();
   std::string backup_id = id.substr(0, 36) + "-backup-" + CompactTime(now);
-  for (int n = 2; catalog_.branches.count({project, backup_id}); ++n) {
+  for (int n = 2;
+       catalog_.branches.count({project, backup_id}) || creating_.count({project, backup_id});
+       ++n) {
     backup_id = id.substr(0, 36) + "-backup-" + CompactTime(now) + "-" + std::to_string(n);
   }
   // The replaced state keeps its timeline under the backup's name; the branch gets the new
@@ -577,25 +679,33 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
     return w;
   }));
   for (const RoleRecord& r : roles) catalog_.roles[{project, id, r.name}] = r;
-  for (const RoleRecord& r : backup_roles)
-    catalog_.roles[{project, backup_id, r.name}] =
-        r;  // Writes made between the fork and this stop belong to the replaced state (the backup).
-  std::vector<EndpointRecord> ran = StopBranchEndpoints(project, id);
+  for (const RoleRecord& r : backup_roles) catalog_.roles[{project, backup_id, r.name}] = r;
   for (const BranchRecord& m : moved) catalog_.branches[{project, m.id}] = m;
   catalog_.branches[{project, backup_id}] = backup;
   catalog_.endpoints[{project, backup_id, backup_ep.id}] = backup_ep;
   if (ports_ != nullptr) ports_->Listen(backup_ep.port);
   catalog_.branches[{project, id}] = updated;
-  for (const EndpointRecord& e : ran) {
-    auto started = StartLocked(e);
+  // The backup's timeline is the one the branch's computes still run on: nothing starts on it
+  // before they have stopped. Writes made between the fork and this stop belong to the
+  // replaced state (the backup).
+  std::vector<StopJob> stopped;
+  {
+    busy_[{project, backup_id}] = Work::kReplacing;
+    BranchClaim backup_claim(this, {project, backup_id});
+    stopped = StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
+  }
+  for (const StopJob& job : stopped) {
+    if (!job.was_running) continue;
+    auto started = StartWithLock(l, project, id, job.ep.id, /*claimed=*/true);
     if (!started.ok()) return started.status();
   }
-  return std::make_pair(updated, backup_id);
+  return std::make_pair(catalog_.branches.at({project, id}), backup_id);
 }
 
 Status Engine::UpdateBranch(const std::string& project, const std::string& id,
                             std::optional<bool> is_protected, std::optional<BranchRequest> expiry) {
-  std::lock_guard l(mu_);
+  std::unique_lock l(mu_);
+  ARBOR_RETURN_IF_ERROR(WaitBranchFreeLocked(l, project, id));
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
   BranchRecord updated = *b;
   if (is_protected) updated.is_protected = *is_protected;
@@ -650,25 +760,31 @@ Result<storage::Usage> Engine::BranchUsage(const std::string& project, const std
 }
 
 std::vector<std::string> Engine::ReapExpired(int64_t now_us) {
-  auto l = LockForChange();
   std::vector<std::string> gone;
-  bool again = true;
-  while (again) {
-    again = false;
-    for (const auto& [k, b] : catalog_.branches) {
-      if (b.expire_time_us == 0 || b.expire_time_us > now_us || b.is_protected ||
-          b.parent.empty() || HasChildren(b.project, b.id)) {
-        continue;
+  std::set<BranchKey> failed;
+  while (true) {
+    // Children first: a branch with children waits for a later round of this loop.
+    BranchKey next;
+    {
+      std::lock_guard l(mu_);
+      for (const auto& [k, b] : catalog_.branches) {
+        if (b.expire_time_us == 0 || b.expire_time_us > now_us || b.is_protected ||
+            b.parent.empty() || HasChildren(b.project, b.id) || busy_.count(k) || failed.count(k)) {
+          continue;
+        }
+        next = k;
+        break;
       }
-      std::string project = b.project, id = b.id;
-      Status st = DeleteBranchLocked(project, id, false);
-      if (st.ok()) {
-        log::info("engine: branch {} expired and was deleted", BranchName(project, id));
-        gone.push_back(BranchName(project, id));
-        again = true;
-        break;  // the map changed
-      }
+    }
+    if (next.first.empty()) break;
+    const auto& [project, id] = next;
+    Status st = DeleteBranchImpl(project, id, now_us);
+    if (st.ok()) {
+      log::info("engine: branch {} expired and was deleted", BranchName(project, id));
+      gone.push_back(BranchName(project, id));
+    } else {
       log::warn("engine: expired branch {}: {}", BranchName(project, id), st.ToString());
+      failed.insert(next);
     }
   }
   return gone;
@@ -719,8 +835,8 @@ Result<EndpointRecord> Engine::NewEndpointLocked(const std::string& project,
 Result<EndpointRecord> Engine::CreateEndpoint(const std::string& project, const std::string& branch,
                                               const std::string& id, int64_t suspend_timeout_s,
                                               bool no_suspension) {
-  auto l = LockForChange();
-  ARBOR_RETURN_IF_ERROR(FindBranch(project, branch).status());
+  std::unique_lock l(mu_);
+  ARBOR_RETURN_IF_ERROR(WaitBranchFreeLocked(l, project, branch));
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
                          NewEndpointLocked(project, branch, id, suspend_timeout_s, no_suspension));
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(e)}));
@@ -748,9 +864,11 @@ std::vector<EndpointRecord> Engine::ListEndpoints(const std::string& project,
 
 Status Engine::DeleteEndpoint(const std::string& project, const std::string& branch,
                               const std::string& id) {
-  auto l = LockForChange();
+  std::unique_lock l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchClaim claim, ClaimBranchLocked(l, project, branch, Work::kStopping));
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
-  ARBOR_RETURN_IF_ERROR(StopLocked(*e));
+  for (const StopJob& job : StopEndpointsWithLock(l, {*e})) ARBOR_RETURN_IF_ERROR(job.status);
+  ARBOR_ASSIGN_OR_RETURN(e, FindEndpoint(project, branch, id));
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::EraseEndpoint(project, branch, id)}));
   if (ports_ != nullptr) ports_->Unlisten(e->port);
   ForgetActivity({project, branch, id});
@@ -767,10 +885,41 @@ std::string Engine::EndpointDir(const std::string& kind, const EndpointRecord& e
   return options_.runtime_dir + "/" + kind + "/" + ep.uid;
 }
 
-std::unique_lock<std::mutex> Engine::LockForChange() {
-  std::unique_lock l(mu_);
-  start_done_.wait(l, [this] { return unlocked_starts_ == 0; });
-  return l;
+// ---- busy branches ----
+
+Result<Engine::BranchClaim> Engine::ClaimBranchLocked(std::unique_lock<std::mutex>& l,
+                                                      const std::string& project,
+                                                      const std::string& id, Work work) {
+  ARBOR_RETURN_IF_ERROR(WaitBranchFreeLocked(l, project, id));
+  busy_[{project, id}] = work;
+  BranchClaim claim(this, {project, id});
+  // A start or stop already under way finishes first; none begins while it is claimed
+  // (but for roles, whose work needs no stopped compute).
+  changed_.wait(l, [&] { return !EndpointsBusyLocked(project, id); });
+  return claim;
+}
+
+void Engine::ReleaseBranchLocked(const BranchKey& key) {
+  busy_.erase(key);
+  changed_.notify_all();
+}
+
+Status Engine::WaitBranchFreeLocked(std::unique_lock<std::mutex>& l, const std::string& project,
+                                    const std::string& id) {
+  while (true) {
+    ARBOR_RETURN_IF_ERROR(FindBranch(project, id).status());
+    if (!busy_.count({project, id})) return Status::Ok();
+    changed_.wait(l);
+  }
+}
+
+bool Engine::EndpointsBusyLocked(const std::string& project, const std::string& branch) const {
+  for (auto it = live_.lower_bound({project, branch, ""}); it != live_.end(); ++it) {
+    const auto& [p, b, e] = it->first;
+    if (p != project || b != branch) break;
+    if (it->second.starting || it->second.stopping) return true;
+  }
+  return false;
 }
 
 std::string Engine::HbaFile() const { return options_.runtime_dir + "/run/pg_hba.conf"; }
@@ -796,8 +945,8 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   StartPlan plan;
   plan.ep = ep;
   plan.timeline = b->timeline;
-  plan.need_mount = !live.mount;
-  plan.mountpoint = plan.need_mount ? EndpointDir("mnt", ep) : live.mountpoint;
+  plan.mount = std::move(live.mount);  // RunStart mounts if there is none
+  plan.mountpoint = plan.mount ? live.mountpoint : EndpointDir("mnt", ep);
   auto project = catalog_.projects.find(ep.project);
   compute::ComputeSpec& spec = plan.spec;
   spec.id = cid;
@@ -827,36 +976,32 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
 }
 
 Status Engine::RunStart(StartPlan& plan) {
-  if (plan.need_mount) {
-    std::error_code ec;
-    fs::create_directories(plan.mountpoint, ec);
-    ARBOR_ASSIGN_OR_RETURN(plan.mount, mounter_->Mount(plan.timeline, plan.mountpoint));
-  }
-  // Everything the compute will see is made durable here, in one WAL fsync. So postgres's
-  // pre-recovery fsync of every file in PGDATA is redundant, and syncfs (a no-op on FUSE)
-  // replaces it: a branch's first start no longer opens and fsyncs each file.
-  ARBOR_RETURN_IF_ERROR(store_->Sync(plan.timeline));
-  ARBOR_RETURN_IF_ERROR(supervisor_->Start(plan.spec, options_.start_timeout));
-  // No client gets in before its role holds the password Arbor checks it against.
-  Status st = Bootstrap(plan);
-  if (!st.ok()) {
-    (void)supervisor_->Stop(plan.spec.id, options_.stop_timeout);
-    return st;
-  }
-  return Status::Ok();
+  Status st = [&]() -> Status {
+    if (!plan.mount) {
+      std::error_code ec;
+      fs::create_directories(plan.mountpoint, ec);
+      ARBOR_ASSIGN_OR_RETURN(plan.mount, mounter_->Mount(plan.timeline, plan.mountpoint));
+    }
+    // Everything the compute will see is made durable here, in one WAL fsync. So postgres's
+    // pre-recovery fsync of every file in PGDATA is redundant, and syncfs (a no-op on FUSE)
+    // replaces it: a branch's first start no longer opens and fsyncs each file.
+    ARBOR_RETURN_IF_ERROR(store_->Sync(plan.timeline));
+    ARBOR_RETURN_IF_ERROR(supervisor_->Start(plan.spec, options_.start_timeout));
+    // No client gets in before its role holds the password Arbor checks it against.
+    Status booted = Bootstrap(plan);
+    if (!booted.ok()) (void)supervisor_->Stop(plan.spec.id, options_.stop_timeout);
+    return booted;
+  }();
+  if (!st.ok()) plan.mount.reset();  // unmounts, here and not under the lock
+  return st;
 }
 
 Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started) {
   const EndpointRecord& ep = plan.ep;
   Live& live = live_[{ep.project, ep.branch, ep.id}];
-  if (plan.need_mount && plan.mount) {
-    live.mount = std::move(plan.mount);
-    live.mountpoint = plan.mountpoint;
-  }
-  if (!started.ok()) {
-    live.mount.reset();
-    return started;
-  }
+  if (!started.ok()) return started;
+  live.mount = std::move(plan.mount);
+  live.mountpoint = plan.mountpoint;
   live.socket_dir = plan.spec.socket_dir;
   live.running = true;
   live.started_us = WallMicros();
@@ -865,11 +1010,35 @@ Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started)
   return EndpointState{true, false, "127.0.0.1", ep.port, live.socket_dir};
 }
 
-Result<EndpointState> Engine::StartLocked(const EndpointRecord& ep) {
-  ARBOR_ASSIGN_OR_RETURN(auto planned, PlanStartLocked(ep));
+Result<EndpointState> Engine::StartWithLock(std::unique_lock<std::mutex>& l,
+                                            const std::string& project, const std::string& branch,
+                                            const std::string& id, bool claimed) {
+  EndpointKey key{project, branch, id};
+  EndpointRecord* e = nullptr;
+  while (true) {
+    ARBOR_ASSIGN_OR_RETURN(e, FindEndpoint(project, branch, id));
+    auto busy = busy_.find({project, branch});
+    if (!claimed && busy != busy_.end() && busy->second != Work::kRoles) {
+      if (busy->second == Work::kDeleting) {
+        return Status::FailedPrecondition("branch " + BranchName(project, branch) +
+                                          " is being deleted");
+      }
+      changed_.wait(l);  // stopped, reset or restored: start what it leaves
+      continue;
+    }
+    auto it = live_.find(key);
+    if (it == live_.end() || (!it->second.starting && !it->second.stopping)) break;
+    changed_.wait(l);  // someone else is starting it (share that start) or stopping it
+  }
+  ARBOR_ASSIGN_OR_RETURN(auto planned, PlanStartLocked(*e));
   if (auto* running = std::get_if<EndpointState>(&planned)) return *running;
+  // The slow part (mount, sync, postgres's start and recovery) runs without the lock, so the
+  // API answers meanwhile (the endpoint shows STARTING) and other endpoints start in
+  // parallel. Claims of its branch wait for it (ClaimBranchLocked).
   StartPlan& plan = std::get<StartPlan>(planned);
-  Status st = RunStart(plan);
+  live_[key].starting = true;
+  Status st = Unlocked(l, [&] { return RunStart(plan); });
+  live_[key].starting = false;
   return FinishStartLocked(plan, st);
 }
 
@@ -887,76 +1056,97 @@ void Engine::MarkRunningLocked(const EndpointRecord& ep, bool running) {
 }
 
 void Engine::RestartRunning() {
-  auto l = LockForChange();
   std::vector<EndpointRecord> was_running;
-  for (const auto& [k, e] : catalog_.endpoints) {
-    if (e.running) was_running.push_back(e);
+  {
+    std::lock_guard l(mu_);
+    for (const auto& [k, e] : catalog_.endpoints) {
+      if (e.running) was_running.push_back(e);
+    }
   }
   for (const EndpointRecord& e : was_running) {
-    auto st = StartLocked(e);
+    auto st = StartEndpoint(e.project, e.branch, e.id);
     if (!st.ok()) log::warn("engine: restarting {}: {}", ComputeId(e), st.status().ToString());
   }
 }
 
-Status Engine::StopLocked(const EndpointRecord& ep) {
-  auto it = live_.find({ep.project, ep.branch, ep.id});
-  if (it == live_.end()) return Status::Ok();
-  if (it->second.running) {
-    Status st = supervisor_->Stop(ComputeId(ep), options_.stop_timeout);
-    if (!st.ok() && st.code() != Code::kNotFound) return st;
-    it->second.running = false;
+std::vector<EndpointRecord> Engine::BranchEndpointsLocked(const std::string& project,
+                                                          const std::string& branch) const {
+  std::vector<EndpointRecord> out;
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.project == project && e.branch == branch) out.push_back(e);
   }
-  it->second.mount.reset();  // unmounts
-  return Status::Ok();
+  return out;
 }
 
-std::vector<EndpointRecord> Engine::StopBranchEndpoints(const std::string& project,
-                                                        const std::string& branch) {
-  std::vector<EndpointRecord> ran;
-  for (const auto& [k, e] : catalog_.endpoints) {
-    if (e.project != project || e.branch != branch) continue;
-    auto it = live_.find(k);
-    if (it != live_.end() && it->second.running) ran.push_back(e);
-    Status st = StopLocked(e);
-    if (!st.ok()) log::warn("engine: stopping {}: {}", ComputeId(e), st.ToString());
+std::vector<Engine::StopJob> Engine::PlanStopsLocked(const std::vector<EndpointRecord>& eps) {
+  std::vector<StopJob> jobs;
+  for (const EndpointRecord& ep : eps) {
+    auto it = live_.find({ep.project, ep.branch, ep.id});
+    if (it == live_.end() || (!it->second.running && !it->second.mount)) continue;
+    StopJob job;
+    job.ep = ep;
+    job.was_running = it->second.running;
+    job.mount = std::move(it->second.mount);
+    it->second.running = false;
+    it->second.stopping = true;
+    jobs.push_back(std::move(job));
   }
-  return ran;
+  return jobs;
+}
+
+void Engine::RunStops(std::vector<StopJob>& jobs) {
+  for (StopJob& job : jobs) {
+    if (job.was_running) {
+      job.status = supervisor_->Stop(ComputeId(job.ep), options_.stop_timeout);
+      if (job.status.code() == Code::kNotFound) job.status = Status::Ok();
+    }
+    if (job.status.ok()) {
+      job.mount.reset();  // unmounts
+    } else {
+      log::warn("engine: stopping {}: {}", ComputeId(job.ep), job.status.ToString());
+    }
+  }
+}
+
+void Engine::FinishStopsLocked(std::vector<StopJob>& jobs) {
+  for (StopJob& job : jobs) {
+    auto it = live_.find({job.ep.project, job.ep.branch, job.ep.id});
+    if (it == live_.end()) continue;
+    it->second.stopping = false;
+    if (!job.status.ok()) {
+      it->second.running = job.was_running;
+      it->second.mount = std::move(job.mount);
+    }
+  }
+  changed_.notify_all();
+}
+
+std::vector<Engine::StopJob> Engine::StopEndpointsWithLock(std::unique_lock<std::mutex>& l,
+                                                           const std::vector<EndpointRecord>& eps) {
+  std::vector<StopJob> jobs = PlanStopsLocked(eps);
+  if (jobs.empty()) return jobs;
+  Unlocked(l, [&] {
+    RunStops(jobs);
+    return 0;
+  });
+  FinishStopsLocked(jobs);
+  return jobs;
 }
 
 Result<EndpointState> Engine::StartEndpoint(const std::string& project, const std::string& branch,
                                             const std::string& id) {
   std::unique_lock l(mu_);
-  EndpointRecord* e = nullptr;
-  while (true) {
-    ARBOR_ASSIGN_OR_RETURN(e, FindEndpoint(project, branch, id));
-    auto it = live_.find({project, branch, id});
-    if (it == live_.end() || !it->second.starting) break;
-    start_done_.wait(l);  // someone else is starting it: share that start
-  }
-  ARBOR_ASSIGN_OR_RETURN(auto planned, PlanStartLocked(*e));
-  if (auto* running = std::get_if<EndpointState>(&planned)) return *running;
-  // The slow part (mount, sync, postgres's start and recovery) runs without the lock, so the
-  // API answers meanwhile (the endpoint shows STARTING) and other endpoints start in
-  // parallel. Operations that could stop or delete endpoints wait for it (LockForChange).
-  StartPlan& plan = std::get<StartPlan>(planned);
-  live_[{project, branch, id}].starting = true;
-  ++unlocked_starts_;
-  l.unlock();
-  Status st = RunStart(plan);
-  l.lock();
-  --unlocked_starts_;
-  live_[{project, branch, id}].starting = false;
-  auto result = FinishStartLocked(plan, st);
-  start_done_.notify_all();
-  return result;
+  return StartWithLock(l, project, branch, id, /*claimed=*/false);
 }
 
 Status Engine::StopEndpoint(const std::string& project, const std::string& branch,
                             const std::string& id) {
-  auto l = LockForChange();
+  std::unique_lock l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchClaim claim, ClaimBranchLocked(l, project, branch, Work::kStopping));
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
-  ARBOR_RETURN_IF_ERROR(StopLocked(*e));
-  MarkRunningLocked(*e, false);
+  EndpointRecord ep = *e;
+  for (const StopJob& job : StopEndpointsWithLock(l, {ep})) ARBOR_RETURN_IF_ERROR(job.status);
+  MarkRunningLocked(ep, false);
   return Status::Ok();
 }
 
@@ -972,6 +1162,9 @@ Result<EndpointState> Engine::GetEndpointState(const std::string& project,
     s.socket_dir = it->second.socket_dir;
   }
   s.starting = it != live_.end() && it->second.starting;
+  // A stop under way shows as running until it is done: not running means stopped and
+  // unmounted, as it did when stops held the lock.
+  if (it != live_.end() && it->second.stopping) s.running = true;
   return s;
 }
 
@@ -1034,13 +1227,24 @@ void Engine::ForgetActivity(const EndpointKey& key) {
 }
 
 std::vector<std::string> Engine::SuspendIdle(int64_t now_us) {
-  auto l = LockForChange();
+  std::unique_lock l(mu_);
+  std::vector<EndpointKey> keys;
+  for (const auto& [k, live] : live_) {
+    if (live.running) keys.push_back(k);
+  }
   std::vector<std::string> suspended;
-  for (auto& [k, live] : live_) {
-    if (!live.running) continue;
+  // One at a time, each claimed only for its own stop: a slow stop holds up no other endpoint.
+  for (const EndpointKey& k : keys) {
+    auto live = live_.find(k);
+    if (live == live_.end() || !live->second.running) continue;
     auto e = catalog_.endpoints.find(k);
     if (e == catalog_.endpoints.end() || e->second.no_suspension) continue;
-    int64_t idle_since = live.started_us;
+    EndpointRecord ep = e->second;
+    // Another operation works on it: next time.
+    if (busy_.count({ep.project, ep.branch}) || EndpointsBusyLocked(ep.project, ep.branch)) {
+      continue;
+    }
+    int64_t idle_since = live->second.started_us;
     {
       std::lock_guard a(activity_mu_);
       auto it = activity_.find(k);
@@ -1049,31 +1253,27 @@ std::vector<std::string> Engine::SuspendIdle(int64_t now_us) {
         idle_since = std::max(idle_since, it->second.last_close_us);
       }
     }
-    if (now_us - idle_since < e->second.suspend_timeout_s * 1'000'000) continue;
-    Status st = StopLocked(e->second);
-    if (!st.ok()) {
-      log::warn("engine: suspending {}: {}", ComputeId(e->second), st.ToString());
-      continue;
-    }
-    MarkRunningLocked(e->second, false);
-    log::info("engine: {} was idle for {} s; suspended", ComputeId(e->second),
-              e->second.suspend_timeout_s);
-    suspended.push_back(ComputeId(e->second));
+    if (now_us - idle_since < ep.suspend_timeout_s * 1'000'000) continue;
+    // A login meanwhile waits for the stop, then starts the endpoint again.
+    busy_[{ep.project, ep.branch}] = Work::kStopping;
+    BranchClaim claim(this, {ep.project, ep.branch});
+    std::vector<StopJob> jobs = StopEndpointsWithLock(l, {ep});
+    if (jobs.empty() || !jobs.front().status.ok()) continue;
+    MarkRunningLocked(ep, false);
+    log::info("engine: {} was idle for {} s; suspended", ComputeId(ep), ep.suspend_timeout_s);
+    suspended.push_back(ComputeId(ep));
   }
   return suspended;
 }
 
 void Engine::Shutdown() {
-  auto l = LockForChange();
-  for (auto& [k, live] : live_) {
-    if (live.running) {
-      auto [p, b, e] = k;
-      Status st = supervisor_->Stop(BranchName(p, b) + "/endpoints/" + e, options_.stop_timeout);
-      if (!st.ok()) log::warn("engine: stopping {}: {}", BranchName(p, b), st.ToString());
-      live.running = false;
-    }
-    live.mount.reset();
-  }
+  std::unique_lock l(mu_);
+  // Operations under way finish first (the API and the proxy are stopped by now).
+  changed_.wait(l, [this] { return unlocked_ == 0 && busy_.empty(); });
+  std::vector<EndpointRecord> eps;
+  for (const auto& [k, e] : catalog_.endpoints) eps.push_back(e);
+  // They stay marked running, so that RestartRunning brings them back.
+  StopEndpointsWithLock(l, eps);
   live_.clear();
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <variant>
@@ -73,7 +74,7 @@ struct BranchRequest {
 };
 
 struct EndpointState {
-  bool running = false;
+  bool running = false;   // postgres runs, or is being stopped
   bool starting = false;  // a start is in progress (then `running` is false)
   std::string host = "127.0.0.1";
   uint16_t port = 0;
@@ -81,10 +82,38 @@ struct EndpointState {
 };
 
 // The control plane's core: projects, branches and endpoints over the store, arborfs and
-// the compute supervisor. Thread-safe: one mutex serializes every operation (they are
-// control-plane operations), except the slow part of StartEndpoint (mount and postgres's
-// start), which runs without it while operations that could stop or delete endpoints wait
-// (LockForChange). Connection counts for scale to zero have their own small lock.
+// the compute supervisor. Thread-safe.
+//
+// One mutex (mu_) guards the catalog and the live state; every operation takes it, but no
+// slow work runs under it. initdb, CHECKPOINT, postgres's start and stop, the SQL that sets
+// roles, and mounting and unmounting run without it: an operation plans under the lock,
+// marks what it works on as busy, runs the slow part unlocked, and commits under the lock.
+// So logins (the proxy's Resolve, RoleForLogin, Wake), reads, and operations on other
+// branches and endpoints proceed while one branch is deleted, reset, stopped or forked from,
+// or a project is initdb'd.
+//
+// Busy branches and endpoints. An operation that stops, deletes, replaces or changes the
+// roles of a branch claims it (busy_) for its whole run; operations on the same branch wait
+// for the claim to end, then see its outcome (a deleted branch is NotFound). A start of an
+// endpoint marks it starting, a stop stopping (Live); a claim waits until none of its
+// branch's endpoints is starting or stopping. A start (Wake) of an endpoint whose branch is
+// being deleted fails at once with FailedPrecondition; while it is being reset, restored or
+// stopped the start waits and then starts the outcome; role changes do not hold it up. A
+// branch being deleted cannot gain children (CreateBranch fails with FailedPrecondition).
+// Suspension and expiry skip busy branches until their next pass.
+//
+// Crash safety is unchanged by the unlocked parts: catalog records and their timeline still
+// change in one atomic store write at commit, a crash before it leaves the catalog as it was
+// (a half-made root or fork is an unreferenced timeline, which Open deletes), and endpoints
+// keep their `running` record across a stop that a delete or reset started, so they come
+// back after a crash.
+//
+// Lock order (a thread holding one may take the ones after it, never the reverse):
+//   mu_ -> activity_mu_
+//   mu_ -> the supervisor's lock (its table only: State, and Stop of a compute that crashed)
+//   mu_ -> the store's locks (one catalog or timeline write: WriteMeta, Branch, DeleteTimeline;
+//          a delete's compaction runs later on the store's own thread, under none of them)
+//   mu_ -> the PortListener's (the proxy's listener table)
 class Engine {
  public:
   Engine(EngineOptions options, storage::Store* store, Mounter* mounter,
@@ -111,7 +140,9 @@ class Engine {
                                                   const BranchRequest& request);
   [[nodiscard]] Result<BranchRecord> GetBranch(const std::string& project, const std::string& id);
   std::vector<BranchRecord> ListBranches(const std::string& project);
-  // FailedPrecondition for a protected branch, the root, or one with children.
+  // Stops its computes (without the engine's lock), then removes its records and timeline in
+  // one atomic write; the space is freed in the background. FailedPrecondition for a
+  // protected branch, the root, or one with children.
   [[nodiscard]] Status DeleteBranch(const std::string& project, const std::string& id);
   // The branch takes its parent's state now (or at `time_us`), keeping its name, endpoints
   // and ports. FailedPrecondition for the root, a protected branch, or one with children.
@@ -143,7 +174,9 @@ class Engine {
   std::vector<EndpointRecord> ListEndpoints(const std::string& project, const std::string& branch);
   [[nodiscard]] Status DeleteEndpoint(const std::string& project, const std::string& branch,
                                       const std::string& id);
-  // Mounts the branch and starts its postgres; returns once it accepts connections.
+  // Mounts the branch and starts its postgres; returns once it accepts connections. Shares a
+  // start under way; waits while the branch is being stopped, reset or restored;
+  // FailedPrecondition while it is being deleted.
   [[nodiscard]] Result<EndpointState> StartEndpoint(const std::string& project,
                                                     const std::string& branch,
                                                     const std::string& id);
@@ -199,7 +232,8 @@ class Engine {
   // The endpoint whose dedicated port is `port`.
   [[nodiscard]] Result<EndpointRecord> EndpointAtPort(uint16_t port);
   // Starts the endpoint if it is not running (one start, however many callers) and returns
-  // its unix socket, "<dir>/.s.PGSQL.<port>", once postgres accepts connections.
+  // its unix socket, "<dir>/.s.PGSQL.<port>", once postgres accepts connections. As
+  // StartEndpoint: FailedPrecondition at once while its branch is being deleted.
   [[nodiscard]] Result<std::string> Wake(const std::string& project, const std::string& branch,
                                          const std::string& id);
   // The role of the branch with that name, if Arbor set its password (the proxy's check).
@@ -211,7 +245,7 @@ class Engine {
   void ConnectionClosed(const std::string& project, const std::string& branch,
                         const std::string& id);
   // Suspends (stops and unmounts) every running endpoint that has had no connection for its
-  // suspend timeout; returns their names.
+  // suspend timeout, one at a time, skipping busy branches; returns their names.
   std::vector<std::string> SuspendIdle(int64_t now_us);
 
   // Starts every endpoint that was running when the daemon last stopped or died.
@@ -228,7 +262,8 @@ class Engine {
     std::string mountpoint;
     std::string socket_dir;
     bool running = false;
-    bool starting = false;   // a start runs without the lock (StartEndpoint)
+    bool starting = false;   // a start runs without the lock (StartWithLock)
+    bool stopping = false;   // a stop runs without the lock (RunStops)
     int64_t started_us = 0;  // when it last started, for the idle time
   };
   struct Activity {
@@ -236,35 +271,100 @@ class Engine {
     int64_t last_close_us = 0;
   };
   using EndpointKey = std::tuple<std::string, std::string, std::string>;
+  using BranchKey = std::pair<std::string, std::string>;
+  // What an operation does to a branch it has claimed (see the class comment).
+  enum class Work { kStopping, kReplacing, kDeleting, kRoles };
+  // A claim of one branch, released (under mu_) when destroyed. Movable, not copyable.
+  // REQUIRES: mu_ held when it is destroyed.
+  class BranchClaim {
+   public:
+    BranchClaim(Engine* engine, BranchKey key) : engine_(engine), key_(std::move(key)) {}
+    BranchClaim(BranchClaim&& o) noexcept : engine_(o.engine_), key_(std::move(o.key_)) {
+      o.engine_ = nullptr;
+    }
+    BranchClaim& operator=(BranchClaim&&) = delete;
+    ~BranchClaim() {
+      if (engine_ != nullptr) engine_->ReleaseBranchLocked(key_);
+    }
+
+   private:
+    Engine* engine_;
+    BranchKey key_;
+  };
   // What a start needs, taken under the lock; the slow part runs on it without the lock.
   struct StartPlan {
     EndpointRecord ep;
     TimelineId timeline;
     std::string mountpoint;
-    bool need_mount = false;
-    std::unique_ptr<MountHandle> mount;  // made by RunStart when need_mount
+    std::unique_ptr<MountHandle> mount;  // the endpoint's, or made by RunStart if none
     compute::ComputeSpec spec;
     bool owner_ready = false;          // the branch's postgres already has `owner`
     std::vector<RoleRecord> roles;     // passwords to apply once postgres runs
     std::vector<std::string> refused;  // roles whose password RunStart could not apply
+  };
+  // One endpoint's stop: planned under the lock, run without it, finished under it.
+  struct StopJob {
+    EndpointRecord ep;
+    bool was_running = false;
+    std::unique_ptr<MountHandle> mount;  // unmounted by RunStops once postgres stopped
+    Status status;
   };
 
   Result<BranchRecord*> FindBranch(const std::string& project, const std::string& id);
   Result<EndpointRecord*> FindEndpoint(const std::string& project, const std::string& branch,
                                        const std::string& id);
   bool HasChildren(const std::string& project, const std::string& id) const;
-  Result<Seq> ForkPoint(const BranchRecord& parent, std::optional<int64_t> time_us,
-                        std::optional<uint64_t> lsn,
-                        int64_t* fork_time_us);  // Validates and builds a new endpoint record (with
-                                                 // a free port); stores nothing.
+  // The seq a branch of `parent` starts from, at `time_us`, `lsn` or the head; sets
+  // `fork_time_us`. Fast: the CHECKPOINT of a running parent is the caller's, unlocked.
+  Result<Seq> ForkPointLocked(const BranchRecord& parent, std::optional<int64_t> time_us,
+                              std::optional<uint64_t> lsn, int64_t* fork_time_us);
+  // The running computes of branch `id`, which a fork at its head checkpoints first.
+  std::vector<std::string> CheckpointTargetsLocked(const std::string& project,
+                                                   const std::string& id);
+  // CHECKPOINTs them (a failure only costs the branch some redo at its first start).
+  void Checkpoint(const std::vector<std::string>& computes);
+  // Validates and builds a new endpoint record (with a free port); stores nothing.
   Result<EndpointRecord> NewEndpointLocked(const std::string& project, const std::string& branch,
                                            const std::string& id, int64_t suspend_timeout_s,
                                            bool no_suspension);
-  Result<EndpointState> StartLocked(const EndpointRecord& ep);
-  // StartLocked in three steps. Plan returns the running state instead of a plan when the
-  // compute already runs.
+
+  // ---- busy branches ----
+  // Waits until no operation has claimed branch `id`, then claims it for `work` and waits
+  // until none of its endpoints is starting or stopping. NotFound if the branch does not
+  // exist or is deleted meanwhile.
+  Result<BranchClaim> ClaimBranchLocked(std::unique_lock<std::mutex>& l, const std::string& project,
+                                        const std::string& id, Work work);
+  void ReleaseBranchLocked(const BranchKey& key);
+  // Waits until no operation has claimed branch `id`. NotFound as for ClaimBranchLocked.
+  Status WaitBranchFreeLocked(std::unique_lock<std::mutex>& l, const std::string& project,
+                              const std::string& id);
+  bool EndpointsBusyLocked(const std::string& project, const std::string& branch) const;
+  // Runs `f` (the slow part of an operation) with mu_ released, and takes it again.
+  // Shutdown waits for every such part to end.
+  template <typename F>
+  auto Unlocked(std::unique_lock<std::mutex>& l, F&& f) -> decltype(f()) {
+    ++unlocked_;
+    l.unlock();
+    auto result = f();
+    l.lock();
+    --unlocked_;
+    changed_.notify_all();
+    return result;
+  }
+
+  // ---- starting ----
+  // Starts the endpoint unless it runs, sharing a start already under way; the slow part
+  // runs without the lock, which is held on entry and on return. Waits while its branch is
+  // claimed (but for roles, or by the caller: `claimed`) and while it is being stopped;
+  // FailedPrecondition if its branch is being deleted.
+  Result<EndpointState> StartWithLock(std::unique_lock<std::mutex>& l, const std::string& project,
+                                      const std::string& branch, const std::string& id,
+                                      bool claimed);
+  // Plan returns the running state instead of a plan when the compute already runs.
   Result<std::variant<EndpointState, StartPlan>> PlanStartLocked(const EndpointRecord& ep);
-  Status RunStart(StartPlan& plan);  // mount, sync, postgres, Bootstrap; no lock needed
+  // Mount, sync, postgres, Bootstrap; no lock needed. On failure nothing is left running or
+  // mounted.
+  Status RunStart(StartPlan& plan);
   // Once postgres runs: makes `owner` (and gives it what `postgres` owned, for branches from
   // before roles), and applies the plan's role passwords. Runs as Arbor's superuser.
   Status Bootstrap(StartPlan& plan);
@@ -278,9 +378,6 @@ class Engine {
   std::optional<std::string> RunningComputeLocked(const std::string& project,
                                                   const std::string& branch);
   Result<EndpointState> FinishStartLocked(StartPlan& plan, Status started);
-  // Locks the engine for an operation that may stop, delete or change endpoints: waits until
-  // no start runs unlocked.
-  std::unique_lock<std::mutex> LockForChange();
   std::string HbaFile() const;
   std::string IdentFile() const;
   // After a start: the branch has `owner`, and the roles the plan applied are marked so.
@@ -296,13 +393,30 @@ class Engine {
                                                           const std::string& parent);
   // Drops the connection counts of a deleted endpoint.
   void ForgetActivity(const EndpointKey& key);
-  Status StopLocked(const EndpointRecord& ep);
+
+  // ---- stopping ----
+  // Marks the endpoints that are running or mounted as stopping and takes their mounts.
+  // REQUIRES: none of them is starting or stopping (their branch is claimed, or checked).
+  std::vector<StopJob> PlanStopsLocked(const std::vector<EndpointRecord>& eps);
+  // Stops each job's postgres, then unmounts it; no lock needed.
+  void RunStops(std::vector<StopJob>& jobs);
+  // Clears `stopping`; an endpoint whose stop failed keeps its mount and stays running.
+  void FinishStopsLocked(std::vector<StopJob>& jobs);
+  // Plan, run unlocked, finish: the stops of these endpoints. Returns the jobs.
+  std::vector<StopJob> StopEndpointsWithLock(std::unique_lock<std::mutex>& l,
+                                             const std::vector<EndpointRecord>& eps);
+  std::vector<EndpointRecord> BranchEndpointsLocked(const std::string& project,
+                                                    const std::string& branch) const;
   // Records whether an endpoint should run across restarts.
   void MarkRunningLocked(const EndpointRecord& ep, bool running);
-  // Stops the branch's running endpoints; returns the ones that ran.
-  std::vector<EndpointRecord> StopBranchEndpoints(const std::string& project,
-                                                  const std::string& branch);
-  Status DeleteBranchLocked(const std::string& project, const std::string& id, bool force);
+
+  // ---- deleting ----
+  // DeleteBranch; with `expired_at`, only if the branch is still expired at that time.
+  Status DeleteBranchImpl(const std::string& project, const std::string& id,
+                          std::optional<int64_t> expired_at);
+  // Removes a branch whose computes are stopped: its records and its timeline in one atomic
+  // store write, then its live state. REQUIRES: the branch is claimed; it has no children.
+  Status CommitDeleteLocked(const std::string& project, const std::string& id);
   Result<uint16_t> AllocatePort() const;
   std::string ComputeId(const EndpointRecord& ep) const;
   std::string EndpointDir(const std::string& kind, const EndpointRecord& ep) const;
@@ -312,11 +426,15 @@ class Engine {
   Mounter* mounter_;
   compute::Supervisor* supervisor_;
   std::mutex mu_;
-  std::condition_variable start_done_;  // a start that ran without the lock has finished
-  int unlocked_starts_ = 0;             // guarded by mu_
-  Catalog catalog_;                     // guarded by mu_
-  std::map<EndpointKey, Live> live_;    // guarded by mu_
-  PortListener* ports_ = nullptr;       // guarded by mu_
+  // Notified whenever a claim ends, a start or stop finishes, or an unlocked part ends.
+  std::condition_variable changed_;
+  int unlocked_ = 0;                         // guarded by mu_; slow parts now running
+  Catalog catalog_;                          // guarded by mu_
+  std::map<EndpointKey, Live> live_;         // guarded by mu_
+  std::map<BranchKey, Work> busy_;           // guarded by mu_; claimed branches
+  std::set<BranchKey> creating_;             // guarded by mu_; names CreateBranch reserved
+  std::set<std::string> creating_projects_;  // guarded by mu_; names CreateProject reserved
+  PortListener* ports_ = nullptr;            // guarded by mu_
   std::mutex activity_mu_;
   std::map<EndpointKey, Activity> activity_;  // guarded by activity_mu_
 };

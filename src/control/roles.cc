@@ -263,14 +263,16 @@ Result<std::pair<RoleRecord, std::string>> Engine::CreateRole(const std::string&
                                                               const std::string& branch,
                                                               const std::string& name) {
   ARBOR_RETURN_IF_ERROR(ValidateRoleName(name));
-  auto l = LockForChange();
-  ARBOR_RETURN_IF_ERROR(FindBranch(project, branch).status());
+  std::unique_lock l(mu_);
+  // The claim keeps the compute from being suspended under the SQL, and other role changes
+  // of the branch out, so postgres and the catalog see them in the same order.
+  ARBOR_ASSIGN_OR_RETURN(BranchClaim claim, ClaimBranchLocked(l, project, branch, Work::kRoles));
   if (catalog_.roles.count({project, branch, name})) {
     return Status::AlreadyExists("role " + RoleName(project, branch, name) + " already exists");
   }
   ARBOR_ASSIGN_OR_RETURN(auto fresh, FreshRole(project, branch, name));
   if (auto cid = RunningComputeLocked(project, branch)) {
-    ARBOR_RETURN_IF_ERROR(ApplyRole(*cid, fresh.first));
+    ARBOR_RETURN_IF_ERROR(Unlocked(l, [&] { return ApplyRole(*cid, fresh.first); }));
     fresh.first.applied = true;
   }
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(fresh.first)}));
@@ -300,28 +302,28 @@ Result<RoleRecord> Engine::GetRole(const std::string& project, const std::string
 
 Status Engine::DeleteRole(const std::string& project, const std::string& branch,
                           const std::string& name) {
-  auto l = LockForChange();
-  ARBOR_RETURN_IF_ERROR(FindBranch(project, branch).status());
-  auto it = catalog_.roles.find({project, branch, name});
-  if (it == catalog_.roles.end()) {
+  std::unique_lock l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchClaim claim, ClaimBranchLocked(l, project, branch, Work::kRoles));
+  if (!catalog_.roles.count({project, branch, name})) {
     return Status::NotFound("role " + RoleName(project, branch, name) + " does not exist");
   }
   if (name == compute::kOwnerRole) {
     return Status::FailedPrecondition("role owner is the project's own role and cannot be deleted");
   }
-  // Dropping needs the branch's postgres; start it if it is suspended.
+  // Dropping needs the branch's postgres; start it (without the lock) if it is suspended.
   std::optional<std::string> cid = RunningComputeLocked(project, branch);
   if (!cid) {
-    for (const auto& [k, e] : catalog_.endpoints) {
-      if (e.project != project || e.branch != branch) continue;
-      ARBOR_RETURN_IF_ERROR(StartLocked(e).status());
-      cid = ComputeId(e);
-      break;
+    std::vector<EndpointRecord> eps = BranchEndpointsLocked(project, branch);
+    if (eps.empty()) {
+      return Status::FailedPrecondition("branch has no endpoint to drop the role on");
     }
+    ARBOR_RETURN_IF_ERROR(StartWithLock(l, project, branch, eps.front().id, true).status());
+    cid = ComputeId(eps.front());
   }
-  if (!cid) return Status::FailedPrecondition("branch has no endpoint to drop the role on");
-  auto dropped = supervisor_->Query(
-      *cid, "postgres", "DROP ROLE IF EXISTS \"" + name + "\"");  // name: ValidateRoleName
+  auto dropped = Unlocked(l, [&] {
+    return supervisor_->Query(*cid, "postgres",
+                              "DROP ROLE IF EXISTS \"" + name + "\"");  // name: ValidateRoleName
+  });
   if (!dropped.ok()) {
     return Status::FailedPrecondition("cannot drop role " + name + ": " +
                                       dropped.status().message());
@@ -334,8 +336,8 @@ Status Engine::DeleteRole(const std::string& project, const std::string& branch,
 Result<std::pair<RoleRecord, std::string>> Engine::ResetRolePassword(const std::string& project,
                                                                      const std::string& branch,
                                                                      const std::string& name) {
-  auto l = LockForChange();
-  ARBOR_RETURN_IF_ERROR(FindBranch(project, branch).status());
+  std::unique_lock l(mu_);
+  ARBOR_ASSIGN_OR_RETURN(BranchClaim claim, ClaimBranchLocked(l, project, branch, Work::kRoles));
   auto it = catalog_.roles.find({project, branch, name});
   if (it == catalog_.roles.end()) {
     return Status::NotFound("role " + RoleName(project, branch, name) +
@@ -345,11 +347,11 @@ Result<std::pair<RoleRecord, std::string>> Engine::ResetRolePassword(const std::
   ARBOR_ASSIGN_OR_RETURN(auto fresh, FreshRole(project, branch, name));
   fresh.first.create_time_us = it->second.create_time_us;
   if (auto cid = RunningComputeLocked(project, branch)) {
-    ARBOR_RETURN_IF_ERROR(ApplyRole(*cid, fresh.first));
+    ARBOR_RETURN_IF_ERROR(Unlocked(l, [&] { return ApplyRole(*cid, fresh.first); }));
     fresh.first.applied = true;
   }
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(fresh.first)}));
-  it->second = fresh.first;
+  catalog_.roles[{project, branch, name}] = fresh.first;
   return fresh;
 }
 

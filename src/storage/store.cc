@@ -15,6 +15,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -184,6 +185,17 @@ class Store::Impl {
   bool stopping = false;
   std::thread gc_thread;
 
+  // Deleted timelines whose key range is compacted away on `compact_thread`, without
+  // write_mu: compacting a large timeline takes seconds, and every Apply needs write_mu.
+  std::mutex compact_mu;
+  std::condition_variable compact_cv;
+  std::deque<TimelineId> to_compact;  // guarded by compact_mu
+  bool compacting = false;            // guarded by compact_mu
+  bool compact_stopping = false;      // guarded by compact_mu
+  std::atomic<bool> compact_cancel{false};
+  std::thread compact_thread;                    // started by the first DeleteTimeline
+  std::function<void(TimelineId)> compact_hook;  // guarded by compact_mu; for tests
+
   ~Impl() {
     {
       std::lock_guard l(gc_mu);
@@ -191,6 +203,14 @@ class Store::Impl {
     }
     gc_cv.notify_all();
     if (gc_thread.joinable()) gc_thread.join();
+    {
+      // Pending ranges are left to RocksDB's own compactions; a running one is cut short.
+      std::lock_guard l(compact_mu);
+      compact_stopping = true;
+      compact_cancel = true;
+    }
+    compact_cv.notify_all();
+    if (compact_thread.joinable()) compact_thread.join();
     if (db) {
       rocksdb::Status s = db->SyncWAL();
       if (!s.ok()) log::warn("store: final WAL sync failed: {}", s.ToString());
@@ -460,6 +480,9 @@ class Store::Impl {
   Result<Retention> RaiseFloor(TimelineId root, int64_t now);
   Result<uint64_t> GcTimeline(const TimelineInfo& info, int64_t now);
   void GcLoop();
+  // Queues the range of deleted timeline `id` for compaction.
+  void ScheduleCompaction(TimelineId id);
+  void CompactLoop();
 };
 
 // ---------------------------------------------------------------------------------------
@@ -915,15 +938,59 @@ Status Store::DeleteTimeline(TimelineId id, const MetaWrites& meta) {
       kids.erase(std::remove(kids.begin(), kids.end(), id), kids.end());
     }
   }
-  // Free the space now rather than at the next natural compaction of that range.
-  std::string begin = keys::TimelinePrefix(id);
-  std::string end = keys::TimelinePrefix(TimelineId(id.value() + 1));
-  Slice b(begin), e(end);
-  rocksdb::CompactRangeOptions cro;
-  cro.exclusive_manual_compaction = false;
-  rocksdb::Status cs = im.db->CompactRange(cro, &b, &e);
-  if (!cs.ok()) log::warn("store: compacting deleted timeline {}: {}", id.value(), cs.ToString());
+  // Free the space soon rather than at the next natural compaction of that range, but not
+  // under write_mu: the compaction of a large timeline takes seconds.
+  im.ScheduleCompaction(id);
   return Status::Ok();
+}
+
+void Store::Impl::ScheduleCompaction(TimelineId id) {
+  std::lock_guard l(compact_mu);
+  if (compact_stopping) return;
+  to_compact.push_back(id);
+  if (!compact_thread.joinable()) compact_thread = std::thread([this] { CompactLoop(); });
+  compact_cv.notify_all();
+}
+
+void Store::Impl::CompactLoop() {
+  std::unique_lock l(compact_mu);
+  while (true) {
+    compact_cv.wait(l, [this] { return compact_stopping || !to_compact.empty(); });
+    if (compact_stopping) break;
+    TimelineId id = to_compact.front();
+    to_compact.pop_front();
+    compacting = true;
+    std::function<void(TimelineId)> hook = compact_hook;
+    l.unlock();
+    if (hook) hook(id);
+    // A timeline's keys, in both families, lie in [prefix(id), prefix(id + 1)).
+    std::string begin = keys::TimelinePrefix(id);
+    std::string end = keys::TimelinePrefix(TimelineId(id.value() + 1));
+    Slice b(begin), e(end);
+    rocksdb::CompactRangeOptions cro;
+    cro.exclusive_manual_compaction = false;
+    cro.canceled = &compact_cancel;
+    rocksdb::Status cs = db->CompactRange(cro, &b, &e);
+    if (cs.ok()) cs = db->CompactRange(cro, index, &b, &e);
+    if (!cs.ok() && !compact_cancel.load()) {
+      log::warn("store: compacting deleted timeline {}: {}", id.value(), cs.ToString());
+    }
+    l.lock();
+    compacting = false;
+    compact_cv.notify_all();
+  }
+}
+
+void Store::WaitForCompactions() {
+  Impl& im = *impl_;
+  std::unique_lock l(im.compact_mu);
+  im.compact_cv.wait(
+      l, [&im] { return im.compact_stopping || (im.to_compact.empty() && !im.compacting); });
+}
+
+void Store::SetCompactionHookForTesting(std::function<void(TimelineId)> hook) {
+  std::lock_guard l(impl_->compact_mu);
+  impl_->compact_hook = std::move(hook);
 }
 
 Status Store::WriteMeta(const MetaWrites& meta) {

@@ -161,9 +161,14 @@ class Store {
   // the message gives the range and the earliest time still available).
   [[nodiscard]] Result<TimelineId> Branch(
       TimelineId parent, Seq at, const std::function<MetaWrites(TimelineId)>& meta = nullptr);
-  // Deletes a timeline and frees its data with a range delete, applying `meta` in the same
-  // atomic, synced write. NotFound if absent; FailedPrecondition while it has children.
+  // Deletes a timeline with a range delete, applying `meta` in the same atomic, synced write,
+  // and returns. Its space is freed afterwards by a compaction of its range on a background
+  // thread, which holds no lock that mutations of other timelines wait on
+  // (WaitForCompactions). NotFound if absent; FailedPrecondition while it has children.
   [[nodiscard]] Status DeleteTimeline(TimelineId id, const MetaWrites& meta = {});
+  // Returns once the ranges of every timeline deleted before the call are compacted (or the
+  // store is closing). For tests and benchmarks; nothing needs it for correctness.
+  void WaitForCompactions();
   // Applies catalog changes alone, atomically and durably.
   [[nodiscard]] Status WriteMeta(const MetaWrites& meta);
   // Every catalog key starting with `prefix`, in key order, with its value.
@@ -252,6 +257,9 @@ class Store {
 
   // For tests: overrides the wall clock the store stamps mutations with (µs); 0 restores it.
   void SetClockForTesting(int64_t now_us);
+  // For tests: `hook(id)` runs on the compaction thread before each deleted timeline's range
+  // is compacted (a test blocks in it to hold a compaction open); nullptr removes it.
+  void SetCompactionHookForTesting(std::function<void(TimelineId)> hook);
 
   class Impl;
 

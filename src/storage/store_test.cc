@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <string_view>
@@ -356,6 +359,54 @@ TEST(StoreTest, WrongRequestsGetClearErrorsAndChangeNothing) {
   EXPECT_EQ(st->GetTimeline(child).status().code(), Code::kNotFound);
   EXPECT_EQ(Read(*st, root, f), "precious");
   EXPECT_TRUE(st->DeleteTimeline(root).ok());
+}
+
+// The compaction that frees a deleted timeline's space runs after DeleteTimeline returned,
+// and writers of other timelines do not wait for it: the test holds the compaction open.
+TEST(StoreTest, DeleteReturnsAndOthersWriteWhileItsCompactionRuns) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId root = *st->CreateRoot(kDay);
+  InodeId f = *st->AllocateInode();
+  WriteFile(*st, root, f, "kept");
+  TimelineId child = *st->Branch(root, st->Head());
+  for (int i = 0; i < 64; ++i) WriteFile(*st, child, f, Block('c', 16 * kBlockSize));
+  ASSERT_TRUE(st->Sync(child).ok());
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, release = false;
+  TimelineId compacted;
+  st->SetCompactionHookForTesting([&](TimelineId id) {
+    std::unique_lock l(mu);
+    entered = true;
+    compacted = id;
+    cv.notify_all();
+    cv.wait(l, [&] { return release; });
+  });
+  auto let_go = [&] {
+    std::lock_guard l(mu);
+    release = true;
+    cv.notify_all();
+  };
+  ASSERT_TRUE(st->DeleteTimeline(child, {{"branch/p/dev", std::nullopt}}).ok());
+  {
+    std::unique_lock l(mu);
+    ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(30), [&] { return entered; }));
+  }
+  EXPECT_EQ(compacted, child);
+  EXPECT_EQ(st->GetTimeline(child).status().code(), Code::kNotFound);
+  // While the compaction is held open: another timeline writes, syncs and branches.
+  auto other = std::async(std::launch::async, [&] {
+    WriteFile(*st, root, f, "written meanwhile");
+    return st->Sync(root).ok() && st->Branch(root, st->Head()).ok();
+  });
+  bool prompt = other.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  let_go();
+  EXPECT_TRUE(prompt) << "a write of another timeline waited for the delete's compaction";
+  EXPECT_TRUE(other.get());
+  st->WaitForCompactions();
+  EXPECT_EQ(Read(*st, root, f), "written meanwhile");
 }
 
 TEST(StoreTest, BranchBelowHorizonIsRefused) {

@@ -1,0 +1,326 @@
+// The engine's locking: while one operation's slow part (initdb, a stop, a CHECKPOINT) is held
+// open, logins and operations on other branches and endpoints answer at once, and operations
+// on the same branch wait for it or are refused. The slow parts are held open by gates in a
+// fake supervisor, so each interleaving is forced, not hoped for with sleeps. What lies below
+// the engine is faked: computes (the supervisor) and mounts (the Mounter); the store is real.
+#include "control/engine.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace arbor::control {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::seconds;
+
+// How long a call that should not wait may take, on a loaded machine.
+constexpr seconds kPrompt{10};
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "arbor-engine-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Holds the calls whose subject contains `match` until opened. Unarmed, it lets all pass.
+class Gate {
+ public:
+  void Arm(std::string match) {
+    std::lock_guard l(mu_);
+    match_ = std::move(match);
+    armed_ = true;
+    open_ = false;
+    entered_ = false;
+  }
+  void Pass(const std::string& subject) {
+    std::unique_lock l(mu_);
+    if (!armed_ || subject.find(match_) == std::string::npos) return;
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait(l, [this] { return open_; });
+  }
+  bool WaitEntered() {
+    std::unique_lock l(mu_);
+    return cv_.wait_for(l, seconds(30), [this] { return entered_; });
+  }
+  void Open() {
+    std::lock_guard l(mu_);
+    open_ = true;
+    armed_ = false;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string match_;
+  bool armed_ = false, open_ = false, entered_ = false;
+};
+
+class FakeMounter : public Mounter {
+ public:
+  Result<std::unique_ptr<MountHandle>> Mount(TimelineId, const std::string&) override {
+    return std::unique_ptr<MountHandle>(std::make_unique<MountHandle>());
+  }
+};
+
+// Computes that start, stop and checkpoint at once, unless a gate holds them.
+class FakeSupervisor : public compute::Supervisor {
+ public:
+  FakeSupervisor()
+      : Supervisor(compute::OsUser{"arbor-test", getuid(), getgid()}, "/nonexistent") {}
+
+  Status Start(const compute::ComputeSpec& spec, std::chrono::milliseconds) override {
+    start_gate.Pass(spec.id);
+    std::lock_guard l(mu_);
+    if (!running_.insert(spec.id).second) return Status::AlreadyExists(spec.id + " runs");
+    return Status::Ok();
+  }
+  Status Stop(const std::string& id, std::chrono::milliseconds) override {
+    stop_gate.Pass(id);
+    std::lock_guard l(mu_);
+    if (!running_.erase(id)) return Status::NotFound("no compute " + id);
+    return Status::Ok();
+  }
+  Status Checkpoint(const std::string& id) override {
+    checkpoint_gate.Pass(id);
+    std::lock_guard l(mu_);
+    return running_.count(id) ? Status::Ok() : Status::NotFound(id + " does not run");
+  }
+  Result<std::vector<std::vector<std::string>>> Query(const std::string& id, const std::string&,
+                                                      const std::string&) override {
+    std::lock_guard l(mu_);
+    if (!running_.count(id)) return Status::NotFound(id + " does not run");
+    return std::vector<std::vector<std::string>>{};
+  }
+  compute::ComputeState State(const std::string& id) override {
+    std::lock_guard l(mu_);
+    return running_.count(id) ? compute::ComputeState::kRunning : compute::ComputeState::kStopped;
+  }
+  Status InitDb(const std::string& pgdata, const std::string&, const std::string&) override {
+    initdb_gate.Pass(pgdata);
+    return Status::Ok();
+  }
+  bool Running(const std::string& id) {
+    std::lock_guard l(mu_);
+    return running_.count(id) > 0;
+  }
+
+  Gate start_gate, stop_gate, checkpoint_gate, initdb_gate;
+
+ private:
+  std::mutex mu_;
+  std::set<std::string> running_;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::Store::Options so;
+    so.path = dir_.path() + "/store";
+    so.background_gc = false;
+    so.block_cache_bytes = 16 << 20;
+    so.wal_prefill_bytes = 1 << 20;
+    auto store = storage::Store::Open(so);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+    EngineOptions eo;
+    eo.data_dir = dir_.path() + "/data";
+    eo.runtime_dir = eo.data_dir;
+    engine_ = std::make_unique<Engine>(eo, store_.get(), &mounter_, &sup_);
+    ASSERT_TRUE(engine_->Open().ok());
+    ASSERT_TRUE(engine_->CreateProject("default", 86'400).ok());
+    ASSERT_TRUE(engine_->Wake("default", "production", "primary").ok());
+  }
+  void TearDown() override {
+    for (Gate* g : {&sup_.start_gate, &sup_.stop_gate, &sup_.checkpoint_gate, &sup_.initdb_gate}) {
+      g->Open();
+    }
+    calls_.clear();  // waits for every call, now that nothing holds them
+    engine_.reset();
+    store_.reset();
+  }
+
+  // Runs `f` on another thread. A call that wrongly waits is joined only in TearDown, after
+  // the gates opened, so such a test fails instead of hanging.
+  template <typename F>
+  auto Later(F f) {
+    std::shared_future<decltype(f())> call = std::async(std::launch::async, std::move(f)).share();
+    calls_.push_back(std::make_shared<std::shared_future<decltype(f())>>(call));
+    return call;
+  }
+  // True if the call returned within kPrompt.
+  template <typename T>
+  static bool Prompt(const std::shared_future<T>& f) {
+    return f.wait_for(kPrompt) == std::future_status::ready;
+  }
+
+  // Reads of branch `other` and logins to it, and a new branch made and started: none may
+  // wait for the operation the test holds open.
+  void ExpectOthersProceed(const std::string& new_branch, const std::string& other = "production") {
+    auto get = Later([this, other] { return engine_->GetBranch("default", other).ok(); });
+    auto role =
+        Later([this, other] { return engine_->RoleForLogin("default", other, "owner").ok(); });
+    auto wake = Later([this, other] { return engine_->Wake("default", other, "primary").ok(); });
+    auto create = Later([this, new_branch] {
+      return engine_->CreateBranch("default", new_branch, BranchRequest{}).ok() &&
+             engine_->Wake("default", new_branch, "primary").ok();
+    });
+    EXPECT_TRUE(Prompt(get)) << "GetBranch waited";
+    EXPECT_TRUE(Prompt(role)) << "RoleForLogin waited";
+    EXPECT_TRUE(Prompt(wake)) << "Wake of another endpoint waited";
+    EXPECT_TRUE(Prompt(create)) << "creating and starting another branch waited";
+    if (Prompt(get)) {
+      EXPECT_TRUE(get.get());
+    }
+    if (Prompt(role)) {
+      EXPECT_TRUE(role.get());
+    }
+    if (Prompt(wake)) {
+      EXPECT_TRUE(wake.get());
+    }
+    if (Prompt(create)) {
+      EXPECT_TRUE(create.get());
+    }
+  }
+
+  TempDir dir_;
+  FakeMounter mounter_;
+  FakeSupervisor sup_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<std::shared_ptr<void>> calls_;
+};
+
+TEST_F(EngineTest, InitdbOfANewProjectHoldsUpNoOneElse) {
+  sup_.initdb_gate.Arm("/mnt/init-");
+  auto made = Later([&] { return engine_->CreateProject("other", 86'400); });
+  ASSERT_TRUE(sup_.initdb_gate.WaitEntered());
+
+  ExpectOthersProceed("during-initdb");
+  // The name is taken while initdb runs; the project is not visible before it is whole.
+  auto again = Later([&] { return engine_->CreateProject("other", 86'400).status().code(); });
+  ASSERT_TRUE(Prompt(again));
+  EXPECT_EQ(again.get(), Code::kAlreadyExists);
+  EXPECT_EQ(engine_->GetProject("other").status().code(), Code::kNotFound);
+
+  sup_.initdb_gate.Open();
+  ASSERT_TRUE(made.get().ok());
+  EXPECT_TRUE(engine_->GetBranch("other", "production").ok());
+  EXPECT_TRUE(engine_->Wake("other", "production", "primary").ok());
+}
+
+TEST_F(EngineTest, DeletingABranchHoldsUpOnlyThatBranch) {
+  ASSERT_TRUE(engine_->CreateBranch("default", "dev", BranchRequest{}).ok());
+  ASSERT_TRUE(engine_->Wake("default", "dev", "primary").ok());
+  sup_.stop_gate.Arm("branches/dev/");
+  auto deleted = Later([&] { return engine_->DeleteBranch("default", "dev"); });
+  ASSERT_TRUE(sup_.stop_gate.WaitEntered());
+
+  ExpectOthersProceed("during-delete");
+  // A login to the branch being deleted gets a clear answer at once, and it gets no child.
+  auto wake = Later([&] { return engine_->Wake("default", "dev", "primary").status(); });
+  ASSERT_TRUE(Prompt(wake)) << "Wake of the branch being deleted waited";
+  Status woken = wake.get();
+  EXPECT_EQ(woken.code(), Code::kFailedPrecondition) << woken.ToString();
+  EXPECT_NE(woken.message().find("being deleted"), std::string::npos) << woken.ToString();
+  BranchRequest from_dev;
+  from_dev.source_branch = "dev";
+  EXPECT_EQ(engine_->CreateBranch("default", "dev-child", from_dev).status().code(),
+            Code::kFailedPrecondition);
+  // Operations on the same branch wait for the delete, then see its outcome.
+  auto reset = Later([&] { return engine_->ResetBranch("default", "dev", std::nullopt).status(); });
+
+  sup_.stop_gate.Open();
+  ASSERT_TRUE(deleted.get().ok());
+  EXPECT_EQ(reset.get().code(), Code::kNotFound);
+  EXPECT_EQ(engine_->GetBranch("default", "dev").status().code(), Code::kNotFound);
+  EXPECT_FALSE(sup_.Running("projects/default/branches/dev/endpoints/primary"));
+}
+
+TEST_F(EngineTest, CheckpointOfTheParentHoldsUpNoOneElse) {
+  sup_.checkpoint_gate.Arm("branches/production/");
+  auto made = Later([&] { return engine_->CreateBranch("default", "feature", BranchRequest{}); });
+  ASSERT_TRUE(sup_.checkpoint_gate.WaitEntered());
+
+  auto get = Later([&] { return engine_->GetBranch("default", "production").ok(); });
+  auto role = Later([&] { return engine_->RoleForLogin("default", "production", "owner").ok(); });
+  auto wake = Later([&] { return engine_->Wake("default", "production", "primary").ok(); });
+  auto same = Later(
+      [&] { return engine_->CreateBranch("default", "feature", BranchRequest{}).status().code(); });
+  EXPECT_TRUE(Prompt(get) && get.get());
+  EXPECT_TRUE(Prompt(role) && role.get());
+  EXPECT_TRUE(Prompt(wake) && wake.get());
+  ASSERT_TRUE(Prompt(same));
+  EXPECT_EQ(same.get(), Code::kAlreadyExists);
+
+  sup_.checkpoint_gate.Open();
+  ASSERT_TRUE(made.get().ok());
+  EXPECT_TRUE(engine_->Wake("default", "feature", "primary").ok());
+}
+
+TEST_F(EngineTest, ALoginDuringASuspendWaitsForTheStopThenStartsAgain) {
+  ASSERT_TRUE(engine_->CreateBranch("default", "busy", BranchRequest{}).ok());
+  ASSERT_TRUE(engine_->Wake("default", "busy", "primary").ok());
+  engine_->ConnectionOpened("default", "busy", "primary");  // so it is not idle
+  sup_.stop_gate.Arm("branches/production/");
+  auto suspended = Later([&] { return engine_->SuspendIdle(INT64_MAX / 2); });
+  ASSERT_TRUE(sup_.stop_gate.WaitEntered());
+
+  ExpectOthersProceed("during-suspend", "busy");
+  auto wake = Later([&] { return engine_->Wake("default", "production", "primary"); });
+  sup_.stop_gate.Open();
+  auto names = suspended.get();
+  EXPECT_NE(std::find(names.begin(), names.end(),
+                      "projects/default/branches/production/endpoints/primary"),
+            names.end());
+  ASSERT_TRUE(wake.get().ok());
+  auto state = engine_->GetEndpointState("default", "production", "primary");
+  ASSERT_TRUE(state.ok());
+  EXPECT_TRUE(state->running);
+  EXPECT_TRUE(sup_.Running("projects/default/branches/production/endpoints/primary"));
+}
+
+TEST_F(EngineTest, AResetRestartsTheBranchWhileOthersProceed) {
+  ASSERT_TRUE(engine_->CreateBranch("default", "dev", BranchRequest{}).ok());
+  ASSERT_TRUE(engine_->Wake("default", "dev", "primary").ok());
+  auto before = engine_->GetBranch("default", "dev");
+  ASSERT_TRUE(before.ok());
+  sup_.stop_gate.Arm("branches/dev/");
+  auto reset = Later([&] { return engine_->ResetBranch("default", "dev", std::nullopt); });
+  ASSERT_TRUE(sup_.stop_gate.WaitEntered());
+
+  ExpectOthersProceed("during-reset");
+  // A login to the branch being reset waits, and reaches the reset branch.
+  auto wake = Later([&] { return engine_->Wake("default", "dev", "primary"); });
+  sup_.stop_gate.Open();
+  auto after = reset.get();
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_NE(after->timeline, before->timeline);
+  ASSERT_TRUE(wake.get().ok());
+  EXPECT_TRUE(sup_.Running("projects/default/branches/dev/endpoints/primary"));
+  EXPECT_EQ(store_->GetTimeline(before->timeline).status().code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace arbor::control
