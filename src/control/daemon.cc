@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/home.h"
 #include "common/log.h"
 #include "compute/supervisor.h"
 #include "control/api_server.h"
@@ -440,10 +441,7 @@ Status TlsFiles(const DaemonOptions& o, std::string* cert, std::string* key) {
 }  // namespace
 
 std::string ResolveDataDir(const std::string& flag) {
-  if (!flag.empty()) return fs::absolute(flag).string();
-  if (const char* h = getenv("ARBOR_HOME"); h && *h) return fs::absolute(h).string();
-  const char* home = getenv("HOME");
-  return std::string(home && *home ? home : "/root") + "/.arbor";
+  return fs::absolute(flag.empty() ? ArborHome(RealEnv) : flag).string();
 }
 
 std::optional<pid_t> RunningDaemon(const std::string& data_dir) {

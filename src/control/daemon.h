@@ -37,8 +37,8 @@ struct DaemonOptions {
 // on FUSE directly).
 using MounterFactory = std::function<std::unique_ptr<Mounter>(storage::Store*)>;
 
-// The data directory from flags and environment: `flag` if set, else $ARBOR_HOME, else
-// ~/.arbor.
+// The data directory from flags and environment, made absolute: `flag` if set, else
+// ArborHome() ($ARBOR_HOME, else ~/.arbor: the CLI's default too).
 std::string ResolveDataDir(const std::string& flag);
 
 // Runs the daemon in this process until SIGTERM or SIGINT: opens the store, clears mounts
