@@ -166,10 +166,26 @@ Cleared ClearMounts(const std::string& prefix) {
   return c;
 }
 
-// The postmasters of computes under `runtime_dir` that are still alive (from the lock files
-// of their sockets), whoever started them.
-std::vector<pid_t> LeftoverComputes(const std::string& runtime_dir) {
-  std::vector<pid_t> pids;
+// True if `pid` runs. A zombie does not: it only waits to be reaped by its parent (init, once
+// the daemon that started it is gone, which some containers' init does late).
+bool Running(pid_t pid) {
+  if (pid <= 1 || kill(pid, 0) != 0) return false;
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  auto paren = stat.rfind(')');  // "pid (comm) S ..."
+  if (paren == std::string::npos || paren + 2 >= stat.size()) return true;
+  char state = stat[paren + 2];
+  return state != 'Z' && state != 'X';
+}
+
+// The lock file of a compute's socket in the runtime directory, and its postmaster if that
+// still runs (a pid reused by another process does not count).
+struct SocketLock {
+  std::string path;
+  pid_t running = 0;
+};
+
+std::vector<SocketLock> SocketLocks(const std::string& runtime_dir) {
+  std::vector<SocketLock> locks;
   std::error_code ec;
   for (const auto& d : fs::directory_iterator(runtime_dir + "/run", ec)) {
     std::error_code ec2;
@@ -179,41 +195,64 @@ std::vector<pid_t> LeftoverComputes(const std::string& runtime_dir) {
           name.substr(name.size() - 5) != ".lock") {
         continue;
       }
-      std::ifstream in(f.path());
+      SocketLock l{f.path().string()};
       pid_t pid = 0;
-      in >> pid;
-      if (pid <= 1 || kill(pid, 0) != 0) continue;
-      // The pid may have been reused since: only a postgres of this runtime directory counts.
+      std::ifstream(f.path()) >> pid;
       std::string proc = "/proc/" + std::to_string(pid);
       std::string cmdline = ReadFile(proc + "/cmdline");
       std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-      if (ReadFile(proc + "/comm").find("postgres") != std::string::npos &&
+      if (Running(pid) && ReadFile(proc + "/comm").find("postgres") != std::string::npos &&
           cmdline.find(runtime_dir + "/") != std::string::npos) {
-        pids.push_back(pid);
+        l.running = pid;
       }
+      locks.push_back(l);
     }
+  }
+  return locks;
+}
+
+// The postmasters of computes under `runtime_dir` that still run, whoever started them.
+std::vector<pid_t> LeftoverComputes(const std::string& runtime_dir) {
+  std::vector<pid_t> pids;
+  for (const auto& l : SocketLocks(runtime_dir)) {
+    if (l.running) pids.push_back(l.running);
   }
   return pids;
 }
 
-// Kills a compute's whole tree (a postmaster leads its own process group).
-void KillCompute(pid_t pid) {
-  kill(-pid, SIGKILL);
-  kill(pid, SIGKILL);
+// Kills the computes under `runtime_dir` (each postmaster leads its own process group) and
+// waits up to 5 s for them to end. Then removes the socket lock files of postmasters that no
+// longer run: postgres refuses to start while the pid in one exists, and a killed
+// postmaster's pid lives on as a zombie until init reaps it. Returns how many it killed.
+// REQUIRES: no daemon runs on this runtime directory.
+size_t KillComputes(const std::string& runtime_dir, int quit_grace_s = 0) {
+  std::vector<pid_t> pids = LeftoverComputes(runtime_dir);
+  for (pid_t pid : pids) kill(pid, quit_grace_s > 0 ? SIGQUIT : SIGKILL);
+  auto all_gone = [&pids] {
+    return std::none_of(pids.begin(), pids.end(), [](pid_t p) { return Running(p); });
+  };
+  for (int i = 0; i < quit_grace_s * 20 && !all_gone(); ++i) usleep(50'000);
+  for (pid_t pid : pids) {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+  }
+  for (int i = 0; i < 100 && !all_gone(); ++i) usleep(50'000);
+  for (const auto& l : SocketLocks(runtime_dir)) {
+    if (!l.running) unlink(l.path.c_str());
+  }
+  return pids.size();
 }
 
 // A daemon killed with -9 leaves its FUSE mounts (now dead: ENOTCONN) and possibly postgres
 // processes whose data directory vanished. Clear both before serving again.
 void ClearLeftovers(const std::string& runtime_dir) {
   Cleared c = ClearMounts(runtime_dir + "/mnt/");
-  for (const auto& p : c.removed)
+  for (const auto& p : c.removed) {
     log::warn("daemon: cleared a mount left by an earlier run: {}", p);
+  }
   for (const auto& l : c.left) log::warn("daemon: cannot unmount {}", l);
-  for (pid_t pid : LeftoverComputes(runtime_dir)) {
-    log::warn("daemon: stopping postgres {} left by an earlier run", pid);
-    kill(pid, SIGQUIT);
-    for (int i = 0; i < 100 && kill(pid, 0) == 0; ++i) usleep(50'000);
-    KillCompute(pid);
+  if (size_t n = KillComputes(runtime_dir, 5); n > 0) {
+    log::warn("daemon: stopped {} postgres process(es) left by an earlier run", n);
   }
 }
 
@@ -285,15 +324,13 @@ int StopDaemon(const std::string& data_dir, pid_t pid, int grace_s) {
     if (getsid(pid) == pid) kill(-pid, SIGKILL);
     kill(pid, SIGKILL);
   }
-  // Computes it left (killed, or a shutdown that failed to stop one).
-  std::vector<pid_t> computes = LeftoverComputes(runtime_dir);
-  for (pid_t c : computes) KillCompute(c);
   if (killed && !WaitStopped(data_dir, 5)) {
     std::fprintf(stderr, "arbor: the daemon (pid %d) survived SIGKILL\n", pid);
     return 1;
   }
-  Cleared mounts = ClearMounts(runtime_dir + "/mnt/");
-  return ReportLeftovers(computes.size(), mounts);
+  // Computes it left (killed, or a shutdown that failed to stop one).
+  size_t computes = KillComputes(runtime_dir);
+  return ReportLeftovers(computes, ClearMounts(runtime_dir + "/mnt/"));
 }
 
 // Mount points and socket directories must be reachable by the compute user, and the data
@@ -664,9 +701,8 @@ int Up(const DaemonOptions& o, bool foreground, const MounterFactory& make_mount
                    reason().c_str(), log_path.c_str(), compute::TailOf(log_path, 20).c_str());
       // It may have left computes and mounts behind (a crash half way).
       std::string runtime_dir = RuntimeDirOf(o.data_dir);
-      std::vector<pid_t> computes = LeftoverComputes(runtime_dir);
-      for (pid_t c : computes) KillCompute(c);
-      (void)ReportLeftovers(computes.size(), ClearMounts(runtime_dir + "/mnt/"));
+      size_t computes = KillComputes(runtime_dir);
+      (void)ReportLeftovers(computes, ClearMounts(runtime_dir + "/mnt/"));
       return 1;
     }
     if (fs::exists(o.data_dir + "/api")) {
@@ -701,9 +737,8 @@ int Down(const std::string& data_dir) {
     std::printf("Arbor is not running on %s\n", data_dir.c_str());
     std::fflush(stdout);
     std::string runtime_dir = RuntimeDirOf(data_dir);
-    std::vector<pid_t> computes = LeftoverComputes(runtime_dir);
-    for (pid_t c : computes) KillCompute(c);
-    return ReportLeftovers(computes.size(), ClearMounts(runtime_dir + "/mnt/"));
+    size_t computes = KillComputes(runtime_dir);
+    return ReportLeftovers(computes, ClearMounts(runtime_dir + "/mnt/"));
   }
   int rc = StopDaemon(data_dir, *pid, kStopGraceS);
   if (rc == 0) std::printf("Arbor stopped\n");
