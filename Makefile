@@ -2,9 +2,10 @@
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
-CTEST = ctest --test-dir $(BUILD_DIR) --output-on-failure --timeout 900
+# Runs the tests of a label and fails if fewer ran than tests/suite.txt defines for it.
+RUN_TESTS = scripts/run-tests $(BUILD_DIR)
 
-.PHONY: all deps build up down test test-unit test-slow bench tsan asan clean
+.PHONY: all deps configure build up down test test-unit test-slow bench tsan asan clean
 
 all: build
 
@@ -14,26 +15,33 @@ deps:
 $(BUILD_DIR)/Makefile: CMakeLists.txt
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
 
-build: deps $(BUILD_DIR)/Makefile
+configure: deps $(BUILD_DIR)/Makefile
+
+# Everything: the arbor binary, every test and benchmark.
+build: configure
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-up: build
+# Only what `make up` runs: the arbor binary.
+up: configure
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target arbor
 	$(BUILD_DIR)/arbor up
 
-down: build
-	$(BUILD_DIR)/arbor down
+# Only stops: no installing, no building.
+down:
+	@if [ -x $(BUILD_DIR)/arbor ]; then $(BUILD_DIR)/arbor down; \
+	 else echo "$(BUILD_DIR)/arbor is not built: nothing to stop"; fi
 
 # The whole suite that CI runs: unit and integration tests (the slow label is separate).
 # Then the store's tests again under ThreadSanitizer.
 test: build
-	$(CTEST) -L 'unit|integration' -LE slow
+	$(RUN_TESTS) 'unit|integration'
 	$(MAKE) --no-print-directory tsan
 
 test-unit: build
-	$(CTEST) -L unit
+	$(RUN_TESTS) unit
 
 test-slow: build
-	$(CTEST) -L slow
+	$(RUN_TESTS) slow
 
 bench: build
 	bench/run-all $(BUILD_DIR)

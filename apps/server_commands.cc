@@ -36,6 +36,7 @@ void AddServerCommands(CLI::App& app) {
                           endpoint_ports = "55433-55999", shared_buffers = "128MB", tls_cert,
                           tls_key;
     uint64_t block_cache_mb = 256;
+    int start_timeout_s = control::DaemonOptions{}.start_timeout_s;
     bool foreground = false, require_tls = false;
   };
   auto flags = std::make_shared<Flags>();
@@ -62,6 +63,10 @@ void AddServerCommands(CLI::App& app) {
       ->capture_default_str();
   up->add_option("--shared-buffers", flags->shared_buffers, "shared_buffers of each compute")
       ->capture_default_str();
+  up->add_option("--start-timeout", flags->start_timeout_s,
+                 "seconds to wait for the daemon to become ready before stopping it")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   up->callback([flags] {
     control::DaemonOptions o;
     o.data_dir = control::ResolveDataDir(flags->data_dir);
@@ -74,6 +79,7 @@ void AddServerCommands(CLI::App& app) {
     SplitRange(flags->endpoint_ports, &o.port_lo, &o.port_hi);
     o.block_cache_bytes = flags->block_cache_mb << 20;
     o.shared_buffers = flags->shared_buffers;
+    o.start_timeout_s = flags->start_timeout_s;
     std::string store_path = o.data_dir + "/store";
     int rc = control::Up(o, flags->foreground, [store_path](storage::Store* store) {
       return std::unique_ptr<control::Mounter>(std::make_unique<ArborfsMounter>(store, store_path));

@@ -122,12 +122,14 @@ Result<Json> ApiClient::Call(const char* method, const std::string& path, const 
   // An error answer: {"error_code", "message"} when it comes from Arbor.
   ApiError error;
   auto j = ParseJsonObject(res->body, "the error");
+  std::string hint =
+      http_status == 401 && !options_.auth_hint.empty() ? "; " + options_.auth_hint : "";
   if (j.ok() && FromJson(*j, &error).ok()) {
     std::string message = error.message.empty() ? error.error_code : error.message;
-    return Status(CodeForError(error.error_code, http_status), message);
+    return Status(CodeForError(error.error_code, http_status), message + hint);
   }
   return Status(CodeForError("", http_status), "HTTP " + std::to_string(http_status) + " from " +
-                                                   where + ": " + Snippet(res->body));
+                                                   where + ": " + Snippet(res->body) + hint);
 }
 
 template <typename T>

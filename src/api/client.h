@@ -30,6 +30,8 @@ struct ClientOptions {
   int connect_timeout_s = 5;
   // Long enough for calls that start or stop a postgres (endpoint start, branch reset).
   int read_timeout_s = 300;
+  // Added to the message of a 401 (the caller says where the token came from).
+  std::string auth_hint{};
 };
 
 class ApiClient {

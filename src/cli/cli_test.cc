@@ -250,7 +250,12 @@ TEST_F(CliTest, ServerRefusalsExitOneAndServerFailuresFour) {
     auto r = Run({"branch", "delete", "dev"});
     EXPECT_EQ(r.code, c.exit) << c.code;
     EXPECT_EQ(r.out, "");
-    EXPECT_EQ(r.err, "arbor: no: " + c.code + "\n");
+    // An authentication error also says which token was sent and where the CLI looked.
+    std::string hint = c.http != 401 ? ""
+                                     : "; the CLI sent the token from $ARBOR_TOKEN (ARBOR_HOME "
+                                       "is /nonexistent; set it to the data directory `arbor "
+                                       "up` printed, or ARBOR_TOKEN to a token)";
+    EXPECT_EQ(r.err, "arbor: no: " + c.code + hint + "\n");
   }
   api_.On("DELETE", "projects/default/branches/dev", 200, "{}");
   auto r = Run({"branch", "delete", "dev"});
@@ -298,6 +303,54 @@ TEST_F(CliTest, TheApiAndTokenComeFromArborHomeUnlessOverridden) {
   EXPECT_EQ(api_.Last("GET", "status").authorization, "Bearer from-env");
   std::remove((std::string(dir) + "/api").c_str());
   std::remove((std::string(dir) + "/admin-token").c_str());
+  rmdir(dir);
+}
+
+// Without ARBOR_HOME the CLI looks where `arbor up` writes by default: ~/.arbor.
+TEST_F(CliTest, WithoutArborHomeTheCliLooksInDotArborOfHome) {
+  char dir[] = "/tmp/arbor-cli-home-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string home = std::string(dir) + "/.arbor";
+  ASSERT_EQ(mkdir(home.c_str(), 0700), 0);
+  std::ofstream(home + "/api") << api_.url() << "\n";
+  std::ofstream(home + "/admin-token") << "from-home\n";
+  env_ = {{"HOME", dir}};
+  api_.On("GET", "status", 200, R"({"version": "0.1.0", "pid": 42})");
+  auto r = Run({"status"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(api_.Last("GET", "status").authorization, "Bearer from-home");
+  std::remove((home + "/api").c_str());
+  std::remove((home + "/admin-token").c_str());
+  rmdir(home.c_str());
+  rmdir(dir);
+}
+
+TEST_F(CliTest, AnAuthenticationErrorNamesTheHomeItLookedIn) {
+  char dir[] = "/tmp/arbor-cli-home-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string home = std::string(dir) + "/.arbor";
+  api_.On("GET", "projects/default/branches/dev", 401,
+          Error("UNAUTHENTICATED", "missing or wrong token"));
+  // No token anywhere: the CLI says which file it could not read.
+  env_ = {{"HOME", dir}, {"ARBOR_API", api_.url()}};
+  auto r = Run({"branch", "get", "dev"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "arbor: missing or wrong token; the CLI sent no token: " + home +
+                       "/admin-token: No such file or directory (ARBOR_HOME is " + home +
+                       "; set it to the data directory `arbor up` printed, or ARBOR_TOKEN to "
+                       "a token)\n");
+  EXPECT_EQ(api_.Last("GET", "projects/default/branches/dev").authorization, "");
+  // A token from the home's file that the daemon refuses: the file is named.
+  ASSERT_EQ(mkdir(home.c_str(), 0700), 0);
+  std::ofstream(home + "/admin-token") << "stale\n";
+  r = Run({"branch", "get", "dev"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("the CLI sent the token from " + home + "/admin-token (ARBOR_HOME is " +
+                       home + ";"),
+            std::string::npos)
+      << r.err;
+  std::remove((home + "/admin-token").c_str());
+  rmdir(home.c_str());
   rmdir(dir);
 }
 

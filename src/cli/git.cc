@@ -239,7 +239,10 @@ bool Exists(const std::string& path) {
 
 api::ApiClient ClientFor(const Session& s, bool hook) {
   Settings st = ResolveSettings(s.api_flag, s.io->getenv);
-  api::ClientOptions o{st.api_url, st.token};
+  api::ClientOptions o;
+  o.base_url = st.api_url;
+  o.token = st.token;
+  o.auth_hint = AuthHint(st);
   if (hook) {
     o.connect_timeout_s = kHookConnectTimeoutS;
     o.read_timeout_s = kHookReadTimeoutS;

@@ -61,7 +61,11 @@ struct Session {
 
   api::ApiClient Client() const {
     Settings s = ResolveSettings(api_flag, io->getenv);
-    return api::ApiClient(api::ClientOptions{s.api_url, s.token});
+    api::ClientOptions o;
+    o.base_url = s.api_url;
+    o.token = s.token;
+    o.auth_hint = AuthHint(s);
+    return api::ApiClient(o);
   }
   // JSON output: -o json, or by default for the seed-compatible verbs.
   bool Json(bool json_by_default = false) const {

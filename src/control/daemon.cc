@@ -11,14 +11,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "common/clock.h"
+#include "common/home.h"
 #include "common/log.h"
 #include "compute/supervisor.h"
 #include "control/api_server.h"
@@ -30,6 +33,11 @@ namespace arbor::control {
 namespace {
 
 namespace fs = std::filesystem;
+
+// `arbor down` sends SIGTERM and waits this long before it kills the daemon and its
+// computes; clearing up after that takes a few seconds at most, so `arbor down` returns
+// within 30 s whatever the state of the daemon.
+constexpr int kStopGraceS = 20;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -82,47 +90,247 @@ int LockDataDir(const std::string& data_dir) {
   return fd;
 }
 
-// A daemon killed with -9 leaves its FUSE mounts (now dead: ENOTCONN) and possibly postgres
-// processes whose data directory vanished. Clear both before serving again.
-void ClearLeftovers(const std::string& runtime_dir) {
-  std::string mnt = runtime_dir + "/mnt/";
+// Runs argv (no shell) with stdout and stderr captured; its exit status, or -1.
+int RunCaptured(const std::vector<std::string>& argv, std::string* output) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return -1;
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(out[0]);
+    close(out[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    dup2(out[1], 1);
+    dup2(out[1], 2);
+    execvp(cargv[0], cargv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  char buf[512];
+  ssize_t n;
+  while ((n = read(out[0], buf, sizeof buf)) > 0) output->append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  while (!output->empty() && (output->back() == '\n' || output->back() == ' ')) {
+    output->pop_back();
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The mount points under `prefix`, deepest first.
+std::vector<std::string> MountsUnder(const std::string& prefix) {
   std::ifstream mounts("/proc/mounts");
   std::string dev, point, rest;
-  std::vector<std::string> stale;
+  std::vector<std::string> found;
   while (mounts >> dev >> point && std::getline(mounts, rest)) {
-    if (point.rfind(mnt, 0) == 0) stale.push_back(point);
+    if (point.rfind(prefix, 0) == 0) found.push_back(point);
   }
-  for (const auto& p : stale) {
+  std::sort(found.rbegin(), found.rend());
+  return found;
+}
+
+struct Cleared {
+  std::vector<std::string> removed;
+  std::vector<std::string> left;  // "path: why"
+};
+
+// Detaches every mount under `prefix` (those of a daemon that is gone: dead FUSE mounts).
+// umount2 needs no /etc/mtab; an ordinary user's fusermount3 does.
+Cleared ClearMounts(const std::string& prefix) {
+  Cleared c;
+  for (const auto& p : MountsUnder(prefix)) {
     if (umount2(p.c_str(), MNT_DETACH) == 0) {
-      log::warn("daemon: cleared a mount left by an earlier run: {}", p);
-    } else {
-      std::string cmd = "fusermount3 -u -z '" + p + "' 2>/dev/null";
-      if (std::system(cmd.c_str()) != 0) log::warn("daemon: cannot unmount {}", p);
+      c.removed.push_back(p);
+      continue;
     }
+    std::string why = std::strerror(errno);
+    if (geteuid() != 0) {
+      std::string out;
+      if (RunCaptured({"fusermount3", "-u", "-z", "--", p}, &out) == 0) {
+        c.removed.push_back(p);
+        continue;
+      }
+      why = out.empty() ? "fusermount3 failed" : out;
+      if (access("/etc/mtab", F_OK) != 0) {
+        why += " (fusermount3 needs /etc/mtab: ln -s /proc/self/mounts /etc/mtab)";
+      }
+    }
+    c.left.push_back(p + ": " + why);
   }
+  return c;
+}
+
+// True if `pid` runs. A zombie does not: it only waits to be reaped by its parent (init, once
+// the daemon that started it is gone, which some containers' init does late).
+bool Running(pid_t pid) {
+  if (pid <= 1 || kill(pid, 0) != 0) return false;
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  auto paren = stat.rfind(')');  // "pid (comm) S ..."
+  if (paren == std::string::npos || paren + 2 >= stat.size()) return true;
+  char state = stat[paren + 2];
+  return state != 'Z' && state != 'X';
+}
+
+// The lock file of a compute's socket in the runtime directory, and its postmaster if that
+// still runs (a pid reused by another process does not count).
+struct SocketLock {
+  std::string path;
+  pid_t running = 0;
+};
+
+std::vector<SocketLock> SocketLocks(const std::string& runtime_dir) {
+  std::vector<SocketLock> locks;
   std::error_code ec;
   for (const auto& d : fs::directory_iterator(runtime_dir + "/run", ec)) {
-    for (const auto& f : fs::directory_iterator(d.path(), ec)) {
+    std::error_code ec2;
+    for (const auto& f : fs::directory_iterator(d.path(), ec2)) {
       std::string name = f.path().filename();
       if (name.rfind(".s.PGSQL.", 0) != 0 || name.size() < 5 ||
           name.substr(name.size() - 5) != ".lock") {
         continue;
       }
-      std::ifstream in(f.path());
+      SocketLock l{f.path().string()};
       pid_t pid = 0;
-      in >> pid;
-      if (pid > 1 && kill(pid, 0) == 0) {
-        std::string comm = ReadFile("/proc/" + std::to_string(pid) + "/comm");
-        if (comm.find("postgres") != std::string::npos) {
-          log::warn("daemon: stopping postgres {} left by an earlier run", pid);
-          kill(pid, SIGQUIT);
-          for (int i = 0; i < 100 && kill(pid, 0) == 0; ++i) usleep(50'000);
-          kill(-pid, SIGKILL);
-          kill(pid, SIGKILL);
-        }
+      std::ifstream(f.path()) >> pid;
+      std::string proc = "/proc/" + std::to_string(pid);
+      std::string cmdline = ReadFile(proc + "/cmdline");
+      std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+      if (Running(pid) && ReadFile(proc + "/comm").find("postgres") != std::string::npos &&
+          cmdline.find(runtime_dir + "/") != std::string::npos) {
+        l.running = pid;
       }
+      locks.push_back(l);
     }
   }
+  return locks;
+}
+
+// The postmasters of computes under `runtime_dir` that still run, whoever started them.
+std::vector<pid_t> LeftoverComputes(const std::string& runtime_dir) {
+  std::vector<pid_t> pids;
+  for (const auto& l : SocketLocks(runtime_dir)) {
+    if (l.running) pids.push_back(l.running);
+  }
+  return pids;
+}
+
+// Kills the computes under `runtime_dir` (each postmaster leads its own process group) and
+// waits up to 5 s for them to end. Then removes the socket lock files of postmasters that no
+// longer run: postgres refuses to start while the pid in one exists, and a killed
+// postmaster's pid lives on as a zombie until init reaps it. Returns how many it killed.
+// REQUIRES: no daemon runs on this runtime directory.
+size_t KillComputes(const std::string& runtime_dir, int quit_grace_s = 0) {
+  std::vector<pid_t> pids = LeftoverComputes(runtime_dir);
+  for (pid_t pid : pids) kill(pid, quit_grace_s > 0 ? SIGQUIT : SIGKILL);
+  auto all_gone = [&pids] {
+    return std::none_of(pids.begin(), pids.end(), [](pid_t p) { return Running(p); });
+  };
+  for (int i = 0; i < quit_grace_s * 20 && !all_gone(); ++i) usleep(50'000);
+  for (pid_t pid : pids) {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+  }
+  for (int i = 0; i < 100 && !all_gone(); ++i) usleep(50'000);
+  for (const auto& l : SocketLocks(runtime_dir)) {
+    if (!l.running) unlink(l.path.c_str());
+  }
+  return pids.size();
+}
+
+// A daemon killed with -9 leaves its FUSE mounts (now dead: ENOTCONN) and possibly postgres
+// processes whose data directory vanished. Clear both before serving again.
+void ClearLeftovers(const std::string& runtime_dir) {
+  Cleared c = ClearMounts(runtime_dir + "/mnt/");
+  for (const auto& p : c.removed) {
+    log::warn("daemon: cleared a mount left by an earlier run: {}", p);
+  }
+  for (const auto& l : c.left) log::warn("daemon: cannot unmount {}", l);
+  if (size_t n = KillComputes(runtime_dir, 5); n > 0) {
+    log::warn("daemon: stopped {} postgres process(es) left by an earlier run", n);
+  }
+}
+
+// Where the daemon of `data_dir` keeps its mounts and sockets (it writes it at start).
+std::string RuntimeDirOf(const std::string& data_dir) {
+  std::string dir = ReadFile(data_dir + "/runtime-dir");
+  return dir.empty() ? data_dir : dir;
+}
+
+// The last error the daemon logged after byte `from` of its log (spdlog's "[time] [error]
+// message"; a warning if there is no error), without its time stamp; "" if there is none.
+std::string LastLoggedError(const std::string& log_path, std::streamoff from) {
+  std::ifstream in(log_path);
+  in.seekg(from);
+  std::string line, error, warning;
+  while (std::getline(in, line)) {
+    for (const char* level : {"] [error] ", "] [critical] ", "] [warning] "}) {
+      auto at = line.find(level);
+      if (at == std::string::npos) continue;
+      std::string text = line.substr(at + std::strlen(level));
+      (std::strcmp(level, "] [warning] ") == 0 ? warning : error) = text;
+      break;
+    }
+  }
+  return error.empty() ? warning : error;
+}
+
+// Waits until no process holds the data directory's lock (the daemon has exited), at most
+// `seconds`. True if it was released.
+bool WaitStopped(const std::string& data_dir, double seconds) {
+  auto deadline = MonoNanos() + static_cast<int64_t>(seconds * 1e9);
+  while (RunningDaemon(data_dir)) {
+    if (MonoNanos() >= deadline) return false;
+    usleep(50'000);
+  }
+  return true;
+}
+
+// Says what had to be cleared after a daemon; the exit code: 1 if a mount stays.
+int ReportLeftovers(size_t computes_killed, const Cleared& mounts) {
+  if (computes_killed > 0) {
+    std::fprintf(stderr, "arbor: killed %zu compute(s) left running\n", computes_killed);
+  }
+  if (!mounts.removed.empty()) {
+    std::fprintf(stderr, "arbor: removed %zu mount(s) left behind\n", mounts.removed.size());
+  }
+  if (mounts.left.empty()) return 0;
+  std::fprintf(stderr, "arbor: %zu mount(s) could not be removed:\n", mounts.left.size());
+  for (const auto& l : mounts.left) std::fprintf(stderr, "  %s\n", l.c_str());
+  return 1;
+}
+
+// Stops the daemon `pid` of `data_dir` and everything it started, within `grace_s` + 10 s:
+// SIGTERM, and if it has not exited after `grace_s`, SIGKILL for it and its computes; then
+// the mounts it left are cleared. Prints what it had to do; the exit code for the CLI.
+int StopDaemon(const std::string& data_dir, pid_t pid, int grace_s) {
+  if (kill(pid, SIGTERM) != 0 && errno != ESRCH) {
+    std::fprintf(stderr, "arbor: cannot signal the daemon (pid %d): %s\n", pid,
+                 std::strerror(errno));
+    return 1;
+  }
+  std::string runtime_dir = RuntimeDirOf(data_dir);
+  bool killed = false;
+  if (!WaitStopped(data_dir, grace_s)) {
+    std::fprintf(stderr, "arbor: the daemon (pid %d) did not stop within %d s; killing it\n", pid,
+                 grace_s);
+    killed = true;
+    // `arbor up` makes the daemon lead its own session: its group is its own alone.
+    if (getsid(pid) == pid) kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+  }
+  if (killed && !WaitStopped(data_dir, 5)) {
+    std::fprintf(stderr, "arbor: the daemon (pid %d) survived SIGKILL\n", pid);
+    return 1;
+  }
+  // Computes it left (killed, or a shutdown that failed to stop one).
+  size_t computes = KillComputes(runtime_dir);
+  return ReportLeftovers(computes, ClearMounts(runtime_dir + "/mnt/"));
 }
 
 // Mount points and socket directories must be reachable by the compute user, and the data
@@ -321,10 +529,7 @@ Status TlsFiles(const DaemonOptions& o, std::string* cert, std::string* key) {
 }  // namespace
 
 std::string ResolveDataDir(const std::string& flag) {
-  if (!flag.empty()) return fs::absolute(flag).string();
-  if (const char* h = getenv("ARBOR_HOME"); h && *h) return fs::absolute(h).string();
-  const char* home = getenv("HOME");
-  return std::string(home && *home ? home : "/root") + "/.arbor";
+  return fs::absolute(flag.empty() ? ArborHome(RealEnv) : flag).string();
 }
 
 std::optional<pid_t> RunningDaemon(const std::string& data_dir) {
@@ -389,6 +594,11 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
   }
   std::string runtime_dir = RuntimeDir(o.data_dir, *user);
   ClearLeftovers(runtime_dir);
+  if (geteuid() != 0 && access("/etc/mtab", F_OK) != 0) {
+    log::warn(
+        "daemon: /etc/mtab is missing, so fusermount3 cannot unmount: a mount whose compute "
+        "stops stays behind, dead, until root removes it (ln -s /proc/self/mounts /etc/mtab)");
+  }
   // Where the mounts and private sockets are, for an operator (and the tests) to find.
   if (Status w = WritePrivate(o.data_dir + "/runtime-dir", runtime_dir + "\n"); !w.ok()) {
     log::warn("daemon: {}", w.ToString());
@@ -514,6 +724,10 @@ int Up(const DaemonOptions& o, bool foreground, const MounterFactory& make_mount
     std::printf("Starting Arbor...\n");
   }
   std::fflush(stdout);
+  // Where this start's lines begin: an error logged by an earlier run is not its reason.
+  std::error_code size_ec;
+  auto log_start = fs::file_size(log_path, size_ec);
+  if (size_ec) log_start = 0;
   pid_t pid = fork();
   if (pid < 0) {
     std::fprintf(stderr, "arbor: fork: %s\n", std::strerror(errno));
@@ -527,13 +741,22 @@ int Up(const DaemonOptions& o, bool foreground, const MounterFactory& make_mount
     if (log_fd >= 0) dup2(log_fd, 1), dup2(log_fd, 2);
     _exit(RunDaemon(o, make_mounter));
   }
-  // Wait until the daemon says it is ready, or dies.
-  auto deadline = MonoNanos() + int64_t{300} * 1'000'000'000;
+  // The reason to quote: the last error this start logged.
+  auto reason = [&]() {
+    std::string e = LastLoggedError(log_path, static_cast<std::streamoff>(log_start));
+    return e.empty() ? std::string("it logged no error") : e;
+  };
+  // Wait until the daemon says it is ready, or dies, or the bound passes.
+  auto deadline = MonoNanos() + int64_t{o.start_timeout_s} * 1'000'000'000;
   while (MonoNanos() < deadline) {
     int status;
     if (waitpid(pid, &status, WNOHANG) == pid) {
-      std::fprintf(stderr, "arbor: the daemon failed to start; the end of %s:\n%s\n",
-                   log_path.c_str(), compute::TailOf(log_path, 20).c_str());
+      std::fprintf(stderr, "arbor: the daemon failed to start: %s\nThe end of %s:\n%s\n",
+                   reason().c_str(), log_path.c_str(), compute::TailOf(log_path, 20).c_str());
+      // It may have left computes and mounts behind (a crash half way).
+      std::string runtime_dir = RuntimeDirOf(o.data_dir);
+      size_t computes = KillComputes(runtime_dir);
+      (void)ReportLeftovers(computes, ClearMounts(runtime_dir + "/mnt/"));
       return 1;
     }
     if (fs::exists(o.data_dir + "/api")) {
@@ -550,29 +773,30 @@ int Up(const DaemonOptions& o, bool foreground, const MounterFactory& make_mount
     }
     usleep(50'000);
   }
-  std::fprintf(stderr, "arbor: the daemon did not become ready; see %s\n", log_path.c_str());
+  std::fprintf(stderr,
+               "arbor: the daemon did not become ready within %d s (--start-timeout): %s\n"
+               "Stopping it; the end of %s:\n%s\n",
+               o.start_timeout_s, reason().c_str(), log_path.c_str(),
+               compute::TailOf(log_path, 20).c_str());
+  // Until it is ready it does not take SIGTERM: little grace before SIGKILL.
+  (void)StopDaemon(o.data_dir, pid, 5);
+  waitpid(pid, nullptr, WNOHANG);
   return 1;
 }
 
 int Down(const std::string& data_dir) {
   auto pid = RunningDaemon(data_dir);
   if (!pid) {
+    // A daemon killed with -9 leaves dead mounts and maybe computes: clear them too.
     std::printf("Arbor is not running on %s\n", data_dir.c_str());
-    return 0;
+    std::fflush(stdout);
+    std::string runtime_dir = RuntimeDirOf(data_dir);
+    size_t computes = KillComputes(runtime_dir);
+    return ReportLeftovers(computes, ClearMounts(runtime_dir + "/mnt/"));
   }
-  if (kill(*pid, SIGTERM) != 0) {
-    std::fprintf(stderr, "arbor: cannot signal pid %d: %s\n", *pid, std::strerror(errno));
-    return 1;
-  }
-  for (int i = 0; i < 1200; ++i) {
-    if (!RunningDaemon(data_dir)) {
-      std::printf("Arbor stopped\n");
-      return 0;
-    }
-    usleep(100'000);
-  }
-  std::fprintf(stderr, "arbor: the daemon (pid %d) did not stop within 120 s\n", *pid);
-  return 1;
+  int rc = StopDaemon(data_dir, *pid, kStopGraceS);
+  if (rc == 0) std::printf("Arbor stopped\n");
+  return rc;
 }
 
 }  // namespace arbor::control

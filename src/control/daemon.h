@@ -28,14 +28,17 @@ struct DaemonOptions {
   std::string shared_buffers = "128MB";
   int max_connections = 100;
   std::string version = "0.1.0";
+  // How long `arbor up` waits for the daemon to become ready before it stops it and says why.
+  // A first start (initdb on a new branch) takes a few seconds; see README.
+  int start_timeout_s = 60;
 };
 
 // Makes the arborfs mounter for a store (src/fs provides it; the daemon does not depend
 // on FUSE directly).
 using MounterFactory = std::function<std::unique_ptr<Mounter>(storage::Store*)>;
 
-// The data directory from flags and environment: `flag` if set, else $ARBOR_HOME, else
-// ~/.arbor.
+// The data directory from flags and environment, made absolute: `flag` if set, else
+// ArborHome() ($ARBOR_HOME, else ~/.arbor: the CLI's default too).
 std::string ResolveDataDir(const std::string& flag);
 
 // Runs the daemon in this process until SIGTERM or SIGINT: opens the store, clears mounts
@@ -47,9 +50,14 @@ int RunDaemon(const DaemonOptions& options, const MounterFactory& make_mounter);
 
 // `arbor up`: starts the daemon in the background (or reports the one running on this data
 // directory), waits until it is ready and prints the default branch's connection string.
+// A daemon that exits first, or is not ready within `start_timeout_s`, is reported with the
+// last error of its log; one that is not ready is stopped (as by Down), with what it started.
 int Up(const DaemonOptions& options, bool foreground, const MounterFactory& make_mounter);
 
-// `arbor down`: stops the daemon of the data directory and waits until it has exited.
+// `arbor down`: stops the daemon of the data directory within 30 s, whatever its state:
+// SIGTERM, then after 20 s SIGKILL for it and its computes. Then it clears the mounts a
+// daemon left (also those of one killed earlier). Exit code 0 if nothing is left running or
+// mounted; 1 with the reason otherwise.
 int Down(const std::string& data_dir);
 
 // The process holding the data directory's lock, if any.

@@ -1268,12 +1268,16 @@ std::vector<std::string> Engine::SuspendIdle(int64_t now_us) {
 
 void Engine::Shutdown() {
   std::unique_lock l(mu_);
-  // Operations under way finish first (the API and the proxy are stopped by now).
+  // Operations under way finish first (the API and the proxy are stopped by now); each is
+  // bounded by its own timeouts.
   changed_.wait(l, [this] { return unlocked_ == 0 && busy_.empty(); });
-  std::vector<EndpointRecord> eps;
-  for (const auto& [k, e] : catalog_.endpoints) eps.push_back(e);
-  // They stay marked running, so that RestartRunning brings them back.
-  StopEndpointsWithLock(l, eps);
+  // Their fast shutdowns overlap, and none can hold the daemon past the bound. They stay
+  // marked running in the catalog, so that RestartRunning brings them back.
+  supervisor_->StopAll(options_.shutdown_timeout);
+  for (auto& [k, live] : live_) {
+    live.running = false;
+    live.mount.reset();  // a bounded unmount
+  }
   live_.clear();
 }
 

@@ -59,6 +59,9 @@ struct EngineOptions {
   std::string guard_library;
   std::chrono::milliseconds start_timeout{120'000};
   std::chrono::milliseconds stop_timeout{60'000};
+  // At shutdown every compute is asked at once for a fast shutdown, and given this long
+  // before an immediate one (then SIGKILL 5 s later), so that a daemon stops in bounded time.
+  std::chrono::milliseconds shutdown_timeout{10'000};
 };
 
 // How a new branch is made. Validation of the combination of fields is the API's job;
@@ -250,8 +253,8 @@ class Engine {
 
   // Starts every endpoint that was running when the daemon last stopped or died.
   void RestartRunning();
-  // Stops every compute and unmounts everything (they stay marked running, so that
-  // RestartRunning brings them back).
+  // Stops every compute (all at once, bounded by shutdown_timeout) and unmounts everything
+  // (they stay marked running, so that RestartRunning brings them back).
   void Shutdown();
 
   storage::Store* store() { return store_; }

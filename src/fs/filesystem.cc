@@ -678,6 +678,15 @@ FsResult<size_t> FileSystem::ReclaimOrphans() {
   return freed;
 }
 
+std::optional<InodeId> FileSystem::AnyKnownFile() {
+  std::unique_lock t(table_mu_, std::try_to_lock);
+  if (!t.owns_lock()) return std::nullopt;
+  for (const auto& [ino, node] : nodes_) {
+    if (node.nlookup > 0 && !node.freed && S_ISREG(node.attr.mode)) return ino;
+  }
+  return std::nullopt;
+}
+
 size_t FileSystem::TableSizeForTesting() {
   std::lock_guard t(table_mu_);
   return nodes_.size();

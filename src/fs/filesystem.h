@@ -179,6 +179,11 @@ class FileSystem {
   // kernel knows any inode (at mount). Returns how many were freed; each is one mutation.
   FsResult<size_t> ReclaimOrphans();
 
+  // A regular file the kernel holds a reference to (lookup count > 0), if there is one and
+  // the table is not busy: Unmount sends a notification about it to wake its serving
+  // threads. Never blocks.
+  std::optional<InodeId> AnyKnownFile();
+
   // For tests: how many inodes the table holds.
   size_t TableSizeForTesting();
 

@@ -1,3 +1,5 @@
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -12,6 +14,7 @@
 #include <future>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "common/log.h"
 #include "fs/arborfs.h"
@@ -21,6 +24,14 @@ namespace arbor::fs {
 namespace {
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// How long Unmount waits for the serving threads at each step before it tries the next one.
+// Together with kHelperWait they bound an unmount at about 15 s whatever the environment.
+constexpr auto kDetachWait = std::chrono::seconds(5);  // the kernel ends an unused mount
+constexpr auto kWakeWait = std::chrono::seconds(2);
+constexpr auto kAbortWait = std::chrono::seconds(2);
+// fusermount3 touches the mount point; if that hangs, it is killed after this long.
+constexpr auto kHelperWait = std::chrono::seconds(5);
 
 // /proc/self/mountinfo escapes spaces, tabs, newlines and backslashes as octal.
 std::string Unescape(const std::string& s) {
@@ -45,34 +56,115 @@ std::string Unescape(const std::string& s) {
   return out;
 }
 
-// The file system type of the mount at `path` ("" if it is not a mount point), and its
-// device minor number (the FUSE connection id). Reads /proc only: it never touches the mount,
-// which may be ours and not serving yet.
-std::string MountTypeAt(const std::string& path, unsigned* minor_out = nullptr) {
+struct MountEntry {
+  std::string point;  // unescaped
+  std::string type;   // e.g. "fuse.arbor"
+  std::string dev;    // "major:minor"
+};
+
+// Every mount this process sees, in the order of /proc/self/mountinfo (a stack's top last).
+// Reads /proc only: it never touches a mount, which may be ours and not serving.
+std::vector<MountEntry> Mounts() {
+  std::vector<MountEntry> out;
   std::ifstream in("/proc/self/mountinfo");
-  std::string line, found;
+  std::string line;
   while (std::getline(in, line)) {
     // id parent major:minor root mountpoint options [optional...] - type source superopts
     std::istringstream ls(line);
     std::string id, parent, dev, root, mnt;
     ls >> id >> parent >> dev >> root >> mnt;
-    if (Unescape(mnt) != path) continue;
     std::string tok;
     while (ls >> tok && tok != "-") {
     }
     std::string type;
     ls >> type;
-    found = type;  // the last one listed is the top of the stack
+    out.push_back({Unescape(mnt), type, dev});
+  }
+  return out;
+}
+
+// The file system type of the mount at `path` ("" if it is not a mount point), and its
+// device minor number (the FUSE connection id).
+std::string MountTypeAt(const std::string& path, unsigned* minor_out = nullptr) {
+  std::string found;
+  for (const auto& m : Mounts()) {
+    if (m.point != path) continue;
+    found = m.type;  // the last one listed is the top of the stack
     if (minor_out) {
-      auto colon = dev.find(':');
-      *minor_out = colon == std::string::npos
-                       ? 0
-                       : static_cast<unsigned>(std::strtoul(dev.c_str() + colon + 1, nullptr, 10));
+      auto colon = m.dev.find(':');
+      *minor_out =
+          colon == std::string::npos
+              ? 0
+              : static_cast<unsigned>(std::strtoul(m.dev.c_str() + colon + 1, nullptr, 10));
     }
   }
   return found;
 }
 
+// Where arborfs's FUSE connection `conn` is attached, wherever it was moved to (a rename of
+// a parent directory moves the mounts below it).
+std::vector<std::string> MountsOfConnection(unsigned conn) {
+  std::vector<std::string> out;
+  std::string dev = "0:" + std::to_string(conn);
+  for (const auto& m : Mounts()) {
+    if (m.dev == dev && m.type == "fuse.arbor") out.push_back(m.point);
+  }
+  return out;
+}
+
+// Runs `fusermount3 -u -z -- path` and waits at most kHelperWait. Its stderr becomes the
+// message of a failure (without /etc/mtab, for one, it refuses every unmount).
+Status Fusermount3Detach(const std::string& path) {
+  int err_pipe[2];
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) return Status::IOError(Errno("pipe"));
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(err_pipe[0]);
+    close(err_pipe[1]);
+    return Status::IOError(Errno("fork"));
+  }
+  if (pid == 0) {
+    dup2(err_pipe[1], 2);
+    execlp("fusermount3", "fusermount3", "-u", "-z", "--", path.c_str(), nullptr);
+    _exit(127);
+  }
+  close(err_pipe[1]);
+  int status = 0;
+  bool exited = false;
+  auto deadline = std::chrono::steady_clock::now() + kHelperWait;
+  while (!exited) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) {
+      exited = r == pid;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!exited) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    close(err_pipe[0]);
+    return Status::IOError("fusermount3 -u -z " + path + " did not finish within " +
+                           std::to_string(kHelperWait.count()) + " s; killed it");
+  }
+  std::string err;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(err_pipe[0], buf, sizeof buf)) > 0) err.append(buf, static_cast<size_t>(n));
+  close(err_pipe[0]);
+  while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127) err = "fusermount3 not found";
+    return Status::IOError("fusermount3 -u -z " + path + " failed" +
+                           (err.empty() ? std::string() : ": " + err));
+  }
+  return Status::Ok();
+}
+
+// Detaches the mount at `path` at once, even while files in it are open (a lazy unmount):
+// umount2(MNT_DETACH) as root, which needs no /etc/mtab; fusermount3 otherwise.
 Status DetachMount(const std::string& path) {
   if (geteuid() == 0) {
     if (umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL) {
@@ -80,18 +172,27 @@ Status DetachMount(const std::string& path) {
     }
     return Status::Ok();
   }
-  pid_t pid = fork();
-  if (pid < 0) return Status::IOError(Errno("fork"));
-  if (pid == 0) {
-    execlp("fusermount3", "fusermount3", "-u", "-z", "--", path.c_str(), nullptr);
-    _exit(127);
+  return Fusermount3Detach(path);
+}
+
+// Aborts FUSE connection `conn` through the fusectl file system, mounting it at its usual
+// place first when it is missing and we are root. Every request of the connection then fails
+// and its serving threads see the end of the device.
+Status AbortConnection(unsigned conn) {
+  const std::string ctl = "/sys/fs/fuse/connections";
+  std::string abort_file = ctl + "/" + std::to_string(conn) + "/abort";
+  if (access(abort_file.c_str(), F_OK) != 0 && geteuid() == 0 && MountTypeAt(ctl) != "fusectl") {
+    if (mount("fusectl", ctl.c_str(), "fusectl", 0, nullptr) != 0) {
+      return Status::IOError(Errno("mounting fusectl at " + ctl));
+    }
+    log::info("arborfs: mounted fusectl at {} to abort a connection", ctl);
   }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return Status::IOError("fusermount3 -u -z " + path + " failed");
-  }
+  int fd = open(abort_file.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError(Errno("opening " + abort_file));
+  bool ok = write(fd, "1", 1) == 1;
+  int err = errno;
+  close(fd);
+  if (!ok) return Status::IOError("writing " + abort_file + ": " + std::strerror(err));
   return Status::Ok();
 }
 
@@ -176,8 +277,12 @@ class Mount::Impl {
     fuse_opt_free_args(&args);
     if (!se_) return Status::Unavailable("fuse_session_new failed");
     if (fuse_session_mount(se_, mountpoint.c_str()) != 0) {
-      return Status::Unavailable("mounting FUSE at " + mountpoint +
-                                 " failed (is /dev/fuse available, and fusermount3 installed?)");
+      return Status::Unavailable(
+          "mounting FUSE at " + mountpoint + " failed (" +
+          (access("/dev/fuse", R_OK | W_OK) != 0
+               ? Errno("/dev/fuse") + "; an ordinary user needs it readable and writable"
+               : std::string("is fusermount3 installed?")) +
+          ")");
     }
     mounted_ = true;
     MountTypeAt(mountpoint_, &conn_id_);
@@ -197,37 +302,109 @@ class Mount::Impl {
     return Status::Ok();
   }
 
+  // The steps, each tried only when the one before did not end the serving threads:
+  //  1. detach the mount (lazy) and wait: the kernel ends the connection once nothing
+  //     uses the mount any more;
+  //  2. wake the loop with a request of our own (Wake: needs no privilege), so that it sees
+  //     it was told to exit;
+  //  3. abort the connection through fusectl (mounted first if needed, as root).
+  // Then the session is closed, which also ends the connection, and a mount still attached
+  // (the detach failed: fusermount3 refuses without /etc/mtab) is detached again, dead now.
   Status Unmount() {
     if (!se_ || unmounted_) return Status::Ok();
     unmounted_ = true;
     stopping_ = true;
+    // Detached while the loop still serves: fusermount3 looks at the mount point first.
+    Status detached = Status::Ok();
+    if (mounted_) {
+      detached = DetachMount(mountpoint_);
+      if (!detached.ok()) log::warn("arborfs: {}", detached.ToString());
+    }
     fuse_session_exit(se_);
-    if (mounted_) fuse_session_unmount(se_);
-    // With files still open the detached mount keeps serving; abort the connection so that
-    // the loop ends (their next I/O fails, as after a crash).
-    if (loop_.joinable() &&
-        loop_done_.wait_for(std::chrono::seconds(5)) != std::future_status::ready &&
-        conn_id_ != 0) {
-      log::warn("arborfs: {} still busy after unmount; aborting its connection", mountpoint_);
-      std::string ctl = "/sys/fs/fuse/connections";
-      if (access((ctl + "/" + std::to_string(conn_id_)).c_str(), F_OK) != 0 && geteuid() == 0) {
-        mount("fusectl", ctl.c_str(), "fusectl", 0, nullptr);
-      }
-      std::ofstream abort(ctl + "/" + std::to_string(conn_id_) + "/abort");
-      abort << "1";
+    bool ended = !loop_.joinable();
+    if (!ended && detached.ok()) ended = WaitLoop(kDetachWait);
+    if (!ended) {
+      log::warn("arborfs: {} is still served; waking its loop", mountpoint_);
+      ended = Wake(detached.ok()) && WaitLoop(kWakeWait);
+    }
+    if (!ended && conn_id_ != 0) {
+      log::warn("arborfs: {} still served; aborting FUSE connection {}", mountpoint_, conn_id_);
+      Status aborted = AbortConnection(conn_id_);
+      if (!aborted.ok()) log::warn("arborfs: {}", aborted.ToString());
+      ended = WaitLoop(kAbortWait);
+    }
+    if (!ended) {
+      // A request is stuck inside the file system; nothing from outside can end it.
+      abandoned_ = true;
+      loop_.detach();
+      return Status::IOError("the FUSE threads of " + mountpoint_ +
+                             " did not end (a request is stuck); left them running");
     }
     if (loop_.joinable()) loop_.join();
+    // Closing the device ends the connection: whatever still has files open gets ENOTCONN.
+    fuse_session_destroy(se_);
+    se_ = nullptr;
     fs_.reset();  // frees unlinked inodes the kernel no longer references
-    return Status::Ok();
+    // A detached mount is gone from every path (and its device number may belong to a new
+    // mount once its last user is gone); only one whose detach failed is still attached.
+    if (detached.ok() || conn_id_ == 0) return Status::Ok();
+    Status left = Status::Ok();
+    for (const auto& point : MountsOfConnection(conn_id_)) {
+      Status st = DetachMount(point);
+      if (st.ok()) {
+        log::info("arborfs: detached the dead mount at {}", point);
+      } else if (left.ok()) {
+        left = Status::IOError("the mount at " + point +
+                               " stays (dead) until unmounted: " + st.message() +
+                               (access("/etc/mtab", F_OK) != 0
+                                    ? " (fusermount3 needs /etc/mtab: ln -s /proc/self/mounts "
+                                      "/etc/mtab)"
+                                    : ""));
+      }
+    }
+    return left;
   }
 
+  // True if Unmount left the serving threads running (a request stuck in the file system).
+  bool abandoned() const { return abandoned_; }
+
  private:
+  // Makes the kernel send the loop a request, so that a worker wakes, answers it and sees
+  // that the session was told to exit. No privilege needed. While the mount is attached, a
+  // statfs on it (from a thread of its own: it returns once answered, or failed when the
+  // connection ends); once detached, a retrieve notification about a regular file the kernel
+  // holds (Linux answers it with a request, and accepts only regular files). False if
+  // neither could be sent.
+  bool Wake(bool detached) {
+    if (!detached && conn_id_ != 0) {
+      auto points = MountsOfConnection(conn_id_);
+      for (const auto& p : points) {
+        std::thread([p] {
+          struct statfs sf;
+          (void)statfs(p.c_str(), &sf);
+        }).detach();
+      }
+      if (!points.empty()) return true;
+    }
+    auto ino = fs_->AnyKnownFile();
+    if (!ino) return false;
+    int rc = fuse_lowlevel_notify_retrieve(se_, ino->value(), 0, 0, nullptr);
+    if (rc != 0) log::warn("arborfs: waking the loop of {}: {}", mountpoint_, std::strerror(-rc));
+    return rc == 0;
+  }
+
+  // True if the loop ended within `d`.
+  bool WaitLoop(std::chrono::steady_clock::duration d) {
+    return loop_done_.wait_for(d) == std::future_status::ready;
+  }
+
   std::unique_ptr<FileSystem> fs_;
   SessionContext ctx_;
   fuse_session* se_ = nullptr;
   std::string mountpoint_;
   bool mounted_ = false;
   bool unmounted_ = false;
+  bool abandoned_ = false;
   std::atomic<bool> stopping_{false};
   unsigned conn_id_ = 0;
   std::thread loop_;
@@ -242,6 +419,7 @@ Result<std::unique_ptr<Mount>> Mount::Start(storage::Store* store, TimelineId ti
   Status s = impl->Start(store, timeline, mountpoint, options);
   if (!s.ok()) {
     (void)impl->Unmount();
+    if (impl->abandoned()) (void)impl.release();
     return s;
   }
   return std::unique_ptr<Mount>(new Mount(std::move(impl), mountpoint));
@@ -253,6 +431,8 @@ Mount::Mount(std::unique_ptr<Impl> impl, std::string mountpoint)
 Mount::~Mount() {
   Status s = impl_->Unmount();
   if (!s.ok()) log::error("arborfs: unmounting {}: {}", mountpoint_, s.ToString());
+  // Threads that never ended still use it: it is theirs until the process exits.
+  if (impl_->abandoned()) (void)impl_.release();
 }
 
 Status Mount::Unmount() { return impl_->Unmount(); }

@@ -1,13 +1,19 @@
 // The arbor CLI end to end: the real binary against the real daemon, in both output modes,
 // checking what a user sees (the output, the one-line errors, the exit codes).
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "testutil/daemon.h"
 
@@ -159,6 +165,141 @@ TEST_F(CliTest, ProjectDefaultTtlAppliesToCreate) {
   ASSERT_FALSE(b.is_discarded()) << c.out;
   EXPECT_EQ(b["spec"]["ttl"], "7200s");
   EXPECT_EQ(Arbor("branch delete with-default").rc, 0);
+}
+
+// `arbor up` and `arbor down` themselves, as a user runs them: a daemon in the background,
+// in a data directory of its own (named on the command line, so that its processes can be
+// found and killed if the test fails).
+class UpDownTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/arbor-updown-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    home_ = tmpl;
+    // Apart from the ranges testutil::Daemon gives (20000 and up), below the ephemeral ones.
+    lo_ = 12000 + (getpid() % 200) * 40;
+  }
+  void TearDown() override {
+    (void)Run("down");
+    // Whatever a failed test left: the daemon, computes, mounts.
+    std::string runtime = RuntimeDir();
+    for (pid_t pid : PidsNaming(home_)) kill(pid, SIGKILL);
+    for (pid_t pid : PidsNaming(runtime + "/mnt/")) kill(pid, SIGKILL);
+    for (const auto& m : MountsOf(runtime)) {
+      std::string cmd =
+          "umount -l '" + m + "' 2>/dev/null || fusermount3 -u -z '" + m + "' 2>/dev/null";
+      (void)std::system(cmd.c_str());
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(home_, ec);
+  }
+
+  // `arbor VERB --data-dir HOME ARGS`; for up, with ports of its own.
+  CliRun Run(const std::string& verb, const std::string& args = "") {
+    std::string ports =
+        verb != "up"
+            ? ""
+            : " --api-listen 127.0.0.1:0 --proxy-listen 127.0.0.1:" + std::to_string(lo_) +
+                  " --endpoint-ports " + std::to_string(lo_ + 1) + "-" + std::to_string(lo_ + 39);
+    std::string err_file = home_ + ".err";
+    std::string cmd = std::string(ARBOR_BINARY) + " " + verb + " --data-dir '" + home_ + "'" +
+                      ports + " " + args + " 2>'" + err_file + "'";
+    CliRun r;
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = pclose(p);
+    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream in(err_file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    r.err = ss.str();
+    std::remove(err_file.c_str());
+    return r;
+  }
+
+  std::string RuntimeDir() {
+    std::ifstream in(home_ + "/runtime-dir");
+    std::string dir;
+    std::getline(in, dir);
+    return dir.empty() ? home_ : dir;
+  }
+  static std::vector<std::string> MountsOf(const std::string& dir) {
+    std::ifstream in("/proc/mounts");
+    std::string dev, point, rest;
+    std::vector<std::string> found;
+    while (in >> dev >> point && std::getline(in, rest)) {
+      if (point.rfind(dir + "/", 0) == 0) found.push_back(point);
+    }
+    return found;
+  }
+  // Processes (other than this one) whose command line names `text`: the daemon, or a
+  // compute of its runtime directory.
+  static std::vector<pid_t> PidsNaming(const std::string& text) {
+    std::vector<pid_t> pids;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+      pid_t pid = static_cast<pid_t>(std::atoi(e.path().filename().c_str()));
+      if (pid <= 0 || pid == getpid()) continue;
+      std::ifstream in(e.path() / "cmdline");
+      std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+      if (cmdline.find(text) != std::string::npos) pids.push_back(pid);
+    }
+    return pids;
+  }
+  static int ProcessesNaming(const std::string& text) {
+    return static_cast<int>(PidsNaming(text).size());
+  }
+
+  std::string home_;
+  int lo_ = 0;
+};
+
+// A daemon that does not answer SIGTERM (stopped here) is killed with its computes, and
+// `arbor down` still returns within its bound, leaving no mount and no process.
+TEST_F(UpDownTest, DownIsBoundedWhenTheDaemonDoesNotStop) {
+  CliRun up = Run("up");
+  ASSERT_EQ(up.rc, 0) << up.err;
+  std::string runtime = RuntimeDir();
+  ASSERT_FALSE(MountsOf(runtime).empty()) << "production's compute is not mounted";
+  pid_t pid = 0;
+  std::ifstream(home_ + "/arbor.lock") >> pid;
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  CliRun down = Run("down");
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(down.rc, 0) << down.err;
+  EXPECT_LE(secs, 30) << "arbor down took " << secs << " s";
+  EXPECT_NE(down.err.find("did not stop within 20 s; killing it"), std::string::npos) << down.err;
+  EXPECT_NE(down.out.find("Arbor stopped"), std::string::npos) << down.out;
+  EXPECT_TRUE(MountsOf(runtime).empty());
+  EXPECT_EQ(ProcessesNaming(runtime + "/mnt/"), 0) << "a compute is left";
+  EXPECT_EQ(ProcessesNaming(home_), 0) << "the daemon is left";
+  // The next start serves again.
+  up = Run("up");
+  EXPECT_EQ(up.rc, 0) << up.err;
+  EXPECT_EQ(Run("down").rc, 0);
+}
+
+// A start that does not become ready in time is stopped, with what it started, and says why.
+TEST_F(UpDownTest, AStartThatIsNotReadyInTimeStopsWhatItStarted) {
+  auto t0 = std::chrono::steady_clock::now();
+  CliRun up = Run("up", "--start-timeout 1");  // a first start runs initdb: several seconds
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(up.rc, 1) << up.out;
+  EXPECT_LE(secs, 20);
+  EXPECT_NE(up.err.find("did not become ready within 1 s (--start-timeout): "), std::string::npos)
+      << up.err;
+  EXPECT_TRUE(MountsOf(RuntimeDir()).empty());
+  EXPECT_EQ(ProcessesNaming(RuntimeDir() + "/mnt/"), 0) << "a compute is left";
+  EXPECT_EQ(ProcessesNaming(home_), 0) << "the daemon is left";
+  // Its data directory is not damaged: the next start completes it.
+  up = Run("up");
+  EXPECT_EQ(up.rc, 0) << up.err;
+  EXPECT_EQ(Run("down").rc, 0);
 }
 
 }  // namespace

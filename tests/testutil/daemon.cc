@@ -1,16 +1,21 @@
 #include "testutil/daemon.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -47,6 +52,19 @@ void UnmountUnder(const std::string& dir) {
   }
 }
 
+// True if `uid`:`gid` can open /dev/fuse for reading and writing, as libfuse does before it
+// hands a mount to fusermount3.
+bool CanOpenFuse(uid_t uid, gid_t gid) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0) _exit(2);
+    _exit(open("/dev/fuse", O_RDWR | O_CLOEXEC) >= 0 ? 0 : 1);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 }  // namespace
 
 int64_t NowMicros() {
@@ -68,6 +86,14 @@ std::unique_ptr<Daemon> Daemon::Start(const std::string& name, const std::string
       d->uid_ = pw->pw_uid;
       d->gid_ = pw->pw_gid;
       EXPECT_EQ(chown(d->home_.c_str(), d->uid_, d->gid_), 0);
+      // Debian makes /dev/fuse 0666; where it is not (containers often leave it 0600), the
+      // daemon gets a private one instead of a change to the system's device.
+      d->private_fuse_ = !CanOpenFuse(d->uid_, d->gid_);
+      struct stat st;
+      if (d->private_fuse_ && stat("/dev/fuse", &st) == 0) {
+        d->fuse_rdev_ = st.st_rdev;
+        EXPECT_EQ(mkdir((d->home_ + "/dev").c_str(), 0755), 0);
+      }
     }
   }
   // Each test process gets its own 40-port range.
@@ -80,17 +106,40 @@ std::unique_ptr<Daemon> Daemon::Start(const std::string& name, const std::string
 void Daemon::Launch() {
   // A killed daemon leaves its address behind; wait for the new one's.
   unlink((home_ + "/api").c_str());
+  std::string dev_dir = home_ + "/dev";
+  std::string fuse_node = dev_dir + "/fuse";
   pid_ = fork();
   if (pid_ == 0) {
     setsid();
-    if (uid_ != 0) {
-      if (setgroups(0, nullptr) != 0 || setgid(gid_) != 0 || setuid(uid_) != 0) _exit(126);
-      setenv("HOME", home_.c_str(), 1);
-    }
     std::string log = home_ + "/daemon.out";
     FILE* f = freopen(log.c_str(), "a", stdout);
     (void)f;
     dup2(1, 2);
+    if (private_fuse_) {
+      // Its own mount namespace, in which /dev/fuse is a node on a private tmpfs that every
+      // user may open. Nothing outside changes; its mounts end with its processes.
+      const char* step = "unshare";
+      bool ok = unshare(CLONE_NEWNS) == 0;
+      ok = ok && (step = "making mounts private",
+                  mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
+      ok = ok && (step = "mounting a tmpfs",
+                  mount("arbor-test-dev", dev_dir.c_str(), "tmpfs", MS_NOSUID, "mode=0755") == 0);
+      ok = ok && (step = "mknod", mknod(fuse_node.c_str(), S_IFCHR | 0666, fuse_rdev_) == 0);
+      ok = ok && (step = "chmod", chmod(fuse_node.c_str(), 0666) == 0);
+      ok = ok && (step = "bind-mounting it on /dev/fuse",
+                  mount(fuse_node.c_str(), "/dev/fuse", nullptr, MS_BIND, nullptr) == 0);
+      if (!ok) {
+        std::fprintf(stderr,
+                     "test: /dev/fuse is not open to the daemon's user, and a private one "
+                     "cannot be made (%s: %s)\n",
+                     step, std::strerror(errno));
+        _exit(125);
+      }
+    }
+    if (uid_ != 0) {
+      if (setgroups(0, nullptr) != 0 || setgid(gid_) != 0 || setuid(uid_) != 0) _exit(126);
+      setenv("HOME", home_.c_str(), 1);
+    }
     // The proxy's shared port first, then the endpoints' ports.
     std::string proxy = "127.0.0.1:" + std::to_string(port_lo_);
     std::string ports =

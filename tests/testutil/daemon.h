@@ -26,7 +26,9 @@ class Daemon {
  public:
   // Starts `arbor up --foreground` and waits until it serves. Fails the test on error.
   // With `os_user` (only when the test runs as root), the daemon runs as that user, as
-  // Arbor does when a non-root user starts it; its computes then run as that user too.
+  // Arbor does when a non-root user starts it; its computes then run as that user too. If
+  // that user cannot open /dev/fuse, the daemon runs in its own mount namespace with a
+  // private /dev/fuse it can open; its mounts are then only in /proc/<pid>/mounts.
   static std::unique_ptr<Daemon> Start(const std::string& name = "it",
                                        const std::string& os_user = "");
   ~Daemon();
@@ -64,6 +66,8 @@ class Daemon {
   pid_t pid_ = -1;
   uid_t uid_ = 0;  // the daemon's user; 0: the test's own
   gid_t gid_ = 0;
+  bool private_fuse_ = false;
+  dev_t fuse_rdev_ = 0;
 };
 
 // A libpq connection; every call fails the test on error unless said otherwise.
