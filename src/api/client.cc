@@ -252,6 +252,32 @@ Result<std::vector<Endpoint>> ApiClient::ListEndpoints(const BranchName& branch)
   return out;
 }
 
+Result<std::vector<HistoryPoint>> ApiClient::History(const BranchName& branch,
+                                                     std::optional<int64_t> since_us,
+                                                     std::optional<int64_t> until_us) const {
+  std::string query;
+  if (since_us) query += "since=" + Escape(FormatTime(*since_us));
+  if (until_us)
+    query += std::string(query.empty() ? "" : "&") + "until=" + Escape(FormatTime(*until_us));
+  ARBOR_ASSIGN_OR_RETURN(
+      Json j,
+      Call("GET", BranchPath(branch) + "/history" + (query.empty() ? "" : "?" + query), nullptr));
+  std::vector<HistoryPoint> out;
+  const Json* points = j.is_object() && j.contains("points") ? &j["points"] : nullptr;
+  if (points == nullptr || !points->is_array()) {
+    return Status::Internal("the Arbor API's history is not as documented: no points");
+  }
+  for (const Json& p : *points) {
+    if (!p.is_object() || !p.contains("time_us") || !p["time_us"].is_number_integer() ||
+        !p.contains("lsn") || !p["lsn"].is_string()) {
+      return Status::Internal("the Arbor API's history is not as documented: " + p.dump());
+    }
+    ARBOR_ASSIGN_OR_RETURN(Lsn lsn, ParseLsn(p["lsn"].get<std::string>()));
+    out.push_back({p["time_us"].get<int64_t>(), lsn});
+  }
+  return out;
+}
+
 Result<Endpoint> ApiClient::GetEndpoint(const EndpointName& endpoint) const {
   return CallAs<Endpoint>("GET", EndpointPath(endpoint), nullptr, "endpoint");
 }

@@ -85,6 +85,14 @@ class ApiClient {
   [[nodiscard]] Result<Endpoint> StartEndpoint(const EndpointName& endpoint) const;
   [[nodiscard]] Result<Endpoint> StopEndpoint(const EndpointName& endpoint) const;
 
+  // ---- history ----
+  // GET .../branches/B/history: the branch's WAL writes in [since, until] (absent: from the
+  // earliest time still available, to now), oldest first. No transaction commits between
+  // two consecutive points; a READ_ONLY endpoint at a point's LSN serves exactly its state.
+  [[nodiscard]] Result<std::vector<HistoryPoint>> History(const BranchName& branch,
+                                                          std::optional<int64_t> since_us,
+                                                          std::optional<int64_t> until_us) const;
+
   // ---- roles ----
   [[nodiscard]] Result<Role> CreateRole(const BranchName& branch, const std::string& role) const;
   [[nodiscard]] Result<std::vector<Role>> ListRoles(const BranchName& branch) const;

@@ -110,6 +110,57 @@ Result<EndpointName> ParseEndpointName(std::string_view name) {
   return EndpointName{std::string(p[1]), std::string(p[3]), std::string(p[5])};
 }
 
+// Reads "<n><unit>..." (units s, m, h, d, w) into seconds. False on anything else.
+bool UnitSeconds(std::string_view text, int64_t* out) {
+  if (text.empty()) return false;
+  int64_t total = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    int64_t n = 0;
+    size_t digits = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      if (++digits > 10) return false;
+      n = n * 10 + (text[i++] - '0');
+    }
+    if (digits == 0 || i == text.size()) return false;
+    int64_t unit;
+    switch (text[i++]) {
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86'400;
+        break;
+      case 'w':
+        unit = 7 * 86'400;
+        break;
+      default:
+        return false;
+    }
+    total += n * unit;
+  }
+  *out = total;
+  return true;
+}
+
+Result<int64_t> ParseTimeOrAgo(std::string_view text, int64_t now_us) {
+  int64_t ago_s;
+  if (!text.empty() && text[0] == '-' && UnitSeconds(text.substr(1), &ago_s)) {
+    return now_us - ago_s * 1'000'000;
+  }
+  auto t = ParseTime(text);
+  if (t.ok()) return t;
+  return Status::InvalidArgument(Quote(text) +
+                                 " is not a time: use RFC 3339 (2026-11-24T16:00:00Z), how "
+                                 "long ago (-10m, -2h) or lsn:X/Y");
+}
+
 Result<int64_t> ParseDuration(std::string_view text) {
   auto bad = [&] {
     return Status::InvalidArgument(Quote(text) +

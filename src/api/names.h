@@ -58,6 +58,11 @@ std::string FormatDuration(int64_t seconds);
 // Microseconds since the epoch -> "2026-11-24T16:00:00.123456Z" (UTC, always 6 digits).
 std::string FormatTime(int64_t micros);
 
+// Reads "<n><unit>..." (units s, m, h, d, w; "1h30m") into seconds. False on anything else.
+bool UnitSeconds(std::string_view text, int64_t* out);
+// RFC 3339, or how long before `now_us` ("-10m", "-1h30m"). -> µs since the epoch.
+[[nodiscard]] Result<int64_t> ParseTimeOrAgo(std::string_view text, int64_t now_us);
+
 // PostgreSQL's LSN text form "16/B374D848" (two hex numbers of up to 8 digits) <-> Lsn.
 [[nodiscard]] Result<Lsn> ParseLsn(std::string_view text);
 std::string FormatLsn(Lsn lsn);

@@ -252,6 +252,8 @@ Json ToJson(const EndpointSpec& v) {
   Put(j, "endpoint_type", v.endpoint_type);
   PutDuration(j, "suspend_timeout_duration", v.suspend_timeout_s);
   Put(j, "no_suspension", v.no_suspension);
+  PutTime(j, "source_branch_time", v.source_branch_time_us);
+  PutLsn(j, "source_branch_lsn", v.source_branch_lsn);
   return j;
 }
 Json ToJson(const EndpointStatus& v) {
@@ -271,6 +273,8 @@ Status FromJson(const Json& j, EndpointSpec* out, std::string_view where) {
   r.String("endpoint_type", &out->endpoint_type);
   r.Duration("suspend_timeout_duration", &out->suspend_timeout_s);
   r.Bool("no_suspension", &out->no_suspension);
+  r.Time("source_branch_time", &out->source_branch_time_us);
+  r.LsnField("source_branch_lsn", &out->source_branch_lsn);
   return r.status();
 }
 Status FromJson(const Json& j, EndpointStatus* out, std::string_view where) {

@@ -69,11 +69,15 @@ struct Branch {
 };
 
 inline constexpr const char* kEndpointTypeReadWrite = "ENDPOINT_TYPE_READ_WRITE";
+inline constexpr const char* kEndpointTypeReadOnly = "ENDPOINT_TYPE_READ_ONLY";
 
 struct EndpointSpec {
   std::optional<std::string> endpoint_type;
   std::optional<int64_t> suspend_timeout_s;  // "suspend_timeout_duration"
   std::optional<bool> no_suspension;
+  // A READ_ONLY endpoint pinned at the branch's state then (time travel).
+  std::optional<int64_t> source_branch_time_us;
+  std::optional<Lsn> source_branch_lsn;
 };
 struct EndpointStatus {
   std::string current_state;  // ACTIVE, IDLE or STARTING
@@ -87,6 +91,12 @@ struct Endpoint {
   int64_t create_time_us = 0;
   EndpointSpec spec;
   EndpointStatus status;
+};
+
+// One write of a branch's WAL (GET .../history).
+struct HistoryPoint {
+  int64_t time_us = 0;
+  Lsn lsn;
 };
 
 // POST credentials: the request and the answer.

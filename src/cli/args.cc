@@ -3,48 +3,7 @@
 #include <cstdio>
 
 namespace arbor::cli {
-namespace {
-
-// Reads "<n><unit>..." (units s, m, h, d, w) into seconds. False on anything else.
-bool UnitSeconds(std::string_view text, int64_t* out) {
-  if (text.empty()) return false;
-  int64_t total = 0;
-  size_t i = 0;
-  while (i < text.size()) {
-    int64_t n = 0;
-    size_t digits = 0;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-      if (++digits > 10) return false;
-      n = n * 10 + (text[i++] - '0');
-    }
-    if (digits == 0 || i == text.size()) return false;
-    int64_t unit;
-    switch (text[i++]) {
-      case 's':
-        unit = 1;
-        break;
-      case 'm':
-        unit = 60;
-        break;
-      case 'h':
-        unit = 3600;
-        break;
-      case 'd':
-        unit = 86'400;
-        break;
-      case 'w':
-        unit = 7 * 86'400;
-        break;
-      default:
-        return false;
-    }
-    total += n * unit;
-  }
-  *out = total;
-  return true;
-}
-
-}  // namespace
+using api::UnitSeconds;
 
 Result<api::BranchName> ResolveBranch(std::string_view text, const std::string& project) {
   if (text.rfind("projects/", 0) == 0) return api::ParseBranchName(text);

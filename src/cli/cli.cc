@@ -412,9 +412,22 @@ struct LoginOpts {
   std::vector<std::string> extra;
 };
 
+// The endpoint a login goes to: the branch's, or for BRANCH@TIME the one pinned there.
+Result<api::EndpointName> LoginEndpoint(const Session& s, const api::ApiClient& c,
+                                        const LoginOpts& o) {
+  if (!IsPinned(o.branch)) return EndpointOf(s, c, o.branch, o.endpoint);
+  if (o.role_password) {
+    Usage("--role-password sets a password on the branch now; " + o.branch +
+          " serves the branch as it was, with the roles it had then. Log in with a token "
+          "(the default)");
+  }
+  if (o.endpoint != kPrimary) Usage("--endpoint cannot be combined with BRANCH@TIME");
+  return PinnedEndpoint(s, c, o.branch);
+}
+
 Status CmdConnectionString(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
-  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, LoginEndpoint(s, c, o));
   ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl, o.role));
   if (s.Json()) {
     s.PrintJson({{"endpoint", name.ToString()}, {"connection_string", login.Url()}});
@@ -426,7 +439,7 @@ Status CmdConnectionString(const Session& s, const LoginOpts& o) {
 
 Status CmdPsql(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
-  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, LoginEndpoint(s, c, o));
   ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl, o.role));
   std::vector<std::string> argv;
   argv.push_back(access(kDebianPsql, X_OK) == 0 ? kDebianPsql : "psql");
@@ -471,7 +484,7 @@ Status WritePassFile(const std::string& dir, const Login& login) {
 Status CmdRun(const Session& s, const LoginOpts& o) {
   if (o.extra.empty()) Usage("give the command to run after --, e.g. arbor run dev -- npm test");
   auto c = s.Client();
-  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, o.branch, o.endpoint));
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, LoginEndpoint(s, c, o));
   ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl, o.role));
   std::string base = s.io->getenv("XDG_RUNTIME_DIR").value_or("/tmp");
   std::string dir_template = base + "/arbor-run-XXXXXX";
@@ -798,7 +811,10 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
 
   // connection-string, psql and run share how they log in.
   auto add_login = [](CLI::App* sub, LoginOpts* o) {
-    sub->add_option("branch", o->branch, "the branch")->required();
+    sub->add_option("branch", o->branch,
+                    "the branch; BRANCH@TIME (RFC 3339 or -10m) or BRANCH@lsn:X/Y reads its "
+                    "past, read-only")
+        ->required();
     sub->add_option("--endpoint", o->endpoint, "the endpoint id")->capture_default_str();
     sub->add_option("--ttl", o->ttl, "the token's lifetime, 300s to 3600s (default 1h)");
     sub->add_option("--role", o->role, "the role to log in as")->capture_default_str();

@@ -1,5 +1,9 @@
 #include "cli/session.h"
 
+#include <cstdio>
+
+#include "cli/args.h"
+
 namespace arbor::cli {
 
 Result<api::BranchName> DefaultBranch(const api::ApiClient& c, const std::string& project) {
@@ -23,6 +27,39 @@ Result<api::EndpointName> EndpointOf(const Session& s, const api::ApiClient& c,
   Status st = api::ValidateId(endpoint, "endpoint id");
   if (!st.ok()) Usage("--endpoint: " + st.message());
   return api::EndpointName{b.project, b.branch, endpoint};
+}
+
+std::string PinnedEndpointId(std::optional<int64_t> time_us, std::optional<Lsn> lsn) {
+  char buf[64];
+  if (lsn) {
+    std::snprintf(buf, sizeof buf, "lsn-%x-%x", static_cast<unsigned>(lsn->value() >> 32),
+                  static_cast<unsigned>(lsn->value() & 0xffffffffu));
+  } else {
+    std::snprintf(buf, sizeof buf, "at-%lld", static_cast<long long>(time_us.value_or(0)));
+  }
+  return buf;
+}
+
+Result<api::EndpointName> PinnedEndpoint(const Session& s, const api::ApiClient& c,
+                                         const std::string& text) {
+  size_t at = text.find('@');
+  api::BranchName b = s.Branch(text.substr(0, at));
+  std::string when = text.substr(at + 1);
+  api::EndpointSpec spec;
+  spec.endpoint_type = api::kEndpointTypeReadOnly;
+  if (when.rfind("lsn:", 0) == 0) {
+    auto lsn = api::ParseLsn(when.substr(4));
+    if (!lsn.ok()) Usage(text + ": " + lsn.status().message());
+    spec.source_branch_lsn = *lsn;
+  } else {
+    spec.source_branch_time_us = OrUsage(ParseTimeArg(when, s.Now()));
+  }
+  std::string id = PinnedEndpointId(spec.source_branch_time_us, spec.source_branch_lsn);
+  api::EndpointName name{b.project, b.branch, id};
+  auto made = c.CreateEndpoint(b, id, spec);
+  if (made.ok()) return name;
+  if (made.status().code() != Code::kAlreadyExists) return made.status();
+  return name;  // pinned there already: the same state
 }
 
 }  // namespace arbor::cli

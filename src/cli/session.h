@@ -95,6 +95,16 @@ Result<api::BranchName> DefaultBranch(const api::ApiClient& c, const std::string
 Result<api::EndpointName> EndpointOf(const Session& s, const api::ApiClient& c,
                                      const std::string& branch, const std::string& endpoint);
 
+// Whether a branch argument names a past state: BRANCH@TIME or BRANCH@lsn:X/Y.
+inline bool IsPinned(const std::string& branch) { return branch.find('@') != std::string::npos; }
+// BRANCH@TIME (RFC 3339, "-10m") or BRANCH@lsn:X/Y: the branch's read-only endpoint pinned at
+// that state, made through the API or reused if one is already pinned there. It deletes
+// itself once idle (5 min). Usage error for a malformed time or LSN.
+Result<api::EndpointName> PinnedEndpoint(const Session& s, const api::ApiClient& c,
+                                         const std::string& text);
+// The id the daemon gives the endpoint pinned at that time or LSN (Engine::PinnedEndpointId).
+std::string PinnedEndpointId(std::optional<int64_t> time_us, std::optional<Lsn> lsn);
+
 // Sets `*action` when `sub` is chosen; the action runs after parsing succeeded.
 inline void OnRun(CLI::App* sub, Action* action, Action run) {
   sub->callback([action, run = std::move(run)] { *action = run; });

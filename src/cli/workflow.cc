@@ -257,51 +257,61 @@ struct DiffOpts {
   std::string a, b, format = "text", database, ttl = "1h";
 };
 
-// One side of a diff: a branch, or a branch at a time read through a temporary branch.
+// One side of a diff: a branch, or a branch at a time read through an endpoint pinned there
+// (read-only, on an ephemeral timeline; it deletes itself once idle).
 struct Side {
   std::string label;
-  api::BranchName branch;
-  std::unique_ptr<TempBranch> temp;
+  api::EndpointName endpoint;
 };
 
-Result<Side> ResolveSide(const Session& s, const api::ApiClient& c, const std::string& text,
-                         int64_t ttl_s) {
+Result<Side> ResolveSide(const Session& s, const api::ApiClient& c, const std::string& text) {
   Side side;
-  size_t at = text.find('@');
-  side.branch = s.Branch(text.substr(0, at));
-  side.label = side.branch.branch;
-  if (at == std::string::npos) {
-    ARBOR_RETURN_IF_ERROR(c.GetBranch(side.branch).status());
+  if (!IsPinned(text)) {
+    api::BranchName b = s.Branch(text);
+    side.label = b.branch;
+    ARBOR_RETURN_IF_ERROR(c.GetBranch(b).status());
+    side.endpoint = api::EndpointName{b.project, b.branch, kPrimary};
     return side;
   }
-  int64_t when = OrUsage(ParseTimeArg(text.substr(at + 1), s.Now()));
-  side.label += "@" + api::FormatTime(when);
-  side.temp =
-      std::make_unique<TempBranch>(c, TempName(side.branch.project, "diff", side.branch.branch));
-  ARBOR_RETURN_IF_ERROR(side.temp->Create(side.branch, when, ttl_s).status());
-  side.branch = side.temp->name();
+  ARBOR_ASSIGN_OR_RETURN(side.endpoint, PinnedEndpoint(s, c, text));
+  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.GetEndpoint(side.endpoint));
+  side.label =
+      side.endpoint.branch + "@" +
+      (e.spec.source_branch_lsn ? "lsn:" + api::FormatLsn(*e.spec.source_branch_lsn)
+                                : api::FormatTime(e.spec.source_branch_time_us.value_or(0)));
   return side;
 }
 
+Result<std::string> ConnectEndpointImpl(const api::ApiClient& c, const api::EndpointName& name) {
+  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.StartEndpoint(name));
+  if (!e.status.connection_string) {
+    return Status::Internal("endpoint " + name.ToString() + " has no connection string");
+  }
+  api::CredentialRequest req;
+  req.endpoint = name.ToString();
+  req.role = "owner";
+  ARBOR_ASSIGN_OR_RETURN(api::Credential cred, c.GenerateCredential(req));
+  return WithPassword(*e.status.connection_string, cred.token);
+}
+
 Result<Catalog> ReadSide(const api::ApiClient& c, const Side& side, const std::string& db) {
-  ARBOR_ASSIGN_OR_RETURN(std::string url, StartAndConnect(c, side.branch));
+  ARBOR_ASSIGN_OR_RETURN(std::string url, ConnectEndpointImpl(c, side.endpoint));
   return ReadCatalog(url, db);
 }
 
 Status CmdDiff(const Session& s, const DiffOpts& o) {
   DiffFormat format = ParseFormat(o.format);
-  int64_t ttl = OrUsage(ParseDurationArg(o.ttl));
   auto c = s.Client();
   auto run = [&]() -> Result<std::vector<Change>> {
-    ARBOR_ASSIGN_OR_RETURN(Side a, ResolveSide(s, c, o.a, ttl));
-    ARBOR_ASSIGN_OR_RETURN(Side b, ResolveSide(s, c, o.b, ttl));
+    ARBOR_ASSIGN_OR_RETURN(Side a, ResolveSide(s, c, o.a));
+    ARBOR_ASSIGN_OR_RETURN(Side b, ResolveSide(s, c, o.b));
     ARBOR_ASSIGN_OR_RETURN(Catalog ca, ReadSide(c, a, o.database));
     ARBOR_ASSIGN_OR_RETURN(Catalog cb, ReadSide(c, b, o.database));
     auto changes = CompareCatalogs(ca, cb);
     s.Print(RenderDiff(changes, a.label, b.label, s.Json() ? DiffFormat::kJson : format));
     return changes;
   };
-  auto changes = run();  // the temporary branches are gone once it returns
+  auto changes = run();
   if (!changes.ok()) FailDiffLike(changes.status());
   if (!changes->empty()) ExitWith(1, "");
   return Status::Ok();
@@ -462,6 +472,7 @@ Status CmdMigrateCheck(const Session& s, const MigrateOpts& o) {
 
 void AddWorkflowCommands(CLI::App& app, Session& s, Action* action) {
   AddGitCommands(app, s, action);
+  AddBisectCommand(app, s, action);
 
   // ci
   auto* ci = app.add_subcommand("ci", "A database branch per CI run");
@@ -489,12 +500,13 @@ void AddWorkflowCommands(CLI::App& app, Session& s, Action* action) {
   // diff
   auto d = std::make_shared<DiffOpts>();
   auto* diff = app.add_subcommand("diff", "Schema diff between two branches (exit 1: differ)");
-  diff->add_option("from", d->a, "a branch, or branch@TIME")->required();
-  diff->add_option("to", d->b, "a branch, or branch@TIME")->required();
+  diff->add_option("from", d->a, "a branch, branch@TIME or branch@lsn:X/Y")->required();
+  diff->add_option("to", d->b, "a branch, branch@TIME or branch@lsn:X/Y")->required();
   diff->add_option("--format", d->format, "text, markdown or json")->capture_default_str();
   diff->add_option("--database", d->database, "the database to compare (default postgres)");
-  diff->add_option("--ttl", d->ttl, "TTL of the temporary branch of a branch@TIME side")
-      ->capture_default_str();
+  diff->add_option("--ttl", d->ttl,
+                   "ignored (a branch@TIME side is read through a pinned endpoint, which "
+                   "deletes itself once idle)");
   diff->footer(
       "Exit status: 0 identical, 1 different, 2 usage, 3 daemon unreachable, 4 server or\n"
       "catalog failure, 5 refused (e.g. no such branch).\n"
@@ -517,6 +529,10 @@ void AddWorkflowCommands(CLI::App& app, Session& s, Action* action) {
       "arbor diff.\n"
       "Example:\n  arbor migrate-check --target production -- psql -v ON_ERROR_STOP=1 -f m.sql");
   OnRun(mc, action, [&s, m] { return CmdMigrateCheck(s, *m); });
+}
+
+Result<std::string> ConnectEndpoint(const api::ApiClient& c, const api::EndpointName& name) {
+  return ConnectEndpointImpl(c, name);
 }
 
 }  // namespace arbor::cli

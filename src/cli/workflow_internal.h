@@ -30,6 +30,12 @@ void AddGitCommands(CLI::App& app, Session& s, Action* action);
 // password-less connection string.
 bool SameLogin(const std::string& url, const std::string& base);
 
+// Starts endpoint `name` and returns its URL with a fresh token for owner (valid an hour).
+[[nodiscard]] Result<std::string> ConnectEndpoint(const api::ApiClient& c,
+                                                  const api::EndpointName& name);
+// Registers `arbor bisect` (bisect.cc).
+void AddBisectCommand(CLI::App& app, Session& s, Action* action);
+
 // 6 random lowercase hex digits, for temporary branch ids.
 std::string RandomSuffix();
 

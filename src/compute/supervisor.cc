@@ -80,8 +80,10 @@ bool PostmasterReady(const std::string& pgdata, pid_t pid) {
   std::string line;
   std::vector<std::string> lines;
   while (std::getline(in, line)) lines.push_back(line);
-  // Line 1 is the postmaster's pid, line 8 its status ("ready" when accepting connections).
-  return lines.size() >= 8 && lines[0] == std::to_string(pid) && lines[7].rfind("ready", 0) == 0;
+  // Line 1 is the postmaster's pid, line 8 its status: "ready" when accepting connections,
+  // "standby" when a hot standby (a pinned endpoint) accepts read-only ones.
+  return lines.size() >= 8 && lines[0] == std::to_string(pid) &&
+         (lines[7].rfind("ready", 0) == 0 || lines[7].rfind("standby", 0) == 0);
 }
 
 bool Reap(pid_t pid, bool block) {
@@ -301,7 +303,13 @@ Status Supervisor::Launch(const ComputeSpec& spec, std::chrono::milliseconds tim
 
 void Supervisor::StopProcess(const std::string& id, pid_t pid, bool exited,
                              std::chrono::milliseconds timeout) {
-  if (!exited) {
+  if (!exited && timeout.count() == 0) {
+    kill(pid, SIGQUIT);  // immediate shutdown: for computes whose data is thrown away
+    if (!WaitExit(pid, std::chrono::seconds(5))) {
+      kill(-pid, SIGKILL);
+      Reap(pid, true);
+    }
+  } else if (!exited) {
     kill(pid, SIGINT);  // fast shutdown: a checkpoint, then exit
     if (!WaitExit(pid, timeout)) {
       log::warn("compute {}: no fast shutdown within {} ms; immediate shutdown", id,

@@ -352,9 +352,16 @@ void ApiServer::Routes() {
                 {"status", status}};
   };
   auto endpoint_json = [eng](const EndpointRecord& e) {
-    json spec{{"endpoint_type", "ENDPOINT_TYPE_READ_WRITE"},
+    json spec{{"endpoint_type", e.pinned ? "ENDPOINT_TYPE_READ_ONLY" : "ENDPOINT_TYPE_READ_WRITE"},
               {"suspend_timeout_duration", Duration(e.suspend_timeout_s)}};
     if (e.no_suspension) spec["no_suspension"] = true;
+    if (e.pinned) {
+      if (e.requested_lsn) {
+        spec["source_branch_lsn"] = FormatLsn(e.pin_lsn);
+      } else {
+        spec["source_branch_time"] = FormatTime(e.pin_time_us);
+      }
+    }
     auto st = eng->GetEndpointState(e.project, e.branch, e.id);
     auto cs = eng->ConnectionString(e.project, e.branch, e.id);
     const char* state = !st.ok()       ? "IDLE"
@@ -362,6 +369,7 @@ void ApiServer::Routes() {
                         : st->starting ? "STARTING"
                                        : "IDLE";
     json status{{"current_state", state}, {"host", "127.0.0.1"}, {"port", e.port}};
+    if (e.pinned) status["source_branch_time"] = FormatTime(e.pin_time_us);
     if (cs.ok()) status["connection_string"] = *cs;
     return json{{"name", "projects/" + e.project + "/branches/" + e.branch + "/endpoints/" + e.id},
                 {"uid", e.uid},
@@ -607,6 +615,30 @@ void ApiServer::Routes() {
            return Status::Ok();
          }));
 
+  // The branch's history: each write of its WAL in [since, until], oldest first. No
+  // transaction commits between two consecutive points; `arbor bisect` searches them, and a
+  // pinned endpoint at a point's LSN serves exactly that state.
+  s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/history",
+        wrap([eng](const httplib::Request& req, httplib::Response& res) {
+          int64_t since = Engine::kEarliest, until = WallMicros();
+          if (req.has_param("since")) {
+            ARBOR_ASSIGN_OR_RETURN(since, ParseTime(req.get_param_value("since")));
+          }
+          if (req.has_param("until")) {
+            ARBOR_ASSIGN_OR_RETURN(until, ParseTime(req.get_param_value("until")));
+          }
+          ARBOR_ASSIGN_OR_RETURN(auto points,
+                                 eng->HistoryPoints(req.matches[1], req.matches[2], since, until));
+          json list = json::array();
+          for (const auto& p : points) {
+            list.push_back({{"time", FormatTime(p.time_us)},
+                            {"time_us", p.time_us},
+                            {"lsn", FormatLsn(p.end.value())}});
+          }
+          SendJson(res, {{"points", list}});
+          return Status::Ok();
+        }));
+
   // ---- endpoints ----
   s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints",
          wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
@@ -614,8 +646,11 @@ void ApiServer::Routes() {
            if (id.empty()) return Status::InvalidArgument("endpoint_id is required");
            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
            ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
-           ARBOR_RETURN_IF_ERROR(OnlyFields(
-               spec, {"endpoint_type", "suspend_timeout_duration", "no_suspension"}, "spec"));
+           ARBOR_RETURN_IF_ERROR(
+               OnlyFields(spec,
+                          {"endpoint_type", "suspend_timeout_duration", "no_suspension",
+                           "source_branch_time", "source_branch_lsn"},
+                          "spec"));
            int64_t timeout = 300;
            ARBOR_ASSIGN_OR_RETURN(auto t,
                                   Field<std::string>(spec, "suspend_timeout_duration", "spec"));
@@ -624,8 +659,48 @@ void ApiServer::Routes() {
            }
            ARBOR_ASSIGN_OR_RETURN(auto never, Field<bool>(spec, "no_suspension", "spec"));
            ARBOR_ASSIGN_OR_RETURN(auto type, Field<std::string>(spec, "endpoint_type", "spec"));
-           if (type && *type != "ENDPOINT_TYPE_READ_WRITE") {
-             return Status::InvalidArgument("endpoint_type must be ENDPOINT_TYPE_READ_WRITE");
+           ARBOR_ASSIGN_OR_RETURN(auto at, Field<std::string>(spec, "source_branch_time", "spec"));
+           ARBOR_ASSIGN_OR_RETURN(auto lsn_text,
+                                  Field<std::string>(spec, "source_branch_lsn", "spec"));
+           if (type && *type != "ENDPOINT_TYPE_READ_WRITE" && *type != "ENDPOINT_TYPE_READ_ONLY") {
+             return Status::InvalidArgument(
+                 "endpoint_type must be ENDPOINT_TYPE_READ_WRITE or ENDPOINT_TYPE_READ_ONLY");
+           }
+           bool read_only = type && *type == "ENDPOINT_TYPE_READ_ONLY";
+           if ((at || lsn_text) && !read_only) {
+             return Status::InvalidArgument(
+                 "spec.source_branch_time and spec.source_branch_lsn need endpoint_type "
+                 "ENDPOINT_TYPE_READ_ONLY");
+           }
+           if (read_only) {
+             if (at && lsn_text) {
+               return Status::InvalidArgument(
+                   "set at most one of spec.source_branch_time and spec.source_branch_lsn");
+             }
+             if (!at && !lsn_text) {
+               return Status::InvalidArgument(
+                   "an ENDPOINT_TYPE_READ_ONLY endpoint needs spec.source_branch_time or "
+                   "spec.source_branch_lsn (read replicas that follow the branch are not "
+                   "available yet)");
+             }
+             if (never.value_or(false)) {
+               return Status::InvalidArgument(
+                   "a pinned endpoint always deletes itself when idle; no_suspension is not "
+                   "allowed");
+             }
+             std::optional<int64_t> time_us;
+             std::optional<uint64_t> lsn;
+             if (at) {
+               ARBOR_ASSIGN_OR_RETURN(time_us, ParseTime(*at));
+             }
+             if (lsn_text) {
+               ARBOR_ASSIGN_OR_RETURN(lsn, ParseLsn(*lsn_text));
+             }
+             ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
+                                    eng->CreatePinnedEndpoint(req.matches[1], req.matches[2], id,
+                                                              time_us, lsn, timeout));
+             SendJson(res, endpoint_json(e));
+             return Status::Ok();
            }
            ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
                                   eng->CreateEndpoint(req.matches[1], req.matches[2], id, timeout,
@@ -799,6 +874,12 @@ void ApiServer::Routes() {
         // The signer refuses a ttl outside 300-3600 s (InvalidArgument, so 400).
         ARBOR_ASSIGN_OR_RETURN(EndpointRecord ep,
                                eng->GetEndpoint(e.project, e.branch, e.endpoint));
+        // A token for a pinned endpoint is one for its branch's read-write endpoint: the
+        // proxy accepts those for every pinned endpoint of the branch (BRANCH@TIME).
+        if (ep.pinned) {
+          ARBOR_ASSIGN_OR_RETURN(ep, eng->DefaultEndpoint(e.project, e.branch));
+          e.endpoint = ep.id;
+        }
         if (role_name == compute::kSuperuser) {
           return Status::InvalidArgument(
               "role postgres is Arbor's own superuser; credentials are for owner or another "

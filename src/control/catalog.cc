@@ -42,6 +42,7 @@ json ToJson(const ProjectRecord& p) {
   return {{"id", p.id},
           {"uid", p.uid},
           {"create_time_us", p.create_time_us},
+          {"ready_time_us", p.ready_time_us},
           {"history_window_s", p.history_window_s},
           {"default_branch_ttl_s", p.default_branch_ttl_s},
           {"root", p.root.value()},
@@ -89,7 +90,12 @@ json ToJson(const EndpointRecord& e) {
           {"port", e.port},
           {"suspend_timeout_s", e.suspend_timeout_s},
           {"no_suspension", e.no_suspension},
-          {"running", e.running}};
+          {"running", e.running},
+          {"pinned", e.pinned},
+          {"timeline", e.timeline.value()},
+          {"pin_time_us", e.pin_time_us},
+          {"pin_lsn", e.pin_lsn},
+          {"requested_lsn", e.requested_lsn}};
 }
 
 json ToJson(const ApiTokenRecord& t) {
@@ -138,6 +144,7 @@ ProjectRecord ProjectFrom(const json& p) {
   r.id = p.at("id");
   r.uid = p.at("uid");
   r.create_time_us = p.at("create_time_us");
+  r.ready_time_us = p.value("ready_time_us", int64_t{0});
   r.history_window_s = p.at("history_window_s");
   r.default_branch_ttl_s = p.value("default_branch_ttl_s", int64_t{0});
   r.root = TimelineId(p.at("root").get<uint64_t>());
@@ -208,6 +215,12 @@ EndpointRecord EndpointFrom(const json& e) {
   r.suspend_timeout_s = e.at("suspend_timeout_s");
   r.no_suspension = e.at("no_suspension");
   r.running = e.value("running", false);
+  // Records from before pinned endpoints have none of these.
+  r.pinned = e.value("pinned", false);
+  r.timeline = TimelineId(e.value("timeline", uint64_t{0}));
+  r.pin_time_us = e.value("pin_time_us", int64_t{0});
+  r.pin_lsn = e.value("pin_lsn", uint64_t{0});
+  r.requested_lsn = e.value("requested_lsn", false);
   return r;
 }
 

@@ -17,6 +17,7 @@ struct ProjectRecord {
   std::string id;
   std::string uid;
   int64_t create_time_us = 0;
+  int64_t ready_time_us = 0;  // initdb done: the history starts here (0: from before it was kept)
   int64_t history_window_s = 86'400;
   int64_t default_branch_ttl_s = 0;  // 0: none; used by the CLI when a create names no expiry
   TimelineId root;
@@ -94,6 +95,15 @@ struct EndpointRecord {
   int64_t suspend_timeout_s = 300;
   bool no_suspension = false;
   bool running = false;  // it was started and not stopped: it comes back after a restart
+  // A pinned endpoint (ENDPOINT_TYPE_READ_ONLY with a source time or LSN) serves the branch as
+  // it was at one point of its history: a hot standby on its own ephemeral timeline, forked
+  // from the branch's at that point and deleted with the endpoint. It never changes, and it
+  // deletes itself once idle for its suspend timeout.
+  bool pinned = false;
+  TimelineId timeline;       // the ephemeral timeline (pinned only)
+  int64_t pin_time_us = 0;   // the wall time of the state it serves
+  uint64_t pin_lsn = 0;      // the LSN asked for, when it was pinned by LSN
+  bool requested_lsn = false;
 };
 
 // The catalog: every project, branch and endpoint. Each record is one store catalog key

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/names.h"
 #include "common/clock.h"
 #include "common/home.h"
 #include "common/log.h"
@@ -449,23 +450,46 @@ class EngineBackend final : public proxy::Backend, public PortListener {
 
   Result<proxy::EndpointRef> Resolve(const std::string& project, const std::string& branch,
                                      const std::string& endpoint) override {
+    size_t at = branch.find('@');
+    if (at != std::string::npos)
+      return ResolvePinned(project, branch.substr(0, at), branch.substr(at + 1));
     if (!endpoint.empty()) {
       ARBOR_ASSIGN_OR_RETURN(EndpointRecord e, engine_->GetEndpoint(project, branch, endpoint));
       return Ref(e);
     }
-    ARBOR_RETURN_IF_ERROR(engine_->GetBranch(project, branch).status());
-    auto eps = engine_->ListEndpoints(project, branch);
-    if (eps.empty()) {
-      return Status::NotFound("branch projects/" + project + "/branches/" + branch +
-                              " has no endpoint");
+    ARBOR_ASSIGN_OR_RETURN(EndpointRecord e, engine_->DefaultEndpoint(project, branch));
+    return Ref(e);
+  }
+  // "B@<when>": the endpoint pinned there, named but not made (Wake makes it, once the client
+  // has proven a password or token; nothing about the history is checked before).
+  Result<proxy::EndpointRef> ResolvePinned(const std::string& project, const std::string& branch,
+                                           const std::string& when) {
+    proxy::EndpointRef ref;
+    if (when.rfind("lsn:", 0) == 0) {
+      ARBOR_ASSIGN_OR_RETURN(Lsn lsn, api::ParseLsn(when.substr(4)));
+      ref.pin_lsn = lsn.value();
+    } else {
+      ARBOR_ASSIGN_OR_RETURN(int64_t t, api::ParseTimeOrAgo(when, WallMicros()));
+      ref.pin_time_us = t;
     }
-    return Ref(eps.front());
+    ARBOR_ASSIGN_OR_RETURN(EndpointRecord base, engine_->DefaultEndpoint(project, branch));
+    ref.project = project;
+    ref.branch = branch;
+    ref.endpoint = Engine::PinnedEndpointId(ref.pin_time_us, ref.pin_lsn);
+    ref.uid = base.uid;
+    ref.pinned = true;
+    ref.scope = "projects/" + project + "/branches/" + branch + "/endpoints/" + base.id;
+    return ref;
   }
   Result<proxy::EndpointRef> ResolvePort(uint16_t port) override {
     ARBOR_ASSIGN_OR_RETURN(EndpointRecord e, engine_->EndpointAtPort(port));
     return Ref(e);
   }
   Result<std::string> Wake(const proxy::EndpointRef& e) override {
+    if (e.pinned) {
+      ARBOR_RETURN_IF_ERROR(
+          engine_->EnsurePinnedEndpoint(e.project, e.branch, e.pin_time_us, e.pin_lsn).status());
+    }
     return engine_->Wake(e.project, e.branch, e.endpoint);
   }
   Result<proxy::auth::ScramSecret> RoleSecret(const proxy::EndpointRef& e,
@@ -498,8 +522,20 @@ class EngineBackend final : public proxy::Backend, public PortListener {
   void Unlisten(uint16_t port) override { (void)proxy_->RemovePortListener(port); }
 
  private:
-  static proxy::EndpointRef Ref(const EndpointRecord& e) {
-    return proxy::EndpointRef{e.project, e.branch, e.id, e.uid};
+  // A pinned endpoint takes the uid and scope of its branch's read-write endpoint: that
+  // endpoint's tokens open the branch's past too. NotFound when the branch has none.
+  Result<proxy::EndpointRef> Ref(const EndpointRecord& e) {
+    proxy::EndpointRef ref;
+    ref.project = e.project;
+    ref.branch = e.branch;
+    ref.endpoint = e.id;
+    ref.uid = e.uid;
+    if (e.pinned) {
+      ARBOR_ASSIGN_OR_RETURN(EndpointRecord base, engine_->DefaultEndpoint(e.project, e.branch));
+      ref.uid = base.uid;
+      ref.scope = "projects/" + e.project + "/branches/" + e.branch + "/endpoints/" + base.id;
+    }
+    return ref;
   }
   Engine* engine_;
   proxy::Proxy* proxy_;

@@ -101,11 +101,20 @@ Status Engine::Open() {
                                                     daemon_user + " " + compute::kSuperuser +
                                                     "\n"));
   ARBOR_ASSIGN_OR_RETURN(catalog_, Catalog::Load(*store_));
+  // Pinned endpoints are ephemeral: none outlives the daemon that made it.
+  std::vector<EndpointRecord> pinned;
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.pinned) pinned.push_back(e);
+  }
+  for (const EndpointRecord& e : pinned) ARBOR_RETURN_IF_ERROR(ErasePinnedEndpointLocked(e));
 
   // Timelines no branch refers to were left by an operation cut short (a crash between the
   // store's change and the catalog's): delete them, children first.
   std::set<TimelineId> used;
   for (const auto& [k, b] : catalog_.branches) used.insert(b.timeline);
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.pinned) used.insert(e.timeline);
+  }
   bool again = true;
   while (again) {
     again = false;
@@ -228,6 +237,8 @@ Result<ProjectRecord> Engine::CreateProject(const std::string& id, int64_t histo
   b.uid = NewUid("br");
   b.create_time_us = p.create_time_us;
   b.timeline = p.root;
+  // The history starts here, once initdb is done: the states before hold no cluster.
+  p.ready_time_us = WallMicros();
   b.expiry = Expiry::kNever;
   auto ep = NewEndpointLocked(id, b.id, "primary", 300, false);
   auto owner = FreshRole(id, b.id, compute::kOwnerRole);
@@ -352,7 +363,7 @@ std::vector<std::string> Engine::CheckpointTargetsLocked(const std::string& proj
                                                          const std::string& id) {
   std::vector<std::string> out;
   for (const auto& [k, e] : catalog_.endpoints) {
-    if (e.project != project || e.branch != id) continue;
+    if (e.project != project || e.branch != id || e.pinned) continue;
     auto live = live_.find(k);
     if (live == live_.end() || !live->second.running || live->second.stopping) continue;
     out.push_back(ComputeId(e));
@@ -520,6 +531,8 @@ Status Engine::CommitDeleteLocked(const std::string& project, const std::string&
     return Status::FailedPrecondition("branch " + BranchName(project, id) +
                                       " has child branches; delete them first");
   }
+  // Its pinned endpoints' timelines are children of its timeline: they go first.
+  ARBOR_RETURN_IF_ERROR(ErasePinnedLocked(project, id));
   TimelineId tl = b->timeline;
   storage::MetaWrites writes{Catalog::EraseBranch(project, id)};
   std::vector<EndpointKey> gone_roles;
@@ -610,12 +623,14 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
   // Its computes stop only now, without the lock: a failed fork above leaves the branch
   // running as it was.
   std::vector<StopJob> stopped = StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
-  Status del = store_->DeleteTimeline(old);
+  // Pinned endpoints served the replaced state; they go with it.
+  Status del = ErasePinnedLocked(project, id);
+  if (del.ok()) del = store_->DeleteTimeline(old);
   if (!del.ok()) {
     log::warn("engine: deleting replaced timeline {}: {}", old.value(), del.ToString());
   }
   for (const StopJob& job : stopped) {
-    if (!job.was_running) continue;
+    if (!job.was_running || job.ep.pinned) continue;
     auto started = StartWithLock(l, project, id, job.ep.id, /*claimed=*/true);
     if (!started.ok()) return started.status();
   }
@@ -693,9 +708,13 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
     busy_[{project, backup_id}] = Work::kReplacing;
     BranchClaim backup_claim(this, {project, backup_id});
     stopped = StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
+    // Pinned endpoints served the replaced state (they pin the backup's timeline); they go.
+    Status erased = ErasePinnedLocked(project, id);
+    if (!erased.ok())
+      log::warn("engine: restore of {}: {}", BranchName(project, id), erased.ToString());
   }
   for (const StopJob& job : stopped) {
-    if (!job.was_running) continue;
+    if (!job.was_running || job.ep.pinned) continue;
     auto started = StartWithLock(l, project, id, job.ep.id, /*claimed=*/true);
     if (!started.ok()) return started.status();
   }
@@ -811,7 +830,7 @@ Result<EndpointRecord> Engine::NewEndpointLocked(const std::string& project,
                                  " already exists");
   }
   for (const auto& [k, e] : catalog_.endpoints) {
-    if (e.project == project && e.branch == branch) {
+    if (e.project == project && e.branch == branch && !e.pinned) {
       return Status::FailedPrecondition("branch " + BranchName(project, branch) +
                                         " already has a read-write endpoint (" + e.id + ")");
     }
@@ -869,6 +888,7 @@ Status Engine::DeleteEndpoint(const std::string& project, const std::string& bra
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
   for (const StopJob& job : StopEndpointsWithLock(l, {*e})) ARBOR_RETURN_IF_ERROR(job.status);
   ARBOR_ASSIGN_OR_RETURN(e, FindEndpoint(project, branch, id));
+  if (e->pinned) return ErasePinnedEndpointLocked(*e);
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::EraseEndpoint(project, branch, id)}));
   if (ports_ != nullptr) ports_->Unlisten(e->port);
   ForgetActivity({project, branch, id});
@@ -944,7 +964,8 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   }
   StartPlan plan;
   plan.ep = ep;
-  plan.timeline = b->timeline;
+  plan.timeline = ep.pinned ? ep.timeline : b->timeline;
+  plan.read_only = ep.pinned;
   plan.mount = std::move(live.mount);  // RunStart mounts if there is none
   plan.mountpoint = plan.mount ? live.mountpoint : EndpointDir("mnt", ep);
   auto project = catalog_.projects.find(ep.project);
@@ -969,6 +990,16 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   }
   (void)project;
   plan.owner_ready = b->owner_ready;
+  if (plan.read_only) {
+    // A hot standby: it replays the WAL of its state, then serves it read-only, and never
+    // ends recovery (nothing promotes it). Its roles must hold the passwords Arbor holds now
+    // (StartStandby), so it gets all of them.
+    spec.settings.emplace_back("hot_standby", "on");
+    for (const auto& [k, r] : catalog_.roles) {
+      if (r.project == ep.project && r.branch == ep.branch) plan.roles.push_back(r);
+    }
+    return std::variant<EndpointState, StartPlan>(std::move(plan));
+  }
   for (const auto& [k, r] : catalog_.roles) {
     if (r.project == ep.project && r.branch == ep.branch && !r.applied) plan.roles.push_back(r);
   }
@@ -986,6 +1017,7 @@ Status Engine::RunStart(StartPlan& plan) {
     // pre-recovery fsync of every file in PGDATA is redundant, and syncfs (a no-op on FUSE)
     // replaces it: a branch's first start no longer opens and fsyncs each file.
     ARBOR_RETURN_IF_ERROR(store_->Sync(plan.timeline));
+    if (plan.read_only) return StartStandby(plan);
     ARBOR_RETURN_IF_ERROR(supervisor_->Start(plan.spec, options_.start_timeout));
     // No client gets in before its role holds the password Arbor checks it against.
     Status booted = Bootstrap(plan);
@@ -1006,7 +1038,7 @@ Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started)
   live.running = true;
   live.started_us = WallMicros();
   MarkRunningLocked(ep, true);
-  RecordBootstrapLocked(plan);
+  if (!plan.read_only) RecordBootstrapLocked(plan);
   return EndpointState{true, false, "127.0.0.1", ep.port, live.socket_dir};
 }
 
@@ -1097,7 +1129,9 @@ std::vector<Engine::StopJob> Engine::PlanStopsLocked(const std::vector<EndpointR
 void Engine::RunStops(std::vector<StopJob>& jobs) {
   for (StopJob& job : jobs) {
     if (job.was_running) {
-      job.status = supervisor_->Stop(ComputeId(job.ep), options_.stop_timeout);
+      // A pinned endpoint's files are thrown away: no shutdown checkpoint.
+      job.status = supervisor_->Stop(
+          ComputeId(job.ep), job.ep.pinned ? std::chrono::milliseconds(0) : options_.stop_timeout);
       if (job.status.code() == Code::kNotFound) job.status = Status::Ok();
     }
     if (job.status.ok()) {
@@ -1259,10 +1293,18 @@ std::vector<std::string> Engine::SuspendIdle(int64_t now_us) {
     BranchClaim claim(this, {ep.project, ep.branch});
     std::vector<StopJob> jobs = StopEndpointsWithLock(l, {ep});
     if (jobs.empty() || !jobs.front().status.ok()) continue;
+    if (ep.pinned) {
+      Status st = ErasePinnedEndpointLocked(ep);
+      if (!st.ok()) log::warn("engine: deleting idle {}: {}", ComputeId(ep), st.ToString());
+      log::info("engine: {} was idle for {} s; deleted", ComputeId(ep), ep.suspend_timeout_s);
+      suspended.push_back(ComputeId(ep));
+      continue;
+    }
     MarkRunningLocked(ep, false);
     log::info("engine: {} was idle for {} s; suspended", ComputeId(ep), ep.suspend_timeout_s);
     suspended.push_back(ComputeId(ep));
   }
+  ReapIdlePinnedLocked(now_us, &suspended);
   return suspended;
 }
 

@@ -195,6 +195,38 @@ class Engine {
                                                      const std::string& branch,
                                                      const std::string& endpoint);
 
+  // ---- time travel (timetravel.cc) ----
+  // A read-only endpoint `id` of the branch, pinned at the branch's state at `time_us` or at
+  // `lsn` (exactly one): a PostgreSQL hot standby on an ephemeral timeline forked from the
+  // branch's at that point (O(1), nothing copied). What it serves never changes, writes fail
+  // with PostgreSQL's own read-only error, and the branch is never touched. Once idle for
+  // `suspend_timeout_s` (never started counts as idle since its creation) it deletes itself,
+  // and its timeline with it; so do a delete, reset or restore of its branch. OutOfRange for a
+  // point outside the history; AlreadyExists if the id is taken.
+  [[nodiscard]] Result<EndpointRecord> CreatePinnedEndpoint(const std::string& project,
+                                                            const std::string& branch,
+                                                            const std::string& id,
+                                                            std::optional<int64_t> time_us,
+                                                            std::optional<uint64_t> lsn,
+                                                            int64_t suspend_timeout_s);
+  // The id EnsurePinnedEndpoint gives the endpoint pinned at that point: "at-<µs>" or
+  // "lsn-<high>-<low>" (hex, lowercase).
+  static std::string PinnedEndpointId(std::optional<int64_t> time_us, std::optional<uint64_t> lsn);
+  // The endpoint pinned at that point with that id, made (with the default timeout) if missing.
+  [[nodiscard]] Result<EndpointRecord> EnsurePinnedEndpoint(const std::string& project,
+                                                            const std::string& branch,
+                                                            std::optional<int64_t> time_us,
+                                                            std::optional<uint64_t> lsn);
+  // The branch's read-write endpoint: its first endpoint that is not pinned. NotFound if none.
+  [[nodiscard]] Result<EndpointRecord> DefaultEndpoint(const std::string& project,
+                                                       const std::string& branch);
+  // The branch's WAL writes in [since_us, until_us], oldest first (Store::WalPoints): the
+  // states between which no transaction commits, which bisect searches. `since_us` kEarliest:
+  // from the earliest time still available.
+  static constexpr int64_t kEarliest = INT64_MIN;
+  [[nodiscard]] Result<std::vector<storage::Store::WalPoint>> HistoryPoints(
+      const std::string& project, const std::string& branch, int64_t since_us, int64_t until_us);
+
   // ---- roles (roles.cc) ----
   // Roles live in each branch's PostgreSQL catalog; Arbor sets their passwords and keeps the
   // SCRAM secrets (RoleRecord), never the passwords. A change made while the branch's
@@ -301,6 +333,7 @@ class Engine {
     std::string mountpoint;
     std::unique_ptr<MountHandle> mount;  // the endpoint's, or made by RunStart if none
     compute::ComputeSpec spec;
+    bool read_only = false;            // a pinned endpoint: a hot standby, no bootstrap
     bool owner_ready = false;          // the branch's postgres already has `owner`
     std::vector<RoleRecord> roles;     // passwords to apply once postgres runs
     std::vector<std::string> refused;  // roles whose password RunStart could not apply
@@ -394,6 +427,24 @@ class Engine {
   Result<std::vector<RoleRecord>> RolesAfterReplaceLocked(const std::string& project,
                                                           const std::string& id,
                                                           const std::string& parent);
+  // Deletes every pinned endpoint of the branch, each with its timeline in one atomic write.
+  // REQUIRES: their computes are stopped and unmounted.
+  Status ErasePinnedLocked(const std::string& project, const std::string& branch);
+  Status ErasePinnedEndpointLocked(const EndpointRecord& ep);
+  // Deletes the pinned endpoints that were idle for their timeout and are not running.
+  void ReapIdlePinnedLocked(int64_t now_us, std::vector<std::string>* gone);
+  // Starts a pinned endpoint's postgres as a hot standby (standby.signal) whose roles hold
+  // the passwords Arbor holds now, so that the proxy's logins work on any past state. No
+  // client can connect meanwhile (Wake has not returned).
+  // - The state is started as a standby; if every role of the branch holds Arbor's verifier,
+  //   that is all (the state is exactly as it was).
+  // - Otherwise (a role made or given a password later), and when the state ends in a clean
+  //   shutdown (a standby would wait for a WAL record after its checkpoint before it opens),
+  //   it is first started as a primary: the passwords are applied, then it stops
+  //   immediately, leaving the same data plus those role changes for the standby to replay.
+  Status StartStandby(StartPlan& plan);
+  // Whether every role of the plan holds Arbor's verifier in running compute `cid`.
+  Result<bool> RolesMatch(const std::string& cid, const StartPlan& plan);
   // Drops the connection counts of a deleted endpoint.
   void ForgetActivity(const EndpointKey& key);
 

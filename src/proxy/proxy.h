@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -25,10 +26,18 @@ struct EndpointRef {
   // The endpoint's uid; tokens carry it, so a token for a deleted endpoint never opens a new
   // one of the same name.
   std::string uid;
-  // "projects/P/branches/B/endpoints/E", the scope a token carries.
+  // A pinned endpoint (BRANCH@TIME): the state it serves. Its uid and scope are those of the
+  // branch's read-write endpoint, whose tokens open the branch's past too; the endpoint
+  // itself is made by Wake, after authentication.
+  bool pinned = false;
+  std::optional<int64_t> pin_time_us;
+  std::optional<uint64_t> pin_lsn;
+  std::string scope;  // the endpoint name a token must carry; empty: Name()
+  // "projects/P/branches/B/endpoints/E".
   std::string Name() const {
     return "projects/" + project + "/branches/" + branch + "/endpoints/" + endpoint;
   }
+  std::string TokenScope() const { return scope.empty() ? Name() : scope; }
 };
 
 // What the proxy needs from the control plane. Implemented by the daemon. Every method may be

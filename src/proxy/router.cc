@@ -77,7 +77,18 @@ Result<EndpointName> ParseEndpointName(std::string_view text) {
                                    "<project>/<branch>/<endpoint>");
   }
   bool has_endpoint = parts.size() == 3 || parts.size() == 6;
-  if (!IsValidId(n.project) || !IsValidId(n.branch) || (has_endpoint && !IsValidId(n.endpoint))) {
+  // "<branch>@<time or lsn:X/Y>" names the branch's past (a pinned endpoint); the control plane
+  // reads what follows the '@'.
+  std::string_view branch_id = n.branch;
+  size_t at = branch_id.find('@');
+  bool pinned = at != std::string_view::npos;
+  if (pinned) branch_id = branch_id.substr(0, at);
+  if (pinned && (has_endpoint || at + 1 == n.branch.size())) {
+    return Status::InvalidArgument("'" + std::string(text) +
+                                   "' is not an endpoint name: use <project>/<branch>@<time>, "
+                                   "with no endpoint id, for the branch's past");
+  }
+  if (!IsValidId(n.project) || !IsValidId(branch_id) || (has_endpoint && !IsValidId(n.endpoint))) {
     return Status::InvalidArgument("'" + std::string(text) +
                                    "' is not an endpoint name: ids are 1-63 lowercase letters, "
                                    "digits and hyphens, starting with a letter");

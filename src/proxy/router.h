@@ -31,7 +31,9 @@ struct EndpointName {
 bool IsValidId(std::string_view id);
 
 // Parses "P/B", "P/B/E", or a full resource name "projects/P/branches/B[/endpoints/E]".
-// InvalidArgument with a message naming the accepted forms otherwise.
+// "P/B@<when>" names the branch's past: `branch` keeps "B@<when>" for Backend::Resolve, which
+// reads <when> (an RFC 3339 time, a relative "-10m", or "lsn:X/Y"). InvalidArgument with a
+// message naming the accepted forms otherwise.
 [[nodiscard]] Result<EndpointName> ParseEndpointName(std::string_view text);
 
 // The endpoint an SNI host names, or nullopt if the host does not name one (see rule 1).

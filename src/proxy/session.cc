@@ -333,7 +333,7 @@ awaitable<void> Session::Handshake() {
     }
     Refuse("28000", msg);
   }
-  if (ref) requested = ref->Name();
+  if (ref) requested = ref->TokenScope();
 
   // ---- Credentials, checked here, before anything reaches the compute: a failure never
   // wakes it, and junk passwords cost the proxy one PBKDF2 each, not a postgres login.

@@ -1395,6 +1395,61 @@ Result<Seq> Store::SeqAtLsn(TimelineId timeline, Lsn lsn) const {
   return *found;
 }
 
+Result<std::vector<Store::WalPoint>> Store::WalPoints(TimelineId timeline, int64_t since_us,
+                                                      int64_t until_us) const {
+  ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
+  ARBOR_ASSIGN_OR_RETURN(Impl::Retention r, impl_->RetentionOf(info));
+  int64_t now = impl_->Now();
+  int64_t earliest = Impl::EarliestTime(info, r, now);
+  if (since_us < earliest) {
+    return Status::OutOfRange("time " + FormatRfc3339(since_us) + " is before " +
+                              Impl::EarliestText(info, r, now) + "; the allowed range is " +
+                              FormatRfc3339(earliest) + " to " + FormatRfc3339(now));
+  }
+  ARBOR_ASSIGN_OR_RETURN(Seq horizon, impl_->HorizonAt(info, r.Cutoff(now), r.floor));
+  rocksdb::ReadOptions ro;
+  ro.total_order_seek = true;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->index));
+  std::vector<WalPoint> out;
+  for (const Level& level : *chain) {
+    std::string prefix = keys::KindPrefix(level.tl, keys::Kind::kWal);
+    std::vector<WalPoint> found;
+    for (it->Seek(prefix); it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
+      if (it->key().size() != prefix.size() + 8 || it->value().size() != 8) continue;
+      WalPoint p;
+      p.end = Lsn(keys::GetBE64(std::string_view(it->key().data() + prefix.size(), 8)));
+      std::memcpy(&p.seq, it->value().data(), 8);
+      if (p.seq > level.cap || p.seq < horizon) continue;
+      found.push_back(p);
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "wal index");
+    for (WalPoint& p : found) {
+      std::string v;
+      rocksdb::Status s =
+          impl_->db->Get(rocksdb::ReadOptions(), impl_->index, keys::TimeKey(level.tl, p.seq), &v);
+      if (s.IsNotFound()) continue;  // below what GC keeps of the time index
+      if (!s.ok()) return FromRocks(s, "time index");
+      if (v.size() != 8) return Status::Corruption("malformed time index entry");
+      std::memcpy(&p.time_us, v.data(), 8);
+      if (p.time_us >= since_us && p.time_us <= until_us) out.push_back(p);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const WalPoint& a, const WalPoint& b) {
+    return a.seq < b.seq || (a.seq == b.seq && a.end < b.end);
+  });
+  // One state per seq: a mutation that marked several ends holds the WAL up to the last.
+  std::vector<WalPoint> unique;
+  for (const WalPoint& p : out) {
+    if (!unique.empty() && unique.back().seq == p.seq) {
+      unique.back() = p;
+    } else {
+      unique.push_back(p);
+    }
+  }
+  return unique;
+}
+
 Result<Seq> Store::Horizon(TimelineId timeline) const {
   ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, impl_->Info(timeline));
   ARBOR_ASSIGN_OR_RETURN(Impl::Retention r, impl_->RetentionOf(info));

@@ -237,6 +237,20 @@ class Store {
   // OutOfRange if the WAL has not reached it yet (the message says where it ends), or if it
   // reached it below the horizon (the message names the earliest time still available).
   [[nodiscard]] Result<Seq> SeqAtLsn(TimelineId timeline, Lsn lsn) const;
+  // One write to a pg_wal segment (see Mutation::MarkWalEnd): the state at `seq` holds the
+  // WAL up to `end`, written at `time_us`.
+  struct WalPoint {
+    Seq seq;
+    Lsn end;
+    int64_t time_us = 0;
+  };
+  // Every WAL write of `timeline` (and of its ancestors, up to each fork point) at a time in
+  // [since_us, until_us] and at or above the horizon, oldest first. Consecutive points have no
+  // WAL write between them, so no transaction commits between their states: they are the
+  // states a bisection searches. OutOfRange as for SeqAtTime when `since_us` is before the
+  // earliest time still available.
+  [[nodiscard]] Result<std::vector<WalPoint>> WalPoints(TimelineId timeline, int64_t since_us,
+                                                        int64_t until_us) const;
   // The oldest seq of `timeline` that can still be read or branched from: its state as of
   // now - history window, or as of its tree's GC floor if that is later (and on a root,
   // never below the floor's seq).
