@@ -1214,12 +1214,20 @@ TEST(StoreChangesTest, GcKeepsWhatChangesNeedWithinTheHistoryWindow) {
   WriteFile(*st, root, inos[1], Block('b', 4 * kBlockSize));
   st->SetClockForTesting(t0 + minute);
   TimelineId child = *st->Branch(root, st->Head());
+  // Blocks written once, after the fork and long below the horizon: their records are what
+  // GC must keep (folded), as nothing later writes them again.
+  WriteBlock(*st, root, inos[0], 10, 'r');
+  WriteBlock(*st, child, inos[1], 11, 'c');
+  TimelineId child2;
   // Two hours of writes on both sides, often to the same blocks: versions and change
   // records that fall below the horizon.
   for (int m = 2; m < 120; ++m) {
     st->SetClockForTesting(t0 + m * minute);
     WriteBlock(*st, root, inos[m % 2], (m / 2) % 4, static_cast<char>('c' + m % 20));
     if (m % 3 == 0) WriteBlock(*st, child, inos[1], m % 4, static_cast<char>('A' + m % 20));
+    if (m == 5) WriteBlock(*st, root, inos[0], 12, 'r');   // seen by child2, not child
+    if (m == 10) child2 = *st->Branch(root, st->Head());   // a second fork below the horizon
+    if (m == 11) WriteBlock(*st, root, inos[0], 13, 'r');  // after child2's fork
   }
   // A read point of the root inside the window, for a == b below.
   st->SetClockForTesting(t0 + 121 * minute);
@@ -1231,6 +1239,12 @@ TEST(StoreChangesTest, GcKeepsWhatChangesNeedWithinTheHistoryWindow) {
   ASSERT_LE(horizon, mid);
 
   ChangeSet before = MustChanges(*st, child, kSeqMax, root, kSeqMax);
+  for (uint64_t b : {10, 12, 13}) ASSERT_TRUE(BlocksOf(before).count({inos[0].value(), b}));
+  ASSERT_TRUE(BlocksOf(before).count({inos[1].value(), 11}));
+  ChangeSet before2 = MustChanges(*st, child2, kSeqMax, root, kSeqMax);
+  ASSERT_FALSE(BlocksOf(before2).count({inos[0].value(), 12}));
+  ASSERT_TRUE(BlocksOf(before2).count({inos[0].value(), 13}));
+  ChangeSet siblings_before = MustChanges(*st, child, kSeqMax, child2, kSeqMax);
   ChangeSet recent_before = MustChanges(*st, root, mid, root, kSeqMax);
   auto dropped = st->RunGc();
   ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
@@ -1239,7 +1253,11 @@ TEST(StoreChangesTest, GcKeepsWhatChangesNeedWithinTheHistoryWindow) {
     ChangeSet after = MustChanges(*st, child, kSeqMax, root, kSeqMax);
     EXPECT_EQ(BlocksOf(after), BlocksOf(before));
     EXPECT_EQ(AttrsOf(after), AttrsOf(before));
-    ExpectSuperset(after, BruteForce(*st, child, kSeqMax, root, kSeqMax, inos, 6), "after gc");
+    ExpectSuperset(after, BruteForce(*st, child, kSeqMax, root, kSeqMax, inos, 14), "after gc");
+    // Exactly as before: a fold across child2's fork point would add block 12 here.
+    EXPECT_EQ(BlocksOf(MustChanges(*st, child2, kSeqMax, root, kSeqMax)), BlocksOf(before2));
+    EXPECT_EQ(BlocksOf(MustChanges(*st, child, kSeqMax, child2, kSeqMax)),
+              BlocksOf(siblings_before));
     ChangeSet recent = MustChanges(*st, root, mid, root, kSeqMax);
     EXPECT_EQ(BlocksOf(recent), BlocksOf(recent_before));
     EXPECT_EQ(BlocksOf(recent), (BlockSet{{inos[1].value(), 0}}));
@@ -1247,6 +1265,7 @@ TEST(StoreChangesTest, GcKeepsWhatChangesNeedWithinTheHistoryWindow) {
     st->SetClockForTesting(t0 + 160 * minute);
     WriteBlock(*st, child, inos[0], 0, 'q');
     before = MustChanges(*st, child, kSeqMax, root, kSeqMax);
+    siblings_before = MustChanges(*st, child, kSeqMax, child2, kSeqMax);
     ASSERT_TRUE(st->RunGc().ok());
   }
   // Below the horizon the records may be folded: refused, not answered wrongly.
