@@ -4,7 +4,7 @@
 //
 //   storage_bench [--dir DIR] [--quick] [--only NAME[,NAME...]] [--keep] [--pgdata PGDATA]
 //
-// NAME is one of: branch, read, write_sync, seq_write, compression.
+// NAME is one of: branch, read, write_sync, seq_write, compression, changes.
 // Everything is written under a fresh directory (inside DIR, or inside $TMPDIR or /var/tmp
 // when they are on a real disk) and removed at the end unless --keep is given.
 
@@ -42,6 +42,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using storage::Attr;
+using storage::ChangeSet;
 using storage::FileKind;
 using storage::kBlockSize;
 using storage::Mutation;
@@ -325,6 +326,7 @@ double MiB(uint64_t n) { return static_cast<double>(n) / (1 << 20); }
 struct StoreConfig {
   uint64_t block_cache_bytes = Store::Options().block_cache_bytes;
   std::string compression = Store::Options().compression;
+  bool change_index = Store::Options().change_index;
 };
 
 std::unique_ptr<Store> OpenStore(const fs::path& path, const StoreConfig& cfg) {
@@ -332,6 +334,7 @@ std::unique_ptr<Store> OpenStore(const fs::path& path, const StoreConfig& cfg) {
   o.path = path.string();
   o.block_cache_bytes = cfg.block_cache_bytes;
   o.compression = cfg.compression;
+  o.change_index = cfg.change_index;
   // The GC pass scans every version; left on it would land in the middle of a timing at a
   // random moment. Its cost is measured once on its own (see the branch benchmark).
   o.background_gc = false;
@@ -917,6 +920,117 @@ void BenchSeqWrite(const Config& cfg, Summary* sum) {
   sum->lines.push_back(line);
 }
 
+// 6. The change index (Store::Changes): what it adds to every write, and what Changes costs on
+// a large parent against the scan of the parent's block keys it replaces.
+void BenchChanges(const Config& cfg, Summary* sum) {
+  Section("changes: the change index's write cost, and Changes vs a key scan of the parent");
+  // Write cost: the seq_write_8k load (one Apply per 8 KiB block, the worst case: one change
+  // record per block) with the index and without it, alternating.
+  const uint64_t bytes = cfg.quick ? (8ull << 20) : (128ull << 20);
+  const int rounds = cfg.quick ? 1 : 2;
+  std::vector<double> amp_on, amp_off, during_on, during_off, disk_on, disk_off, cpu_on, cpu_off;
+  const double b = static_cast<double>(bytes);
+  for (int r = 0; r < rounds; ++r) {
+    for (int side = 0; side < 2; ++side) {
+      bool on = (r + side) % 2 == 0;
+      StoreConfig scfg;
+      scfg.change_index = on;
+      fs::path path = cfg.work / ("changes_write" + std::to_string(r) + (on ? "on" : "off"));
+      SeqResult res = ArborSeqWrite(path, scfg, bytes, Fill::kRandom, nullptr);
+      cfg.Remove(path);
+      auto& amp = on ? amp_on : amp_off;
+      auto& during = on ? during_on : during_off;
+      auto& disk = on ? disk_on : disk_off;
+      auto& cpu = on ? cpu_on : cpu_off;
+      amp.push_back(static_cast<double>(res.gross_total) / b);
+      during.push_back(static_cast<double>(res.gross_during) / b);
+      disk.push_back(static_cast<double>(res.disk_bytes) / b);
+      cpu.push_back(res.cpu_s / (b / (1 << 30)));
+      std::printf(
+          "  round %d index %-3s: %.2f s  amp %.4f (%.4f by the final Sync)  on disk %.4fx"
+          "  cpu %.1f s/GB\n",
+          r, on ? "on" : "off", res.seconds, amp.back(), during.back(), disk.back(), cpu.back());
+      std::fflush(stdout);
+    }
+  }
+  double wal_ratio = Median(during_on) / Median(during_off);
+  double amp_ratio = Median(amp_on) / Median(amp_off);
+  double disk_ratio = Median(disk_on) / Median(disk_off);
+  std::printf(
+      "  bytes written by the final Sync (WAL) on/off %.4f; all writes on/off %.4f; "
+      "disk on/off %.4f; cpu s/GB on %.1f off %.1f\n",
+      wal_ratio, amp_ratio, disk_ratio, Median(cpu_on), Median(cpu_off));
+
+  // Changes on a large parent: a root of `data` bytes, a child, then `parent_writes` random
+  // block writes on the root and a tenth of that on the child.
+  const uint64_t data = cfg.quick ? (32ull << 20) : (1ull << 30);
+  const int files = cfg.quick ? 4 : 16, parent_writes = 1000;
+  const uint64_t blocks_per_file = data / kBlockSize / files;
+  StoreConfig scfg;
+  fs::path path = cfg.work / "changes_big";
+  auto store = OpenStore(path, scfg);
+  TimelineId root = Must(store->CreateRoot(kDayUs), "CreateRoot");
+  std::printf("  writing %s into the parent...\n", Bytes(data).c_str());
+  std::fflush(stdout);
+  std::vector<InodeId> inodes =
+      WriteDataSet(store.get(), root, files, blocks_per_file, Fill::kPgLike);
+  TimelineId child = Must(store->Branch(root, store->Head()), "Branch");
+  Rng rng(7);
+  std::vector<char> buf(kBlockSize);
+  for (int i = 0; i < parent_writes; ++i) {
+    InodeId ino = inodes[rng.Below(inodes.size())];
+    uint64_t blk = rng.Below(blocks_per_file);
+    FillBlock(Fill::kPgLike, ino.value() + 1000, blk, buf.data());
+    PutBlock(store.get(), i % 10 == 0 ? child : root, ino, blk, buf.data());
+  }
+  Must(store->Sync(root), "Sync");
+  Reopen(&store, path, scfg);
+  Settle();
+  size_t found = 0;
+  auto changes = [&] {
+    ChangeSet cs = Must(store->Changes(child, kSeqMax, root, kSeqMax), "Changes");
+    found = cs.blocks.size();
+  };
+  auto scan = [&] {
+    // What option 2 would read: every block key of the parent (AddTruncate to 0 scans them
+    // all; RocksDB 7.8's iterator loads each blob value with its key).
+    for (InodeId ino : inodes) {
+      Mutation m;
+      Must(store->AddTruncate(root, ino, blocks_per_file * kBlockSize, 0, &m), "scan");
+    }
+  };
+  auto time_once = [](const std::function<void()>& f) {
+    int64_t a = MonoNanos();
+    f();
+    return static_cast<double>(MonoNanos() - a) / 1e6;
+  };
+  EvictFromPageCache(path);
+  Reopen(&store, path, scfg);  // and an empty block cache
+  double changes_cold = time_once(changes);
+  std::vector<double> warm;
+  for (int i = 0; i < 20; ++i) warm.push_back(time_once(changes));
+  EvictFromPageCache(path);
+  Reopen(&store, path, scfg);
+  double scan_cold = time_once(scan);
+  double scan_warm = time_once(scan);
+  std::printf("  Changes(child, parent): %zu blocks, cold %.2f ms, warm median %.2f ms\n", found,
+              changes_cold, Median(warm));
+  std::printf("  key scan of the parent's %" PRIu64 " blocks: cold %.0f ms, warm %.0f ms\n",
+              blocks_per_file * files, scan_cold, scan_warm);
+  std::printf("  ratio scan/Changes: cold %.0fx, warm %.0fx\n", scan_cold / changes_cold,
+              scan_warm / Median(warm));
+  store.reset();
+  cfg.Remove(path);
+  char line[320];
+  std::snprintf(line, sizeof line,
+                "changes         write WAL bytes on/off %.4f, all writes %.4f, disk %.4f; "
+                "Changes on a %s parent %.1f ms cold (%.2f warm) vs key scan %.0f ms cold "
+                "(%.0f warm)",
+                wal_ratio, amp_ratio, disk_ratio, Bytes(data).c_str(), changes_cold, Median(warm),
+                scan_cold, scan_warm);
+  sum->lines.push_back(line);
+}
+
 // The issue asks to measure RocksDB's lz4 and zstd: the same sequential load per codec and
 // data kind, then random reads of it, interleaved across the three codecs' stores.
 void BenchCompression(const Config& cfg, Summary* sum) {
@@ -1057,8 +1171,8 @@ int Main(int argc, char** argv) {
     }
   }
   for (const std::string& n : cfg.only) {
-    static const std::set<std::string> kNames = {"branch", "read", "write_sync", "seq_write",
-                                                 "compression"};
+    static const std::set<std::string> kNames = {"branch",    "read",        "write_sync",
+                                                 "seq_write", "compression", "changes"};
     if (!kNames.count(n)) return Usage(argv[0]);
   }
 
@@ -1081,6 +1195,7 @@ int Main(int argc, char** argv) {
     if (cfg.Wants("write_sync")) BenchWriteSync(cfg, &sum);
     if (cfg.Wants("seq_write")) BenchSeqWrite(cfg, &sum);
     if (cfg.Wants("compression")) BenchCompression(cfg, &sum);
+    if (cfg.Wants("changes")) BenchChanges(cfg, &sum);
   } catch (const BenchFailure& e) {
     std::fprintf(stderr, "storage_bench: %s\n", e.what());
     rc = 1;

@@ -1,5 +1,6 @@
 #include "storage/keys.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace arbor::storage::keys {
@@ -110,6 +111,12 @@ std::string WalKey(TimelineId tl, Lsn end) {
   return k;
 }
 
+std::string ChangeKey(TimelineId tl, Seq seq) {
+  std::string k = KindPrefix(tl, Kind::kChange);
+  PutBE64(&k, seq.value());
+  return k;
+}
+
 std::string TimelineRecordKey(TimelineId tl) {
   std::string k(kTimelinePrefix);
   PutBE64(&k, tl.value());
@@ -213,6 +220,71 @@ Result<TimelineInfo> DecodeTimeline(std::string_view in) {
   t.state = static_cast<TimelineState>(state);
   t.root = TimelineId(root);
   return t;
+}
+
+namespace {
+
+constexpr char kChangesEncoding = 1;
+
+void PutVarint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+bool GetVarint(std::string_view* in, uint64_t* v) {
+  uint64_t r = 0;
+  for (int shift = 0; shift < 64 && !in->empty(); shift += 7) {
+    uint8_t b = static_cast<uint8_t>(in->front());
+    in->remove_prefix(1);
+    if (shift == 63 && b > 1) return false;  // more than 64 bits
+    r |= uint64_t{b & 0x7fu} << shift;
+    if (!(b & 0x80)) {
+      *v = r;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string EncodeChanges(std::vector<ChangeEntry>* entries) {
+  std::sort(entries->begin(), entries->end());
+  entries->erase(std::unique(entries->begin(), entries->end()), entries->end());
+  std::string out;
+  out.reserve(1 + 2 * entries->size() + 8);
+  out.push_back(kChangesEncoding);
+  ChangeEntry prev;
+  bool first = true;
+  for (const ChangeEntry& e : *entries) {
+    uint64_t d = e.ino - prev.ino;
+    PutVarint(&out, d);
+    PutVarint(&out, d == 0 && !first ? e.code - prev.code : e.code);
+    prev = e;
+    first = false;
+  }
+  return out;
+}
+
+Status DecodeChanges(std::string_view in, std::vector<ChangeEntry>* out) {
+  if (in.empty() || in[0] != kChangesEncoding) return Status::Corruption("malformed change record");
+  in.remove_prefix(1);
+  ChangeEntry prev;
+  bool first = true;
+  while (!in.empty()) {
+    uint64_t d, c;
+    if (!GetVarint(&in, &d) || !GetVarint(&in, &c)) {
+      return Status::Corruption("malformed change record");
+    }
+    ChangeEntry e{prev.ino + d, d == 0 && !first ? prev.code + c : c};
+    out->push_back(e);
+    prev = e;
+    first = false;
+  }
+  return Status::Ok();
 }
 
 }  // namespace arbor::storage::keys

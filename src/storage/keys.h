@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/ids.h"
 #include "common/status.h"
@@ -22,6 +23,8 @@ inline constexpr std::string_view kNextInodeKey = "m:next_ino";
 inline constexpr std::string_view kTimelinePrefix = "m:tl:";       // + timeline id (8 bytes BE)
 inline constexpr std::string_view kGcFloorPrefix = "m:gc_floor:";  // + root id (8 bytes BE)
 inline constexpr std::string_view kCatalogPrefix = "c:";           // + the control plane's key
+// u64: the first seq from which every mutation has a change record (Kind::kChange).
+inline constexpr std::string_view kChangeIndexFromKey = "m:change_index_from";
 
 // Data keys start with 't', the timeline id, then a kind byte.
 inline constexpr char kData = 't';
@@ -32,6 +35,7 @@ enum class Kind : char {
   kTime = 'T',     // t tl T seq           -> wall time (µs)
   kWritten = 'W',  // t tl W               -> bytes written since fork
   kWal = 'L',      // t tl L end_lsn       -> seq of the first write reaching end_lsn
+  kChange = 'C',   // t tl C seq           -> the attributes and blocks that seq wrote
 };
 
 // Versioned values start with a tag byte.
@@ -52,6 +56,7 @@ std::string KindPrefix(TimelineId tl, Kind kind);
 std::string TimeKey(TimelineId tl, Seq seq);
 std::string WrittenKey(TimelineId tl);
 std::string WalKey(TimelineId tl, Lsn end);
+std::string ChangeKey(TimelineId tl, Seq seq);
 std::string TimelineRecordKey(TimelineId tl);
 std::string GcFloorKey(TimelineId root);
 
@@ -67,6 +72,23 @@ Result<Attr> DecodeAttr(std::string_view in);
 std::string EncodeDirent(InodeId child, FileKind kind);
 Result<DirEntry> DecodeDirent(std::string_view name, std::string_view in);
 std::string EncodeTimeline(const TimelineInfo& info);
+
+// One entry of a change record: the attribute record of `ino` (code 0) or its block
+// `code - 1`.
+struct ChangeEntry {
+  uint64_t ino = 0;
+  uint64_t code = 0;
+  auto operator<=>(const ChangeEntry&) const = default;
+};
+inline ChangeEntry AttrChange(InodeId ino) { return {ino.value(), 0}; }
+inline ChangeEntry BlockChange(InodeId ino, uint64_t block) { return {ino.value(), block + 1}; }
+// The value of a change record: u8 encoding (1), then for each entry in (ino, code) order a
+// LEB128 varint of the inode's delta from the previous entry's, and the code as a varint:
+// relative to the previous code when the inode is the same, absolute otherwise. Sorts and
+// deduplicates `entries`. About 2 bytes per block of a run of blocks of one file.
+std::string EncodeChanges(std::vector<ChangeEntry>* entries);
+// Appends the entries of a change record to `out`. Corruption if malformed.
+Status DecodeChanges(std::string_view in, std::vector<ChangeEntry>* out);
 Result<TimelineInfo> DecodeTimeline(std::string_view in);
 
 }  // namespace arbor::storage::keys

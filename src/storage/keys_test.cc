@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace arbor::storage::keys {
 namespace {
 
@@ -54,6 +56,36 @@ TEST(KeysTest, TimelineRoundTrips) {
   EXPECT_EQ(d->fork_seq, Seq(77));
   EXPECT_EQ(d->root, TimelineId(1));
   EXPECT_EQ(DecodeTimeline("xx").status().code(), Code::kCorruption);
+}
+
+TEST(KeysTest, ChangeRecordsRoundTripCompactlyAndRejectGarbage) {
+  std::vector<ChangeEntry> in;
+  for (uint64_t b = 0; b < 128; ++b) in.push_back(BlockChange(InodeId(70000), 1000 + b));
+  in.push_back(AttrChange(InodeId(70000)));
+  in.push_back(BlockChange(InodeId(5), ~uint64_t{0} - 1));  // the largest block number
+  in.push_back(AttrChange(InodeId(3)));
+  in.push_back(BlockChange(InodeId(70000), 1000));  // a duplicate
+  std::vector<ChangeEntry> want = in;
+  std::sort(want.begin(), want.end());
+  want.erase(std::unique(want.begin(), want.end()), want.end());
+  std::string v = EncodeChanges(&in);
+  EXPECT_EQ(in, want);
+  EXPECT_LT(v.size(), 2 * 128 + 32u) << "a run of blocks should cost about 2 bytes a block";
+  std::vector<ChangeEntry> out;
+  ASSERT_TRUE(DecodeChanges(v, &out).ok());
+  EXPECT_EQ(out, want);
+
+  std::vector<ChangeEntry> none;
+  out.clear();
+  ASSERT_TRUE(DecodeChanges(EncodeChanges(&none), &out).ok());
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(DecodeChanges("", &out).code(), Code::kCorruption);
+  EXPECT_EQ(DecodeChanges(std::string("\x02", 1), &out).code(), Code::kCorruption);
+  EXPECT_EQ(DecodeChanges(v.substr(0, v.size() - 1), &out).code(), Code::kCorruption);
+  EXPECT_EQ(DecodeChanges(std::string("\x01\x80", 2), &out).code(), Code::kCorruption);
+  // A change key sorts with its timeline's index keys, by seq.
+  EXPECT_LT(ChangeKey(TimelineId(1), Seq(9)), ChangeKey(TimelineId(1), Seq(10)));
+  EXPECT_EQ(ChangeKey(TimelineId(1), Seq(9)).size(), TimeKey(TimelineId(1), Seq(9)).size());
 }
 
 }  // namespace

@@ -167,6 +167,10 @@ class Store::Impl {
   std::mutex sync_mu;
   uint64_t synced_seq = 0;  // guarded by sync_mu
 
+  // The first seq from which every mutation has a change record (m:change_index_from);
+  // set at open. kSeqMax when the store runs without the change index.
+  uint64_t change_index_from = 0;
+
   std::mutex ino_mu;
   uint64_t next_ino = 2;  // guarded by ino_mu
   uint64_t reserved_ino = 2;
@@ -647,9 +651,17 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
     std::string f(keys::kMagic);
     f.push_back(':');
     f += std::to_string(keys::kFormatVersion);
+    rocksdb::WriteBatch batch;
+    batch.Put(std::string(keys::kFormatKey), f);
+    if (options.change_index) {
+      // A new store has a change record for every mutation.
+      uint64_t zero = 0;
+      batch.Put(std::string(keys::kChangeIndexFromKey),
+                Slice(reinterpret_cast<const char*>(&zero), 8));
+    }
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    ARBOR_RETURN_IF_ERROR(FromRocks(db->Put(wo, std::string(keys::kFormatKey), f), "format"));
+    ARBOR_RETURN_IF_ERROR(FromRocks(db->Write(wo, &batch), "format"));
   } else if (!s.ok()) {
     return FromRocks(s, "reading the format version");
   } else {
@@ -729,6 +741,21 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
     }
     if (!it->status().ok()) return FromRocks(it->status(), "reading GC floors");
   }
+  std::optional<uint64_t> index_from;
+  {
+    std::string val;
+    s = db->Get(rocksdb::ReadOptions(), std::string(keys::kChangeIndexFromKey), &val);
+    if (s.ok()) {
+      if (val.size() != 8) return Status::Corruption("malformed change index record");
+      std::memcpy(&index_from.emplace(), val.data(), 8);
+    } else if (!s.IsNotFound()) {
+      return FromRocks(s, "reading the change index record");
+    }
+  }
+  // A build from before the change index wrote to this store after its last mutation with a
+  // change record: every mutation has a time entry, and this build writes a change record
+  // with the same seq, which GC never drops from a timeline's newest mutation.
+  bool unindexed_writes = false;
   rocksdb::ReadOptions rdo;
   rdo.total_order_seek = true;
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rdo, impl->index));
@@ -736,8 +763,18 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
     std::string prefix = keys::KindPrefix(info.id, keys::Kind::kTime);
     it->SeekForPrev(Successor(prefix));
     if (it->Valid() && HasPrefix(it->key(), prefix) && it->key().size() == prefix.size() + 8) {
-      max_seq =
-          std::max(max_seq, keys::GetBE64(std::string_view(it->key().data() + prefix.size(), 8)));
+      uint64_t newest = keys::GetBE64(std::string_view(it->key().data() + prefix.size(), 8));
+      max_seq = std::max(max_seq, newest);
+      if (index_from && newest >= *index_from) {
+        std::string c;
+        rocksdb::Status cs =
+            db->Get(rocksdb::ReadOptions(), impl->index, keys::ChangeKey(info.id, Seq(newest)), &c);
+        if (cs.IsNotFound()) {
+          unindexed_writes = true;
+        } else if (!cs.ok()) {
+          return FromRocks(cs, "reading the change index");
+        }
+      }
       int64_t t;
       if (it->value().size() == 8) {
         std::memcpy(&t, it->value().data(), 8);
@@ -755,6 +792,26 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
   }
   impl->last_seq.store(max_seq);
   impl->synced_seq = max_seq;
+
+  // Change index: complete from m:change_index_from. Without the key (a store an older build
+  // created) or after an older build wrote, it is complete only from the next seq on.
+  if (!options.change_index) {
+    impl->change_index_from = kSeqMax.value();
+  } else if (index_from && !unindexed_writes) {
+    impl->change_index_from = *index_from;
+  } else {
+    uint64_t from = max_seq + 1;
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ARBOR_RETURN_IF_ERROR(FromRocks(db->Put(wo, std::string(keys::kChangeIndexFromKey),
+                                            Slice(reinterpret_cast<const char*>(&from), 8)),
+                                    "change index"));
+    impl->change_index_from = from;
+    log::info(
+        "store: {}; the change index covers seqs from {} on",
+        index_from ? "an older build wrote to this store" : "this store predates the change index",
+        from);
+  }
 
   // A store whose GC ran before floors were recorded has none. What that GC left says where
   // it was: a timeline's time index starts with its creation, and GC dropped the entries
@@ -827,6 +884,10 @@ Result<TimelineId> Store::CreateRoot(int64_t history_window_us, uint32_t uid, ui
   keys::AppendVersion(&key, seq);
   batch.Put(key, keys::EncodeAttr(root));
   batch.Put(im.index, keys::TimeKey(info.id, seq), Slice(reinterpret_cast<const char*>(&now), 8));
+  if (im.options.change_index) {
+    std::vector<keys::ChangeEntry> changed = {keys::AttrChange(kRootInode)};
+    batch.Put(im.index, keys::ChangeKey(info.id, seq), keys::EncodeChanges(&changed));
+  }
   ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, true));
   im.next_timeline = next;
   im.CommitSeqLocked(seq, now);
@@ -890,6 +951,11 @@ Result<TimelineId> Store::Branch(TimelineId parent, Seq at,
   uint64_t next = im.next_timeline + 1;
   batch.Put(std::string(kNextTimelineKey), Slice(reinterpret_cast<const char*>(&next), 8));
   batch.Put(im.index, keys::TimeKey(info.id, seq), Slice(reinterpret_cast<const char*>(&now), 8));
+  if (im.options.change_index) {
+    // Empty, but every time entry has its change record (see Open).
+    std::vector<keys::ChangeEntry> none;
+    batch.Put(im.index, keys::ChangeKey(info.id, seq), keys::EncodeChanges(&none));
+  }
   MetaWrites writes = meta ? meta(info.id) : MetaWrites();
   Impl::AddMeta(writes, &batch);
   ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, !writes.empty()));
@@ -1080,8 +1146,21 @@ Result<Seq> Store::Apply(TimelineId timeline, Mutation&& m) {
   static const std::string kTomb(1, keys::kTombstone);
   std::vector<std::string> dirent_values;
   dirent_values.reserve(m.ops_.size());
+  std::vector<keys::ChangeEntry> changed;
   uint64_t bytes = 0;
   for (const Mutation::Entry& e : m.ops_) {
+    switch (e.op) {
+      case Mutation::Op::kPutAttr:
+      case Mutation::Op::kDelAttr:
+        changed.push_back(keys::AttrChange(e.ino));
+        break;
+      case Mutation::Op::kPutBlock:
+      case Mutation::Op::kZeroBlock:
+        changed.push_back(keys::BlockChange(e.ino, e.block));
+        break;
+      default:
+        break;
+    }
     switch (e.op) {
       case Mutation::Op::kPutAttr:
         built.push_back({keys::AttrPrefix(timeline, e.ino), &e.data});
@@ -1105,6 +1184,8 @@ Result<Seq> Store::Apply(TimelineId timeline, Mutation&& m) {
     }
     bytes += built.back().key.size() + 8 + built.back().value->size();
   }
+  std::string change_record;
+  if (im.options.change_index) change_record = keys::EncodeChanges(&changed);
 
   std::lock_guard l(im.write_mu);
   {
@@ -1123,6 +1204,7 @@ Result<Seq> Store::Apply(TimelineId timeline, Mutation&& m) {
     batch.Put(b.key, *b.value);
   }
   batch.Put(im.index, keys::TimeKey(timeline, seq), Slice(reinterpret_cast<const char*>(&now), 8));
+  if (im.options.change_index) batch.Put(im.index, keys::ChangeKey(timeline, seq), change_record);
   if (m.wal_end_.value() != 0) {
     batch.Put(im.index, keys::WalKey(timeline, m.wal_end_),
               Slice(reinterpret_cast<const char*>(&seq), sizeof seq));
@@ -1301,6 +1383,115 @@ Result<std::string> Store::ReadFile(TimelineId timeline, Seq at, InodeId ino, ui
     ARBOR_RETURN_IF_ERROR(ReadBlock(timeline, at, ino, b, std::span<char>(buf)));
     std::memcpy(out.data() + (pos - offset), buf.data() + in, n);
     pos += n;
+  }
+  return out;
+}
+
+// ---- changes ----
+
+Result<ChangeSet> Store::Changes(TimelineId a, Seq a_at, TimelineId b, Seq b_at) const {
+  const Impl& im = *impl_;
+  if (!im.options.change_index) {
+    return Status::FailedPrecondition("the store was opened without its change index");
+  }
+  // The snapshot is taken before anything is checked. GC raises the floor (and reads the fork
+  // points) before it drops or folds a change record, so a drop this snapshot sees happened
+  // under a floor that the horizon checks below see too, and a timeline deleted after the
+  // chains were read still has its records in the snapshot.
+  struct Snap {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* s;
+    ~Snap() { db->ReleaseSnapshot(s); }
+  } snap{im.db.get(), im.db->GetSnapshot()};
+
+  ARBOR_ASSIGN_OR_RETURN(auto chain_a, im.ChainOf(a));
+  ARBOR_ASSIGN_OR_RETURN(auto chain_b, im.ChainOf(b));
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo info_a, im.Info(a));
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo info_b, im.Info(b));
+  if (info_a.root != info_b.root) {
+    return Status::InvalidArgument("timelines " + a.ToString() + " and " + b.ToString() +
+                                   " have no common ancestor (their roots are " +
+                                   info_a.root.ToString() + " and " + info_b.root.ToString() + ")");
+  }
+  // Below the horizon GC may have folded the records a range needs (docs, "Change index").
+  for (const auto& [tl, at] : {std::pair{a, a_at}, std::pair{b, b_at}}) {
+    ARBOR_ASSIGN_OR_RETURN(Seq h, Horizon(tl));
+    if (at < h) {
+      return Status::OutOfRange("seq " + at.ToString() +
+                                " is before the history horizon of timeline " + tl.ToString() +
+                                " (seq " + h.ToString() + ")");
+    }
+  }
+
+  // The deepest timeline on both paths: chains run from the timeline up to its root.
+  size_t la = 0, lb = 0;
+  bool met = false;
+  for (; la < chain_a->size() && !met; ++la) {
+    for (lb = 0; lb < chain_b->size(); ++lb) {
+      if ((*chain_a)[la].tl == (*chain_b)[lb].tl) {
+        met = true;
+        break;
+      }
+    }
+    if (met) break;
+  }
+  if (!met) return Status::Corruption("timelines of one root share no ancestor");
+  Seq sa = std::min(a_at, (*chain_a)[la].cap), sb = std::min(b_at, (*chain_b)[lb].cap);
+  ChangeSet out;
+  out.ancestor = (*chain_a)[la].tl;
+  out.ancestor_seq = std::min(sa, sb);
+
+  // The seq ranges (lo, hi] of change records to read.
+  struct Range {
+    TimelineId tl;
+    Seq lo, hi;
+  };
+  std::vector<Range> ranges;
+  auto below = [&](const Chain& chain, size_t upto, Seq at) -> Status {
+    // Every key of a timeline below the ancestor has a seq above its creation.
+    for (size_t i = 0; i < upto; ++i) {
+      ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, im.Info(chain[i].tl));
+      ranges.push_back({chain[i].tl, info.create_seq, std::min(at, chain[i].cap)});
+    }
+    return Status::Ok();
+  };
+  ARBOR_RETURN_IF_ERROR(below(*chain_a, la, a_at));
+  ARBOR_RETURN_IF_ERROR(below(*chain_b, lb, b_at));
+  ranges.push_back({out.ancestor, out.ancestor_seq, std::max(sa, sb)});
+
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.s;
+  ro.total_order_seek = true;
+  std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(ro, im.index));
+  std::vector<keys::ChangeEntry> entries;
+  for (const Range& r : ranges) {
+    if (r.lo >= r.hi) continue;
+    if (r.lo.value() + 1 < im.change_index_from) {
+      return Status::FailedPrecondition(
+          "the change index of this store starts at seq " + std::to_string(im.change_index_from) +
+          " (writes before it were made by an older build), and the changes of timeline " +
+          r.tl.ToString() + " after seq " + r.lo.ToString() + " are needed; compare in full");
+    }
+    std::string prefix = keys::KindPrefix(r.tl, keys::Kind::kChange);
+    for (it->Seek(keys::ChangeKey(r.tl, Seq(r.lo.value() + 1)));
+         it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
+      if (it->key().size() != prefix.size() + 8) continue;
+      if (keys::GetBE64(std::string_view(it->key().data() + prefix.size(), 8)) > r.hi.value()) {
+        break;
+      }
+      ARBOR_RETURN_IF_ERROR(
+          keys::DecodeChanges(std::string_view(it->value().data(), it->value().size()), &entries));
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "change index");
+  }
+  std::sort(entries.begin(), entries.end());
+  entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
+  for (const keys::ChangeEntry& e : entries) {
+    if (e.code == 0) {
+      out.attrs.push_back(InodeId(e.ino));
+    } else {
+      out.blocks.push_back({InodeId(e.ino), e.code - 1});
+    }
   }
   return out;
 }
@@ -1664,15 +1855,76 @@ Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) 
   // The index family: time entries below the horizon answer no legal question any more.
   // Of the WAL marks below it only the last is kept: it tells an LSN before the horizon
   // (refused) from one after it.
+  //
+  // Change records (docs/storage-format.md, "Change index"): Changes reads this timeline's
+  // records in ranges (lo, hi] whose ends are legal read points: its creation (a child), a
+  // fork point, or a seq >= the horizon. With the points up to the horizon as bounds B, no
+  // range starts or ends strictly inside (B_k, B_k+1], so the records there fold into one at
+  // B_k+1 (the union), and records below B_0 are in no range and go.
+  std::vector<uint64_t> bounds;
+  if (!is_root) bounds.push_back(info.create_seq.value());
+  for (uint64_t f : forks) {
+    if (f < horizon.value()) bounds.push_back(f);
+  }
+  bounds.push_back(horizon.value());
+  std::sort(bounds.begin(), bounds.end());
+  bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+  size_t group_at = 0;  // the group's records lie in (bounds[group_at - 1], bounds[group_at]]
+  std::vector<std::string> group_keys;
+  std::vector<keys::ChangeEntry> group_entries;
+  Status group_bad;
+  auto fold = [&]() -> Status {
+    if (group_keys.size() >= 2 && group_bad.ok()) {
+      // The union and the deletes in one batch: a crash keeps either the records or the fold.
+      rocksdb::WriteBatch fb;
+      std::string target = keys::ChangeKey(info.id, Seq(bounds[group_at]));
+      fb.Put(index, target, keys::EncodeChanges(&group_entries));
+      for (const std::string& k : group_keys) {
+        if (k == target) continue;
+        fb.Delete(index, k);
+        ++dropped;
+      }
+      rocksdb::WriteOptions wo;
+      wo.low_pri = true;
+      rocksdb::Status s = db->Write(wo, &fb);
+      if (!s.ok()) return FromRocks(s, "gc");
+    } else if (!group_bad.ok()) {
+      log::warn("store gc: timeline {}: not folding change records: {}", info.id.value(),
+                group_bad.ToString());
+    }
+    group_keys.clear();
+    group_entries.clear();
+    group_bad = Status::Ok();
+    return Status::Ok();
+  };
+  const bool fold_changes = options.change_index;
   std::unique_ptr<rocksdb::Iterator> ix(db->NewIterator(ro, index));
   std::string last_old_wal;
   const char time_kind = static_cast<char>(keys::Kind::kTime);
   const char wal_kind = static_cast<char>(keys::Kind::kWal);
+  const char change_kind = static_cast<char>(keys::Kind::kChange);
   for (ix->Seek(prefix); ix->Valid(); ix->Next()) {
     Slice k = ix->key();
     if (k.size() != prefix.size() + 9) continue;
     char kind = k[prefix.size()];
-    if (kind == time_kind) {
+    if (kind == change_kind && fold_changes) {
+      uint64_t seq = keys::GetBE64(std::string_view(k.data() + prefix.size() + 1, 8));
+      if (seq < bounds.front()) {
+        batch.Delete(index, k);
+        ++dropped;
+      } else if (seq > bounds.front() && seq <= bounds.back()) {
+        size_t at = std::lower_bound(bounds.begin(), bounds.end(), seq) - bounds.begin();
+        if (at != group_at) {
+          ARBOR_RETURN_IF_ERROR(fold());
+          group_at = at;
+        }
+        group_keys.push_back(k.ToString());
+        if (group_bad.ok()) {
+          group_bad = keys::DecodeChanges(std::string_view(ix->value().data(), ix->value().size()),
+                                          &group_entries);
+        }
+      }
+    } else if (kind == time_kind) {
       if (keys::GetBE64(std::string_view(k.data() + prefix.size() + 1, 8)) < horizon.value()) {
         batch.Delete(index, k);
         ++dropped;
@@ -1692,6 +1944,7 @@ Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) 
     if (!throttle(k, ix->value())) break;
   }
   if (!ix->status().ok()) return FromRocks(ix->status(), "gc index scan");
+  ARBOR_RETURN_IF_ERROR(fold());
   ARBOR_RETURN_IF_ERROR(flush());
   {
     std::lock_guard l(gc_mu);

@@ -74,6 +74,22 @@ struct Usage {
   uint64_t written_bytes = 0;       // bytes of keys and values it wrote since its fork
 };
 
+// One block of one file.
+struct BlockRef {
+  InodeId ino;
+  uint64_t block = 0;
+  auto operator<=>(const BlockRef&) const = default;
+};
+
+// What may differ between two read points of one tree (Store::Changes).
+struct ChangeSet {
+  std::vector<BlockRef> blocks;  // sorted, unique
+  std::vector<InodeId> attrs;    // inodes whose attribute record was written; sorted, unique
+  // The lowest common ancestor point of the two reads: its timeline and seq.
+  TimelineId ancestor;
+  Seq ancestor_seq;
+};
+
 // A set of key changes applied atomically, under one seq, to one timeline.
 // A value type built by one thread; not thread-safe.
 class Mutation {
@@ -137,6 +153,10 @@ class Store {
     uint64_t wal_prefill_bytes = 64ull << 20;
     // RocksDB memtable size; each full memtable also starts a new WAL file. Tests lower it.
     uint64_t write_buffer_bytes = 32ull << 20;
+    // Write the change index that Changes reads (docs/storage-format.md, "Change index").
+    // false behaves like a build from before it, for tests and benchmarks: no change records
+    // are written or collected, and Changes fails.
+    bool change_index = true;
   };
 
   // Opens (or creates) a store. Corruption if `path` holds something that is not a store;
@@ -222,6 +242,26 @@ class Store {
   // Reads up to `len` bytes at `offset`, clamped to the file's size. NotFound if no inode.
   [[nodiscard]] Result<std::string> ReadFile(TimelineId timeline, Seq at, InodeId ino,
                                              uint64_t offset, uint64_t len) const;
+
+  // The blocks and attribute records that may differ between the read at (a, a_at) and the
+  // read at (b, b_at), at a cost proportional to what was written on the two ancestry paths
+  // since their common ancestor point, not to the size of the files.
+  //
+  // The ancestor point: the deepest timeline L on both ancestry paths, at min(sa, sb), where
+  // sa and sb are the seqs at which the two reads read L (min(a_at, fork_seq) of the path's
+  // timeline below L, or a_at if L is a). The result holds every block and attribute record
+  // written on a's path after that point, up to the seq the read takes on each timeline of
+  // the path, and the same for b. A superset: a block written and written back, or written
+  // and then overwritten on a timeline below the history horizon, is included too. Blocks
+  // that truncation or unlink cut are included (they are written as zeros); so are the inodes
+  // whose attribute was written (created, deleted, resized or touched). Directory entries are
+  // not reported. a == b compares two seqs of one timeline; a may be an ancestor of b.
+  //
+  // NotFound if a timeline does not exist; InvalidArgument if they belong to different trees;
+  // OutOfRange if a_at or b_at is before its timeline's horizon (Horizon); FailedPrecondition
+  // if part of the range was written before the change index existed (a store from an older
+  // build, or one an older build wrote to): the caller must compare in full.
+  [[nodiscard]] Result<ChangeSet> Changes(TimelineId a, Seq a_at, TimelineId b, Seq b_at) const;
 
   // ---- time ----
 

@@ -908,6 +908,424 @@ TEST(StoreTest, ConcurrentReadersAndWritersOnSeveralTimelines) {
   EXPECT_FALSE(failed.load());
 }
 
+// ---- Changes ----
+
+// Writes block `block` of `ino` filled with `fill`, alone in one mutation.
+Seq WriteBlock(Store& st, TimelineId tl, InodeId ino, uint64_t block, char fill) {
+  Mutation m;
+  std::string data = Block(fill);
+  m.PutBlock(ino, block, std::span<const char>(data));
+  auto r = st.Apply(tl, std::move(m));
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? *r : Seq(0);
+}
+
+std::set<std::pair<uint64_t, uint64_t>> BlocksOf(const ChangeSet& cs) {
+  std::set<std::pair<uint64_t, uint64_t>> out;
+  for (const BlockRef& b : cs.blocks) out.insert({b.ino.value(), b.block});
+  return out;
+}
+
+std::set<uint64_t> AttrsOf(const ChangeSet& cs) {
+  std::set<uint64_t> out;
+  for (InodeId i : cs.attrs) out.insert(i.value());
+  return out;
+}
+
+ChangeSet MustChanges(Store& st, TimelineId a, Seq a_at, TimelineId b, Seq b_at) {
+  auto r = st.Changes(a, a_at, b, b_at);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  if (!r.ok()) return {};
+  // The contract: sorted and unique.
+  EXPECT_TRUE(std::is_sorted(r->blocks.begin(), r->blocks.end()));
+  EXPECT_EQ(std::adjacent_find(r->blocks.begin(), r->blocks.end()), r->blocks.end());
+  EXPECT_TRUE(std::is_sorted(r->attrs.begin(), r->attrs.end()));
+  EXPECT_EQ(std::adjacent_find(r->attrs.begin(), r->attrs.end()), r->attrs.end());
+  return *r;
+}
+
+// The brute-force answer: every block of `inos` (blocks [0, max_blocks)) and every attribute
+// that reads differently at the two points.
+struct Diff {
+  std::set<std::pair<uint64_t, uint64_t>> blocks;
+  std::set<uint64_t> attrs;
+};
+Diff BruteForce(Store& st, TimelineId a, Seq a_at, TimelineId b, Seq b_at,
+                const std::vector<InodeId>& inos, uint64_t max_blocks) {
+  Diff d;
+  std::string x(kBlockSize, '\0'), y(kBlockSize, '\0');
+  for (InodeId ino : inos) {
+    auto aa = st.GetAttr(a, a_at, ino), ba = st.GetAttr(b, b_at, ino);
+    EXPECT_TRUE(aa.ok() && ba.ok());
+    if (*aa != *ba) d.attrs.insert(ino.value());
+    for (uint64_t blk = 0; blk < max_blocks; ++blk) {
+      EXPECT_TRUE(st.ReadBlock(a, a_at, ino, blk, std::span<char>(x)).ok());
+      EXPECT_TRUE(st.ReadBlock(b, b_at, ino, blk, std::span<char>(y)).ok());
+      if (x != y) d.blocks.insert({ino.value(), blk});
+    }
+  }
+  return d;
+}
+
+void ExpectSuperset(const ChangeSet& cs, const Diff& d, const std::string& where) {
+  auto blocks = BlocksOf(cs);
+  auto attrs = AttrsOf(cs);
+  for (const auto& b : d.blocks) {
+    EXPECT_TRUE(blocks.count(b)) << where << ": block " << b.second << " of inode " << b.first
+                                 << " differs but is not reported";
+  }
+  for (uint64_t i : d.attrs) {
+    EXPECT_TRUE(attrs.count(i)) << where << ": attribute of inode " << i
+                                << " differs but is not reported";
+  }
+}
+
+using BlockSet = std::set<std::pair<uint64_t, uint64_t>>;
+
+TEST(StoreChangesTest, ChildVsParentHasWritesOfBothSidesSinceTheFork) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId root = *st->CreateRoot(kDay);
+  InodeId f = *st->AllocateInode();
+  WriteFile(*st, root, f, Block('a', 4 * kBlockSize));
+  Seq fork = st->Head();
+  TimelineId child = *st->Branch(root, fork);
+  WriteBlock(*st, root, f, 1, 'p');   // on the parent after the fork
+  WriteBlock(*st, child, f, 2, 'c');  // on the child only
+  InodeId g = *st->AllocateInode();
+  WriteFile(*st, child, g, "new on the child");
+
+  for (bool swap : {false, true}) {
+    ChangeSet cs = swap ? MustChanges(*st, root, kSeqMax, child, kSeqMax)
+                        : MustChanges(*st, child, kSeqMax, root, kSeqMax);
+    EXPECT_EQ(BlocksOf(cs), (BlockSet{{f.value(), 1}, {f.value(), 2}, {g.value(), 0}}));
+    EXPECT_EQ(AttrsOf(cs), (std::set<uint64_t>{g.value()}));
+    EXPECT_EQ(cs.ancestor, root);
+    EXPECT_EQ(cs.ancestor_seq, fork);
+  }
+  // The child at its fork point against the parent: only the parent's write.
+  ChangeSet at_fork = MustChanges(*st, child, fork, root, kSeqMax);
+  EXPECT_EQ(BlocksOf(at_fork), (BlockSet{{f.value(), 1}}));
+  // Nothing differs between a point and itself.
+  ChangeSet same = MustChanges(*st, child, kSeqMax, child, kSeqMax);
+  EXPECT_TRUE(same.blocks.empty() && same.attrs.empty());
+}
+
+TEST(StoreChangesTest, GrandchildVsItsGrandparentsSiblingBranch) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId root = *st->CreateRoot(kDay);
+  InodeId f = *st->AllocateInode();
+  WriteBlock(*st, root, f, 0, 'a');  // shared by everyone: not a change
+  Seq f1 = st->Head();
+  TimelineId c1 = *st->Branch(root, f1);
+  WriteBlock(*st, root, f, 1, 'b');  // seen by the sibling only
+  Seq f2 = st->Head();
+  TimelineId sibling = *st->Branch(root, f2);
+  WriteBlock(*st, root, f, 2, 'c');  // seen by neither
+  WriteBlock(*st, c1, f, 3, 'd');    // seen by the grandchild
+  Seq g_fork = st->Head();
+  TimelineId grandchild = *st->Branch(c1, g_fork);
+  WriteBlock(*st, c1, f, 4, 'e');          // after the grandchild's fork: not seen
+  WriteBlock(*st, grandchild, f, 5, 'f');  // the grandchild's own
+  WriteBlock(*st, sibling, f, 6, 'g');     // the sibling's own
+
+  ChangeSet cs = MustChanges(*st, grandchild, kSeqMax, sibling, kSeqMax);
+  EXPECT_EQ(BlocksOf(cs),
+            (BlockSet{{f.value(), 1}, {f.value(), 3}, {f.value(), 5}, {f.value(), 6}}));
+  EXPECT_EQ(cs.ancestor, root);
+  EXPECT_EQ(cs.ancestor_seq, f1);
+  ExpectSuperset(cs, BruteForce(*st, grandchild, kSeqMax, sibling, kSeqMax, {f}, 8), "gc/sib");
+  // The grandchild against its parent: the parent's later write and the grandchild's own.
+  ChangeSet up = MustChanges(*st, grandchild, kSeqMax, c1, kSeqMax);
+  EXPECT_EQ(BlocksOf(up), (BlockSet{{f.value(), 4}, {f.value(), 5}}));
+  EXPECT_EQ(up.ancestor, c1);
+  EXPECT_EQ(up.ancestor_seq, g_fork);
+  // Against the root, which is an ancestor of it.
+  ChangeSet top = MustChanges(*st, root, kSeqMax, grandchild, kSeqMax);
+  EXPECT_EQ(BlocksOf(top),
+            (BlockSet{{f.value(), 1}, {f.value(), 2}, {f.value(), 3}, {f.value(), 5}}));
+}
+
+TEST(StoreChangesTest, TwoSeqsOfOneTimeline) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId root = *st->CreateRoot(kDay);
+  InodeId f = *st->AllocateInode();
+  Seq s1 = WriteBlock(*st, root, f, 0, 'a');
+  WriteBlock(*st, root, f, 1, 'b');
+  Seq s3 = WriteBlock(*st, root, f, 2, 'c');
+  WriteBlock(*st, root, f, 3, 'd');  // after both points
+  for (bool swap : {false, true}) {
+    ChangeSet cs =
+        swap ? MustChanges(*st, root, s3, root, s1) : MustChanges(*st, root, s1, root, s3);
+    EXPECT_EQ(BlocksOf(cs), (BlockSet{{f.value(), 1}, {f.value(), 2}}));
+    EXPECT_EQ(cs.ancestor, root);
+    EXPECT_EQ(cs.ancestor_seq, s1);
+  }
+}
+
+TEST(StoreChangesTest, TruncationAndAttributeChangesAreReported) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId root = *st->CreateRoot(kDay);
+  InodeId f = *st->AllocateInode(), g = *st->AllocateInode(), h = *st->AllocateInode();
+  WriteFile(*st, root, f, Block('a', 4 * kBlockSize));
+  WriteFile(*st, root, g, Block('b', 2 * kBlockSize));
+  TimelineId child = *st->Branch(root, st->Head());
+  {
+    // Truncate f to one and a half blocks on the child.
+    Mutation m;
+    ASSERT_TRUE(st->AddTruncate(child, f, 4 * kBlockSize, kBlockSize + 100, &m).ok());
+    Attr a = **st->GetAttr(child, kSeqMax, f);
+    a.size = kBlockSize + 100;
+    m.PutAttr(f, a);
+    ASSERT_TRUE(st->Apply(child, std::move(m)).ok());
+  }
+  {
+    // Unlink g and create h on the parent.
+    Mutation m;
+    ASSERT_TRUE(st->AddTruncate(root, g, 2 * kBlockSize, 0, &m).ok());
+    m.DeleteAttr(g);
+    Attr a;
+    a.mode = 0100644;
+    m.PutAttr(h, a);
+    ASSERT_TRUE(st->Apply(root, std::move(m)).ok());
+  }
+  ChangeSet cs = MustChanges(*st, child, kSeqMax, root, kSeqMax);
+  EXPECT_EQ(
+      BlocksOf(cs),
+      (BlockSet{{f.value(), 1}, {f.value(), 2}, {f.value(), 3}, {g.value(), 0}, {g.value(), 1}}));
+  EXPECT_EQ(AttrsOf(cs), (std::set<uint64_t>{f.value(), g.value(), h.value()}));
+  ExpectSuperset(cs, BruteForce(*st, child, kSeqMax, root, kSeqMax, {f, g, h}, 6), "truncate");
+}
+
+TEST(StoreChangesTest, SupersetOfBruteForceOnRandomWorkloads) {
+  for (uint32_t seed : {1u, 2u, 3u, 4u}) {
+    TempDir dir;
+    auto st = OpenStore(dir.path());
+    std::mt19937 rng(seed);
+    TimelineId root = *st->CreateRoot(kDay);
+    std::vector<InodeId> inos;
+    for (int i = 0; i < 5; ++i) inos.push_back(*st->AllocateInode());
+    std::vector<TimelineId> tls = {root};
+    std::map<TimelineId, std::vector<Seq>> points;  // legal read seqs of each timeline
+    points[root].push_back(st->Head());
+    constexpr uint64_t kMaxBlocks = 8;
+    for (int step = 0; step < 120; ++step) {
+      TimelineId tl = tls[rng() % tls.size()];
+      InodeId ino = inos[rng() % inos.size()];
+      int op = rng() % 10;
+      if (op == 0 && tls.size() < 6) {
+        // A branch at one of the parent's points, or at its head.
+        const auto& ps = points[tl];
+        Seq at = rng() % 2 ? st->Head() : ps[rng() % ps.size()];
+        auto c = st->Branch(tl, at);
+        ASSERT_TRUE(c.ok()) << c.status().ToString();
+        tls.push_back(*c);
+        points[*c].push_back(at);  // its fork point reads the parent there
+        continue;
+      }
+      auto attr = st->GetAttr(tl, kSeqMax, ino);
+      ASSERT_TRUE(attr.ok());
+      Mutation m;
+      if (op <= 2 && attr->has_value()) {
+        // Truncate (or unlink) to a random smaller size.
+        uint64_t old_size = (*attr)->size, new_size = old_size ? rng() % old_size : 0;
+        ASSERT_TRUE(st->AddTruncate(tl, ino, old_size, new_size, &m).ok());
+        if (op == 1 && new_size == 0) {
+          m.DeleteAttr(ino);
+        } else {
+          Attr a = **attr;
+          a.size = new_size;
+          m.PutAttr(ino, a);
+        }
+      } else {
+        uint64_t blk = rng() % kMaxBlocks;
+        std::string data(kBlockSize, static_cast<char>('a' + rng() % 3));  // rewrites happen
+        m.PutBlock(ino, blk, std::span<const char>(data));
+        Attr a = attr->has_value() ? **attr : Attr{};
+        a.mode = 0100644;
+        uint64_t end = (blk + 1) * kBlockSize;
+        if (end > a.size || rng() % 4 == 0) {
+          a.size = std::max(a.size, end);
+          m.PutAttr(ino, a);
+        }
+      }
+      auto s = st->Apply(tl, std::move(m));
+      ASSERT_TRUE(s.ok()) << s.status().ToString();
+      points[tl].push_back(*s);
+    }
+    for (TimelineId tl : tls) points[tl].push_back(kSeqMax);
+    for (int probe = 0; probe < 25; ++probe) {
+      TimelineId a = tls[rng() % tls.size()], b = tls[rng() % tls.size()];
+      Seq a_at = points[a][rng() % points[a].size()], b_at = points[b][rng() % points[b].size()];
+      std::string where = "seed " + std::to_string(seed) + ": (" + a.ToString() + " at " +
+                          a_at.ToString() + ") vs (" + b.ToString() + " at " + b_at.ToString() +
+                          ")";
+      auto cs = st->Changes(a, a_at, b, b_at);
+      ASSERT_TRUE(cs.ok()) << where << ": " << cs.status().ToString();
+      ExpectSuperset(*cs, BruteForce(*st, a, a_at, b, b_at, inos, kMaxBlocks), where);
+    }
+  }
+}
+
+TEST(StoreChangesTest, DifferentTreesAreRefused) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId r1 = *st->CreateRoot(kDay), r2 = *st->CreateRoot(kDay);
+  TimelineId c1 = *st->Branch(r1, st->Head());
+  auto cs = st->Changes(c1, kSeqMax, r2, kSeqMax);
+  ASSERT_FALSE(cs.ok());
+  EXPECT_EQ(cs.status().code(), Code::kInvalidArgument) << cs.status().ToString();
+  EXPECT_EQ(st->Changes(TimelineId(999), kSeqMax, r1, kSeqMax).status().code(), Code::kNotFound);
+}
+
+TEST(StoreChangesTest, IndexSurvivesReopen) {
+  TempDir dir;
+  InodeId f;
+  TimelineId root, child;
+  {
+    auto st = OpenStore(dir.path());
+    root = *st->CreateRoot(kDay);
+    f = *st->AllocateInode();
+    WriteFile(*st, root, f, Block('a', 3 * kBlockSize));
+    child = *st->Branch(root, st->Head());
+    WriteBlock(*st, root, f, 0, 'p');
+    WriteBlock(*st, child, f, 1, 'c');
+  }
+  auto st = OpenStore(dir.path());
+  ASSERT_TRUE(st);
+  EXPECT_EQ(BlocksOf(MustChanges(*st, child, kSeqMax, root, kSeqMax)),
+            (BlockSet{{f.value(), 0}, {f.value(), 1}}));
+  WriteBlock(*st, child, f, 2, 'c');  // and it goes on after the reopen
+  EXPECT_EQ(BlocksOf(MustChanges(*st, child, kSeqMax, root, kSeqMax)),
+            (BlockSet{{f.value(), 0}, {f.value(), 1}, {f.value(), 2}}));
+}
+
+TEST(StoreChangesTest, GcKeepsWhatChangesNeedWithinTheHistoryWindow) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  int64_t t0 = 1'700'000'000'000'000, minute = 60'000'000, hour = 60 * minute;
+  st->SetClockForTesting(t0);
+  TimelineId root = *st->CreateRoot(hour);
+  std::vector<InodeId> inos = {*st->AllocateInode(), *st->AllocateInode()};
+  WriteFile(*st, root, inos[0], Block('a', 4 * kBlockSize));
+  WriteFile(*st, root, inos[1], Block('b', 4 * kBlockSize));
+  st->SetClockForTesting(t0 + minute);
+  TimelineId child = *st->Branch(root, st->Head());
+  // Blocks written once, after the fork and long below the horizon: their records are what
+  // GC must keep (folded), as nothing later writes them again.
+  WriteBlock(*st, root, inos[0], 10, 'r');
+  WriteBlock(*st, child, inos[1], 11, 'c');
+  TimelineId child2;
+  // Two hours of writes on both sides, often to the same blocks: versions and change
+  // records that fall below the horizon.
+  for (int m = 2; m < 120; ++m) {
+    st->SetClockForTesting(t0 + m * minute);
+    WriteBlock(*st, root, inos[m % 2], (m / 2) % 4, static_cast<char>('c' + m % 20));
+    if (m % 3 == 0) WriteBlock(*st, child, inos[1], m % 4, static_cast<char>('A' + m % 20));
+    if (m == 5) WriteBlock(*st, root, inos[0], 12, 'r');   // seen by child2, not child
+    if (m == 10) child2 = *st->Branch(root, st->Head());   // a second fork below the horizon
+    if (m == 11) WriteBlock(*st, root, inos[0], 13, 'r');  // after child2's fork
+  }
+  // A read point of the root inside the window, for a == b below.
+  st->SetClockForTesting(t0 + 121 * minute);
+  Seq mid = WriteBlock(*st, root, inos[0], 3, 'z');
+  st->SetClockForTesting(t0 + 150 * minute);
+  WriteBlock(*st, root, inos[1], 0, 'y');
+  Seq horizon = *st->Horizon(root);
+  ASSERT_GT(horizon, Seq(5));
+  ASSERT_LE(horizon, mid);
+
+  ChangeSet before = MustChanges(*st, child, kSeqMax, root, kSeqMax);
+  for (uint64_t b : {10, 12, 13}) ASSERT_TRUE(BlocksOf(before).count({inos[0].value(), b}));
+  ASSERT_TRUE(BlocksOf(before).count({inos[1].value(), 11}));
+  ChangeSet before2 = MustChanges(*st, child2, kSeqMax, root, kSeqMax);
+  ASSERT_FALSE(BlocksOf(before2).count({inos[0].value(), 12}));
+  ASSERT_TRUE(BlocksOf(before2).count({inos[0].value(), 13}));
+  ChangeSet siblings_before = MustChanges(*st, child, kSeqMax, child2, kSeqMax);
+  ChangeSet recent_before = MustChanges(*st, root, mid, root, kSeqMax);
+  auto dropped = st->RunGc();
+  ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+  EXPECT_GT(*dropped, 50u);
+  for (int round = 0; round < 2; ++round) {  // the second pass works on folded records
+    ChangeSet after = MustChanges(*st, child, kSeqMax, root, kSeqMax);
+    EXPECT_EQ(BlocksOf(after), BlocksOf(before));
+    EXPECT_EQ(AttrsOf(after), AttrsOf(before));
+    ExpectSuperset(after, BruteForce(*st, child, kSeqMax, root, kSeqMax, inos, 14), "after gc");
+    // Exactly as before: a fold across child2's fork point would add block 12 here.
+    EXPECT_EQ(BlocksOf(MustChanges(*st, child2, kSeqMax, root, kSeqMax)), BlocksOf(before2));
+    EXPECT_EQ(BlocksOf(MustChanges(*st, child, kSeqMax, child2, kSeqMax)),
+              BlocksOf(siblings_before));
+    ChangeSet recent = MustChanges(*st, root, mid, root, kSeqMax);
+    EXPECT_EQ(BlocksOf(recent), BlocksOf(recent_before));
+    EXPECT_EQ(BlocksOf(recent), (BlockSet{{inos[1].value(), 0}}));
+    // Later writes move the horizon past more records; GC folds them again.
+    st->SetClockForTesting(t0 + 160 * minute);
+    WriteBlock(*st, child, inos[0], 0, 'q');
+    before = MustChanges(*st, child, kSeqMax, root, kSeqMax);
+    siblings_before = MustChanges(*st, child, kSeqMax, child2, kSeqMax);
+    ASSERT_TRUE(st->RunGc().ok());
+  }
+  // Below the horizon the records may be folded: refused, not answered wrongly.
+  auto old = st->Changes(root, Seq(5), root, kSeqMax);
+  ASSERT_FALSE(old.ok());
+  EXPECT_EQ(old.status().code(), Code::kOutOfRange) << old.status().ToString();
+}
+
+TEST(StoreChangesTest, RangesBeforeTheIndexExistedAreRefused) {
+  TempDir dir;
+  Store::Options o;
+  o.path = dir.path();
+  o.background_gc = false;
+  o.block_cache_bytes = 16 << 20;
+  o.wal_prefill_bytes = 1 << 20;
+  o.change_index = false;  // as a build from before the change index
+  TimelineId root;
+  InodeId f;
+  Seq old_write;
+  {
+    auto st = std::move(Store::Open(o)).value();
+    root = *st->CreateRoot(kDay);
+    f = *st->AllocateInode();
+    old_write = WriteBlock(*st, root, f, 0, 'a');
+  }
+  o.change_index = true;
+  Seq upgraded;
+  TimelineId child;
+  {
+    auto st = std::move(Store::Open(o)).value();
+    upgraded = st->Head();
+    WriteBlock(*st, root, f, 1, 'b');
+    auto cs = st->Changes(root, Seq(old_write.value() - 1), root, kSeqMax);
+    ASSERT_FALSE(cs.ok());
+    EXPECT_EQ(cs.status().code(), Code::kFailedPrecondition) << cs.status().ToString();
+    // From the upgrade on, it answers.
+    EXPECT_EQ(BlocksOf(MustChanges(*st, root, upgraded, root, kSeqMax)),
+              (BlockSet{{f.value(), 1}}));
+    child = *st->Branch(root, st->Head());
+    WriteBlock(*st, child, f, 2, 'c');
+    EXPECT_EQ(BlocksOf(MustChanges(*st, child, kSeqMax, root, kSeqMax)),
+              (BlockSet{{f.value(), 2}}));
+  }
+  // An older build writes to the indexed store again: what it wrote has no change records.
+  o.change_index = false;
+  {
+    auto st = std::move(Store::Open(o)).value();
+    WriteBlock(*st, child, f, 3, 'd');
+  }
+  o.change_index = true;
+  auto st = std::move(Store::Open(o)).value();
+  auto cs = st->Changes(child, kSeqMax, root, kSeqMax);
+  ASSERT_FALSE(cs.ok());
+  EXPECT_EQ(cs.status().code(), Code::kFailedPrecondition) << cs.status().ToString();
+  // A branch made now compares with its parent.
+  TimelineId fresh = *st->Branch(child, st->Head());
+  WriteBlock(*st, fresh, f, 4, 'e');
+  EXPECT_EQ(BlocksOf(MustChanges(*st, fresh, kSeqMax, child, kSeqMax)), (BlockSet{{f.value(), 4}}));
+}
+
 }  // namespace
 
 // The writer of SyncedMutationsSurviveSigkill: applies mutations forever, syncing every
