@@ -68,6 +68,19 @@ n_good=$(check_at exact-good "$good")
 n_bad=$(check_at exact-bad "$bad")
 echo "rows at last good: $n_good (want 32); at first bad: $n_bad (want 0)"
 
+# What one probe costs: postgres replays the WAL from the last checkpoint up to the probed
+# state, so a state at the window's end costs more than one just after the checkpoint.
+probe_ms() {  # TIME -> ms for psql on BRANCH@TIME (pinned endpoint made, started, queried)
+  local p0 p1
+  p0=$(now_us)
+  "$ARBOR" psql "production@$1" -- -tAc "select 1" >/dev/null
+  p1=$(now_us)
+  echo $(( (p1 - p0) / 1000 ))
+}
+first_ms=$(probe_ms "$(rfc3339 $((start + 1000)))")
+last_ms=$(probe_ms "$(rfc3339 "$end")")
+echo "one probe: $first_ms ms at the window's start (little WAL to replay), $last_ms ms at its end"
+
 echo "== baseline: one manual guess (branch at a time, first query, delete), median of 3 =="
 guesses=()
 for i in 1 2 3; do
