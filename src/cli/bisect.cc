@@ -4,6 +4,8 @@
 #include <libpq-fe.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +28,7 @@ struct Probe {
   bool good = false;
   std::string replay_time;  // the commit time of the last transaction the state holds, if any
   std::string error;        // the check failed there (a dropped table...): counts as bad
+  std::string bad_input;    // the check is not one boolean: the bisect stops (exit 2)
 };
 
 // A bad --check: no single boolean, or an error of the query. Exit status 2.
@@ -61,14 +64,16 @@ Result<Probe> RunCheck(const std::string& url, const std::string& database,
     }
     constexpr Oid kBoolOid = 16;
     if (PQnfields(r.get()) != 1 || PQftype(r.get(), 0) != kBoolOid) {
-      BadCheck(
+      out.bad_input =
           "it must return one boolean column (true is good), e.g. "
-          "\"select count(*) = 32 from final_entities\"");
+          "\"select count(*) = 32 from final_entities\"";
+      return out;
     }
     if (PQntuples(r.get()) != 1 || PQgetisnull(r.get(), 0, 0)) {
-      BadCheck("it must return exactly one row holding true or false; it returned " +
-               std::to_string(PQntuples(r.get())) + " rows" +
-               (PQntuples(r.get()) == 1 ? " (NULL)" : ""));
+      out.bad_input = "it must return exactly one row holding true or false; it returned " +
+                      std::to_string(PQntuples(r.get())) + " rows" +
+                      (PQntuples(r.get()) == 1 ? " (NULL)" : "");
+      return out;
     }
     out.good = std::string(PQgetvalue(r.get(), 0, 0)) == "t";
   }
@@ -105,14 +110,33 @@ class Prober {
     if (made.ok()) (void)c_.DeleteEndpoint(name);
     return probe;
   }
-  int count() const { return count_; }
+  int count() const { return count_.load(); }
 
  private:
   const api::ApiClient& c_;
   api::BranchName branch_;
   const BisectOpts& o_;
-  int count_ = 0;
+  std::atomic<int> count_ = 0;
 };
+
+// The probes at `at` (times or LSNs), at once, one thread each: the machine's cores replay
+// their WAL in parallel. A check that is not one boolean ends the command (exit 2).
+Result<std::vector<Probe>> ProbeAll(
+    Prober& prober, const std::vector<std::pair<std::optional<int64_t>, std::optional<Lsn>>>& at) {
+  std::vector<std::future<Result<Probe>>> running;
+  for (const auto& [t, l] : at) {
+    running.push_back(std::async(std::launch::async, [&prober, t, l] { return prober.At(t, l); }));
+  }
+  std::vector<Result<Probe>> got;
+  for (auto& f : running) got.push_back(f.get());
+  std::vector<Probe> out;
+  for (auto& r : got) {
+    ARBOR_RETURN_IF_ERROR(r.status());
+    if (!r->bad_input.empty()) BadCheck(r->bad_input);
+    out.push_back(*r);
+  }
+  return out;
+}
 
 std::string CompactTime(int64_t us) {
   std::string t = api::FormatTime(us);  // 2026-11-30T10:00:00.123456Z
@@ -135,45 +159,55 @@ Status CmdBisect(const Session& s, const BisectOpts& o) {
     ExitWith(1, "no commit of " + branch.branch + " in the window: nothing to bisect");
   }
   Prober prober(c, branch, o);
-  // The state at the end of the window must be bad, and the one at its start good.
-  ARBOR_ASSIGN_OR_RETURN(Probe end, prober.At(std::nullopt, points.back().lsn));
-  if (end.good) {
+  // The state at the end of the window must be bad, and the one at its start good. Without
+  // --since the window starts at the first point still available.
+  int64_t start_time = since.value_or(points.front().time_us - 1);
+  int lo = since ? -1 : 0, hi = static_cast<int>(points.size()) - 1;
+  if (hi <= lo) ExitWith(1, "the window holds one state only: widen it with --since");
+  ARBOR_ASSIGN_OR_RETURN(
+      std::vector<Probe> ends,
+      ProbeAll(prober,
+               {{std::nullopt, points.back().lsn},
+                since ? std::make_pair(std::optional<int64_t>(start_time), std::optional<Lsn>())
+                      : std::make_pair(std::optional<int64_t>(),
+                                       std::optional<Lsn>(points.front().lsn))}));
+  const Probe& start = ends[1];
+  std::string start_text = api::FormatTime(since ? start_time : points.front().time_us);
+  if (!start.error.empty()) {
+    BadCheck("it fails at the start of the window (" + start_text +
+             "), so it cannot tell good from bad there: " + start.error);
+  }
+  if (ends[0].good) {
     ExitWith(1, "the check is true at the end of the window (" +
                     api::FormatTime(points.back().time_us) +
                     "): it never turns false; nothing to find");
   }
-  int64_t start_time = since.value_or(points.front().time_us - 1);
-  // Without --since the window starts at the first point still available; its state is the
-  // first one probed as "before".
-  int lo = -1, hi = static_cast<int>(points.size()) - 1;
-  Probe first_bad = end;
-  {
-    Result<Probe> start =
-        since ? prober.At(start_time, std::nullopt) : prober.At(std::nullopt, points.front().lsn);
-    ARBOR_RETURN_IF_ERROR(start.status());
-    if (!since) lo = 0;
-    if (!start->error.empty()) {
-      BadCheck("it fails at the start of the window (" +
-               api::FormatTime(since ? start_time : points.front().time_us) +
-               "), so it cannot tell good from bad there: " + start->error);
-    }
-    if (!start->good) {
-      ExitWith(1, "the check is already false at the start of the window (" +
-                      api::FormatTime(since ? start_time : points.front().time_us) +
-                      "): widen it with --since");
-    }
-    if (!since && hi == 0) {
-      ExitWith(1, "the window holds one state only: widen it with --since");
-    }
+  if (!start.good) {
+    ExitWith(1, "the check is already false at the start of the window (" + start_text +
+                    "): widen it with --since");
   }
+  Probe first_bad = ends[0];
+  // Two probes a round, splitting (lo, hi) in three: log3 rounds instead of log2.
   while (hi - lo > 1) {
-    int mid = lo + (hi - lo) / 2;
-    ARBOR_ASSIGN_OR_RETURN(Probe p, prober.At(std::nullopt, points[mid].lsn));
-    if (p.good) {
-      lo = mid;
+    std::vector<int> mids;
+    if (hi - lo == 2) {
+      mids = {lo + 1};
     } else {
-      hi = mid;
-      first_bad = p;
+      mids = {lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3};
+      if (mids[0] == mids[1]) mids.pop_back();
+    }
+    std::vector<std::pair<std::optional<int64_t>, std::optional<Lsn>>> at;
+    for (int m : mids) at.push_back({std::nullopt, points[m].lsn});
+    ARBOR_ASSIGN_OR_RETURN(std::vector<Probe> got, ProbeAll(prober, at));
+    // The first bad one bounds the search; the good ones before it move its start. (A check
+    // that flips back and forth gets one of its changes from true to false.)
+    for (size_t i = 0; i < mids.size(); ++i) {
+      if (!got[i].good) {
+        hi = mids[i];
+        first_bad = got[i];
+        break;
+      }
+      lo = mids[i];
     }
   }
   int64_t good_time = lo >= 0 ? points[lo].time_us : start_time;
