@@ -1,6 +1,8 @@
 // `arbor bisect`: finds the commit that made a check go false, by binary search over the
 // branch's own write history (GET .../history), each probe on a read-only endpoint pinned at
 // one state. docs/workflow.md has the user's view.
+#include "cli/bisect.h"
+
 #include <libpq-fe.h>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +19,25 @@
 #include "cli/workflow_internal.h"
 
 namespace arbor::cli {
+
+std::vector<int> NextProbes(int lo, int hi) {
+  if (hi - lo <= 2) return {lo + 1};
+  std::vector<int> mids{lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3};
+  if (mids[0] == mids[1]) mids.pop_back();
+  return mids;
+}
+
+int Narrow(const std::vector<int>& probes, const std::vector<bool>& good, int* lo, int* hi) {
+  for (size_t i = 0; i < probes.size() && i < good.size(); ++i) {
+    if (!good[i]) {
+      *hi = probes[i];
+      return static_cast<int>(i);
+    }
+    *lo = probes[i];
+  }
+  return -1;
+}
+
 namespace {
 
 struct BisectOpts {
@@ -189,26 +210,14 @@ Status CmdBisect(const Session& s, const BisectOpts& o) {
   Probe first_bad = ends[0];
   // Two probes a round, splitting (lo, hi) in three: log3 rounds instead of log2.
   while (hi - lo > 1) {
-    std::vector<int> mids;
-    if (hi - lo == 2) {
-      mids = {lo + 1};
-    } else {
-      mids = {lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3};
-      if (mids[0] == mids[1]) mids.pop_back();
-    }
+    std::vector<int> mids = NextProbes(lo, hi);
     std::vector<std::pair<std::optional<int64_t>, std::optional<Lsn>>> at;
     for (int m : mids) at.push_back({std::nullopt, points[m].lsn});
     ARBOR_ASSIGN_OR_RETURN(std::vector<Probe> got, ProbeAll(prober, at));
-    // The first bad one bounds the search; the good ones before it move its start. (A check
-    // that flips back and forth gets one of its changes from true to false.)
-    for (size_t i = 0; i < mids.size(); ++i) {
-      if (!got[i].good) {
-        hi = mids[i];
-        first_bad = got[i];
-        break;
-      }
-      lo = mids[i];
-    }
+    std::vector<bool> good;
+    for (const Probe& p : got) good.push_back(p.good);
+    int bad = Narrow(mids, good, &lo, &hi);
+    if (bad >= 0) first_bad = got[bad];
   }
   int64_t good_time = lo >= 0 ? points[lo].time_us : start_time;
   std::optional<Lsn> good_lsn;
