@@ -278,6 +278,10 @@ Result<std::vector<HistoryPoint>> ApiClient::History(const BranchName& branch,
   return out;
 }
 
+Result<Json> ApiClient::Bisect(const BranchName& branch, const Json& body) const {
+  return Call("POST", BranchPath(branch) + ":bisect", &body);
+}
+
 Result<Endpoint> ApiClient::GetEndpoint(const EndpointName& endpoint) const {
   return CallAs<Endpoint>("GET", EndpointPath(endpoint), nullptr, "endpoint");
 }

@@ -93,6 +93,10 @@ class ApiClient {
                                                           std::optional<int64_t> since_us,
                                                           std::optional<int64_t> until_us) const;
 
+  // POST .../branches/B:bisect with `body` ({"check", "since"?, "until"?, "database"?});
+  // answers the outcome as the API gives it (docs/api.md, "Bisect").
+  [[nodiscard]] Result<Json> Bisect(const BranchName& branch, const Json& body) const;
+
   // ---- roles ----
   [[nodiscard]] Result<Role> CreateRole(const BranchName& branch, const std::string& role) const;
   [[nodiscard]] Result<std::vector<Role>> ListRoles(const BranchName& branch) const;

@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "control/access.h"
+#include "control/bisect.h"
 #include "proxy/auth/token.h"
 
 namespace arbor::control {
@@ -276,6 +277,10 @@ Status ApiServer::AuthorizeRequest(const httplib::Request& req) const {
       return on_branch(Action::kProtect, project, branch, "protect or unprotect");
     }
     std::string verb = m == "DELETE" ? "delete" : m == "PATCH" ? "change" : "change";
+    // A bisection reads the branch's data through credentials it issues itself.
+    if (branch.find(":bisect") != std::string::npos) {
+      return on_branch(Action::kCredentials, project, branch, "bisect");
+    }
     if (branch.find(":reset") != std::string::npos) verb = "reset";
     if (branch.find(":restore") != std::string::npos) verb = "restore";
     return on_branch(Action::kChange, project, branch, verb);
@@ -638,6 +643,33 @@ void ApiServer::Routes() {
           SendJson(res, {{"points", list}});
           return Status::Ok();
         }));
+
+  // Bisect: runs the whole search and answers its outcome (it may take a while).
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):bisect",
+         wrap([eng, tokens = tokens_](const httplib::Request& req, httplib::Response& res) {
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(body, {"check", "since", "until", "database"}, "body"));
+           BisectRequest r;
+           ARBOR_ASSIGN_OR_RETURN(auto check, Field<std::string>(body, "check", "body"));
+           if (!check || check->empty()) {
+             return Status::InvalidArgument("check is required: a query returning one boolean");
+           }
+           r.check = *check;
+           ARBOR_ASSIGN_OR_RETURN(auto since, Field<std::string>(body, "since", "body"));
+           if (since) {
+             ARBOR_ASSIGN_OR_RETURN(r.since_us, ParseTime(*since));
+           }
+           ARBOR_ASSIGN_OR_RETURN(auto until, Field<std::string>(body, "until", "body"));
+           if (until) {
+             ARBOR_ASSIGN_OR_RETURN(r.until_us, ParseTime(*until));
+           }
+           ARBOR_ASSIGN_OR_RETURN(auto db, Field<std::string>(body, "database", "body"));
+           if (db) r.database = *db;
+           ARBOR_ASSIGN_OR_RETURN(json out,
+                                  RunBisect(eng, tokens, req.matches[1], req.matches[2], r));
+           SendJson(res, out);
+           return Status::Ok();
+         }));
 
   // ---- endpoints ----
   s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints",

@@ -263,6 +263,20 @@ TEST_F(TimeTravelTest, BisectSaysWhenTheCheckIsBadInputOrNeverFlips) {
   r = Arbor("bisect production" + since + " --check 'select count(*) > 0 from steady'");
   EXPECT_EQ(r.rc, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("never turns false"), std::string::npos) << r.err;
+
+  // The same through the API.
+  auto api = daemon_->Call(
+      "POST", "projects/default/branches/production:bisect",
+      {{"check", "select count(*) > 0 from steady"}, {"since", testutil::Rfc3339(start)}});
+  EXPECT_EQ(api.status, 200) << api.body.dump();
+  EXPECT_EQ(api.body.value("found", true), false) << api.body.dump();
+  api = daemon_->Call("POST", "projects/default/branches/production:bisect",
+                      {{"since", testutil::Rfc3339(start)}});
+  EXPECT_EQ(api.status, 400) << api.body.dump();
+  api = daemon_->Call("POST", "projects/default/branches/production:bisect",
+                      {{"check", "select 1"}, {"since", testutil::Rfc3339(start)}});
+  EXPECT_EQ(api.status, 400) << api.body.dump();
+  EXPECT_NE(api.body.value("message", std::string()).find("one boolean"), std::string::npos);
 }
 
 }  // namespace

@@ -1,12 +1,13 @@
 #pragma once
 
-// The search of `arbor bisect` (bisect.cc), as pure functions. States are indices 0..n-1 of
+// The search of a bisection (POST .../branches/B:bisect, src/control/bisect.cc), as pure
+// functions. States are indices 0..n-1 of
 // the window's points, oldest first; -1 is the state at --since. Good states come before bad
 // ones (a check that flips back and forth gets one of its changes from true to false).
 
 #include <vector>
 
-namespace arbor::cli {
+namespace arbor::api {
 
 // The states to probe next, at once, inside (lo, hi) where lo is good and hi bad, hi-lo > 1:
 // one when hi-lo is 2, else two that split the range in three (log3 rounds, not log2).
@@ -16,4 +17,4 @@ std::vector<int> NextProbes(int lo, int hi);
 // or -1 if every probe was good.
 int Narrow(const std::vector<int>& probes, const std::vector<bool>& good, int* lo, int* hi);
 
-}  // namespace arbor::cli
+}  // namespace arbor::api

@@ -1,11 +1,11 @@
-#include "cli/bisect.h"
+#include "api/bisect.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
 
-namespace arbor::cli {
+namespace arbor::api {
 namespace {
 
 // Runs the whole search over states -1..n-1 whose first bad one is `first_bad` (-1 is the
@@ -69,4 +69,4 @@ TEST(BisectSearch, AFlipBackStillEndsOnAChangeFromGoodToBad) {
 }
 
 }  // namespace
-}  // namespace arbor::cli
+}  // namespace arbor::api
