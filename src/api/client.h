@@ -93,6 +93,12 @@ class ApiClient {
                                                           std::optional<int64_t> since_us,
                                                           std::optional<int64_t> until_us) const;
 
+  // GET .../endpoints/E/changed_pages?against=OTHER: the relation pages that may differ
+  // between what the two endpoints serve (both in one project). Running read-write computes
+  // of both branches are checkpointed first.
+  [[nodiscard]] Result<ChangedPages> GetChangedPages(const EndpointName& endpoint,
+                                                     const EndpointName& against) const;
+
   // ---- roles ----
   [[nodiscard]] Result<Role> CreateRole(const BranchName& branch, const std::string& role) const;
   [[nodiscard]] Result<std::vector<Role>> ListRoles(const BranchName& branch) const;
