@@ -79,7 +79,7 @@ Result<std::map<std::string, TableInfo>> TableReader::Tables() {
       ResultPtr tables,
       Exec(conn_, std::string("select c.oid, n.nspname || '.' || c.relname, "
                               "quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
-                              "pg_relation_filenode(c.oid) from pg_class c join pg_namespace n "
+                              "pg_relation_filenode(c.oid), c.reltablespace <> 0 from pg_class c join pg_namespace n "
                               "on n.oid = c.relnamespace where ") +
                       kUserTables));
   std::map<uint32_t, TableInfo> by_oid;
@@ -89,6 +89,7 @@ Result<std::map<std::string, TableInfo>> TableReader::Tables() {
     t.sql_name = PQgetvalue(tables.get(), i, 2);
     t.oid = U32(tables.get(), i, 0);
     t.relfilenode = U32(tables.get(), i, 3);
+    t.own_tablespace = std::string(PQgetvalue(tables.get(), i, 4)) == "t";
     by_oid[U32(tables.get(), i, 0)] = std::move(t);
   }
   ARBOR_ASSIGN_OR_RETURN(

@@ -29,6 +29,7 @@ struct TableInfo {
   std::string sql_name;  // quote_ident(schema).quote_ident(table)
   uint32_t oid = 0;
   uint32_t relfilenode = 0;
+  bool own_tablespace = false;  // not in the database's default tablespace (base/)
   std::vector<TableColumn> columns;  // in attnum order; generated and dropped ones left out
   std::vector<std::string> primary_key;  // column names, in key order; empty: none
 };

@@ -430,6 +430,10 @@ Status CmdDataDiff(const Session& s, const DiffOpts& o) {
       TableRead read;
       if (!changed.complete) {
         read.full = true;
+      } else if (info_a.own_tablespace || info_b.own_tablespace) {
+        read.full = true;
+        shape.notes.push_back("read in full: it is in a tablespace of its own (the change set "
+                              "covers base/ only)");
       } else if (info_a.relfilenode != info_b.relfilenode) {
         read.full = true;
         shape.notes.push_back(
