@@ -280,10 +280,10 @@ Result<std::vector<HistoryPoint>> ApiClient::History(const BranchName& branch,
 
 Result<ChangedPages> ApiClient::GetChangedPages(const EndpointName& endpoint,
                                                 const EndpointName& against) const {
-  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET",
-                                      EndpointPath(endpoint) + "/changed_pages?against=" +
-                                          Escape(against.ToString()),
-                                      nullptr));
+  ARBOR_ASSIGN_OR_RETURN(
+      Json j,
+      Call("GET", EndpointPath(endpoint) + "/changed_pages?against=" + Escape(against.ToString()),
+           nullptr));
   auto bad = [&] {
     return Status::Internal("the Arbor API's changed_pages is not as documented: " + j.dump());
   };

@@ -193,8 +193,9 @@ std::string RenderDataText(const std::vector<TableDiff>& diffs, const std::strin
       for (size_t i = 0; i < rows.size() && i < limit; ++i) {
         out += std::string("  ") + mark + " " + RowText(s, rows[i], false) + "\n";
       }
-      if (rows.size() > limit) out += "  " + std::string(mark) + " ... and " +
-                                      std::to_string(rows.size() - limit) + " more\n";
+      if (rows.size() > limit)
+        out += "  " + std::string(mark) + " ... and " + std::to_string(rows.size() - limit) +
+               " more\n";
     };
     list(d.only_from, "-");
     list(d.only_to, "+");

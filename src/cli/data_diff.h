@@ -22,9 +22,9 @@ using DataRow = std::vector<DataValue>;
 
 // What is compared of one table: the columns both sides have, in the first side's order.
 struct TableShape {
-  std::string name;                  // schema.table, for people
-  std::string sql_name;              // quote_ident(schema).quote_ident(table), for the patch
-  std::vector<std::string> columns;  // for people
+  std::string name;                      // schema.table, for people
+  std::string sql_name;                  // quote_ident(schema).quote_ident(table), for the patch
+  std::vector<std::string> columns;      // for people
   std::vector<std::string> sql_columns;  // quote_ident'ed
   std::vector<size_t> key;               // the primary key's columns; empty: the whole row
   bool identity_always = false;          // INSERT needs OVERRIDING SYSTEM VALUE
@@ -39,7 +39,7 @@ struct RowChange {
 struct TableDiff {
   TableShape shape;
   std::vector<DataRow> only_from, only_to;  // sorted
-  std::vector<RowChange> changed;       // keyed tables only; sorted by key
+  std::vector<RowChange> changed;           // keyed tables only; sorted by key
   bool Differs() const { return !only_from.empty() || !only_to.empty() || !changed.empty(); }
 };
 

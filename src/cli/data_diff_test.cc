@@ -18,9 +18,9 @@ TableShape Items() {
 DataRow R(std::initializer_list<DataValue> v) { return DataRow(v); }
 
 TEST(DataDiffTest, ByKeyFindsRowsOnOneSideAndChangedRows) {
-  auto d = CompareRows(Items(),
-                       {R({"1", "a", std::nullopt}), R({"2", "b", "x"}), R({"3", "c", "y"})},
-                       {R({"3", "c", "y"}), R({"2", "b", "NULL"}), R({"4", "d", std::nullopt})});
+  auto d =
+      CompareRows(Items(), {R({"1", "a", std::nullopt}), R({"2", "b", "x"}), R({"3", "c", "y"})},
+                  {R({"3", "c", "y"}), R({"2", "b", "NULL"}), R({"4", "d", std::nullopt})});
   ASSERT_EQ(d.only_from.size(), 1u);
   EXPECT_EQ(d.only_from[0][0], "1");
   ASSERT_EQ(d.only_to.size(), 1u);
@@ -41,8 +41,9 @@ TEST(DataDiffTest, NullIsNotTheTextNull) {
 TEST(DataDiffTest, WithoutKeyDuplicatesCount) {
   TableShape s = Items();
   s.key.clear();
-  auto d = CompareRows(s, {R({"1", "a", "x"}), R({"1", "a", "x"}), R({"2", "b", std::nullopt})},
-                       {R({"1", "a", "x"}), R({"2", "b", std::nullopt}), R({"2", "b", std::nullopt})});
+  auto d =
+      CompareRows(s, {R({"1", "a", "x"}), R({"1", "a", "x"}), R({"2", "b", std::nullopt})},
+                  {R({"1", "a", "x"}), R({"2", "b", std::nullopt}), R({"2", "b", std::nullopt})});
   ASSERT_EQ(d.only_from.size(), 1u);
   EXPECT_EQ(d.only_from[0][0], "1");
   ASSERT_EQ(d.only_to.size(), 1u);

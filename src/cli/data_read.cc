@@ -60,8 +60,8 @@ Result<std::unique_ptr<TableReader>> TableReader::Open(const std::string& connin
            "begin isolation level repeatable read read only; set local search_path = pg_catalog")
           .status());
   // The first query takes the snapshot every later read sees.
-  ARBOR_ASSIGN_OR_RETURN(ResultPtr r,
-                         Exec(conn, "select oid from pg_database where datname = current_database()"));
+  ARBOR_ASSIGN_OR_RETURN(
+      ResultPtr r, Exec(conn, "select oid from pg_database where datname = current_database()"));
   if (PQntuples(r.get()) != 1) return Status::IOError("cannot find the current database's oid");
   reader->database_oid_ = U32(r.get(), 0, 0);
   return reader;
@@ -79,7 +79,8 @@ Result<std::map<std::string, TableInfo>> TableReader::Tables() {
       ResultPtr tables,
       Exec(conn_, std::string("select c.oid, n.nspname || '.' || c.relname, "
                               "quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
-                              "pg_relation_filenode(c.oid), c.reltablespace <> 0 from pg_class c join pg_namespace n "
+                              "pg_relation_filenode(c.oid), c.reltablespace <> 0 from pg_class c "
+                              "join pg_namespace n "
                               "on n.oid = c.relnamespace where ") +
                       kUserTables));
   std::map<uint32_t, TableInfo> by_oid;
@@ -107,12 +108,11 @@ Result<std::map<std::string, TableInfo>> TableReader::Tables() {
                                   std::string(PQgetvalue(cols.get(), i, 4)) == "t"});
   }
   ARBOR_ASSIGN_OR_RETURN(
-      ResultPtr keys,
-      Exec(conn_,
-           "select i.indrelid, a.attname from pg_index i cross join lateral "
-           "unnest(i.indkey) with ordinality k(attnum, ord) join pg_attribute a on "
-           "a.attrelid = i.indrelid and a.attnum = k.attnum where i.indisprimary "
-           "order by i.indrelid, k.ord"));
+      ResultPtr keys, Exec(conn_,
+                           "select i.indrelid, a.attname from pg_index i cross join lateral "
+                           "unnest(i.indkey) with ordinality k(attnum, ord) join pg_attribute a on "
+                           "a.attrelid = i.indrelid and a.attnum = k.attnum where i.indisprimary "
+                           "order by i.indrelid, k.ord"));
   for (int i = 0; i < PQntuples(keys.get()); ++i) {
     auto it = by_oid.find(U32(keys.get(), i, 0));
     if (it != by_oid.end()) it->second.primary_key.push_back(PQgetvalue(keys.get(), i, 1));
@@ -133,8 +133,9 @@ Result<std::vector<DataRow>> TableReader::Rows(
   std::vector<std::string> queries;
   if (ranges == nullptr) {
     queries.push_back(select);
-    ARBOR_ASSIGN_OR_RETURN(ResultPtr size,
-                           Exec(conn_, "select pg_relation_size(" + std::to_string(t.oid) + "::oid) / 8192"));
+    ARBOR_ASSIGN_OR_RETURN(
+        ResultPtr size,
+        Exec(conn_, "select pg_relation_size(" + std::to_string(t.oid) + "::oid) / 8192"));
     *pages += std::strtoull(PQgetvalue(size.get(), 0, 0), nullptr, 10);
   } else {
     for (const auto& [lo, hi] : *ranges) {

@@ -29,8 +29,8 @@ struct TableInfo {
   std::string sql_name;  // quote_ident(schema).quote_ident(table)
   uint32_t oid = 0;
   uint32_t relfilenode = 0;
-  bool own_tablespace = false;  // not in the database's default tablespace (base/)
-  std::vector<TableColumn> columns;  // in attnum order; generated and dropped ones left out
+  bool own_tablespace = false;           // not in the database's default tablespace (base/)
+  std::vector<TableColumn> columns;      // in attnum order; generated and dropped ones left out
   std::vector<std::string> primary_key;  // column names, in key order; empty: none
 };
 
@@ -50,10 +50,9 @@ class TableReader {
   // The rows of `t` (the columns `sql_columns`, as text) on the pages in `ranges` (sorted,
   // inclusive), one TID range scan each; every row when `ranges` is null. Adds the pages
   // read (or the table's size in pages for a full read) to `*pages`.
-  [[nodiscard]] Result<std::vector<DataRow>> Rows(const TableInfo& t,
-                                              const std::vector<std::string>& sql_columns,
-                                              const std::vector<std::pair<uint64_t, uint64_t>>* ranges,
-                                              uint64_t* pages);
+  [[nodiscard]] Result<std::vector<DataRow>> Rows(
+      const TableInfo& t, const std::vector<std::string>& sql_columns,
+      const std::vector<std::pair<uint64_t, uint64_t>>* ranges, uint64_t* pages);
 
  private:
   explicit TableReader(pg_conn* conn) : conn_(conn) {}

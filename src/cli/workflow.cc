@@ -395,7 +395,8 @@ Status CmdDataDiff(const Session& s, const DiffOpts& o) {
     std::set<std::string> wanted;
     for (const std::string& t : o.tables) {
       std::string q = QualifiedTable(t);
-      if (!ta.count(q) && !tb.count(q)) Usage("--table " + t + ": no table " + q + " on either side");
+      if (!ta.count(q) && !tb.count(q))
+        Usage("--table " + t + ": no table " + q + " on either side");
       wanted.insert(q);
     }
     ARBOR_ASSIGN_OR_RETURN(api::ChangedPages changed, c.GetChangedPages(a.endpoint, b.endpoint));
@@ -432,8 +433,9 @@ Status CmdDataDiff(const Session& s, const DiffOpts& o) {
         read.full = true;
       } else if (info_a.own_tablespace || info_b.own_tablespace) {
         read.full = true;
-        shape.notes.push_back("read in full: it is in a tablespace of its own (the change set "
-                              "covers base/ only)");
+        shape.notes.push_back(
+            "read in full: it is in a tablespace of its own (the change set "
+            "covers base/ only)");
       } else if (info_a.relfilenode != info_b.relfilenode) {
         read.full = true;
         shape.notes.push_back(
@@ -452,8 +454,8 @@ Status CmdDataDiff(const Session& s, const DiffOpts& o) {
           ranges = &r->second->pages;
         }
       }
-      ARBOR_ASSIGN_OR_RETURN(auto rows_a, ra->Rows(info_a, shape.sql_columns, ranges,
-                                                   &read.pages_from));
+      ARBOR_ASSIGN_OR_RETURN(auto rows_a,
+                             ra->Rows(info_a, shape.sql_columns, ranges, &read.pages_from));
       std::vector<std::string> cols_b;
       for (const std::string& col : shape.columns) {
         for (const TableColumn& tc : info_b.columns) {
@@ -477,8 +479,8 @@ Status CmdDataDiff(const Session& s, const DiffOpts& o) {
     }
     std::string stats = "Compared " + std::to_string(diffs.size()) + " table" +
                         (diffs.size() == 1 ? "" : "s") + " (" + std::to_string(full) +
-                        " read in full; " + std::to_string(pages) + " pages read on the two sides); " +
-                        std::to_string(skipped.size()) +
+                        " read in full; " + std::to_string(pages) +
+                        " pages read on the two sides); " + std::to_string(skipped.size()) +
                         " skipped, unchanged on both sides since they diverged.";
     if (json) {
       api::Json tables = DataDiffToJson(diffs);
@@ -500,8 +502,8 @@ Status CmdDataDiff(const Session& s, const DiffOpts& o) {
       return Status::Ok();
     }
     if (o.format == "sql") {
-      std::string head = "-- Data patch: turns the rows of " + a.label + " into those of " +
-                         b.label + ".\n";
+      std::string head =
+          "-- Data patch: turns the rows of " + a.label + " into those of " + b.label + ".\n";
       if (!schema.empty()) {
         head += "-- Schema differences (not part of this patch; apply them apart):\n";
         std::string text = RenderDiff(schema, a.label, b.label, DiffFormat::kText);
@@ -513,7 +515,8 @@ Status CmdDataDiff(const Session& s, const DiffOpts& o) {
           pos = nl + 1;
         }
       }
-      for (const std::string& t : one_side) head += "-- " + t + " is on one side only: not compared\n";
+      for (const std::string& t : one_side)
+        head += "-- " + t + " is on one side only: not compared\n";
       if (!fallback.empty()) head += "-- " + fallback + "\n";
       s.Print(head + RenderSqlPatch(diffs));
       return Status::Ok();
@@ -740,7 +743,8 @@ void AddWorkflowCommands(CLI::App& app, Session& s, Action* action) {
   auto* diff = app.add_subcommand("diff", "Schema diff between two branches (exit 1: differ)");
   diff->add_option("from", d->a, "a branch, branch@TIME or branch@lsn:X/Y")->required();
   diff->add_option("to", d->b, "a branch, branch@TIME or branch@lsn:X/Y")->required();
-  diff->add_option("--format", d->format, "text, markdown or json; with --data text, json or sql")->capture_default_str();
+  diff->add_option("--format", d->format, "text, markdown or json; with --data text, json or sql")
+      ->capture_default_str();
   diff->add_option("--database", d->database, "the database to compare (default postgres)");
   diff->add_flag("--data", d->data,
                  "compare the rows too, reading only the pages either side wrote since they "

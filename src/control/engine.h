@@ -95,7 +95,7 @@ struct ChangedRelation {
 };
 struct ChangedPages {
   bool complete = true;
-  std::string reason;  // why not complete
+  std::string reason;                                          // why not complete
   std::map<uint32_t, std::vector<ChangedRelation>> databases;  // by database oid
 };
 
@@ -286,10 +286,10 @@ class Engine {
   // says `complete = false` when the store cannot tell (history older than its change index,
   // or below the horizon): the caller must compare in full.
   [[nodiscard]] Result<ChangedPages> ChangedPagesBetween(const std::string& project,
-                                                        const std::string& branch,
-                                                        const std::string& endpoint,
-                                                        const std::string& against_branch,
-                                                        const std::string& against_endpoint);
+                                                         const std::string& branch,
+                                                         const std::string& endpoint,
+                                                         const std::string& against_branch,
+                                                         const std::string& against_endpoint);
 
   // ---- serving connections (the proxy's view) ----
   // Listens on the port of every endpoint now, and of every endpoint made later.
