@@ -138,9 +138,17 @@ Result<std::vector<DataRow>> TableReader::Rows(
         Exec(conn_, "select pg_relation_size(" + std::to_string(t.oid) + "::oid) / 8192"));
     *pages += std::strtoull(PQgetvalue(size.get(), 0, 0), nullptr, 10);
   } else {
-    for (const auto& [lo, hi] : *ranges) {
-      queries.push_back(select + " where ctid >= '(" + std::to_string(lo) +
-                        ",0)'::tid and ctid < '(" + std::to_string(hi + 1) + ",0)'::tid");
+    // One TID range scan per run of pages, up to 64 of them per statement.
+    constexpr size_t kPerStatement = 64;
+    for (size_t i = 0; i < ranges->size(); ++i) {
+      const auto& [lo, hi] = (*ranges)[i];
+      std::string scan = select + " where ctid >= '(" + std::to_string(lo) +
+                         ",0)'::tid and ctid < '(" + std::to_string(hi + 1) + ",0)'::tid";
+      if (i % kPerStatement == 0) {
+        queries.push_back(scan);
+      } else {
+        queries.back() += " union all " + scan;
+      }
       *pages += hi - lo + 1;
     }
   }

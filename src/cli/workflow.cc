@@ -399,6 +399,25 @@ Status CmdDataDiff(const Session& s, const DiffOpts& o) {
         Usage("--table " + t + ": no table " + q + " on either side");
       wanted.insert(q);
     }
+    if (!wanted.empty()) {
+      // Only the schema differences of those tables (their columns, constraints, indexes,
+      // triggers and policies).
+      auto concerns = [&](const Change& ch) {
+        for (const std::string& t : wanted) {
+          if (ch.name == t || ch.name.rfind(t + ".", 0) == 0) return true;
+          if (ch.kind == ObjectKind::kIndex) {
+            auto def = ch.attrs.count("definition") ? ch.attrs.at("definition") : std::string();
+            if (ch.changed.count("definition")) def = ch.changed.at("definition").to;
+            if (def.find(" ON " + t + " ") != std::string::npos ||
+                def.find(" ON ONLY " + t + " ") != std::string::npos) {
+              return true;
+            }
+          }
+        }
+        return false;
+      };
+      std::erase_if(schema, [&](const Change& ch) { return !concerns(ch); });
+    }
     ARBOR_ASSIGN_OR_RETURN(api::ChangedPages changed, c.GetChangedPages(a.endpoint, b.endpoint));
     std::string fallback;
     if (!changed.complete) {

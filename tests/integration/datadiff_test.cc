@@ -4,6 +4,7 @@
 // first side's rows the second's.
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -175,9 +176,17 @@ TEST_F(DataDiffTest, TextReportCountsAndSaysHowRowsAreKeyed) {
   EXPECT_NE(r.out.find("3 tables differ."), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("1 skipped"), std::string::npos) << r.out;
 
+  // --table limits the schema diff too: big's schema and rows are the same.
   r = Arbor("diff --data production dev --table big");
-  EXPECT_EQ(r.rc, 1) << r.err << r.out;  // the schema still differs
+  EXPECT_EQ(r.rc, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("No schema differences."), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("No data differences."), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("0 tables (0 read in full; 0 pages read on the two sides); 1 skipped"),
+            std::string::npos)
+      << r.out;
+  r = Arbor("diff --data production dev --table items");
+  EXPECT_EQ(r.rc, 1) << r.err << r.out;
+  EXPECT_NE(r.out.find("public.items.extra"), std::string::npos) << r.out;
   r = Arbor("diff --data production dev --table nosuch");
   EXPECT_EQ(r.rc, 2) << r.err << r.out;
 }
@@ -203,6 +212,23 @@ TEST_F(DataDiffTest, ChangedPagesNameNoPageOfAnUntouchedTable) {
     }
   }
   EXPECT_TRUE(saw_items) << a.body.dump();
+  // A viewer may ask (it only reads); no token may not.
+  CliRun made = Arbor("-o json token create viewer-dd --role viewer");
+  ASSERT_EQ(made.rc, 0) << made.err;
+  std::string token = json::parse(made.out).value("token", std::string());
+  std::string path =
+      "/api/2.0/postgres/projects/default/branches/production/endpoints/primary/changed_pages"
+      "?against=projects/default/branches/dev/endpoints/primary";
+  std::ifstream api_file(daemon_->home() + "/api");
+  std::string api;
+  std::getline(api_file, api);
+  httplib::Client http(api);
+  auto as_viewer = http.Get(path, {{"Authorization", "Bearer " + token}});
+  ASSERT_TRUE(as_viewer);
+  EXPECT_EQ(as_viewer->status, 200) << as_viewer->body;
+  auto anonymous = http.Get(path);
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
   // Another project's endpoint, or a bad name, is refused.
   auto bad = daemon_->Call("GET",
                            "projects/default/branches/production/endpoints/primary/changed_pages"
