@@ -82,6 +82,38 @@ std::string Plural(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
+bool IsInteger(const std::string& s) {
+  if (s.empty() || s.size() > 18) return false;
+  size_t i = s[0] == '-' ? 1 : 0;
+  if (i == s.size()) return false;
+  for (; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+  }
+  return true;
+}
+
+// Rows in a stable order for people, per value: NULL, then integers by value, then other
+// text as bytes (a total order in which distinct texts stay distinct: "7" and "007" are two
+// keys of a text column).
+struct RowLess {
+  bool operator()(const DataRow& a, const DataRow& b) const {
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+      const DataValue& x = a[i];
+      const DataValue& y = b[i];
+      if (x == y) continue;
+      if (!x || !y) return !x;
+      bool xi = IsInteger(*x), yi = IsInteger(*y);
+      if (xi != yi) return xi;
+      if (xi) {
+        long long vx = std::stoll(*x), vy = std::stoll(*y);
+        if (vx != vy) return vx < vy;
+      }
+      return *x < *y;
+    }
+    return a.size() < b.size();
+  }
+};
+
 }  // namespace
 
 TableDiff CompareRows(const TableShape& shape, std::vector<DataRow> from, std::vector<DataRow> to) {
@@ -89,15 +121,15 @@ TableDiff CompareRows(const TableShape& shape, std::vector<DataRow> from, std::v
   d.shape = shape;
   if (shape.key.empty()) {
     // A multiset difference: sort both and walk them together.
-    std::sort(from.begin(), from.end());
-    std::sort(to.begin(), to.end());
+    std::sort(from.begin(), from.end(), RowLess());
+    std::sort(to.begin(), to.end(), RowLess());
     std::set_difference(from.begin(), from.end(), to.begin(), to.end(),
-                        std::back_inserter(d.only_from));
+                        std::back_inserter(d.only_from), RowLess());
     std::set_difference(to.begin(), to.end(), from.begin(), from.end(),
-                        std::back_inserter(d.only_to));
+                        std::back_inserter(d.only_to), RowLess());
     return d;
   }
-  std::map<DataRow, DataRow> a, b;
+  std::map<DataRow, DataRow, RowLess> a, b;
   for (DataRow& r : from) {
     DataRow k = KeyOf(shape, r);
     a[std::move(k)] = std::move(r);
@@ -106,13 +138,14 @@ TableDiff CompareRows(const TableShape& shape, std::vector<DataRow> from, std::v
     DataRow k = KeyOf(shape, r);
     b[std::move(k)] = std::move(r);
   }
+  RowLess less;
   auto ia = a.begin();
   auto ib = b.begin();
   while (ia != a.end() || ib != b.end()) {
-    if (ib == b.end() || (ia != a.end() && ia->first < ib->first)) {
+    if (ib == b.end() || (ia != a.end() && less(ia->first, ib->first))) {
       d.only_from.push_back(std::move(ia->second));
       ++ia;
-    } else if (ia == a.end() || ib->first < ia->first) {
+    } else if (ia == a.end() || less(ib->first, ia->first)) {
       d.only_to.push_back(std::move(ib->second));
       ++ib;
     } else {

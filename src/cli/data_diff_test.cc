@@ -31,6 +31,19 @@ TEST(DataDiffTest, ByKeyFindsRowsOnOneSideAndChangedRows) {
   EXPECT_TRUE(d.Differs());
 }
 
+TEST(DataDiffTest, IntegerKeysSortByValue) {
+  auto d = CompareRows(Items(), {}, {R({"20", "a", "x"}), R({"3", "b", "x"}), R({"-1", "c", "x"})});
+  ASSERT_EQ(d.only_to.size(), 3u);
+  EXPECT_EQ(d.only_to[0][0], "-1");
+  EXPECT_EQ(d.only_to[1][0], "3");
+  EXPECT_EQ(d.only_to[2][0], "20");
+  // Distinct texts stay distinct keys, whatever their value.
+  auto t = CompareRows(Items(), {R({"7", "a", "x"})}, {R({"007", "a", "x"}), R({"1a", "b", "x"})});
+  EXPECT_EQ(t.only_from.size(), 1u);
+  EXPECT_EQ(t.only_to.size(), 2u);
+  EXPECT_TRUE(t.changed.empty());
+}
+
 TEST(DataDiffTest, NullIsNotTheTextNull) {
   auto d = CompareRows(Items(), {R({"1", "a", std::nullopt})}, {R({"1", "a", "NULL"})});
   ASSERT_EQ(d.changed.size(), 1u);

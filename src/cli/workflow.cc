@@ -540,9 +540,8 @@ Status CmdDataDiff(const Session& s, const DiffOpts& o) {
       s.Print(head + RenderSqlPatch(diffs));
       return Status::Ok();
     }
-    std::string text = "Schema (" + a.label + " -> " + b.label + "):\n" +
-                       RenderDiff(schema, a.label, b.label, DiffFormat::kText) + "\nData (" +
-                       a.label + " -> " + b.label + "):\n";
+    std::string text = RenderDiff(schema, a.label, b.label, DiffFormat::kText) + "\nData diff " +
+                       a.label + " -> " + b.label + "\n";
     if (!fallback.empty()) text += "note: " + fallback + "\n";
     for (const std::string& t : one_side) {
       text += "note: " + t + " is on one side only (see the schema differences); not compared\n";

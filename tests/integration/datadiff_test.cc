@@ -172,7 +172,9 @@ TEST_F(DataDiffTest, TextReportCountsAndSaysHowRowsAreKeyed) {
       << r.out;
   EXPECT_NE(r.out.find("compared on the common columns only"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("  ~ id='5': name: 'n5' -> 'changed'"), std::string::npos) << r.out;
-  EXPECT_LT(r.out.find("Schema ("), r.out.find("Data ("));
+  EXPECT_LT(r.out.find("Schema diff production -> dev"), r.out.find("Data diff production -> dev"));
+  // Keys in order: integers by value.
+  EXPECT_LT(r.out.find("~ id='3'"), r.out.find("~ id='20'")) << r.out;
   EXPECT_NE(r.out.find("3 tables differ."), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("1 skipped"), std::string::npos) << r.out;
 
