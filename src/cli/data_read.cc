@@ -33,9 +33,11 @@ uint32_t U32(PGresult* r, int row, int col) {
   return static_cast<uint32_t>(std::strtoul(PQgetvalue(r, row, col), nullptr, 10));
 }
 
-// Ordinary tables of user schemas that are not an extension's.
+// Ordinary, logged tables of user schemas that are not an extension's. Unlogged tables are
+// left out: a hot standby (a BRANCH@TIME side) cannot read them, and a branch starts them
+// empty.
 constexpr const char* kUserTables =
-    "c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast') "
+    "c.relkind = 'r' and c.relpersistence = 'p' and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast') "
     "and n.nspname not like 'pg_temp_%' and n.nspname not like 'pg_toast_temp_%' "
     "and not exists (select 1 from pg_depend dep where dep.classid = 'pg_class'::regclass "
     "and dep.objid = c.oid and dep.deptype = 'e')";

@@ -23,7 +23,7 @@ struct TableColumn {
   bool identity_always = false;
 };
 
-// An ordinary table (relkind r) of a user schema.
+// An ordinary, logged table (relkind r, relpersistence p) of a user schema.
 struct TableInfo {
   std::string name;      // schema.table
   std::string sql_name;  // quote_ident(schema).quote_ident(table)
