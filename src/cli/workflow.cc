@@ -370,6 +370,11 @@ TableShape ShapeOf(const TableInfo& a, const TableInfo& b, const std::string& a_
   return shape;
 }
 
+// `arbor diff --data A B`: the schema diff, then the rows of every table on both sides
+// (docs/workflow.md, "Data diff"). Each side's snapshot is taken before the daemon is asked
+// which pages either side wrote since they diverged; a table is then skipped (no page
+// written), read on those pages only (same file on both sides) or read in full (a file of
+// its own on one side, or no change index to tell). Rows are held in memory per table.
 Status CmdDataDiff(const Session& s, const DiffOpts& o) {
   if (o.format != "text" && o.format != "json" && o.format != "sql") {
     Usage("--format with --data: expected text, json or sql, got '" + o.format + "'");
@@ -472,6 +477,16 @@ Status CmdDataDiff(const Session& s, const DiffOpts& o) {
         } else {
           ranges = &r->second->pages;
         }
+      }
+      uint64_t range_pages = 0;
+      if (ranges != nullptr) {
+        for (const auto& [lo, hi] : *ranges) range_pages += hi - lo + 1;
+      }
+      if (read.full || range_pages >= 1000) {  // may take a while: say what is going on
+        *s.io->err << "Reading " << name
+                   << (read.full ? " in full"
+                                 : " (" + std::to_string(range_pages) + " changed pages)")
+                   << " on both sides...\n";
       }
       ARBOR_ASSIGN_OR_RETURN(auto rows_a,
                              ra->Rows(info_a, shape.sql_columns, ranges, &read.pages_from));
