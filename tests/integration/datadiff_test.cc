@@ -43,7 +43,7 @@ class DataDiffTest : public testing::Test {
         "insert into logs values (1, 'a'), (1, 'a'), (2, 'b'), (3, null);"
         "create table vf (id int primary key, v text);"
         "insert into vf select g, 'v' || g from generate_series(1, 100) g;"
-        "create table big (id int primary key, payload text);"
+        "create table big (id int primary key, payload text) with (autovacuum_enabled = off);"
         "insert into big select g, md5(g::text) from generate_series(1, 50000) g";
     setup_error_ = prod.TryExec(setup);
     if (!setup_error_.empty()) return;
@@ -265,6 +265,28 @@ TEST_F(DataDiffTest, SqlPatchMakesTheRowsEqual) {
   EXPECT_EQ(patched.One("select count(*) from logs where a = 2"), "2");
   EXPECT_EQ(patched.One("select md5(string_agg(i::text, ',' order by id)) from items i"),
             dev.One("select md5(string_agg(i::text, ',' order by id)) from items i"));
+}
+
+// One row changed in a 50,000-row table: a page or two read on each side, not the table.
+TEST_F(DataDiffTest, OneRowOfABigTableCostsAPageNotTheTable) {
+  auto made = daemon_->Call("POST", "projects/default/branches?branch_id=touch",
+                            {{"spec", {{"no_expiry", true}}}});
+  ASSERT_EQ(made.status, 200) << made.body.dump();
+  Pg touch(daemon_->Connect("touch"));
+  ASSERT_EQ(touch.TryExec("update big set payload = 'touched' where id = 25000"), "");
+  int64_t size = std::stoll(touch.One("select pg_relation_size('big') / 8192"));
+  ASSERT_GT(size, 300);
+  CliRun r = Arbor("-o json diff --data production touch --table big");
+  ASSERT_EQ(r.rc, 1) << r.err << r.out;
+  json big = Table(json::parse(r.out), "public.big");
+  ASSERT_TRUE(big.is_object()) << r.out;
+  EXPECT_EQ(big["read"], "changed pages");
+  EXPECT_EQ(big["changed_count"], 1);
+  EXPECT_EQ(big["changed"][0]["to"]["payload"], "touched");
+  EXPECT_EQ(big["only_in_from_count"], 0);
+  EXPECT_EQ(big["only_in_to_count"], 0);
+  EXPECT_LE(big["pages_read_from"].get<int64_t>(), 4) << r.out;
+  EXPECT_LE(big["pages_read_to"].get<int64_t>(), 4) << r.out;
 }
 
 TEST_F(DataDiffTest, BranchAtTimeIsASide) {
