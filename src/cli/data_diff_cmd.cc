@@ -132,14 +132,22 @@ Status CmdDataDiff(const Session& s, const DataDiffOpts& o) {
       };
       std::erase_if(schema, [&](const Change& ch) { return !concerns(ch); });
     }
-    ARBOR_ASSIGN_OR_RETURN(api::ChangedPages changed, c.GetChangedPages(a.endpoint, b.endpoint));
+    api::ChangedPages changed;
     std::string fallback;
-    if (!changed.complete) {
-      fallback = "the change index cannot tell what changed (" + changed.reason +
-                 "); every table is read in full";
-    } else if (ra->database_oid() != rb->database_oid()) {
+    if (a.endpoint.project != b.endpoint.project) {
+      // Two projects are two unrelated histories: nothing in common to skip.
       changed.complete = false;
-      fallback = "the database is not the same database on both sides; every table is read in full";
+      fallback = "the sides are in different projects; every table is read in full";
+    } else {
+      ARBOR_ASSIGN_OR_RETURN(changed, c.GetChangedPages(a.endpoint, b.endpoint));
+      if (!changed.complete) {
+        fallback = "the change index cannot tell what changed (" + changed.reason +
+                   "); every table is read in full";
+      } else if (ra->database_oid() != rb->database_oid()) {
+        changed.complete = false;
+        fallback =
+            "the database is not the same database on both sides; every table is read in full";
+      }
     }
     std::map<uint32_t, const api::ChangedRelation*> rels;  // by relfilenode
     if (changed.complete) {

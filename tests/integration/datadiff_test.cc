@@ -289,6 +289,32 @@ TEST_F(DataDiffTest, OneRowOfABigTableCostsAPageNotTheTable) {
   EXPECT_LE(big["pages_read_to"].get<int64_t>(), 4) << r.out;
 }
 
+// Two projects share no history: every table is read in full, and the output says why.
+TEST_F(DataDiffTest, AcrossProjectsEveryTableIsReadInFull) {
+  auto made = daemon_->Call("POST", "projects?project_id=other",
+                            {{"spec", {{"history_retention_duration", "86400s"}}}});
+  ASSERT_EQ(made.status, 200) << made.body.dump();
+  Pg other(daemon_->Connect("production", "other"));
+  ASSERT_EQ(other.TryExec("create table logs (a int, b text);"
+                          "insert into logs values (1, 'a'), (1, 'a'), (2, 'b'), (3, null), "
+                          "(5, 'e')"),
+            "");
+  CliRun r = Arbor(
+      "-o json diff --data production projects/other/branches/production "
+      "--table logs");
+  ASSERT_EQ(r.rc, 1) << r.err << r.out;
+  json j = json::parse(r.out);
+  EXPECT_FALSE(j.value("change_index", true));
+  EXPECT_NE(j.value("fallback", std::string()).find("different projects"), std::string::npos)
+      << r.out;
+  json logs = Table(j, "public.logs");
+  ASSERT_TRUE(logs.is_object()) << r.out;
+  EXPECT_EQ(logs["read"], "full");
+  EXPECT_EQ(logs["only_in_from_count"], 0);
+  EXPECT_EQ(logs["only_in_to_count"], 1);
+  EXPECT_EQ(logs["only_in_to"][0], json({{"a", "5"}, {"b", "e"}}));
+}
+
 TEST_F(DataDiffTest, BranchAtTimeIsASide) {
   Pg dev(daemon_->Connect("dev"));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
