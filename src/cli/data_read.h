@@ -48,8 +48,8 @@ class TableReader {
   // Every table, by name (schema.table).
   [[nodiscard]] Result<std::map<std::string, TableInfo>> Tables();
   // The rows of `t` (the columns `sql_columns`, as text) on the pages in `ranges` (sorted,
-  // inclusive), one TID range scan each; every row when `ranges` is null. Adds the pages
-  // read (or the table's size in pages for a full read) to `*pages`.
+  // inclusive), one TID range scan each (64 to a statement); every row when `ranges` is null.
+  // Adds the pages read (or the table's size in pages for a full read) to `*pages`.
   [[nodiscard]] Result<std::vector<DataRow>> Rows(
       const TableInfo& t, const std::vector<std::string>& sql_columns,
       const std::vector<std::pair<uint64_t, uint64_t>>* ranges, uint64_t* pages);
