@@ -90,6 +90,7 @@ Result<ChangedPages> Engine::ChangedPagesBetween(const std::string& project,
   };
   SideTimelines sides[2];
   std::vector<std::string> targets;
+  std::string checkpoint_failure;
   {
     std::unique_lock l(mu_);
     const std::pair<std::string, std::string> names[2] = {{branch, endpoint},
@@ -114,10 +115,24 @@ Result<ChangedPages> Engine::ChangedPagesBetween(const std::string& project,
     }
     if (!targets.empty()) {
       Unlocked(l, [&] {
-        Checkpoint(targets);
+        for (const std::string& cid : targets) {
+          Status st = supervisor_->Checkpoint(cid);
+          if (st.ok()) continue;
+          // Its dirty pages may not be in the store: the change set could miss them.
+          log::warn("engine: changed pages: CHECKPOINT of {}: {}", cid, st.ToString());
+          if (checkpoint_failure.empty()) {
+            checkpoint_failure = "CHECKPOINT of " + cid + " failed: " + st.message();
+          }
+        }
         return 0;
       });
     }
+  }
+  if (!checkpoint_failure.empty()) {
+    ChangedPages out;
+    out.complete = false;
+    out.reason = checkpoint_failure;
+    return out;
   }
   // The store is thread-safe; from here on nothing needs the engine's lock. A timeline
   // deleted meanwhile (a reset) answers NotFound.

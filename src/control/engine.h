@@ -284,7 +284,7 @@ class Engine {
   // read-write compute of both branches is CHECKPOINTed first (without the lock), so pages
   // dirty in shared_buffers are in the store. NotFound for an unknown endpoint; the answer
   // says `complete = false` when the store cannot tell (history older than its change index,
-  // or below the horizon): the caller must compare in full.
+  // or below the horizon) or a CHECKPOINT failed: the caller must compare in full.
   [[nodiscard]] Result<ChangedPages> ChangedPagesBetween(const std::string& project,
                                                          const std::string& branch,
                                                          const std::string& endpoint,

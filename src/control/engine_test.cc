@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -104,6 +105,7 @@ class FakeSupervisor : public compute::Supervisor {
   }
   Status Checkpoint(const std::string& id) override {
     checkpoint_gate.Pass(id);
+    if (fail_checkpoints) return Status::IOError("checkpoint failed (test)");
     std::lock_guard l(mu_);
     return running_.count(id) ? Status::Ok() : Status::NotFound(id + " does not run");
   }
@@ -127,6 +129,7 @@ class FakeSupervisor : public compute::Supervisor {
   }
 
   Gate start_gate, stop_gate, checkpoint_gate, initdb_gate;
+  std::atomic<bool> fail_checkpoints{false};
 
  private:
   std::mutex mu_;
@@ -432,6 +435,13 @@ TEST_F(EngineTest, ChangedPagesMapTheChangeSetToRelationPages) {
   auto self = engine_->ChangedPagesBetween("default", "dev", "primary", "dev", "primary");
   ASSERT_TRUE(self.ok());
   EXPECT_EQ(Describe(*self), "");
+  // A failed CHECKPOINT leaves pages in buffers the store has not seen: compare in full.
+  sup_.fail_checkpoints = true;
+  auto unsure = engine_->ChangedPagesBetween("default", "production", "primary", "dev", "primary");
+  sup_.fail_checkpoints = false;
+  ASSERT_TRUE(unsure.ok());
+  EXPECT_FALSE(unsure->complete);
+  EXPECT_NE(unsure->reason.find("CHECKPOINT"), std::string::npos) << unsure->reason;
   EXPECT_EQ(
       engine_->ChangedPagesBetween("default", "dev", "nosuch", "dev", "primary").status().code(),
       Code::kNotFound);
