@@ -282,6 +282,49 @@ Result<Json> ApiClient::Bisect(const BranchName& branch, const Json& body) const
   return Call("POST", BranchPath(branch) + ":bisect", &body);
 }
 
+Result<ChangedPages> ApiClient::GetChangedPages(const EndpointName& endpoint,
+                                                const EndpointName& against) const {
+  ARBOR_ASSIGN_OR_RETURN(
+      Json j,
+      Call("GET", EndpointPath(endpoint) + "/changed_pages?against=" + Escape(against.ToString()),
+           nullptr));
+  auto bad = [&] {
+    return Status::Internal("the Arbor API's changed_pages is not as documented: " + j.dump());
+  };
+  if (!j.is_object() || !j.contains("complete") || !j["complete"].is_boolean() ||
+      !j.contains("databases") || !j["databases"].is_array()) {
+    return bad();
+  }
+  ChangedPages out;
+  out.complete = j["complete"].get<bool>();
+  if (j.contains("reason") && j["reason"].is_string()) out.reason = j["reason"].get<std::string>();
+  for (const Json& d : j["databases"]) {
+    if (!d.is_object() || !d.contains("oid") || !d["oid"].is_number_unsigned() ||
+        !d.contains("relations") || !d["relations"].is_array()) {
+      return bad();
+    }
+    auto& rels = out.databases[d["oid"].get<uint32_t>()];
+    for (const Json& r : d["relations"]) {
+      if (!r.is_object() || !r.contains("relfilenode") || !r["relfilenode"].is_number_unsigned() ||
+          !r.contains("pages") || !r["pages"].is_array()) {
+        return bad();
+      }
+      ChangedRelation rel;
+      rel.relfilenode = r["relfilenode"].get<uint32_t>();
+      rel.whole = r.value("whole", false);
+      for (const Json& p : r["pages"]) {
+        if (!p.is_array() || p.size() != 2 || !p[0].is_number_unsigned() ||
+            !p[1].is_number_unsigned()) {
+          return bad();
+        }
+        rel.pages.push_back({p[0].get<uint64_t>(), p[1].get<uint64_t>()});
+      }
+      rels.push_back(std::move(rel));
+    }
+  }
+  return out;
+}
+
 Result<Endpoint> ApiClient::GetEndpoint(const EndpointName& endpoint) const {
   return CallAs<Endpoint>("GET", EndpointPath(endpoint), nullptr, "endpoint");
 }

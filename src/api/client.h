@@ -97,6 +97,12 @@ class ApiClient {
   // answers the outcome as the API gives it (docs/api.md, "Bisect").
   [[nodiscard]] Result<Json> Bisect(const BranchName& branch, const Json& body) const;
 
+  // GET .../endpoints/E/changed_pages?against=OTHER: the relation pages that may differ
+  // between what the two endpoints serve (both in one project). Running read-write computes
+  // of both branches are checkpointed first.
+  [[nodiscard]] Result<ChangedPages> GetChangedPages(const EndpointName& endpoint,
+                                                     const EndpointName& against) const;
+
   // ---- roles ----
   [[nodiscard]] Result<Role> CreateRole(const BranchName& branch, const std::string& role) const;
   [[nodiscard]] Result<std::vector<Role>> ListRoles(const BranchName& branch) const;

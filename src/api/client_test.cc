@@ -138,6 +138,39 @@ TEST_F(ClientTest, ListsResetRestoreEndpointsAndCredentials) {
   EXPECT_TRUE(client_.DeleteBranch(dev_).ok());
 }
 
+TEST_F(ClientTest, ChangedPagesSendsTheOtherEndpointAndReadsTheRanges) {
+  api_.On("GET", "projects/default/branches/production/endpoints/primary/changed_pages", 200,
+          R"({"complete": true, "databases": [{"oid": 5, "relations": [
+                {"relfilenode": 16384, "whole": false, "pages": [[0, 0], [3, 7]]},
+                {"relfilenode": 16390, "whole": true, "pages": []}]}]})");
+  EndpointName prod{"default", "production", "primary"};
+  EndpointName dev{"default", "dev", "primary"};
+  auto cp = client_.GetChangedPages(prod, dev);
+  ASSERT_TRUE(cp.ok()) << cp.status().ToString();
+  EXPECT_TRUE(cp->complete);
+  ASSERT_EQ(cp->databases.count(5), 1u);
+  const auto& rels = cp->databases.at(5);
+  ASSERT_EQ(rels.size(), 2u);
+  EXPECT_EQ(rels[0].relfilenode, 16384u);
+  EXPECT_FALSE(rels[0].whole);
+  EXPECT_EQ(rels[0].pages, (std::vector<std::pair<uint64_t, uint64_t>>{{0, 0}, {3, 7}}));
+  EXPECT_TRUE(rels[1].whole);
+  auto req =
+      api_.Last("GET", "projects/default/branches/production/endpoints/primary/changed_pages");
+  EXPECT_EQ(req.params["against"], "projects/default/branches/dev/endpoints/primary");
+
+  api_.On("GET", "projects/default/branches/production/endpoints/primary/changed_pages", 200,
+          R"({"complete": false, "reason": "older than the change index", "databases": []})");
+  cp = client_.GetChangedPages(prod, dev);
+  ASSERT_TRUE(cp.ok());
+  EXPECT_FALSE(cp->complete);
+  EXPECT_EQ(cp->reason, "older than the change index");
+  api_.On("GET", "projects/default/branches/production/endpoints/primary/changed_pages", 200,
+          R"({"complete": true, "databases": [{"oid": 5, "relations": [{"relfilenode": -1,
+              "pages": []}]}]})");
+  EXPECT_EQ(client_.GetChangedPages(prod, dev).status().code(), Code::kInternal);
+}
+
 TEST_F(ClientTest, AnUpdateSendsItsMask) {
   api_.On("PATCH", "projects/default/branches/dev", 200, kBranch);
   BranchSpec spec;

@@ -13,10 +13,12 @@
 // newer server; a server that wants to refuse them calls UnknownFields. Nothing here throws.
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/ids.h"
@@ -97,6 +99,19 @@ struct Endpoint {
 struct HistoryPoint {
   int64_t time_us = 0;
   Lsn lsn;
+};
+
+// GET .../endpoints/E/changed_pages: the pages of relation files (main fork) that may
+// differ between two endpoints, per database oid.
+struct ChangedRelation {
+  uint32_t relfilenode = 0;
+  bool whole = false;  // not the same file on both sides: every page may differ
+  std::vector<std::pair<uint64_t, uint64_t>> pages;  // sorted inclusive ranges
+};
+struct ChangedPages {
+  bool complete = true;  // false: the store cannot tell; compare in full
+  std::string reason;
+  std::map<uint32_t, std::vector<ChangedRelation>> databases;
 };
 
 // POST credentials: the request and the answer.

@@ -89,17 +89,17 @@ std::string OneLineOf(std::string text) {
 }
 
 namespace {
-
 // diff and migrate-check's "the server refused", which the other commands report as 1.
 constexpr int kRefusedExit = 5;
+}  // namespace
 
-// The exit code of a failed diff or migrate-check: 1 is taken by "differences" and
-// "migration failed", so the server's refusals are 5.
 [[noreturn]] void FailDiffLike(const Status& st) {
   int code = ExitCodeFor(st);
   if (code == static_cast<int>(Exit::kRejected)) code = kRefusedExit;
   ExitWith(code, st.message());
 }
+
+namespace {
 
 // A branch made for one command (a point in time to read, a migration to try). Deleted
 // when the command ends, whatever happens; its short TTL reaps it if the CLI dies first.
@@ -255,17 +255,16 @@ Status CmdCiCleanup(const Session& s, const std::string& text) {
 
 struct DiffOpts {
   std::string a, b, format = "text", database, ttl = "1h";
+  bool data = false;
+  std::vector<std::string> tables;
 };
 
-// One side of a diff: a branch, or a branch at a time read through an endpoint pinned there
-// (read-only, on an ephemeral timeline; it deletes itself once idle).
-struct Side {
-  std::string label;
-  api::EndpointName endpoint;
-};
+using Side = DiffSide;
 
-Result<Side> ResolveSide(const Session& s, const api::ApiClient& c, const std::string& text) {
-  Side side;
+}  // namespace
+
+Result<DiffSide> ResolveSide(const Session& s, const api::ApiClient& c, const std::string& text) {
+  DiffSide side;
   if (!IsPinned(text)) {
     api::BranchName b = s.Branch(text);
     side.label = b.branch;
@@ -281,6 +280,8 @@ Result<Side> ResolveSide(const Session& s, const api::ApiClient& c, const std::s
                                 : api::FormatTime(e.spec.source_branch_time_us.value_or(0)));
   return side;
 }
+
+namespace {
 
 Result<std::string> ConnectEndpointImpl(const api::ApiClient& c, const api::EndpointName& name) {
   ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.StartEndpoint(name));
@@ -300,6 +301,8 @@ Result<Catalog> ReadSide(const api::ApiClient& c, const Side& side, const std::s
 }
 
 Status CmdDiff(const Session& s, const DiffOpts& o) {
+  if (o.data) return CmdDataDiff(s, DataDiffOpts{o.a, o.b, o.format, o.database, o.tables});
+  if (!o.tables.empty()) Usage("--table needs --data");
   DiffFormat format = ParseFormat(o.format);
   auto c = s.Client();
   auto run = [&]() -> Result<std::vector<Change>> {
@@ -502,8 +505,13 @@ void AddWorkflowCommands(CLI::App& app, Session& s, Action* action) {
   auto* diff = app.add_subcommand("diff", "Schema diff between two branches (exit 1: differ)");
   diff->add_option("from", d->a, "a branch, branch@TIME or branch@lsn:X/Y")->required();
   diff->add_option("to", d->b, "a branch, branch@TIME or branch@lsn:X/Y")->required();
-  diff->add_option("--format", d->format, "text, markdown or json")->capture_default_str();
+  diff->add_option("--format", d->format, "text, markdown or json; with --data text, json or sql")
+      ->capture_default_str();
   diff->add_option("--database", d->database, "the database to compare (default postgres)");
+  diff->add_flag("--data", d->data,
+                 "compare the rows too, reading only the pages either side wrote since they "
+                 "diverged");
+  diff->add_option("--table", d->tables, "with --data: only this table (repeatable)");
   diff->add_option("--ttl", d->ttl,
                    "ignored (a branch@TIME side is read through a pinned endpoint, which "
                    "deletes itself once idle)");
@@ -511,7 +519,8 @@ void AddWorkflowCommands(CLI::App& app, Session& s, Action* action) {
       "Exit status: 0 identical, 1 different, 2 usage, 3 daemon unreachable, 4 server or\n"
       "catalog failure, 5 refused (e.g. no such branch).\n"
       "Examples:\n  arbor diff production dev\n  arbor diff production@-1h production\n"
-      "  arbor diff production pr-123 --format markdown");
+      "  arbor diff production pr-123 --format markdown\n"
+      "  arbor diff --data production dev --table public.orders --format sql");
   OnRun(diff, action, [&s, d] { return CmdDiff(s, *d); });
 
   // migrate-check

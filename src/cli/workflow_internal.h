@@ -3,6 +3,7 @@
 // What the workflow commands (git.cc, workflow.cc) share. Internal to src/cli.
 
 #include <string>
+#include <vector>
 
 #include "cli/session.h"
 
@@ -33,6 +34,27 @@ bool SameLogin(const std::string& url, const std::string& base);
 // Starts endpoint `name` and returns its URL with a fresh token for owner (valid an hour).
 [[nodiscard]] Result<std::string> ConnectEndpoint(const api::ApiClient& c,
                                                   const api::EndpointName& name);
+// The exit of a failed diff or migrate-check: as ExitCodeFor, but 1 is taken by
+// "differences" and "the migration failed", so the server's refusals are 5.
+[[noreturn]] void FailDiffLike(const Status& st);
+
+// One side of a diff: a branch (its primary endpoint), or a branch at a time read through an
+// endpoint pinned there (read-only, on an ephemeral timeline; it deletes itself once idle).
+struct DiffSide {
+  std::string label;
+  api::EndpointName endpoint;
+};
+// A diff side from BRANCH, BRANCH@TIME or BRANCH@lsn:X/Y (a pinned endpoint made if missing).
+[[nodiscard]] Result<DiffSide> ResolveSide(const Session& s, const api::ApiClient& c,
+                                           const std::string& text);
+
+// `arbor diff --data` (data_diff_cmd.cc).
+struct DataDiffOpts {
+  std::string a, b, format = "text", database;
+  std::vector<std::string> tables;
+};
+Status CmdDataDiff(const Session& s, const DataDiffOpts& o);
+
 // Registers `arbor bisect` (bisect.cc).
 void AddBisectCommand(CLI::App& app, Session& s, Action* action);
 

@@ -671,6 +671,41 @@ void ApiServer::Routes() {
            return Status::Ok();
          }));
 
+  // The pages of relation files that may differ between two endpoints of one project, for
+  // `arbor diff --data` (docs/api.md). `against` is the other endpoint's full name.
+  s.Get(
+      kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints/([^/:]+)/changed_pages",
+      wrap([eng](const httplib::Request& req, httplib::Response& res) {
+        std::string project = req.matches[1];
+        if (!req.has_param("against")) {
+          return Status::InvalidArgument(
+              "against is required: the other endpoint, "
+              "projects/P/branches/B/endpoints/E");
+        }
+        auto other = api::ParseEndpointName(req.get_param_value("against"));
+        if (!other.ok()) return Status::InvalidArgument("against: " + other.status().message());
+        if (other->project != project) {
+          return Status::InvalidArgument("against must be an endpoint of projects/" + project);
+        }
+        ARBOR_ASSIGN_OR_RETURN(ChangedPages cp,
+                               eng->ChangedPagesBetween(project, req.matches[2], req.matches[3],
+                                                        other->branch, other->endpoint));
+        json dbs = json::array();
+        for (const auto& [oid, rels] : cp.databases) {
+          json list = json::array();
+          for (const ChangedRelation& r : rels) {
+            json ranges = json::array();
+            for (const auto& [lo, hi] : r.pages) ranges.push_back(json::array({lo, hi}));
+            list.push_back({{"relfilenode", r.relfilenode}, {"whole", r.whole}, {"pages", ranges}});
+          }
+          dbs.push_back({{"oid", oid}, {"relations", list}});
+        }
+        json answer{{"complete", cp.complete}, {"databases", dbs}};
+        if (!cp.complete) answer["reason"] = cp.reason;
+        SendJson(res, answer);
+        return Status::Ok();
+      }));
+
   // ---- endpoints ----
   s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints",
          wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {

@@ -84,6 +84,21 @@ struct EndpointState {
   std::string socket_dir;
 };
 
+// One relation file (main fork, all segments) of GET .../changed_pages.
+struct ChangedRelation {
+  uint32_t relfilenode = 0;
+  // Sorted, disjoint, inclusive ranges of page numbers (segment * 131072 + block).
+  std::vector<std::pair<uint64_t, uint64_t>> pages;
+  // The file is not the same file on both sides (it exists on one side only, or was
+  // recreated): every page may differ.
+  bool whole = false;
+};
+struct ChangedPages {
+  bool complete = true;
+  std::string reason;                                          // why not complete
+  std::map<uint32_t, std::vector<ChangedRelation>> databases;  // by database oid
+};
+
 // The control plane's core: projects, branches and endpoints over the store, arborfs and
 // the compute supervisor. Thread-safe.
 //
@@ -260,6 +275,21 @@ class Engine {
   // The record of `token` if it is one of ours, not expired at `now_us`, and its project (if
   // any) is still the one it was made for. NotFound otherwise, with what is wrong.
   [[nodiscard]] Result<ApiTokenRecord> FindApiToken(const std::string& token, int64_t now_us);
+
+  // ---- data diff (changed_pages.cc) ----
+  // The pages of PostgreSQL relation files that may differ between what two endpoints of one
+  // project serve (GET .../changed_pages). Each side is a read-write endpoint (its branch's
+  // timeline) or a pinned one (its own timeline, and also its branch's, since pages dirty in
+  // the parent's buffers at the pin reach the branch only later: a superset). Every running
+  // read-write compute of both branches is CHECKPOINTed first (without the lock), so pages
+  // dirty in shared_buffers are in the store. NotFound for an unknown endpoint; the answer
+  // says `complete = false` when the store cannot tell (history older than its change index,
+  // or below the horizon) or a CHECKPOINT failed: the caller must compare in full.
+  [[nodiscard]] Result<ChangedPages> ChangedPagesBetween(const std::string& project,
+                                                         const std::string& branch,
+                                                         const std::string& endpoint,
+                                                         const std::string& against_branch,
+                                                         const std::string& against_endpoint);
 
   // ---- serving connections (the proxy's view) ----
   // Listens on the port of every endpoint now, and of every endpoint made later.
