@@ -24,10 +24,7 @@ using testutil::Daemon;
 using testutil::json;
 using testutil::Pg;
 
-struct CliRun {
-  int rc = -1;
-  std::string out, err;
-};
+using testutil::CliRun;
 
 class CliTest : public testing::Test {
  protected:
@@ -40,21 +37,7 @@ class CliTest : public testing::Test {
 
   // Runs `arbor ARGS` with the daemon's ARBOR_HOME; `env` is prepended to the command.
   static CliRun Arbor(const std::string& args, const std::string& env = "") {
-    std::string err_file = daemon_->home() + "/cli.err";
-    std::string cmd = "ARBOR_HOME='" + daemon_->home() + "' " + env + " " + ARBOR_BINARY + " " +
-                      args + " 2>'" + err_file + "'";
-    CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int status = pclose(p);
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(err_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    r.err = ss.str();
-    return r;
+    return testutil::RunArbor(daemon_->home(), args, env);
   }
 
   static Daemon* daemon_;
@@ -201,22 +184,9 @@ class UpDownTest : public testing::Test {
             ? ""
             : " --api-listen 127.0.0.1:0 --proxy-listen 127.0.0.1:" + std::to_string(lo_) +
                   " --endpoint-ports " + std::to_string(lo_ + 1) + "-" + std::to_string(lo_ + 39);
-    std::string err_file = home_ + ".err";
-    std::string cmd = std::string(ARBOR_BINARY) + " " + verb + " --data-dir '" + home_ + "'" +
-                      ports + " " + args + " 2>'" + err_file + "'";
-    CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int status = pclose(p);
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(err_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    r.err = ss.str();
-    std::remove(err_file.c_str());
-    return r;
+    return testutil::RunShell(
+        std::string(ARBOR_BINARY) + " " + verb + " --data-dir '" + home_ + "'" + ports + " " + args,
+        home_ + ".err");
   }
 
   std::string RuntimeDir() {

@@ -23,10 +23,7 @@ using testutil::Daemon;
 using testutil::json;
 using testutil::Pg;
 
-struct CliRun {
-  int rc = -1;
-  std::string out, err;
-};
+using testutil::CliRun;
 
 class DataDiffTest : public testing::Test {
  protected:
@@ -75,23 +72,7 @@ class DataDiffTest : public testing::Test {
     ASSERT_EQ(setup_error_, "");
   }
 
-  static CliRun Arbor(const std::string& args) {
-    std::string err_file = daemon_->home() + "/cli.err";
-    std::string cmd = "ARBOR_HOME='" + daemon_->home() + "' " + ARBOR_BINARY + " " + args + " 2>'" +
-                      err_file + "'";
-    CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int status = pclose(p);
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(err_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    r.err = ss.str();
-    return r;
-  }
+  static CliRun Arbor(const std::string& args) { return testutil::RunArbor(daemon_->home(), args); }
 
   static json Table(const json& j, const std::string& name) {
     for (const json& t : j["tables"]) {

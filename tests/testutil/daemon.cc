@@ -75,6 +75,28 @@ int64_t NowMicros() {
 
 std::string Rfc3339(int64_t us) { return FormatRfc3339(us); }
 
+CliRun RunShell(const std::string& cmd, const std::string& err_file) {
+  CliRun r;
+  FILE* p = popen((cmd + " 2>'" + err_file + "'").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.err = ss.str();
+  std::remove(err_file.c_str());
+  return r;
+}
+
+CliRun RunArbor(const std::string& home, const std::string& args, const std::string& env) {
+  return RunShell("ARBOR_HOME='" + home + "' " + env + " " + ARBOR_BINARY + " " + args,
+                  home + "/cli.err");
+}
+
 std::unique_ptr<Daemon> Daemon::Start(const std::string& name, const std::string& os_user) {
   auto d = std::unique_ptr<Daemon>(new Daemon());
   std::string tmpl = (fs::temp_directory_path() / ("arbor-" + name + "-XXXXXX")).string();

@@ -87,6 +87,16 @@ class Pg {
   PGconn* conn_ = nullptr;
 };
 
+// What a command printed and how it exited.
+struct CliRun {
+  int rc = -1;  // the exit status; -1 if it did not exit normally
+  std::string out, err;
+};
+// Runs the shell command `cmd` with its stderr sent to `err_file` (read back, then removed).
+CliRun RunShell(const std::string& cmd, const std::string& err_file);
+// Runs `arbor ARGS` with ARBOR_HOME=`home` (the daemon's), `env` (VAR=value ...) before it.
+CliRun RunArbor(const std::string& home, const std::string& args, const std::string& env = "");
+
 // Now, wall clock, µs; RFC 3339 of a µs time.
 int64_t NowMicros();
 std::string Rfc3339(int64_t us);
