@@ -4,6 +4,8 @@
 
 #include <memory>
 
+#include "cli/pq.h"
+
 namespace arbor::cli {
 namespace {
 
@@ -215,22 +217,6 @@ const Query kQueries[] = {
 #undef ARBOR_USER_SCHEMA
 #undef ARBOR_NOT_EXT
 #undef ARBOR_PRIVILEGES
-
-struct ConnCloser {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-struct ResultCloser {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using ResultPtr = std::unique_ptr<PGresult, ResultCloser>;
-
-std::string OneLine(std::string m) {
-  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
-  for (char& c : m) {
-    if (c == '\n') c = ' ';
-  }
-  return m;
-}
 
 }  // namespace
 

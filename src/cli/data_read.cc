@@ -4,21 +4,10 @@
 
 #include <cstdlib>
 
+#include "cli/pq.h"
+
 namespace arbor::cli {
 namespace {
-
-struct ResultCloser {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using ResultPtr = std::unique_ptr<PGresult, ResultCloser>;
-
-std::string OneLine(std::string m) {
-  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
-  for (char& c : m) {
-    if (c == '\n') c = ' ';
-  }
-  return m;
-}
 
 Result<ResultPtr> Exec(PGconn* conn, const std::string& sql) {
   ResultPtr r(PQexec(conn, sql.c_str()));
@@ -37,7 +26,8 @@ uint32_t U32(PGresult* r, int row, int col) {
 // left out: a hot standby (a BRANCH@TIME side) cannot read them, and a branch starts them
 // empty.
 constexpr const char* kUserTables =
-    "c.relkind = 'r' and c.relpersistence = 'p' and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast') "
+    "c.relkind = 'r' and c.relpersistence = 'p' and n.nspname not in ('pg_catalog', "
+    "'information_schema', 'pg_toast') "
     "and n.nspname not like 'pg_temp_%' and n.nspname not like 'pg_toast_temp_%' "
     "and not exists (select 1 from pg_depend dep where dep.classid = 'pg_class'::regclass "
     "and dep.objid = c.oid and dep.deptype = 'e')";

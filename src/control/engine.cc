@@ -823,14 +823,15 @@ Result<uint16_t> Engine::AllocatePort() const {
 
 Result<EndpointRecord> Engine::NewEndpointLocked(const std::string& project,
                                                  const std::string& branch, const std::string& id,
-                                                 int64_t suspend_timeout_s, bool no_suspension) {
+                                                 int64_t suspend_timeout_s, bool no_suspension,
+                                                 bool pinned) {
   ARBOR_RETURN_IF_ERROR(ValidateId("endpoint", id));
   if (catalog_.endpoints.count({project, branch, id})) {
     return Status::AlreadyExists("endpoint " + BranchName(project, branch) + "/endpoints/" + id +
                                  " already exists");
   }
   for (const auto& [k, e] : catalog_.endpoints) {
-    if (e.project == project && e.branch == branch && !e.pinned) {
+    if (!pinned && e.project == project && e.branch == branch && !e.pinned) {
       return Status::FailedPrecondition("branch " + BranchName(project, branch) +
                                         " already has a read-write endpoint (" + e.id + ")");
     }
@@ -848,6 +849,7 @@ Result<EndpointRecord> Engine::NewEndpointLocked(const std::string& project,
   e.port = port;
   e.suspend_timeout_s = suspend_timeout_s;
   e.no_suspension = no_suspension;
+  e.pinned = pinned;
   return e;
 }
 

@@ -218,12 +218,9 @@ class Engine {
   // `suspend_timeout_s` (never started counts as idle since its creation) it deletes itself,
   // and its timeline with it; so do a delete, reset or restore of its branch. OutOfRange for a
   // point outside the history; AlreadyExists if the id is taken.
-  [[nodiscard]] Result<EndpointRecord> CreatePinnedEndpoint(const std::string& project,
-                                                            const std::string& branch,
-                                                            const std::string& id,
-                                                            std::optional<int64_t> time_us,
-                                                            std::optional<uint64_t> lsn,
-                                                            int64_t suspend_timeout_s);
+  [[nodiscard]] Result<EndpointRecord> CreatePinnedEndpoint(
+      const std::string& project, const std::string& branch, const std::string& id,
+      std::optional<int64_t> time_us, std::optional<uint64_t> lsn, int64_t suspend_timeout_s);
   // The id EnsurePinnedEndpoint gives the endpoint pinned at that point: "at-<µs>" or
   // "lsn-<high>-<low>" (hex, lowercase).
   static std::string PinnedEndpointId(std::optional<int64_t> time_us, std::optional<uint64_t> lsn);
@@ -389,10 +386,11 @@ class Engine {
                                                    const std::string& id);
   // CHECKPOINTs them (a failure only costs the branch some redo at its first start).
   void Checkpoint(const std::vector<std::string>& computes);
-  // Validates and builds a new endpoint record (with a free port); stores nothing.
+  // Validates and builds a new endpoint record (with a free port); stores nothing. A branch
+  // has one read-write endpoint, and any number of `pinned` ones.
   Result<EndpointRecord> NewEndpointLocked(const std::string& project, const std::string& branch,
                                            const std::string& id, int64_t suspend_timeout_s,
-                                           bool no_suspension);
+                                           bool no_suspension, bool pinned = false);
 
   // ---- busy branches ----
   // Waits until no operation has claimed branch `id`, then claims it for `work` and waits

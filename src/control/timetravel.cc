@@ -136,29 +136,14 @@ Result<EndpointRecord> Engine::CreatePinnedEndpoint(
     return Status::InvalidArgument(
         "a pinned endpoint needs exactly one of source_branch_time and source_branch_lsn");
   }
-  ARBOR_RETURN_IF_ERROR(ValidateId("endpoint", id));
-  if (suspend_timeout_s <= 0) {
-    return Status::InvalidArgument("suspend_timeout_duration must be positive");
-  }
   std::unique_lock l(mu_);
   ARBOR_RETURN_IF_ERROR(WaitBranchFreeLocked(l, project, branch));
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, branch));
-  if (catalog_.endpoints.count({project, branch, id})) {
-    return Status::AlreadyExists("endpoint " + BranchName(project, branch) + "/endpoints/" + id +
-                                 " already exists");
-  }
+  ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
+                         NewEndpointLocked(project, branch, id, suspend_timeout_s,
+                                           /*no_suspension=*/false, /*pinned=*/true));
   int64_t pin_time = 0;
   ARBOR_ASSIGN_OR_RETURN(Seq at, ForkPointLocked(*b, time_us, lsn, &pin_time));
-  ARBOR_ASSIGN_OR_RETURN(uint16_t port, AllocatePort());
-  EndpointRecord e;
-  e.project = project;
-  e.branch = branch;
-  e.id = id;
-  e.uid = NewUid("ep");
-  e.create_time_us = WallMicros();
-  e.port = port;
-  e.suspend_timeout_s = suspend_timeout_s;
-  e.pinned = true;
   e.pin_time_us = pin_time;
   e.pin_lsn = lsn.value_or(0);
   e.requested_lsn = lsn.has_value();
