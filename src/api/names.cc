@@ -149,6 +149,17 @@ bool UnitSeconds(std::string_view text, int64_t* out) {
   return true;
 }
 
+std::string PinnedEndpointId(std::optional<int64_t> time_us, std::optional<Lsn> lsn) {
+  char buf[64];
+  if (lsn) {
+    std::snprintf(buf, sizeof buf, "lsn-%x-%x", static_cast<unsigned>(lsn->value() >> 32),
+                  static_cast<unsigned>(lsn->value() & 0xffffffffu));
+  } else {
+    std::snprintf(buf, sizeof buf, "at-%lld", static_cast<long long>(time_us.value_or(0)));
+  }
+  return buf;
+}
+
 Result<int64_t> ParseTimeOrAgo(std::string_view text, int64_t now_us) {
   int64_t ago_s;
   if (!text.empty() && text[0] == '-' && UnitSeconds(text.substr(1), &ago_s)) {

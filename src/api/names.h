@@ -6,6 +6,7 @@
 // bad input and shows a good example; none throws.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -62,6 +63,10 @@ std::string FormatTime(int64_t micros);
 bool UnitSeconds(std::string_view text, int64_t* out);
 // RFC 3339, or how long before `now_us` ("-10m", "-1h30m"). -> µs since the epoch.
 [[nodiscard]] Result<int64_t> ParseTimeOrAgo(std::string_view text, int64_t now_us);
+
+// The id of the read-only endpoint pinned at a time (µs) or an LSN, as the daemon names the
+// ones it makes for BRANCH@TIME: "at-<µs>" or "lsn-<high>-<low>" (hex, lowercase).
+std::string PinnedEndpointId(std::optional<int64_t> time_us, std::optional<Lsn> lsn);
 
 // PostgreSQL's LSN text form "16/B374D848" (two hex numbers of up to 8 digits) <-> Lsn.
 [[nodiscard]] Result<Lsn> ParseLsn(std::string_view text);

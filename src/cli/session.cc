@@ -1,7 +1,5 @@
 #include "cli/session.h"
 
-#include <cstdio>
-
 #include "cli/args.h"
 
 namespace arbor::cli {
@@ -29,17 +27,6 @@ Result<api::EndpointName> EndpointOf(const Session& s, const api::ApiClient& c,
   return api::EndpointName{b.project, b.branch, endpoint};
 }
 
-std::string PinnedEndpointId(std::optional<int64_t> time_us, std::optional<Lsn> lsn) {
-  char buf[64];
-  if (lsn) {
-    std::snprintf(buf, sizeof buf, "lsn-%x-%x", static_cast<unsigned>(lsn->value() >> 32),
-                  static_cast<unsigned>(lsn->value() & 0xffffffffu));
-  } else {
-    std::snprintf(buf, sizeof buf, "at-%lld", static_cast<long long>(time_us.value_or(0)));
-  }
-  return buf;
-}
-
 Result<api::EndpointName> PinnedEndpoint(const Session& s, const api::ApiClient& c,
                                          const std::string& text) {
   size_t at = text.find('@');
@@ -54,7 +41,7 @@ Result<api::EndpointName> PinnedEndpoint(const Session& s, const api::ApiClient&
   } else {
     spec.source_branch_time_us = OrUsage(ParseTimeArg(when, s.Now()));
   }
-  std::string id = PinnedEndpointId(spec.source_branch_time_us, spec.source_branch_lsn);
+  std::string id = api::PinnedEndpointId(spec.source_branch_time_us, spec.source_branch_lsn);
   api::EndpointName name{b.project, b.branch, id};
   auto made = c.CreateEndpoint(b, id, spec);
   if (made.ok()) return name;

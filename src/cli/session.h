@@ -102,8 +102,6 @@ inline bool IsPinned(const std::string& branch) { return branch.find('@') != std
 // itself once idle (5 min). Usage error for a malformed time or LSN.
 Result<api::EndpointName> PinnedEndpoint(const Session& s, const api::ApiClient& c,
                                          const std::string& text);
-// The id the daemon gives the endpoint pinned at that time or LSN (Engine::PinnedEndpointId).
-std::string PinnedEndpointId(std::optional<int64_t> time_us, std::optional<Lsn> lsn);
 
 // Sets `*action` when `sub` is chosen; the action runs after parsing succeeded.
 inline void OnRun(CLI::App* sub, Action* action, Action run) {

@@ -79,8 +79,8 @@ class Supervisor {
   [[nodiscard]] virtual Status Start(const ComputeSpec& spec, std::chrono::milliseconds timeout);
   // Fast shutdown (SIGINT); after `timeout`, immediate (SIGQUIT); then SIGKILL to the whole
   // process tree. A zero `timeout` shuts down immediately at once (no checkpoint: for a
-  // compute whose files are thrown away after). Every process is reaped before it returns. NotFound if unknown;
-  // FailedPrecondition if it is being started or stopped by another call.
+  // compute whose files are thrown away after). Every process is reaped before it returns. NotFound
+  // if unknown; FailedPrecondition if it is being started or stopped by another call.
   [[nodiscard]] virtual Status Stop(const std::string& id, std::chrono::milliseconds timeout);
   // Runs CHECKPOINT on a running compute (through its private socket, as the compute user),
   // so that a branch taken right after starts with almost no WAL to replay. NotFound if it

@@ -97,7 +97,9 @@ class Prober {
   // The state at a time or an LSN. Thread-safe.
   Result<Probe> At(std::optional<int64_t> time_us, std::optional<uint64_t> lsn) {
     ++count_;
-    std::string id = Engine::PinnedEndpointId(time_us, lsn);
+    std::optional<Lsn> at_lsn;
+    if (lsn) at_lsn = Lsn(*lsn);
+    std::string id = api::PinnedEndpointId(time_us, at_lsn);
     auto made = engine_->CreatePinnedEndpoint(project_, branch_, id, time_us, lsn, 300);
     if (!made.ok() && made.status().code() != Code::kAlreadyExists) return made.status();
     auto probe = [&]() -> Result<Probe> {

@@ -100,9 +100,9 @@ struct EndpointRecord {
   // from the branch's at that point and deleted with the endpoint. It never changes, and it
   // deletes itself once idle for its suspend timeout.
   bool pinned = false;
-  TimelineId timeline;       // the ephemeral timeline (pinned only)
-  int64_t pin_time_us = 0;   // the wall time of the state it serves
-  uint64_t pin_lsn = 0;      // the LSN asked for, when it was pinned by LSN
+  TimelineId timeline;      // the ephemeral timeline (pinned only)
+  int64_t pin_time_us = 0;  // the wall time of the state it serves
+  uint64_t pin_lsn = 0;     // the LSN asked for, when it was pinned by LSN
   bool requested_lsn = false;
 };
 

@@ -475,7 +475,9 @@ class EngineBackend final : public proxy::Backend, public PortListener {
     ARBOR_ASSIGN_OR_RETURN(EndpointRecord base, engine_->DefaultEndpoint(project, branch));
     ref.project = project;
     ref.branch = branch;
-    ref.endpoint = Engine::PinnedEndpointId(ref.pin_time_us, ref.pin_lsn);
+    std::optional<Lsn> pin_lsn;
+    if (ref.pin_lsn) pin_lsn = Lsn(*ref.pin_lsn);
+    ref.endpoint = api::PinnedEndpointId(ref.pin_time_us, pin_lsn);
     ref.uid = base.uid;
     ref.pinned = true;
     ref.scope = "projects/" + project + "/branches/" + branch + "/endpoints/" + base.id;

@@ -221,10 +221,8 @@ class Engine {
   [[nodiscard]] Result<EndpointRecord> CreatePinnedEndpoint(
       const std::string& project, const std::string& branch, const std::string& id,
       std::optional<int64_t> time_us, std::optional<uint64_t> lsn, int64_t suspend_timeout_s);
-  // The id EnsurePinnedEndpoint gives the endpoint pinned at that point: "at-<µs>" or
-  // "lsn-<high>-<low>" (hex, lowercase).
-  static std::string PinnedEndpointId(std::optional<int64_t> time_us, std::optional<uint64_t> lsn);
-  // The endpoint pinned at that point with that id, made (with the default timeout) if missing.
+  // The endpoint pinned at that point, named api::PinnedEndpointId, made (with the default
+  // timeout) if missing.
   [[nodiscard]] Result<EndpointRecord> EnsurePinnedEndpoint(const std::string& project,
                                                             const std::string& branch,
                                                             std::optional<int64_t> time_us,

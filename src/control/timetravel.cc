@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 
+#include "api/names.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "control/engine.h"
@@ -21,17 +22,6 @@ std::string BranchName(const std::string& p, const std::string& b) {
 }
 
 }  // namespace
-
-std::string Engine::PinnedEndpointId(std::optional<int64_t> time_us, std::optional<uint64_t> lsn) {
-  char buf[64];
-  if (lsn) {
-    std::snprintf(buf, sizeof buf, "lsn-%x-%x", static_cast<unsigned>(*lsn >> 32),
-                  static_cast<unsigned>(*lsn & 0xffffffffu));
-  } else {
-    std::snprintf(buf, sizeof buf, "at-%lld", static_cast<long long>(time_us.value_or(0)));
-  }
-  return buf;
-}
 
 namespace {
 
@@ -163,7 +153,9 @@ Result<EndpointRecord> Engine::EnsurePinnedEndpoint(const std::string& project,
                                                     const std::string& branch,
                                                     std::optional<int64_t> time_us,
                                                     std::optional<uint64_t> lsn) {
-  std::string id = PinnedEndpointId(time_us, lsn);
+  std::optional<Lsn> at_lsn;
+  if (lsn) at_lsn = Lsn(*lsn);
+  std::string id = api::PinnedEndpointId(time_us, at_lsn);
   auto made = CreatePinnedEndpoint(project, branch, id, time_us, lsn, 300);
   if (made.status().code() != Code::kAlreadyExists) return made;
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord e, GetEndpoint(project, branch, id));

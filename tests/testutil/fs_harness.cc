@@ -50,6 +50,27 @@ std::vector<std::string> MountsUnder(const std::string& dir) {
   return out;
 }
 
+// Starts `args` (args[0] a path) with stdout and stderr in `log` (truncated); -1 on failure.
+pid_t SpawnLogged(std::vector<std::string> args, const std::string& log) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    ADD_FAILURE() << "open " << log;
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(log_fd);
+  return pid;
+}
+
 bool WaitPid(pid_t pid, std::chrono::milliseconds timeout, int* status) {
   auto deadline = Clock::now() + timeout;
   while (true) {
@@ -122,22 +143,8 @@ std::unique_ptr<QuotaFs> QuotaFs::Start(const std::string& backing, const std::s
   std::filesystem::create_directories(mnt, ec);
   std::vector<std::string> args = {FUSE_PASSTHROUGH_BINARY, "--quota", std::to_string(quota_bytes),
                                    backing, mnt};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int log_fd = open(q->log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    ADD_FAILURE() << "open " << q->log_;
-    return nullptr;
-  }
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(log_fd, 1);
-    dup2(log_fd, 2);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(log_fd);
+  pid_t pid = SpawnLogged(args, q->log_);
+  if (pid < 0) return nullptr;
   q->pid_ = pid;
   auto deadline = Clock::now() + std::chrono::seconds(30);
   while (Clock::now() < deadline) {
@@ -185,22 +192,8 @@ std::unique_ptr<MountProcess> MountProcess::Start(const std::string& store, cons
     args.push_back(std::to_string(timeline));
   }
   for (const auto& e : extra) args.push_back(e);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int log_fd = open(p->log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    ADD_FAILURE() << "open " << p->log_;
-    return nullptr;
-  }
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(log_fd, 1);
-    dup2(log_fd, 2);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(log_fd);
+  pid_t pid = SpawnLogged(args, p->log_);
+  if (pid < 0) return nullptr;
   p->pid_ = pid;
   auto deadline = Clock::now() + std::chrono::seconds(30);
   while (Clock::now() < deadline) {
