@@ -185,6 +185,28 @@ TEST_F(TimeTravelTest, APinnedEndpointIsReadOnlyAndNeverChanges) {
   EXPECT_EQ(early.body.value("error_code", std::string()), "OUT_OF_RANGE");
   EXPECT_NE(early.body.value("message", std::string()).find("allowed range"), std::string::npos);
 
+  // Bad specs get a clear 400 and make nothing.
+  const std::string eps = "projects/default/branches/production/endpoints?endpoint_id=bad";
+  for (const json& spec :
+       {json{{"endpoint_type", "ENDPOINT_TYPE_READ_WRITE"}, {"source_branch_time", "-1h"}},
+        json{{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"}},
+        json{{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"}, {"source_branch_time", "yesterday"}},
+        json{{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"}, {"source_branch_lsn", "0/zz"}},
+        json{{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"},
+             {"source_branch_time", testutil::Rfc3339(then)},
+             {"source_branch_lsn", "0/1"}}}) {
+    auto bad = daemon_->Call("POST", eps, {{"spec", spec}});
+    EXPECT_EQ(bad.status, 400) << spec.dump() << " " << bad.body.dump();
+  }
+  EXPECT_EQ(daemon_->Call("GET", "projects/default/branches/production/endpoints/bad").status, 404);
+  // A garbled BRANCH@ through the proxy is refused before anything is made.
+  std::string garbled = "host=127.0.0.1 port=" + std::to_string(daemon_->proxy_port()) +
+                        " user=owner dbname=postgres password=" + token +
+                        " options='endpoint=default/production@not-a-time'";
+  PGconn* c = PQconnectdb(garbled.c_str());
+  EXPECT_NE(PQstatus(c), CONNECTION_OK);
+  PQfinish(c);
+
   auto gone = daemon_->Call("DELETE", "projects/default/branches/production/endpoints/audit");
   EXPECT_EQ(gone.status, 200) << gone.body.dump();
   EXPECT_EQ(daemon_->Call("GET", "projects/default/branches/production/endpoints/audit").status,
