@@ -52,6 +52,12 @@ TableDiff CompareRows(const TableShape& shape, std::vector<DataRow> from, std::v
 // An SQL literal for a value: 'text' with quotes doubled, or NULL.
 std::string SqlLiteral(const DataValue& v);
 
+// One table's statements that turn `from`'s rows into `to`'s, by kind (each ";\n"-ended).
+struct SqlStatements {
+  std::string deletes, updates, inserts;
+};
+SqlStatements RenderSqlStatements(const TableDiff& d);
+
 // DELETE, UPDATE and INSERT statements (in that order, per table) in one transaction, that
 // turn `from`'s rows into `to`'s. Keyed tables by primary key; a table without one deletes
 // one matching row (by ctid) per surplus row. "-- No data differences." when there are none.
