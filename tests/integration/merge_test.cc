@@ -121,7 +121,7 @@ TEST_F(MergeTest, CleanMergeAppliesExactlyTheSourcesChanges) {
 
   r = Arbor("merge s1 --into t1");
   ASSERT_EQ(r.rc, 0) << r.err << r.out;
-  EXPECT_NE(r.out.find("Merged 9 row changes into t1 in one transaction."), std::string::npos)
+  EXPECT_NE(r.out.find("Merged 10 row changes into t1 in one transaction."), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("1 key changed alike"), std::string::npos) << r.out;
 
