@@ -159,6 +159,8 @@ TableDiff CompareRows(const TableShape& shape, std::vector<DataRow> from, std::v
   return d;
 }
 
+bool DataRowLess(const DataRow& a, const DataRow& b) { return RowLess()(a, b); }
+
 std::string SqlLiteral(const DataValue& v) {
   if (!v) return "NULL";
   std::string out = "'";

@@ -49,6 +49,10 @@ struct TableDiff {
 // is once "only" there). REQUIRES: every row has shape.columns.size() values.
 TableDiff CompareRows(const TableShape& shape, std::vector<DataRow> from, std::vector<DataRow> to);
 
+// The order the diff lists rows and keys in, per value: NULL, integers by value, other text
+// as bytes.
+bool DataRowLess(const DataRow& a, const DataRow& b);
+
 // An SQL literal for a value: 'text' with quotes doubled, or NULL.
 std::string SqlLiteral(const DataValue& v);
 

@@ -1,5 +1,6 @@
 #include "cli/data_merge.h"
 
+#include <algorithm>
 #include <map>
 
 namespace arbor::cli {
@@ -92,6 +93,9 @@ TableMerge ThreeWay(const TableDiff& source, const TableDiff& target) {
   for (const DataRow& r : source.only_to) {
     if (take(std::nullopt, r)) m.apply.only_to.push_back(r);
   }
+  std::stable_sort(
+      m.conflicts.begin(), m.conflicts.end(),
+      [](const MergeConflict& a, const MergeConflict& b) { return DataRowLess(a.key, b.key); });
   return m;
 }
 

@@ -61,6 +61,11 @@ TEST(DataMergeTest, EveryKindOfConflictIsFound) {
   TableMerge m = ThreeWay(src, tgt);
   EXPECT_FALSE(m.apply.Differs());
   ASSERT_EQ(m.conflicts.size(), 4u);
+  // Sorted by key, integers by value.
+  EXPECT_EQ(m.conflicts[0].key, R({"1"}));
+  EXPECT_EQ(m.conflicts[1].key, R({"2"}));
+  EXPECT_EQ(m.conflicts[2].key, R({"3"}));
+  EXPECT_EQ(m.conflicts[3].key, R({"10"}));
   std::map<std::string, const MergeConflict*> by_key;
   for (const MergeConflict& c : m.conflicts) by_key[*c.key[0]] = &c;
   ASSERT_EQ(by_key.size(), 4u);
