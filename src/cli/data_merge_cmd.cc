@@ -2,11 +2,11 @@
 // The three-way logic is data_merge.h's, the row reads data_read.h's, the statements
 // data_diff.h's.
 //
-// Exit status: 0 merged (with --dry-run: it would merge cleanly), 1 conflicts (nothing
-// changed), 2 usage, or a merge that is not supported (branches not parent and child, schemas
-// that differ, a changed table without a primary key), 3 daemon unreachable, 4 the
-// transaction failed (PostgreSQL's message; rolled back) or a server failure, 5 the server
-// refused (no such branch, a protected target without an admin token).
+// Exit status: 0 merged (with --dry-run: it would merge cleanly), 1 conflicts, or the target
+// changed during the merge (nothing changed), 2 usage, or a merge that is not supported (branches
+// not parent and child, schemas that differ, a changed table without a primary key), 3 daemon
+// unreachable, 4 the transaction failed (PostgreSQL's message; rolled back) or a server failure, 5
+// the server refused (no such branch, a protected target without an admin token).
 
 #include <libpq-fe.h>
 
@@ -248,6 +248,90 @@ std::vector<size_t> ParentsFirst(const std::vector<TableDiff>& tables,
   return out;
 }
 
+// Locks (FOR UPDATE) the target's rows of the keys `d` writes and checks that they are still
+// the ancestor's (absent for an insert): the target was read in an earlier snapshot, and a
+// key written there since would otherwise be overwritten unseen. Adds "table key" to `*moved`
+// for each key that changed; IOError when the query fails.
+Status CheckTargetUnchanged(PGconn* conn, const TableDiff& d, std::vector<std::string>* moved) {
+  const TableShape& s = d.shape;
+  std::map<DataRow, std::optional<DataRow>> expect;
+  auto key_of = [&](const DataRow& r) {
+    DataRow k;
+    for (size_t i : s.key) k.push_back(r[i]);
+    return k;
+  };
+  for (const DataRow& r : d.only_from) expect[key_of(r)] = r;
+  for (const RowChange& ch : d.changed) expect[key_of(ch.from)] = ch.from;
+  for (const DataRow& r : d.only_to) expect[key_of(r)] = std::nullopt;
+  std::string select = "SELECT ";
+  for (size_t i = 0; i < s.sql_columns.size(); ++i) {
+    select += (i ? ", " : "") + s.sql_columns[i] + "::text";
+  }
+  select += " FROM ONLY " + s.sql_name + " WHERE ";
+  std::map<DataRow, DataRow> found;
+  constexpr size_t kPerStatement = 500;
+  auto it = expect.begin();
+  while (it != expect.end()) {
+    std::string where;
+    for (size_t n = 0; n < kPerStatement && it != expect.end(); ++n, ++it) {
+      std::string one;
+      for (size_t k = 0; k < s.key.size(); ++k) {
+        one += (k ? " AND " : "") + s.sql_columns[s.key[k]] + " = " + SqlLiteral(it->first[k]);
+      }
+      where += (where.empty() ? "(" : " OR (") + one + ")";
+    }
+    PGresult* r = PQexec(conn, (select + where + " FOR UPDATE").c_str());
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+      std::string m = OneLineOf(PQresultErrorMessage(r));
+      PQclear(r);
+      return Status::IOError("the merge failed and was rolled back; PostgreSQL said: " + m);
+    }
+    for (int i = 0; i < PQntuples(r); ++i) {
+      DataRow row;
+      for (int j = 0; j < PQnfields(r); ++j) {
+        if (PQgetisnull(r, i, j)) {
+          row.push_back(std::nullopt);
+        } else {
+          row.push_back(std::string(PQgetvalue(r, i, j), PQgetlength(r, i, j)));
+        }
+      }
+      DataRow k = key_of(row);
+      found[std::move(k)] = std::move(row);
+    }
+    PQclear(r);
+  }
+  for (const auto& [key, want] : expect) {
+    auto f = found.find(key);
+    std::optional<DataRow> have;
+    if (f != found.end()) have = f->second;
+    if (have == want) continue;
+    std::string k;
+    for (size_t i = 0; i < s.key.size(); ++i) {
+      k += (i ? ", " : "") + s.columns[s.key[i]] + "=" + SqlLiteral(key[i]);
+    }
+    moved->push_back(s.name + " " + k);
+  }
+  return Status::Ok();
+}
+
+// As ConnectEndpoint, but asks for the credentials (POST credentials, where the protected
+// branch rule is: a developer token gets none for a protected branch) before it starts the
+// endpoint, so that a refusal says so.
+Result<std::string> CredentialsFirst(const api::ApiClient& c, const api::EndpointName& name) {
+  api::CredentialRequest req;
+  req.endpoint = name.ToString();
+  req.role = "owner";
+  ARBOR_ASSIGN_OR_RETURN(api::Credential cred, c.GenerateCredential(req));
+  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.StartEndpoint(name));
+  if (!e.status.connection_string) {
+    return Status::Internal("endpoint " + name.ToString() + " has no connection string");
+  }
+  const std::string& base = *e.status.connection_string;
+  size_t at = base.find('@');
+  if (at == std::string::npos) return base;
+  return base.substr(0, at) + ":" + cred.token + base.substr(at);
+}
+
 // The ancestor's endpoint: `target` pinned at the time (or LSN) `source` was forked.
 Result<api::EndpointName> AncestorEndpoint(const api::ApiClient& c, const api::BranchName& target,
                                            const api::Branch& source) {
@@ -303,7 +387,7 @@ Status CmdMerge(const Session& s, const MergeOpts& o) {
     // The target's credentials first: POST credentials applies the protected-branch rule.
     api::EndpointName tgt_ep{tgt.project, tgt.branch, kPrimary};
     api::EndpointName src_ep{src.project, src.branch, kPrimary};
-    ARBOR_ASSIGN_OR_RETURN(std::string url_t, ConnectEndpoint(c, tgt_ep));
+    ARBOR_ASSIGN_OR_RETURN(std::string url_t, CredentialsFirst(c, tgt_ep));
     ARBOR_ASSIGN_OR_RETURN(std::string url_s, ConnectEndpoint(c, src_ep));
     ARBOR_ASSIGN_OR_RETURN(api::EndpointName anc_ep, AncestorEndpoint(c, tgt, sb));
     ARBOR_ASSIGN_OR_RETURN(api::Endpoint anc_e, c.GetEndpoint(anc_ep));
@@ -449,6 +533,23 @@ Status CmdMerge(const Session& s, const MergeOpts& o) {
                ") WHERE (SELECT NOT is_called OR last_value < " + val + " FROM " + name + ");\n";
       }
       ARBOR_RETURN_IF_ERROR(Exec(w.get(), "BEGIN", "the merge failed"));
+      std::vector<std::string> moved;
+      for (const TableDiff& d : applies) {
+        if (!d.Differs()) continue;
+        Status st = CheckTargetUnchanged(w.get(), d, &moved);
+        if (!st.ok()) {
+          (void)Exec(w.get(), "ROLLBACK", "rollback");
+          return st;
+        }
+      }
+      if (!moved.empty()) {
+        (void)Exec(w.get(), "ROLLBACK", "rollback");
+        std::string m = tgt.branch + " changed while it was being merged into (" +
+                        std::to_string(moved.size()) + " key" + (moved.size() == 1 ? "" : "s") +
+                        ", e.g. " + moved.front() + "); nothing was merged: run the merge again";
+        outcome = {kConflictExit, m};
+        return Status::Ok();
+      }
       Status st = Exec(w.get(), sql, "the merge failed and was rolled back; PostgreSQL said");
       if (!st.ok()) {
         (void)Exec(w.get(), "ROLLBACK", "rollback");
@@ -511,7 +612,7 @@ Status CmdMerge(const Session& s, const MergeOpts& o) {
   };
   Status st = run();
   if (!st.ok()) FailDiffLike(st);
-  if (outcome.exit == kUnsupportedExit) ExitWith(kUnsupportedExit, outcome.message);
+  if (!outcome.message.empty()) ExitWith(outcome.exit, outcome.message);
   if (outcome.exit != 0) ExitWith(outcome.exit, "");
   return Status::Ok();
 }

@@ -298,6 +298,8 @@ TEST_F(MergeTest, DeveloperTokenCannotMergeIntoProtectedProduction) {
 
   CliRun r = Arbor("merge feat --into production", "ARBOR_TOKEN='" + dev + "'");
   EXPECT_EQ(r.rc, 5) << r.err << r.out;
+  // Refused by POST credentials, where the protected-branch rule is.
+  EXPECT_NE(r.err.find("cannot get credentials for"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("protected"), std::string::npos) << r.err;
   EXPECT_EQ(One("production", "select v from prot where id = 1"), "a");
   // An admin may.
