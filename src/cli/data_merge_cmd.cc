@@ -437,8 +437,7 @@ Status CmdMerge(const Session& s, const MergeOpts& o) {
       if (it_t == tt.end()) continue;  // cannot be: the schemas are the same
       const TableInfo& info_t = it_t->second;
       auto it_a = ta.find(name);
-      TableInfo empty_a;  // created on both since the fork: the ancestor had no rows
-      bool on_ancestor = it_a != ta.end();
+      bool on_ancestor = it_a != ta.end();  // else created on both since the fork: no rows
       const TableInfo& info_a = on_ancestor ? it_a->second : info_s;
       TableShape shape = KeyedShape(info_s);
       if (on_ancestor && ColumnTypes(info_a) != ColumnTypes(info_s)) {
@@ -476,7 +475,6 @@ Status CmdMerge(const Session& s, const MergeOpts& o) {
         ds = CompareRows(shape, {}, std::move(rows_s));
         dt = CompareRows(shape, {}, std::move(rows_t));
       }
-      (void)empty_a;
       merges.push_back(ThreeWay(ds, dt));
     }
     if (!unsupported.empty()) {
@@ -575,7 +573,8 @@ Status CmdMerge(const Session& s, const MergeOpts& o) {
                    {"conflicts", ConflictsToJson(merges)},
                    {"change_count", changes},
                    {"tables", tables},
-                   {"sequences", seqs}});
+                   {"sequences", seqs},
+                   {"pages_read", pages}});
       return Status::Ok();
     }
     std::string text =
@@ -591,6 +590,9 @@ Status CmdMerge(const Session& s, const MergeOpts& o) {
     for (const auto& [name, v] : advance) {
       text += "sequence " + name + ": advanced to at least " + std::to_string(v) + "\n";
     }
+    text += "Read " + std::to_string(pages) +
+            " pages on the three sides (only those written since the fork, where the change index "
+            "tells).\n";
     if (same > 0) {
       text += std::to_string(same) + " key" + (same == 1 ? "" : "s") +
               " changed alike on both branches: nothing to do for them.\n";
@@ -607,7 +609,6 @@ Status CmdMerge(const Session& s, const MergeOpts& o) {
       text += "Nothing to merge.\n";
     }
     s.Print(text);
-    (void)pages;
     return Status::Ok();
   };
   Status st = run();
