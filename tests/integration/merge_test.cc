@@ -310,5 +310,23 @@ TEST_F(MergeTest, DeveloperTokenCannotMergeIntoProtectedProduction) {
                 {{"spec", {{"is_protected", false}}}});
 }
 
+TEST_F(MergeTest, AChangedTableWithoutAPrimaryKeyIsRefusedUnlessLeftOut) {
+  Fork("t7", "production");
+  Exec("t7",
+       "create table nokey (a int, b text); insert into nokey values (1, 'x');"
+       "create table keyed (id int primary key, v text); insert into keyed values (1, 'x')");
+  Fork("s7", "t7");
+  Exec("s7", "insert into nokey values (2, 'y'); update keyed set v = 'y' where id = 1");
+  std::string before = Sum("t7", "keyed") + Sum("t7", "nokey");
+  CliRun r = Arbor("merge s7 --into t7");
+  EXPECT_EQ(r.rc, 2) << r.err << r.out;
+  EXPECT_NE(r.err.find("public.nokey: it has no primary key"), std::string::npos) << r.err;
+  EXPECT_EQ(Sum("t7", "keyed") + Sum("t7", "nokey"), before);
+  r = Arbor("merge s7 --into t7 --table keyed");
+  ASSERT_EQ(r.rc, 0) << r.err << r.out;
+  EXPECT_EQ(One("t7", "select v from keyed where id = 1"), "y");
+  EXPECT_EQ(One("t7", "select count(*) from nokey"), "1");
+}
+
 }  // namespace
 }  // namespace arbor
