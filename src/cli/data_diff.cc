@@ -159,6 +159,8 @@ TableDiff CompareRows(const TableShape& shape, std::vector<DataRow> from, std::v
   return d;
 }
 
+bool DataRowLess(const DataRow& a, const DataRow& b) { return RowLess()(a, b); }
+
 std::string SqlLiteral(const DataValue& v) {
   if (!v) return "NULL";
   std::string out = "'";
@@ -167,6 +169,38 @@ std::string SqlLiteral(const DataValue& v) {
     out += c;
   }
   return out + "'";
+}
+
+SqlStatements RenderSqlStatements(const TableDiff& d) {
+  SqlStatements out;
+  const TableShape& s = d.shape;
+  for (const DataRow& r : d.only_from) {
+    if (!s.key.empty()) {
+      out.deletes += "DELETE FROM ONLY " + s.sql_name + " WHERE " + Where(s, r) + ";\n";
+      continue;
+    }
+    // No key: one row with exactly these values (compared as text, as the diff did).
+    std::string match;
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (i > 0) match += " AND ";
+      match +=
+          r[i] ? s.sql_columns[i] + "::text = " + SqlLiteral(r[i]) : s.sql_columns[i] + " IS NULL";
+    }
+    out.deletes += "DELETE FROM ONLY " + s.sql_name + " WHERE ctid = (SELECT ctid FROM ONLY " +
+                   s.sql_name + " WHERE " + match + " LIMIT 1);\n";
+  }
+  for (const RowChange& c : d.changed) {
+    std::string set;
+    for (size_t i = 0; i < c.to.size(); ++i) {
+      if (c.from[i] == c.to[i]) continue;
+      if (!set.empty()) set += ", ";
+      set += s.sql_columns[i] + " = " + SqlLiteral(c.to[i]);
+    }
+    out.updates +=
+        "UPDATE ONLY " + s.sql_name + " SET " + set + " WHERE " + Where(s, c.from) + ";\n";
+  }
+  for (const DataRow& r : d.only_to) out.inserts += Insert(s, r);
+  return out;
 }
 
 std::string RenderSqlPatch(const std::vector<TableDiff>& diffs) {
@@ -178,31 +212,8 @@ std::string RenderSqlPatch(const std::vector<TableDiff>& diffs) {
            ", " + Plural(d.changed.size(), "row updated", "rows updated") + ", " +
            Plural(d.only_to.size(), "row inserted", "rows inserted") + "\n";
     for (const std::string& n : s.notes) out += "-- " + n + "\n";
-    for (const DataRow& r : d.only_from) {
-      if (!s.key.empty()) {
-        out += "DELETE FROM ONLY " + s.sql_name + " WHERE " + Where(s, r) + ";\n";
-        continue;
-      }
-      // No key: one row with exactly these values (compared as text, as the diff did).
-      std::string match;
-      for (size_t i = 0; i < r.size(); ++i) {
-        if (i > 0) match += " AND ";
-        match += r[i] ? s.sql_columns[i] + "::text = " + SqlLiteral(r[i])
-                      : s.sql_columns[i] + " IS NULL";
-      }
-      out += "DELETE FROM ONLY " + s.sql_name + " WHERE ctid = (SELECT ctid FROM ONLY " +
-             s.sql_name + " WHERE " + match + " LIMIT 1);\n";
-    }
-    for (const RowChange& c : d.changed) {
-      std::string set;
-      for (size_t i = 0; i < c.to.size(); ++i) {
-        if (c.from[i] == c.to[i]) continue;
-        if (!set.empty()) set += ", ";
-        set += s.sql_columns[i] + " = " + SqlLiteral(c.to[i]);
-      }
-      out += "UPDATE ONLY " + s.sql_name + " SET " + set + " WHERE " + Where(s, c.from) + ";\n";
-    }
-    for (const DataRow& r : d.only_to) out += Insert(s, r);
+    SqlStatements st = RenderSqlStatements(d);
+    out += st.deletes + st.updates + st.inserts;
   }
   if (out.empty()) return "-- No data differences.\n";
   return "BEGIN;\n" + out + "COMMIT;\n";

@@ -49,8 +49,18 @@ struct TableDiff {
 // is once "only" there). REQUIRES: every row has shape.columns.size() values.
 TableDiff CompareRows(const TableShape& shape, std::vector<DataRow> from, std::vector<DataRow> to);
 
+// The order the diff lists rows and keys in, per value: NULL, integers by value, other text
+// as bytes.
+bool DataRowLess(const DataRow& a, const DataRow& b);
+
 // An SQL literal for a value: 'text' with quotes doubled, or NULL.
 std::string SqlLiteral(const DataValue& v);
+
+// One table's statements that turn `from`'s rows into `to`'s, by kind (each ";\n"-ended).
+struct SqlStatements {
+  std::string deletes, updates, inserts;
+};
+SqlStatements RenderSqlStatements(const TableDiff& d);
 
 // DELETE, UPDATE and INSERT statements (in that order, per table) in one transaction, that
 // turn `from`'s rows into `to`'s. Keyed tables by primary key; a table without one deletes

@@ -476,6 +476,7 @@ Status CmdMigrateCheck(const Session& s, const MigrateOpts& o) {
 void AddWorkflowCommands(CLI::App& app, Session& s, Action* action) {
   AddGitCommands(app, s, action);
   AddBisectCommand(app, s, action);
+  AddMergeCommand(app, s, action);
 
   // ci
   auto* ci = app.add_subcommand("ci", "A database branch per CI run");

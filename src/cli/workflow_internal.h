@@ -55,6 +55,9 @@ struct DataDiffOpts {
 };
 Status CmdDataDiff(const Session& s, const DataDiffOpts& o);
 
+// Registers `arbor merge` (data_merge_cmd.cc).
+void AddMergeCommand(CLI::App& app, Session& s, Action* action);
+
 // Registers `arbor bisect` (bisect.cc).
 void AddBisectCommand(CLI::App& app, Session& s, Action* action);
 

@@ -645,5 +645,38 @@ TEST_F(WorkflowCommandTest, DiffErrorsAreNeverExitStatusOne) {
   EXPECT_EQ(Run({"migrate-check", "--target", "a", "--", "true"}).code, 3);
 }
 
+TEST_F(WorkflowCommandTest, MergeRefusesWhatItDoesNotSupportBeforeTouchingData) {
+  auto branch = [](const std::string& id, const std::string& parent) {
+    api::Branch b;
+    b.name = "projects/default/branches/" + id;
+    b.status.current_state = "READY";
+    if (!parent.empty()) {
+      b.spec.source_branch = "projects/default/branches/" + parent;
+      b.status.source_branch = b.spec.source_branch;
+      b.status.source_branch_time_us = 1'700'000'000'000'000;
+    }
+    return api::ToJson(b).dump();
+  };
+  api_.On("GET", "projects/default/branches/feat", 200, branch("feat", "dev"));
+  api_.On("GET", "projects/default/branches/production", 200, branch("production", ""));
+  api_.On("GET", "projects/default/branches/nosuch", 404,
+          NotFound("branch projects/default/branches/nosuch does not exist"));
+  // Not the source's parent: refused with the relation that is supported; no credentials
+  // were asked for.
+  auto r = Run({"merge", "feat", "--into", "production"});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("only a merge into the branch's parent is supported"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("projects/default/branches/dev"), std::string::npos) << r.err;
+  EXPECT_EQ(api_.Count("POST", "credentials"), 0);
+  auto missing = Run({"merge", "nosuch", "--into", "production"});
+  EXPECT_EQ(missing.code, 5) << missing.err;
+  EXPECT_EQ(Run({"merge", "feat"}).code, 2);
+  EXPECT_EQ(Run({"merge", "feat", "--into", "feat"}).code, 2);
+  EXPECT_EQ(Run({"merge", "feat@-1h", "--into", "production"}).code, 2);
+  env_["ARBOR_API"] = "http://127.0.0.1:1";
+  EXPECT_EQ(Run({"merge", "feat", "--into", "production"}).code, 3);
+}
+
 }  // namespace
 }  // namespace arbor::cli
