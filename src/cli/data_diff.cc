@@ -36,17 +36,6 @@ std::string RowText(const TableShape& shape, const DataRow& row, bool key_only) 
   return out;
 }
 
-// What is not the key: "name='x', v=NULL".
-std::string RestText(const TableShape& shape, const DataRow& row) {
-  std::string out;
-  for (size_t i = 0; i < row.size(); ++i) {
-    if (std::find(shape.key.begin(), shape.key.end(), i) != shape.key.end()) continue;
-    if (!out.empty()) out += ", ";
-    out += shape.columns[i] + "=" + Shown(row[i]);
-  }
-  return out;
-}
-
 std::string Where(const TableShape& shape, const DataRow& row) {
   std::string out;
   for (size_t i : shape.key) {

@@ -349,7 +349,7 @@ Result<api::EndpointName> AncestorEndpoint(const api::ApiClient& c, const api::B
   } else {
     return Status::Internal("branch " + source.name + " records no fork time or LSN");
   }
-  std::string id = PinnedEndpointId(spec.source_branch_time_us, spec.source_branch_lsn);
+  std::string id = api::PinnedEndpointId(spec.source_branch_time_us, spec.source_branch_lsn);
   api::EndpointName name{target.project, target.branch, id};
   auto made = c.CreateEndpoint(target, id, spec);
   if (!made.ok() && made.status().code() != Code::kAlreadyExists) return made.status();
