@@ -1,13 +1,17 @@
 #include "api/bisect.h"
 
 #include <cstddef>
+#include <cstdint>
 
 namespace arbor::api {
 
-std::vector<int> NextProbes(int lo, int hi) {
-  if (hi - lo <= 2) return {lo + 1};
-  std::vector<int> mids{lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3};
-  if (mids[0] == mids[1]) mids.pop_back();
+std::vector<int> NextProbes(int lo, int hi, int count) {
+  std::vector<int> mids;
+  for (int i = 1; i <= count; ++i) {
+    int m = lo + static_cast<int>(static_cast<int64_t>(hi - lo) * i / (count + 1));
+    if (m > lo && m < hi && (mids.empty() || m > mids.back())) mids.push_back(m);
+  }
+  if (mids.empty()) mids.push_back(lo + 1);
   return mids;
 }
 

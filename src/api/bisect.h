@@ -10,8 +10,8 @@
 namespace arbor::api {
 
 // The states to probe next, at once, inside (lo, hi) where lo is good and hi bad, hi-lo > 1:
-// one when hi-lo is 2, else two that split the range in three (log3 rounds, not log2).
-std::vector<int> NextProbes(int lo, int hi);
+// up to `count` that split the range in count + 1 parts (fewer when it is that narrow).
+std::vector<int> NextProbes(int lo, int hi, int count);
 // Narrows (lo, hi) with the answers for `probes` (in NextProbes' order): the first bad one
 // becomes hi, the good ones before it move lo. Returns the index in `probes` of the new hi,
 // or -1 if every probe was good.

@@ -980,7 +980,7 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
       options_.data_dir + "/logs/" + ep.project + "." + ep.branch + "." + ep.id + ".log";
   spec.shared_buffers = options_.shared_buffers;
   spec.max_connections = options_.max_connections;
-  spec.settings = {{"recovery_init_sync_method", "syncfs"}};
+  spec.settings = {{"recovery_init_sync_method", "syncfs"}, {"wal_compression", "lz4"}};
   // No TCP: the proxy is the only way in, and the socket asks every login for its password.
   spec.listen_addresses = "";
   spec.settings.emplace_back("hba_file", HbaFile());
@@ -997,6 +997,8 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
     // ends recovery (nothing promotes it). Its roles must hold the passwords Arbor holds now
     // (StartStandby), so it gets all of them.
     spec.settings.emplace_back("hot_standby", "on");
+    spec.settings.emplace_back("fsync", "off");
+    spec.shared_buffers = "512MB";
     for (const auto& [k, r] : catalog_.roles) {
       if (r.project == ep.project && r.branch == ep.branch) plan.roles.push_back(r);
     }

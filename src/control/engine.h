@@ -227,6 +227,37 @@ class Engine {
                                                             const std::string& branch,
                                                             std::optional<int64_t> time_us,
                                                             std::optional<uint64_t> lsn);
+  // The WAL of one branch as pinned endpoints walked forward need it: each segment's bytes
+  // from its start, read from the store once and kept for the other walkers of the same
+  // search. WAL is only appended to, so bytes read at a later state are the bytes of every
+  // earlier state up to its end. One per search (bisect); thread-safe.
+  class WalCache {
+   private:
+    friend class Engine;
+    struct Segment {
+      std::string name;   // the file in pg_wal
+      std::string bytes;  // from the segment's start; valid up to `valid`
+      uint64_t valid = 0;
+    };
+    std::mutex mu;
+    std::map<uint64_t, Segment> segments;  // by segment number
+  };
+  // Moves the running pinned endpoint `id` forward along its branch's history: from the
+  // state it serves, whose WAL ends at `from` (its pg_last_wal_replay_lsn()), to the later
+  // state whose WAL ends at `to`. The endpoint's pg_wal segments from `from` on are replaced
+  // by files outside its timeline that hold the branch's WAL up to `to` and zeros after it
+  // (the store is read once per search, through `cache`), and its standby is woken to replay
+  // them. The answer is where its replay stops: the end of the last whole record up to `to`
+  // (`from` if there is none); the caller waits until pg_last_wal_replay_lsn() reaches it.
+  // It then serves what an endpoint pinned at `to` would, without replaying again from the
+  // last checkpoint (bisect walks its standbys forward this way). InvalidArgument if `to` <=
+  // `from`; FailedPrecondition if it is not running, or if a WAL segment between the two is
+  // no longer in the branch's pg_wal at `to` (recycled by a checkpoint): pin a new endpoint
+  // at `to` instead.
+  [[nodiscard]] Result<uint64_t> AdvancePinnedEndpoint(const std::string& project,
+                                                       const std::string& branch,
+                                                       const std::string& id, uint64_t from,
+                                                       uint64_t to, WalCache* cache);
   // The branch's read-write endpoint: its first endpoint that is not pinned. NotFound if none.
   [[nodiscard]] Result<EndpointRecord> DefaultEndpoint(const std::string& project,
                                                        const std::string& branch);

@@ -1,17 +1,21 @@
 // Time travel: read-only endpoints pinned at a point of their branch's history (engine.h).
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
+#include <string_view>
 
 #include "api/names.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "control/engine.h"
+#include "fs/wal.h"
 #include "proxy/auth/scram.h"
 
 namespace arbor::control {
@@ -166,6 +170,173 @@ Result<EndpointRecord> Engine::EnsurePinnedEndpoint(const std::string& project,
   return e;
 }
 
+namespace {
+
+// The file name of WAL segment `segno` in `names` (a pg_wal listing): TTTTTTTTLLLLLLLLSSSSSSSS
+// in hex, the highest timeline if several hold it. Empty if none does.
+std::string SegmentName(const std::vector<storage::DirEntry>& names, uint64_t segno) {
+  constexpr uint64_t kSegmentsPerId = 0x100000000ull / fs::kWalSegmentSize;
+  char tail[17];
+  std::snprintf(tail, sizeof tail, "%08X%08X", static_cast<unsigned>(segno / kSegmentsPerId),
+                static_cast<unsigned>(segno % kSegmentsPerId));
+  std::string best;
+  for (const auto& e : names) {
+    if (e.name.size() != 24 || e.name.compare(8, 16, tail) != 0) continue;
+    if (e.name.find_first_not_of("0123456789ABCDEF") != std::string::npos) continue;
+    if (best.empty() || e.name.compare(0, 8, best, 0, 8) > 0) best = e.name;
+  }
+  return best;
+}
+
+// Writes `data` at `offset` of `path`, a segment file of a walked endpoint, made at its full
+// size (sparse: zeros) and owned by the compute user if it is new.
+Status WriteSegment(const std::string& path, uint64_t offset, std::string_view data,
+                    const compute::OsUser& user) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return Status::IOError("opening " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  bool ok = fstat(fd, &st) == 0;
+  if (ok && st.st_uid != user.uid && geteuid() == 0) ok = fchown(fd, user.uid, user.gid) == 0;
+  if (ok && static_cast<uint64_t>(st.st_size) < fs::kWalSegmentSize) {
+    ok = ftruncate(fd, fs::kWalSegmentSize) == 0;
+  }
+  size_t done = 0;
+  while (ok && done < data.size()) {
+    ssize_t n = pwrite(fd, data.data() + done, data.size() - done, offset + done);
+    if (n <= 0) {
+      ok = false;
+      break;
+    }
+    done += n;
+  }
+  int err = errno;
+  close(fd);
+  if (!ok) return Status::IOError("writing " + path + ": " + std::strerror(err));
+  return Status::Ok();
+}
+
+// Points pg_wal/`name` of the mounted `pgdata` at `target`, unless it already does. The
+// standby reopens a segment after it found no more WAL in it, so it reads the new file.
+Status LinkSegment(const std::string& pgdata, const std::string& name, const std::string& target) {
+  std::string path = pgdata + "/pg_wal/" + name;
+  char buf[4096];
+  ssize_t n = readlink(path.c_str(), buf, sizeof buf);
+  if (n > 0 && std::string_view(buf, n) == target) return Status::Ok();
+  std::string tmp = pgdata + "/pg_wal/." + name + ".walk";
+  unlink(tmp.c_str());
+  if (symlink(target.c_str(), tmp.c_str()) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::IOError("linking " + path + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+// The directory of a walked endpoint's segment files, readable by the compute user only.
+Status PrepareWalDir(const std::string& dir, const compute::OsUser& user) {
+  std::string parent = dir.substr(0, dir.rfind('/'));
+  // The daemon's umask is 077: the compute user needs to pass through.
+  if ((mkdir(parent.c_str(), 0711) != 0 && errno != EEXIST) || chmod(parent.c_str(), 0711) != 0) {
+    return Status::IOError("creating " + parent + ": " + std::strerror(errno));
+  }
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::IOError("creating " + dir + ": " + std::strerror(errno));
+  }
+  if (geteuid() == 0 && chown(dir.c_str(), user.uid, user.gid) != 0) {
+    return Status::IOError("chown " + dir + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<uint64_t> Engine::AdvancePinnedEndpoint(const std::string& project,
+                                               const std::string& branch, const std::string& id,
+                                               uint64_t from, uint64_t to, WalCache* cache) {
+  if (to <= from) return Status::InvalidArgument("a pinned endpoint only moves forward");
+  TimelineId tl;
+  Seq at;
+  std::string pgdata, cid, dir;
+  {
+    std::lock_guard l(mu_);
+    ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, branch));
+    ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
+    auto live = live_.find({project, branch, id});
+    if (!e->pinned || live == live_.end() || !live->second.running || live->second.starting ||
+        live->second.stopping) {
+      return Status::FailedPrecondition("endpoint " + BranchName(project, branch) +
+                                        "/endpoints/" + id + " is not a running pinned endpoint");
+    }
+    tl = b->timeline;
+    ARBOR_ASSIGN_OR_RETURN(at, store_->SeqAtLsn(tl, Lsn(to)));
+    pgdata = live->second.mountpoint;
+    cid = ComputeId(*e);
+    dir = EndpointDir("wal", *e);
+  }
+  ARBOR_RETURN_IF_ERROR(PrepareWalDir(dir, supervisor_->user()));
+  const uint64_t seg = fs::kWalSegmentSize, page = fs::kWalPageSize;
+  const uint64_t begin = from / page * page;
+  std::string wal;  // [begin, to), for WalRecordsEnd
+  std::optional<std::pair<InodeId, std::vector<storage::DirEntry>>> listing;  // pg_wal at `to`
+  for (uint64_t segno = begin / seg; segno * seg < to; ++segno) {
+    const uint64_t base = segno * seg;
+    const uint64_t need = std::min(to, base + seg) - base;  // bytes of this segment up to `to`
+    const uint64_t had = std::max(begin, base) - base;      // what the endpoint's file holds
+    std::string name, fresh;
+    {
+      std::lock_guard l(cache->mu);
+      WalCache::Segment& s = cache->segments[segno];
+      if (s.valid < need) {
+        // The missing part, from the store's state at `to` (the WAL reaches `to` there). A
+        // partial last page is read again: it holds more now.
+        if (!listing) {
+          ARBOR_ASSIGN_OR_RETURN(auto wal_dir, store_->Lookup(tl, at, kRootInode, "pg_wal"));
+          if (!wal_dir) return Status::FailedPrecondition("the branch has no pg_wal there");
+          ARBOR_ASSIGN_OR_RETURN(auto entries, store_->ReadDir(tl, at, wal_dir->ino));
+          listing.emplace(wal_dir->ino, std::move(entries));
+        }
+        if (s.name.empty()) s.name = SegmentName(listing->second, segno);
+        if (s.name.empty()) {
+          return Status::FailedPrecondition("the branch's WAL segment " + std::to_string(segno) +
+                                            " is no longer in its pg_wal at that point");
+        }
+        ARBOR_ASSIGN_OR_RETURN(auto entry, store_->Lookup(tl, at, listing->first, s.name));
+        if (!entry) {
+          return Status::FailedPrecondition("pg_wal/" + s.name + " is gone at that point");
+        }
+        uint64_t lo = s.valid / page * page;
+        uint64_t hi = std::min(seg, (need + page - 1) / page * page);
+        ARBOR_ASSIGN_OR_RETURN(std::string got, store_->ReadFile(tl, at, entry->ino, lo, hi - lo));
+        if (got.size() != hi - lo) {
+          return Status::FailedPrecondition("pg_wal/" + s.name + " is short at that point");
+        }
+        s.bytes.resize(lo);
+        s.bytes += got;
+        s.valid = need;
+      }
+      name = s.name;
+      // The endpoint gets the WAL up to `to` and nothing after it: zeros, as at `to`.
+      fresh = s.bytes.substr(had, need - had);
+    }
+    std::string file = dir + "/" + name;
+    bool made = access(file.c_str(), F_OK) != 0;
+    if (made) {
+      // A new file holds the segment from its start: the standby may read any of it.
+      std::lock_guard l(cache->mu);
+      ARBOR_RETURN_IF_ERROR(WriteSegment(
+          file, 0, std::string_view(cache->segments[segno].bytes).substr(0, need),
+          supervisor_->user()));
+    } else {
+      ARBOR_RETURN_IF_ERROR(WriteSegment(file, had, fresh, supervisor_->user()));
+    }
+    ARBOR_RETURN_IF_ERROR(LinkSegment(pgdata, name, file));
+    wal += fresh;
+  }
+  // A standby that found no more WAL sleeps for wal_retrieve_retry_interval; a reload wakes
+  // its startup process at once.
+  if (auto pid = supervisor_->Pid(cid)) kill(*pid, SIGHUP);
+  wal.resize((to + page - 1) / page * page - begin, '\0');
+  return fs::WalRecordsEnd(from, begin, wal);
+}
+
 Result<EndpointRecord> Engine::DefaultEndpoint(const std::string& project,
                                                const std::string& branch) {
   std::lock_guard l(mu_);
@@ -206,6 +377,9 @@ Status Engine::ErasePinnedEndpointLocked(const EndpointRecord& ep) {
     st = store_->WriteMeta({Catalog::EraseEndpoint(ep.project, ep.branch, ep.id)});
   }
   ARBOR_RETURN_IF_ERROR(st);
+  // The segment files a walk gave it (AdvancePinnedEndpoint).
+  std::error_code ignored;
+  std::filesystem::remove_all(EndpointDir("wal", ep), ignored);
   if (ports_ != nullptr) ports_->Unlisten(ep.port);
   ForgetActivity(key);
   live_.erase(key);

@@ -21,4 +21,13 @@ inline constexpr uint64_t kWalSegmentSize = 16ull << 20;  // initdb's default, w
 // branch "where the WAL reached L" may fork a write later than the earliest, never earlier.
 std::optional<uint64_t> WalEndOfWrite(uint64_t offset, std::span<const char> data);
 
+// Where a standby that has replayed up to `from` (pg_last_wal_replay_lsn(): the end of the last
+// record it replayed) stops when it reads `wal`, the WAL bytes of LSNs [begin, begin +
+// wal.size()) with `begin` page aligned and <= `from`: the end of the last whole record after
+// `from` that has valid page headers and a matching CRC, or `from` if there is none. Like
+// PostgreSQL's reader it follows records across pages and segments (a record may straddle
+// pages, a page starts with a header, an XLOG_SWITCH record ends its segment), and it stops at
+// zeros, a torn record or a page that does not belong there.
+uint64_t WalRecordsEnd(uint64_t from, uint64_t begin, std::span<const char> wal);
+
 }  // namespace arbor::fs

@@ -87,6 +87,8 @@ TEST_F(TimeTravelTest, BisectNamesTheDeleteAndTheStatesAroundItAreExact) {
   EXPECT_LT(j.value("last_good_time_us", int64_t{0}), j.value("first_bad_time_us", int64_t{0}));
   // Over 50+ commits a binary search needs about log2 of them, plus the two ends.
   EXPECT_LE(j.value("probes", 99), 12) << r.out;
+  // Standbys walk forward from state to state: far fewer are started than states probed.
+  EXPECT_LT(j.value("standbys", 99), j.value("probes", 0)) << r.out;
   EXPECT_GE(j.value("points", 0), 50) << r.out;
   EXPECT_FALSE(j.value("first_bad_lsn", std::string()).empty());
   EXPECT_NE(j.value("command", std::string()).find("--at " + good), std::string::npos);
@@ -280,6 +282,9 @@ TEST_F(TimeTravelTest, BisectSaysWhenTheCheckIsBadInputOrNeverFlips) {
                       {{"check", "select 1"}, {"since", testutil::Rfc3339(start)}});
   EXPECT_EQ(api.status, 400) << api.body.dump();
   EXPECT_NE(api.body.value("message", std::string()).find("one boolean"), std::string::npos);
+  // However a search ends, its standbys go with it.
+  auto eps = daemon_->Call("GET", "projects/default/branches/production/endpoints");
+  EXPECT_EQ(eps.body["endpoints"].size(), 1u) << eps.body.dump();
 }
 
 }  // namespace
