@@ -8,8 +8,8 @@ Result<datadiff::ForkPoint> ApiBackend::ForkOf(const api::BranchName& branch) {
   ARBOR_ASSIGN_OR_RETURN(api::Branch b, c_.GetBranch(branch));
   datadiff::ForkPoint fork;
   fork.parent = b.status.source_branch.value_or(b.spec.source_branch.value_or(""));
-  fork.time_us =
-      b.status.source_branch_time_us ? b.status.source_branch_time_us : b.spec.source_branch_time_us;
+  fork.time_us = b.status.source_branch_time_us ? b.status.source_branch_time_us
+                                                : b.spec.source_branch_time_us;
   fork.lsn = b.status.source_branch_lsn ? b.status.source_branch_lsn : b.spec.source_branch_lsn;
   return fork;
 }
@@ -43,8 +43,8 @@ Result<datadiff::PinnedSide> ApiBackend::Pin(const api::BranchName& branch,
   auto made = c_.CreateEndpoint(branch, id, spec);
   if (!made.ok() && made.status().code() != Code::kAlreadyExists) return made.status();
   ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c_.GetEndpoint(out.endpoint));
-  out.label = datadiff::PinnedLabel(branch.branch, e.spec.source_branch_time_us,
-                                    e.spec.source_branch_lsn);
+  out.label =
+      datadiff::PinnedLabel(branch.branch, e.spec.source_branch_time_us, e.spec.source_branch_lsn);
   return out;
 }
 

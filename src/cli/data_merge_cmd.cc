@@ -31,7 +31,8 @@ Status CmdMerge(const Session& s, const MergeOpts& o) {
   if (src.project != tgt.project) Usage("the source and the target must be in one project");
   if (src.branch == tgt.branch) Usage("the source and the target are the same branch");
   ApiBackend backend(s, c);
-  auto r = datadiff::Merge(backend, datadiff::MergeRequest{src, tgt, o.tables, o.database, o.dry_run});
+  auto r =
+      datadiff::Merge(backend, datadiff::MergeRequest{src, tgt, o.tables, o.database, o.dry_run});
   if (!r.ok()) FailDiffLike(r.status());
   switch (r->refusal) {
     case datadiff::Refusal::kNone:

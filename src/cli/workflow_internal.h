@@ -7,8 +7,8 @@
 
 #include "cli/session.h"
 #include "datadiff/backend.h"
-#include "datadiff/diff.h"
 #include "datadiff/catalog.h"
+#include "datadiff/diff.h"
 #include "datadiff/schema_diff.h"
 
 namespace arbor::cli {
@@ -17,9 +17,9 @@ namespace arbor::cli {
 using datadiff::Catalog;
 using datadiff::Change;
 using datadiff::CompareCatalogs;
+using datadiff::ConnInfoParts;
 using datadiff::DiffFormat;
 using datadiff::DiffToJson;
-using datadiff::ConnInfoParts;
 using datadiff::ReadCatalog;
 using datadiff::RenderDiff;
 

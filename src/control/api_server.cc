@@ -738,24 +738,24 @@ void ApiServer::Routes() {
            send(res, a);
            return Status::Ok();
          }));
-  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):merge",
-         wrap([eng, tokens = tokens_, send](const httplib::Request& req, httplib::Response& res) {
-           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
-           ARBOR_RETURN_IF_ERROR(
-               OnlyFields(body, {"into", "dry_run", "tables", "database"}, "body"));
-           MergeCall call;
-           ARBOR_ASSIGN_OR_RETURN(auto into, Field<std::string>(body, "into", "body"));
-           call.into = into.value_or("");
-           ARBOR_ASSIGN_OR_RETURN(auto dry, Field<bool>(body, "dry_run", "body"));
-           call.dry_run = dry.value_or(false);
-           ARBOR_ASSIGN_OR_RETURN(call.tables, Strings(body, "tables", "body"));
-           ARBOR_ASSIGN_OR_RETURN(auto db, Field<std::string>(body, "database", "body"));
-           call.database = db.value_or("");
-           ARBOR_ASSIGN_OR_RETURN(DataAnswer a,
-                                  RunMerge(eng, tokens, req.matches[1], req.matches[2], call));
-           send(res, a);
-           return Status::Ok();
-         }));
+  s.Post(
+      kPrefix + "projects/([^/:]+)/branches/([^/:]+):merge",
+      wrap([eng, tokens = tokens_, send](const httplib::Request& req, httplib::Response& res) {
+        ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+        ARBOR_RETURN_IF_ERROR(OnlyFields(body, {"into", "dry_run", "tables", "database"}, "body"));
+        MergeCall call;
+        ARBOR_ASSIGN_OR_RETURN(auto into, Field<std::string>(body, "into", "body"));
+        call.into = into.value_or("");
+        ARBOR_ASSIGN_OR_RETURN(auto dry, Field<bool>(body, "dry_run", "body"));
+        call.dry_run = dry.value_or(false);
+        ARBOR_ASSIGN_OR_RETURN(call.tables, Strings(body, "tables", "body"));
+        ARBOR_ASSIGN_OR_RETURN(auto db, Field<std::string>(body, "database", "body"));
+        call.database = db.value_or("");
+        ARBOR_ASSIGN_OR_RETURN(DataAnswer a,
+                               RunMerge(eng, tokens, req.matches[1], req.matches[2], call));
+        send(res, a);
+        return Status::Ok();
+      }));
 
   // The pages of relation files that may differ between two endpoints of one project, for
   // `arbor diff --data` (docs/api.md). `against` is the other endpoint's full name.

@@ -58,17 +58,16 @@ class EngineDataBackend : public datadiff::Backend {
                                                   branch.project, branch.branch, time_us, at_lsn));
     datadiff::PinnedSide out;
     out.endpoint = api::EndpointName{ep.project, ep.branch, ep.id};
-    out.label = ep.requested_lsn
-                    ? datadiff::PinnedLabel(ep.branch, std::nullopt, Lsn(ep.pin_lsn))
-                    : datadiff::PinnedLabel(ep.branch, ep.pin_time_us, std::nullopt);
+    out.label = ep.requested_lsn ? datadiff::PinnedLabel(ep.branch, std::nullopt, Lsn(ep.pin_lsn))
+                                 : datadiff::PinnedLabel(ep.branch, ep.pin_time_us, std::nullopt);
     return out;
   }
 
   Result<api::ChangedPages> ChangedPages(const api::EndpointName& a,
                                          const api::EndpointName& b) override {
-    ARBOR_ASSIGN_OR_RETURN(control::ChangedPages cp,
-                           engine_->ChangedPagesBetween(a.project, a.branch, a.endpoint, b.branch,
-                                                        b.endpoint));
+    ARBOR_ASSIGN_OR_RETURN(
+        control::ChangedPages cp,
+        engine_->ChangedPagesBetween(a.project, a.branch, a.endpoint, b.branch, b.endpoint));
     api::ChangedPages out;
     out.complete = cp.complete;
     out.reason = cp.reason;
@@ -119,14 +118,16 @@ Result<DataAnswer> RunDataDiff(Engine* engine, const proxy::auth::TokenSigner* t
   // A: the branch of the URL, as it is now.
   api::BranchName a{project, branch};
   ARBOR_RETURN_IF_ERROR(engine->GetBranch(a.project, a.branch).status());
-  r.a = datadiff::DiffSide{a.branch, api::EndpointName{a.project, a.branch, datadiff::kPrimaryEndpoint}};
+  r.a = datadiff::DiffSide{a.branch,
+                           api::EndpointName{a.project, a.branch, datadiff::kPrimaryEndpoint}};
   // B: `against`, a branch or a branch at a past state.
   size_t at = call.against.find('@');
   auto b = BranchNameIn(project, call.against.substr(0, at));
   if (!b.ok()) return Status::InvalidArgument("against: " + b.status().message());
   if (at == std::string::npos) {
     ARBOR_RETURN_IF_ERROR(engine->GetBranch(b->project, b->branch).status());
-    r.b = datadiff::DiffSide{b->branch, api::EndpointName{b->project, b->branch, datadiff::kPrimaryEndpoint}};
+    r.b = datadiff::DiffSide{b->branch,
+                             api::EndpointName{b->project, b->branch, datadiff::kPrimaryEndpoint}};
   } else {
     std::string when = call.against.substr(at + 1);
     std::optional<int64_t> time_us;
@@ -158,7 +159,8 @@ Result<DataAnswer> RunMerge(Engine* engine, const proxy::auth::TokenSigner* toke
                             const std::string& project, const std::string& source,
                             const MergeCall& call) {
   if (call.into.empty()) {
-    return Status::InvalidArgument("into is required: the branch to merge into (the source's parent)");
+    return Status::InvalidArgument(
+        "into is required: the branch to merge into (the source's parent)");
   }
   auto target = BranchNameIn(project, call.into);
   if (!target.ok()) return Status::InvalidArgument("into: " + target.status().message());

@@ -8,8 +8,8 @@
 #include <map>
 #include <string>
 
-#include "datadiff/schema_diff.h"
 #include "common/status.h"
+#include "datadiff/schema_diff.h"
 
 namespace arbor::datadiff {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "datadiff/data_diff.h"
 #include "common/status.h"
+#include "datadiff/data_diff.h"
 
 struct pg_conn;
 

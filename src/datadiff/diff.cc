@@ -66,7 +66,8 @@ TableShape ShapeOf(const TableInfo& a, const TableInfo& b, const std::string& a_
 
 std::string PinnedLabel(const std::string& branch, std::optional<int64_t> time_us,
                         std::optional<Lsn> lsn) {
-  return branch + "@" + (lsn ? "lsn:" + api::FormatLsn(*lsn) : api::FormatTime(time_us.value_or(0)));
+  return branch + "@" +
+         (lsn ? "lsn:" + api::FormatLsn(*lsn) : api::FormatTime(time_us.value_or(0)));
 }
 
 std::string QualifiedTable(const std::string& name) {
@@ -199,9 +200,10 @@ Result<DiffReport> DiffData(Backend& backend, const DiffRequest& o) {
       for (const auto& [lo, hi] : *ranges) range_pages += hi - lo + 1;
     }
     if (read.full || range_pages >= 1000) {  // may take a while: say what is going on
-      backend.Note("Reading " + name +
-                   (read.full ? " in full" : " (" + std::to_string(range_pages) + " changed pages)") +
-                   " on both sides...");
+      backend.Note(
+          "Reading " + name +
+          (read.full ? " in full" : " (" + std::to_string(range_pages) + " changed pages)") +
+          " on both sides...");
     }
     ARBOR_ASSIGN_OR_RETURN(auto rows_a,
                            ra->Rows(info_a, shape.sql_columns, ranges, &read.pages_from));
@@ -241,7 +243,8 @@ api::Json DiffReportJson(const DiffReport& r) {
 }
 
 std::string DiffReportSql(const DiffReport& r) {
-  std::string head = "-- Data patch: turns the rows of " + r.from + " into those of " + r.to + ".\n";
+  std::string head =
+      "-- Data patch: turns the rows of " + r.from + " into those of " + r.to + ".\n";
   if (!r.schema.empty()) {
     head += "-- Schema differences (not part of this patch; apply them apart):\n";
     std::string text = RenderDiff(r.schema, r.from, r.to, DiffFormat::kText);
@@ -253,7 +256,8 @@ std::string DiffReportSql(const DiffReport& r) {
       pos = nl + 1;
     }
   }
-  for (const std::string& t : r.one_side) head += "-- " + t + " is on one side only: not compared\n";
+  for (const std::string& t : r.one_side)
+    head += "-- " + t + " is on one side only: not compared\n";
   if (!r.fallback.empty()) head += "-- " + r.fallback + "\n";
   return head + RenderSqlPatch(r.tables);
 }

@@ -43,16 +43,16 @@ struct TableRead {
 };
 
 struct DiffReport {
-  std::string from, to;                // the sides' labels
-  std::vector<Change> schema;          // the schema differences (of the tables asked for)
-  std::vector<TableDiff> tables;       // every table compared, in name order
-  std::vector<TableRead> reads;        // one per table
-  std::vector<std::string> skipped;    // unchanged on both sides since they diverged
-  std::vector<std::string> one_side;   // on one side only: not compared
-  bool change_index = false;           // the changed pages were known
-  std::string fallback;                // why every table was read in full
-  Refusal refusal = Refusal::kNone;    // kBadTable: `bad_table` is on neither side
-  std::string bad_table, message;      // the table as asked, and why
+  std::string from, to;               // the sides' labels
+  std::vector<Change> schema;         // the schema differences (of the tables asked for)
+  std::vector<TableDiff> tables;      // every table compared, in name order
+  std::vector<TableRead> reads;       // one per table
+  std::vector<std::string> skipped;   // unchanged on both sides since they diverged
+  std::vector<std::string> one_side;  // on one side only: not compared
+  bool change_index = false;          // the changed pages were known
+  std::string fallback;               // why every table was read in full
+  Refusal refusal = Refusal::kNone;   // kBadTable: `bad_table` is on neither side
+  std::string bad_table, message;     // the table as asked, and why
   bool Differs() const;
 };
 

@@ -342,10 +342,10 @@ Result<MergeReport> Merge(Backend& backend, const MergeRequest& o) {
       return refuse(Refusal::kBadTable, "no table " + t + " on " + src.branch);
     }
   }
-  ARBOR_ASSIGN_OR_RETURN(
-      auto idx_s, IndexOf(backend, anc_ep, src_ep, ra->database_oid(), rs->database_oid()));
-  ARBOR_ASSIGN_OR_RETURN(
-      auto idx_t, IndexOf(backend, anc_ep, tgt_ep, ra->database_oid(), rt->database_oid()));
+  ARBOR_ASSIGN_OR_RETURN(auto idx_s,
+                         IndexOf(backend, anc_ep, src_ep, ra->database_oid(), rs->database_oid()));
+  ARBOR_ASSIGN_OR_RETURN(auto idx_t,
+                         IndexOf(backend, anc_ep, tgt_ep, ra->database_oid(), rt->database_oid()));
 
   std::vector<TableMerge>& merges = out.merges;
   std::vector<std::string> unsupported;

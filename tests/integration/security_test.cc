@@ -493,8 +493,7 @@ TEST_F(Security, ADeveloperTokenCannotTouchProtectedProduction) {
   // It may compare data (:diff_data only reads), and may not merge.
   auto diff = CallAs(viewer, "POST", pg + "/production:diff_data", {{"against", "production"}});
   EXPECT_EQ(diff.status, 200) << diff.body.dump();
-  EXPECT_EQ(CallAs(viewer, "POST", pg + "/production:merge", {{"into", "production"}}).status,
-            403);
+  EXPECT_EQ(CallAs(viewer, "POST", pg + "/production:merge", {{"into", "production"}}).status, 403);
 
   // Limited to a project: another project is not there for it.
   ASSERT_EQ(Call("POST", "projects?project_id=elsewhere", json::object()).status, 200);
