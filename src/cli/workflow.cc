@@ -14,12 +14,12 @@
 #include <memory>
 #include <random>
 
-#include "cli/catalog.h"
 #include "cli/git_config.h"
 #include "cli/process.h"
 #include "cli/render.h"
-#include "cli/schema_diff.h"
 #include "cli/workflow_internal.h"
+#include "datadiff/catalog.h"
+#include "datadiff/schema_diff.h"
 
 namespace arbor::cli {
 
@@ -274,10 +274,8 @@ Result<DiffSide> ResolveSide(const Session& s, const api::ApiClient& c, const st
   }
   ARBOR_ASSIGN_OR_RETURN(side.endpoint, PinnedEndpoint(s, c, text));
   ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.GetEndpoint(side.endpoint));
-  side.label =
-      side.endpoint.branch + "@" +
-      (e.spec.source_branch_lsn ? "lsn:" + api::FormatLsn(*e.spec.source_branch_lsn)
-                                : api::FormatTime(e.spec.source_branch_time_us.value_or(0)));
+  side.label = datadiff::PinnedLabel(side.endpoint.branch, e.spec.source_branch_time_us,
+                                     e.spec.source_branch_lsn);
   return side;
 }
 

@@ -6,8 +6,22 @@
 #include <vector>
 
 #include "cli/session.h"
+#include "datadiff/backend.h"
+#include "datadiff/catalog.h"
+#include "datadiff/diff.h"
+#include "datadiff/schema_diff.h"
 
 namespace arbor::cli {
+
+// The schema diff's values (src/datadiff), as the workflow commands use them.
+using datadiff::Catalog;
+using datadiff::Change;
+using datadiff::CompareCatalogs;
+using datadiff::ConnInfoParts;
+using datadiff::DiffFormat;
+using datadiff::DiffToJson;
+using datadiff::ReadCatalog;
+using datadiff::RenderDiff;
 
 // Registers `arbor git ...` (git.cc).
 void AddGitCommands(CLI::App& app, Session& s, Action* action);
@@ -40,13 +54,32 @@ bool SameLogin(const std::string& url, const std::string& base);
 
 // One side of a diff: a branch (its primary endpoint), or a branch at a time read through an
 // endpoint pinned there (read-only, on an ephemeral timeline; it deletes itself once idle).
-struct DiffSide {
-  std::string label;
-  api::EndpointName endpoint;
-};
+using DiffSide = datadiff::DiffSide;
 // A diff side from BRANCH, BRANCH@TIME or BRANCH@lsn:X/Y (a pinned endpoint made if missing).
 [[nodiscard]] Result<DiffSide> ResolveSide(const Session& s, const api::ApiClient& c,
                                            const std::string& text);
+
+// What the data diff and merge (src/datadiff) need of Arbor, over the REST API
+// (data_backend.cc): POST credentials and :start for connections, GET branch for fork points,
+// pinned endpoints made with POST endpoints, GET .../changed_pages; progress lines on stderr.
+class ApiBackend : public datadiff::Backend {
+ public:
+  // Borrows both; they must outlive it.
+  ApiBackend(const Session& s, const api::ApiClient& c) : s_(s), c_(c) {}
+  Result<datadiff::ForkPoint> ForkOf(const api::BranchName& branch) override;
+  // The target's credentials (`to_write`) are asked for before it is started: POST credentials
+  // applies the protected-branch rule, so a refusal says so and starts nothing.
+  Result<std::string> Connect(const api::EndpointName& endpoint, bool to_write) override;
+  Result<datadiff::PinnedSide> Pin(const api::BranchName& branch, std::optional<int64_t> time_us,
+                                   std::optional<Lsn> lsn) override;
+  Result<api::ChangedPages> ChangedPages(const api::EndpointName& a,
+                                         const api::EndpointName& b) override;
+  void Note(const std::string& line) override;
+
+ private:
+  const Session& s_;
+  const api::ApiClient& c_;
+};
 
 // `arbor diff --data` (data_diff_cmd.cc).
 struct DataDiffOpts {

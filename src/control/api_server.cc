@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "control/access.h"
 #include "control/bisect.h"
+#include "control/data_api.h"
 #include "proxy/auth/token.h"
 
 namespace arbor::control {
@@ -97,6 +98,25 @@ Result<std::optional<T>> Field(const json& obj, const char* name, const char* wh
     return Status::InvalidArgument(std::string(where) + "." + name + " has the wrong type");
   }
   return std::optional<T>(it->get<T>());
+}
+
+// Reads an optional array of strings of `obj`.
+Result<std::vector<std::string>> Strings(const json& obj, const char* name, const char* where) {
+  std::vector<std::string> out;
+  auto it = obj.find(name);
+  if (it == obj.end() || it->is_null()) return out;
+  if (!it->is_array()) {
+    return Status::InvalidArgument(std::string(where) + "." + name +
+                                   " must be an array of strings");
+  }
+  for (const json& v : *it) {
+    if (!v.is_string() || v.get<std::string>().empty()) {
+      return Status::InvalidArgument(std::string(where) + "." + name +
+                                     " must be an array of non-empty strings");
+    }
+    out.push_back(v.get<std::string>());
+  }
+  return out;
 }
 
 // Refuses fields the API does not know: a typo must not be silently ignored.
@@ -280,6 +300,26 @@ Status ApiServer::AuthorizeRequest(const httplib::Request& req) const {
     // A bisection reads the branch's data through credentials it issues itself.
     if (branch.find(":bisect") != std::string::npos) {
       return on_branch(Action::kCredentials, project, branch, "bisect");
+    }
+    // The data diff reads both sides: read access to each (`against` may be in another
+    // project). The merge reads the source and writes the target (`into`), so the target's
+    // protection decides, as for any change to it. A body that names no branch is answered by
+    // the handler (400).
+    if (branch.find(":diff_data") != std::string::npos ||
+        branch.find(":merge") != std::string::npos) {
+      const bool merge = branch.find(":merge") != std::string::npos;
+      std::string base = branch.substr(0, branch.find(':'));
+      ARBOR_RETURN_IF_ERROR(Authorize(who, Action::kRead, project, false,
+                                      "read projects/" + project + "/branches/" + base));
+      auto body = json::parse(req.body, nullptr, false);
+      const char* field = merge ? "into" : "against";
+      auto it = body.is_object() ? body.find(field) : body.end();
+      if (!body.is_object() || it == body.end() || !it->is_string()) return Status::Ok();
+      std::string other = it->get<std::string>();
+      auto name = BranchNameIn(project, other.substr(0, other.find('@')));
+      if (!name.ok()) return Status::Ok();
+      if (merge) return on_branch(Action::kChange, name->project, name->branch, "merge into");
+      return Authorize(who, Action::kRead, name->project, false, "read " + name->ToString());
     }
     if (branch.find(":reset") != std::string::npos) verb = "reset";
     if (branch.find(":restore") != std::string::npos) verb = "restore";
@@ -670,6 +710,52 @@ void ApiServer::Routes() {
            SendJson(res, out);
            return Status::Ok();
          }));
+
+  // The data diff and merge (docs/api.md, "Data diff and merge"): they run to the end and
+  // answer what `arbor -o json diff --data` and `arbor -o json merge` print.
+  auto send = [](httplib::Response& res, const DataAnswer& a) {
+    res.status = a.http_status;
+    res.set_content(a.body.dump(), "application/json");
+  };
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):diff_data",
+         wrap([eng, tokens = tokens_, send](const httplib::Request& req, httplib::Response& res) {
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_RETURN_IF_ERROR(
+               OnlyFields(body, {"against", "tables", "database", "format"}, "body"));
+           DataDiffCall call;
+           ARBOR_ASSIGN_OR_RETURN(auto against, Field<std::string>(body, "against", "body"));
+           call.against = against.value_or("");
+           ARBOR_ASSIGN_OR_RETURN(call.tables, Strings(body, "tables", "body"));
+           ARBOR_ASSIGN_OR_RETURN(auto db, Field<std::string>(body, "database", "body"));
+           call.database = db.value_or("");
+           ARBOR_ASSIGN_OR_RETURN(auto format, Field<std::string>(body, "format", "body"));
+           if (format && *format != "json" && *format != "sql") {
+             return Status::InvalidArgument("format: expected json or sql, got '" + *format + "'");
+           }
+           call.sql = format && *format == "sql";
+           ARBOR_ASSIGN_OR_RETURN(DataAnswer a,
+                                  RunDataDiff(eng, tokens, req.matches[1], req.matches[2], call));
+           send(res, a);
+           return Status::Ok();
+         }));
+  s.Post(
+      kPrefix + "projects/([^/:]+)/branches/([^/:]+):merge",
+      wrap([eng, tokens = tokens_, send](const httplib::Request& req, httplib::Response& res) {
+        ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+        ARBOR_RETURN_IF_ERROR(OnlyFields(body, {"into", "dry_run", "tables", "database"}, "body"));
+        MergeCall call;
+        ARBOR_ASSIGN_OR_RETURN(auto into, Field<std::string>(body, "into", "body"));
+        call.into = into.value_or("");
+        ARBOR_ASSIGN_OR_RETURN(auto dry, Field<bool>(body, "dry_run", "body"));
+        call.dry_run = dry.value_or(false);
+        ARBOR_ASSIGN_OR_RETURN(call.tables, Strings(body, "tables", "body"));
+        ARBOR_ASSIGN_OR_RETURN(auto db, Field<std::string>(body, "database", "body"));
+        call.database = db.value_or("");
+        ARBOR_ASSIGN_OR_RETURN(DataAnswer a,
+                               RunMerge(eng, tokens, req.matches[1], req.matches[2], call));
+        send(res, a);
+        return Status::Ok();
+      }));
 
   // The pages of relation files that may differ between two endpoints of one project, for
   // `arbor diff --data` (docs/api.md). `against` is the other endpoint's full name.

@@ -469,6 +469,8 @@ TEST_F(Security, ADeveloperTokenCannotTouchProtectedProduction) {
                      {{"endpoint", "projects/default/branches/alice-dev/endpoints/primary"}});
   ASSERT_EQ(cred.status, 200) << cred.body.dump();
   EXPECT_EQ(CallAs(dev, "POST", pg + "/alice-dev:reset", json::object()).status, 200);
+  // A merge writes its target: not into production, whose protection decides.
+  expect_denied("POST", pg + "/alice-dev:merge", {{"into", "production"}});
   EXPECT_EQ(CallAs(dev, "GET", pg + "/production", json()).status, 200) << "it reads";
   expect_denied("POST", pg + "?branch_id=alice-prot",
                 {{"spec", {{"no_expiry", true}, {"is_protected", true}}}});
@@ -488,10 +490,22 @@ TEST_F(Security, ADeveloperTokenCannotTouchProtectedProduction) {
                    {{"endpoint", "projects/default/branches/production/endpoints/primary"}})
                 .status,
             403);
+  // It may compare data (:diff_data only reads), and may not merge.
+  auto diff = CallAs(viewer, "POST", pg + "/production:diff_data", {{"against", "production"}});
+  EXPECT_EQ(diff.status, 200) << diff.body.dump();
+  EXPECT_EQ(CallAs(viewer, "POST", pg + "/production:merge", {{"into", "production"}}).status, 403);
 
   // Limited to a project: another project is not there for it.
   ASSERT_EQ(Call("POST", "projects?project_id=elsewhere", json::object()).status, 200);
   EXPECT_EQ(CallAs(dev, "GET", "postgres/projects/elsewhere/branches", json()).status, 403);
+  EXPECT_EQ(CallAs(dev, "POST", "postgres/projects/elsewhere/branches/production:diff_data",
+                   {{"against", "production"}})
+                .status,
+            403);
+  EXPECT_EQ(CallAs(dev, "POST", pg + "/production:diff_data",
+                   {{"against", "projects/elsewhere/branches/production"}})
+                .status,
+            403);
   auto listed = CallAs(dev, "GET", "postgres/projects", json());
   ASSERT_EQ(listed.status, 200);
   ASSERT_EQ(listed.body["projects"].size(), 1u) << listed.body.dump();
@@ -509,6 +523,7 @@ TEST_F(Security, ADeveloperTokenCannotTouchProtectedProduction) {
   std::string forged = dev;
   forged.back() = forged.back() == 'A' ? 'B' : 'A';
   EXPECT_EQ(CallAs(forged, "GET", pg, json()).status, 401);
+  EXPECT_EQ(CallAs(forged, "POST", pg + "/production:merge", {{"into", "production"}}).status, 401);
   EXPECT_EQ(CallAs("arbor_", "GET", pg, json()).status, 401);
 
   auto unprotect =

@@ -241,12 +241,17 @@ Daemon::~Daemon() {
   fs::remove_all(home_, ec);
 }
 
-HttpAnswer Daemon::Call(const std::string& method, const std::string& path, const json& body) {
+HttpAnswer Daemon::Call(const std::string& method, const std::string& path, const json& body,
+                        const std::string& token) {
+  return CallRaw(method, path, body.is_null() ? "{}" : body.dump(), token);
+}
+
+HttpAnswer Daemon::CallRaw(const std::string& method, const std::string& path,
+                           const std::string& text, const std::string& token) {
   httplib::Client cli(api_);
   cli.set_read_timeout(300);
-  httplib::Headers h{{"Authorization", "Bearer " + token_}};
+  httplib::Headers h{{"Authorization", "Bearer " + (token.empty() ? token_ : token)}};
   std::string full = "/api/2.0/postgres/" + path;
-  std::string text = body.is_null() ? "{}" : body.dump();
   auto send = [&]() -> httplib::Result {
     if (method == "GET") return cli.Get(full, h);
     if (method == "PATCH") return cli.Patch(full, h, text, "application/json");

@@ -33,7 +33,12 @@ class Daemon {
                                        const std::string& os_user = "");
   ~Daemon();
 
-  HttpAnswer Call(const std::string& method, const std::string& path, const json& body = json());
+  // A request under /api/2.0/postgres/ with the admin token, or `token` when not empty.
+  HttpAnswer Call(const std::string& method, const std::string& path, const json& body = json(),
+                  const std::string& token = "");
+  // The same with `body` sent as it is (malformed JSON, say).
+  HttpAnswer CallRaw(const std::string& method, const std::string& path, const std::string& body,
+                     const std::string& token = "");
   // The connection string of a branch's primary endpoint, started first, with a fresh token
   // for `role` as its password (the endpoint's own connection string has none).
   std::string Connect(const std::string& branch, const std::string& project = "default",

@@ -1,8 +1,8 @@
-#include "cli/data_diff.h"
+#include "datadiff/data_diff.h"
 
 #include <gtest/gtest.h>
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 namespace {
 
 TableShape Items() {
@@ -135,4 +135,4 @@ TEST(DataDiffTest, JsonHoldsEveryRow) {
 }
 
 }  // namespace
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

@@ -1,12 +1,12 @@
-#include "cli/catalog.h"
+#include "datadiff/catalog.h"
 
 #include <libpq-fe.h>
 
 #include <memory>
 
-#include "cli/pq.h"
+#include "datadiff/pq.h"
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 namespace {
 
 // Objects in user schemas only.
@@ -282,4 +282,4 @@ Result<std::map<std::string, std::string>> ConnInfoParts(const std::string& conn
   return out;
 }
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

@@ -14,7 +14,7 @@
 
 #include "api/types.h"
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 
 // One column's value as PostgreSQL's text output; nullopt is SQL NULL (distinct from 'NULL').
 using DataValue = std::optional<std::string>;
@@ -74,4 +74,4 @@ std::string RenderDataText(const std::vector<TableDiff>& diffs, const std::strin
 // JSON: every changed row, each as an object of column -> text (null for NULL).
 api::Json DataDiffToJson(const std::vector<TableDiff>& diffs);
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

@@ -1,8 +1,8 @@
-#include "cli/schema_diff.h"
+#include "datadiff/schema_diff.h"
 
 #include <algorithm>
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 namespace {
 
 std::vector<std::string> SplitLines(const std::string& s) {
@@ -337,4 +337,4 @@ std::string RenderDiff(const std::vector<Change>& changes, const std::string& fr
   return out;
 }
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

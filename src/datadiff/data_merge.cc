@@ -1,9 +1,9 @@
-#include "cli/data_merge.h"
+#include "datadiff/data_merge.h"
 
 #include <algorithm>
 #include <map>
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 namespace {
 
 DataRow KeyOf(const TableShape& shape, const DataRow& row) {
@@ -147,4 +147,4 @@ api::Json ConflictsToJson(const std::vector<TableMerge>& merges) {
   return tables;
 }
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

@@ -1,12 +1,12 @@
-#include "cli/data_read.h"
+#include "datadiff/data_read.h"
 
 #include <libpq-fe.h>
 
 #include <cstdlib>
 
-#include "cli/pq.h"
+#include "datadiff/pq.h"
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 namespace {
 
 Result<ResultPtr> Exec(PGconn* conn, const std::string& sql) {
@@ -164,4 +164,4 @@ Result<std::vector<DataRow>> TableReader::Rows(
   return rows;
 }
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

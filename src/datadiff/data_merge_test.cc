@@ -1,10 +1,10 @@
-#include "cli/data_merge.h"
+#include "datadiff/data_merge.h"
 
 #include <gtest/gtest.h>
 
 #include <map>
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 namespace {
 
 TableShape Items() {
@@ -139,4 +139,4 @@ TEST(DataMergeTest, CompositeKeysMatchOnEveryKeyColumn) {
 }
 
 }  // namespace
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

@@ -8,10 +8,10 @@
 #include <map>
 #include <string>
 
-#include "cli/schema_diff.h"
 #include "common/status.h"
+#include "datadiff/schema_diff.h"
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 
 // `conninfo` is a postgresql:// URL; `database`, when not empty, replaces its database.
 // IOError naming the server's message when it cannot connect or a query fails.
@@ -21,4 +21,4 @@ namespace arbor::cli {
 // reads them; InvalidArgument when it is not one.
 [[nodiscard]] Result<std::map<std::string, std::string>> ConnInfoParts(const std::string& conninfo);
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

@@ -1,14 +1,14 @@
 #pragma once
 
 // libpq handles that close themselves, and a server's message as one line. Internal to
-// src/cli (catalog.cc, data_read.cc).
+// src/datadiff.
 
 #include <libpq-fe.h>
 
 #include <memory>
 #include <string>
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 
 struct ConnCloser {
   void operator()(PGconn* c) const { PQfinish(c); }
@@ -16,6 +16,7 @@ struct ConnCloser {
 struct ResultCloser {
   void operator()(PGresult* r) const { PQclear(r); }
 };
+using ConnPtr = std::unique_ptr<PGconn, ConnCloser>;
 using ResultPtr = std::unique_ptr<PGresult, ResultCloser>;
 
 // `m` without its trailing newline and spaces, its lines joined by spaces.
@@ -27,4 +28,4 @@ inline std::string OneLine(std::string m) {
   return m;
 }
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

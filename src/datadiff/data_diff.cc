@@ -1,9 +1,9 @@
-#include "cli/data_diff.h"
+#include "datadiff/data_diff.h"
 
 #include <algorithm>
 #include <map>
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 namespace {
 
 DataRow KeyOf(const TableShape& shape, const DataRow& row) {
@@ -281,4 +281,4 @@ api::Json DataDiffToJson(const std::vector<TableDiff>& diffs) {
   return tables;
 }
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "cli/data_diff.h"
 #include "common/status.h"
+#include "datadiff/data_diff.h"
 
 struct pg_conn;
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 
 struct TableColumn {
   std::string name;
@@ -60,4 +60,4 @@ class TableReader {
   uint32_t database_oid_ = 0;
 };
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "api/types.h"
-#include "cli/data_diff.h"
+#include "datadiff/data_diff.h"
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 
 // A key both sides changed since the ancestor, to different results. A side's row is
 // nullopt when that side has no row with the key (deleted it, or never had it).
@@ -46,4 +46,4 @@ std::string RenderConflictsText(const std::vector<TableMerge>& merges, size_t li
 // "source", "target"}]}] for the tables with conflicts; rows as column -> text, or null.
 api::Json ConflictsToJson(const std::vector<TableMerge>& merges);
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff

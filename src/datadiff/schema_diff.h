@@ -12,7 +12,7 @@
 
 #include "api/types.h"
 
-namespace arbor::cli {
+namespace arbor::datadiff {
 
 // The kinds, in the order a diff lists them.
 enum class ObjectKind {
@@ -81,4 +81,4 @@ std::string DiffSummary(const std::vector<Change>& changes);
 // lines within 2 of a change; "  ..." between distant hunks).
 std::string LineDiff(const std::string& from, const std::string& to);
 
-}  // namespace arbor::cli
+}  // namespace arbor::datadiff
