@@ -36,13 +36,16 @@ size=$(psql -X -tA "$PROD" -c "select pg_size_pretty(pg_database_size('postgres'
 echo "database size: $size"
 
 half=$((COMMITS / 2))
+lsn_start=$(psql -X -tA "$PROD" -c "select pg_current_wal_lsn()")
 start=$(now_us)
 pgbench -n -c 4 -j 2 -t $((half / 4)) "$PROD" >"$work/run1.log" 2>&1
 psql -X -q "$PROD" -c "delete from final_entities"
 wiped=$(now_us)
 pgbench -n -c 4 -j 2 -t $((half / 4)) "$PROD" >"$work/run2.log" 2>&1
 end=$(now_us)
-echo "window: $(( (end - start) / 1000 )) ms of pgbench TPC-B, $COMMITS commits, the wipe at +$(( (wiped - start) / 1000 )) ms"
+wal_mb=$(psql -X -tA "$PROD" -c \
+  "select round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn_start') / 1048576)")
+echo "window: $(( (end - start) / 1000 )) ms of pgbench TPC-B, $COMMITS commits, $wal_mb MB of WAL, the wipe at +$(( (wiped - start) / 1000 )) ms"
 
 echo "== arbor bisect =="
 t0=$(now_us)
@@ -51,10 +54,11 @@ out=$("$ARBOR" -o json bisect production --since "$(rfc3339 "$start")" --until "
 t1=$(now_us)
 bisect_ms=$(( (t1 - t0) / 1000 ))
 probes=$(jq .probes <<<"$out")
+standbys=$(jq .standbys <<<"$out")
 points=$(jq .points <<<"$out")
 good=$(jq -r .last_good_time <<<"$out")
 bad=$(jq -r .first_bad_time <<<"$out")
-echo "states in the window: $points; probes: $probes; time: $bisect_ms ms"
+echo "states in the window: $points; probes: $probes on $standbys standbys; time: $bisect_ms ms"
 echo "last good: $good  first bad: $bad"
 
 # Exact: a branch at the last good state has the 32 rows, one at the first bad state none.
@@ -94,7 +98,8 @@ guess_ms=$(printf '%s\n' "${guesses[@]}" | median)
 echo "one guess: $guess_ms ms (runs: ${guesses[*]})"
 
 echo "== result =="
-printf 'bisect to the exact commit: %d ms, %d probes over %d states\n' "$bisect_ms" "$probes" "$points"
+printf 'bisect to the exact commit: %d ms, %d probes (%d standbys) over %d states\n' "$bisect_ms" \
+  "$probes" "$standbys" "$points"
 printf 'one manual guess: %s ms; bisect / one guess = %.2f\n' "$guess_ms" \
   "$(echo "$bisect_ms / $guess_ms" | bc -l)"
 printf 'targets: <= 10000 ms (%s), <= 20 probes (%s), exact (%s)\n' \

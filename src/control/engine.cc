@@ -997,8 +997,8 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
     // ends recovery (nothing promotes it). Its roles must hold the passwords Arbor holds now
     // (StartStandby), so it gets all of them.
     spec.settings.emplace_back("hot_standby", "on");
+    // Its files are thrown away with it: a restartpoint need not wait for the disk.
     spec.settings.emplace_back("fsync", "off");
-    spec.shared_buffers = "512MB";
     for (const auto& [k, r] : catalog_.roles) {
       if (r.project == ep.project && r.branch == ep.branch) plan.roles.push_back(r);
     }
