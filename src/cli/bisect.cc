@@ -59,7 +59,8 @@ Status CmdBisect(const Session& s, const BisectOpts& o) {
   }
   std::string good_lsn = j.value("last_good_lsn", std::string());
   std::string out = "Bisected " + branch.branch + ": " + std::to_string(j.value("points", 0)) +
-                    " states in the window, " + std::to_string(j.value("probes", 0)) + " probes.\n";
+                    " states in the window, " + std::to_string(j.value("probes", 0)) +
+                    " probes on " + std::to_string(j.value("standbys", 0)) + " standbys.\n";
   out += "  last good:  " + good + (good_lsn.empty() ? "" : "  (WAL to " + good_lsn + ")") + "\n";
   out += "  first bad:  " + j.value("first_bad_time", std::string()) + "  (WAL to " +
          j.value("first_bad_lsn", std::string()) + ")\n";

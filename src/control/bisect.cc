@@ -172,8 +172,9 @@ class Prober {
   Status Advance(Walker& w, int at) {
     uint64_t to = points_[at].end.value();
     if (to > w.lsn) {
-      ARBOR_ASSIGN_OR_RETURN(uint64_t stop,
-                             engine_->AdvancePinnedEndpoint(project_, branch_, w.id, w.lsn, to, &wal_));
+      ++walks_;
+      ARBOR_ASSIGN_OR_RETURN(
+          uint64_t stop, engine_->AdvancePinnedEndpoint(project_, branch_, w.id, w.lsn, to, &wal_));
       // It replays what was written; the wait is for that WAL, bounded like a start.
       auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
       while (true) {
@@ -184,8 +185,8 @@ class Prober {
         }
         if (cancelled_) return Status::Unavailable("the search is over");
         if (std::chrono::steady_clock::now() > deadline) {
-          return Status::Unavailable("a probe did not replay up to " +
-                                     api::FormatLsn(Lsn(stop)) + " within 120 s");
+          return Status::Unavailable("a probe did not replay up to " + api::FormatLsn(Lsn(stop)) +
+                                     " within 120 s");
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
@@ -235,6 +236,7 @@ class Prober {
   void Cancel() { cancelled_ = true; }
   int count() const { return count_.load(); }
   int started() const { return started_.load(); }
+  int walks() const { return walks_.load(); }
 
  private:
   Engine* engine_;
@@ -245,7 +247,7 @@ class Prober {
   const std::vector<storage::Store::WalPoint>& points_;
   int64_t start_time_;
   Engine::WalCache wal_;  // the window's WAL, read from the store once for every walker
-  std::atomic<int> count_ = 0, started_ = 0;
+  std::atomic<int> count_ = 0, started_ = 0, walks_ = 0;
   std::atomic<bool> cancelled_ = false;
 };
 
@@ -276,7 +278,7 @@ Result<json> RunBisect(Engine* engine, const proxy::auth::TokenSigner* tokens,
   if (hi <= lo) return not_found("the window holds one state only: widen it with since");
   Prober prober(engine, tokens, project, branch, base, request, points, start_time);
   // The walkers in play; every one is dropped (its endpoint deleted) however this ends.
-  WalkerPtr leader;                     // at the newest good state
+  WalkerPtr leader;                      // at the newest good state
   std::future<Result<WalkerPtr>> spare;  // one more at a good state, made or moved meanwhile
   auto finish = [&]() {
     prober.Cancel();
@@ -379,7 +381,8 @@ Result<json> RunBisect(Engine* engine, const proxy::auth::TokenSigner* tokens,
          {"first_bad_lsn", api::FormatLsn(bad.end)},
          {"points", points.size()},
          {"probes", prober.count()},
-         {"standbys", prober.started()}};
+         {"standbys", prober.started()},
+         {"walks", prober.walks()}};
   if (lo >= 0) j["last_good_lsn"] = api::FormatLsn(points[lo].end);
   if (!first_bad->replay_time.empty()) j["first_bad_commit_time"] = first_bad->replay_time;
   return j;

@@ -23,12 +23,13 @@ struct BisectRequest {
 
 // Runs the bisection. Each probe logs in as the role `owner` through the proxy with a token
 // for the branch's endpoint, exactly as a client would, so the check has no more rights than
-// the caller's credentials give; two probes run at once; each pinned endpoint it made is
-// deleted after. Answers {"found": true, last_good_time, last_good_time_us, last_good_lsn?,
-// first_bad_time, first_bad_time_us, first_bad_lsn, first_bad_commit_time?, points, probes}
-// or {"found": false, "reason": ...} when the check never turns false in the window (or is
-// already false at its start). InvalidArgument for a check that is not one boolean, or that
-// fails at the window's start; NotFound and OutOfRange as Engine::HistoryPoints.
+// the caller's credentials give; one probe a round, on standbys walked forward
+// (Engine::AdvancePinnedEndpoint); each pinned endpoint it made is deleted after. Answers {"found":
+// true, last_good_time, last_good_time_us, last_good_lsn?, first_bad_time, first_bad_time_us,
+// first_bad_lsn, first_bad_commit_time?, points, probes, standbys, walks} or {"found": false,
+// "reason": ...} when the check never turns false in the window (or is already false at its start).
+// InvalidArgument for a check that is not one boolean, or that fails at the window's start;
+// NotFound and OutOfRange as Engine::HistoryPoints.
 [[nodiscard]] Result<nlohmann::json> RunBisect(Engine* engine,
                                                const proxy::auth::TokenSigner* tokens,
                                                const std::string& project,

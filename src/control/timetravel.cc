@@ -262,8 +262,8 @@ Result<uint64_t> Engine::AdvancePinnedEndpoint(const std::string& project,
     auto live = live_.find({project, branch, id});
     if (!e->pinned || live == live_.end() || !live->second.running || live->second.starting ||
         live->second.stopping) {
-      return Status::FailedPrecondition("endpoint " + BranchName(project, branch) +
-                                        "/endpoints/" + id + " is not a running pinned endpoint");
+      return Status::FailedPrecondition("endpoint " + BranchName(project, branch) + "/endpoints/" +
+                                        id + " is not a running pinned endpoint");
     }
     tl = b->timeline;
     ARBOR_ASSIGN_OR_RETURN(at, store_->SeqAtLsn(tl, Lsn(to)));
@@ -321,9 +321,9 @@ Result<uint64_t> Engine::AdvancePinnedEndpoint(const std::string& project,
     if (made) {
       // A new file holds the segment from its start: the standby may read any of it.
       std::lock_guard l(cache->mu);
-      ARBOR_RETURN_IF_ERROR(WriteSegment(
-          file, 0, std::string_view(cache->segments[segno].bytes).substr(0, need),
-          supervisor_->user()));
+      ARBOR_RETURN_IF_ERROR(
+          WriteSegment(file, 0, std::string_view(cache->segments[segno].bytes).substr(0, need),
+                       supervisor_->user()));
     } else {
       ARBOR_RETURN_IF_ERROR(WriteSegment(file, had, fresh, supervisor_->user()));
     }

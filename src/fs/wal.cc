@@ -32,12 +32,11 @@ std::optional<uint64_t> WalEndOfWrite(uint64_t offset, std::span<const char> dat
   return end;
 }
 
-
 namespace {
 
-constexpr uint64_t kShortHeader = 24;  // MAXALIGN(sizeof(XLogPageHeaderData))
-constexpr uint64_t kLongHeader = 40;   // MAXALIGN(sizeof(XLogLongPageHeaderData))
-constexpr uint64_t kRecordHeader = 24; // sizeof(XLogRecord)
+constexpr uint64_t kShortHeader = 24;   // MAXALIGN(sizeof(XLogPageHeaderData))
+constexpr uint64_t kLongHeader = 40;    // MAXALIGN(sizeof(XLogLongPageHeaderData))
+constexpr uint64_t kRecordHeader = 24;  // sizeof(XLogRecord)
 constexpr uint16_t kFirstIsContRecord = 0x0001;
 
 uint64_t HeaderSize(uint64_t page_lsn) {

@@ -39,7 +39,6 @@ TEST(WalTest, NotWalIsNotMarked) {
   EXPECT_FALSE(WalEndOfWrite(0, data_page));
 }
 
-
 // WAL as PostgreSQL lays it out, for WalRecordsEnd: records (header, payload, CRC) written
 // from `begin` on, across page headers (long at a segment's start), 8-byte aligned.
 class WalWriter {
