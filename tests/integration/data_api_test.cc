@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "testutil/branches.h"
 #include "testutil/daemon.h"
 
 namespace arbor {
@@ -30,26 +31,17 @@ class DataApiTest : public testing::Test {
     return testutil::RunArbor(daemon_->home(), args, env);
   }
 
-  // A branch of `parent`, made now (at the parent's head).
-  static void Fork(const std::string& branch, const std::string& parent) {
-    auto made = daemon_->Call(
-        "POST", "projects/default/branches?branch_id=" + branch,
-        {{"spec",
-          {{"source_branch", "projects/default/branches/" + parent}, {"no_expiry", true}}}});
-    ASSERT_EQ(made.status, 200) << made.body.dump();
+  static void Fork(const std::string& b, const std::string& parent) {
+    testutil::Fork(daemon_, b, parent);
   }
-  static void Exec(const std::string& branch, const std::string& sql) {
-    Pg pg(daemon_->Connect(branch));
-    ASSERT_EQ(pg.TryExec(sql), "") << branch << ": " << sql;
+  static void Exec(const std::string& b, const std::string& sql) {
+    testutil::ExecOn(daemon_, b, sql);
   }
-  static std::string One(const std::string& branch, const std::string& sql) {
-    Pg pg(daemon_->Connect(branch));
-    return pg.One(sql);
+  static std::string One(const std::string& b, const std::string& sql) {
+    return testutil::OneOn(daemon_, b, sql);
   }
-  // A checksum of every row of `table` on `branch`.
-  static std::string Sum(const std::string& branch, const std::string& table) {
-    return One(branch, "select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from " +
-                           table + " t");
+  static std::string Sum(const std::string& b, const std::string& t) {
+    return testutil::RowsSum(daemon_, b, t);
   }
   static HttpAnswer Diff(const std::string& branch, const json& body,
                          const std::string& token = "") {

@@ -10,19 +10,16 @@
 #include <sstream>
 #include <string>
 
+#include "testutil/branches.h"
 #include "testutil/daemon.h"
 
 namespace arbor {
 namespace {
 
+using testutil::CliRun;
 using testutil::Daemon;
 using testutil::json;
 using testutil::Pg;
-
-struct CliRun {
-  int rc = -1;
-  std::string out, err;
-};
 
 class MergeTest : public testing::Test {
  protected:
@@ -34,44 +31,20 @@ class MergeTest : public testing::Test {
   void SetUp() override { ASSERT_NE(daemon_, nullptr); }
 
   static CliRun Arbor(const std::string& args, const std::string& env = "") {
-    std::string err_file = daemon_->home() + "/cli.err";
-    std::string cmd = env + " ARBOR_HOME='" + daemon_->home() + "' " + ARBOR_BINARY + " " + args +
-                      " 2>'" + err_file + "'";
-    CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int status = pclose(p);
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(err_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    r.err = ss.str();
-    return r;
+    return testutil::RunArbor(daemon_->home(), args, env);
   }
 
-  // A branch of `parent`, made now (at the parent's head).
-  static void Fork(const std::string& branch, const std::string& parent) {
-    auto made = daemon_->Call(
-        "POST", "projects/default/branches?branch_id=" + branch,
-        {{"spec",
-          {{"source_branch", "projects/default/branches/" + parent}, {"no_expiry", true}}}});
-    ASSERT_EQ(made.status, 200) << made.body.dump();
+  static void Fork(const std::string& b, const std::string& parent) {
+    testutil::Fork(daemon_, b, parent);
   }
-
-  static void Exec(const std::string& branch, const std::string& sql) {
-    Pg pg(daemon_->Connect(branch));
-    ASSERT_EQ(pg.TryExec(sql), "") << branch << ": " << sql;
+  static void Exec(const std::string& b, const std::string& sql) {
+    testutil::ExecOn(daemon_, b, sql);
   }
-  static std::string One(const std::string& branch, const std::string& sql) {
-    Pg pg(daemon_->Connect(branch));
-    return pg.One(sql);
+  static std::string One(const std::string& b, const std::string& sql) {
+    return testutil::OneOn(daemon_, b, sql);
   }
-  // A checksum of every row of `table` on `branch`, in key order.
-  static std::string Sum(const std::string& branch, const std::string& table) {
-    return One(branch, "select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from " +
-                           table + " t");
+  static std::string Sum(const std::string& b, const std::string& t) {
+    return testutil::RowsSum(daemon_, b, t);
   }
 
   static json Table(const json& tables, const std::string& name) {
