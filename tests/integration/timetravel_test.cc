@@ -71,9 +71,16 @@ TEST_F(TimeTravelTest, BisectNamesTheDeleteAndTheStatesAroundItAreExact) {
                    "create table noise (x int)"),
       "");
   int64_t start = testutil::NowMicros();
-  Noise(prod, 25);
+  Noise(prod, 15);
+  // A checkpoint inside the window (a branch at the head checkpoints its parent): standbys
+  // walked across it replay the checkpoint record and make a restartpoint.
+  auto mid = daemon_->Call("POST", "projects/default/branches?branch_id=tt-mid",
+                           {{"spec", {{"no_expiry", true}}}});
+  ASSERT_EQ(mid.status, 200) << mid.body.dump();
+  Noise(prod, 10);
   ASSERT_EQ(prod.TryExec("delete from final_entities"), "");
   Noise(prod, 25);
+  ASSERT_EQ(daemon_->Call("DELETE", "projects/default/branches/tt-mid").status, 200);
   size_t branches = BranchCount();
 
   CliRun r = Arbor("-o json bisect production --since " + testutil::Rfc3339(start) +
