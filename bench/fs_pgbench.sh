@@ -16,6 +16,9 @@
 #                    daemon's mount options (set it to "" to measure without the writeback cache)
 #   TESTS="init tpcb select"  which parts to run (the scale-SCALE load always runs)
 #   FUSE_FLOOR=1     also run the FUSE-alone side (0: native and arborfs only)
+#   PG_OPTS=""       more postgres settings for every side; Arbor's computes run with
+#                    wal_compression=lz4, so PG_OPTS="-c wal_compression=lz4" against the
+#                    default (off) measures what that setting changes
 set -euo pipefail
 
 arbor=${1:?usage: $0 PATH/TO/arbor}
@@ -29,6 +32,7 @@ ROUNDS=${ROUNDS:-1}
 ARBOR_MOUNT_FLAGS=${ARBOR_MOUNT_FLAGS---writeback-cache}
 TESTS=${TESTS:-init tpcb select}
 FUSE_FLOOR=${FUSE_FLOOR:-1}
+PG_OPTS=${PG_OPTS:-}
 passthrough=$(dirname "$arbor")/bench/fuse_passthrough
 sides=(native arbor)
 if [[ $FUSE_FLOOR == 1 ]]; then
@@ -100,7 +104,7 @@ for side in "${sides[@]}"; do
     --locale=C.UTF-8 --no-instructions >"$work/initdb-$side.log" 2>&1
   port[$side]=$(free_port)
   as_pg "$PGBIN/pg_ctl" -D "$work/$side" -l "$work/logs/pg-$side.log" -w -t 120 \
-    -o "-p ${port[$side]} -k $work/sock-$side -c listen_addresses='' -c shared_buffers=128MB -c max_connections=50" \
+    -o "-p ${port[$side]} -k $work/sock-$side -c listen_addresses='' -c shared_buffers=128MB -c max_connections=50 $PG_OPTS" \
     start >/dev/null
 done
 
