@@ -403,6 +403,9 @@ void RemoveRuntimeDir(const std::string& runtime_dir) {
     for (const auto& d : fs::directory_iterator(runtime_dir + sub, ec)) rmdir(d.path().c_str());
     rmdir((runtime_dir + sub).c_str());
   }
+  // The WAL files walked pinned endpoints were given (Engine::AdvancePinnedEndpoint): the
+  // endpoints themselves go at the next start.
+  fs::remove_all(runtime_dir + "/wal", ec);
   rmdir((runtime_dir + "/lib").c_str());
   rmdir(runtime_dir.c_str());
 }
