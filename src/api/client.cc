@@ -30,6 +30,19 @@ std::string Escape(const std::string& text) {
   return out;
 }
 
+// The database inside an answer {"database": {...}}.
+Result<Database> DatabaseOf(const Json& j, const std::string& what) {
+  auto it = j.find("database");
+  Database out;
+  Status st = it == j.end() ? Status::InvalidArgument("database is required")
+                            : FromJson(*it, &out, "database");
+  if (!st.ok()) {
+    return Status::Internal("the Arbor API's answer to " + what +
+                            " is not as documented: " + st.message());
+  }
+  return out;
+}
+
 std::string ProjectPath(const std::string& project) { return "projects/" + Escape(project); }
 std::string BranchPath(const BranchName& b) {
   return ProjectPath(b.project) + "/branches/" + Escape(b.branch);
@@ -344,6 +357,40 @@ Result<Endpoint> ApiClient::StopEndpoint(const EndpointName& endpoint) const {
 }
 
 // ---- credentials ----
+
+// ---- databases ----
+
+Result<Database> ApiClient::CreateDatabase(const BranchName& branch, const std::string& name,
+                                           const std::string& owner) const {
+  Json db{{"name", name}};
+  if (!owner.empty()) db["owner_name"] = owner;
+  Json body{{"database", db}};
+  ARBOR_ASSIGN_OR_RETURN(Json j, Call("POST", BranchPath(branch) + "/databases", &body));
+  return DatabaseOf(j, "POST databases");
+}
+
+Result<std::vector<Database>> ApiClient::ListDatabases(const BranchName& branch) const {
+  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET", BranchPath(branch) + "/databases", nullptr));
+  std::vector<Database> out;
+  Status st = FromJsonList(j, "databases", &out);
+  if (!st.ok())
+    return Status::Internal("the Arbor API's database list is not as documented: " + st.message());
+  return out;
+}
+
+Result<Database> ApiClient::GetDatabase(const BranchName& branch, const std::string& name) const {
+  ARBOR_ASSIGN_OR_RETURN(Json j,
+                         Call("GET", BranchPath(branch) + "/databases/" + Escape(name), nullptr));
+  return DatabaseOf(j, "GET database");
+}
+
+Status ApiClient::DeleteDatabase(const BranchName& branch, const std::string& name,
+                                 bool force) const {
+  return Call("DELETE",
+              BranchPath(branch) + "/databases/" + Escape(name) + (force ? "?force=true" : ""),
+              nullptr)
+      .status();
+}
 
 Result<Role> ApiClient::CreateRole(const BranchName& branch, const std::string& role) const {
   Json body = Json::object();

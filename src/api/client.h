@@ -103,6 +103,17 @@ class ApiClient {
   [[nodiscard]] Result<ChangedPages> GetChangedPages(const EndpointName& endpoint,
                                                      const EndpointName& against) const;
 
+  // ---- databases ----
+  // Makes database `name` owned by `owner` (empty: the API's default, owner).
+  [[nodiscard]] Result<Database> CreateDatabase(const BranchName& branch, const std::string& name,
+                                                const std::string& owner) const;
+  [[nodiscard]] Result<std::vector<Database>> ListDatabases(const BranchName& branch) const;
+  [[nodiscard]] Result<Database> GetDatabase(const BranchName& branch,
+                                             const std::string& name) const;
+  // `force`: ends the sessions connected to it first (otherwise FailedPrecondition).
+  [[nodiscard]] Status DeleteDatabase(const BranchName& branch, const std::string& name,
+                                      bool force) const;
+
   // ---- roles ----
   [[nodiscard]] Result<Role> CreateRole(const BranchName& branch, const std::string& role) const;
   [[nodiscard]] Result<std::vector<Role>> ListRoles(const BranchName& branch) const;

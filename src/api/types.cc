@@ -330,6 +330,9 @@ Json ToJson(const Role& v) {
   if (v.password) j["password"] = *v.password;
   return j;
 }
+Json ToJson(const Database& v) {
+  return Json{{"name", v.name}, {"owner_name", v.owner_name}, {"branch", v.branch}};
+}
 Json ToJson(const PointInTime& v) {
   Json j = Json::object();
   PutTime(j, "source_branch_time", v.source_branch_time_us);
@@ -371,6 +374,13 @@ Status FromJson(const Json& j, ApiToken* out, std::string_view where) {
   return r.status();
 }
 
+Status FromJson(const Json& j, Database* out, std::string_view where) {
+  Reader r(j, where);
+  r.String("name", &out->name, true);
+  r.String("owner_name", &out->owner_name, true);
+  r.String("branch", &out->branch, true);
+  return r.status();
+}
 Status FromJson(const Json& j, Role* out, std::string_view where) {
   Reader r(j, where);
   r.String("name", &out->name, true);
@@ -437,6 +447,7 @@ template Status FromJsonList(const Json&, std::string_view, std::vector<Project>
 template Status FromJsonList(const Json&, std::string_view, std::vector<Branch>*);
 template Status FromJsonList(const Json&, std::string_view, std::vector<Endpoint>*);
 template Status FromJsonList(const Json&, std::string_view, std::vector<Role>*);
+template Status FromJsonList(const Json&, std::string_view, std::vector<Database>*);
 template Status FromJsonList(const Json&, std::string_view, std::vector<ApiToken>*);
 
 Result<Json> ParseJsonObject(std::string_view text, std::string_view what) {

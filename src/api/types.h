@@ -152,6 +152,14 @@ struct Role {
   std::optional<std::string> password;  // only in the answers of create and :reset_password
 };
 
+// A database of a branch: projects/P/branches/B/databases/D. The API's answers wrap it as
+// {"database": {...}} and lists as {"databases": [...]}.
+struct Database {
+  std::string name;        // D
+  std::string owner_name;  // the role that owns it
+  std::string branch;      // projects/P/branches/B
+};
+
 // POST projects/P/branches/B:reset (both fields optional) and :restore (exactly one).
 struct PointInTime {
   std::optional<int64_t> source_branch_time_us;
@@ -193,6 +201,7 @@ Json ToJson(const Endpoint& v);
 Json ToJson(const CredentialRequest& v);
 Json ToJson(const Credential& v);
 Json ToJson(const Role& v);
+Json ToJson(const Database& v);
 Json ToJson(const ApiToken& v);
 Json ToJson(const PointInTime& v);
 Json ToJson(const RestoreResult& v);
@@ -214,12 +223,13 @@ Json ToJson(const ApiError& v);
                               std::string_view where = "credential");
 [[nodiscard]] Status FromJson(const Json& j, PointInTime* out, std::string_view where = "body");
 [[nodiscard]] Status FromJson(const Json& j, Role* out, std::string_view where = "role");
+[[nodiscard]] Status FromJson(const Json& j, Database* out, std::string_view where = "database");
 [[nodiscard]] Status FromJson(const Json& j, ApiToken* out, std::string_view where = "token");
 [[nodiscard]] Status FromJson(const Json& j, RestoreResult* out, std::string_view where = "body");
 [[nodiscard]] Status FromJson(const Json& j, ServerStatus* out, std::string_view where = "status");
 [[nodiscard]] Status FromJson(const Json& j, ApiError* out, std::string_view where = "error");
 
-// A list answer {"<key>": [...]} (key: projects, branches, endpoints, roles).
+// A list answer {"<key>": [...]} (key: projects, branches, endpoints, roles, databases).
 template <typename T>
 [[nodiscard]] Status FromJsonList(const Json& j, std::string_view key, std::vector<T>* out);
 template <typename T>

@@ -187,6 +187,19 @@ TEST(Types, ListsAndSmallBodies) {
   EXPECT_FALSE(ParseAs<RestoreResult>(R"({"backup_branch": "x"})", "restore").ok());
 }
 
+TEST(Types, DatabaseRoundTripsAndNeedsEveryField) {
+  Json j = Json::parse(
+      R"({"name": "shop", "owner_name": "app", "branch": "projects/default/branches/dev"})");
+  auto d = ParseAs<Database>(j.dump(), "database");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->owner_name, "app");
+  EXPECT_EQ(ToJson(*d), j);
+  EXPECT_FALSE(ParseAs<Database>(R"({"name": "shop", "branch": "b"})", "database").ok());
+  std::vector<Database> list;
+  ASSERT_TRUE(FromJsonList(Json{{"databases", Json::array({j})}}, "databases", &list).ok());
+  EXPECT_EQ(list.size(), 1u);
+}
+
 TEST(Types, ParseJsonObjectRefusesNonObjectsWithoutThrowing) {
   EXPECT_EQ(ParseJsonObject("{", "body").status().message(), "body is not valid JSON");
   EXPECT_EQ(ParseJsonObject("[]", "body").status().message(), "body must be a JSON object, got []");

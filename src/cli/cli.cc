@@ -344,6 +344,55 @@ Status CmdRoleList(const Session& s, const std::string& branch) {
   return Status::Ok();
 }
 
+// ---- databases ----
+
+// `branch`, or the project's default branch when it is empty.
+Result<api::BranchName> BranchOrDefault(const Session& s, const api::ApiClient& c,
+                                        const std::string& branch) {
+  if (branch.empty()) return DefaultBranch(c, s.ProjectId());
+  return s.Branch(branch);
+}
+
+Status CmdDatabaseCreate(const Session& s, const std::string& branch, const std::string& name,
+                         const std::string& owner) {
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::BranchName b, BranchOrDefault(s, c, branch));
+  ARBOR_ASSIGN_OR_RETURN(api::Database d, c.CreateDatabase(b, name, owner));
+  if (s.Json()) {
+    s.PrintJson(api::Json{{"database", api::ToJson(d)}});
+  } else {
+    s.Print("Database " + d.name + " on " + b.branch + ", owned by " + d.owner_name + "\n");
+  }
+  return Status::Ok();
+}
+
+Status CmdDatabaseList(const Session& s, const std::string& branch) {
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::BranchName b, BranchOrDefault(s, c, branch));
+  ARBOR_ASSIGN_OR_RETURN(std::vector<api::Database> dbs, c.ListDatabases(b));
+  if (s.Json()) {
+    s.PrintJson(api::ToJsonList("databases", dbs));
+    return Status::Ok();
+  }
+  std::vector<Row> rows;
+  for (const api::Database& d : dbs) rows.push_back({d.name, d.owner_name});
+  s.Print(RenderTable({"DATABASE", "OWNER"}, rows));
+  return Status::Ok();
+}
+
+Status CmdDatabaseDelete(const Session& s, const std::string& branch, const std::string& name,
+                         bool force) {
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::BranchName b, BranchOrDefault(s, c, branch));
+  ARBOR_RETURN_IF_ERROR(c.DeleteDatabase(b, name, force));
+  if (s.Json()) {
+    s.PrintJson(api::Json::object());
+  } else {
+    s.Print("Deleted database " + name + " on " + b.branch + "\n");
+  }
+  return Status::Ok();
+}
+
 Status CmdEndpointList(const Session& s, const std::string& branch) {
   auto c = s.Client();
   std::vector<api::Endpoint> all;
@@ -730,6 +779,36 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   auto* rlist = role->add_subcommand("list", "List a branch's roles");
   rlist->add_option("branch", *role_branch, "the branch")->required();
   OnRun(rlist, action, [&s, role_branch] { return CmdRoleList(s, *role_branch); });
+
+  // database
+  auto* database =
+      app.add_subcommand("database", "Databases of a branch (CREATE DATABASE, DROP DATABASE)");
+  database->require_subcommand(1);
+  database->footer(
+      "Databases live in the branch's own postgres: a branch made later has them, its parent\n"
+      "does not. --branch defaults to the project's default branch.\n"
+      "Examples:\n  arbor database create shop --owner app --branch dev\n"
+      "  arbor database list --branch dev\n  arbor database delete shop --branch dev --force");
+  struct DatabaseArgs {
+    std::string name, owner, branch;
+    bool force = false;
+  };
+  auto dargs = std::make_shared<DatabaseArgs>();
+  auto* dcreate = database->add_subcommand("create", "Create a database on a branch");
+  dcreate->add_option("name", dargs->name, "the database's name")->required();
+  dcreate->add_option("--owner", dargs->owner, "the role that owns it (default: owner)");
+  dcreate->add_option("--branch", dargs->branch, "the branch (default: the default branch)");
+  OnRun(dcreate, action,
+        [&s, dargs] { return CmdDatabaseCreate(s, dargs->branch, dargs->name, dargs->owner); });
+  auto* dlist = database->add_subcommand("list", "List a branch's databases");
+  dlist->add_option("--branch", dargs->branch, "the branch (default: the default branch)");
+  OnRun(dlist, action, [&s, dargs] { return CmdDatabaseList(s, dargs->branch); });
+  auto* ddelete = database->add_subcommand("delete", "Drop a database from a branch");
+  ddelete->add_option("name", dargs->name, "the database's name")->required();
+  ddelete->add_flag("--force", dargs->force, "end the sessions connected to it first");
+  ddelete->add_option("--branch", dargs->branch, "the branch (default: the default branch)");
+  OnRun(ddelete, action,
+        [&s, dargs] { return CmdDatabaseDelete(s, dargs->branch, dargs->name, dargs->force); });
 
   // token
   auto* token = app.add_subcommand("token", "API tokens for a team: admin, developer or viewer");

@@ -456,6 +456,42 @@ TEST_F(CliTest, EndpointStartWithoutABranchUsesTheDefaultBranch) {
             "production  primary   IDLE   127.0.0.1:55433  after 5m idle\n");
 }
 
+TEST_F(CliTest, DatabaseCommandsSendTheApisShapeAndUseTheDefaultBranch) {
+  api_.On("GET", "projects/default", 200,
+          R"({"name": "projects/default",
+              "status": {"default_branch": "projects/default/branches/production"}})");
+  const std::string shop =
+      R"({"name": "shop", "owner_name": "app", "branch": "projects/default/branches/dev"})";
+  api_.On("POST", "projects/default/branches/dev/databases", 200, R"({"database": )" + shop + "}");
+  auto r = Run({"database", "create", "shop", "--owner", "app", "--branch", "dev"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Database shop on dev, owned by app\n");
+  EXPECT_EQ(Json::parse(api_.Last("POST", "projects/default/branches/dev/databases").body),
+            Json::parse(R"({"database": {"name": "shop", "owner_name": "app"}})"));
+
+  api_.On("GET", "projects/default/branches/production/databases", 200,
+          R"({"databases": [{"name": "postgres", "owner_name": "owner",
+                             "branch": "projects/default/branches/production"}]})");
+  r = Run({"database", "list"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "DATABASE  OWNER\npostgres  owner\n");
+
+  api_.On(
+      "DELETE", "projects/default/branches/dev/databases/my db", 409,
+      R"({"error_code": "FAILED_PRECONDITION", "message": "database my db has open connections"})");
+  r = Run({"database", "delete", "my db", "--branch", "dev"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("open connections"), std::string::npos) << r.err;
+  EXPECT_EQ(
+      api_.Last("DELETE", "projects/default/branches/dev/databases/my db").params.count("force"),
+      0u);
+  api_.On("DELETE", "projects/default/branches/dev/databases/my db", 200, "{}");
+  r = Run({"database", "delete", "my db", "--branch", "dev", "--force"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(api_.Last("DELETE", "projects/default/branches/dev/databases/my db").params.at("force"),
+            "true");
+}
+
 TEST_F(CliTest, ResetAndRestore) {
   api_.On("POST", "projects/default/branches/dev:reset", 200, api::ToJson(dev_).dump());
   auto r = Run({"branch", "reset", "dev", "--at", "-30s"});

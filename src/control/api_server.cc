@@ -328,6 +328,10 @@ Status ApiServer::AuthorizeRequest(const httplib::Request& req) const {
   bool password = parts.size() >= 6 && parts[4] == "roles" &&
                   parts[5].find(":reset_password") != std::string::npos;
   if (password) return on_branch(Action::kCredentials, project, branch, "reset role passwords of");
+  if (parts[4] == "databases") {
+    return on_branch(Action::kChange, project, branch,
+                     m == "DELETE" ? "delete databases of" : "create databases on");
+  }
   return on_branch(Action::kChange, project, branch, "change the " + parts[4] + " of");
 }
 
@@ -959,6 +963,57 @@ void ApiServer::Routes() {
            SendJson(res, j);
            return Status::Ok();
          }));
+
+  // ---- databases ----
+  auto database_json = [](const DatabaseInfo& d) {
+    return json{{"name", d.name},
+                {"owner_name", d.owner},
+                {"branch", "projects/" + d.project + "/branches/" + d.branch}};
+  };
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/databases",
+         wrap([eng, database_json](const httplib::Request& req, httplib::Response& res) {
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(body, {"database"}, "body"));
+           auto it = body.find("database");
+           if (it == body.end() || !it->is_object()) {
+             return Status::InvalidArgument("body.database must be an object with a name");
+           }
+           ARBOR_RETURN_IF_ERROR(OnlyFields(*it, {"name", "owner_name"}, "database"));
+           ARBOR_ASSIGN_OR_RETURN(auto name, Field<std::string>(*it, "name", "database"));
+           if (!name) return Status::InvalidArgument("database.name is required");
+           ARBOR_ASSIGN_OR_RETURN(auto owner, Field<std::string>(*it, "owner_name", "database"));
+           ARBOR_ASSIGN_OR_RETURN(DatabaseInfo d,
+                                  eng->CreateDatabase(req.matches[1], req.matches[2], *name,
+                                                      owner.value_or(compute::kOwnerRole)));
+           SendJson(res, {{"database", database_json(d)}});
+           return Status::Ok();
+         }));
+  s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/databases",
+        wrap([eng, database_json](const httplib::Request& req, httplib::Response& res) {
+          ARBOR_ASSIGN_OR_RETURN(auto dbs, eng->ListDatabases(req.matches[1], req.matches[2]));
+          json list = json::array();
+          for (const auto& d : dbs) list.push_back(database_json(d));
+          SendJson(res, {{"databases", list}});
+          return Status::Ok();
+        }));
+  s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/databases/([^/:]+)",
+        wrap([eng, database_json](const httplib::Request& req, httplib::Response& res) {
+          ARBOR_ASSIGN_OR_RETURN(DatabaseInfo d,
+                                 eng->GetDatabase(req.matches[1], req.matches[2], req.matches[3]));
+          SendJson(res, {{"database", database_json(d)}});
+          return Status::Ok();
+        }));
+  s.Delete(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/databases/([^/:]+)",
+           wrap([eng](const httplib::Request& req, httplib::Response& res) {
+             std::string force = req.get_param_value("force");
+             if (!force.empty() && force != "true" && force != "false") {
+               return Status::InvalidArgument("force must be true or false");
+             }
+             ARBOR_RETURN_IF_ERROR(eng->DeleteDatabase(req.matches[1], req.matches[2],
+                                                       req.matches[3], force == "true"));
+             SendJson(res, json::object());
+             return Status::Ok();
+           }));
 
   // ---- API tokens (outside /postgres/: they are Arbor's own) ----
   auto token_json = [](const ApiTokenRecord& t) {

@@ -1054,7 +1054,8 @@ Result<EndpointState> Engine::StartWithLock(std::unique_lock<std::mutex>& l,
   while (true) {
     ARBOR_ASSIGN_OR_RETURN(e, FindEndpoint(project, branch, id));
     auto busy = busy_.find({project, branch});
-    if (!claimed && busy != busy_.end() && busy->second != Work::kRoles) {
+    if (!claimed && busy != busy_.end() && busy->second != Work::kRoles &&
+        busy->second != Work::kDatabases) {
       if (busy->second == Work::kDeleting) {
         return Status::FailedPrecondition("branch " + BranchName(project, branch) +
                                           " is being deleted");

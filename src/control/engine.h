@@ -85,6 +85,13 @@ struct EndpointState {
 };
 
 // One relation file (main fork, all segments) of GET .../changed_pages.
+// A database of a branch (projects/P/branches/B/databases/D), as its postgres has it.
+struct DatabaseInfo {
+  std::string project;
+  std::string branch;
+  std::string name;   // D
+  std::string owner;  // the role that owns it
+};
 struct ChangedRelation {
   uint32_t relfilenode = 0;
   // Sorted, disjoint, inclusive ranges of page numbers (segment * 131072 + block).
@@ -111,13 +118,14 @@ struct ChangedPages {
 // or a project is initdb'd.
 //
 // Busy branches and endpoints. An operation that stops, deletes, replaces or changes the
-// roles of a branch claims it (busy_) for its whole run; operations on the same branch wait
-// for the claim to end, then see its outcome (a deleted branch is NotFound). A start of an
-// endpoint marks it starting, a stop stopping (Live); a claim waits until none of its
-// branch's endpoints is starting or stopping. A start (Wake) of an endpoint whose branch is
-// being deleted fails at once with FailedPrecondition; while it is being reset, restored or
-// stopped the start waits and then starts the outcome; role changes do not hold it up. A
-// branch being deleted cannot gain children (CreateBranch fails with FailedPrecondition).
+// roles or databases of a branch claims it (busy_) for its whole run; operations on the same
+// branch wait for the claim to end, then see its outcome (a deleted branch is NotFound). A
+// start of an endpoint marks it starting, a stop stopping (Live); a claim waits until none of
+// its branch's endpoints is starting or stopping. A start (Wake) of an endpoint whose branch
+// is being deleted fails at once with FailedPrecondition; while it is being reset, restored
+// or stopped the start waits and then starts the outcome; role and database changes do not
+// hold it up. A branch being deleted cannot gain children (CreateBranch fails with
+// FailedPrecondition).
 // Suspension and expiry skip busy branches until their next pass.
 //
 // Crash safety is unchanged by the unlocked parts: catalog records and their timeline still
@@ -291,6 +299,32 @@ class Engine {
   [[nodiscard]] Result<std::pair<RoleRecord, std::string>> ResetRolePassword(
       const std::string& project, const std::string& branch, const std::string& name);
 
+  // ---- databases (databases.cc) ----
+  // Databases live only in the branch's PostgreSQL catalog (pg_database); Arbor keeps no
+  // record of them, so a child branch has the databases its parent had at the fork, and
+  // neither side sees the other's later changes. Each call runs its SQL as Arbor's superuser
+  // on the branch's read-write compute over the private socket, starting (waking) it if it
+  // is suspended. FailedPrecondition if the branch has no read-write endpoint.
+  // Makes database `name` owned by role `owner` (CREATE DATABASE ... OWNER). InvalidArgument
+  // for a bad name, or an owner that does not exist on the branch or is a superuser;
+  // AlreadyExists if the branch has a database of that name.
+  [[nodiscard]] Result<DatabaseInfo> CreateDatabase(const std::string& project,
+                                                    const std::string& branch,
+                                                    const std::string& name,
+                                                    const std::string& owner);
+  // The branch's databases by name, without template0 and template1.
+  [[nodiscard]] Result<std::vector<DatabaseInfo>> ListDatabases(const std::string& project,
+                                                                const std::string& branch);
+  // NotFound if the branch has no such database (template0 and template1 are not listed).
+  [[nodiscard]] Result<DatabaseInfo> GetDatabase(const std::string& project,
+                                                 const std::string& branch,
+                                                 const std::string& name);
+  // Drops the database. FailedPrecondition for postgres (the default database) and the
+  // templates, and, unless `force`, while a session is connected to it; with `force` those
+  // sessions are ended (DROP DATABASE ... WITH (FORCE)). NotFound if there is none.
+  [[nodiscard]] Status DeleteDatabase(const std::string& project, const std::string& branch,
+                                      const std::string& name, bool force);
+
   // ---- API tokens (tokens.cc) ----
   // Makes a token; returns it with its record (the token is never stored, only its hash).
   // InvalidArgument for a bad name or ttl; NotFound for an unknown project; AlreadyExists.
@@ -364,7 +398,7 @@ class Engine {
   using EndpointKey = std::tuple<std::string, std::string, std::string>;
   using BranchKey = std::pair<std::string, std::string>;
   // What an operation does to a branch it has claimed (see the class comment).
-  enum class Work { kStopping, kReplacing, kDeleting, kRoles };
+  enum class Work { kStopping, kReplacing, kDeleting, kRoles, kDatabases };
   // A claim of one branch, released (under mu_) when destroyed. Movable, not copyable.
   // REQUIRES: mu_ held when it is destroyed.
   class BranchClaim {
@@ -448,8 +482,8 @@ class Engine {
   // ---- starting ----
   // Starts the endpoint unless it runs, sharing a start already under way; the slow part
   // runs without the lock, which is held on entry and on return. Waits while its branch is
-  // claimed (but for roles, or by the caller: `claimed`) and while it is being stopped;
-  // FailedPrecondition if its branch is being deleted.
+  // claimed (but for roles or databases, or by the caller: `claimed`) and while it is being
+  // stopped; FailedPrecondition if its branch is being deleted.
   Result<EndpointState> StartWithLock(std::unique_lock<std::mutex>& l, const std::string& project,
                                       const std::string& branch, const std::string& id,
                                       bool claimed);
@@ -461,6 +495,11 @@ class Engine {
   // Once postgres runs: makes `owner` (and gives it what `postgres` owned, for branches from
   // before roles), and applies the plan's role passwords. Runs as Arbor's superuser.
   Status Bootstrap(StartPlan& plan);
+  // The compute id of the branch's read-write endpoint, started if it is not running.
+  // REQUIRES: the branch claimed by the caller.
+  Result<std::string> BranchComputeLocked(std::unique_lock<std::mutex>& l,
+                                          const std::string& project, const std::string& branch,
+                                          const std::string& why);
   // Applies one role's password to running compute `cid` (creating the role if missing).
   Status ApplyRole(const std::string& cid, const RoleRecord& role);
   // A role record with a fresh random password, returned beside it.
