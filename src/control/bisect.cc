@@ -15,6 +15,7 @@
 #include "api/names.h"
 #include "common/clock.h"
 #include "compute/supervisor.h"
+#include "datadiff/pq.h"
 
 namespace arbor::control {
 namespace {
@@ -29,23 +30,15 @@ struct Probe {
   std::string bad_input;    // the check is not one boolean: the bisection stops
 };
 
-std::string OneLine(const char* text) {
-  std::string s = text == nullptr ? "" : text;
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  for (char& c : s) {
-    if (c == '\n') c = ' ';
-  }
-  return s;
-}
-
-using Conn = std::unique_ptr<PGconn, decltype(&PQfinish)>;
-using Res = std::unique_ptr<PGresult, decltype(&PQclear)>;
+using datadiff::ConnPtr;
+using datadiff::OneLine;
+using datadiff::ResultPtr;
 
 // Runs the check on `conn`: its one row of one boolean says whether the state is good.
 Probe RunCheck(PGconn* conn, const std::string& sql) {
   Probe out;
   {
-    Res r(PQexec(conn, sql.c_str()), PQclear);
+    ResultPtr r(PQexec(conn, sql.c_str()));
     if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
       out.error = OneLine(PQresultErrorMessage(r.get()));
       return out;
@@ -66,7 +59,7 @@ Probe RunCheck(PGconn* conn, const std::string& sql) {
     out.good = std::string(PQgetvalue(r.get(), 0, 0)) == "t";
   }
   // A check that failed leaves no transaction open: each statement is its own.
-  Res t(PQexec(conn, "select pg_last_xact_replay_timestamp()"), PQclear);
+  ResultPtr t(PQexec(conn, "select pg_last_xact_replay_timestamp()"));
   if (PQresultStatus(t.get()) == PGRES_TUPLES_OK && PQntuples(t.get()) == 1 &&
       !PQgetisnull(t.get(), 0, 0)) {
     out.replay_time = PQgetvalue(t.get(), 0, 0);
@@ -76,7 +69,7 @@ Probe RunCheck(PGconn* conn, const std::string& sql) {
 
 // The LSN up to which the standby behind `conn` has replayed.
 Result<uint64_t> ReplayLsn(PGconn* conn) {
-  Res r(PQexec(conn, "select pg_last_wal_replay_lsn() - '0/0'::pg_lsn"), PQclear);
+  ResultPtr r(PQexec(conn, "select pg_last_wal_replay_lsn() - '0/0'::pg_lsn"));
   if (PQresultStatus(r.get()) != PGRES_TUPLES_OK || PQntuples(r.get()) != 1 ||
       PQgetisnull(r.get(), 0, 0)) {
     return Status::Unavailable("a probe reports no replay position: " +
@@ -103,7 +96,7 @@ struct Walker {
   std::string id;
   int at = 0;        // the state it serves: an index of the window's points, -1 its start
   uint64_t lsn = 0;  // its replay position
-  Conn conn{nullptr, PQfinish};
+  ConnPtr conn;
 };
 using WalkerPtr = std::unique_ptr<Walker>;
 

@@ -4,7 +4,6 @@
 #include <map>
 
 namespace arbor::datadiff {
-namespace {
 
 DataRow KeyOf(const TableShape& shape, const DataRow& row) {
   DataRow key;
@@ -12,6 +11,8 @@ DataRow KeyOf(const TableShape& shape, const DataRow& row) {
   for (size_t i : shape.key) key.push_back(row[i]);
   return key;
 }
+
+namespace {
 
 // A value for people: 'text' (cut after 60 characters) or NULL.
 std::string Shown(const DataValue& v) {

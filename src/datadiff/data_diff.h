@@ -53,6 +53,9 @@ TableDiff CompareRows(const TableShape& shape, std::vector<DataRow> from, std::v
 // as bytes.
 bool DataRowLess(const DataRow& a, const DataRow& b);
 
+// The values of `row` in the primary key's columns (none for a table without one).
+DataRow KeyOf(const TableShape& shape, const DataRow& row);
+
 // An SQL literal for a value: 'text' with quotes doubled, or NULL.
 std::string SqlLiteral(const DataValue& v);
 

@@ -6,13 +6,6 @@
 namespace arbor::datadiff {
 namespace {
 
-DataRow KeyOf(const TableShape& shape, const DataRow& row) {
-  DataRow key;
-  key.reserve(shape.key.size());
-  for (size_t i : shape.key) key.push_back(row[i]);
-  return key;
-}
-
 // One key's change on one side.
 struct SideChange {
   std::optional<DataRow> from, to;  // nullopt: no row

@@ -1,7 +1,7 @@
 #pragma once
 
-// libpq handles that close themselves, and a server's message as one line. Internal to
-// src/datadiff.
+// libpq handles that close themselves, and a server's message as one line: for src/datadiff
+// and the daemon's own libpq clients (bisect's probes).
 
 #include <libpq-fe.h>
 
