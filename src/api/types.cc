@@ -259,6 +259,8 @@ Json ToJson(const EndpointSpec& v) {
 Json ToJson(const EndpointStatus& v) {
   Json j{{"current_state", v.current_state}, {"host", v.host}, {"port", v.port}};
   Put(j, "connection_string", v.connection_string);
+  Put(j, "replication_state", v.replication_state);
+  Put(j, "replay_lag", v.replay_lag);
   return j;
 }
 Json ToJson(const Endpoint& v) {
@@ -287,6 +289,8 @@ Status FromJson(const Json& j, EndpointStatus* out, std::string_view where) {
     r.Fail(r.Path("port") + ": " + std::to_string(port) + " is not a TCP port");
   out->port = static_cast<int>(port);
   r.String("connection_string", &out->connection_string);
+  r.String("replication_state", &out->replication_state);
+  r.String("replay_lag", &out->replay_lag);
   return r.status();
 }
 Status FromJson(const Json& j, Endpoint* out, std::string_view where) {

@@ -86,6 +86,10 @@ struct EndpointStatus {
   std::string host;
   int port = 0;
   std::optional<std::string> connection_string;
+  // A read replica's: STREAMING, CONNECTING, PRIMARY_SUSPENDED or STOPPED, and its lag
+  // ("0.012s") while it streams or its primary is suspended.
+  std::optional<std::string> replication_state;
+  std::optional<std::string> replay_lag;
 };
 struct Endpoint {
   std::string name;  // projects/{project}/branches/{branch}/endpoints/{endpoint}

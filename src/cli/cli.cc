@@ -301,6 +301,34 @@ Status CmdEndpointStartStop(const Session& s, bool start, const std::string& bra
   return Status::Ok();
 }
 
+// `arbor endpoint create BRANCH ENDPOINT [--read-only]`: a read-only one is a read replica.
+Status CmdEndpointCreate(const Session& s, const std::string& branch, const std::string& id,
+                         bool read_only, const std::string& suspend_timeout, bool no_suspension) {
+  api::EndpointSpec spec;
+  spec.endpoint_type = read_only ? "ENDPOINT_TYPE_READ_ONLY" : "ENDPOINT_TYPE_READ_WRITE";
+  if (!suspend_timeout.empty()) spec.suspend_timeout_s = OrUsage(ParseDurationArg(suspend_timeout));
+  if (no_suspension) spec.no_suspension = true;
+  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, s.Client().CreateEndpoint(s.Branch(branch), id, spec));
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(e));
+  } else {
+    s.Print(RenderEndpoints({e}));
+  }
+  return Status::Ok();
+}
+
+Status CmdEndpointDelete(const Session& s, const std::string& branch, const std::string& id) {
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, branch, id));
+  ARBOR_RETURN_IF_ERROR(c.DeleteEndpoint(name));
+  if (s.Json()) {
+    s.PrintJson({{"endpoint", name.ToString()}});
+  } else {
+    s.Print("Deleted endpoint " + name.ToString() + "\n");
+  }
+  return Status::Ok();
+}
+
 // Role names the CLI puts into API paths: those the API accepts.
 std::string CheckedRole(const std::string& role) {
   bool ok =
@@ -882,6 +910,32 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
     OnRun(sub, action,
           [&s, opts, start] { return CmdEndpointStartStop(s, start, opts->first, opts->second); });
   }
+  struct EndpointCreateOpts {
+    std::string branch, id, suspend_timeout;
+    bool read_only = false, no_suspension = false;
+  };
+  auto epc = std::make_shared<EndpointCreateOpts>();
+  auto* epcreate = endpoint->add_subcommand(
+      "create", "Add an endpoint to a branch: --read-only makes a read replica");
+  epcreate->add_option("branch", epc->branch, "the branch")->required();
+  epcreate->add_option("endpoint", epc->id, "the new endpoint's id")->required();
+  epcreate->add_flag("--read-only", epc->read_only,
+                     "a read replica: a hot standby that follows the branch's primary, with "
+                     "its own port and tokens");
+  epcreate->add_option("--suspend-timeout", epc->suspend_timeout,
+                       "suspend after this long idle (default 300s)");
+  epcreate->add_flag("--no-suspension", epc->no_suspension, "never suspend it");
+  epcreate->footer("Example:\n  arbor endpoint create production reader --read-only");
+  OnRun(epcreate, action, [&s, epc] {
+    return CmdEndpointCreate(s, epc->branch, epc->id, epc->read_only, epc->suspend_timeout,
+                             epc->no_suspension);
+  });
+  auto epd = std::make_shared<std::pair<std::string, std::string>>();
+  auto* epdelete = endpoint->add_subcommand("delete", "Delete an endpoint of a branch");
+  epdelete->add_option("branch", epd->first, "the branch")->required();
+  epdelete->add_option("endpoint", epd->second, "the endpoint id")->required();
+  epdelete->footer("Example:\n  arbor endpoint delete production reader");
+  OnRun(epdelete, action, [&s, epd] { return CmdEndpointDelete(s, epd->first, epd->second); });
   auto ep_branch = std::make_shared<std::string>();
   auto* eplist = endpoint->add_subcommand("list", "List endpoints (of one branch, or all)");
   eplist->add_option("branch", *ep_branch, "only this branch's endpoints");

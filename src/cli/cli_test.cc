@@ -54,7 +54,8 @@ api::Endpoint MakeEndpoint(const std::string& branch, const std::string& state, 
   e.spec.endpoint_type = api::kEndpointTypeReadWrite;
   e.spec.suspend_timeout_s = 300;
   e.status = {state, "127.0.0.1", port,
-              "postgresql://owner@127.0.0.1:" + std::to_string(port) + "/postgres"};
+              "postgresql://owner@127.0.0.1:" + std::to_string(port) + "/postgres",
+              std::nullopt, std::nullopt};
   return e;
 }
 

@@ -148,6 +148,7 @@ std::string RenderBranch(const api::Branch& b, const std::vector<api::Endpoint>&
 
 std::string RenderEndpoints(const std::vector<api::Endpoint>& endpoints) {
   std::vector<Row> rows;
+  bool any_read_only = false;
   for (const auto& e : endpoints) {
     auto name = api::ParseEndpointName(e.name);
     std::string branch = name.ok() ? name->branch : e.name;
@@ -155,10 +156,21 @@ std::string RenderEndpoints(const std::vector<api::Endpoint>& endpoints) {
                           : e.spec.suspend_timeout_s
                               ? "after " + HumanDuration(*e.spec.suspend_timeout_s) + " idle"
                               : "-";
-    rows.push_back({branch, ShortName(e.name), e.status.current_state,
+    std::string type = "read-write";
+    if (e.spec.endpoint_type.value_or("") == "ENDPOINT_TYPE_READ_ONLY") {
+      type = e.spec.source_branch_time_us || e.spec.source_branch_lsn ? "pinned" : "replica";
+    }
+    if (e.status.replay_lag) type += " (lag " + *e.status.replay_lag + ")";
+    any_read_only = any_read_only || type != "read-write";
+    rows.push_back({branch, ShortName(e.name), type, e.status.current_state,
                     e.status.host + ":" + std::to_string(e.status.port), suspend});
   }
-  return RenderTable({"BRANCH", "ENDPOINT", "STATE", "ADDRESS", "SUSPEND"}, rows);
+  if (!any_read_only) {
+    // Only read-write endpoints: no TYPE column.
+    for (Row& r : rows) r.erase(r.begin() + 2);
+    return RenderTable({"BRANCH", "ENDPOINT", "STATE", "ADDRESS", "SUSPEND"}, rows);
+  }
+  return RenderTable({"BRANCH", "ENDPOINT", "TYPE", "STATE", "ADDRESS", "SUSPEND"}, rows);
 }
 
 }  // namespace arbor::cli

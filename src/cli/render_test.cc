@@ -74,7 +74,7 @@ TEST(RenderBranch, ShowsWhereItCameFromAndWhenItExpires) {
   dev.status.source_branch_lsn = Lsn(0x16B3740);
   api::Endpoint ep;
   ep.name = dev.name + "/endpoints/primary";
-  ep.status = {"IDLE", "127.0.0.1", 55434, std::nullopt};
+  ep.status = {"IDLE", "127.0.0.1", 55434, std::nullopt, std::nullopt, std::nullopt};
   EXPECT_EQ(RenderBranch(dev, {ep}, kNow),
             "name              projects/default/branches/dev\n"
             "uid               br-1\n"

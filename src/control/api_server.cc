@@ -401,7 +401,7 @@ void ApiServer::Routes() {
                 {"status", status}};
   };
   auto endpoint_json = [eng](const EndpointRecord& e) {
-    json spec{{"endpoint_type", e.pinned ? "ENDPOINT_TYPE_READ_ONLY" : "ENDPOINT_TYPE_READ_WRITE"},
+    json spec{{"endpoint_type", IsReadWrite(e) ? "ENDPOINT_TYPE_READ_WRITE" : "ENDPOINT_TYPE_READ_ONLY"},
               {"suspend_timeout_duration", Duration(e.suspend_timeout_s)}};
     if (e.no_suspension) spec["no_suspension"] = true;
     if (e.pinned) {
@@ -419,6 +419,23 @@ void ApiServer::Routes() {
                                        : "IDLE";
     json status{{"current_state", state}, {"host", "127.0.0.1"}, {"port", e.port}};
     if (e.pinned) status["source_branch_time"] = FormatTime(e.pin_time_us);
+    if (e.replica) {
+      // What a read replica serves: streaming (replay_lag is the primary's measure), waiting
+      // for its primary (suspended: the replica serves the branch's state as of then), or
+      // stopped (its next start forks the branch's head).
+      auto r = eng->GetReplicaState(e.project, e.branch, e.id);
+      if (r.ok() && r->running) {
+        char lag[32];
+        std::snprintf(lag, sizeof lag, "%.3fs", r->streaming ? r->replay_lag_s : 0.0);
+        status["replication_state"] = r->streaming         ? "STREAMING"
+                                      : r->primary_running ? "CONNECTING"
+                                                           : "PRIMARY_SUSPENDED";
+        if (r->streaming || !r->primary_running) status["replay_lag"] = lag;
+        if (r->streaming) status["replay_lag_bytes"] = r->replay_lag_bytes;
+      } else {
+        status["replication_state"] = "STOPPED";
+      }
+    }
     if (cs.ok()) status["connection_string"] = *cs;
     return json{{"name", "projects/" + e.project + "/branches/" + e.branch + "/endpoints/" + e.id},
                 {"uid", e.uid},
@@ -835,10 +852,13 @@ void ApiServer::Routes() {
                    "set at most one of spec.source_branch_time and spec.source_branch_lsn");
              }
              if (!at && !lsn_text) {
-               return Status::InvalidArgument(
-                   "an ENDPOINT_TYPE_READ_ONLY endpoint needs spec.source_branch_time or "
-                   "spec.source_branch_lsn (read replicas that follow the branch are not "
-                   "available yet)");
+               // A read replica: a hot standby that follows the branch.
+               ARBOR_ASSIGN_OR_RETURN(
+                   EndpointRecord e,
+                   eng->CreateEndpoint(req.matches[1], req.matches[2], id, timeout,
+                                       never.value_or(false), /*replica=*/true));
+               SendJson(res, endpoint_json(e));
+               return Status::Ok();
              }
              if (never.value_or(false)) {
                return Status::InvalidArgument(

@@ -92,6 +92,7 @@ json ToJson(const EndpointRecord& e) {
           {"no_suspension", e.no_suspension},
           {"running", e.running},
           {"pinned", e.pinned},
+          {"replica", e.replica},
           {"timeline", e.timeline.value()},
           {"pin_time_us", e.pin_time_us},
           {"pin_lsn", e.pin_lsn},
@@ -217,6 +218,7 @@ EndpointRecord EndpointFrom(const json& e) {
   r.running = e.value("running", false);
   // Records from before pinned endpoints have none of these.
   r.pinned = e.value("pinned", false);
+  r.replica = e.value("replica", false);  // and from before read replicas
   r.timeline = TimelineId(e.value("timeline", uint64_t{0}));
   r.pin_time_us = e.value("pin_time_us", int64_t{0});
   r.pin_lsn = e.value("pin_lsn", uint64_t{0});

@@ -100,11 +100,19 @@ struct EndpointRecord {
   // from the branch's at that point and deleted with the endpoint. It never changes, and it
   // deletes itself once idle for its suspend timeout.
   bool pinned = false;
-  TimelineId timeline;      // the ephemeral timeline (pinned only)
+  // A read replica (ENDPOINT_TYPE_READ_ONLY without a source time or LSN) is a hot standby
+  // that follows its branch's read-write endpoint. Each start forks a fresh ephemeral
+  // timeline from the branch's head (its `timeline` while it runs; 0 when it is stopped),
+  // and streams the WAL written after that from the primary's private socket.
+  bool replica = false;
+  TimelineId timeline;      // the ephemeral timeline (pinned, and a running replica)
   int64_t pin_time_us = 0;  // the wall time of the state it serves
   uint64_t pin_lsn = 0;     // the LSN asked for, when it was pinned by LSN
   bool requested_lsn = false;
 };
+
+// The branch's one read-write endpoint: neither pinned nor a replica.
+inline bool IsReadWrite(const EndpointRecord& e) { return !e.pinned && !e.replica; }
 
 // The catalog: every project, branch and endpoint. Each record is one store catalog key
 // (`project/P`, `branch/P/B`, `endpoint/P/B/E`, JSON values), written in the same atomic

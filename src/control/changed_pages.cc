@@ -100,6 +100,11 @@ Result<ChangedPages> Engine::ChangedPagesBetween(const std::string& project,
       ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e,
                              FindEndpoint(project, names[i].first, names[i].second));
       ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, names[i].first));
+      if (e->replica) {
+        return Status::InvalidArgument("endpoint " + ComputeId(*e) +
+                                       " is a read replica, which may lag its branch; compare "
+                                       "the branch's read-write endpoint");
+      }
       if (e->pinned) {
         sides[i].tree = e->timeline;
         sides[i].sources = {e->timeline, b->timeline};

@@ -79,7 +79,7 @@ Result<std::string> Engine::BranchComputeLocked(std::unique_lock<std::mutex>& l,
                                                 const std::string& project,
                                                 const std::string& branch, const std::string& why) {
   for (const EndpointRecord& e : BranchEndpointsLocked(project, branch)) {
-    if (e.pinned) continue;  // a hot standby: read only
+    if (!IsReadWrite(e)) continue;  // a hot standby: read only
     ARBOR_RETURN_IF_ERROR(StartWithLock(l, project, branch, e.id, true).status());
     return ComputeId(e);
   }

@@ -95,11 +95,18 @@ Status Engine::Open() {
       "local all " +
           std::string(compute::kSuperuser) +
           " peer map=arbor\n"
+          "# A read replica's WAL receiver: a compute (the compute's OS user) streaming from\n"
+          "# its primary. A replication connection runs no SQL.\n"
+          "local replication " +
+          std::string(compute::kSuperuser) +
+          " peer map=arbor_replication\n"
           "# Everyone else, the proxy's logins included, proves the role's SCRAM password.\n"
           "local all all scram-sha-256\n"));
+  ARBOR_ASSIGN_OR_RETURN(compute::OsUser compute_user, compute::ComputeUser());
   ARBOR_RETURN_IF_ERROR(write_conf(IdentFile(), "# Written by Arbor at each start.\narbor " +
                                                     daemon_user + " " + compute::kSuperuser +
-                                                    "\n"));
+                                                    "\narbor_replication " + compute_user.name +
+                                                    " " + compute::kSuperuser + "\n"));
   ARBOR_ASSIGN_OR_RETURN(catalog_, Catalog::Load(*store_));
   // Pinned endpoints are ephemeral: none outlives the daemon that made it.
   std::vector<EndpointRecord> pinned;
@@ -107,13 +114,22 @@ Status Engine::Open() {
     if (e.pinned) pinned.push_back(e);
   }
   for (const EndpointRecord& e : pinned) ARBOR_RETURN_IF_ERROR(ErasePinnedEndpointLocked(e));
+  // A replica's fork was of the branch's head when it last started: a start forks afresh, so
+  // the old one is left unreferenced here and deleted below.
+  for (auto& [k, e] : catalog_.endpoints) {
+    if (!e.replica || e.timeline.value() == 0) continue;
+    EndpointRecord cleared = e;
+    cleared.timeline = TimelineId(0);
+    ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(cleared)}));
+    e = cleared;
+  }
 
   // Timelines no branch refers to were left by an operation cut short (a crash between the
   // store's change and the catalog's): delete them, children first.
   std::set<TimelineId> used;
   for (const auto& [k, b] : catalog_.branches) used.insert(b.timeline);
   for (const auto& [k, e] : catalog_.endpoints) {
-    if (e.pinned) used.insert(e.timeline);
+    if (e.pinned || (e.replica && e.timeline.value() != 0)) used.insert(e.timeline);
   }
   bool again = true;
   while (again) {
@@ -363,7 +379,7 @@ std::vector<std::string> Engine::CheckpointTargetsLocked(const std::string& proj
                                                          const std::string& id) {
   std::vector<std::string> out;
   for (const auto& [k, e] : catalog_.endpoints) {
-    if (e.project != project || e.branch != id || e.pinned) continue;
+    if (e.project != project || e.branch != id || !IsReadWrite(e)) continue;
     auto live = live_.find(k);
     if (live == live_.end() || !live->second.running || live->second.stopping) continue;
     out.push_back(ComputeId(e));
@@ -824,14 +840,14 @@ Result<uint16_t> Engine::AllocatePort() const {
 Result<EndpointRecord> Engine::NewEndpointLocked(const std::string& project,
                                                  const std::string& branch, const std::string& id,
                                                  int64_t suspend_timeout_s, bool no_suspension,
-                                                 bool pinned) {
+                                                 bool pinned, bool replica) {
   ARBOR_RETURN_IF_ERROR(ValidateId("endpoint", id));
   if (catalog_.endpoints.count({project, branch, id})) {
     return Status::AlreadyExists("endpoint " + BranchName(project, branch) + "/endpoints/" + id +
                                  " already exists");
   }
   for (const auto& [k, e] : catalog_.endpoints) {
-    if (!pinned && e.project == project && e.branch == branch && !e.pinned) {
+    if (!pinned && !replica && e.project == project && e.branch == branch && IsReadWrite(e)) {
       return Status::FailedPrecondition("branch " + BranchName(project, branch) +
                                         " already has a read-write endpoint (" + e.id + ")");
     }
@@ -850,16 +866,18 @@ Result<EndpointRecord> Engine::NewEndpointLocked(const std::string& project,
   e.suspend_timeout_s = suspend_timeout_s;
   e.no_suspension = no_suspension;
   e.pinned = pinned;
+  e.replica = replica;
   return e;
 }
 
 Result<EndpointRecord> Engine::CreateEndpoint(const std::string& project, const std::string& branch,
                                               const std::string& id, int64_t suspend_timeout_s,
-                                              bool no_suspension) {
+                                              bool no_suspension, bool replica) {
   std::unique_lock l(mu_);
   ARBOR_RETURN_IF_ERROR(WaitBranchFreeLocked(l, project, branch));
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
-                         NewEndpointLocked(project, branch, id, suspend_timeout_s, no_suspension));
+                         NewEndpointLocked(project, branch, id, suspend_timeout_s, no_suspension,
+                                           /*pinned=*/false, replica));
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(e)}));
   catalog_.endpoints[{project, branch, id}] = e;
   if (ports_ != nullptr) ports_->Listen(e.port);
@@ -967,7 +985,22 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   StartPlan plan;
   plan.ep = ep;
   plan.timeline = ep.pinned ? ep.timeline : b->timeline;
-  plan.read_only = ep.pinned;
+  plan.read_only = ep.pinned || ep.replica;
+  plan.replica = ep.replica;
+  if (ep.replica) {
+    // A fresh fork of the branch's head, every start: no data is copied, and the standby
+    // streams what the primary writes after it. The record names the fork in the same
+    // atomic write, so a crash leaves nothing that Open does not delete.
+    EndpointRecord forked = ep;
+    ARBOR_ASSIGN_OR_RETURN(forked.timeline,
+                           store_->Branch(b->timeline, store_->Head(), [&](TimelineId tl) {
+                             forked.timeline = tl;
+                             return storage::MetaWrites{Catalog::Put(forked)};
+                           }));
+    catalog_.endpoints[key] = forked;
+    plan.ep = forked;
+    plan.timeline = forked.timeline;
+  }
   plan.mount = std::move(live.mount);  // RunStart mounts if there is none
   plan.mountpoint = plan.mount ? live.mountpoint : EndpointDir("mnt", ep);
   auto project = catalog_.projects.find(ep.project);
@@ -992,6 +1025,23 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   }
   (void)project;
   plan.owner_ready = b->owner_ready;
+  if (plan.replica) {
+    // A hot standby that never ends recovery: it replays its fork's WAL, then streams the
+    // primary's over the primary's private socket, as Arbor's superuser by peer
+    // authentication on a replication connection (Open's pg_hba.conf). With the primary
+    // suspended it retries, and serves the branch's state meanwhile.
+    spec.settings.emplace_back("hot_standby", "on");
+    spec.settings.emplace_back("fsync", "off");  // its files are thrown away when it stops
+    spec.settings.emplace_back("wal_retrieve_retry_interval", "1s");
+    for (const auto& [k, e] : catalog_.endpoints) {
+      if (e.project != ep.project || e.branch != ep.branch || !IsReadWrite(e)) continue;
+      spec.settings.emplace_back(
+          "primary_conninfo", "host=" + EndpointDir("run", e) + " port=" +
+                                  std::to_string(e.port) + " user=" + compute::kSuperuser +
+                                  " application_name=" + ep.uid);
+    }
+    return std::variant<EndpointState, StartPlan>(std::move(plan));
+  }
   if (plan.read_only) {
     // A hot standby: it replays the WAL of its state, then serves it read-only, and never
     // ends recovery (nothing promotes it). Its roles must hold the passwords Arbor holds now
@@ -1021,6 +1071,7 @@ Status Engine::RunStart(StartPlan& plan) {
     // pre-recovery fsync of every file in PGDATA is redundant, and syncfs (a no-op on FUSE)
     // replaces it: a branch's first start no longer opens and fsyncs each file.
     ARBOR_RETURN_IF_ERROR(store_->Sync(plan.timeline));
+    if (plan.replica) return StartReplica(plan);
     if (plan.read_only) return StartStandby(plan);
     ARBOR_RETURN_IF_ERROR(supervisor_->Start(plan.spec, options_.start_timeout));
     // No client gets in before its role holds the password Arbor checks it against.
@@ -1035,7 +1086,10 @@ Status Engine::RunStart(StartPlan& plan) {
 Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started) {
   const EndpointRecord& ep = plan.ep;
   Live& live = live_[{ep.project, ep.branch, ep.id}];
-  if (!started.ok()) return started;
+  if (!started.ok()) {
+    if (plan.replica) DropReplicaForkLocked(ep);
+    return started;
+  }
   live.mount = std::move(plan.mount);
   live.mountpoint = plan.mountpoint;
   live.socket_dir = plan.spec.socket_dir;
@@ -1051,6 +1105,26 @@ Result<EndpointState> Engine::StartWithLock(std::unique_lock<std::mutex>& l,
                                             const std::string& id, bool claimed) {
   EndpointKey key{project, branch, id};
   EndpointRecord* e = nullptr;
+  {
+    // A replica forks the branch's catalog, and its passwords must be the ones Arbor holds:
+    // a change made while the primary was suspended is applied by starting the primary.
+    ARBOR_ASSIGN_OR_RETURN(e, FindEndpoint(project, branch, id));
+    bool pending = false;
+    for (const auto& [k, r] : catalog_.roles) {
+      if (r.project == project && r.branch == branch && !r.applied) pending = true;
+    }
+    if (e->replica && pending) {
+      std::string primary;
+      for (const auto& [k, other] : catalog_.endpoints) {
+        if (other.project == project && other.branch == branch && IsReadWrite(other)) {
+          primary = other.id;
+        }
+      }
+      if (!primary.empty()) {
+        ARBOR_RETURN_IF_ERROR(StartWithLock(l, project, branch, primary, claimed).status());
+      }
+    }
+  }
   while (true) {
     ARBOR_ASSIGN_OR_RETURN(e, FindEndpoint(project, branch, id));
     auto busy = busy_.find({project, branch});
@@ -1136,7 +1210,8 @@ void Engine::RunStops(std::vector<StopJob>& jobs) {
     if (job.was_running) {
       // A pinned endpoint's files are thrown away: no shutdown checkpoint.
       job.status = supervisor_->Stop(
-          ComputeId(job.ep), job.ep.pinned ? std::chrono::milliseconds(0) : options_.stop_timeout);
+          ComputeId(job.ep),
+          job.ep.pinned || job.ep.replica ? std::chrono::milliseconds(0) : options_.stop_timeout);
       if (job.status.code() == Code::kNotFound) job.status = Status::Ok();
     }
     if (job.status.ok()) {
@@ -1155,6 +1230,8 @@ void Engine::FinishStopsLocked(std::vector<StopJob>& jobs) {
     if (!job.status.ok()) {
       it->second.running = job.was_running;
       it->second.mount = std::move(job.mount);
+    } else if (job.ep.replica) {
+      DropReplicaForkLocked(job.ep);
     }
   }
   changed_.notify_all();

@@ -193,7 +193,7 @@ class Engine {
                                                       const std::string& branch,
                                                       const std::string& id,
                                                       int64_t suspend_timeout_s,
-                                                      bool no_suspension);
+                                                      bool no_suspension, bool replica = false);
   [[nodiscard]] Result<EndpointRecord> GetEndpoint(const std::string& project,
                                                    const std::string& branch,
                                                    const std::string& id);
@@ -266,7 +266,24 @@ class Engine {
                                                        const std::string& branch,
                                                        const std::string& id, uint64_t from,
                                                        uint64_t to, WalCache* cache);
-  // The branch's read-write endpoint: its first endpoint that is not pinned. NotFound if none.
+  // ---- read replicas (timetravel.cc) ----
+  // A read replica is made by CreateEndpoint(..., replica = true): any number per branch,
+  // each with its own port and uid (so its own tokens), for the branch's roles. Each start
+  // forks the branch's head (O(1)) and runs a hot standby on the fork that streams the
+  // primary's WAL; its stop deletes the fork. A delete, reset or restore of the branch stops
+  // it; it starts again on the new state at its next connection.
+  struct ReplicaState {
+    bool running = false;
+    bool primary_running = false;
+    bool streaming = false;     // connected to the primary and streaming
+    double replay_lag_s = 0;    // PostgreSQL's replay_lag as the primary sees it
+    uint64_t replay_lag_bytes = 0;  // the primary's WAL not yet replayed
+  };
+  // InvalidArgument if the endpoint is not a replica. Asks the primary when both run.
+  [[nodiscard]] Result<ReplicaState> GetReplicaState(const std::string& project,
+                                                     const std::string& branch,
+                                                     const std::string& id);
+  // The branch's read-write endpoint: neither pinned nor a replica. NotFound if none.
   [[nodiscard]] Result<EndpointRecord> DefaultEndpoint(const std::string& project,
                                                        const std::string& branch);
   // The branch's WAL writes in [since_us, until_us], oldest first (Store::WalPoints): the
@@ -423,7 +440,8 @@ class Engine {
     std::string mountpoint;
     std::unique_ptr<MountHandle> mount;  // the endpoint's, or made by RunStart if none
     compute::ComputeSpec spec;
-    bool read_only = false;            // a pinned endpoint: a hot standby, no bootstrap
+    bool read_only = false;            // pinned or a replica: a hot standby, no bootstrap
+    bool replica = false;              // a read replica: streams from the primary
     bool owner_ready = false;          // the branch's postgres already has `owner`
     std::vector<RoleRecord> roles;     // passwords to apply once postgres runs
     std::vector<std::string> refused;  // roles whose password RunStart could not apply
@@ -453,7 +471,8 @@ class Engine {
   // has one read-write endpoint, and any number of `pinned` ones.
   Result<EndpointRecord> NewEndpointLocked(const std::string& project, const std::string& branch,
                                            const std::string& id, int64_t suspend_timeout_s,
-                                           bool no_suspension, bool pinned = false);
+                                           bool no_suspension, bool pinned = false,
+                                           bool replica = false);
 
   // ---- busy branches ----
   // Waits until no operation has claimed branch `id`, then claims it for `work` and waits
@@ -539,6 +558,11 @@ class Engine {
   //   it is first started as a primary: the passwords are applied, then it stops
   //   immediately, leaving the same data plus those role changes for the standby to replay.
   Status StartStandby(StartPlan& plan);
+  // A read replica's start (timetravel.cc): a hot standby at once, never a primary first,
+  // since its WAL must stay the branch's to stream onto it.
+  Status StartReplica(StartPlan& plan);
+  // Deletes the fork a stopped (or failed) replica ran on and clears it from its record.
+  void DropReplicaForkLocked(const EndpointRecord& ep);
   // Whether every role of the plan holds Arbor's verifier in running compute `cid`.
   Result<bool> RolesMatch(const std::string& cid, const StartPlan& plan);
   // Drops the connection counts of a deleted endpoint.

@@ -123,6 +123,67 @@ Status Engine::StartStandby(StartPlan& plan) {
   return supervisor_->Start(plan.spec, options_.start_timeout);
 }
 
+Status Engine::StartReplica(StartPlan& plan) {
+  ARBOR_RETURN_IF_ERROR(ClusterState(plan.mountpoint).status());
+  ARBOR_RETURN_IF_ERROR(StandbySignal(plan.mountpoint, true));
+  return supervisor_->Start(plan.spec, options_.start_timeout);
+}
+
+void Engine::DropReplicaForkLocked(const EndpointRecord& ep) {
+  auto it = catalog_.endpoints.find({ep.project, ep.branch, ep.id});
+  if (it == catalog_.endpoints.end() || it->second.timeline.value() == 0) return;
+  EndpointRecord cleared = it->second;
+  TimelineId fork = cleared.timeline;
+  cleared.timeline = TimelineId(0);
+  Status st = store_->DeleteTimeline(fork, {Catalog::Put(cleared)});
+  if (st.code() == Code::kNotFound) st = store_->WriteMeta({Catalog::Put(cleared)});
+  if (!st.ok()) {
+    // Left referenced; the next start forks anew, and Open deletes it at the latest.
+    log::warn("engine: deleting the fork of replica {}: {}", ComputeId(ep), st.ToString());
+    return;
+  }
+  it->second = cleared;
+}
+
+Result<Engine::ReplicaState> Engine::GetReplicaState(const std::string& project,
+                                                     const std::string& branch,
+                                                     const std::string& id) {
+  ReplicaState out;
+  std::string primary_cid;
+  std::string uid;
+  {
+    std::lock_guard l(mu_);
+    ARBOR_ASSIGN_OR_RETURN(EndpointRecord * e, FindEndpoint(project, branch, id));
+    if (!e->replica) {
+      return Status::InvalidArgument("endpoint " + ComputeId(*e) + " is not a read replica");
+    }
+    uid = e->uid;
+    auto live = live_.find({project, branch, id});
+    out.running = live != live_.end() && live->second.running;
+    for (const auto& [k, other] : catalog_.endpoints) {
+      if (other.project != project || other.branch != branch || !IsReadWrite(other)) continue;
+      auto pl = live_.find(k);
+      out.primary_running = pl != live_.end() && pl->second.running && !pl->second.stopping;
+      if (out.primary_running) primary_cid = ComputeId(other);
+    }
+  }
+  if (!out.running || primary_cid.empty()) return out;
+  // The primary's view: its WAL sender for this replica (application_name is the replica's
+  // uid). replay_lag is NULL once the replica has caught up and nothing is written.
+  ARBOR_ASSIGN_OR_RETURN(
+      auto rows,
+      supervisor_->Query(primary_cid, "postgres",
+                         "select state, coalesce(extract(epoch from replay_lag), 0)::float8, "
+                         "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint "
+                         "from pg_stat_replication where application_name = '" +
+                             uid + "'"));
+  if (rows.empty() || rows.front().size() != 3) return out;
+  out.streaming = rows.front()[0] == "streaming";
+  out.replay_lag_s = std::strtod(rows.front()[1].c_str(), nullptr);
+  out.replay_lag_bytes = std::strtoull(rows.front()[2].c_str(), nullptr, 10);
+  return out;
+}
+
 Result<EndpointRecord> Engine::CreatePinnedEndpoint(
     const std::string& project, const std::string& branch, const std::string& id,
     std::optional<int64_t> time_us, std::optional<uint64_t> lsn, int64_t suspend_timeout_s) {
@@ -342,7 +403,7 @@ Result<EndpointRecord> Engine::DefaultEndpoint(const std::string& project,
   std::lock_guard l(mu_);
   ARBOR_RETURN_IF_ERROR(FindBranch(project, branch).status());
   for (const auto& [k, e] : catalog_.endpoints) {
-    if (e.project == project && e.branch == branch && !e.pinned) return e;
+    if (e.project == project && e.branch == branch && IsReadWrite(e)) return e;
   }
   return Status::NotFound("branch " + BranchName(project, branch) + " has no read-write endpoint");
 }
