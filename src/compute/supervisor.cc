@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,21 +32,47 @@ std::string Errno(const std::string& what) { return what + ": " + std::strerror(
 struct Exec {
   std::vector<std::string> args;
   std::vector<char*> argv;
+  uint64_t address_space_limit = 0;  // RLIMIT_AS of the child; 0: unchanged
+  std::vector<std::string> extra_env;  // NAME=value added to the daemon's environment
+  std::vector<std::string> env;
+  std::vector<char*> envp;
   void Seal() {
     argv.clear();
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    env.clear();
+    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    for (const std::string& e : extra_env) env.push_back(e);
+    envp.clear();
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
   }
 };
 
 // Forks a child in its own session (so its whole tree is one process group), with stdout
-// and stderr on `log_fd`, running as `user` when we are root.
-Result<pid_t> Spawn(const OsUser& user, Exec& exec, int log_fd) {
+// and stderr on `log_fd`, running as `user` when we are root. The child joins the control
+// groups whose cgroup.procs files are open as `join_fds` before anything else (so its whole
+// tree is in them), and, with `protect_from_oom`, makes itself the last choice of the
+// kernel's OOM killer while its children (postgres's backends) go back to the default.
+Result<pid_t> Spawn(const OsUser& user, Exec& exec, int log_fd,
+                    const std::vector<int>& join_fds = {}, bool protect_from_oom = false) {
   exec.Seal();
   bool drop = geteuid() == 0 && user.uid != 0;
   pid_t pid = fork();
   if (pid < 0) return Status::Internal(Errno("fork"));
   if (pid == 0) {
+    for (int fd : join_fds) {
+      if (write(fd, "0", 1) != 1) _exit(125);
+    }
+    if (protect_from_oom) {
+      int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+      if (oom >= 0) {
+        // Only root may lower it; an unprivileged daemon's computes keep the default.
+        if (write(oom, "-1000", 5) != 5) {
+        }
+        close(oom);
+      }
+    }
     setsid();
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
@@ -61,8 +88,12 @@ Result<pid_t> Spawn(const OsUser& user, Exec& exec, int log_fd) {
       if (setgroups(1, &g) != 0 || setgid(user.gid) != 0 || setuid(user.uid) != 0) _exit(126);
     }
     if (chdir("/") != 0) _exit(126);
+    if (exec.address_space_limit > 0) {
+      struct rlimit rl{exec.address_space_limit, exec.address_space_limit};
+      if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(124);
+    }
     signal(SIGPIPE, SIG_DFL);
-    execv(exec.argv[0], exec.argv.data());
+    execve(exec.argv[0], exec.argv.data(), exec.envp.data());
     _exit(127);
   }
   return pid;
@@ -278,9 +309,34 @@ Status Supervisor::Launch(const ComputeSpec& spec, std::chrono::milliseconds tim
     exec.args.push_back(k + "=" + v);
   }
   ARBOR_ASSIGN_OR_RETURN(int log_fd, OpenLog(spec.log_file));
-  auto pid = Spawn(user_, exec, log_fd);
+  std::vector<int> join_fds;
+  if (cgroups_ != nullptr && !spec.cgroup.empty() &&
+      cgroups_->version() != Cgroups::Version::kNone) {
+    Status made = cgroups_->Create(spec.cgroup, spec.limits);
+    if (!made.ok()) {
+      // Never fail the start: an unlimited compute serves as before.
+      log::warn("compute {}: running without limits: {}", spec.id, made.ToString());
+    } else {
+      for (const std::string& f : cgroups_->ProcsFiles(spec.cgroup)) {
+        int fd = open(f.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) join_fds.push_back(fd);
+      }
+    }
+  }
+  // A memory limit: a backend over it gets PostgreSQL's "out of memory" error from a failed
+  // allocation (RLIMIT_AS, below), and the cgroup's OOM killer, if the compute's processes
+  // together still reach the limit, picks a backend rather than the postmaster.
+  if (spec.limits.memory_max_bytes > 0) {
+    exec.extra_env = {"PG_OOM_ADJUST_FILE=/proc/self/oom_score_adj", "PG_OOM_ADJUST_VALUE=0"};
+  }
+  exec.address_space_limit = spec.address_space_limit_bytes;
+  auto pid = Spawn(user_, exec, log_fd, join_fds, spec.limits.memory_max_bytes > 0);
+  for (int fd : join_fds) close(fd);
   close(log_fd);
-  if (!pid.ok()) return pid.status();
+  if (!pid.ok()) {
+    RemoveGroup(spec);
+    return pid.status();
+  }
 
   auto deadline = Clock::now() + timeout;
   while (true) {
@@ -341,7 +397,10 @@ Status Supervisor::Stop(const std::string& id, std::chrono::milliseconds timeout
   StopProcess(id, pid, exited, timeout);
   std::lock_guard l(mu_);
   auto it = computes_.find(id);
-  if (it != computes_.end() && it->second.phase == Phase::kStopping) computes_.erase(it);
+  if (it != computes_.end() && it->second.phase == Phase::kStopping) {
+    RemoveGroup(it->second.spec);
+    computes_.erase(it);
+  }
   return Status::Ok();
 }
 
@@ -494,7 +553,52 @@ void Supervisor::StopAll(std::chrono::milliseconds timeout) {
   for (const Running& r : taken) {
     if (!r.exited) kill(r.pid, SIGINT);
   }
-  for (const Running& r : taken) StopProcess(r.spec.id, r.pid, r.exited, timeout);
+  for (const Running& r : taken) {
+    StopProcess(r.spec.id, r.pid, r.exited, timeout);
+    RemoveGroup(r.spec);
+  }
+}
+
+void Supervisor::RemoveGroup(const ComputeSpec& spec) {
+  if (cgroups_ == nullptr || spec.cgroup.empty()) return;
+  // Its processes are gone or dying (SIGKILL to the tree); the kernel refuses the rmdir
+  // until the last has exited.
+  Status st;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    st = cgroups_->Remove(spec.cgroup);
+    if (st.ok()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  log::warn("compute {}: {} (the next start reuses it)", spec.id, st.ToString());
+}
+
+Result<uint64_t> Supervisor::CpuUsageMicros(const std::string& id) {
+  std::string group;
+  {
+    std::lock_guard l(mu_);
+    auto it = computes_.find(id);
+    if (it == computes_.end()) return Status::NotFound("no compute " + id);
+    group = it->second.spec.cgroup;
+  }
+  if (cgroups_ == nullptr || group.empty()) {
+    return Status::FailedPrecondition("compute " + id + " runs in no control group");
+  }
+  return cgroups_->CpuUsageMicros(group);
+}
+
+Status Supervisor::Resize(const std::string& id, const Limits& limits) {
+  std::string group;
+  {
+    std::lock_guard l(mu_);
+    auto it = computes_.find(id);
+    if (it == computes_.end()) return Status::NotFound("no compute " + id);
+    it->second.spec.limits = limits;
+    group = it->second.spec.cgroup;
+  }
+  if (cgroups_ == nullptr || group.empty() || cgroups_->version() == Cgroups::Version::kNone) {
+    return Status::Ok();
+  }
+  return cgroups_->Update(group, limits);
 }
 
 Status Supervisor::InitDb(const std::string& pgdata, const std::string& password,

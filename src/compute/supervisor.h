@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "compute/cgroups.h"
 
 struct pg_conn;  // libpq's PGconn
 
@@ -52,6 +53,13 @@ struct ComputeSpec {
   std::string shared_buffers = "128MB";
   int max_connections = 100;
   std::vector<std::pair<std::string, std::string>> settings;  // extra -c name=value
+  // The control group its process tree runs in (a directory name, such as the endpoint's
+  // uid), with these limits; empty, or a supervisor without Cgroups: unlimited.
+  std::string cgroup;
+  Limits limits;
+  // RLIMIT_AS of each of its processes (0: none), so that a backend over its share gets
+  // PostgreSQL's "out of memory" error from a failed allocation instead of the OOM killer.
+  uint64_t address_space_limit_bytes = 0;
 };
 
 enum class ComputeState { kStopped, kRunning, kCrashed };
@@ -106,6 +114,16 @@ class Supervisor {
                                       const std::string& log_file);
 
   const OsUser& user() const { return user_; }
+  // Computes started after this run in control groups of `cgroups` (not owned; it must
+  // outlive the supervisor). nullptr: unlimited.
+  void SetCgroups(Cgroups* cgroups) { cgroups_ = cgroups; }
+  Cgroups* cgroups() const { return cgroups_; }
+  // CPU time a running compute's group has used (its own accounting), in microseconds.
+  // NotFound if it does not run; FailedPrecondition if it runs in no group.
+  [[nodiscard]] Result<uint64_t> CpuUsageMicros(const std::string& id);
+  // Changes the limits of a running compute in place (autoscaling). NotFound if it does not
+  // run; a compute in no group only records them.
+  [[nodiscard]] virtual Status Resize(const std::string& id, const Limits& limits);
 
  private:
   enum class Phase { kStarting, kRunning, kStopping };
@@ -124,8 +142,12 @@ class Supervisor {
   static void StopProcess(const std::string& id, pid_t pid, bool exited,
                           std::chrono::milliseconds timeout);
 
+  // Removes a stopped compute's group, waiting briefly for its last processes to exit.
+  void RemoveGroup(const ComputeSpec& spec);
+
   OsUser user_;
   std::string pg_bin_;
+  Cgroups* cgroups_ = nullptr;
   std::mutex mu_;
   std::map<std::string, Running> computes_;  // guarded by mu_
 };

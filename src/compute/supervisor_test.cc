@@ -153,5 +153,112 @@ TEST_F(ComputeTest, FailedStartReportsTheLogAndLeavesNothingRunning) {
   EXPECT_EQ(sup_->Stop(spec.id, std::chrono::seconds(1)).code(), Code::kNotFound);
 }
 
+// Limits from the kernel's control groups (cgroup v1 or v2, whichever this host has).
+class LimitedComputeTest : public ComputeTest {
+ protected:
+  void SetUp() override {
+    ComputeTest::SetUp();
+    cgroups_ = Cgroups::Detect("arbor-compute-test-" + std::to_string(getpid()));
+    if (cgroups_->version() == Cgroups::Version::kNone) {
+      GTEST_SKIP() << "no writable control groups here: " << cgroups_->Describe();
+    }
+    pgdata_ = root_ + "/pgdata";
+    ASSERT_TRUE(InitDb(user_, pgdata_, "pw", root_ + "/initdb.log").ok())
+        << TailOf(root_ + "/initdb.log", 20);
+    sup_ = std::make_unique<Supervisor>(user_);
+    sup_->SetCgroups(cgroups_.get());
+  }
+  void TearDown() override {
+    sup_.reset();  // stops the computes and removes their groups
+    if (cgroups_) (void)cgroups_->RemoveParents();
+    ComputeTest::TearDown();
+  }
+  // A CPU-bound query that a statement timeout ends after `seconds` of wall time.
+  void Busy(int seconds) {
+    std::string cmd = "PGOPTIONS='-c statement_timeout=" + std::to_string(seconds) + "s' " +
+                      std::string(kPgBin) + "/psql -X -At -h " + root_ + "/sock -p " +
+                      std::to_string(port_) +
+                      " -U postgres -d postgres -c 'select count(*) from generate_series(1, "
+                      "4000000000)' >/dev/null 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    pclose(p);
+  }
+  std::unique_ptr<Cgroups> cgroups_;
+  std::string pgdata_;
+};
+
+TEST_F(LimitedComputeTest, AQuarterCoreComputeUsesAQuarterOfACore) {
+  ComputeSpec spec = Spec(pgdata_);
+  spec.cgroup = "quarter";
+  spec.limits = Limits{0.25, 25, 0, 0};
+  ASSERT_TRUE(sup_->Start(spec, std::chrono::seconds(60)).ok());
+  // Every process of the tree is in the group: the postmaster and its children.
+  pid_t pid = *sup_->Pid(spec.id);
+  std::ifstream cg("/proc/" + std::to_string(pid) + "/cgroup");
+  std::string groups((std::istreambuf_iterator<char>(cg)), {});
+  EXPECT_NE(groups.find("/quarter"), std::string::npos) << groups;
+
+  auto before = sup_->CpuUsageMicros(spec.id);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  auto t0 = std::chrono::steady_clock::now();
+  // CPU-bound for 5 s of wall time (the statement timeout ends it).
+  Busy(5);
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto after = sup_->CpuUsageMicros(spec.id);
+  ASSERT_TRUE(after.ok());
+  double cores = (*after - *before) / 1e6 / wall;
+  // A quarter of a core, as the group's own accounting measures it (unlimited, the query
+  // would take a whole core).
+  EXPECT_GT(wall, 4.5);
+  EXPECT_GT(cores, 0.15) << "used " << cores << " cores over " << wall << " s";
+  EXPECT_LT(cores, 0.40) << "used " << cores << " cores over " << wall << " s";
+  // And it was the limit that held it there, not other load on the machine.
+  auto throttled = cgroups_->ThrottledPeriods("quarter");
+  ASSERT_TRUE(throttled.ok()) << throttled.status().ToString();
+  EXPECT_GT(*throttled, 10u);
+
+  // Raised live (autoscaling): the same query now gets more.
+  ASSERT_TRUE(sup_->Resize(spec.id, Limits{1, 100, 0, 0}).ok());
+  before = sup_->CpuUsageMicros(spec.id);
+  t0 = std::chrono::steady_clock::now();
+  Busy(3);
+  wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  after = sup_->CpuUsageMicros(spec.id);
+  cores = (*after - *before) / 1e6 / wall;
+  // Above what a quarter-core quota lets through at all (the machine may be busy, so not
+  // necessarily a whole core).
+  EXPECT_GT(cores, 0.30) << "after raising the limit to 1 core: " << cores;
+
+  ASSERT_TRUE(sup_->Stop(spec.id, std::chrono::seconds(30)).ok());
+  EXPECT_EQ(cgroups_->CpuUsageMicros("quarter").status().code(), Code::kNotFound)
+      << "the group is removed with its compute";
+}
+
+TEST_F(LimitedComputeTest, AQueryOverTheMemoryLimitGetsOutOfMemoryAndThePostmasterLives) {
+  ComputeSpec spec = Spec(pgdata_);
+  spec.cgroup = "small";
+  spec.limits = Limits{0, 100, 768ull << 20, 640ull << 20};
+  spec.address_space_limit_bytes = 768ull << 20;
+  ASSERT_TRUE(sup_->Start(spec, std::chrono::seconds(60)).ok());
+  pid_t pid = *sup_->Pid(spec.id);
+  // A sort of ~1.5 GB in memory (work_mem lets it try): the allocation fails inside the
+  // backend, which reports PostgreSQL's own error.
+  std::string cmd = std::string(kPgBin) + "/psql -X -At -h " + root_ + "/sock -p " +
+                    std::to_string(port_) +
+                    " -U postgres -d postgres -c \"set work_mem = '4GB'; select count(*) from "
+                    "(select g::text || repeat('x', 40) as s from generate_series(1, 20000000) g "
+                    "order by 1 desc) t\" 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[256];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  pclose(p);
+  EXPECT_NE(out.find("out of memory"), std::string::npos) << out;
+  // The postmaster lives and serves.
+  EXPECT_EQ(kill(pid, 0), 0);
+  EXPECT_EQ(sup_->State(spec.id), ComputeState::kRunning);
+  EXPECT_EQ(Sql("select 1"), "1");
+}
+
 }  // namespace
 }  // namespace arbor::compute
