@@ -198,7 +198,6 @@ TEST_F(TimeTravelTest, APinnedEndpointIsReadOnlyAndNeverChanges) {
   const std::string eps = "projects/default/branches/production/endpoints?endpoint_id=bad";
   for (const json& spec :
        {json{{"endpoint_type", "ENDPOINT_TYPE_READ_WRITE"}, {"source_branch_time", "-1h"}},
-        json{{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"}},
         json{{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"}, {"source_branch_time", "yesterday"}},
         json{{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"}, {"source_branch_lsn", "0/zz"}},
         json{{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"},
