@@ -26,7 +26,6 @@ bench_daemon snapshot "$port_base" 10
 PROD=$(bench_conn production)
 
 pgbench -i -q -s "$SCALE" "$PROD" >/dev/null 2>&1
-psql -X -q "$PROD" -c checkpoint >/dev/null
 db_bytes=$(psql -X -At "$PROD" -c "select pg_database_size('postgres')")
 
 echo "== taking a snapshot vs a full copy (median of $REPS) =="
@@ -57,7 +56,6 @@ api POST "projects/default/branches/production/snapshots?snapshot_id=held" \
   '{"spec":{"no_expiry":true}}' >/dev/null
 written0=$(api GET projects/default/branches/production | jq .status.written_bytes)
 pgbench -n -c 2 -T "$WRITE_S" "$PROD" >"$work/pgbench.out" 2>&1
-psql -X -q "$PROD" -c checkpoint >/dev/null
 written1=$(api GET projects/default/branches/production | jq .status.written_bytes)
 snap=$(api GET projects/default/branches/production/snapshots/held)
 excl=$(jq .status.exclusive_size_bytes <<<"$snap")
