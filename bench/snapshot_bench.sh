@@ -8,7 +8,7 @@
 #      older version of a page written since), both against the database's size (what a copy
 #      costs).
 #
-# Usage: flock /tmp/arbor-bench.lock bash bench/snapshot_bench.sh [path/to/arbor] [SCALE] [SECONDS]
+# Usage: bash bench/snapshot_bench.sh [path/to/arbor] [SCALE] [SECONDS]
 #   SCALE: pgbench scale of the database (default 10, ~160 MB); SECONDS of pgbench writes
 #   (default 20). Runs in about a minute and a half at the defaults.
 set -euo pipefail
