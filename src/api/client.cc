@@ -392,6 +392,36 @@ Status ApiClient::DeleteDatabase(const BranchName& branch, const std::string& na
       .status();
 }
 
+// ---- snapshots ----
+
+Result<Snapshot> ApiClient::CreateSnapshot(const BranchName& branch, const std::string& snapshot_id,
+                                           const SnapshotSpec& spec) const {
+  Json body{{"spec", ToJson(spec)}};
+  return CallAs<Snapshot>("POST", BranchPath(branch) + "/snapshots?snapshot_id=" + Escape(snapshot_id),
+                          &body, "snapshot");
+}
+
+Result<std::vector<Snapshot>> ApiClient::ListSnapshots(const BranchName& branch) const {
+  std::string path = branch.branch.empty() ? ProjectPath(branch.project) + "/snapshots"
+                                           : BranchPath(branch) + "/snapshots";
+  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET", path, nullptr));
+  std::vector<Snapshot> out;
+  Status st = FromJsonList(j, "snapshots", &out);
+  if (!st.ok())
+    return Status::Internal("the Arbor API's snapshot list is not as documented: " + st.message());
+  return out;
+}
+
+Result<Snapshot> ApiClient::GetSnapshot(const BranchName& branch,
+                                        const std::string& snapshot_id) const {
+  return CallAs<Snapshot>("GET", BranchPath(branch) + "/snapshots/" + Escape(snapshot_id), nullptr,
+                          "snapshot");
+}
+
+Status ApiClient::DeleteSnapshot(const BranchName& branch, const std::string& snapshot_id) const {
+  return Call("DELETE", BranchPath(branch) + "/snapshots/" + Escape(snapshot_id), nullptr).status();
+}
+
 Result<Role> ApiClient::CreateRole(const BranchName& branch, const std::string& role) const {
   Json body = Json::object();
   return CallAs<Role>("POST", BranchPath(branch) + "/roles?role_id=" + role, &body, "role");

@@ -114,6 +114,18 @@ class ApiClient {
   [[nodiscard]] Status DeleteDatabase(const BranchName& branch, const std::string& name,
                                       bool force) const;
 
+  // ---- snapshots ----
+  [[nodiscard]] Result<Snapshot> CreateSnapshot(const BranchName& branch,
+                                                const std::string& snapshot_id,
+                                                const SnapshotSpec& spec) const;
+  // The snapshots of one branch, or of every branch of `branch.project` when branch.branch is
+  // empty; oldest first.
+  [[nodiscard]] Result<std::vector<Snapshot>> ListSnapshots(const BranchName& branch) const;
+  [[nodiscard]] Result<Snapshot> GetSnapshot(const BranchName& branch,
+                                             const std::string& snapshot_id) const;
+  [[nodiscard]] Status DeleteSnapshot(const BranchName& branch,
+                                      const std::string& snapshot_id) const;
+
   // ---- roles ----
   [[nodiscard]] Result<Role> CreateRole(const BranchName& branch, const std::string& role) const;
   [[nodiscard]] Result<std::vector<Role>> ListRoles(const BranchName& branch) const;

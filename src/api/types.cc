@@ -192,6 +192,7 @@ Json ToJson(const BranchSpec& v) {
   PutTime(j, "expire_time", v.expire_time_us);
   Put(j, "no_expiry", v.no_expiry);
   Put(j, "is_protected", v.is_protected);
+  Put(j, "source_snapshot", v.source_snapshot);
   return j;
 }
 Json ToJson(const BranchStatus& v) {
@@ -203,6 +204,7 @@ Json ToJson(const BranchStatus& v) {
   Put(j, "source_branch", v.source_branch);
   PutTime(j, "source_branch_time", v.source_branch_time_us);
   PutLsn(j, "source_branch_lsn", v.source_branch_lsn);
+  Put(j, "source_snapshot", v.source_snapshot);
   return j;
 }
 Json ToJson(const Branch& v) {
@@ -221,6 +223,7 @@ Status FromJson(const Json& j, BranchSpec* out, std::string_view where) {
   r.Time("expire_time", &out->expire_time_us);
   r.Bool("no_expiry", &out->no_expiry);
   r.Bool("is_protected", &out->is_protected);
+  r.String("source_snapshot", &out->source_snapshot);
   return r.status();
 }
 Status FromJson(const Json& j, BranchStatus* out, std::string_view where) {
@@ -233,6 +236,7 @@ Status FromJson(const Json& j, BranchStatus* out, std::string_view where) {
   r.String("source_branch", &out->source_branch);
   r.Time("source_branch_time", &out->source_branch_time_us);
   r.LsnField("source_branch_lsn", &out->source_branch_lsn);
+  r.String("source_snapshot", &out->source_snapshot);
   return r.status();
 }
 Status FromJson(const Json& j, Branch* out, std::string_view where) {
@@ -242,6 +246,56 @@ Status FromJson(const Json& j, Branch* out, std::string_view where) {
   r.Time("create_time", &out->create_time_us, false);
   r.Object("spec", &out->spec);
   r.Object("status", &out->status);
+  return r.status();
+}
+
+// ---- snapshots ----
+
+Json ToJson(const SnapshotSpec& v) {
+  Json j = Json::object();
+  PutTime(j, "source_branch_time", v.source_branch_time_us);
+  PutDuration(j, "ttl", v.ttl_s);
+  PutTime(j, "expire_time", v.expire_time_us);
+  Put(j, "no_expiry", v.no_expiry);
+  return j;
+}
+Json ToJson(const Snapshot& v) {
+  Json status{{"source_branch", v.status.source_branch},
+              {"source_branch_time", FormatTime(v.status.source_branch_time_us)},
+              {"scheduled", v.status.scheduled},
+              {"logical_size_bytes", v.status.logical_size_bytes},
+              {"exclusive_size_bytes", v.status.exclusive_size_bytes}};
+  PutTime(status, "expire_time", v.status.expire_time_us);
+  return Json{{"name", v.name},
+              {"uid", v.uid},
+              {"create_time", FormatTime(v.create_time_us)},
+              {"spec", ToJson(v.spec)},
+              {"status", status}};
+}
+Status FromJson(const Json& j, SnapshotSpec* out, std::string_view where) {
+  Reader r(j, where);
+  r.Time("source_branch_time", &out->source_branch_time_us);
+  r.Duration("ttl", &out->ttl_s);
+  r.Time("expire_time", &out->expire_time_us);
+  r.Bool("no_expiry", &out->no_expiry);
+  return r.status();
+}
+Status FromJson(const Json& j, Snapshot* out, std::string_view where) {
+  Reader r(j, where);
+  r.String("name", &out->name, true);
+  r.String("uid", &out->uid);
+  r.Time("create_time", &out->create_time_us, false);
+  r.Object("spec", &out->spec);
+  if (const Json* st = r.Get("status", false)) {
+    Reader s(*st, r.Path("status"));
+    s.String("source_branch", &out->status.source_branch);
+    s.Time("source_branch_time", &out->status.source_branch_time_us, false);
+    s.Bool("scheduled", &out->status.scheduled);
+    s.Int("logical_size_bytes", &out->status.logical_size_bytes);
+    s.Int("exclusive_size_bytes", &out->status.exclusive_size_bytes);
+    s.Time("expire_time", &out->status.expire_time_us);
+    r.Check(s.status());
+  }
   return r.status();
 }
 
@@ -452,6 +506,7 @@ template Status FromJsonList(const Json&, std::string_view, std::vector<Branch>*
 template Status FromJsonList(const Json&, std::string_view, std::vector<Endpoint>*);
 template Status FromJsonList(const Json&, std::string_view, std::vector<Role>*);
 template Status FromJsonList(const Json&, std::string_view, std::vector<Database>*);
+template Status FromJsonList(const Json&, std::string_view, std::vector<Snapshot>*);
 template Status FromJsonList(const Json&, std::string_view, std::vector<ApiToken>*);
 
 Result<Json> ParseJsonObject(std::string_view text, std::string_view what) {

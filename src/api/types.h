@@ -51,6 +51,8 @@ struct BranchSpec {
   std::optional<int64_t> expire_time_us;
   std::optional<bool> no_expiry;
   std::optional<bool> is_protected;
+  // projects/P/branches/B/snapshots/S (or "B/S"): the branch starts from that snapshot.
+  std::optional<std::string> source_snapshot;
 };
 struct BranchStatus {
   std::string current_state;  // "READY"
@@ -61,6 +63,7 @@ struct BranchStatus {
   std::optional<std::string> source_branch;
   std::optional<int64_t> source_branch_time_us;
   std::optional<Lsn> source_branch_lsn;
+  std::optional<std::string> source_snapshot;  // the snapshot it was made from
 };
 struct Branch {
   std::string name;  // projects/{project}/branches/{branch}
@@ -156,6 +159,30 @@ struct Role {
   std::optional<std::string> password;  // only in the answers of create and :reset_password
 };
 
+// A snapshot of a branch: projects/P/branches/B/snapshots/S.
+struct SnapshotSpec {
+  std::optional<int64_t> source_branch_time_us;  // absent: the branch's head
+  std::optional<int64_t> ttl_s;
+  std::optional<int64_t> expire_time_us;
+  std::optional<bool> no_expiry;
+};
+struct SnapshotStatus {
+  std::string source_branch;  // a full branch name
+  int64_t source_branch_time_us = 0;
+  bool scheduled = false;  // taken by the project's snapshot_schedule
+  int64_t logical_size_bytes = 0;
+  // The bytes that deleting it would let GC free: versions that only it keeps.
+  int64_t exclusive_size_bytes = 0;
+  std::optional<int64_t> expire_time_us;  // absent: never expires
+};
+struct Snapshot {
+  std::string name;  // projects/{project}/branches/{branch}/snapshots/{snapshot}
+  std::string uid;
+  int64_t create_time_us = 0;
+  SnapshotSpec spec;
+  SnapshotStatus status;
+};
+
 // A database of a branch: projects/P/branches/B/databases/D. The API's answers wrap it as
 // {"database": {...}} and lists as {"databases": [...]}.
 struct Database {
@@ -206,6 +233,8 @@ Json ToJson(const CredentialRequest& v);
 Json ToJson(const Credential& v);
 Json ToJson(const Role& v);
 Json ToJson(const Database& v);
+Json ToJson(const SnapshotSpec& v);
+Json ToJson(const Snapshot& v);
 Json ToJson(const ApiToken& v);
 Json ToJson(const PointInTime& v);
 Json ToJson(const RestoreResult& v);
@@ -228,12 +257,15 @@ Json ToJson(const ApiError& v);
 [[nodiscard]] Status FromJson(const Json& j, PointInTime* out, std::string_view where = "body");
 [[nodiscard]] Status FromJson(const Json& j, Role* out, std::string_view where = "role");
 [[nodiscard]] Status FromJson(const Json& j, Database* out, std::string_view where = "database");
+[[nodiscard]] Status FromJson(const Json& j, SnapshotSpec* out, std::string_view where = "spec");
+[[nodiscard]] Status FromJson(const Json& j, Snapshot* out, std::string_view where = "snapshot");
 [[nodiscard]] Status FromJson(const Json& j, ApiToken* out, std::string_view where = "token");
 [[nodiscard]] Status FromJson(const Json& j, RestoreResult* out, std::string_view where = "body");
 [[nodiscard]] Status FromJson(const Json& j, ServerStatus* out, std::string_view where = "status");
 [[nodiscard]] Status FromJson(const Json& j, ApiError* out, std::string_view where = "error");
 
-// A list answer {"<key>": [...]} (key: projects, branches, endpoints, roles, databases).
+// A list answer {"<key>": [...]} (key: projects, branches, endpoints, roles, databases,
+// snapshots).
 template <typename T>
 [[nodiscard]] Status FromJsonList(const Json& j, std::string_view key, std::vector<T>* out);
 template <typename T>

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -99,7 +100,7 @@ Status CmdStatus(const Session& s) {
 // ---- branch ----
 
 struct CreateOpts {
-  std::string name, parent, at, lsn, ttl, expire_time;
+  std::string name, parent, at, lsn, ttl, expire_time, from_snapshot;
   bool no_expiry = false, is_protected = false;
 };
 
@@ -124,6 +125,7 @@ Status CmdBranchCreate(const Session& s, const CreateOpts& o) {
   if (!o.expire_time.empty()) spec.expire_time_us = OrUsage(ParseTimeArg(o.expire_time, s.Now()));
   if (o.no_expiry) spec.no_expiry = true;
   if (o.is_protected) spec.is_protected = true;
+  if (!o.from_snapshot.empty()) spec.source_snapshot = o.from_snapshot;
 
   auto c = s.Client();
   if (expiries == 0) {
@@ -283,6 +285,89 @@ Status CmdBranchRestore(const Session& s, const std::string& text, const std::st
                                   : "LSN " + api::FormatLsn(*when.source_branch_lsn);
   s.Print("Restored branch " + r.branch.name + " to its state at " + point + ".\n" +
           "Its previous state is kept as branch " + r.backup_branch + ".\n");
+  return Status::Ok();
+}
+
+// ---- snapshots ----
+
+// "1.5 MB": sizes for people.
+std::string SizeText(int64_t bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1000 && u < 4) v /= 1000, ++u;
+  char buf[32];
+  snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+struct SnapshotOpts {
+  std::string branch, name, at, ttl, expire_time;
+  bool no_expiry = false;
+};
+
+Status CmdSnapshotCreate(const Session& s, const SnapshotOpts& o) {
+  api::BranchName b = s.Branch(o.branch);
+  if (!o.ttl.empty() + !o.expire_time.empty() + o.no_expiry > 1) {
+    Usage("choose one of --ttl, --expire-time and --no-expiry: a snapshot either expires or not");
+  }
+  api::SnapshotSpec spec;
+  if (!o.at.empty()) spec.source_branch_time_us = OrUsage(ParseTimeArg(o.at, s.Now()));
+  if (!o.ttl.empty()) spec.ttl_s = OrUsage(ParseDurationArg(o.ttl));
+  if (!o.expire_time.empty()) spec.expire_time_us = OrUsage(ParseTimeArg(o.expire_time, s.Now()));
+  if (o.no_expiry) spec.no_expiry = true;
+  std::string name = o.name;
+  if (name.empty()) {
+    time_t secs = s.Now() / 1'000'000;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char buf[32];
+    strftime(buf, sizeof buf, "snap-%Y%m%dt%H%M%Sz", &tm);
+    name = buf;
+  }
+  auto snap = s.Client().CreateSnapshot(b, name, spec);
+  if (!snap.ok()) return WithExpiryHint(snap.status());
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(*snap));
+    return Status::Ok();
+  }
+  s.Print("Created snapshot " + snap->name + " (the state of " + b.branch + " at " +
+          api::FormatTime(snap->status.source_branch_time_us) + ").\n" +
+          "Branch from it with: arbor branch create NAME --from-snapshot " + b.branch + "/" + name +
+          " --ttl 7d\n");
+  return Status::Ok();
+}
+
+Status CmdSnapshotList(const Session& s, const std::string& branch) {
+  api::BranchName b{s.ProjectId(), ""};
+  if (!branch.empty()) b = s.Branch(branch);
+  ARBOR_ASSIGN_OR_RETURN(std::vector<api::Snapshot> snaps, s.Client().ListSnapshots(b));
+  if (s.Json()) {
+    s.PrintJson(api::ToJsonList("snapshots", snaps));
+    return Status::Ok();
+  }
+  std::vector<Row> rows;
+  for (const api::Snapshot& sn : snaps) {
+    std::string id = sn.name.substr(sn.name.rfind('/') + 1);
+    rows.push_back({id, ShortName(sn.status.source_branch),
+                    api::FormatTime(sn.status.source_branch_time_us),
+                    SizeText(sn.status.exclusive_size_bytes),
+                    sn.status.expire_time_us ? api::FormatTime(*sn.status.expire_time_us)
+                                             : std::string("never"),
+                    sn.status.scheduled ? "schedule" : "manual"});
+  }
+  s.Print(RenderTable({"SNAPSHOT", "BRANCH", "STATE AT", "EXCLUSIVE", "EXPIRES", "TAKEN BY"}, rows));
+  return Status::Ok();
+}
+
+Status CmdSnapshotDelete(const Session& s, const std::string& branch, const std::string& name) {
+  api::BranchName b = s.Branch(branch);
+  ARBOR_RETURN_IF_ERROR(s.Client().DeleteSnapshot(b, name));
+  if (s.Json()) {
+    s.PrintJson(Json::object());
+  } else {
+    s.Print("Deleted snapshot " + b.ToString() + "/snapshots/" + name + ".\n");
+  }
   return Status::Ok();
 }
 
@@ -705,11 +790,15 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   create->add_option("--expire-time", co->expire_time, "expire at TIME (RFC 3339)");
   create->add_flag("--no-expiry", co->no_expiry, "never expire");
   create->add_flag("--protected", co->is_protected, "refuse deletion, reset and restore");
+  auto* from_snap = create->add_option("--from-snapshot", co->from_snapshot,
+                                       "start from snapshot BRANCH/NAME (its branch is the parent)");
+  from_snap->excludes(at)->excludes(lsn);
   create->footer(
       "One of --ttl, --expire-time and --no-expiry is required.\n"
       "Examples:\n"
       "  arbor branch create dev --ttl 7d\n"
       "  arbor branch create hotfix --parent production --at -15m --ttl 2h\n"
+      "  arbor branch create audit --from-snapshot production/before-migration --ttl 1d\n"
       "  arbor branch create staging --no-expiry --protected");
   OnRun(create, action, [&s, co] { return CmdBranchCreate(s, *co); });
 
@@ -762,6 +851,33 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   OnRun(restore, action, [&s, restore_opts] {
     return CmdBranchRestore(s, (*restore_opts)[0], (*restore_opts)[1], (*restore_opts)[2]);
   });
+
+  // snapshot
+  auto* snapshot = app.add_subcommand(
+      "snapshot", "Snapshots: a branch's state kept beyond the history window, to branch from");
+  snapshot->require_subcommand(1);
+  snapshot->footer(
+      "A snapshot copies nothing; it keeps the versions its state needs, and `list` shows what\n"
+      "each one alone keeps (EXCLUSIVE: what deleting it frees).\n"
+      "Examples:\n  arbor snapshot create production before-migration --no-expiry\n"
+      "  arbor snapshot create production --at -30m --ttl 7d\n  arbor snapshot list\n"
+      "  arbor snapshot delete production before-migration");
+  auto so = std::make_shared<SnapshotOpts>();
+  auto* screate = snapshot->add_subcommand("create", "Take a snapshot of a branch (O(1))");
+  screate->add_option("branch", so->branch, "the branch")->required();
+  screate->add_option("name", so->name, "the snapshot's id (default: snap-<UTC time>)");
+  screate->add_option("--at", so->at, "the branch's state at TIME (default: now)");
+  screate->add_option("--ttl", so->ttl, "expire this long after creation (3600s, 2h, 7d)");
+  screate->add_option("--expire-time", so->expire_time, "expire at TIME (RFC 3339)");
+  screate->add_flag("--no-expiry", so->no_expiry, "never expire");
+  OnRun(screate, action, [&s, so] { return CmdSnapshotCreate(s, *so); });
+  auto* slist = snapshot->add_subcommand("list", "List the snapshots of a branch, or of all");
+  slist->add_option("branch", so->branch, "the branch (default: every branch)");
+  OnRun(slist, action, [&s, so] { return CmdSnapshotList(s, so->branch); });
+  auto* sdelete = snapshot->add_subcommand("delete", "Delete a snapshot; GC frees what it kept");
+  sdelete->add_option("branch", so->branch, "the branch")->required();
+  sdelete->add_option("name", so->name, "the snapshot's id")->required();
+  OnRun(sdelete, action, [&s, so] { return CmdSnapshotDelete(s, so->branch, so->name); });
 
   // project
   auto* project = app.add_subcommand("project", "Show or change the project's settings");

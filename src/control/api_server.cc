@@ -139,7 +139,70 @@ Result<json> Spec(const json& body) {
 
 constexpr std::initializer_list<const char*> kBranchSpecFields = {
     "source_branch", "source_branch_time", "source_branch_lsn", "ttl",
-    "expire_time",   "no_expiry",          "is_protected"};
+    "expire_time",   "no_expiry",          "is_protected",      "source_snapshot"};
+
+Result<std::string> BranchIdOf(const std::string& project, const std::string& name);
+
+// "projects/P/branches/B/snapshots/S" or "B/S" -> (B, S), within project P.
+Result<std::pair<std::string, std::string>> SnapshotOf(const std::string& project,
+                                                       const std::string& name) {
+  std::string rest = name;
+  std::string prefix = "projects/" + project + "/branches/";
+  if (name.rfind("projects/", 0) == 0) {
+    if (name.rfind(prefix, 0) != 0) {
+      return Status::InvalidArgument("source_snapshot " + name + " is not in projects/" +
+                                     project);
+    }
+    rest = name.substr(prefix.size());
+    size_t at = rest.find("/snapshots/");
+    if (at == std::string::npos) {
+      return Status::InvalidArgument("source_snapshot '" + name +
+                                     "' must be projects/P/branches/B/snapshots/S or B/S");
+    }
+    rest = rest.substr(0, at) + "/" + rest.substr(at + 11);
+  }
+  size_t slash = rest.find('/');
+  if (slash == std::string::npos || rest.find('/', slash + 1) != std::string::npos) {
+    return Status::InvalidArgument("source_snapshot '" + name +
+                                   "' must be projects/P/branches/B/snapshots/S or B/S");
+  }
+  std::string b = rest.substr(0, slash), snap = rest.substr(slash + 1);
+  ARBOR_RETURN_IF_ERROR(api::ValidateId(b, "branch id"));
+  ARBOR_RETURN_IF_ERROR(api::ValidateId(snap, "snapshot id"));
+  return std::make_pair(b, snap);
+}
+
+// Parses spec.snapshot_schedule: {"branch": B or its full name, "every": "86400s", "keep": N};
+// null or absent removes the schedule.
+Result<SnapshotSchedule> ScheduleOf(const std::string& project, const json& spec) {
+  auto it = spec.find("snapshot_schedule");
+  if (it == spec.end() || it->is_null()) return SnapshotSchedule{};
+  if (!it->is_object()) {
+    return Status::InvalidArgument(
+        "spec.snapshot_schedule must be an object like {\"branch\": \"production\", "
+        "\"every\": \"86400s\", \"keep\": 7}");
+  }
+  ARBOR_RETURN_IF_ERROR(OnlyFields(*it, {"branch", "every", "keep"}, "spec.snapshot_schedule"));
+  ARBOR_ASSIGN_OR_RETURN(auto branch, Field<std::string>(*it, "branch", "spec.snapshot_schedule"));
+  ARBOR_ASSIGN_OR_RETURN(auto every, Field<std::string>(*it, "every", "spec.snapshot_schedule"));
+  auto keep = it->find("keep");
+  if (!branch || !every || keep == it->end()) {
+    return Status::InvalidArgument(
+        "spec.snapshot_schedule needs branch, every and keep, e.g. {\"branch\": "
+        "\"production\", \"every\": \"86400s\", \"keep\": 7}");
+  }
+  if (!keep->is_number_integer()) {
+    return Status::InvalidArgument("spec.snapshot_schedule.keep must be a whole number");
+  }
+  SnapshotSchedule sched;
+  ARBOR_ASSIGN_OR_RETURN(sched.branch, BranchIdOf(project, *branch));
+  ARBOR_ASSIGN_OR_RETURN(sched.every_s, ParseDuration(*every));
+  if (sched.every_s == 0) {
+    return Status::InvalidArgument("spec.snapshot_schedule.every must be at least 60s");
+  }
+  sched.keep = keep->get<int64_t>();
+  return sched;
+}
 
 // "projects/P/branches/B" or "B" -> B, within project P.
 Result<std::string> BranchIdOf(const std::string& project, const std::string& name) {
@@ -328,6 +391,15 @@ Status ApiServer::AuthorizeRequest(const httplib::Request& req) const {
   bool password = parts.size() >= 6 && parts[4] == "roles" &&
                   parts[5].find(":reset_password") != std::string::npos;
   if (password) return on_branch(Action::kCredentials, project, branch, "reset role passwords of");
+  if (parts[4] == "snapshots") {
+    // Taking a snapshot changes nothing of the branch: a developer may snapshot a protected
+    // one. Deleting one is a change to it, which its protection guards.
+    if (m == "POST") {
+      return Authorize(who, Action::kChange, project, false,
+                       "take snapshots of projects/" + project + "/branches/" + branch);
+    }
+    return on_branch(Action::kChange, project, branch, "delete snapshots of");
+  }
   if (parts[4] == "databases") {
     return on_branch(Action::kChange, project, branch,
                      m == "DELETE" ? "delete databases of" : "create databases on");
@@ -358,14 +430,19 @@ void ApiServer::Routes() {
   });
 
   auto project_json = [](const ProjectRecord& p) {
+    json spec{{"history_retention_duration", Duration(p.history_window_s)}};
+    if (p.default_branch_ttl_s) spec["default_branch_ttl"] = Duration(p.default_branch_ttl_s);
+    if (p.snapshot_schedule.every_s) {
+      spec["snapshot_schedule"] = {
+          {"branch", "projects/" + p.id + "/branches/" + p.snapshot_schedule.branch},
+          {"every", Duration(p.snapshot_schedule.every_s)},
+          {"keep", p.snapshot_schedule.keep}};
+    }
     return json{
         {"name", "projects/" + p.id},
         {"uid", p.uid},
         {"create_time", FormatTime(p.create_time_us)},
-        {"spec", p.default_branch_ttl_s
-                     ? json{{"history_retention_duration", Duration(p.history_window_s)},
-                            {"default_branch_ttl", Duration(p.default_branch_ttl_s)}}
-                     : json{{"history_retention_duration", Duration(p.history_window_s)}}},
+        {"spec", spec},
         {"status", {{"default_branch", "projects/" + p.id + "/branches/" + p.default_branch}}}};
   };
   auto branch_json = [eng](const BranchRecord& b) {
@@ -381,6 +458,11 @@ void ApiServer::Routes() {
       if (b.requested_lsn) {
         spec["source_branch_lsn"] = FormatLsn(b.source_lsn);
         status["source_branch_lsn"] = FormatLsn(b.source_lsn);
+      }
+      if (!b.source_snapshot.empty()) {
+        std::string snap = parent + "/snapshots/" + b.source_snapshot;
+        spec["source_snapshot"] = snap;
+        status["source_snapshot"] = snap;
       }
     }
     if (b.expiry == Expiry::kTtl) spec["ttl"] = Duration(b.ttl_s);
@@ -504,8 +586,9 @@ void ApiServer::Routes() {
             std::string project = req.matches[1];
             ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
             ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
-            ARBOR_RETURN_IF_ERROR(
-                OnlyFields(spec, {"history_retention_duration", "default_branch_ttl"}, "spec"));
+            ARBOR_RETURN_IF_ERROR(OnlyFields(
+                spec, {"history_retention_duration", "default_branch_ttl", "snapshot_schedule"},
+                "spec"));
             std::string mask = req.get_param_value("update_mask");
             if (mask.empty()) return Status::InvalidArgument("update_mask is required");
             for (size_t pos = 0; pos <= mask.size();) {
@@ -527,11 +610,15 @@ void ApiServer::Routes() {
                   ARBOR_ASSIGN_OR_RETURN(ttl, ParseDuration(*t));
                 }
                 ARBOR_RETURN_IF_ERROR(eng->SetDefaultBranchTtl(project, ttl));
+              } else if (f == "spec.snapshot_schedule") {
+                ARBOR_ASSIGN_OR_RETURN(SnapshotSchedule sched, ScheduleOf(project, spec));
+                ARBOR_RETURN_IF_ERROR(eng->SetSnapshotSchedule(project, sched));
               } else {
                 return Status::InvalidArgument("update_mask field '" + f +
                                                "' cannot be changed (use "
-                                               "spec.history_retention_duration or "
-                                               "spec.default_branch_ttl)");
+                                               "spec.history_retention_duration, "
+                                               "spec.default_branch_ttl or "
+                                               "spec.snapshot_schedule)");
               }
               if (comma == std::string::npos) break;
               pos = comma + 1;
@@ -576,6 +663,12 @@ void ApiServer::Routes() {
            }
            ARBOR_ASSIGN_OR_RETURN(auto prot, Field<bool>(spec, "is_protected", "spec"));
            r.is_protected = prot.value_or(false);
+           ARBOR_ASSIGN_OR_RETURN(auto snap, Field<std::string>(spec, "source_snapshot", "spec"));
+           if (snap) {
+             ARBOR_ASSIGN_OR_RETURN(auto bs, SnapshotOf(project, *snap));
+             r.source_snapshot_branch = bs.first;
+             r.source_snapshot = bs.second;
+           }
            ARBOR_ASSIGN_OR_RETURN(BranchRecord b, eng->CreateBranch(project, id, r));
            SendJson(res, branch_json(b));
            return Status::Ok();
@@ -1031,6 +1124,81 @@ void ApiServer::Routes() {
              }
              ARBOR_RETURN_IF_ERROR(eng->DeleteDatabase(req.matches[1], req.matches[2],
                                                        req.matches[3], force == "true"));
+             SendJson(res, json::object());
+             return Status::Ok();
+           }));
+
+  // ---- snapshots ----
+  auto snapshot_json = [eng](const SnapshotRecord& sn) {
+    std::string branch = "projects/" + sn.project + "/branches/" + sn.branch;
+    json spec = json::object();
+    if (sn.requested_time) spec["source_branch_time"] = FormatTime(sn.source_time_us);
+    if (sn.expiry == Expiry::kTtl) spec["ttl"] = Duration(sn.ttl_s);
+    if (sn.expiry == Expiry::kExpireTime) spec["expire_time"] = FormatTime(sn.expire_time_us);
+    if (sn.expiry == Expiry::kNever) spec["no_expiry"] = true;
+    json status{{"source_branch", branch},
+                {"source_branch_time", FormatTime(sn.source_time_us)},
+                {"scheduled", sn.scheduled}};
+    auto usage = eng->store()->GetUsage(sn.timeline);
+    status["logical_size_bytes"] = usage.ok() ? usage->logical_size_bytes : 0;
+    auto excl = eng->SnapshotExclusiveSize(sn.project, sn.branch, sn.id);
+    status["exclusive_size_bytes"] = excl.ok() ? excl->bytes : 0;
+    if (sn.expire_time_us) status["expire_time"] = FormatTime(sn.expire_time_us);
+    return json{{"name", branch + "/snapshots/" + sn.id},
+                {"uid", sn.uid},
+                {"create_time", FormatTime(sn.create_time_us)},
+                {"spec", spec},
+                {"status", status}};
+  };
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/snapshots",
+         wrap([eng, snapshot_json](const httplib::Request& req, httplib::Response& res) {
+           std::string id = req.get_param_value("snapshot_id");
+           if (id.empty()) return Status::InvalidArgument("snapshot_id is required");
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+           ARBOR_RETURN_IF_ERROR(
+               OnlyFields(spec, {"source_branch_time", "ttl", "expire_time", "no_expiry"}, "spec"));
+           ARBOR_ASSIGN_OR_RETURN(auto expiry, ExpiryOf(spec, /*required=*/true));
+           SnapshotRequest r;
+           r.expiry = expiry->expiry;
+           r.ttl_s = expiry->ttl_s;
+           r.expire_time_us = expiry->expire_time_us;
+           ARBOR_ASSIGN_OR_RETURN(auto t, Field<std::string>(spec, "source_branch_time", "spec"));
+           if (t) {
+             ARBOR_ASSIGN_OR_RETURN(r.time_us, ParseTime(*t));
+           }
+           ARBOR_ASSIGN_OR_RETURN(SnapshotRecord sn,
+                                  eng->CreateSnapshot(req.matches[1], req.matches[2], id, r));
+           SendJson(res, snapshot_json(sn));
+           return Status::Ok();
+         }));
+  auto list_snapshots = [eng, snapshot_json](const std::string& project, const std::string& branch,
+                                             httplib::Response& res) -> Status {
+    ARBOR_ASSIGN_OR_RETURN(auto snaps, eng->ListSnapshots(project, branch));
+    json list = json::array();
+    for (const auto& sn : snaps) list.push_back(snapshot_json(sn));
+    SendJson(res, {{"snapshots", list}});
+    return Status::Ok();
+  };
+  s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/snapshots",
+        wrap([list_snapshots](const httplib::Request& req, httplib::Response& res) {
+          return list_snapshots(req.matches[1], req.matches[2], res);
+        }));
+  s.Get(kPrefix + "projects/([^/:]+)/snapshots",
+        wrap([list_snapshots](const httplib::Request& req, httplib::Response& res) {
+          return list_snapshots(req.matches[1], "", res);
+        }));
+  s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/snapshots/([^/:]+)",
+        wrap([eng, snapshot_json](const httplib::Request& req, httplib::Response& res) {
+          ARBOR_ASSIGN_OR_RETURN(SnapshotRecord sn,
+                                 eng->GetSnapshot(req.matches[1], req.matches[2], req.matches[3]));
+          SendJson(res, snapshot_json(sn));
+          return Status::Ok();
+        }));
+  s.Delete(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/snapshots/([^/:]+)",
+           wrap([eng](const httplib::Request& req, httplib::Response& res) {
+             ARBOR_RETURN_IF_ERROR(
+                 eng->DeleteSnapshot(req.matches[1], req.matches[2], req.matches[3]));
              SendJson(res, json::object());
              return Status::Ok();
            }));

@@ -39,7 +39,7 @@ std::string Unhex(const std::string& hex) {
 }
 
 json ToJson(const ProjectRecord& p) {
-  return {{"id", p.id},
+  json j{{"id", p.id},
           {"uid", p.uid},
           {"create_time_us", p.create_time_us},
           {"ready_time_us", p.ready_time_us},
@@ -47,6 +47,28 @@ json ToJson(const ProjectRecord& p) {
           {"default_branch_ttl_s", p.default_branch_ttl_s},
           {"root", p.root.value()},
           {"default_branch", p.default_branch}};
+  if (p.snapshot_schedule.every_s) {
+    j["snapshot_schedule"] = {{"branch", p.snapshot_schedule.branch},
+                              {"every_s", p.snapshot_schedule.every_s},
+                              {"keep", p.snapshot_schedule.keep}};
+  }
+  return j;
+}
+
+json ToJson(const SnapshotRecord& s) {
+  return {{"project", s.project},
+          {"branch", s.branch},
+          {"id", s.id},
+          {"uid", s.uid},
+          {"create_time_us", s.create_time_us},
+          {"timeline", s.timeline.value()},
+          {"source_timeline", s.source_timeline.value()},
+          {"source_time_us", s.source_time_us},
+          {"requested_time", s.requested_time},
+          {"expiry", static_cast<int>(s.expiry)},
+          {"ttl_s", s.ttl_s},
+          {"expire_time_us", s.expire_time_us},
+          {"scheduled", s.scheduled}};
 }
 
 json ToJson(const BranchRecord& b) {
@@ -64,7 +86,8 @@ json ToJson(const BranchRecord& b) {
           {"ttl_s", b.ttl_s},
           {"expire_time_us", b.expire_time_us},
           {"is_protected", b.is_protected},
-          {"owner_ready", b.owner_ready}};
+          {"owner_ready", b.owner_ready},
+          {"source_snapshot", b.source_snapshot}};
 }
 
 json ToJson(const RoleRecord& r) {
@@ -150,6 +173,11 @@ ProjectRecord ProjectFrom(const json& p) {
   r.default_branch_ttl_s = p.value("default_branch_ttl_s", int64_t{0});
   r.root = TimelineId(p.at("root").get<uint64_t>());
   r.default_branch = p.at("default_branch");
+  if (auto it = p.find("snapshot_schedule"); it != p.end()) {
+    r.snapshot_schedule.branch = it->at("branch");
+    r.snapshot_schedule.every_s = it->at("every_s");
+    r.snapshot_schedule.keep = it->at("keep");
+  }
   // Records from before roles carry the superuser's password; Arbor no longer uses it (it
   // reaches its computes by peer authentication), and it is dropped at the next write.
   return r;
@@ -172,7 +200,26 @@ BranchRecord BranchFrom(const json& b) {
   r.expire_time_us = b.at("expire_time_us");
   r.is_protected = b.at("is_protected");
   r.owner_ready = b.value("owner_ready", false);
+  r.source_snapshot = b.value("source_snapshot", "");
   return r;
+}
+
+SnapshotRecord SnapshotFrom(const json& j) {
+  SnapshotRecord s;
+  s.project = j.at("project");
+  s.branch = j.at("branch");
+  s.id = j.at("id");
+  s.uid = j.at("uid");
+  s.create_time_us = j.at("create_time_us");
+  s.timeline = TimelineId(j.at("timeline").get<uint64_t>());
+  s.source_timeline = TimelineId(j.at("source_timeline").get<uint64_t>());
+  s.source_time_us = j.at("source_time_us");
+  s.requested_time = j.at("requested_time");
+  s.expiry = static_cast<Expiry>(j.at("expiry").get<int>());
+  s.ttl_s = j.at("ttl_s");
+  s.expire_time_us = j.at("expire_time_us");
+  s.scheduled = j.at("scheduled");
+  return s;
 }
 
 ApiTokenRecord ApiTokenFrom(const json& j) {
@@ -246,6 +293,9 @@ Result<Catalog> Catalog::Load(const storage::Store& store) {
       } else if (key.rfind("apitoken/", 0) == 0) {
         ApiTokenRecord t = ApiTokenFrom(j);
         c.api_tokens[t.name] = t;
+      } else if (key.rfind("snapshot/", 0) == 0) {
+        SnapshotRecord s = SnapshotFrom(j);
+        c.snapshots[{s.project, s.branch, s.id}] = s;
       } else if (key.rfind("role/", 0) == 0) {
         RoleRecord r = RoleFrom(j);
         c.roles[{r.project, r.branch, r.name}] = r;
@@ -275,6 +325,13 @@ storage::MetaWrite Catalog::EraseRole(const std::string& project, const std::str
 }
 storage::MetaWrite Catalog::Put(const ApiTokenRecord& t) {
   return {"apitoken/" + t.name, ToJson(t).dump()};
+}
+storage::MetaWrite Catalog::Put(const SnapshotRecord& s) {
+  return {"snapshot/" + s.project + "/" + s.branch + "/" + s.id, ToJson(s).dump()};
+}
+storage::MetaWrite Catalog::EraseSnapshot(const std::string& project, const std::string& branch,
+                                          const std::string& snapshot) {
+  return {"snapshot/" + project + "/" + branch + "/" + snapshot, std::nullopt};
 }
 storage::MetaWrite Catalog::EraseApiToken(const std::string& name) {
   return {"apitoken/" + name, std::nullopt};

@@ -13,6 +13,16 @@
 namespace arbor::control {
 
 // What users name and Arbor remembers about them. Plain values; the Engine guards them.
+
+// A project's snapshot schedule: a snapshot of `branch` every `every_s` seconds, keeping the
+// newest `keep` scheduled ones. every_s == 0: no schedule.
+struct SnapshotSchedule {
+  std::string branch;
+  int64_t every_s = 0;
+  int64_t keep = 0;
+  bool operator==(const SnapshotSchedule&) const = default;
+};
+
 struct ProjectRecord {
   std::string id;
   std::string uid;
@@ -22,6 +32,7 @@ struct ProjectRecord {
   int64_t default_branch_ttl_s = 0;  // 0: none; used by the CLI when a create names no expiry
   TimelineId root;
   std::string default_branch = "production";
+  SnapshotSchedule snapshot_schedule;
 };
 
 enum class Expiry { kTtl, kExpireTime, kNever };
@@ -45,6 +56,29 @@ struct BranchRecord {
   // The branch's postgres has the role `owner` and its users' objects belong to it (done at
   // its first start; installations from before roles had everything owned by `postgres`).
   bool owner_ready = false;
+  // The snapshot of `parent` it was made from (spec.source_snapshot); empty if none. A reset
+  // or restore clears it: the branch then holds another state.
+  std::string source_snapshot;
+};
+
+// A snapshot of a branch (projects/P/branches/B/snapshots/S): a timeline of its own, forked
+// from the branch's timeline at one point and never written, so the state it holds outlives
+// the history window (GC keeps what a fork point needs). Branches are made from it in O(1).
+struct SnapshotRecord {
+  std::string project;
+  std::string branch;  // B
+  std::string id;      // S
+  std::string uid;
+  int64_t create_time_us = 0;
+  TimelineId timeline;         // its own, never written
+  TimelineId source_timeline;  // the branch's timeline it was forked from (a reset or restore
+                               // of the branch later gives the branch another one)
+  int64_t source_time_us = 0;  // the wall time of the state it holds
+  bool requested_time = false;  // spec.source_branch_time was given
+  Expiry expiry = Expiry::kNever;
+  int64_t ttl_s = 0;
+  int64_t expire_time_us = 0;  // 0 = never
+  bool scheduled = false;      // taken by the project's snapshot_schedule
 };
 
 // A login role of one branch whose password Arbor set, and so whose SCRAM secrets it holds
@@ -115,7 +149,7 @@ struct EndpointRecord {
 inline bool IsReadWrite(const EndpointRecord& e) { return !e.pinned && !e.replica; }
 
 // The catalog: every project, branch and endpoint. Each record is one store catalog key
-// (`project/P`, `branch/P/B`, `endpoint/P/B/E`, JSON values), written in the same atomic
+// (`project/P`, `branch/P/B`, `endpoint/P/B/E`, `snapshot/P/B/S`, JSON values), written in the same atomic
 // store write as the timeline change it describes, so no half-made branch is ever seen.
 // This class is the in-memory copy plus the encoding; not thread-safe (the Engine
 // serializes access).
@@ -129,6 +163,9 @@ class Catalog {
   static storage::MetaWrite Put(const EndpointRecord& e);
   static storage::MetaWrite Put(const RoleRecord& r);
   static storage::MetaWrite Put(const ApiTokenRecord& t);
+  static storage::MetaWrite Put(const SnapshotRecord& s);
+  static storage::MetaWrite EraseSnapshot(const std::string& project, const std::string& branch,
+                                          const std::string& snapshot);
   static storage::MetaWrite EraseApiToken(const std::string& name);
   static storage::MetaWrite EraseProject(const std::string& project);
   static storage::MetaWrite EraseBranch(const std::string& project, const std::string& branch);
@@ -144,6 +181,8 @@ class Catalog {
   // (project, branch, role)
   std::map<std::tuple<std::string, std::string, std::string>, RoleRecord> roles;
   std::map<std::string, ApiTokenRecord> api_tokens;  // by name
+  // (project, branch, snapshot)
+  std::map<std::tuple<std::string, std::string, std::string>, SnapshotRecord> snapshots;
 };
 
 // "prj-" + 16 hex digits of randomness.

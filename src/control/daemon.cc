@@ -720,7 +720,8 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       exit_code = 1;
     } else {
       log::info("daemon: ready; API at {}", ApiUrl(o.api_host, port));
-      // Each second: suspend idle computes; every fifth: delete expired branches.
+      // Each second: suspend idle computes; every fifth: delete expired branches and
+      // snapshots, and take and prune the projects' scheduled snapshots.
       for (int tick = 1;; ++tick) {
         struct timespec ts {
           1, 0
@@ -728,7 +729,10 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
         int sig = sigtimedwait(&sigs, nullptr, &ts);
         if (sig == SIGTERM || sig == SIGINT) break;
         engine.SuspendIdle(WallMicros());
-        if (tick % 5 == 0) engine.ReapExpired(WallMicros());
+        if (tick % 5 == 0) {
+          engine.ReapExpired(WallMicros());
+          engine.RunSnapshotSchedules(WallMicros());
+        }
       }
       log::info("daemon: shutting down");
     }

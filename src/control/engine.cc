@@ -131,6 +131,7 @@ Status Engine::Open() {
   for (const auto& [k, e] : catalog_.endpoints) {
     if (e.pinned || (e.replica && e.timeline.value() != 0)) used.insert(e.timeline);
   }
+  for (const auto& [k, s] : catalog_.snapshots) used.insert(s.timeline);
   bool again = true;
   while (again) {
     again = false;
@@ -330,6 +331,13 @@ Status Engine::DeleteProject(const std::string& id) {
       }
     }
     if (leaf.empty()) break;
+    // Its snapshots first (every branch made from them is gone: they were its children).
+    std::vector<std::tuple<std::string, std::string, std::string>> snaps;
+    TimelineId leaf_tl = catalog_.branches.at({id, leaf}).timeline;
+    for (const auto& [k, s] : catalog_.snapshots) {
+      if (s.project == id && (s.branch == leaf || s.source_timeline == leaf_tl)) snaps.push_back(k);
+    }
+    for (const auto& [p, b, s] : snaps) ARBOR_RETURN_IF_ERROR(EraseSnapshotLocked(p, b, s));
     ARBOR_RETURN_IF_ERROR(CommitDeleteLocked(id, leaf));
   }
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::EraseProject(id)}));
@@ -410,6 +418,19 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   }
   std::string parent_id =
       request.source_branch.empty() ? pit->second.default_branch : request.source_branch;
+  const bool from_snapshot = !request.source_snapshot.empty();
+  if (from_snapshot) {
+    if (!request.source_branch.empty() && request.source_branch != request.source_snapshot_branch) {
+      return Status::InvalidArgument("spec.source_branch and spec.source_snapshot name different "
+                                     "branches; set only spec.source_snapshot");
+    }
+    if (request.time_us || request.lsn) {
+      return Status::InvalidArgument(
+          "spec.source_snapshot cannot be combined with spec.source_branch_time or "
+          "spec.source_branch_lsn: a snapshot holds one state");
+    }
+    parent_id = request.source_snapshot_branch;
+  }
   auto parent_ok = [&]() -> Status {
     ARBOR_RETURN_IF_ERROR(FindBranch(project, parent_id).status());
     auto busy = busy_.find({project, parent_id});
@@ -431,7 +452,7 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
     return Status::FailedPrecondition("a protected branch cannot expire; set spec.no_expiry");
   }
   // The parent's CHECKPOINT runs without the lock, with the name reserved meanwhile.
-  if (!request.time_us && !request.lsn) {
+  if (!request.time_us && !request.lsn && !from_snapshot) {
     std::vector<std::string> targets = CheckpointTargetsLocked(project, parent_id);
     if (!targets.empty()) {
       creating_.insert({project, id});
@@ -445,8 +466,21 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   }
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * parent, FindBranch(project, parent_id));
   int64_t fork_time = 0;
-  ARBOR_ASSIGN_OR_RETURN(Seq at,
-                         ForkPointLocked(*parent, request.time_us, request.lsn, &fork_time));
+  Seq at;
+  TimelineId fork_from = parent->timeline;
+  if (from_snapshot) {
+    // The snapshot's timeline is never written: its head is the state it holds.
+    auto snap = catalog_.snapshots.find({project, parent_id, request.source_snapshot});
+    if (snap == catalog_.snapshots.end()) {
+      return Status::NotFound("snapshot " + BranchName(project, parent_id) + "/snapshots/" +
+                              request.source_snapshot + " does not exist");
+    }
+    fork_from = snap->second.timeline;
+    fork_time = snap->second.source_time_us;
+    at = store_->Head();
+  } else {
+    ARBOR_ASSIGN_OR_RETURN(at, ForkPointLocked(*parent, request.time_us, request.lsn, &fork_time));
+  }
 
   BranchRecord b;
   b.project = project;
@@ -464,12 +498,13 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
                      : request.expiry == Expiry::kExpireTime ? request.expire_time_us
                                                              : 0;
   b.is_protected = request.is_protected;
+  b.source_snapshot = request.source_snapshot;
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord ep, NewEndpointLocked(project, id, "primary", 300, false));
   // Every role with a password gets a fresh one on the new branch, so no password works on
   // both: one leaked from a throwaway branch does not open its parent.
   ARBOR_ASSIGN_OR_RETURN(std::vector<RoleRecord> roles, FreshRolesLocked(project, parent_id, id));
   // The timeline and its catalog records appear in one atomic, synced store write.
-  ARBOR_ASSIGN_OR_RETURN(b.timeline, store_->Branch(parent->timeline, at, [&](TimelineId tl) {
+  ARBOR_ASSIGN_OR_RETURN(b.timeline, store_->Branch(fork_from, at, [&](TimelineId tl) {
     b.timeline = tl;
     storage::MetaWrites w{Catalog::Put(b), Catalog::Put(ep)};
     for (const RoleRecord& r : roles) w.push_back(Catalog::Put(r));
@@ -534,6 +569,12 @@ Status Engine::DeleteBranchImpl(const std::string& project, const std::string& i
   if (HasChildren(project, id)) {
     return Status::FailedPrecondition("branch " + BranchName(project, id) +
                                       " has child branches; delete them first");
+  }
+  if (auto snaps = SnapshotsOfLocked(project, id, b->timeline); !snaps.empty()) {
+    std::string names;
+    for (const std::string& n : snaps) names += (names.empty() ? "" : ", ") + n;
+    return Status::FailedPrecondition("branch " + BranchName(project, id) + " has snapshots (" +
+                                      names + "); delete the snapshots first");
   }
   // Postgres stops and the mounts go without the lock; the branch's endpoints refuse to
   // start meanwhile, and no child can be made of it.
@@ -618,6 +659,7 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
   BranchRecord updated = *b;
   updated.source_time_us = fork_time;
   updated.source_lsn = 0;
+  updated.source_snapshot.clear();
   updated.requested_time = time_us.has_value();
   updated.requested_lsn = false;
   updated.owner_ready = false;
@@ -641,7 +683,10 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
   std::vector<StopJob> stopped = StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
   // Pinned endpoints served the replaced state; they go with it.
   Status del = ErasePinnedLocked(project, id);
-  if (del.ok()) del = store_->DeleteTimeline(old);
+  // The replaced timeline stays while snapshots were taken of it; the last one to go takes it.
+  bool snapshotted = false;
+  for (const auto& [k, s] : catalog_.snapshots) snapshotted |= s.source_timeline == old;
+  if (del.ok() && !snapshotted) del = store_->DeleteTimeline(old);
   if (!del.ok()) {
     log::warn("engine: deleting replaced timeline {}: {}", old.value(), del.ToString());
   }
@@ -691,6 +736,7 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
   ARBOR_ASSIGN_OR_RETURN(std::vector<RoleRecord> backup_roles,
                          FreshRolesLocked(project, id, backup_id));
   updated.source_time_us = fork_time;
+  updated.source_snapshot.clear();
   updated.source_lsn = lsn.value_or(0);
   updated.requested_time = time_us.has_value();
   updated.requested_lsn = lsn.has_value();
@@ -804,7 +850,8 @@ std::vector<std::string> Engine::ReapExpired(int64_t now_us) {
       std::lock_guard l(mu_);
       for (const auto& [k, b] : catalog_.branches) {
         if (b.expire_time_us == 0 || b.expire_time_us > now_us || b.is_protected ||
-            b.parent.empty() || HasChildren(b.project, b.id) || busy_.count(k) || failed.count(k)) {
+            b.parent.empty() || HasChildren(b.project, b.id) || busy_.count(k) || failed.count(k) ||
+            !SnapshotsOfLocked(b.project, b.id, b.timeline).empty()) {
           continue;
         }
         next = k;
@@ -820,6 +867,23 @@ std::vector<std::string> Engine::ReapExpired(int64_t now_us) {
     } else {
       log::warn("engine: expired branch {}: {}", BranchName(project, id), st.ToString());
       failed.insert(next);
+    }
+  }
+  // Expired snapshots, but those that branches were made from (they wait for them).
+  std::lock_guard l(mu_);
+  std::vector<SnapshotRecord> expired;
+  for (const auto& [k, s] : catalog_.snapshots) {
+    if (s.expire_time_us != 0 && s.expire_time_us <= now_us) expired.push_back(s);
+  }
+  for (const SnapshotRecord& s : expired) {
+    std::string name = BranchName(s.project, s.branch) + "/snapshots/" + s.id;
+    if (!BranchesForkedFromLocked(s.project, s.timeline).empty()) continue;
+    Status st = EraseSnapshotLocked(s.project, s.branch, s.id);
+    if (st.ok()) {
+      log::info("engine: snapshot {} expired and was deleted", name);
+      gone.push_back(name);
+    } else {
+      log::warn("engine: expired snapshot {}: {}", name, st.ToString());
     }
   }
   return gone;

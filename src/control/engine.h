@@ -74,6 +74,20 @@ struct BranchRequest {
   int64_t ttl_s = 0;
   int64_t expire_time_us = 0;
   bool is_protected = false;
+  // From a snapshot of `source_snapshot_branch` (then `source_branch` is empty or the same, and
+  // neither a time nor an LSN is given).
+  std::string source_snapshot_branch;
+  std::string source_snapshot;
+};
+
+// How a new snapshot is made; expiry as for branches.
+struct SnapshotRequest {
+  std::optional<int64_t> time_us;  // the branch's state at this time; nullopt: its head
+  Expiry expiry = Expiry::kNever;
+  int64_t ttl_s = 0;
+  int64_t expire_time_us = 0;
+  bool scheduled = false;  // taken by the project's schedule (RunSnapshotSchedules)
+  int64_t now_us = 0;      // its create time; 0: the wall clock (the schedule passes its own)
 };
 
 struct EndpointState {
@@ -184,9 +198,50 @@ class Engine {
                                     std::optional<BranchRequest> expiry);
   [[nodiscard]] Result<storage::Usage> BranchUsage(const std::string& project,
                                                    const std::string& id);
-  // Deletes every unprotected branch whose expiry has passed (children first); returns
-  // their names.
+  // Deletes every unprotected branch whose expiry has passed (children first), and every
+  // snapshot whose expiry has passed and that no branch was made from; returns their names.
+  // A branch with snapshots waits until they are gone.
   std::vector<std::string> ReapExpired(int64_t now_us);
+
+  // ---- snapshots (snapshots.cc) ----
+  // A snapshot `id` of the branch: its state now (its running compute is CHECKPOINTed first,
+  // without the lock, as for a branch at head) or at `time_us`, held by a timeline forked
+  // from the branch's at that point (O(1), nothing copied) and never written. The record and
+  // the timeline appear in one atomic store write. AlreadyExists if the id is taken on the
+  // branch; OutOfRange for a time outside the history; FailedPrecondition while the branch is
+  // being deleted.
+  [[nodiscard]] Result<SnapshotRecord> CreateSnapshot(const std::string& project,
+                                                      const std::string& branch,
+                                                      const std::string& id,
+                                                      const SnapshotRequest& request);
+  [[nodiscard]] Result<SnapshotRecord> GetSnapshot(const std::string& project,
+                                                   const std::string& branch,
+                                                   const std::string& id);
+  // The snapshots of a branch (of every branch when `branch` is empty), oldest first.
+  // NotFound if the project (or the branch) does not exist.
+  [[nodiscard]] Result<std::vector<SnapshotRecord>> ListSnapshots(const std::string& project,
+                                                                  const std::string& branch);
+  // Deletes the snapshot and its timeline in one atomic write; GC then frees what only it
+  // kept. FailedPrecondition (naming them) while branches made from it exist.
+  [[nodiscard]] Status DeleteSnapshot(const std::string& project, const std::string& branch,
+                                      const std::string& id);
+  // What deleting the snapshot would free: the versions of its source timeline that only its
+  // fork point keeps (storage::Store::ExclusiveSizes; one scan of that timeline, cached until
+  // it writes). Runs the scan without the engine's lock.
+  [[nodiscard]] Result<storage::ExclusiveSize> SnapshotExclusiveSize(const std::string& project,
+                                                                     const std::string& branch,
+                                                                     const std::string& id);
+  // Sets (every_s > 0) or removes (every_s == 0) the project's snapshot schedule.
+  // InvalidArgument for an every below kMinScheduleEveryS or a keep below 1; NotFound for a
+  // branch that does not exist.
+  [[nodiscard]] Status SetSnapshotSchedule(const std::string& project,
+                                           const SnapshotSchedule& schedule);
+  // One step of every project's schedule at `now_us`: takes a snapshot named
+  // scheduled-YYYYMMDDtHHMMSSz when `every` has passed since the newest scheduled one (or
+  // there is none), then deletes the oldest scheduled ones beyond `keep` (never a manual one,
+  // nor one that branches were made from). Returns the names of those taken and deleted.
+  std::vector<std::string> RunSnapshotSchedules(int64_t now_us);
+  static constexpr int64_t kMinScheduleEveryS = 60;
 
   // ---- endpoints ----
   [[nodiscard]] Result<EndpointRecord> CreateEndpoint(const std::string& project,
@@ -591,6 +646,19 @@ class Engine {
   // Removes a branch whose computes are stopped: its records and its timeline in one atomic
   // store write, then its live state. REQUIRES: the branch is claimed; it has no children.
   Status CommitDeleteLocked(const std::string& project, const std::string& id);
+  // The snapshots of branch `id`, and those taken of the state it replaced in a restore
+  // (forked from its timeline `tl`): deleting it waits for them.
+  std::vector<std::string> SnapshotsOfLocked(const std::string& project, const std::string& id,
+                                             TimelineId tl) const;
+  // Removes a snapshot's record and timeline in one atomic write, then the timeline it was
+  // forked from if nothing refers to it any more (a branch's former timeline, kept for it
+  // across a reset). FailedPrecondition while branches were made from it.
+  Status EraseSnapshotLocked(const std::string& project, const std::string& branch,
+                             const std::string& id);
+  // The branches whose timeline is a child of `tl`.
+  std::vector<std::string> BranchesForkedFromLocked(const std::string& project, TimelineId tl) const;
+  // Whether a branch, pinned endpoint or snapshot refers to timeline `tl`.
+  bool TimelineUsedLocked(TimelineId tl) const;
   Result<uint16_t> AllocatePort() const;
   std::string ComputeId(const EndpointRecord& ep) const;
   std::string EndpointDir(const std::string& kind, const EndpointRecord& ep) const;
@@ -608,6 +676,8 @@ class Engine {
   std::map<BranchKey, Work> busy_;           // guarded by mu_; claimed branches
   std::set<BranchKey> creating_;             // guarded by mu_; names CreateBranch reserved
   std::set<std::string> creating_projects_;  // guarded by mu_; names CreateProject reserved
+  // guarded by mu_; (project, branch, snapshot) names CreateSnapshot reserved
+  std::set<std::tuple<std::string, std::string, std::string>> creating_snapshots_;
   PortListener* ports_ = nullptr;            // guarded by mu_
   std::mutex activity_mu_;
   std::map<EndpointKey, Activity> activity_;  // guarded by activity_mu_

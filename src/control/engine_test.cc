@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
+
 namespace arbor::control {
 namespace {
 
@@ -471,6 +473,168 @@ TEST(ChangedPagesTest, AStoreWithoutTheChangeIndexAnswersIncomplete) {
   EXPECT_FALSE(cp->complete);
   EXPECT_FALSE(cp->reason.empty());
   EXPECT_TRUE(cp->databases.empty());
+}
+
+// ---- snapshots ----
+
+// A project's history window is at least an hour, so the store's clock is moved past it
+// instead of waited for.
+TEST_F(EngineTest, ASnapshotOutlivesTheHistoryWindowAndGcFreesItOnceDeleted) {
+  const int64_t day = 86'400'000'000;
+  const int64_t now = WallMicros();
+  TimelineId prod = engine_->GetBranch("default", "production")->timeline;
+  TreeWriter p(store_.get(), prod);
+  InodeId db = p.DbDir("5");
+  std::vector<uint64_t> blocks;
+  for (uint64_t b = 0; b < 64; ++b) blocks.push_back(b);
+  InodeId rel = p.NewFile(db, "16384", blocks);
+  auto snap = engine_->CreateSnapshot("default", "production", "before", SnapshotRequest{});
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  for (uint64_t b : blocks) p.Write(rel, b);  // every page rewritten after the snapshot
+  auto read = [&](TimelineId tl) {
+    auto r = store_->ReadFile(tl, kSeqMax, rel, 0, 4);
+    return r.ok() ? *r : r.status().ToString();
+  };
+
+  // Two days on, GC has run: the branch's history no longer reaches the snapshot's state, but
+  // the snapshot still holds it, and a branch made from it has it.
+  store_->SetClockForTesting(now + 2 * day);
+  ASSERT_TRUE(store_->RunGc().ok());
+  BranchRequest from;
+  from.source_snapshot_branch = "production";
+  from.source_snapshot = "before";
+  EXPECT_EQ(engine_->CreateBranch("default", "too-late", [] {
+                      BranchRequest r;
+                      r.time_us = WallMicros() - 3600'000'000;
+                      return r;
+                    }())
+                .status()
+                .code(),
+            Code::kOutOfRange);
+  auto restored = engine_->CreateBranch("default", "restored", from);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_EQ(restored->parent, "production");
+  EXPECT_EQ(restored->source_snapshot, "before");
+  EXPECT_EQ(read(restored->timeline), "page");
+  EXPECT_EQ(read(prod), "new!");
+  BranchRequest missing = from;
+  missing.source_snapshot = "nosuch";
+  EXPECT_EQ(engine_->CreateBranch("default", "x", missing).status().code(), Code::kNotFound);
+
+  // What only the snapshot keeps: the 64 pages' old versions.
+  auto excl = engine_->SnapshotExclusiveSize("default", "production", "before");
+  ASSERT_TRUE(excl.ok()) << excl.status().ToString();
+  EXPECT_EQ(excl->versions, 64u);
+  EXPECT_GT(excl->bytes, 64u * 4);
+
+  // It cannot go while a branch made from it exists; the message names the branch.
+  Status refused = engine_->DeleteSnapshot("default", "production", "before");
+  EXPECT_EQ(refused.code(), Code::kFailedPrecondition);
+  EXPECT_NE(refused.message().find("projects/default/branches/restored"), std::string::npos)
+      << refused.message();
+  ASSERT_TRUE(engine_->DeleteBranch("default", "restored").ok());
+  ASSERT_TRUE(engine_->DeleteSnapshot("default", "production", "before").ok());
+  EXPECT_EQ(engine_->GetSnapshot("default", "production", "before").status().code(),
+            Code::kNotFound);
+  // GC frees what it kept, and the branch reads as before.
+  auto dropped = store_->RunGc();
+  ASSERT_TRUE(dropped.ok());
+  EXPECT_GE(*dropped, excl->versions);
+  EXPECT_TRUE(store_->ExclusiveSizes(prod)->empty());
+  EXPECT_EQ(read(prod), "new!");
+}
+
+TEST_F(EngineTest, ABranchWithSnapshotsIsNotDeletedAndSnapshotsExpire) {
+  BranchRequest never;
+  ASSERT_TRUE(engine_->CreateBranch("default", "dev", never).ok());
+  SnapshotRequest ttl;
+  ttl.expiry = Expiry::kTtl;
+  ttl.ttl_s = 60;
+  auto s1 = engine_->CreateSnapshot("default", "dev", "s1", ttl);
+  ASSERT_TRUE(s1.ok()) << s1.status().ToString();
+  EXPECT_GT(s1->expire_time_us, WallMicros());
+  EXPECT_EQ(engine_->CreateSnapshot("default", "dev", "s1", ttl).status().code(),
+            Code::kAlreadyExists);
+  EXPECT_EQ(engine_->CreateSnapshot("default", "dev", "Bad_Id", ttl).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(engine_->CreateSnapshot("default", "nosuch", "s2", ttl).status().code(),
+            Code::kNotFound);
+  SnapshotRequest zero = ttl;
+  zero.ttl_s = 0;
+  EXPECT_EQ(engine_->CreateSnapshot("default", "dev", "s2", zero).status().code(),
+            Code::kInvalidArgument);
+
+  Status refused = engine_->DeleteBranch("default", "dev");
+  EXPECT_EQ(refused.code(), Code::kFailedPrecondition);
+  EXPECT_NE(refused.message().find("projects/default/branches/dev/snapshots/s1"),
+            std::string::npos)
+      << refused.message();
+  EXPECT_NE(refused.message().find("delete the snapshots first"), std::string::npos);
+
+  // The snapshot survives a restart of the engine, and so does its timeline.
+  engine_.reset();
+  EngineOptions eo;
+  eo.data_dir = dir_.path() + "/data";
+  eo.runtime_dir = eo.data_dir;
+  engine_ = std::make_unique<Engine>(eo, store_.get(), &mounter_, &sup_);
+  ASSERT_TRUE(engine_->Open().ok());
+  auto again = engine_->GetSnapshot("default", "dev", "s1");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(store_->GetTimeline(again->timeline).ok());
+  EXPECT_EQ(engine_->ListSnapshots("default", "")->size(), 1u);
+
+  // Once expired, the reaper deletes it; then the branch can go.
+  std::vector<std::string> gone = engine_->ReapExpired(WallMicros() + 120'000'000);
+  EXPECT_EQ(gone, std::vector<std::string>{"projects/default/branches/dev/snapshots/s1"});
+  EXPECT_TRUE(engine_->ListSnapshots("default", "dev")->empty());
+  EXPECT_FALSE(store_->GetTimeline(again->timeline).ok());
+  EXPECT_TRUE(engine_->DeleteBranch("default", "dev").ok());
+}
+
+TEST_F(EngineTest, TheScheduleTakesSnapshotsAndKeepsOnlyTheNewest) {
+  EXPECT_EQ(engine_->SetSnapshotSchedule("default", {"production", 10, 2}).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(engine_->SetSnapshotSchedule("default", {"production", 3600, 0}).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(engine_->SetSnapshotSchedule("default", {"nosuch", 3600, 2}).code(),
+            Code::kNotFound);
+  ASSERT_TRUE(engine_->SetSnapshotSchedule("default", {"production", 3600, 2}).ok());
+  EXPECT_EQ(engine_->GetProject("default")->snapshot_schedule.keep, 2);
+  ASSERT_TRUE(engine_->CreateSnapshot("default", "production", "manual", SnapshotRequest{}).ok());
+
+  const int64_t hour = 3'600'000'000;
+  const int64_t t = WallMicros();
+  auto names = [&] {
+    std::vector<std::string> out;
+    auto list = engine_->ListSnapshots("default", "production");
+    EXPECT_TRUE(list.ok());
+    if (!list.ok()) return out;
+    for (const auto& s : *list) {
+      out.push_back(s.id + (s.scheduled ? "*" : ""));
+    }
+    return out;
+  };
+  auto taken = engine_->RunSnapshotSchedules(t);
+  ASSERT_EQ(taken.size(), 1u);
+  std::string first = taken[0].substr(taken[0].rfind('/') + 1);
+  EXPECT_EQ(first.rfind("scheduled-", 0), 0u) << first;
+  EXPECT_TRUE(engine_->RunSnapshotSchedules(t + hour / 2).empty()) << "not due yet";
+  ASSERT_EQ(engine_->RunSnapshotSchedules(t + hour).size(), 1u);
+  EXPECT_EQ(names().size(), 3u);
+  // The third scheduled one pushes out the oldest scheduled one, never the manual one.
+  auto third = engine_->RunSnapshotSchedules(t + 2 * hour);
+  ASSERT_EQ(third.size(), 2u);
+  EXPECT_EQ(third[1], "projects/default/branches/production/snapshots/" + first);
+  std::vector<std::string> now = names();
+  ASSERT_EQ(now.size(), 3u);
+  EXPECT_EQ(now[0], "manual");
+  EXPECT_NE(now[1], first + "*");
+  EXPECT_EQ(now[1].back(), '*');
+  EXPECT_EQ(now[2].back(), '*');
+
+  // Without a schedule nothing more is taken.
+  ASSERT_TRUE(engine_->SetSnapshotSchedule("default", {}).ok());
+  EXPECT_TRUE(engine_->RunSnapshotSchedules(t + 10 * hour).empty());
 }
 
 }  // namespace

@@ -136,6 +136,53 @@ struct Node {
   std::optional<GcFloor> gc_floor;  // roots only; none until GC first ran on the tree
 };
 
+namespace {
+
+// One version of one key, as GC sees it (newest first in a group).
+struct GcVersion {
+  std::string key;
+  uint64_t seq = 0;
+  bool tombstone = false;
+  uint64_t bytes = 0;  // key and value
+};
+
+// Which versions of one key GC keeps, given the timeline's horizon and its children's fork
+// points (sorted). Both GC and ExclusiveSizes decide with this one function, so what a child
+// is said to hold exclusively is exactly what GC frees once it is gone:
+//   * a read at s >= horizon needs, per key, the newest version <= s;
+//   * a child forked at f needs the newest version <= f.
+// So version v_i (newest first) survives iff i == 0, or v_{i-1} > horizon, or some fork point
+// f has v_i <= f < v_{i-1}. On a root, a tombstone with nothing older kept reads exactly like
+// absence, so it goes too.
+std::vector<bool> GcKeeps(const std::vector<GcVersion>& group, uint64_t horizon,
+                          const std::vector<uint64_t>& forks, bool is_root) {
+  auto fork_in = [&](uint64_t lo, uint64_t hi) {  // any fork f with lo <= f < hi
+    auto it = std::lower_bound(forks.begin(), forks.end(), lo);
+    return it != forks.end() && *it < hi;
+  };
+  std::vector<bool> keep(group.size(), false);
+  if (group.empty()) return keep;
+  keep[0] = true;
+  for (size_t i = 1; i < group.size(); ++i) {
+    uint64_t newer = group[i - 1].seq;
+    keep[i] = newer > horizon || fork_in(group[i].seq, newer);
+  }
+  if (is_root) {
+    // Trailing tombstones with nothing kept beneath them read like absence.
+    for (size_t i = group.size(); i-- > 0;) {
+      if (!keep[i]) continue;
+      if (!group[i].tombstone) break;
+      bool older_kept = false;
+      for (size_t j = i + 1; j < group.size(); ++j) older_kept |= keep[j];
+      if (older_kept) break;
+      keep[i] = false;
+    }
+  }
+  return keep;
+}
+
+}  // namespace
+
 class Store::Impl {
  public:
   Options options;
@@ -160,6 +207,15 @@ class Store::Impl {
   // timeline that has not written since has the same size (its ancestry up to its fork point
   // never changes), so listing many idle branches costs no scans.
   std::map<TimelineId, std::pair<uint64_t, uint64_t>> size_cache;  // guarded by write_mu
+  // ExclusiveSizes' answers, valid while the parent's written-bytes counter, its children's
+  // fork points and its horizon are the same.
+  struct ExclusiveCache {
+    uint64_t written = 0;
+    std::vector<std::pair<uint64_t, TimelineId>> forks;
+    uint64_t horizon = 0;
+    std::map<TimelineId, ExclusiveSize> sizes;
+  };
+  std::map<TimelineId, ExclusiveCache> exclusive_cache;            // guarded by write_mu
   bool needs_resume = false;                                       // guarded by write_mu
   rocksdb::WriteBatch apply_batch;                                 // guarded by write_mu
   std::atomic<int64_t> clock_override{0};
@@ -995,6 +1051,7 @@ Status Store::DeleteTimeline(TimelineId id, const MetaWrites& meta) {
   ARBOR_RETURN_IF_ERROR(im.WriteLocked(&batch, true));
   im.written.erase(id);
   im.size_cache.erase(id);
+  im.exclusive_cache.erase(id);
   {
     std::unique_lock tl(im.tl_mu);
     TimelineId parent = im.nodes.at(id).info.parent;
@@ -1677,6 +1734,109 @@ Result<Usage> Store::GetUsage(TimelineId timeline) const {
   return u;
 }
 
+Result<std::map<TimelineId, ExclusiveSize>> Store::ExclusiveSizes(TimelineId parent) const {
+  Impl& im = *impl_;
+  ARBOR_ASSIGN_OR_RETURN(TimelineInfo info, GetTimeline(parent));
+  ARBOR_ASSIGN_OR_RETURN(Impl::Retention retention, im.RetentionOf(info));
+  ARBOR_ASSIGN_OR_RETURN(Seq horizon,
+                         im.HorizonAt(info, retention.Cutoff(im.Now()), retention.floor));
+  std::vector<std::pair<uint64_t, TimelineId>> children;  // (fork seq, child), sorted
+  {
+    std::shared_lock l(im.tl_mu);
+    auto it = im.nodes.find(parent);
+    if (it == im.nodes.end()) {
+      return Status::NotFound("timeline " + parent.ToString() + " does not exist");
+    }
+    for (TimelineId c : it->second.children) {
+      children.emplace_back(im.nodes.at(c).info.fork_seq.value(), c);
+    }
+  }
+  std::sort(children.begin(), children.end());
+  uint64_t written = 0;
+  {
+    std::lock_guard l(im.write_mu);
+    auto w = im.written.find(parent);
+    written = w == im.written.end() ? 0 : w->second;
+    auto c = im.exclusive_cache.find(parent);
+    if (c != im.exclusive_cache.end() && c->second.written == written &&
+        c->second.forks == children && c->second.horizon == horizon.value()) {
+      return c->second.sizes;
+    }
+  }
+  std::map<TimelineId, ExclusiveSize> sizes;
+  for (const auto& [f, c] : children) sizes[c] = ExclusiveSize{};
+  std::vector<uint64_t> forks;
+  for (const auto& [f, c] : children) forks.push_back(f);
+  bool is_root = info.parent.value() == 0;
+
+  rocksdb::ReadOptions ro;
+  ro.total_order_seek = true;
+  ro.fill_cache = false;
+  std::string prefix = keys::TimelinePrefix(parent);
+  std::string upper = Successor(prefix);
+  Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(ro));
+  std::vector<GcVersion> group;
+  std::string group_prefix;
+  // For each fork point that alone keeps a version (one child there, and no other fork or
+  // read at or above the horizon in the version's range), what GC would drop without it.
+  auto decide = [&]() {
+    if (group.size() < 2) {
+      group.clear();
+      return;
+    }
+    std::vector<bool> keep = GcKeeps(group, horizon.value(), forks, is_root);
+    std::vector<uint64_t> candidates;
+    for (size_t i = 1; i < group.size(); ++i) {
+      uint64_t newer = group[i - 1].seq;
+      if (newer > horizon.value()) continue;
+      for (auto f = std::lower_bound(forks.begin(), forks.end(), group[i].seq);
+           f != forks.end() && *f < newer; ++f) {
+        candidates.push_back(*f);
+      }
+    }
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    for (uint64_t f : candidates) {
+      auto first = std::lower_bound(forks.begin(), forks.end(), f);
+      if (first + 1 != forks.end() && first[1] == f) continue;  // two children share it
+      std::vector<uint64_t> without = forks;
+      without.erase(without.begin() + (first - forks.begin()));
+      std::vector<bool> keep_without = GcKeeps(group, horizon.value(), without, is_root);
+      auto child = std::lower_bound(children.begin(), children.end(),
+                                    std::make_pair(f, TimelineId(0)));
+      ExclusiveSize& size = sizes[child->second];
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (keep[i] && !keep_without[i]) {
+          size.bytes += group[i].bytes;
+          ++size.versions;
+        }
+      }
+    }
+    group.clear();
+  };
+  if (!forks.empty()) {
+    for (it->Seek(prefix); it->Valid(); it->Next()) {
+      Slice k = it->key();
+      if (k.size() < prefix.size() + 9) continue;
+      std::string_view unversioned(k.data(), k.size() - 8);
+      if (unversioned != group_prefix) {
+        decide();
+        group_prefix.assign(unversioned);
+      }
+      Slice v = it->value();
+      group.push_back({"", keys::VersionOf(std::string_view(k.data(), k.size())).value(),
+                       v.empty() || v[0] == keys::kTombstone, k.size() + v.size()});
+    }
+    decide();
+    if (!it->status().ok()) return FromRocks(it->status(), "exclusive size scan");
+  }
+  std::lock_guard l(im.write_mu);
+  im.exclusive_cache[parent] = {written, children, horizon.value(), sizes};
+  return sizes;
+}
+
 uint64_t Store::DiskBytes() const {
   uint64_t total = 0;
   std::error_code ec;
@@ -1721,12 +1881,7 @@ Result<Store::Impl::Retention> Store::Impl::RaiseFloor(TimelineId root, int64_t 
   return r;
 }
 
-// Drops the versions of one timeline that no legal read can reach:
-//   * a read of T at s >= H (the horizon) needs, per key, the newest version <= s;
-//   * a child forked at f needs the newest version <= f.
-// So version v_i (newest first) survives iff i == 1, or v_{i-1} > H, or some fork point f
-// has v_i <= f < v_{i-1}. On a root, a tombstone with nothing older left reads exactly like
-// absence, so it goes too.
+// Drops the versions of one timeline that no legal read can reach (GcKeeps says which).
 Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) {
   // The floor first; the fork points after it (see Branch).
   ARBOR_ASSIGN_OR_RETURN(Retention retention, RaiseFloor(info.root, now));
@@ -1761,10 +1916,6 @@ Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) 
     }
   }
   bool is_root = info.parent.value() == 0;
-  auto fork_in = [&](uint64_t lo, uint64_t hi) {  // any fork f with lo <= f < hi
-    auto it = std::lower_bound(forks.begin(), forks.end(), lo);
-    return it != forks.end() && *it < hi;
-  };
 
   rocksdb::ReadOptions ro;
   ro.total_order_seek = true;
@@ -1789,32 +1940,11 @@ Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) 
     return Status::Ok();
   };
 
-  struct Version {
-    std::string key;
-    uint64_t seq;
-    bool tombstone;
-  };
-  std::vector<Version> group;
+  std::vector<GcVersion> group;
   std::string group_prefix;
   auto decide = [&]() {
     if (group.empty()) return;
-    std::vector<bool> keep(group.size(), false);
-    keep[0] = true;
-    for (size_t i = 1; i < group.size(); ++i) {
-      uint64_t newer = group[i - 1].seq;
-      keep[i] = newer > horizon.value() || fork_in(group[i].seq, newer);
-    }
-    if (is_root) {
-      // Trailing tombstones with nothing kept beneath them read like absence.
-      for (size_t i = group.size(); i-- > 0;) {
-        if (!keep[i]) continue;
-        if (!group[i].tombstone) break;
-        bool older_kept = false;
-        for (size_t j = i + 1; j < group.size(); ++j) older_kept |= keep[j];
-        if (older_kept) break;
-        keep[i] = false;
-      }
-    }
+    std::vector<bool> keep = GcKeeps(group, horizon.value(), forks, is_root);
     for (size_t i = 0; i < group.size(); ++i) {
       if (!keep[i]) {
         batch.Delete(group[i].key);
@@ -1845,7 +1975,7 @@ Result<uint64_t> Store::Impl::GcTimeline(const TimelineInfo& info, int64_t now) 
     }
     Slice v = it->value();
     group.push_back({k.ToString(), keys::VersionOf(std::string_view(k.data(), k.size())).value(),
-                     v.empty() || v[0] == keys::kTombstone});
+                     v.empty() || v[0] == keys::kTombstone, k.size() + v.size()});
     if (batch.Count() >= kGcBatch) ARBOR_RETURN_IF_ERROR(flush());
     if (!throttle(k, v)) break;
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -72,6 +73,12 @@ using MetaWrites = std::vector<MetaWrite>;
 struct Usage {
   uint64_t logical_size_bytes = 0;  // sum of the sizes of the regular files it can see
   uint64_t written_bytes = 0;       // bytes of keys and values it wrote since its fork
+};
+
+// What one child's fork point alone keeps on its parent timeline (Store::ExclusiveSizes).
+struct ExclusiveSize {
+  uint64_t bytes = 0;     // keys and values, as written (before RocksDB's compression)
+  uint64_t versions = 0;  // how many versions
 };
 
 // One block of one file.
@@ -306,6 +313,16 @@ class Store {
   // while the store is in use. Each tree's GC floor is raised to now - window, and synced,
   // before anything below it is dropped.
   [[nodiscard]] Result<uint64_t> RunGc();
+  // For each child of `parent`: the versions of `parent` that only that child's fork point
+  // keeps, so that GC drops exactly these once the child is deleted (and nothing else
+  // changed meanwhile). A version is kept only for fork point f when f is in its range
+  // [its seq, the seq of the next version of its key), no other child is forked in that
+  // range, and the range ends at or below the horizon; GC's own rule (GcKeeps in store.cc)
+  // decides, so the two agree exactly. Two children forked at the same seq hold nothing
+  // exclusively. NotFound if `parent` does not exist.
+  // Cost: one scan of every version of `parent`'s keys (its data, not its ancestors'); the
+  // answer is cached until `parent` writes, gains or loses a child, or its horizon moves.
+  [[nodiscard]] Result<std::map<TimelineId, ExclusiveSize>> ExclusiveSizes(TimelineId parent) const;
   // Bytes the store occupies on disk (live SST and log files).
   uint64_t DiskBytes() const;
 

@@ -802,6 +802,66 @@ TEST(StoreTest, GcKeepsEveryLegalReadAndDropsTheRest) {
   for (TimelineId c : children) EXPECT_TRUE(st->GetAttr(c, kSeqMax, f0).ok());
 }
 
+// A child's exclusive size is what GC frees once it is gone: the versions only its fork point
+// keeps, counted exactly (the change index is off so that GC's count is versions alone).
+TEST(StoreTest, ExclusiveSizeIsWhatGcFreesOnceTheChildIsGone) {
+  TempDir dir;
+  Store::Options o;
+  o.path = dir.path();
+  o.background_gc = false;
+  o.block_cache_bytes = 16 << 20;
+  o.wal_prefill_bytes = 1 << 20;
+  o.change_index = false;
+  auto opened = Store::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto st = std::move(opened).value();
+  int64_t t0 = 1'700'000'000'000'000;
+  int64_t hour = 3'600'000'000;
+  st->SetClockForTesting(t0);
+  TimelineId root = *st->CreateRoot(hour);
+  InodeId big = *st->AllocateInode(), small = *st->AllocateInode();
+  WriteFile(*st, root, big, Block('a', 10 * kBlockSize));
+  WriteFile(*st, root, small, "one");
+  st->SetClockForTesting(t0 + 1000);
+  Seq at = st->Head();
+  TimelineId snap = *st->Branch(root, at);
+  TimelineId twin = *st->Branch(root, at);  // a second child at the same point
+  ASSERT_EQ(st->GetTimeline(twin)->fork_seq, st->GetTimeline(snap)->fork_seq);
+  // Nothing is shadowed yet: the fork point keeps nothing on its own.
+  EXPECT_EQ(st->ExclusiveSizes(root)->at(snap).versions, 0u);
+  st->SetClockForTesting(t0 + 2000);
+  WriteFile(*st, root, big, Block('b', 10 * kBlockSize));
+  // Shadowed but inside the history window: reads at the horizon still need it.
+  EXPECT_EQ(st->ExclusiveSizes(root)->at(snap).versions, 0u);
+
+  // Past the window, GC keeps the children's versions, and they still read them. Two
+  // children at the same point: neither holds anything alone.
+  st->SetClockForTesting(t0 + 3 * hour);
+  ASSERT_TRUE(st->RunGc().ok());
+  EXPECT_EQ(Read(*st, snap, big), Block('a', 10 * kBlockSize));
+  auto sizes = st->ExclusiveSizes(root);
+  ASSERT_TRUE(sizes.ok()) << sizes.status().ToString();
+  EXPECT_EQ(sizes->at(snap).versions, 0u);
+  EXPECT_EQ(sizes->at(twin).versions, 0u);
+  ASSERT_TRUE(st->DeleteTimeline(twin).ok());
+  // The twin's going frees nothing: the snapshot still keeps it.
+  EXPECT_EQ(*st->RunGc(), 0u);
+  ExclusiveSize excl = st->ExclusiveSizes(root)->at(snap);
+  EXPECT_EQ(excl.versions, 11u);  // the old attribute and ten blocks of `big`
+  EXPECT_GT(excl.bytes, 10 * kBlockSize);
+  EXPECT_LT(excl.bytes, 11 * kBlockSize);
+
+  // Once the snapshot goes, GC drops exactly those versions.
+  ASSERT_TRUE(st->DeleteTimeline(snap).ok());
+  auto dropped = st->RunGc();
+  ASSERT_TRUE(dropped.ok());
+  EXPECT_EQ(*dropped, excl.versions);
+  EXPECT_EQ(Read(*st, root, big), Block('b', 10 * kBlockSize));
+  EXPECT_EQ(Read(*st, root, small), "one");
+  EXPECT_TRUE(st->ExclusiveSizes(root)->empty());
+  EXPECT_EQ(st->ExclusiveSizes(TimelineId(999)).status().code(), Code::kNotFound);
+}
+
 TEST(StoreTest, NotAStoreOrUnknownFormatGivesClearError) {
   TempDir dir;
   { std::ofstream(dir.path() + "/notes.txt") << "hello"; }

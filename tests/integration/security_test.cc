@@ -477,6 +477,12 @@ TEST_F(Security, ADeveloperTokenCannotTouchProtectedProduction) {
   EXPECT_EQ(CallAs(dev, "DELETE", pg + "/alice-dev", json()).status, 200);
   // Production is untouched.
   EXPECT_TRUE(Pg(d_->Connect("production")).ok());
+  // Snapshots: taking one changes nothing of the branch, so a developer may snapshot protected
+  // production; deleting a snapshot of a protected branch is an admin's call.
+  auto snap = CallAs(dev, "POST", pg + "/production/snapshots?snapshot_id=alice-snap",
+                     {{"spec", {{"ttl", "3600s"}}}});
+  EXPECT_EQ(snap.status, 200) << snap.body.dump();
+  expect_denied("DELETE", pg + "/production/snapshots/alice-snap", json());
 
   // A viewer only reads, and gets no way into the data.
   auto v = CallAs(Slurp(d_->home() + "/admin-token"), "POST", "tokens",
@@ -494,6 +500,15 @@ TEST_F(Security, ADeveloperTokenCannotTouchProtectedProduction) {
   auto diff = CallAs(viewer, "POST", pg + "/production:diff_data", {{"against", "production"}});
   EXPECT_EQ(diff.status, 200) << diff.body.dump();
   EXPECT_EQ(CallAs(viewer, "POST", pg + "/production:merge", {{"into", "production"}}).status, 403);
+  // It lists snapshots, and neither takes nor deletes one.
+  EXPECT_EQ(CallAs(viewer, "GET", pg + "/production/snapshots", json()).status, 200);
+  EXPECT_EQ(CallAs(viewer, "POST", pg + "/production/snapshots?snapshot_id=bob",
+                   {{"spec", {{"ttl", "3600s"}}}})
+                .status,
+            403);
+  EXPECT_EQ(CallAs(viewer, "DELETE", pg + "/production/snapshots/alice-snap", json()).status, 403);
+  EXPECT_EQ(Call("DELETE", "projects/default/branches/production/snapshots/alice-snap").status,
+            200);
 
   // Limited to a project: another project is not there for it.
   ASSERT_EQ(Call("POST", "projects?project_id=elsewhere", json::object()).status, 200);
