@@ -224,6 +224,28 @@ EndpointRecord EndpointFrom(const json& e) {
   return r;
 }
 
+json ToJson(const DeletedBranchRecord& d) {
+  json eps = json::array(), roles = json::array();
+  for (const auto& e : d.endpoints) eps.push_back(ToJson(e));
+  for (const auto& r : d.roles) roles.push_back(ToJson(r));
+  return {{"branch", ToJson(d.branch)},       {"parent_uid", d.parent_uid},
+          {"endpoints", eps},                 {"roles", roles},
+          {"delete_time_us", d.delete_time_us}, {"purge_time_us", d.purge_time_us},
+          {"expired", d.expired}};
+}
+
+DeletedBranchRecord DeletedBranchFrom(const json& j) {
+  DeletedBranchRecord d;
+  d.branch = BranchFrom(j.at("branch"));
+  d.parent_uid = j.at("parent_uid");
+  for (const json& e : j.at("endpoints")) d.endpoints.push_back(EndpointFrom(e));
+  for (const json& r : j.at("roles")) d.roles.push_back(RoleFrom(r));
+  d.delete_time_us = j.at("delete_time_us");
+  d.purge_time_us = j.at("purge_time_us");
+  d.expired = j.value("expired", false);
+  return d;
+}
+
 }  // namespace
 
 Result<Catalog> Catalog::Load(const storage::Store& store) {
@@ -244,6 +266,9 @@ Result<Catalog> Catalog::Load(const storage::Store& store) {
       } else if (key.rfind("apitoken/", 0) == 0) {
         ApiTokenRecord t = ApiTokenFrom(j);
         c.api_tokens[t.name] = t;
+      } else if (key.rfind("deleted_branch/", 0) == 0) {
+        DeletedBranchRecord d = DeletedBranchFrom(j);
+        c.deleted_branches[{d.branch.project, d.branch.uid}] = d;
       } else if (key.rfind("role/", 0) == 0) {
         RoleRecord r = RoleFrom(j);
         c.roles[{r.project, r.branch, r.name}] = r;
@@ -273,6 +298,13 @@ storage::MetaWrite Catalog::EraseRole(const std::string& project, const std::str
 }
 storage::MetaWrite Catalog::Put(const ApiTokenRecord& t) {
   return {"apitoken/" + t.name, ToJson(t).dump()};
+}
+storage::MetaWrite Catalog::Put(const DeletedBranchRecord& d) {
+  return {"deleted_branch/" + d.branch.project + "/" + d.branch.uid, ToJson(d).dump()};
+}
+storage::MetaWrite Catalog::EraseDeletedBranch(const std::string& project,
+                                               const std::string& uid) {
+  return {"deleted_branch/" + project + "/" + uid, std::nullopt};
 }
 storage::MetaWrite Catalog::EraseApiToken(const std::string& name) {
   return {"apitoken/" + name, std::nullopt};

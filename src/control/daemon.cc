@@ -720,7 +720,9 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       exit_code = 1;
     } else {
       log::info("daemon: ready; API at {}", ApiUrl(o.api_host, port));
-      // Each second: suspend idle computes; every fifth: delete expired branches.
+      // Each second: suspend idle computes; every fifth: delete expired branches (they become
+      // deleted branches, recoverable like any other) and purge the deleted branches whose
+      // history window has passed.
       for (int tick = 1;; ++tick) {
         struct timespec ts {
           1, 0
@@ -728,7 +730,10 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
         int sig = sigtimedwait(&sigs, nullptr, &ts);
         if (sig == SIGTERM || sig == SIGINT) break;
         engine.SuspendIdle(WallMicros());
-        if (tick % 5 == 0) engine.ReapExpired(WallMicros());
+        if (tick % 5 == 0) {
+          engine.ReapExpired(WallMicros());
+          engine.PurgeDeleted(WallMicros());
+        }
       }
       log::info("daemon: shutting down");
     }
