@@ -74,7 +74,8 @@ churn() {
       echo "  (pgbench -i on $name failed)" >&2
     sleep "$SETTLE"
     t0=$(now_ms)
-    api DELETE "projects/default/branches/$name" >"$work/delete.out"
+    # A plain DELETE keeps the data for an undelete; the purge is what frees (compacts) it.
+    api DELETE "projects/default/branches/$name?purge=true" >"$work/delete.out"
     t1=$(now_ms)
     if grep -q error_code "$work/delete.out"; then
       echo "  (DELETE $name: $(cat "$work/delete.out"))" >&2

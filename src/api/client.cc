@@ -211,8 +211,12 @@ Result<Branch> ApiClient::CreateBranchRaw(const std::string& project, const std:
                         &body, "branch");
 }
 
-Result<std::vector<Branch>> ApiClient::ListBranches(const std::string& project) const {
-  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET", ProjectPath(project) + "/branches", nullptr));
+Result<std::vector<Branch>> ApiClient::ListBranches(const std::string& project,
+                                                    bool show_deleted) const {
+  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET",
+                                      ProjectPath(project) + "/branches" +
+                                          (show_deleted ? "?show_deleted=true" : ""),
+                                      nullptr));
   std::vector<Branch> out;
   Status st = FromJsonList(j, "branches", &out);
   if (!st.ok())
@@ -233,6 +237,17 @@ Result<Branch> ApiClient::UpdateBranch(const BranchName& branch, const BranchSpe
 
 Status ApiClient::DeleteBranch(const BranchName& branch) const {
   return Call("DELETE", BranchPath(branch), nullptr).status();
+}
+
+Status ApiClient::PurgeBranch(const BranchName& branch) const {
+  return Call("DELETE", BranchPath(branch) + "?purge=true", nullptr).status();
+}
+
+Result<UndeleteResult> ApiClient::UndeleteBranch(
+    const BranchName& branch, const std::optional<std::string>& new_branch_id) const {
+  std::string path = BranchPath(branch) + ":undelete";
+  if (new_branch_id) path += "?new_branch_id=" + Escape(*new_branch_id);
+  return CallAs<UndeleteResult>("POST", path, nullptr, "undelete");
 }
 
 Result<Branch> ApiClient::ResetBranch(const BranchName& branch, const PointInTime& at) const {

@@ -62,12 +62,20 @@ class ApiClient {
   [[nodiscard]] Result<Branch> CreateBranchRaw(const std::string& project,
                                                const std::string& branch_id,
                                                const Json& body) const;
-  [[nodiscard]] Result<std::vector<Branch>> ListBranches(const std::string& project) const;
+  // With `show_deleted`, the deleted branches not yet purged too (status.deleted).
+  [[nodiscard]] Result<std::vector<Branch>> ListBranches(const std::string& project,
+                                                         bool show_deleted = false) const;
   [[nodiscard]] Result<Branch> GetBranch(const BranchName& branch) const;
   // PATCH: `update_mask` lists the spec fields to change ("spec.is_protected,spec.ttl").
   [[nodiscard]] Result<Branch> UpdateBranch(const BranchName& branch, const BranchSpec& spec,
                                             const std::string& update_mask) const;
   [[nodiscard]] Status DeleteBranch(const BranchName& branch) const;
+  // DELETE ...?purge=true: the live branch, or else its most recently deleted namesake, goes
+  // for good.
+  [[nodiscard]] Status PurgeBranch(const BranchName& branch) const;
+  // :undelete the most recently deleted branch of that name, under `new_branch_id` if set.
+  [[nodiscard]] Result<UndeleteResult> UndeleteBranch(
+      const BranchName& branch, const std::optional<std::string>& new_branch_id) const;
   // :reset to the parent's head (`at` empty) or to its state at at->source_branch_time_us.
   [[nodiscard]] Result<Branch> ResetBranch(const BranchName& branch, const PointInTime& at) const;
   // :restore the branch's own state at a time or LSN; the old state becomes a backup branch.

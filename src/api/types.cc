@@ -205,6 +205,9 @@ Json ToJson(const BranchStatus& v) {
   PutTime(j, "source_branch_time", v.source_branch_time_us);
   PutLsn(j, "source_branch_lsn", v.source_branch_lsn);
   Put(j, "source_snapshot", v.source_snapshot);
+  if (v.deleted) j["deleted"] = true;
+  PutTime(j, "delete_time", v.delete_time_us);
+  PutTime(j, "purge_time", v.purge_time_us);
   return j;
 }
 Json ToJson(const Branch& v) {
@@ -237,6 +240,9 @@ Status FromJson(const Json& j, BranchStatus* out, std::string_view where) {
   r.Time("source_branch_time", &out->source_branch_time_us);
   r.LsnField("source_branch_lsn", &out->source_branch_lsn);
   r.String("source_snapshot", &out->source_snapshot);
+  r.Bool("deleted", &out->deleted);
+  r.Time("delete_time", &out->delete_time_us);
+  r.Time("purge_time", &out->purge_time_us);
   return r.status();
 }
 Status FromJson(const Json& j, Branch* out, std::string_view where) {
@@ -400,6 +406,11 @@ Json ToJson(const PointInTime& v) {
 Json ToJson(const RestoreResult& v) {
   return Json{{"branch", ToJson(v.branch)}, {"backup_branch", v.backup_branch}};
 }
+Json ToJson(const UndeleteResult& v) {
+  Json eps = Json::array();
+  for (const auto& e : v.endpoints) eps.push_back(ToJson(e));
+  return Json{{"branch", ToJson(v.branch)}, {"endpoints", eps}, {"notes", v.notes}};
+}
 Json ToJson(const ServerStatus& v) {
   return Json{{"version", v.version}, {"pid", v.pid},     {"data_dir", v.data_dir},
               {"api", v.api},         {"proxy", v.proxy}, {"endpoint_ports", v.endpoint_ports}};
@@ -465,6 +476,23 @@ Status FromJson(const Json& j, RestoreResult* out, std::string_view where) {
   Reader r(j, where);
   if (r.Get("branch", true) != nullptr) r.Object("branch", &out->branch);
   r.String("backup_branch", &out->backup_branch, true);
+  return r.status();
+}
+Status FromJson(const Json& j, UndeleteResult* out, std::string_view where) {
+  Reader r(j, where);
+  if (r.Get("branch", true) != nullptr) r.Object("branch", &out->branch);
+  if (!r.status().ok()) return r.status();
+  Status st = FromJsonList(j, "endpoints", &out->endpoints);
+  if (!st.ok()) return st;
+  if (const Json* notes = r.Get("notes", false)) {
+    if (!notes->is_array()) return Status::InvalidArgument(std::string(where) + ".notes: expected an array");
+    for (const Json& n : *notes) {
+      if (!n.is_string()) {
+        return Status::InvalidArgument(std::string(where) + ".notes: expected strings");
+      }
+      out->notes.push_back(n.get<std::string>());
+    }
+  }
   return r.status();
 }
 Status FromJson(const Json& j, ServerStatus* out, std::string_view where) {

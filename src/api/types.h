@@ -64,6 +64,10 @@ struct BranchStatus {
   std::optional<int64_t> source_branch_time_us;
   std::optional<Lsn> source_branch_lsn;
   std::optional<std::string> source_snapshot;  // the snapshot it was made from
+  // A deleted branch (GET .../branches?show_deleted=true): current_state "DELETED".
+  bool deleted = false;
+  std::optional<int64_t> delete_time_us;
+  std::optional<int64_t> purge_time_us;  // when it goes for good
 };
 struct Branch {
   std::string name;  // projects/{project}/branches/{branch}
@@ -202,6 +206,14 @@ struct RestoreResult {
   std::string backup_branch;  // a full branch name
 };
 
+// The answer of :undelete: the branch back, its endpoints, and what changed on the way (a
+// port that could not be had again, an expiry that had passed).
+struct UndeleteResult {
+  Branch branch;
+  std::vector<Endpoint> endpoints;
+  std::vector<std::string> notes;
+};
+
 // GET status.
 struct ServerStatus {
   std::string version;
@@ -238,6 +250,7 @@ Json ToJson(const Snapshot& v);
 Json ToJson(const ApiToken& v);
 Json ToJson(const PointInTime& v);
 Json ToJson(const RestoreResult& v);
+Json ToJson(const UndeleteResult& v);
 Json ToJson(const ServerStatus& v);
 Json ToJson(const ApiError& v);
 
@@ -261,6 +274,7 @@ Json ToJson(const ApiError& v);
 [[nodiscard]] Status FromJson(const Json& j, Snapshot* out, std::string_view where = "snapshot");
 [[nodiscard]] Status FromJson(const Json& j, ApiToken* out, std::string_view where = "token");
 [[nodiscard]] Status FromJson(const Json& j, RestoreResult* out, std::string_view where = "body");
+[[nodiscard]] Status FromJson(const Json& j, UndeleteResult* out, std::string_view where = "body");
 [[nodiscard]] Status FromJson(const Json& j, ServerStatus* out, std::string_view where = "status");
 [[nodiscard]] Status FromJson(const Json& j, ApiError* out, std::string_view where = "error");
 

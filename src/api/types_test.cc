@@ -200,6 +200,38 @@ TEST(Types, DatabaseRoundTripsAndNeedsEveryField) {
   EXPECT_EQ(list.size(), 1u);
 }
 
+TEST(Types, DeletedBranchAndUndeleteRoundTrip) {
+  Json j = Json::parse(kBranchJson);
+  j["status"]["current_state"] = "DELETED";
+  j["status"]["deleted"] = true;
+  j["status"]["delete_time"] = "2026-11-24T16:30:00.000000Z";
+  j["status"]["purge_time"] = "2026-11-25T16:30:00.000000Z";
+  Branch b;
+  ASSERT_TRUE(FromJson(j, &b).ok());
+  EXPECT_TRUE(b.status.deleted);
+  ASSERT_TRUE(b.status.purge_time_us.has_value());
+  EXPECT_EQ(*b.status.purge_time_us - *b.status.delete_time_us, int64_t{86'400} * 1'000'000);
+  EXPECT_EQ(ToJson(b), j);
+  // A live branch says nothing of deletion.
+  Branch live;
+  ASSERT_TRUE(FromJson(Json::parse(kBranchJson), &live).ok());
+  EXPECT_FALSE(ToJson(live)["status"].contains("deleted"));
+
+  Json u{{"branch", Json::parse(kBranchJson)},
+         {"endpoints", Json::array({Json::parse(kEndpointJson)})},
+         {"notes", Json::array({"its expiry had passed"})}};
+  UndeleteResult r;
+  ASSERT_TRUE(FromJson(u, &r).ok());
+  EXPECT_EQ(r.branch.name, "projects/default/branches/dev");
+  ASSERT_EQ(r.endpoints.size(), 1u);
+  EXPECT_EQ(r.endpoints[0].status.port, 55433);
+  EXPECT_EQ(r.notes, std::vector<std::string>{"its expiry had passed"});
+  EXPECT_EQ(ToJson(r), u);
+  UndeleteResult bad;
+  EXPECT_FALSE(FromJson(Json{{"branch", Json::parse(kBranchJson)}, {"notes", 7}}, &bad).ok());
+  EXPECT_FALSE(FromJson(Json{{"notes", Json::array()}}, &bad).ok());
+}
+
 TEST(Types, ParseJsonObjectRefusesNonObjectsWithoutThrowing) {
   EXPECT_EQ(ParseJsonObject("{", "body").status().message(), "body is not valid JSON");
   EXPECT_EQ(ParseJsonObject("[]", "body").status().message(), "body must be a JSON object, got []");

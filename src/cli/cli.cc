@@ -147,6 +147,67 @@ Status CmdBranchCreate(const Session& s, const CreateOpts& o) {
   return Status::Ok();
 }
 
+// The deleted branches not yet purged: when each was deleted, when it goes for good, and the
+// bytes it wrote (what a purge frees, less what compaction shares).
+Status CmdBranchListDeleted(const Session& s) {
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(auto all, c.ListBranches(s.ProjectId(), /*show_deleted=*/true));
+  std::vector<api::Branch> deleted;
+  for (const auto& b : all) {
+    if (b.status.deleted) deleted.push_back(b);
+  }
+  if (s.Json()) {
+    s.PrintJson(api::ToJsonList("branches", deleted));
+    return Status::Ok();
+  }
+  if (deleted.empty()) {
+    s.Print("No deleted branches in project " + s.ProjectId() + ".\n");
+    return Status::Ok();
+  }
+  std::vector<Row> rows;
+  for (const auto& b : deleted) {
+    auto time = [](const std::optional<int64_t>& t) {
+      return t ? api::FormatTime(*t) : std::string("-");
+    };
+    rows.push_back({ShortName(b.name), time(b.status.delete_time_us),
+                    time(b.status.purge_time_us), HumanBytes(b.status.written_bytes)});
+  }
+  s.Print(RenderTable({"NAME", "DELETED AT", "PURGE AT", "WRITTEN"}, rows) +
+          "Bring one back with: arbor branch undelete NAME\n");
+  return Status::Ok();
+}
+
+Status CmdBranchUndelete(const Session& s, const std::string& text, const std::string& new_name) {
+  api::BranchName name = s.Branch(text);
+  std::optional<std::string> new_id;
+  if (!new_name.empty()) {
+    api::BranchName n = s.Branch(new_name);
+    if (n.project != name.project) Usage("--new-name " + new_name + " is not in " + name.project);
+    new_id = n.branch;
+  }
+  ARBOR_ASSIGN_OR_RETURN(api::UndeleteResult r, s.Client().UndeleteBranch(name, new_id));
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(r));
+    return Status::Ok();
+  }
+  std::string out = "Undeleted branch " + r.branch.name + ".\n";
+  for (const auto& n : r.notes) out += "Note: " + n + "\n";
+  s.Print(out + RenderBranch(r.branch, r.endpoints, s.Now()));
+  return Status::Ok();
+}
+
+Status CmdBranchPurge(const Session& s, const std::string& text) {
+  api::BranchName name = s.Branch(text);
+  ARBOR_RETURN_IF_ERROR(s.Client().PurgeBranch(name));
+  if (s.Json()) {
+    s.PrintJson(Json::object());
+  } else {
+    s.Print("Purged branch " + name.ToString() +
+            " for good; its space is freed in the background.\n");
+  }
+  return Status::Ok();
+}
+
 Status CmdBranchList(const Session& s) {
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(auto branches, c.ListBranches(s.ProjectId()));
@@ -178,7 +239,9 @@ Status CmdBranchDelete(const Session& s, const std::string& text, bool seed) {
   if (s.Json(seed)) {
     s.PrintJson(Json::object());
   } else {
-    s.Print("Deleted branch " + name.ToString() + ".\n");
+    s.Print("Deleted branch " + name.ToString() +
+            ". It stays recoverable for the project's history window:\n  arbor branch undelete " +
+            name.branch + "\n");
   }
   return Status::Ok();
 }
@@ -802,9 +865,15 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
       "  arbor branch create staging --no-expiry --protected");
   OnRun(create, action, [&s, co] { return CmdBranchCreate(s, *co); });
 
+  auto list_deleted = std::make_shared<bool>(false);
   auto* list = branch->add_subcommand("list", "Draw the project's branches as a tree");
-  list->footer("Example:\n  arbor branch list\n  arbor branch list -o json");
-  OnRun(list, action, [&s] { return CmdBranchList(s); });
+  list->add_flag("--deleted", *list_deleted,
+                 "list the deleted branches instead, with when each is purged");
+  list->footer(
+      "Example:\n  arbor branch list\n  arbor branch list -o json\n  arbor branch list --deleted");
+  OnRun(list, action, [&s, list_deleted] {
+    return *list_deleted ? CmdBranchListDeleted(s) : CmdBranchList(s);
+  });
 
   auto get_name = std::make_shared<std::string>();
   auto* get = branch->add_subcommand("get", "Show one branch");
@@ -813,10 +882,31 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   OnRun(get, action, [&s, get_name] { return CmdBranchGet(s, *get_name); });
 
   auto del_name = std::make_shared<std::string>();
-  auto* del = branch->add_subcommand("delete", "Delete a branch, its endpoints and its data");
+  auto del_purge = std::make_shared<bool>(false);
+  auto* del = branch->add_subcommand(
+      "delete", "Delete a branch and its endpoints (recoverable for the history window)");
   del->add_option("name", *del_name, "dev, or projects/P/branches/dev")->required();
-  del->footer("Example:\n  arbor branch delete dev");
-  OnRun(del, action, [&s, del_name] { return CmdBranchDelete(s, *del_name, false); });
+  del->add_flag("--purge", *del_purge,
+                "delete it for good now, with its data, freeing the space (admin; also for a "
+                "branch already deleted)");
+  del->footer(
+      "A deleted branch can be undeleted until the project's history window has passed.\n"
+      "Examples:\n  arbor branch delete dev\n  arbor branch delete dev --purge");
+  OnRun(del, action, [&s, del_name, del_purge] {
+    return *del_purge ? CmdBranchPurge(s, *del_name) : CmdBranchDelete(s, *del_name, false);
+  });
+
+  auto undel = std::make_shared<std::pair<std::string, std::string>>();
+  auto* undelete = branch->add_subcommand(
+      "undelete", "Bring back a deleted branch with its endpoints, ports and data");
+  undelete->add_option("name", undel->first, "the deleted branch: dev, or projects/P/branches/dev")
+      ->required();
+  undelete->add_option("--new-name", undel->second,
+                       "bring it back under this name (when a new branch took its name)");
+  undelete->footer(
+      "Examples:\n  arbor branch undelete dev\n  arbor branch undelete dev --new-name dev-old");
+  OnRun(undelete, action,
+        [&s, undel] { return CmdBranchUndelete(s, undel->first, undel->second); });
 
   auto uo = std::make_shared<UpdateOpts>();
   auto* update = branch->add_subcommand("update", "Change a branch's expiry or protection");

@@ -261,7 +261,60 @@ TEST_F(CliTest, ServerRefusalsExitOneAndServerFailuresFour) {
   api_.On("DELETE", "projects/default/branches/dev", 200, "{}");
   auto r = Run({"branch", "delete", "dev"});
   EXPECT_EQ(r.code, 0);
-  EXPECT_EQ(r.out, "Deleted branch projects/default/branches/dev.\n");
+  EXPECT_EQ(r.out,
+            "Deleted branch projects/default/branches/dev. It stays recoverable for the "
+            "project's history window:\n  arbor branch undelete dev\n");
+}
+
+TEST_F(CliTest, DeletedBranchesAreListedUndeletedAndPurged) {
+  api::Branch gone = dev_;
+  gone.status.current_state = "DELETED";
+  gone.status.deleted = true;
+  gone.status.delete_time_us = kNow - 3'600'000'000;
+  gone.status.purge_time_us = kNow + 82'800'000'000;
+  gone.status.written_bytes = 3 << 20;
+  api_.On("GET", "projects/default/branches", 200,
+          api::ToJsonList("branches", std::vector<api::Branch>{dev_, gone}).dump());
+  auto r = Run({"branch", "list", "--deleted"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(api_.Last("GET", "projects/default/branches").params["show_deleted"], "true");
+  EXPECT_NE(r.out.find("NAME"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("PURGE AT"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(api::FormatTime(*gone.status.purge_time_us)), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3.0 MiB"), std::string::npos) << r.out;
+  auto j = Run({"branch", "list", "--deleted", "-o", "json"});
+  EXPECT_EQ(j.code, 0) << j.err;
+  Json listed = Json::parse(j.out);
+  ASSERT_EQ(listed["branches"].size(), 1u) << j.out;  // the deleted one only
+  EXPECT_EQ(listed["branches"][0]["status"].value("purge_time", ""),
+            api::FormatTime(*gone.status.purge_time_us));
+
+  api::UndeleteResult back;
+  back.branch = dev_;
+  back.branch.name = "projects/default/branches/dev-old";
+  back.notes = {"endpoint primary had port 1, which is no longer available; it now has port 2"};
+  api_.On("POST", "projects/default/branches/dev:undelete", 200, api::ToJson(back).dump());
+  auto u = Run({"branch", "undelete", "dev", "--new-name", "dev-old"});
+  EXPECT_EQ(u.code, 0) << u.err;
+  EXPECT_EQ(api_.Last("POST", "projects/default/branches/dev:undelete").params["new_branch_id"],
+            "dev-old");
+  EXPECT_NE(u.out.find("Undeleted branch projects/default/branches/dev-old."), std::string::npos)
+      << u.out;
+  EXPECT_NE(u.out.find("Note: endpoint primary had port 1"), std::string::npos) << u.out;
+
+  api_.On("POST", "projects/default/branches/dev:undelete", 409,
+          Error("RESOURCE_ALREADY_EXISTS", "taken again; use ?new_branch_id="));
+  auto refused = Run({"branch", "undelete", "dev"});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_EQ(api_.Last("POST", "projects/default/branches/dev:undelete").params.count("new_branch_id"),
+            0u);
+  EXPECT_EQ(refused.err, "arbor: taken again; use ?new_branch_id=\n");
+
+  api_.On("DELETE", "projects/default/branches/dev", 200, "{}");
+  auto p = Run({"branch", "delete", "dev", "--purge"});
+  EXPECT_EQ(p.code, 0) << p.err;
+  EXPECT_EQ(api_.Last("DELETE", "projects/default/branches/dev").params["purge"], "true");
+  EXPECT_NE(p.out.find("Purged branch projects/default/branches/dev"), std::string::npos);
 }
 
 TEST_F(CliTest, AnUnreachableDaemonExitsThreeWithAHint) {

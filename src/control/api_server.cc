@@ -384,6 +384,12 @@ Status ApiServer::AuthorizeRequest(const httplib::Request& req) const {
       if (merge) return on_branch(Action::kChange, name->project, name->branch, "merge into");
       return Authorize(who, Action::kRead, name->project, false, "read " + name->ToString());
     }
+    // A purge is final: an admin's decision, whatever the branch.
+    if (m == "DELETE" && req.get_param_value("purge") == "true") {
+      return Authorize(who, Action::kAdminProject, project, false,
+                       "purge projects/" + project + "/branches/" + branch);
+    }
+    if (branch.find(":undelete") != std::string::npos) verb = "undelete";
     if (branch.find(":reset") != std::string::npos) verb = "reset";
     if (branch.find(":restore") != std::string::npos) verb = "restore";
     return on_branch(Action::kChange, project, branch, verb);
@@ -481,6 +487,28 @@ void ApiServer::Routes() {
                 {"create_time", FormatTime(b.create_time_us)},
                 {"spec", spec},
                 {"status", status}};
+  };
+  // A deleted branch: the branch's JSON as it was, with status.deleted, the delete and purge
+  // times, the space it holds and the endpoints (and ports) an undelete brings back.
+  auto deleted_branch_json = [branch_json, eng](const DeletedBranchRecord& d) {
+    json j = branch_json(d.branch);
+    json& status = j["status"];
+    status["current_state"] = "DELETED";
+    status["default"] = false;
+    status["deleted"] = true;
+    status["delete_time"] = FormatTime(d.delete_time_us);
+    status["purge_time"] = FormatTime(d.purge_time_us);
+    auto usage = eng->DeletedBranchUsage(d.branch.project, d.branch.uid);
+    status["logical_size_bytes"] = usage.ok() ? usage->logical_size_bytes : 0;
+    status["written_bytes"] = usage.ok() ? usage->written_bytes : 0;
+    json eps = json::array();
+    for (const auto& e : d.endpoints) {
+      eps.push_back({{"name", "projects/" + e.project + "/branches/" + e.branch + "/endpoints/" +
+                                  e.id},
+                     {"port", e.port}});
+    }
+    status["endpoints"] = eps;
+    return j;
   };
   auto endpoint_json = [eng](const EndpointRecord& e) {
     json spec{{"endpoint_type", IsReadWrite(e) ? "ENDPOINT_TYPE_READ_WRITE" : "ENDPOINT_TYPE_READ_ONLY"},
@@ -674,11 +702,20 @@ void ApiServer::Routes() {
            return Status::Ok();
          }));
   s.Get(kPrefix + "projects/([^/:]+)/branches",
-        wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
+        wrap([eng, branch_json, deleted_branch_json](const httplib::Request& req,
+                                                     httplib::Response& res) {
           std::string project = req.matches[1];
+          std::string show = req.get_param_value("show_deleted");
+          if (!show.empty() && show != "true" && show != "false") {
+            return Status::InvalidArgument("show_deleted must be true or false");
+          }
           ARBOR_RETURN_IF_ERROR(eng->GetProject(project).status());
           json list = json::array();
           for (const auto& b : eng->ListBranches(project)) list.push_back(branch_json(b));
+          if (show == "true") {
+            ARBOR_ASSIGN_OR_RETURN(auto deleted, eng->ListDeletedBranches(project));
+            for (const auto& d : deleted) list.push_back(deleted_branch_json(d));
+          }
           SendJson(res, {{"branches", list}});
           return Status::Ok();
         }));
@@ -729,10 +766,34 @@ void ApiServer::Routes() {
           }));
   s.Delete(kPrefix + "projects/([^/:]+)/branches/([^/:]+)",
            wrap([eng](const httplib::Request& req, httplib::Response& res) {
-             ARBOR_RETURN_IF_ERROR(eng->DeleteBranch(req.matches[1], req.matches[2]));
+             std::string purge = req.get_param_value("purge");
+             if (!purge.empty() && purge != "true" && purge != "false") {
+               return Status::InvalidArgument("purge must be true or false");
+             }
+             if (purge == "true") {
+               ARBOR_RETURN_IF_ERROR(eng->PurgeBranch(req.matches[1], req.matches[2]));
+             } else {
+               ARBOR_RETURN_IF_ERROR(eng->DeleteBranch(req.matches[1], req.matches[2]));
+             }
              SendJson(res, json::object());
              return Status::Ok();
            }));
+  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):undelete",
+         wrap([eng, branch_json, endpoint_json](const httplib::Request& req,
+                                                httplib::Response& res) {
+           std::string project = req.matches[1];
+           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(body, {}, "body"));
+           std::optional<std::string> new_id;
+           if (req.has_param("new_branch_id")) new_id = req.get_param_value("new_branch_id");
+           ARBOR_ASSIGN_OR_RETURN(auto u, eng->UndeleteBranch(project, req.matches[2], new_id));
+           json eps = json::array();
+           for (const auto& e : eng->ListEndpoints(project, u.branch.id)) {
+             eps.push_back(endpoint_json(e));
+           }
+           SendJson(res, {{"branch", branch_json(u.branch)}, {"endpoints", eps}, {"notes", u.notes}});
+           return Status::Ok();
+         }));
   s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):reset",
          wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));

@@ -273,6 +273,28 @@ EndpointRecord EndpointFrom(const json& e) {
   return r;
 }
 
+json ToJson(const DeletedBranchRecord& d) {
+  json eps = json::array(), roles = json::array();
+  for (const auto& e : d.endpoints) eps.push_back(ToJson(e));
+  for (const auto& r : d.roles) roles.push_back(ToJson(r));
+  return {{"branch", ToJson(d.branch)},       {"parent_uid", d.parent_uid},
+          {"endpoints", eps},                 {"roles", roles},
+          {"delete_time_us", d.delete_time_us}, {"purge_time_us", d.purge_time_us},
+          {"expired", d.expired}};
+}
+
+DeletedBranchRecord DeletedBranchFrom(const json& j) {
+  DeletedBranchRecord d;
+  d.branch = BranchFrom(j.at("branch"));
+  d.parent_uid = j.at("parent_uid");
+  for (const json& e : j.at("endpoints")) d.endpoints.push_back(EndpointFrom(e));
+  for (const json& r : j.at("roles")) d.roles.push_back(RoleFrom(r));
+  d.delete_time_us = j.at("delete_time_us");
+  d.purge_time_us = j.at("purge_time_us");
+  d.expired = j.value("expired", false);
+  return d;
+}
+
 }  // namespace
 
 Result<Catalog> Catalog::Load(const storage::Store& store) {
@@ -296,6 +318,9 @@ Result<Catalog> Catalog::Load(const storage::Store& store) {
       } else if (key.rfind("snapshot/", 0) == 0) {
         SnapshotRecord s = SnapshotFrom(j);
         c.snapshots[{s.project, s.branch, s.id}] = s;
+      } else if (key.rfind("deleted_branch/", 0) == 0) {
+        DeletedBranchRecord d = DeletedBranchFrom(j);
+        c.deleted_branches[{d.branch.project, d.branch.uid}] = d;
       } else if (key.rfind("role/", 0) == 0) {
         RoleRecord r = RoleFrom(j);
         c.roles[{r.project, r.branch, r.name}] = r;
@@ -332,6 +357,13 @@ storage::MetaWrite Catalog::Put(const SnapshotRecord& s) {
 storage::MetaWrite Catalog::EraseSnapshot(const std::string& project, const std::string& branch,
                                           const std::string& snapshot) {
   return {"snapshot/" + project + "/" + branch + "/" + snapshot, std::nullopt};
+}
+storage::MetaWrite Catalog::Put(const DeletedBranchRecord& d) {
+  return {"deleted_branch/" + d.branch.project + "/" + d.branch.uid, ToJson(d).dump()};
+}
+storage::MetaWrite Catalog::EraseDeletedBranch(const std::string& project,
+                                               const std::string& uid) {
+  return {"deleted_branch/" + project + "/" + uid, std::nullopt};
 }
 storage::MetaWrite Catalog::EraseApiToken(const std::string& name) {
   return {"apitoken/" + name, std::nullopt};

@@ -148,8 +148,22 @@ struct EndpointRecord {
 // The branch's one read-write endpoint: neither pinned nor a replica.
 inline bool IsReadWrite(const EndpointRecord& e) { return !e.pinned && !e.replica; }
 
+// A deleted branch, recoverable until `purge_time_us` (delete time + the project's history
+// window): its records as they were, while its timeline stays in the store. Keyed by the
+// branch's uid, so that a new branch may take its id meanwhile.
+struct DeletedBranchRecord {
+  BranchRecord branch;
+  std::string parent_uid;                 // the parent's uid when deleted; empty for none
+  std::vector<EndpointRecord> endpoints;  // not running; their ports stay reserved
+  std::vector<RoleRecord> roles;
+  int64_t delete_time_us = 0;
+  int64_t purge_time_us = 0;
+  bool expired = false;  // deleted by the expiry reaper
+};
+
 // The catalog: every project, branch and endpoint. Each record is one store catalog key
-// (`project/P`, `branch/P/B`, `endpoint/P/B/E`, `snapshot/P/B/S`, JSON values), written in the same atomic
+// (`project/P`, `branch/P/B`, `endpoint/P/B/E`, `snapshot/P/B/S`,
+// `deleted_branch/P/UID`, JSON values), written in the same atomic
 // store write as the timeline change it describes, so no half-made branch is ever seen.
 // This class is the in-memory copy plus the encoding; not thread-safe (the Engine
 // serializes access).
@@ -166,6 +180,8 @@ class Catalog {
   static storage::MetaWrite Put(const SnapshotRecord& s);
   static storage::MetaWrite EraseSnapshot(const std::string& project, const std::string& branch,
                                           const std::string& snapshot);
+  static storage::MetaWrite Put(const DeletedBranchRecord& d);
+  static storage::MetaWrite EraseDeletedBranch(const std::string& project, const std::string& uid);
   static storage::MetaWrite EraseApiToken(const std::string& name);
   static storage::MetaWrite EraseProject(const std::string& project);
   static storage::MetaWrite EraseBranch(const std::string& project, const std::string& branch);
@@ -183,6 +199,8 @@ class Catalog {
   std::map<std::string, ApiTokenRecord> api_tokens;  // by name
   // (project, branch, snapshot)
   std::map<std::tuple<std::string, std::string, std::string>, SnapshotRecord> snapshots;
+  // (project, branch uid): deleted branches not yet purged; none is live.
+  std::map<std::pair<std::string, std::string>, DeletedBranchRecord> deleted_branches;
 };
 
 // "prj-" + 16 hex digits of randomness.

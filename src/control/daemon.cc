@@ -720,8 +720,10 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       exit_code = 1;
     } else {
       log::info("daemon: ready; API at {}", ApiUrl(o.api_host, port));
-      // Each second: suspend idle computes; every fifth: delete expired branches and
-      // snapshots, and take and prune the projects' scheduled snapshots.
+      // Each second: suspend idle computes; every fifth: delete expired branches (they become
+      // deleted branches, recoverable like any other) and snapshots, purge the deleted
+      // branches whose history window has passed, and take and prune the projects' scheduled
+      // snapshots.
       for (int tick = 1;; ++tick) {
         struct timespec ts {
           1, 0
@@ -732,6 +734,7 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
         if (tick % 5 == 0) {
           engine.ReapExpired(WallMicros());
           engine.RunSnapshotSchedules(WallMicros());
+          engine.PurgeDeleted(WallMicros());
         }
       }
       log::info("daemon: shutting down");

@@ -128,6 +128,7 @@ Status Engine::Open() {
   // store's change and the catalog's): delete them, children first.
   std::set<TimelineId> used;
   for (const auto& [k, b] : catalog_.branches) used.insert(b.timeline);
+  for (const auto& [k, d] : catalog_.deleted_branches) used.insert(d.branch.timeline);
   for (const auto& [k, e] : catalog_.endpoints) {
     if (e.pinned || (e.replica && e.timeline.value() != 0)) used.insert(e.timeline);
   }
@@ -192,6 +193,13 @@ Result<EndpointRecord*> Engine::FindEndpoint(const std::string& project, const s
 bool Engine::HasChildren(const std::string& project, const std::string& id) const {
   for (const auto& [k, b] : catalog_.branches) {
     if (b.project == project && b.parent == id) return true;
+  }
+  return false;
+}
+
+bool Engine::HasDeletedChildren(const std::string& project, const std::string& uid) const {
+  for (const auto& [k, d] : catalog_.deleted_branches) {
+    if (k.first == project && d.parent_uid == uid) return true;
   }
   return false;
 }
@@ -321,6 +329,12 @@ Status Engine::DeleteProject(const std::string& id) {
     if (e.project == id) eps.push_back(e);
   }
   StopEndpointsWithLock(l, eps);
+  // Deleted branches first: their timelines are children of live ones.
+  std::vector<std::string> deleted;
+  for (const auto& [k, d] : catalog_.deleted_branches) {
+    if (k.first == id) deleted.push_back(k.second);
+  }
+  ARBOR_RETURN_IF_ERROR(PurgeDeletedLocked(id, deleted));
   // Leaves first, so every timeline is childless when it goes.
   while (true) {
     std::string leaf;
@@ -579,7 +593,329 @@ Status Engine::DeleteBranchImpl(const std::string& project, const std::string& i
   // Postgres stops and the mounts go without the lock; the branch's endpoints refuse to
   // start meanwhile, and no child can be made of it.
   StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
+  return CommitSoftDeleteLocked(project, id, expired_at.has_value());
+}
+
+Status Engine::CommitSoftDeleteLocked(const std::string& project, const std::string& id,
+                                      bool expired) {
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
+  if (HasChildren(project, id)) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " has child branches; delete them first");
+  }
+  auto proj = catalog_.projects.find(project);
+  if (proj == catalog_.projects.end()) {
+    return Status::NotFound("project projects/" + project + " does not exist");
+  }
+  // Pinned endpoints serve past states through their own timelines; they are not kept.
+  ARBOR_RETURN_IF_ERROR(ErasePinnedLocked(project, id));
+  DeletedBranchRecord d;
+  d.branch = *b;
+  if (!b->parent.empty()) {
+    auto parent = catalog_.branches.find({project, b->parent});
+    if (parent != catalog_.branches.end()) d.parent_uid = parent->second.uid;
+  }
+  d.expired = expired;
+  d.delete_time_us = WallMicros();
+  d.purge_time_us = d.delete_time_us + proj->second.history_window_s * 1'000'000;
+  storage::MetaWrites writes{Catalog::EraseBranch(project, id)};
+  std::vector<EndpointKey> gone_roles;
+  for (const auto& [k, r] : catalog_.roles) {
+    if (r.project == project && r.branch == id) {
+      writes.push_back(Catalog::EraseRole(project, id, r.name));
+      gone_roles.push_back(k);
+      d.roles.push_back(r);
+    }
+  }
+  std::vector<EndpointKey> gone;
+  for (const auto& [k, e] : catalog_.endpoints) {
+    if (e.project == project && e.branch == id) {
+      writes.push_back(Catalog::EraseEndpoint(project, id, e.id));
+      gone.push_back(k);
+      d.endpoints.push_back(e);
+      d.endpoints.back().running = false;
+    }
+  }
+  writes.push_back(Catalog::Put(d));
+  ARBOR_RETURN_IF_ERROR(store_->WriteMeta(writes));
+  for (const auto& k : gone) {
+    if (ports_ != nullptr) ports_->Unlisten(catalog_.endpoints.at(k).port);
+    ForgetActivity(k);
+    live_.erase(k);
+    catalog_.endpoints.erase(k);
+  }
+  for (const auto& k : gone_roles) catalog_.roles.erase(k);
+  catalog_.branches.erase({project, id});
+  catalog_.deleted_branches[{project, d.branch.uid}] = d;
+  log::info("engine: branch {} deleted; recoverable until its purge", BranchName(project, id));
+  return Status::Ok();
+}
+
+DeletedBranchRecord* Engine::LatestDeletedLocked(const std::string& project,
+                                                 const std::string& id) {
+  DeletedBranchRecord* latest = nullptr;
+  for (auto& [k, d] : catalog_.deleted_branches) {
+    if (k.first != project || d.branch.id != id) continue;
+    if (latest == nullptr || d.delete_time_us >= latest->delete_time_us) latest = &d;
+  }
+  return latest;
+}
+
+std::vector<std::string> Engine::DeletedDescendantsLocked(const std::string& project,
+                                                          const std::string& uid) const {
+  std::vector<std::string> out;
+  std::vector<std::string> todo{uid};
+  while (!todo.empty()) {
+    std::string parent = todo.back();
+    todo.pop_back();
+    for (const auto& [k, d] : catalog_.deleted_branches) {
+      if (k.first == project && d.parent_uid == parent) {
+        out.push_back(k.second);
+        todo.push_back(k.second);
+      }
+    }
+  }
+  return out;
+}
+
+Status Engine::PurgeDeletedLocked(const std::string& project, std::vector<std::string> uids) {
+  // Leaves first: the store refuses to delete a timeline that has children.
+  while (!uids.empty()) {
+    std::set<TimelineId> parents;
+    for (const auto& t : store_->ListTimelines()) parents.insert(t.parent);
+    bool progress = false;
+    for (auto it = uids.begin(); it != uids.end();) {
+      auto d = catalog_.deleted_branches.find({project, *it});
+      if (d == catalog_.deleted_branches.end()) {
+        it = uids.erase(it);
+        continue;
+      }
+      TimelineId tl = d->second.branch.timeline;
+      if (parents.count(tl)) {
+        ++it;
+        continue;
+      }
+      storage::MetaWrites writes{Catalog::EraseDeletedBranch(project, *it)};
+      // One atomic write: the record and the timeline (a range delete; its compaction frees
+      // the space later, on the store's own thread).
+      Status st = store_->DeleteTimeline(tl, writes);
+      if (st.code() == Code::kNotFound) st = store_->WriteMeta(writes);
+      ARBOR_RETURN_IF_ERROR(st);
+      log::info("engine: deleted branch {} (uid {}) purged",
+                BranchName(project, d->second.branch.id), *it);
+      catalog_.deleted_branches.erase(d);
+      it = uids.erase(it);
+      progress = true;
+    }
+    if (!progress && !uids.empty()) {
+      return Status::FailedPrecondition("deleted branch " + uids.front() + " of projects/" +
+                                        project + " still has child timelines");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Engine::Undeleted> Engine::UndeleteBranch(const std::string& project,
+                                                 const std::string& id,
+                                                 const std::optional<std::string>& new_id) {
+  const std::string target = new_id.value_or(id);
+  if (new_id) {
+    ARBOR_RETURN_IF_ERROR(ValidateId("new branch", *new_id));
+  }
+  std::unique_lock l(mu_);
+  if (!catalog_.projects.count(project)) {
+    return Status::NotFound("project projects/" + project + " does not exist");
+  }
+  DeletedBranchRecord* found = LatestDeletedLocked(project, id);
+  if (found == nullptr) {
+    return Status::NotFound("there is no deleted branch " + BranchName(project, id) +
+                            " (a deleted branch can be undeleted until its purge time; list "
+                            "them with ?show_deleted=true)");
+  }
+  auto taken = catalog_.branches.find({project, target});
+  if (taken != catalog_.branches.end() || creating_.count({project, target})) {
+    if (!new_id) {
+      return Status::AlreadyExists(
+          "the id " + BranchName(project, id) +
+          " was taken again by a newer branch, so the deleted branch (uid " + found->branch.uid +
+          ") cannot come back under it; undelete it under another id with ?new_branch_id=NEW");
+    }
+    return Status::AlreadyExists("branch " + BranchName(project, target) +
+                                 " already exists; choose another new_branch_id");
+  }
+  DeletedBranchRecord d = *found;
+  if (!d.branch.parent.empty()) {
+    auto parent = catalog_.branches.find({project, d.branch.parent});
+    bool parent_live = parent != catalog_.branches.end() &&
+                       (d.parent_uid.empty() || parent->second.uid == d.parent_uid);
+    if (!parent_live) {
+      if (catalog_.deleted_branches.count({project, d.parent_uid})) {
+        const auto& p = catalog_.deleted_branches.at({project, d.parent_uid});
+        return Status::FailedPrecondition(
+            "the parent of " + BranchName(project, id) + ", " +
+            BranchName(project, p.branch.id) + ", is deleted too; undelete the parent first");
+      }
+      return Status::FailedPrecondition("the parent of " + BranchName(project, id) +
+                                        " no longer exists");
+    }
+    auto busy = busy_.find({project, d.branch.parent});
+    if (busy != busy_.end() && busy->second == Work::kDeleting) {
+      return Status::FailedPrecondition("the parent of " + BranchName(project, id) + ", " +
+                                        BranchName(project, d.branch.parent) +
+                                        ", is being deleted");
+    }
+  }
+  Undeleted out;
+  BranchRecord b = d.branch;
+  b.id = target;
+  // An expired branch would be deleted again by the next pass of the reaper.
+  if (d.expired || (b.expire_time_us != 0 && b.expire_time_us <= WallMicros())) {
+    b.expiry = Expiry::kNever;
+    b.ttl_s = 0;
+    b.expire_time_us = 0;
+    out.notes.push_back("its expiry had passed, so it no longer expires; give it a new one "
+                        "with PATCH (spec.ttl or spec.expire_time)");
+  }
+  // Ports: each endpoint's was reserved for it; one outside today's range is replaced.
+  std::set<uint16_t> used;
+  for (const auto& [k, e] : catalog_.endpoints) used.insert(e.port);
+  std::vector<EndpointRecord> eps;
+  for (EndpointRecord e : d.endpoints) {
+    e.branch = target;
+    e.running = false;
+    if (used.count(e.port) || e.port < options_.port_lo || e.port > options_.port_hi) {
+      ARBOR_ASSIGN_OR_RETURN(uint16_t port, AllocatePort());
+      out.notes.push_back("endpoint " + e.id + " had port " + std::to_string(e.port) +
+                          ", which is no longer available; it now has port " +
+                          std::to_string(port));
+      e.port = port;
+    }
+    used.insert(e.port);
+    eps.push_back(e);
+  }
+  std::vector<RoleRecord> roles;
+  for (RoleRecord r : d.roles) {
+    r.branch = target;
+    roles.push_back(r);
+  }
+  storage::MetaWrites writes{Catalog::Put(b), Catalog::EraseDeletedBranch(project, b.uid)};
+  for (const auto& e : eps) writes.push_back(Catalog::Put(e));
+  for (const auto& r : roles) writes.push_back(Catalog::Put(r));
+  // Deleted children follow their parent's new id.
+  std::vector<DeletedBranchRecord> children;
+  if (target != id) {
+    for (const auto& [k, c] : catalog_.deleted_branches) {
+      if (k.first == project && c.parent_uid == b.uid) {
+        children.push_back(c);
+        children.back().branch.parent = target;
+        writes.push_back(Catalog::Put(children.back()));
+      }
+    }
+  }
+  ARBOR_RETURN_IF_ERROR(store_->WriteMeta(writes));
+  catalog_.deleted_branches.erase({project, b.uid});
+  for (const auto& c : children) catalog_.deleted_branches[{project, c.branch.uid}] = c;
+  catalog_.branches[{project, target}] = b;
+  for (const auto& e : eps) {
+    catalog_.endpoints[{project, target, e.id}] = e;
+    if (ports_ != nullptr) ports_->Listen(e.port);
+  }
+  for (const auto& r : roles) catalog_.roles[{project, target, r.name}] = r;
+  log::info("engine: branch {} undeleted as {}", BranchName(project, id),
+            BranchName(project, target));
+  out.branch = b;
+  return out;
+}
+
+Result<std::vector<DeletedBranchRecord>> Engine::ListDeletedBranches(const std::string& project) {
+  std::lock_guard l(mu_);
+  if (!catalog_.projects.count(project)) {
+    return Status::NotFound("project projects/" + project + " does not exist");
+  }
+  std::vector<DeletedBranchRecord> out;
+  for (const auto& [k, d] : catalog_.deleted_branches) {
+    if (k.first == project) out.push_back(d);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.delete_time_us < b.delete_time_us;
+  });
+  return out;
+}
+
+Result<storage::Usage> Engine::DeletedBranchUsage(const std::string& project,
+                                                  const std::string& uid) {
+  TimelineId tl;
+  {
+    std::lock_guard l(mu_);
+    auto it = catalog_.deleted_branches.find({project, uid});
+    if (it == catalog_.deleted_branches.end()) {
+      return Status::NotFound("no deleted branch of uid " + uid + " in projects/" + project);
+    }
+    tl = it->second.branch.timeline;
+  }
+  return store_->GetUsage(tl);
+}
+
+Status Engine::PurgeBranch(const std::string& project, const std::string& id) {
+  std::unique_lock l(mu_);
+  if (!catalog_.projects.count(project)) {
+    return Status::NotFound("project projects/" + project + " does not exist");
+  }
+  if (!catalog_.branches.count({project, id})) {
+    DeletedBranchRecord* d = LatestDeletedLocked(project, id);
+    if (d == nullptr) {
+      return Status::NotFound("branch " + BranchName(project, id) +
+                              " does not exist, live or deleted");
+    }
+    std::vector<std::string> uids = DeletedDescendantsLocked(project, d->branch.uid);
+    uids.push_back(d->branch.uid);
+    return PurgeDeletedLocked(project, uids);
+  }
+  ARBOR_ASSIGN_OR_RETURN(BranchClaim claim, ClaimBranchLocked(l, project, id, Work::kDeleting));
+  ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, id));
+  if (b->parent.empty()) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " is the project's root branch and cannot be deleted");
+  }
+  if (b->is_protected) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " is protected; unprotect it first");
+  }
+  if (HasChildren(project, id)) {
+    return Status::FailedPrecondition("branch " + BranchName(project, id) +
+                                      " has child branches; delete them first");
+  }
+  StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
+  ARBOR_ASSIGN_OR_RETURN(b, FindBranch(project, id));
+  ARBOR_RETURN_IF_ERROR(PurgeDeletedLocked(project, DeletedDescendantsLocked(project, b->uid)));
   return CommitDeleteLocked(project, id);
+}
+
+std::vector<std::string> Engine::PurgeDeleted(int64_t now_us) {
+  std::lock_guard l(mu_);
+  std::vector<std::string> gone;
+  std::set<std::pair<std::string, std::string>> failed;
+  while (true) {
+    // Children first: one whose deleted children are not due yet waits for them.
+    std::pair<std::string, std::string> next;
+    for (const auto& [k, d] : catalog_.deleted_branches) {
+      if (d.purge_time_us > now_us || failed.count(k) || HasDeletedChildren(k.first, k.second)) {
+        continue;
+      }
+      next = k;
+      break;
+    }
+    if (next.first.empty()) break;
+    std::string name = BranchName(next.first, catalog_.deleted_branches.at(next).branch.id);
+    Status st = PurgeDeletedLocked(next.first, {next.second});
+    if (st.ok()) {
+      gone.push_back(name);
+    } else {
+      log::warn("engine: purging deleted branch {}: {}", name, st.ToString());
+      failed.insert(next);
+    }
+  }
+  return gone;
 }
 
 Status Engine::CommitDeleteLocked(const std::string& project, const std::string& id) {
@@ -639,6 +975,12 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
     if (HasChildren(project, id)) {
       return Status::FailedPrecondition("branch " + BranchName(project, id) +
                                         " has child branches; a reset would orphan them");
+    }
+    if (HasDeletedChildren(project, b->uid)) {
+      return Status::FailedPrecondition(
+          "branch " + BranchName(project, id) +
+          " has deleted child branches that can still be undeleted; a reset would orphan "
+          "them: purge them first (DELETE .../branches/CHILD?purge=true)");
     }
     return b;
   };
@@ -747,10 +1089,20 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
       moved.back().parent = backup_id;
     }
   }
+  // Deleted children too: their timelines are children of the backup's.
+  std::vector<DeletedBranchRecord> moved_deleted;
+  for (const auto& [k, d] : catalog_.deleted_branches) {
+    if (k.first == project && d.parent_uid == b->uid) {
+      moved_deleted.push_back(d);
+      moved_deleted.back().branch.parent = backup_id;
+      moved_deleted.back().parent_uid = backup.uid;
+    }
+  }
   ARBOR_ASSIGN_OR_RETURN(updated.timeline, store_->Branch(b->timeline, at, [&](TimelineId tl) {
     updated.timeline = tl;
     storage::MetaWrites w{Catalog::Put(updated), Catalog::Put(backup), Catalog::Put(backup_ep)};
     for (const BranchRecord& m : moved) w.push_back(Catalog::Put(m));
+    for (const DeletedBranchRecord& m : moved_deleted) w.push_back(Catalog::Put(m));
     for (const RoleRecord& r : roles) w.push_back(Catalog::Put(r));
     for (const RoleRecord& r : backup_roles) w.push_back(Catalog::Put(r));
     return w;
@@ -758,6 +1110,9 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
   for (const RoleRecord& r : roles) catalog_.roles[{project, id, r.name}] = r;
   for (const RoleRecord& r : backup_roles) catalog_.roles[{project, backup_id, r.name}] = r;
   for (const BranchRecord& m : moved) catalog_.branches[{project, m.id}] = m;
+  for (const DeletedBranchRecord& m : moved_deleted) {
+    catalog_.deleted_branches[{project, m.branch.uid}] = m;
+  }
   catalog_.branches[{project, backup_id}] = backup;
   catalog_.endpoints[{project, backup_id, backup_ep.id}] = backup_ep;
   if (ports_ != nullptr) ports_->Listen(backup_ep.port);
@@ -892,8 +1247,18 @@ std::vector<std::string> Engine::ReapExpired(int64_t now_us) {
 // ---- endpoints ----
 
 Result<uint16_t> Engine::AllocatePort() const {
-  std::set<uint16_t> used;
+  std::set<uint16_t> used, reserved;
   for (const auto& [k, e] : catalog_.endpoints) used.insert(e.port);
+  // A deleted branch's ports stay its own until it is purged, so an undelete gets them back;
+  // unless every other port is taken: then a live endpoint comes first, and the undelete gives
+  // the deleted branch a new port (and says so).
+  for (const auto& [k, d] : catalog_.deleted_branches) {
+    for (const auto& e : d.endpoints) reserved.insert(e.port);
+  }
+  for (uint32_t p = options_.port_lo; p <= options_.port_hi; ++p) {
+    auto port = static_cast<uint16_t>(p);
+    if (!used.count(port) && !reserved.count(port)) return port;
+  }
   for (uint32_t p = options_.port_lo; p <= options_.port_hi; ++p) {
     if (!used.count(static_cast<uint16_t>(p))) return static_cast<uint16_t>(p);
   }

@@ -180,10 +180,40 @@ class Engine {
                                                   const BranchRequest& request);
   [[nodiscard]] Result<BranchRecord> GetBranch(const std::string& project, const std::string& id);
   std::vector<BranchRecord> ListBranches(const std::string& project);
-  // Stops its computes (without the engine's lock), then removes its records and timeline in
-  // one atomic write; the space is freed in the background. FailedPrecondition for a
-  // protected branch, the root, or one with children.
+  // Stops its computes (without the engine's lock) and deletes its pinned endpoints, then, in
+  // one atomic write, moves its records (branch, endpoints, roles) to a deleted-branch record
+  // (DeletedBranchRecord): it is gone from every live view (lists, the proxy, the reaper),
+  // while its timeline stays in the store until its purge time, the delete time plus the
+  // project's history window, and its ports stay reserved for it. FailedPrecondition for a
+  // protected branch, the root, or one with live children (deleted children do not count).
   [[nodiscard]] Status DeleteBranch(const std::string& project, const std::string& id);
+  // Brings back the most recently deleted branch `id`, under `new_id` if given, with its
+  // endpoints (stopped; each on its old port, or a new one named in `notes` if the old one
+  // cannot be had), roles and data. NotFound if no deleted branch has that id;
+  // AlreadyExists, saying to use ?new_branch_id=, if a live branch has taken the id;
+  // FailedPrecondition if its parent is deleted too (undelete the parent first) or gone.
+  struct Undeleted {
+    BranchRecord branch;
+    std::vector<std::string> notes;
+  };
+  [[nodiscard]] Result<Undeleted> UndeleteBranch(const std::string& project,
+                                                 const std::string& id,
+                                                 const std::optional<std::string>& new_id);
+  // The project's deleted branches not yet purged, oldest deletion first. NotFound if no
+  // such project.
+  [[nodiscard]] Result<std::vector<DeletedBranchRecord>> ListDeletedBranches(
+      const std::string& project);
+  // The space a deleted branch holds (its timeline), by its uid.
+  [[nodiscard]] Result<storage::Usage> DeletedBranchUsage(const std::string& project,
+                                                          const std::string& uid);
+  // Final: the live branch `id` (as DeleteBranch refuses: root, protected, live children),
+  // else its most recently deleted namesake, goes with its timeline, and so do its deleted
+  // descendants (which could never come back without it). The space is freed in the
+  // background. NotFound if neither exists.
+  [[nodiscard]] Status PurgeBranch(const std::string& project, const std::string& id);
+  // Purges every deleted branch whose purge time is at or before `now_us`; a deleted branch
+  // whose deleted children are purged later waits for them. Returns their names.
+  std::vector<std::string> PurgeDeleted(int64_t now_us);
   // The branch takes its parent's state now (or at `time_us`), keeping its name, endpoints
   // and ports. FailedPrecondition for the root, a protected branch, or one with children.
   [[nodiscard]] Result<BranchRecord> ResetBranch(const std::string& project, const std::string& id,
@@ -657,8 +687,20 @@ class Engine {
                              const std::string& id);
   // The branches whose timeline is a child of `tl`.
   std::vector<std::string> BranchesForkedFromLocked(const std::string& project, TimelineId tl) const;
-  // Whether a branch, pinned endpoint or snapshot refers to timeline `tl`.
+  // Whether a branch (live or deleted), pinned endpoint, replica or snapshot refers to timeline `tl`.
   bool TimelineUsedLocked(TimelineId tl) const;
+  // Moves a branch whose computes are stopped to a deleted-branch record, in one atomic store
+  // write, then drops its live state. REQUIRES: the branch is claimed; no live children.
+  Status CommitSoftDeleteLocked(const std::string& project, const std::string& id, bool expired);
+  // Deletes the timelines and records of deleted branches `uids` (of `project`), each once
+  // no other timeline is its child. FailedPrecondition if some could not go.
+  Status PurgeDeletedLocked(const std::string& project, std::vector<std::string> uids);
+  // The uids of the deleted branches descending from the branch of uid `uid`.
+  std::vector<std::string> DeletedDescendantsLocked(const std::string& project,
+                                                    const std::string& uid) const;
+  // The most recently deleted branch `id` of the project, if any.
+  DeletedBranchRecord* LatestDeletedLocked(const std::string& project, const std::string& id);
+  bool HasDeletedChildren(const std::string& project, const std::string& uid) const;
   Result<uint16_t> AllocatePort() const;
   std::string ComputeId(const EndpointRecord& ep) const;
   std::string EndpointDir(const std::string& kind, const EndpointRecord& ep) const;

@@ -449,6 +449,155 @@ TEST_F(EngineTest, ChangedPagesMapTheChangeSetToRelationPages) {
       Code::kNotFound);
 }
 
+// ---- deleted branches (undelete and purge) ----
+
+// A branch's file, read at its timeline's head: what an undelete must bring back.
+bool HasFile(storage::Store* store, TimelineId tl, const std::string& name) {
+  auto base = store->Lookup(tl, store->Head(), kRootInode, "base");
+  if (!base.ok() || !base->has_value()) return false;
+  auto db = store->Lookup(tl, store->Head(), (*base)->ino, "5");
+  if (!db.ok() || !db->has_value()) return false;
+  auto f = store->Lookup(tl, store->Head(), (*db)->ino, name);
+  return f.ok() && f->has_value();
+}
+
+TEST_F(EngineTest, ADeletedBranchComesBackWithItsPortAndDataUntilItsPurgeTime) {
+  ASSERT_TRUE(engine_->CreateBranch("default", "dev", BranchRequest{}).ok());
+  ASSERT_TRUE(engine_->Wake("default", "dev", "primary").ok());
+  auto dev = engine_->GetBranch("default", "dev");
+  ASSERT_TRUE(dev.ok());
+  TreeWriter w(store_.get(), dev->timeline);
+  w.NewFile(w.DbDir("5"), "16384", {0, 1});
+  auto port = engine_->GetEndpoint("default", "dev", "primary")->port;
+
+  ASSERT_TRUE(engine_->DeleteBranch("default", "dev").ok());
+  EXPECT_FALSE(sup_.Running("projects/default/branches/dev/endpoints/primary"));
+  EXPECT_EQ(engine_->GetBranch("default", "dev").status().code(), Code::kNotFound);
+  EXPECT_EQ(engine_->EndpointAtPort(port).status().code(), Code::kNotFound);
+  for (const auto& b : engine_->ListBranches("default")) EXPECT_NE(b.id, "dev");
+  auto deleted = engine_->ListDeletedBranches("default");
+  ASSERT_TRUE(deleted.ok());
+  ASSERT_EQ(deleted->size(), 1u);
+  const DeletedBranchRecord d = deleted->front();
+  EXPECT_EQ(d.branch.id, "dev");
+  EXPECT_EQ(d.purge_time_us - d.delete_time_us, int64_t{86'400} * 1'000'000);
+  // Its port stays its own: a new endpoint elsewhere does not get it.
+  ASSERT_TRUE(engine_->CreateBranch("default", "other", BranchRequest{}).ok());
+  EXPECT_NE(engine_->GetEndpoint("default", "other", "primary")->port, port);
+
+  // The deleted branch survives a restart, and Open does not take its timeline.
+  engine_.reset();
+  EngineOptions eo;
+  eo.data_dir = dir_.path() + "/data";
+  eo.runtime_dir = eo.data_dir;
+  engine_ = std::make_unique<Engine>(eo, store_.get(), &mounter_, &sup_);
+  ASSERT_TRUE(engine_->Open().ok());
+  ASSERT_TRUE(store_->GetTimeline(dev->timeline).ok());
+  ASSERT_EQ(engine_->ListDeletedBranches("default")->size(), 1u);
+
+  // Not yet due: nothing is purged.
+  EXPECT_TRUE(engine_->PurgeDeleted(d.purge_time_us - 1).empty());
+  auto back = engine_->UndeleteBranch("default", "dev", std::nullopt);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(back->notes.empty());
+  EXPECT_EQ(back->branch.uid, dev->uid);
+  EXPECT_EQ(engine_->GetEndpoint("default", "dev", "primary")->port, port);
+  EXPECT_TRUE(engine_->EndpointAtPort(port).ok());
+  EXPECT_TRUE(HasFile(store_.get(), back->branch.timeline, "16384"));
+  EXPECT_TRUE(engine_->RoleForLogin("default", "dev", "owner").ok());
+  EXPECT_TRUE(engine_->Wake("default", "dev", "primary").ok());
+  EXPECT_TRUE(engine_->ListDeletedBranches("default")->empty());
+  EXPECT_EQ(engine_->UndeleteBranch("default", "dev", std::nullopt).status().code(),
+            Code::kNotFound);
+
+  // Deleted again, it is purged once its purge time has passed: its timeline goes.
+  ASSERT_TRUE(engine_->DeleteBranch("default", "dev").ok());
+  auto again = engine_->ListDeletedBranches("default");
+  ASSERT_EQ(again->size(), 1u);
+  auto gone = engine_->PurgeDeleted(again->front().purge_time_us);
+  EXPECT_EQ(gone, std::vector<std::string>{"projects/default/branches/dev"});
+  EXPECT_TRUE(engine_->ListDeletedBranches("default")->empty());
+  EXPECT_EQ(store_->GetTimeline(dev->timeline).status().code(), Code::kNotFound);
+  EXPECT_EQ(engine_->UndeleteBranch("default", "dev", std::nullopt).status().code(),
+            Code::kNotFound);
+  // Its port is free again.
+  ASSERT_TRUE(engine_->CreateBranch("default", "dev2", BranchRequest{}).ok());
+  EXPECT_EQ(engine_->GetEndpoint("default", "dev2", "primary")->port, port);
+}
+
+TEST_F(EngineTest, ATakenIdNeedsANewBranchIdAndAChildWaitsForItsParent) {
+  ASSERT_TRUE(engine_->CreateBranch("default", "feat", BranchRequest{}).ok());
+  BranchRequest from_feat;
+  from_feat.source_branch = "feat";
+  ASSERT_TRUE(engine_->CreateBranch("default", "sub", from_feat).ok());
+  // Live children still refuse; deleted ones do not.
+  EXPECT_EQ(engine_->DeleteBranch("default", "feat").code(), Code::kFailedPrecondition);
+  ASSERT_TRUE(engine_->DeleteBranch("default", "sub").ok());
+  // A reset would orphan the deleted child's timeline: refused with a sentence.
+  Status reset = engine_->ResetBranch("default", "feat", std::nullopt).status();
+  EXPECT_EQ(reset.code(), Code::kFailedPrecondition);
+  EXPECT_NE(reset.message().find("purge"), std::string::npos) << reset.ToString();
+  ASSERT_TRUE(engine_->DeleteBranch("default", "feat").ok());
+
+  Status child = engine_->UndeleteBranch("default", "sub", std::nullopt).status();
+  EXPECT_EQ(child.code(), Code::kFailedPrecondition);
+  EXPECT_NE(child.message().find("undelete the parent first"), std::string::npos)
+      << child.ToString();
+
+  // A new branch takes the id: the old one comes back only under another.
+  ASSERT_TRUE(engine_->CreateBranch("default", "feat", BranchRequest{}).ok());
+  Status taken = engine_->UndeleteBranch("default", "feat", std::nullopt).status();
+  EXPECT_EQ(taken.code(), Code::kAlreadyExists);
+  EXPECT_NE(taken.message().find("taken again by a newer branch"), std::string::npos);
+  EXPECT_NE(taken.message().find("?new_branch_id="), std::string::npos) << taken.ToString();
+  EXPECT_EQ(engine_->UndeleteBranch("default", "feat", "production").status().code(),
+            Code::kAlreadyExists);
+  auto old = engine_->UndeleteBranch("default", "feat", "feat-old");
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->branch.id, "feat-old");
+  EXPECT_TRUE(engine_->GetEndpoint("default", "feat-old", "primary").ok());
+  // The child follows its parent's new id.
+  auto sub = engine_->UndeleteBranch("default", "sub", std::nullopt);
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  EXPECT_EQ(sub->branch.parent, "feat-old");
+
+  // The periodic purge takes children first; an explicit purge is final at once.
+  ASSERT_TRUE(engine_->DeleteBranch("default", "sub").ok());
+  ASSERT_TRUE(engine_->DeleteBranch("default", "feat-old").ok());
+  TimelineId sub_tl = sub->branch.timeline;
+  EXPECT_TRUE(engine_->PurgeBranch("default", "feat-old").ok());
+  EXPECT_TRUE(engine_->ListDeletedBranches("default")->empty());
+  EXPECT_EQ(store_->GetTimeline(sub_tl).status().code(), Code::kNotFound);
+  EXPECT_EQ(engine_->PurgeBranch("default", "feat-old").code(), Code::kNotFound);
+  // A live branch is purged at once, as delete refuses the root.
+  EXPECT_TRUE(engine_->PurgeBranch("default", "feat").ok());
+  EXPECT_EQ(engine_->GetBranch("default", "feat").status().code(), Code::kNotFound);
+  EXPECT_TRUE(engine_->ListDeletedBranches("default")->empty());
+  EXPECT_EQ(engine_->PurgeBranch("default", "production").code(), Code::kFailedPrecondition);
+}
+
+TEST_F(EngineTest, AnExpiredBranchIsRecoverableAndADeletedProjectTakesItsDeletedBranches) {
+  BranchRequest ttl;
+  ttl.expiry = Expiry::kExpireTime;
+  ttl.expire_time_us = WallMicros() + 3'600'000'000;
+  ASSERT_TRUE(engine_->CreateBranch("default", "tmp", ttl).ok());
+  TimelineId tl = engine_->GetBranch("default", "tmp")->timeline;
+  EXPECT_EQ(engine_->ReapExpired(ttl.expire_time_us + 1),
+            std::vector<std::string>{"projects/default/branches/tmp"});
+  ASSERT_EQ(engine_->ListDeletedBranches("default")->size(), 1u);
+  // Its expiry has passed: it comes back without one, and says so.
+  auto back = engine_->UndeleteBranch("default", "tmp", std::nullopt);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->branch.expire_time_us, 0);
+  ASSERT_EQ(back->notes.size(), 1u);
+  EXPECT_NE(back->notes[0].find("expiry"), std::string::npos);
+  ASSERT_TRUE(engine_->DeleteBranch("default", "tmp").ok());
+  ASSERT_TRUE(engine_->DeleteProject("default").ok());
+  EXPECT_EQ(store_->GetTimeline(tl).status().code(), Code::kNotFound);
+  ASSERT_TRUE(engine_->CreateProject("default", 86'400).ok());
+  EXPECT_TRUE(engine_->ListDeletedBranches("default")->empty());
+}
+
 TEST(ChangedPagesTest, AStoreWithoutTheChangeIndexAnswersIncomplete) {
   TempDir dir;
   storage::Store::Options so;

@@ -167,10 +167,13 @@ bool Engine::TimelineUsedLocked(TimelineId tl) const {
     if (b.timeline == tl) return true;
   }
   for (const auto& [k, e] : catalog_.endpoints) {
-    if (e.pinned && e.timeline == tl) return true;
+    if ((e.pinned || e.replica) && e.timeline == tl) return true;
   }
   for (const auto& [k, s] : catalog_.snapshots) {
     if (s.timeline == tl) return true;
+  }
+  for (const auto& [k, d] : catalog_.deleted_branches) {
+    if (d.branch.timeline == tl) return true;
   }
   return false;
 }
