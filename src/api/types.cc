@@ -192,6 +192,7 @@ Json ToJson(const BranchSpec& v) {
   PutTime(j, "expire_time", v.expire_time_us);
   Put(j, "no_expiry", v.no_expiry);
   Put(j, "is_protected", v.is_protected);
+  if (v.masking) j["masking"] = ToJson(*v.masking);
   return j;
 }
 Json ToJson(const BranchStatus& v) {
@@ -203,6 +204,7 @@ Json ToJson(const BranchStatus& v) {
   Put(j, "source_branch", v.source_branch);
   PutTime(j, "source_branch_time", v.source_branch_time_us);
   PutLsn(j, "source_branch_lsn", v.source_branch_lsn);
+  PutTime(j, "masked_time", v.masked_time_us);
   return j;
 }
 Json ToJson(const Branch& v) {
@@ -221,6 +223,11 @@ Status FromJson(const Json& j, BranchSpec* out, std::string_view where) {
   r.Time("expire_time", &out->expire_time_us);
   r.Bool("no_expiry", &out->no_expiry);
   r.Bool("is_protected", &out->is_protected);
+  if (const Json* m = r.Get("masking", false)) {
+    std::vector<MaskRule> rules;
+    r.Check(MaskRulesFromJson(*m, &rules, r.Path("masking")));
+    out->masking = std::move(rules);
+  }
   return r.status();
 }
 Status FromJson(const Json& j, BranchStatus* out, std::string_view where) {
@@ -233,6 +240,7 @@ Status FromJson(const Json& j, BranchStatus* out, std::string_view where) {
   r.String("source_branch", &out->source_branch);
   r.Time("source_branch_time", &out->source_branch_time_us);
   r.LsnField("source_branch_lsn", &out->source_branch_lsn);
+  r.Time("masked_time", &out->masked_time_us);
   return r.status();
 }
 Status FromJson(const Json& j, Branch* out, std::string_view where) {

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/masking.h"
 #include "common/ids.h"
 #include "common/status.h"
 
@@ -51,6 +52,7 @@ struct BranchSpec {
   std::optional<int64_t> expire_time_us;
   std::optional<bool> no_expiry;
   std::optional<bool> is_protected;
+  std::optional<std::vector<MaskRule>> masking;  // a masked branch (api/masking.h)
 };
 struct BranchStatus {
   std::string current_state;  // "READY"
@@ -61,6 +63,8 @@ struct BranchStatus {
   std::optional<std::string> source_branch;
   std::optional<int64_t> source_branch_time_us;
   std::optional<Lsn> source_branch_lsn;
+  // A masked branch (or a branch of one): its history starts here for every reader.
+  std::optional<int64_t> masked_time_us;  // "masked_time"
 };
 struct Branch {
   std::string name;  // projects/{project}/branches/{branch}

@@ -19,6 +19,7 @@
 #include "api/names.h"
 #include "api/types.h"
 #include "cli/args.h"
+#include "cli/mask_file.h"
 #include "cli/render.h"
 #include "cli/session.h"
 #include "cli/settings.h"
@@ -99,7 +100,7 @@ Status CmdStatus(const Session& s) {
 // ---- branch ----
 
 struct CreateOpts {
-  std::string name, parent, at, lsn, ttl, expire_time;
+  std::string name, parent, at, lsn, ttl, expire_time, mask;
   bool no_expiry = false, is_protected = false;
 };
 
@@ -124,6 +125,13 @@ Status CmdBranchCreate(const Session& s, const CreateOpts& o) {
   if (!o.expire_time.empty()) spec.expire_time_us = OrUsage(ParseTimeArg(o.expire_time, s.Now()));
   if (o.no_expiry) spec.no_expiry = true;
   if (o.is_protected) spec.is_protected = true;
+  if (!o.mask.empty()) {
+    std::ifstream in(o.mask, std::ios::binary);
+    if (!in) Usage("--mask " + o.mask + ": cannot read it");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    spec.masking = OrUsage(ParseMaskFile(ss.str(), o.mask));
+  }
 
   auto c = s.Client();
   if (expiries == 0) {
@@ -668,7 +676,8 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   auto* create = branch->add_subcommand("create", "Create a branch (copies nothing)");
   create->add_option("name", co->name, "the new branch: dev, or projects/P/branches/dev")
       ->required();
-  create->add_option("--parent", co->parent, "the branch to fork (default: the default branch)");
+  create->add_option("--parent,--from", co->parent,
+                     "the branch to fork (default: the default branch)");
   auto* at = create->add_option("--at", co->at,
                                 "fork the parent as it was at TIME (RFC 3339, or -5m, -2h)");
   auto* lsn = create->add_option("--lsn", co->lsn, "fork where the parent's WAL reached LSN");
@@ -677,12 +686,16 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   create->add_option("--expire-time", co->expire_time, "expire at TIME (RFC 3339)");
   create->add_flag("--no-expiry", co->no_expiry, "never expire");
   create->add_flag("--protected", co->is_protected, "refuse deletion, reset and restore");
+  create->add_option("--mask", co->mask,
+                     "mask columns inside the new branch before anyone connects: a TOML file "
+                     "of [[rule]]s (see docs/cli.md)");
   create->footer(
       "One of --ttl, --expire-time and --no-expiry is required.\n"
       "Examples:\n"
       "  arbor branch create dev --ttl 7d\n"
       "  arbor branch create hotfix --parent production --at -15m --ttl 2h\n"
-      "  arbor branch create staging --no-expiry --protected");
+      "  arbor branch create staging --no-expiry --protected\n"
+      "  arbor branch create preview --from production --mask rules.toml --ttl 7d");
   OnRun(create, action, [&s, co] { return CmdBranchCreate(s, *co); });
 
   auto* list = branch->add_subcommand("list", "Draw the project's branches as a tree");

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "api/masking.h"
 #include "common/ids.h"
 #include "common/status.h"
 #include "storage/store.h"
@@ -45,6 +46,15 @@ struct BranchRecord {
   // The branch's postgres has the role `owner` and its users' objects belong to it (done at
   // its first start; installations from before roles had everything owned by `postgres`).
   bool owner_ready = false;
+  // A masked branch (docs/api.md, "Masked branches"). `masking` and `mask_key` are set on the
+  // branch whose data was masked; `masked_seq` and `masked_time_us` also on every branch made
+  // from it. No state of the branch's history before `masked_seq` (which holds the raw values)
+  // can be reached: not by time travel, restore, reset, bisect or a fork (ForkPointLocked).
+  std::vector<api::MaskRule> masking;
+  std::string mask_key;          // the secret of hash, email and name; never shown or logged
+  bool masking_pending = false;  // made, not masked yet: no client reaches it; Open deletes it
+  uint64_t masked_seq = 0;       // 0: not masked
+  int64_t masked_time_us = 0;
 };
 
 // A login role of one branch whose password Arbor set, and so whose SCRAM secrets it holds
