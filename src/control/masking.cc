@@ -203,7 +203,7 @@ Status Engine::ApplyMasking(const std::string& cid, const EndpointState& state,
   std::string password = NewPassword();
   ARBOR_ASSIGN_OR_RETURN(proxy::auth::ScramSecret secret,
                          proxy::auth::ScramSecret::FromPassword(password));
-  std::string setup = "DROP ROLE IF EXISTS " + std::string(kMaskingRole) + "; CREATE ROLE " +
+  std::string setup = "SET client_min_messages = warning; DROP ROLE IF EXISTS " + std::string(kMaskingRole) + "; CREATE ROLE " +
                       kMaskingRole + " LOGIN NOINHERIT PASSWORD '" + secret.Verifier() + "';";
   std::set<std::string> owners;
   for (const auto& [t, o] : table_owner) owners.insert(o);
@@ -219,7 +219,7 @@ Status Engine::ApplyMasking(const std::string& cid, const EndpointState& state,
                                            : " ENABLE TRIGGER ";
       sql += "ALTER TABLE " + t.table + how + QuoteIdent(t.name) + "; ";
     }
-    sql += "DROP ROLE IF EXISTS " + std::string(kMaskingRole);
+    sql += "SET client_min_messages = warning; DROP ROLE IF EXISTS " + std::string(kMaskingRole);
     auto r = supervisor_->Query(cid, "postgres", sql);
     return r.status();
   };
@@ -287,12 +287,15 @@ Status Engine::MaskBranchLocked(std::unique_lock<std::mutex>& l, const std::stri
       Unlocked(l, [&] { return ApplyMasking(cid, state, rules, key, source); }));
   ARBOR_ASSIGN_OR_RETURN(b, FindBranch(project, id));
   // The masking point: every state of the timeline from here on holds masked data only.
+  // It is the timeline's last write once the CHECKPOINT returned, and its time is the
+  // masking point's: a state at any earlier time is an earlier seq.
   int64_t now = WallMicros();
   ARBOR_ASSIGN_OR_RETURN(Seq at, store_->SeqAtTime(b->timeline, now));
+  auto at_time = store_->TimeOfSeq(b->timeline, at);
   BranchRecord updated = *b;
   updated.masking_pending = false;
   updated.masked_seq = at.value();
-  updated.masked_time_us = now;
+  updated.masked_time_us = at_time.ok() ? *at_time : now;
   ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(updated)}));
   *b = updated;
   log::info("engine: projects/{}/branches/{} masked ({} rules) in {} ms", project, id, rules.size(),

@@ -217,9 +217,7 @@ TEST_F(Masking, RuleSqlGetsNoSuperuserPower) {
            "pg_read_file('/etc/passwd')",
            "set_config('role', 'postgres', true) || pg_read_file('/etc/passwd')",
            "set_config('session_authorization', 'postgres', true) || note",
-           "(select string_agg(rolname, ',') from pg_roles where rolsuper and "
-           "pg_catalog.pg_has_role(current_user, oid, 'MEMBER'))::text || "
-           "pg_ls_dir('.')::text",
+           "pg_stat_file('base')::text",
        }) {
     auto a = CreateMasked("evil", json::array({{{"column", "public.users.note"},
                                                 {"with", {{"sql", expr}}}}}));
