@@ -42,11 +42,10 @@ load="create table people (id int primary key, email text not null, name text, s
         pad text);
       insert into people select g, 'person' || g || '@corp.example', 'Real Name ' || g,
         lpad((g % 1000)::text, 3, '0') || '-12-' || lpad((g % 10000)::text, 4, '0'),
-        repeat(md5(g::text), 3) from generate_series(1, $rows) g;
-      checkpoint;"
+        repeat(md5(g::text), 3) from generate_series(1, $rows) g;"
 echo "== loading people (~$MB MB, $rows rows) on production and on the native cluster =="
 psql -X -q "$PROD" -c "$load"
-psql -X -q "$NATIVE" -c "$load"
+psql -X -q "$NATIVE" -c "$load" -c checkpoint  # owner may not CHECKPOINT; the fork does
 psql -X -tA "$PROD" -c "select 'production: ' || pg_size_pretty(pg_total_relation_size('people'))"
 psql -X -tA "$NATIVE" -c "select 'native:     ' || pg_size_pretty(pg_total_relation_size('people'))"
 
