@@ -12,8 +12,8 @@ std::string Show(const Json& v) {
 }
 
 std::optional<MaskStrategy> StrategyOf(std::string_view name) {
-  for (MaskStrategy s : {MaskStrategy::kNull, MaskStrategy::kHash, MaskStrategy::kEmail,
-                         MaskStrategy::kName}) {
+  for (MaskStrategy s :
+       {MaskStrategy::kNull, MaskStrategy::kHash, MaskStrategy::kEmail, MaskStrategy::kName}) {
     if (name == MaskStrategyName(s)) return s;
   }
   return std::nullopt;
@@ -90,8 +90,9 @@ Status ValidateMaskRules(const std::vector<MaskRule>& rules, std::string_view wh
       const std::string& e = rules[i].value;
       for (size_t k = 0; k + 1 < e.size(); ++k) {
         if (e[k] == '$' && e[k + 1] >= '0' && e[k + 1] <= '9') {
-          return Status::InvalidArgument(at + ".with.sql: parameters such as $1 are not allowed "
-                                              "in an expression");
+          return Status::InvalidArgument(at +
+                                         ".with.sql: parameters such as $1 are not allowed "
+                                         "in an expression");
         }
       }
     }
@@ -143,8 +144,10 @@ Status MaskRulesFromJson(const Json& j, std::vector<MaskRule>* out, std::string_
       } else if (v.is_number() || v.is_boolean()) {
         rule.value = v.dump();
       } else {
-        return Status::InvalidArgument(at + ".with.fixed: expected a string, number or boolean, "
-                                            "got " + Show(v) + " (for NULL use \"null\")");
+        return Status::InvalidArgument(at +
+                                       ".with.fixed: expected a string, number or boolean, "
+                                       "got " +
+                                       Show(v) + " (for NULL use \"null\")");
       }
     } else if (with->is_object() && with->size() == 1 && with->contains("sql")) {
       const Json& v = with->at("sql");

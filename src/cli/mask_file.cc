@@ -34,11 +34,21 @@ std::optional<std::string> Value(const std::string& s, size_t i, size_t* rest, s
       }
       if (++k >= s.size()) break;
       switch (s[k]) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
         case 'u': {
           if (k + 4 >= s.size()) {
             *why = "\\u needs four hex digits";
@@ -51,8 +61,9 @@ std::optional<std::string> Value(const std::string& s, size_t i, size_t* rest, s
               *why = "\\u needs four hex digits";
               return std::nullopt;
             }
-            cp = cp * 16 + (std::isdigit(static_cast<unsigned char>(h)) ? h - '0'
-                                                                       : (std::tolower(h) - 'a' + 10));
+            cp = cp * 16 + (std::isdigit(static_cast<unsigned char>(h))
+                                ? h - '0'
+                                : (std::tolower(h) - 'a' + 10));
           }
           k += 4;
           if (cp < 0x80) {
@@ -110,10 +121,12 @@ Result<std::vector<api::MaskRule>> ParseMaskFile(const std::string& text, const 
   };
   auto close = [&]() -> Status {
     if (!cur) return Status::Ok();
-    if (!cur->column) return fail(cur->line, "this [[rule]] has no column = \"schema.table.column\"");
+    if (!cur->column)
+      return fail(cur->line, "this [[rule]] has no column = \"schema.table.column\"");
     if (!cur->how) {
-      return fail(cur->line, "this [[rule]] says neither with = \"null|hash|email|name\", "
-                             "fixed = VALUE nor sql = \"EXPR\"");
+      return fail(cur->line,
+                  "this [[rule]] says neither with = \"null|hash|email|name\", "
+                  "fixed = VALUE nor sql = \"EXPR\"");
     }
     api::MaskRule r = *cur->how;
     r.column = *cur->column;
@@ -185,8 +198,9 @@ Result<std::vector<api::MaskRule>> ParseMaskFile(const std::string& text, const 
         if (*value == api::MaskStrategyName(s2)) w = s2;
       }
       if (!quoted || !w) {
-        return fail(line, "with is \"null\", \"hash\", \"email\" or \"name\" (for a value use "
-                          "fixed = ..., for an expression sql = ...)");
+        return fail(line,
+                    "with is \"null\", \"hash\", \"email\" or \"name\" (for a value use "
+                    "fixed = ..., for an expression sql = ...)");
       }
       r.with = *w;
     }

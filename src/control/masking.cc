@@ -55,8 +55,8 @@ constexpr const char* kLastNames =
 struct ColumnInfo {
   api::MaskRule rule;
   api::MaskColumn col;
-  std::string type;      // format_type
-  int max_length = 0;    // varchar(n) and char(n): n; else 0
+  std::string type;    // format_type
+  int max_length = 0;  // varchar(n) and char(n): n; else 0
 };
 
 // The parameters of one UPDATE: the branch's key ($k, only when a rule uses it: PostgreSQL
@@ -82,7 +82,9 @@ struct Params {
 // The expression that replaces column `c`.
 std::string MaskExpression(const ColumnInfo& c, Params* params) {
   std::string col = QuoteIdent(c.col.column);
-  auto digest = [&] { return "sha256(convert_to(" + params->Key() + " || " + col + "::text, 'UTF8'))"; };
+  auto digest = [&] {
+    return "sha256(convert_to(" + params->Key() + " || " + col + "::text, 'UTF8'))";
+  };
   auto hex = [&] { return "encode(" + digest() + ", 'hex')"; };
   auto fit = [&](const std::string& e) {
     return c.max_length > 0 ? "left(" + e + ", " + std::to_string(c.max_length) + ")" : e;
@@ -140,8 +142,8 @@ Status Engine::ApplyMasking(const std::string& cid, const EndpointState& state,
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_catalog.pg_roles r ON r.oid = c.relowner "
         "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
-        "WHERE n.nspname = " + QuoteLiteral(col.schema) +
-            " AND c.relname = " + QuoteLiteral(col.table) +
+        "WHERE n.nspname = " +
+            QuoteLiteral(col.schema) + " AND c.relname = " + QuoteLiteral(col.table) +
             " AND a.attname = " + QuoteLiteral(col.column) +
             " AND a.attnum > 0 AND NOT a.attisdropped");
     if (!rows.ok()) return rows.status();
@@ -157,9 +159,9 @@ Status Engine::ApplyMasking(const std::string& cid, const EndpointState& state,
                                      " is not a table (only a table's columns can be masked)");
     }
     bool text = row[2] == "S";
-    if (!text && (rules[i].with == api::MaskStrategy::kHash ||
-                  rules[i].with == api::MaskStrategy::kEmail ||
-                  rules[i].with == api::MaskStrategy::kName)) {
+    if (!text &&
+        (rules[i].with == api::MaskStrategy::kHash || rules[i].with == api::MaskStrategy::kEmail ||
+         rules[i].with == api::MaskStrategy::kName)) {
       return Status::InvalidArgument(at + ".with: " + api::MaskStrategyName(rules[i].with) +
                                      " makes text, and column " + rules[i].column + " is " +
                                      row[1] + "; use null, fixed or sql for it");
@@ -195,26 +197,28 @@ Status Engine::ApplyMasking(const std::string& cid, const EndpointState& state,
   for (const auto& [table, idx] : by_table) {
     auto rows = supervisor_->Query(cid, "postgres",
                                    "SELECT tgname, tgenabled FROM pg_catalog.pg_trigger WHERE "
-                                   "tgrelid = " + QuoteLiteral(table) +
-                                       "::regclass AND tgenabled <> 'D'");
+                                   "tgrelid = " +
+                                       QuoteLiteral(table) + "::regclass AND tgenabled <> 'D'");
     if (!rows.ok()) return rows.status();
     for (const auto& r : *rows) triggers.push_back(Trigger{table, r[0], r[1]});
   }
   std::string password = NewPassword();
   ARBOR_ASSIGN_OR_RETURN(proxy::auth::ScramSecret secret,
                          proxy::auth::ScramSecret::FromPassword(password));
-  std::string setup = "SET client_min_messages = warning; DROP ROLE IF EXISTS " + std::string(kMaskingRole) + "; CREATE ROLE " +
-                      kMaskingRole + " LOGIN NOINHERIT PASSWORD '" + secret.Verifier() + "';";
+  std::string setup = "SET client_min_messages = warning; DROP ROLE IF EXISTS " +
+                      std::string(kMaskingRole) + "; CREATE ROLE " + kMaskingRole +
+                      " LOGIN NOINHERIT PASSWORD '" + secret.Verifier() + "';";
   std::set<std::string> owners;
   for (const auto& [t, o] : table_owner) owners.insert(o);
-  for (const std::string& o : owners) setup += " GRANT " + QuoteIdent(o) + " TO " + kMaskingRole + ";";
+  for (const std::string& o : owners)
+    setup += " GRANT " + QuoteIdent(o) + " TO " + kMaskingRole + ";";
   for (const Trigger& t : triggers) {
     setup += " ALTER TABLE " + t.table + " DISABLE TRIGGER " + QuoteIdent(t.name) + ";";
   }
   auto undo = [&]() -> Status {
     std::string sql;
     for (const Trigger& t : triggers) {
-      const char* how = t.enabled == "A" ? " ENABLE ALWAYS TRIGGER "
+      const char* how = t.enabled == "A"   ? " ENABLE ALWAYS TRIGGER "
                         : t.enabled == "R" ? " ENABLE REPLICA TRIGGER "
                                            : " ENABLE TRIGGER ";
       sql += "ALTER TABLE " + t.table + how + QuoteIdent(t.name) + "; ";
@@ -283,8 +287,7 @@ Status Engine::MaskBranchLocked(std::unique_lock<std::mutex>& l, const std::stri
   ARBOR_ASSIGN_OR_RETURN(EndpointState state, StartWithLock(l, project, id, ep->id, true));
   std::string cid = ComputeId(*ep);
   int64_t started = WallMicros();
-  ARBOR_RETURN_IF_ERROR(
-      Unlocked(l, [&] { return ApplyMasking(cid, state, rules, key, source); }));
+  ARBOR_RETURN_IF_ERROR(Unlocked(l, [&] { return ApplyMasking(cid, state, rules, key, source); }));
   ARBOR_ASSIGN_OR_RETURN(b, FindBranch(project, id));
   // The masking point: every state of the timeline from here on holds masked data only.
   // It is the timeline's last write once the CHECKPOINT returned, and its time is the

@@ -98,8 +98,9 @@ TEST_F(Masking, MaskedBranchShowsNoRawValueAndKeepsReferences) {
   EXPECT_EQ(pg.One("select count(*) from users where email !~ '^u[0-9a-f]{20}@example\\.com$'"),
             "0");
   EXPECT_EQ(pg.One("select count(distinct email) from users"), "200");
-  EXPECT_EQ(pg.One("select count(*) from users where name !~ '^[A-Z][a-z]+ [A-Z][a-z]+-[0-9a-f]{6}$'"),
-            "0");
+  EXPECT_EQ(
+      pg.One("select count(*) from users where name !~ '^[A-Z][a-z]+ [A-Z][a-z]+-[0-9a-f]{6}$'"),
+      "0");
   EXPECT_EQ(pg.One("select count(distinct name) from users"), "200");
   EXPECT_EQ(pg.One("select count(*) from users where length(ssn) <> 11"), "0");  // varchar(11)
   EXPECT_EQ(pg.One("select count(*) from users where note <> 'note ' || id"), "0");
@@ -131,10 +132,9 @@ TEST_F(Masking, MaskedBranchShowsNoRawValueAndKeepsReferences) {
   std::string before = testutil::Rfc3339(masked - 1000);
 
   // Time travel before the masking point is refused, by the API and the CLI.
-  auto pin = d_->Call("POST", "projects/default/branches/preview/endpoints?endpoint_id=past",
-                      {{"spec",
-                        {{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"},
-                         {"source_branch_time", before}}}});
+  auto pin = d_->Call(
+      "POST", "projects/default/branches/preview/endpoints?endpoint_id=past",
+      {{"spec", {{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"}, {"source_branch_time", before}}}});
   EXPECT_EQ(pin.status, 409) << pin.body.dump();
   EXPECT_NE(pin.body.dump().find("masking point"), std::string::npos) << pin.body.dump();
   r = Arbor("psql preview@" + before + " -- -tAc 'select email from users limit 1'");
@@ -155,10 +155,9 @@ TEST_F(Masking, MaskedBranchShowsNoRawValueAndKeepsReferences) {
   EXPECT_EQ(r.out, "0\n");
 
   // A branch of the masked branch is masked too.
-  auto child = d_->Call("POST", "projects/default/branches?branch_id=preview-child",
-                        {{"spec",
-                          {{"source_branch", "projects/default/branches/preview"},
-                           {"no_expiry", true}}}});
+  auto child = d_->Call(
+      "POST", "projects/default/branches?branch_id=preview-child",
+      {{"spec", {{"source_branch", "projects/default/branches/preview"}, {"no_expiry", true}}}});
   ASSERT_EQ(child.status, 200) << child.body.dump();
   EXPECT_TRUE(child.body["status"].contains("masked_time"));
   Pg c(d_->Connect("preview-child"));
@@ -190,10 +189,8 @@ TEST_F(Masking, BadRulesRefuseTheCreateAndLeaveNoBranch) {
            {json::array({{{"column", "public.users.email"}, {"with", "email"}},
                          {{"column", "public.users.emial"}, {"with", "hash"}}}),
             400, "public.users.emial does not exist"},
-           {json::array({{{"column", "public.users.age"}, {"with", "hash"}}}), 400,
-            "is integer"},
-           {json::array({{{"column", "public.users.email"}, {"with", "null"}}}), 400,
-            "NOT NULL"},
+           {json::array({{{"column", "public.users.age"}, {"with", "hash"}}}), 400, "is integer"},
+           {json::array({{{"column", "public.users.email"}, {"with", "null"}}}), 400, "NOT NULL"},
            {json::array({{{"column", "users.email"}, {"with", "email"}}}), 400,
             "schema.table.column"},
            {json::array({{{"column", "public.users.note"}, {"with", {{"sql", "nosuchfn(note)"}}}}}),
@@ -219,8 +216,8 @@ TEST_F(Masking, RuleSqlGetsNoSuperuserPower) {
            "set_config('session_authorization', 'postgres', true) || note",
            "pg_stat_file('base')::text",
        }) {
-    auto a = CreateMasked("evil", json::array({{{"column", "public.users.note"},
-                                                {"with", {{"sql", expr}}}}}));
+    auto a = CreateMasked(
+        "evil", json::array({{{"column", "public.users.note"}, {"with", {{"sql", expr}}}}}));
     EXPECT_EQ(a.status, 400) << expr << ": " << a.body.dump();
     EXPECT_NE(a.body.dump().find("permission denied"), std::string::npos)
         << expr << ": " << a.body.dump();
