@@ -193,6 +193,7 @@ Json ToJson(const BranchSpec& v) {
   Put(j, "no_expiry", v.no_expiry);
   Put(j, "is_protected", v.is_protected);
   Put(j, "source_snapshot", v.source_snapshot);
+  if (v.masking) j["masking"] = ToJson(*v.masking);
   return j;
 }
 Json ToJson(const BranchStatus& v) {
@@ -208,6 +209,7 @@ Json ToJson(const BranchStatus& v) {
   if (v.deleted) j["deleted"] = true;
   PutTime(j, "delete_time", v.delete_time_us);
   PutTime(j, "purge_time", v.purge_time_us);
+  PutTime(j, "masked_time", v.masked_time_us);
   return j;
 }
 Json ToJson(const Branch& v) {
@@ -227,6 +229,11 @@ Status FromJson(const Json& j, BranchSpec* out, std::string_view where) {
   r.Bool("no_expiry", &out->no_expiry);
   r.Bool("is_protected", &out->is_protected);
   r.String("source_snapshot", &out->source_snapshot);
+  if (const Json* m = r.Get("masking", false)) {
+    std::vector<MaskRule> rules;
+    r.Check(MaskRulesFromJson(*m, &rules, r.Path("masking")));
+    out->masking = std::move(rules);
+  }
   return r.status();
 }
 Status FromJson(const Json& j, BranchStatus* out, std::string_view where) {
@@ -243,6 +250,7 @@ Status FromJson(const Json& j, BranchStatus* out, std::string_view where) {
   r.Bool("deleted", &out->deleted);
   r.Time("delete_time", &out->delete_time_us);
   r.Time("purge_time", &out->purge_time_us);
+  r.Time("masked_time", &out->masked_time_us);
   return r.status();
 }
 Status FromJson(const Json& j, Branch* out, std::string_view where) {

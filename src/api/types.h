@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/masking.h"
 #include "common/ids.h"
 #include "common/status.h"
 
@@ -53,6 +54,7 @@ struct BranchSpec {
   std::optional<bool> is_protected;
   // projects/P/branches/B/snapshots/S (or "B/S"): the branch starts from that snapshot.
   std::optional<std::string> source_snapshot;
+  std::optional<std::vector<MaskRule>> masking;  // a masked branch (api/masking.h)
 };
 struct BranchStatus {
   std::string current_state;  // "READY"
@@ -68,6 +70,8 @@ struct BranchStatus {
   bool deleted = false;
   std::optional<int64_t> delete_time_us;
   std::optional<int64_t> purge_time_us;  // when it goes for good
+  // A masked branch (or a branch of one): its history starts here for every reader.
+  std::optional<int64_t> masked_time_us;  // "masked_time"
 };
 struct Branch {
   std::string name;  // projects/{project}/branches/{branch}

@@ -20,6 +20,7 @@
 #include "api/names.h"
 #include "api/types.h"
 #include "cli/args.h"
+#include "cli/mask_file.h"
 #include "cli/render.h"
 #include "cli/session.h"
 #include "cli/settings.h"
@@ -100,7 +101,7 @@ Status CmdStatus(const Session& s) {
 // ---- branch ----
 
 struct CreateOpts {
-  std::string name, parent, at, lsn, ttl, expire_time, from_snapshot;
+  std::string name, parent, at, lsn, ttl, expire_time, from_snapshot, mask;
   bool no_expiry = false, is_protected = false;
 };
 
@@ -126,6 +127,13 @@ Status CmdBranchCreate(const Session& s, const CreateOpts& o) {
   if (o.no_expiry) spec.no_expiry = true;
   if (o.is_protected) spec.is_protected = true;
   if (!o.from_snapshot.empty()) spec.source_snapshot = o.from_snapshot;
+  if (!o.mask.empty()) {
+    std::ifstream in(o.mask, std::ios::binary);
+    if (!in) Usage("--mask " + o.mask + ": cannot read it");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    spec.masking = OrUsage(ParseMaskFile(ss.str(), o.mask));
+  }
 
   auto c = s.Client();
   if (expiries == 0) {
@@ -844,7 +852,8 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   auto* create = branch->add_subcommand("create", "Create a branch (copies nothing)");
   create->add_option("name", co->name, "the new branch: dev, or projects/P/branches/dev")
       ->required();
-  create->add_option("--parent", co->parent, "the branch to fork (default: the default branch)");
+  create->add_option("--parent,--from", co->parent,
+                     "the branch to fork (default: the default branch)");
   auto* at = create->add_option("--at", co->at,
                                 "fork the parent as it was at TIME (RFC 3339, or -5m, -2h)");
   auto* lsn = create->add_option("--lsn", co->lsn, "fork where the parent's WAL reached LSN");
@@ -856,13 +865,17 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   auto* from_snap = create->add_option("--from-snapshot", co->from_snapshot,
                                        "start from snapshot BRANCH/NAME (its branch is the parent)");
   from_snap->excludes(at)->excludes(lsn);
+  create->add_option("--mask", co->mask,
+                     "mask columns inside the new branch before anyone connects: a TOML file "
+                     "of [[rule]]s (see docs/cli.md)");
   create->footer(
       "One of --ttl, --expire-time and --no-expiry is required.\n"
       "Examples:\n"
       "  arbor branch create dev --ttl 7d\n"
       "  arbor branch create hotfix --parent production --at -15m --ttl 2h\n"
       "  arbor branch create audit --from-snapshot production/before-migration --ttl 1d\n"
-      "  arbor branch create staging --no-expiry --protected");
+      "  arbor branch create staging --no-expiry --protected\n"
+      "  arbor branch create preview --from production --mask rules.toml --ttl 7d");
   OnRun(create, action, [&s, co] { return CmdBranchCreate(s, *co); });
 
   auto list_deleted = std::make_shared<bool>(false);

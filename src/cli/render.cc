@@ -133,6 +133,12 @@ std::string RenderBranch(const api::Branch& b, const std::vector<api::Endpoint>&
       f.push_back({"forked at lsn", api::FormatLsn(*b.status.source_branch_lsn)});
     }
   }
+  if (b.status.masked_time_us) {
+    std::string rules = b.spec.masking ? " (" + std::to_string(b.spec.masking->size()) +
+                                             (b.spec.masking->size() == 1 ? " rule)" : " rules)")
+                                       : " (inherited)";
+    f.push_back({"masked at", api::FormatTime(*b.status.masked_time_us) + rules});
+  }
   std::string expires = ExpiryText(b, now_us);
   if (b.status.expire_time_us)
     expires = api::FormatTime(*b.status.expire_time_us) + " (" + expires + ")";

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "api/masking.h"
 #include "api/names.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -139,7 +140,8 @@ Result<json> Spec(const json& body) {
 
 constexpr std::initializer_list<const char*> kBranchSpecFields = {
     "source_branch", "source_branch_time", "source_branch_lsn", "ttl",
-    "expire_time",   "no_expiry",          "is_protected",      "source_snapshot"};
+    "expire_time",   "no_expiry",          "is_protected",      "source_snapshot",
+    "masking"};
 
 Result<std::string> BranchIdOf(const std::string& project, const std::string& name);
 
@@ -475,8 +477,11 @@ void ApiServer::Routes() {
     if (b.expiry == Expiry::kExpireTime) spec["expire_time"] = FormatTime(b.expire_time_us);
     if (b.expiry == Expiry::kNever) spec["no_expiry"] = true;
     spec["is_protected"] = b.is_protected;
+    // The rules, never the key.
+    if (!b.masking.empty()) spec["masking"] = arbor::api::ToJson(b.masking);
+    if (b.masked_time_us) status["masked_time"] = FormatTime(b.masked_time_us);
     auto proj = eng->GetProject(b.project);
-    status["current_state"] = "READY";
+    status["current_state"] = b.masking_pending ? "INIT" : "READY";
     status["default"] = proj.ok() && proj->default_branch == b.id;
     auto usage = eng->BranchUsage(b.project, b.id);
     status["logical_size_bytes"] = usage.ok() ? usage->logical_size_bytes : 0;
@@ -696,6 +701,9 @@ void ApiServer::Routes() {
              ARBOR_ASSIGN_OR_RETURN(auto bs, SnapshotOf(project, *snap));
              r.source_snapshot_branch = bs.first;
              r.source_snapshot = bs.second;
+           }
+           if (auto m = spec.find("masking"); m != spec.end() && !m->is_null()) {
+             ARBOR_RETURN_IF_ERROR(arbor::api::MaskRulesFromJson(*m, &r.masking));
            }
            ARBOR_ASSIGN_OR_RETURN(BranchRecord b, eng->CreateBranch(project, id, r));
            SendJson(res, branch_json(b));

@@ -87,7 +87,12 @@ json ToJson(const BranchRecord& b) {
           {"expire_time_us", b.expire_time_us},
           {"is_protected", b.is_protected},
           {"owner_ready", b.owner_ready},
-          {"source_snapshot", b.source_snapshot}};
+          {"source_snapshot", b.source_snapshot},
+          {"masking", api::ToJson(b.masking)},
+          {"mask_key", b.mask_key},
+          {"masking_pending", b.masking_pending},
+          {"masked_seq", b.masked_seq},
+          {"masked_time_us", b.masked_time_us}};
 }
 
 json ToJson(const RoleRecord& r) {
@@ -201,6 +206,15 @@ BranchRecord BranchFrom(const json& b) {
   r.is_protected = b.at("is_protected");
   r.owner_ready = b.value("owner_ready", false);
   r.source_snapshot = b.value("source_snapshot", "");
+  // Records from before masked branches have none of these.
+  if (b.contains("masking") && !b.at("masking").empty()) {
+    Status st = api::MaskRulesFromJson(b.at("masking"), &r.masking);
+    if (!st.ok()) throw std::runtime_error(st.message());
+  }
+  r.mask_key = b.value("mask_key", "");
+  r.masking_pending = b.value("masking_pending", false);
+  r.masked_seq = b.value("masked_seq", uint64_t{0});
+  r.masked_time_us = b.value("masked_time_us", int64_t{0});
   return r;
 }
 

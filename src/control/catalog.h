@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "api/masking.h"
 #include "common/ids.h"
 #include "common/status.h"
 #include "storage/store.h"
@@ -59,6 +60,15 @@ struct BranchRecord {
   // The snapshot of `parent` it was made from (spec.source_snapshot); empty if none. A reset
   // or restore clears it: the branch then holds another state.
   std::string source_snapshot;
+  // A masked branch (docs/api.md, "Masked branches"). `masking` and `mask_key` are set on the
+  // branch whose data was masked; `masked_seq` and `masked_time_us` also on every branch made
+  // from it. No state of the branch's history before `masked_seq` (which holds the raw values)
+  // can be reached: not by time travel, restore, reset, bisect or a fork (ForkPointLocked).
+  std::vector<api::MaskRule> masking;
+  std::string mask_key;          // the secret of hash, email and name; never shown or logged
+  bool masking_pending = false;  // made, not masked yet: no client reaches it; Open deletes it
+  uint64_t masked_seq = 0;       // 0: not masked
+  int64_t masked_time_us = 0;
 };
 
 // A snapshot of a branch (projects/P/branches/B/snapshots/S): a timeline of its own, forked

@@ -108,6 +108,18 @@ Status Engine::Open() {
                                                     "\narbor_replication " + compute_user.name +
                                                     " " + compute::kSuperuser + "\n"));
   ARBOR_ASSIGN_OR_RETURN(catalog_, Catalog::Load(*store_));
+  // A masked branch whose masking did not finish (a crash) holds raw values: it goes.
+  std::vector<BranchKey> unmasked;
+  for (const auto& [k, b] : catalog_.branches) {
+    if (b.masking_pending) unmasked.push_back(k);
+  }
+  for (const BranchKey& k : unmasked) {
+    for (const auto& [ek, e] : catalog_.endpoints) {
+      if (e.project == k.first && e.branch == k.second) live_.erase(ek);
+    }
+    ARBOR_RETURN_IF_ERROR(CommitDeleteLocked(k.first, k.second));
+    log::warn("engine: deleted branch {}, whose masking did not finish", BranchName(k.first, k.second));
+  }
   // Pinned endpoints are ephemeral: none outlives the daemon that made it.
   std::vector<EndpointRecord> pinned;
   for (const auto& [k, e] : catalog_.endpoints) {
@@ -381,17 +393,30 @@ Status Engine::SetHistoryWindow(const std::string& project, int64_t history_wind
 
 Result<Seq> Engine::ForkPointLocked(const BranchRecord& parent, std::optional<int64_t> time_us,
                                     std::optional<uint64_t> lsn, int64_t* fork_time_us) {
+  // A masked branch's history before its masking point holds the raw values: no way in.
+  auto masked = [&](Seq s) -> Status {
+    if (parent.masked_seq == 0 && !parent.masking_pending) return Status::Ok();
+    if (!parent.masking_pending && s.value() >= parent.masked_seq) return Status::Ok();
+    return Status::FailedPrecondition(
+        "branch " + BranchName(parent.project, parent.id) +
+        " is masked: its history before the masking point (" +
+        api::FormatTime(parent.masked_time_us) +
+        ") holds the raw values and cannot be reached; choose a time at or after it");
+  };
   if (time_us) {
     ARBOR_ASSIGN_OR_RETURN(Seq s, store_->SeqAtTime(parent.timeline, *time_us));
+    ARBOR_RETURN_IF_ERROR(masked(s));
     *fork_time_us = *time_us;
     return s;
   }
   if (lsn) {
     ARBOR_ASSIGN_OR_RETURN(Seq s, store_->SeqAtLsn(parent.timeline, Lsn(*lsn)));
+    ARBOR_RETURN_IF_ERROR(masked(s));
     auto t = store_->TimeOfSeq(parent.timeline, s);
     *fork_time_us = t.ok() ? *t : WallMicros();
     return s;
   }
+  ARBOR_RETURN_IF_ERROR(masked(store_->Head()));
   // At the head: every mutation applied so far, so every commit acknowledged so far.
   *fork_time_us = WallMicros();
   return store_->Head();
@@ -446,7 +471,11 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
     parent_id = request.source_snapshot_branch;
   }
   auto parent_ok = [&]() -> Status {
-    ARBOR_RETURN_IF_ERROR(FindBranch(project, parent_id).status());
+    ARBOR_ASSIGN_OR_RETURN(BranchRecord * p, FindBranch(project, parent_id));
+    if (p->masking_pending) {
+      return Status::FailedPrecondition("branch " + BranchName(project, parent_id) +
+                                        " is being masked; branch from it once it is ready");
+    }
     auto busy = busy_.find({project, parent_id});
     if (busy != busy_.end() && busy->second == Work::kDeleting) {
       return Status::FailedPrecondition("branch " + BranchName(project, parent_id) +
@@ -513,6 +542,14 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
                                                              : 0;
   b.is_protected = request.is_protected;
   b.source_snapshot = request.source_snapshot;
+  // A branch of a masked branch keeps its masking point (its history starts after it anyway).
+  b.masked_seq = parent->masked_seq;
+  b.masked_time_us = parent->masked_time_us;
+  if (!request.masking.empty()) {
+    b.masking = request.masking;
+    b.mask_key = NewPassword();
+    b.masking_pending = true;
+  }
   ARBOR_ASSIGN_OR_RETURN(EndpointRecord ep, NewEndpointLocked(project, id, "primary", 300, false));
   // Every role with a password gets a fresh one on the new branch, so no password works on
   // both: one leaked from a throwaway branch does not open its parent.
@@ -528,6 +565,23 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   catalog_.branches[{project, id}] = b;
   catalog_.endpoints[{project, id, ep.id}] = ep;
   if (ports_ != nullptr) ports_->Listen(ep.port);
+  if (b.masking_pending) {
+    // Claimed before the lock is let go: no start, reset or fork gets in before the masking.
+    busy_[{project, id}] = Work::kMasking;
+    BranchClaim claim(this, {project, id});
+    Status masked = MaskBranchLocked(l, project, id);
+    if (!masked.ok()) {
+      StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
+      Status gone = CommitDeleteLocked(project, id);
+      if (!gone.ok()) {
+        log::error("engine: deleting {} after its masking failed: {}", BranchName(project, id),
+                   gone.ToString());
+      }
+      return masked;
+    }
+    ARBOR_ASSIGN_OR_RETURN(BranchRecord * made, FindBranch(project, id));
+    return *made;
+  }
   return b;
 }
 
@@ -971,6 +1025,12 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
     if (b->is_protected) {
       return Status::FailedPrecondition("branch " + BranchName(project, id) +
                                         " is protected; unprotect it before a reset");
+    }
+    if (!b->masking.empty()) {
+      return Status::FailedPrecondition(
+          "branch " + BranchName(project, id) +
+          " is masked, and a reset would bring back its parent's raw values; delete it and "
+          "create it again with the same rules");
     }
     if (HasChildren(project, id)) {
       return Status::FailedPrecondition("branch " + BranchName(project, id) +

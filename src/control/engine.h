@@ -78,6 +78,9 @@ struct BranchRequest {
   // neither a time nor an LSN is given).
   std::string source_snapshot_branch;
   std::string source_snapshot;
+  // A masked branch: these rules run inside it before any client can connect (see
+  // CreateBranch). Checked by the API (api::ValidateMaskRules); the engine checks the columns.
+  std::vector<api::MaskRule> masking;
 };
 
 // How a new snapshot is made; expiry as for branches.
@@ -176,6 +179,18 @@ class Engine {
   [[nodiscard]] Status SetDefaultBranchTtl(const std::string& project, int64_t ttl_s);
 
   // ---- branches ----
+  // Makes the branch, forked from `request.source_branch` at the head, a time or an LSN.
+  //
+  // Masked branches (request.masking, masking.cc). The branch is recorded at once, marked
+  // `masking_pending` and claimed, so that nothing can start, reach or fork it; its postgres
+  // starts, the rules run in one transaction in the database `postgres` (as the masked
+  // tables' owners, in a session of a temporary non-superuser login role: no rule gets a
+  // superuser's rights), then a CHECKPOINT puts the masked state in the store, and the record
+  // gets its masking point (masked_seq, masked_time_us) and is ready. No state before the
+  // masking point can be reached afterwards (ForkPointLocked refuses it). If anything fails
+  // the branch is deleted again (InvalidArgument naming the rule for a missing column, a
+  // type a strategy cannot fill, or PostgreSQL's message for a failing expression), and a
+  // crash in the middle leaves a pending branch that Open deletes.
   [[nodiscard]] Result<BranchRecord> CreateBranch(const std::string& project, const std::string& id,
                                                   const BranchRequest& request);
   [[nodiscard]] Result<BranchRecord> GetBranch(const std::string& project, const std::string& id);
@@ -500,7 +515,7 @@ class Engine {
   using EndpointKey = std::tuple<std::string, std::string, std::string>;
   using BranchKey = std::pair<std::string, std::string>;
   // What an operation does to a branch it has claimed (see the class comment).
-  enum class Work { kStopping, kReplacing, kDeleting, kRoles, kDatabases };
+  enum class Work { kStopping, kReplacing, kDeleting, kRoles, kDatabases, kMasking };
   // A claim of one branch, released (under mu_) when destroyed. Movable, not copyable.
   // REQUIRES: mu_ held when it is destroyed.
   class BranchClaim {
@@ -558,6 +573,17 @@ class Engine {
                                            const std::string& id, int64_t suspend_timeout_s,
                                            bool no_suspension, bool pinned = false,
                                            bool replica = false);
+
+  // ---- masking (masking.cc) ----
+  // Starts the pending masked branch `id`, masks it and records its masking point.
+  // REQUIRES: the branch claimed by the caller. On failure the caller deletes it.
+  Status MaskBranchLocked(std::unique_lock<std::mutex>& l, const std::string& project,
+                          const std::string& id);
+  // The rules on running compute `cid` (whose socket is `state`), then its CHECKPOINT. No lock
+  // needed. `source` names the branch the data came from, for messages.
+  Status ApplyMasking(const std::string& cid, const EndpointState& state,
+                      const std::vector<api::MaskRule>& rules, const std::string& key,
+                      const std::string& source);
 
   // ---- busy branches ----
   // Waits until no operation has claimed branch `id`, then claims it for `work` and waits

@@ -419,6 +419,9 @@ Result<std::vector<storage::Store::WalPoint>> Engine::HistoryPoints(const std::s
     ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, FindBranch(project, branch));
     tl = b->timeline;
     ready_us = catalog_.projects.at(project).ready_time_us;
+    // A masked branch's history starts at its masking point (the states before hold the raw
+    // values): a bisection searches from there.
+    ready_us = std::max(ready_us, b->masked_time_us);
   }
   if (since_us == kEarliest) {
     ARBOR_ASSIGN_OR_RETURN(auto range, store_->TimeRange(tl));
