@@ -33,7 +33,7 @@ void SplitRange(const std::string& text, uint16_t* lo, uint16_t* hi) {
 void AddServerCommands(CLI::App& app) {
   struct Flags {
     std::string data_dir, api_listen = "127.0.0.1:8432", proxy_listen = "127.0.0.1:55432",
-                          endpoint_ports = "55433-55999", shared_buffers = "128MB", tls_cert,
+                          endpoint_ports = "55433-55999", shared_buffers, tls_cert,
                           tls_key;
     uint64_t block_cache_mb = 256;
     int start_timeout_s = control::DaemonOptions{}.start_timeout_s;
@@ -61,8 +61,9 @@ void AddServerCommands(CLI::App& app) {
       ->capture_default_str();
   up->add_option("--block-cache-mb", flags->block_cache_mb, "storage block cache in MiB")
       ->capture_default_str();
-  up->add_option("--shared-buffers", flags->shared_buffers, "shared_buffers of each compute")
-      ->capture_default_str();
+  up->add_option("--shared-buffers", flags->shared_buffers,
+                 "shared_buffers of every compute (default: a quarter of its memory, by its "
+                 "size)");
   up->add_option("--start-timeout", flags->start_timeout_s,
                  "seconds to wait for the daemon to become ready before stopping it")
       ->capture_default_str()

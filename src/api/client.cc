@@ -361,6 +361,25 @@ Status ApiClient::DeleteEndpoint(const EndpointName& endpoint) const {
   return Call("DELETE", EndpointPath(endpoint), nullptr).status();
 }
 
+Result<Endpoint> ApiClient::UpdateEndpointSize(const EndpointName& endpoint,
+                                               std::optional<double> min_cu,
+                                               std::optional<double> max_cu) const {
+  Json spec = Json::object();
+  if (min_cu) spec["autoscaling_limit_min_cu"] = *min_cu;
+  if (max_cu) spec["autoscaling_limit_max_cu"] = *max_cu;
+  Json body{{"spec", spec}};
+  return CallAs<Endpoint>("PATCH", EndpointPath(endpoint), &body, "endpoint");
+}
+
+Result<Json> ApiClient::GetUsage(const std::string& project, const std::string& start,
+                                 const std::string& end) const {
+  std::string q;
+  if (!start.empty()) q += "start=" + Escape(start);
+  if (!end.empty()) q += (q.empty() ? "" : "&") + std::string("end=") + Escape(end);
+  return Call("GET", "projects/" + Escape(project) + "/usage" + (q.empty() ? "" : "?" + q),
+              nullptr);
+}
+
 Result<Endpoint> ApiClient::StartEndpoint(const EndpointName& endpoint) const {
   Json body = Json::object();
   return CallAs<Endpoint>("POST", EndpointPath(endpoint) + ":start", &body, "endpoint");

@@ -89,6 +89,13 @@ class ApiClient {
   [[nodiscard]] Result<std::vector<Endpoint>> ListEndpoints(const BranchName& branch) const;
   [[nodiscard]] Result<Endpoint> GetEndpoint(const EndpointName& endpoint) const;
   [[nodiscard]] Status DeleteEndpoint(const EndpointName& endpoint) const;
+  // PATCH its size (autoscaling_limit_min_cu/_max_cu; either may be left unset).
+  [[nodiscard]] Result<Endpoint> UpdateEndpointSize(const EndpointName& endpoint,
+                                                    std::optional<double> min_cu,
+                                                    std::optional<double> max_cu) const;
+  // GET projects/P/usage?start=..&end=.. as the API answers it (docs/compute-sizes.md).
+  [[nodiscard]] Result<Json> GetUsage(const std::string& project, const std::string& start,
+                                      const std::string& end) const;
   // Returns once postgres accepts connections (or has stopped), with the endpoint after.
   [[nodiscard]] Result<Endpoint> StartEndpoint(const EndpointName& endpoint) const;
   [[nodiscard]] Result<Endpoint> StopEndpoint(const EndpointName& endpoint) const;

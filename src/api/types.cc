@@ -67,6 +67,9 @@ class Reader {
       }
     }
   }
+  void Number(const char* key, std::optional<double>* out) {
+    if (const Json* v = Typed(key, false, &Json::is_number, "a number")) *out = v->get<double>();
+  }
   void Duration(const char* key, std::optional<int64_t>* out) {
     Text(key, false, [&](const std::string& s) {
       ARBOR_ASSIGN_OR_RETURN(*out, ParseDuration(s));
@@ -322,10 +325,13 @@ Json ToJson(const EndpointSpec& v) {
   Put(j, "no_suspension", v.no_suspension);
   PutTime(j, "source_branch_time", v.source_branch_time_us);
   PutLsn(j, "source_branch_lsn", v.source_branch_lsn);
+  Put(j, "autoscaling_limit_min_cu", v.autoscaling_limit_min_cu);
+  Put(j, "autoscaling_limit_max_cu", v.autoscaling_limit_max_cu);
   return j;
 }
 Json ToJson(const EndpointStatus& v) {
   Json j{{"current_state", v.current_state}, {"host", v.host}, {"port", v.port}};
+  Put(j, "current_cu", v.current_cu);
   Put(j, "connection_string", v.connection_string);
   Put(j, "replication_state", v.replication_state);
   Put(j, "replay_lag", v.replay_lag);
@@ -345,6 +351,8 @@ Status FromJson(const Json& j, EndpointSpec* out, std::string_view where) {
   r.Bool("no_suspension", &out->no_suspension);
   r.Time("source_branch_time", &out->source_branch_time_us);
   r.LsnField("source_branch_lsn", &out->source_branch_lsn);
+  r.Number("autoscaling_limit_min_cu", &out->autoscaling_limit_min_cu);
+  r.Number("autoscaling_limit_max_cu", &out->autoscaling_limit_max_cu);
   return r.status();
 }
 Status FromJson(const Json& j, EndpointStatus* out, std::string_view where) {
@@ -359,6 +367,7 @@ Status FromJson(const Json& j, EndpointStatus* out, std::string_view where) {
   r.String("connection_string", &out->connection_string);
   r.String("replication_state", &out->replication_state);
   r.String("replay_lag", &out->replay_lag);
+  r.Number("current_cu", &out->current_cu);
   return r.status();
 }
 Status FromJson(const Json& j, Endpoint* out, std::string_view where) {
@@ -421,7 +430,8 @@ Json ToJson(const UndeleteResult& v) {
 }
 Json ToJson(const ServerStatus& v) {
   return Json{{"version", v.version}, {"pid", v.pid},     {"data_dir", v.data_dir},
-              {"api", v.api},         {"proxy", v.proxy}, {"endpoint_ports", v.endpoint_ports}};
+              {"api", v.api},         {"proxy", v.proxy}, {"endpoint_ports", v.endpoint_ports},
+              {"compute_limits", v.compute_limits}};
 }
 Json ToJson(const ApiError& v) {
   return Json{{"error_code", v.error_code}, {"message", v.message}};
@@ -511,6 +521,7 @@ Status FromJson(const Json& j, ServerStatus* out, std::string_view where) {
   r.String("api", &out->api);
   r.String("proxy", &out->proxy);
   r.String("endpoint_ports", &out->endpoint_ports);
+  r.String("compute_limits", &out->compute_limits);
   return r.status();
 }
 Status FromJson(const Json& j, ApiError* out, std::string_view where) {

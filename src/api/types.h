@@ -91,6 +91,9 @@ struct EndpointSpec {
   // A READ_ONLY endpoint pinned at the branch's state then (time travel).
   std::optional<int64_t> source_branch_time_us;
   std::optional<Lsn> source_branch_lsn;
+  // Its size in compute units (1 CU = 1 vCPU and 2 GiB): it autoscales between the two.
+  std::optional<double> autoscaling_limit_min_cu;
+  std::optional<double> autoscaling_limit_max_cu;
 };
 struct EndpointStatus {
   std::string current_state;  // ACTIVE, IDLE or STARTING
@@ -101,6 +104,7 @@ struct EndpointStatus {
   // ("0.012s") while it streams or its primary is suspended.
   std::optional<std::string> replication_state;
   std::optional<std::string> replay_lag;
+  std::optional<double> current_cu;  // its CPU limit now, while it runs
 };
 struct Endpoint {
   std::string name;  // projects/{project}/branches/{branch}/endpoints/{endpoint}
@@ -226,6 +230,9 @@ struct ServerStatus {
   std::string api;
   std::string proxy;
   std::string endpoint_ports;
+  // Which control groups limit the computes: "cgroup v2 (...)", "cgroup v1 (...)" or
+  // "none: <why>" (computes run unlimited).
+  std::string compute_limits;
 };
 
 // The body of every 4xx/5xx answer.

@@ -91,6 +91,7 @@ Status CmdStatus(const Session& s) {
                         {"api", st.api},
                         {"proxy", st.proxy},
                         {"endpoint ports", st.endpoint_ports},
+                        {"compute limits", st.compute_limits.empty() ? "unknown" : st.compute_limits},
                         {"project", s.project + " (" + std::to_string(branches.size()) +
                                         (branches.size() == 1 ? " branch, " : " branches, ") +
                                         std::to_string(running.size()) + " running)"}}));
@@ -101,9 +102,32 @@ Status CmdStatus(const Session& s) {
 // ---- branch ----
 
 struct CreateOpts {
-  std::string name, parent, at, lsn, ttl, expire_time, from_snapshot, mask;
+  std::string name, parent, at, lsn, ttl, expire_time, from_snapshot, mask, cu;
   bool no_expiry = false, is_protected = false;
 };
+
+// --cu MIN-MAX (or one size, for both): compute units, 0.25 to 8.
+std::pair<double, double> ParseCuRange(const std::string& text) {
+  auto number = [&](const std::string& t) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(t, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != t.size() || !(v > 0)) {
+      Usage("--cu " + text + ": expected MIN-MAX in compute units, e.g. 0.25-2 or 1");
+    }
+    return v;
+  };
+  size_t dash = text.find('-');
+  if (dash == std::string::npos) {
+    double v = number(text);
+    return {v, v};
+  }
+  return {number(text.substr(0, dash)), number(text.substr(dash + 1))};
+}
 
 Status CmdBranchCreate(const Session& s, const CreateOpts& o) {
   api::BranchName name = s.Branch(o.name);
@@ -127,6 +151,8 @@ Status CmdBranchCreate(const Session& s, const CreateOpts& o) {
   if (o.no_expiry) spec.no_expiry = true;
   if (o.is_protected) spec.is_protected = true;
   if (!o.from_snapshot.empty()) spec.source_snapshot = o.from_snapshot;
+  std::optional<std::pair<double, double>> cu;
+  if (!o.cu.empty()) cu = ParseCuRange(o.cu);
   if (!o.mask.empty()) {
     std::ifstream in(o.mask, std::ios::binary);
     if (!in) Usage("--mask " + o.mask + ": cannot read it");
@@ -145,6 +171,17 @@ Status CmdBranchCreate(const Session& s, const CreateOpts& o) {
   }
   auto b = c.CreateBranch(name.project, name.branch, spec);
   if (!b.ok()) return WithExpiryHint(b.status());
+  if (cu) {
+    // The new branch's endpoint has not started yet: its size applies from its first start.
+    auto sized = c.UpdateEndpointSize(api::EndpointName{name.project, name.branch, kPrimary},
+                                      cu->first, cu->second);
+    if (!sized.ok()) {
+      return Status(sized.status().code(), "branch " + b->name + " was made, but its size was not set: " +
+                                               sized.status().message() +
+                                               " (set it with arbor endpoint update " +
+                                               name.branch + " --min-cu MIN --max-cu MAX)");
+    }
+  }
   if (s.Json()) {
     s.PrintJson(api::ToJson(*b));
     return Status::Ok();
@@ -470,6 +507,66 @@ Status CmdEndpointCreate(const Session& s, const std::string& branch, const std:
   } else {
     s.Print(RenderEndpoints({e}));
   }
+  return Status::Ok();
+}
+
+std::string Num(const char* format, double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, format, v);
+  return text;
+}
+
+// `arbor endpoint update BRANCH [--endpoint E] [--min-cu X] [--max-cu Y]`: its size.
+Status CmdEndpointUpdate(const Session& s, const std::string& branch, const std::string& id,
+                         std::optional<double> min_cu, std::optional<double> max_cu) {
+  if (!min_cu && !max_cu) Usage("give --min-cu, --max-cu or both");
+  auto c = s.Client();
+  ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, EndpointOf(s, c, branch, id));
+  ARBOR_ASSIGN_OR_RETURN(api::Endpoint e, c.UpdateEndpointSize(name, min_cu, max_cu));
+  if (s.Json()) {
+    s.PrintJson(api::ToJson(e));
+    return Status::Ok();
+  }
+  auto cu = [](std::optional<double> v) { return v ? Num("%g", *v) : std::string("?"); };
+  std::vector<std::pair<std::string, std::string>> fields{
+      {"endpoint", e.name},
+      {"size", cu(e.spec.autoscaling_limit_min_cu) + "-" + cu(e.spec.autoscaling_limit_max_cu) +
+                   " CU"}};
+  if (e.status.current_cu) {
+    fields.push_back({"current", cu(e.status.current_cu) +
+                                     " CU (CPU now; memory and PostgreSQL's settings follow "
+                                     "the max at its next start)"});
+  }
+  s.Print("Updated endpoint " + e.name + ".\n" + RenderFields(fields));
+  return Status::Ok();
+}
+
+// `arbor usage [--start T] [--end T]`: CU-seconds and written bytes per endpoint and hour.
+Status CmdUsage(const Session& s, const std::string& start, const std::string& end) {
+  auto abs = [&](const std::string& t) {
+    return t.empty() ? t : api::FormatTime(OrUsage(ParseTimeArg(t, s.Now())));
+  };
+  ARBOR_ASSIGN_OR_RETURN(Json j, s.Client().GetUsage(s.ProjectId(), abs(start), abs(end)));
+  if (s.Json()) {
+    s.PrintJson(j);
+    return Status::Ok();
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const Json& u : j.value("usage", Json::array())) {
+    std::string ep = u.value("endpoint", "");
+    api::EndpointName name;
+    if (auto parsed = api::ParseEndpointName(ep); parsed.ok()) name = *parsed;
+    rows.push_back({u.value("hour", ""), name.branch.empty() ? ep : name.branch,
+                    name.endpoint.empty() ? "" : name.endpoint,
+                    Num("%.1f", u.value("cu_seconds", 0.0)),
+                    HumanBytes(u.value("written_bytes", uint64_t{0}))});
+  }
+  const Json total = j.value("total", Json::object());
+  rows.push_back({"total", "", "", Num("%.1f", total.value("cu_seconds", 0.0)),
+                  HumanBytes(total.value("written_bytes", uint64_t{0}))});
+  s.Print("Usage of projects/" + s.ProjectId() + " from " + j.value("start", "") + " to " +
+          j.value("end", "") + "\n" +
+          RenderTable({"HOUR", "BRANCH", "ENDPOINT", "CU-SECONDS", "WRITTEN"}, rows));
   return Status::Ok();
 }
 
@@ -840,6 +937,15 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   status->footer("Example:\n  arbor status\n  arbor status -o json");
   OnRun(status, action, [&s] { return CmdStatus(s); });
 
+  auto usage_range = std::make_shared<std::pair<std::string, std::string>>();
+  auto* usage = app.add_subcommand(
+      "usage", "CU-seconds and written bytes per endpoint and hour (default: the last 24 h)");
+  usage->add_option("--start", usage_range->first, "from TIME (RFC 3339, or -7d)");
+  usage->add_option("--end", usage_range->second, "until TIME (default: now)");
+  usage->footer("Examples:\n  arbor usage\n  arbor usage --start -7d -o json");
+  OnRun(usage, action,
+        [&s, usage_range] { return CmdUsage(s, usage_range->first, usage_range->second); });
+
   // branch
   auto* branch = app.add_subcommand(
       "branch", "Create, list, inspect, update, delete, reset, restore branches");
@@ -865,6 +971,9 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   auto* from_snap = create->add_option("--from-snapshot", co->from_snapshot,
                                        "start from snapshot BRANCH/NAME (its branch is the parent)");
   from_snap->excludes(at)->excludes(lsn);
+  create->add_option("--cu", co->cu,
+                     "its endpoint's size in compute units, MIN-MAX or one size (0.25 to 8; "
+                     "1 CU = 1 vCPU and 2 GiB; default: the project's, 0.25-1)");
   create->add_option("--mask", co->mask,
                      "mask columns inside the new branch before anyone connects: a TOML file "
                      "of [[rule]]s (see docs/cli.md)");
@@ -1148,6 +1257,24 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   OnRun(epcreate, action, [&s, epc] {
     return CmdEndpointCreate(s, epc->branch, epc->id, epc->read_only, epc->suspend_timeout,
                              epc->no_suspension);
+  });
+  struct EndpointUpdateOpts {
+    std::string branch, id = kPrimary;
+    std::optional<double> min_cu, max_cu;
+  };
+  auto epu = std::make_shared<EndpointUpdateOpts>();
+  auto* epupdate = endpoint->add_subcommand(
+      "update", "Change an endpoint's size: it autoscales between --min-cu and --max-cu");
+  epupdate->add_option("branch", epu->branch, "the branch (default: the default branch)");
+  epupdate->add_option("--endpoint", epu->id, "the endpoint id")->capture_default_str();
+  epupdate->add_option("--min-cu", epu->min_cu, "its smallest size (0.25 to 8 CU)");
+  epupdate->add_option("--max-cu", epu->max_cu, "its largest size (0.25 to 8 CU)");
+  epupdate->footer(
+      "1 CU = 1 vCPU and 2 GiB. The CPU limit changes at once on a running compute; memory\n"
+      "and PostgreSQL's settings follow --max-cu from its next start (a raise of memory\n"
+      "applies at once).\nExample:\n  arbor endpoint update production --min-cu 0.5 --max-cu 2");
+  OnRun(epupdate, action, [&s, epu] {
+    return CmdEndpointUpdate(s, epu->branch, epu->id, epu->min_cu, epu->max_cu);
   });
   auto epd = std::make_shared<std::pair<std::string, std::string>>();
   auto* epdelete = endpoint->add_subcommand("delete", "Delete an endpoint of a branch");

@@ -410,8 +410,9 @@ TEST_F(CliTest, AnAuthenticationErrorNamesTheHomeItLookedIn) {
 
 TEST_F(CliTest, StatusShowsTheDaemonAndWhatRuns) {
   api_.On("GET", "status", 200,
-          R"({"version": "0.1.0", "pid": 42, "data_dir": "/d", "api": "http://127.0.0.1:8432",
-              "proxy": "127.0.0.1:55432", "endpoint_ports": "55433-55999"})");
+          R"J({"version": "0.1.0", "pid": 42, "data_dir": "/d", "api": "http://127.0.0.1:8432",
+              "proxy": "127.0.0.1:55432", "endpoint_ports": "55433-55999",
+              "compute_limits": "cgroup v1 (cpu, cpuacct, memory)"})J");
   auto r = Run({"status"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
@@ -421,6 +422,7 @@ TEST_F(CliTest, StatusShowsTheDaemonAndWhatRuns) {
             "api             http://127.0.0.1:8432\n"
             "proxy           127.0.0.1:55432\n"
             "endpoint ports  55433-55999\n"
+            "compute limits  cgroup v1 (cpu, cpuacct, memory)\n"
             "project         default (3 branches, 1 running)\n"
             "\n"
             "BRANCH      ENDPOINT  STATE   ADDRESS          SUSPEND\n"
@@ -667,7 +669,8 @@ TEST_F(CliTest, BashCompletionCompletesCommandsAndFlags) {
     return out;
   };
   EXPECT_EQ(complete("br"), "branch\n");
-  EXPECT_EQ(complete("u"), "up\n");
+  EXPECT_EQ(complete("u"), "usage up\n");
+  EXPECT_EQ(complete("up"), "up\n");
   EXPECT_EQ(complete("branch cr"), "create\n");
   EXPECT_EQ(complete("-o json branch create dev --no"), "--no-expiry\n");
   EXPECT_EQ(complete("postgres gen"), "generate-database-credential\n");

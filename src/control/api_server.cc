@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -14,6 +15,7 @@
 #include "control/access.h"
 #include "control/bisect.h"
 #include "control/data_api.h"
+#include "control/sizing.h"
 #include "proxy/auth/token.h"
 
 namespace arbor::control {
@@ -95,10 +97,26 @@ Result<std::optional<T>> Field(const json& obj, const char* name, const char* wh
   bool ok = false;
   if constexpr (std::is_same_v<T, std::string>) ok = it->is_string();
   if constexpr (std::is_same_v<T, bool>) ok = it->is_boolean();
+  if constexpr (std::is_same_v<T, double>) ok = it->is_number();
   if (!ok) {
     return Status::InvalidArgument(std::string(where) + "." + name + " has the wrong type");
   }
   return std::optional<T>(it->get<T>());
+}
+
+// Reads autoscaling_limit_min_cu and autoscaling_limit_max_cu of `obj` into `size`, over its
+// values (either may be given alone: a fixed size of 2 is {"autoscaling_limit_min_cu": 2,
+// "autoscaling_limit_max_cu": 2}). Whether any was given; the caller validates the result.
+Result<bool> SizeFields(const json& obj, const char* where, ComputeSize* size) {
+  ARBOR_ASSIGN_OR_RETURN(auto lo, Field<double>(obj, "autoscaling_limit_min_cu", where));
+  ARBOR_ASSIGN_OR_RETURN(auto hi, Field<double>(obj, "autoscaling_limit_max_cu", where));
+  if (lo) size->min_cu = *lo;
+  if (hi) size->max_cu = *hi;
+  return lo.has_value() || hi.has_value();
+}
+
+json SizeJson(const ComputeSize& s) {
+  return {{"autoscaling_limit_min_cu", s.min_cu}, {"autoscaling_limit_max_cu", s.max_cu}};
 }
 
 // Reads an optional array of strings of `obj`.
@@ -446,6 +464,11 @@ void ApiServer::Routes() {
           {"every", Duration(p.snapshot_schedule.every_s)},
           {"keep", p.snapshot_schedule.keep}};
     }
+    spec["default_endpoint_settings"] =
+        SizeJson(p.branch_endpoint_size.set() ? p.branch_endpoint_size : kBranchComputeSize);
+    spec["default_branch_endpoint_settings"] =
+        SizeJson(p.default_branch_endpoint_size.set() ? p.default_branch_endpoint_size
+                                                      : kDefaultBranchComputeSize);
     return json{
         {"name", "projects/" + p.id},
         {"uid", p.uid},
@@ -519,6 +542,7 @@ void ApiServer::Routes() {
     json spec{{"endpoint_type", IsReadWrite(e) ? "ENDPOINT_TYPE_READ_WRITE" : "ENDPOINT_TYPE_READ_ONLY"},
               {"suspend_timeout_duration", Duration(e.suspend_timeout_s)}};
     if (e.no_suspension) spec["no_suspension"] = true;
+    spec.update(SizeJson(eng->EffectiveSize(e)));
     if (e.pinned) {
       if (e.requested_lsn) {
         spec["source_branch_lsn"] = FormatLsn(e.pin_lsn);
@@ -533,6 +557,7 @@ void ApiServer::Routes() {
                         : st->starting ? "STARTING"
                                        : "IDLE";
     json status{{"current_state", state}, {"host", "127.0.0.1"}, {"port", e.port}};
+    if (st.ok() && st->running) status["current_cu"] = st->current_cu;
     if (e.pinned) status["source_branch_time"] = FormatTime(e.pin_time_us);
     if (e.replica) {
       // What a read replica serves: streaming (replay_lag is the primary's measure), waiting
@@ -576,7 +601,8 @@ void ApiServer::Routes() {
                          {"data_dir", info_.data_dir},
                          {"api", info_.api_url},
                          {"proxy", info_.proxy_listen},
-                         {"endpoint_ports", info_.endpoint_ports}});
+                         {"endpoint_ports", info_.endpoint_ports},
+                         {"compute_limits", engine_->ComputeLimits()}});
           return Status::Ok();
         }));
 
@@ -620,7 +646,9 @@ void ApiServer::Routes() {
             ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
             ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
             ARBOR_RETURN_IF_ERROR(OnlyFields(
-                spec, {"history_retention_duration", "default_branch_ttl", "snapshot_schedule"},
+                spec,
+                {"history_retention_duration", "default_branch_ttl", "snapshot_schedule",
+                 "default_endpoint_settings", "default_branch_endpoint_settings"},
                 "spec"));
             std::string mask = req.get_param_value("update_mask");
             if (mask.empty()) return Status::InvalidArgument("update_mask is required");
@@ -646,12 +674,41 @@ void ApiServer::Routes() {
               } else if (f == "spec.snapshot_schedule") {
                 ARBOR_ASSIGN_OR_RETURN(SnapshotSchedule sched, ScheduleOf(project, spec));
                 ARBOR_RETURN_IF_ERROR(eng->SetSnapshotSchedule(project, sched));
+              } else if (f == "spec.default_endpoint_settings" ||
+                         f == "spec.default_branch_endpoint_settings") {
+                // Absent or null: back to Arbor's default.
+                const std::string field = f.substr(5);
+                ComputeSize size;
+                auto it = spec.find(field);
+                if (it != spec.end() && !it->is_null()) {
+                  if (!it->is_object()) {
+                    return Status::InvalidArgument(
+                        f + " must be an object like {\"autoscaling_limit_min_cu\": 0.25, "
+                            "\"autoscaling_limit_max_cu\": 1}");
+                  }
+                  ARBOR_RETURN_IF_ERROR(OnlyFields(
+                      *it, {"autoscaling_limit_min_cu", "autoscaling_limit_max_cu"}, f.c_str()));
+                  ARBOR_RETURN_IF_ERROR(SizeFields(*it, f.c_str(), &size).status());
+                  if (size.min_cu == 0) size.min_cu = size.max_cu;
+                  if (size.max_cu == 0) size.max_cu = size.min_cu;
+                  if (!size.set()) {
+                    return Status::InvalidArgument(f + " needs autoscaling_limit_min_cu or "
+                                                       "autoscaling_limit_max_cu");
+                  }
+                }
+                if (f == "spec.default_endpoint_settings") {
+                  ARBOR_RETURN_IF_ERROR(eng->SetDefaultSizes(project, size, std::nullopt));
+                } else {
+                  ARBOR_RETURN_IF_ERROR(eng->SetDefaultSizes(project, std::nullopt, size));
+                }
               } else {
                 return Status::InvalidArgument("update_mask field '" + f +
                                                "' cannot be changed (use "
                                                "spec.history_retention_duration, "
-                                               "spec.default_branch_ttl or "
-                                               "spec.snapshot_schedule)");
+                                               "spec.default_branch_ttl, "
+                                               "spec.snapshot_schedule, "
+                                               "spec.default_endpoint_settings or "
+                                               "spec.default_branch_endpoint_settings)");
               }
               if (comma == std::string::npos) break;
               pos = comma + 1;
@@ -660,6 +717,42 @@ void ApiServer::Routes() {
             SendJson(res, project_json(p));
             return Status::Ok();
           }));
+  // CU-seconds and written bytes per endpoint and hour (docs/compute-sizes.md, "Usage").
+  // start and end are RFC 3339 or relative (-24h); default: the last 24 hours.
+  s.Get(kPrefix + "projects/([^/:]+)/usage",
+        wrap([eng](const httplib::Request& req, httplib::Response& res) {
+          std::string project = req.matches[1];
+          ARBOR_RETURN_IF_ERROR(eng->GetProject(project).status());
+          const int64_t now = WallMicros();
+          int64_t start = now - 86'400'000'000, end = now;
+          if (req.has_param("start")) {
+            ARBOR_ASSIGN_OR_RETURN(start, ParseTime(req.get_param_value("start")));
+          }
+          if (req.has_param("end")) {
+            ARBOR_ASSIGN_OR_RETURN(end, ParseTime(req.get_param_value("end")));
+          }
+          if (end <= start) return Status::InvalidArgument("end must be after start");
+          json rows = json::array();
+          double cu_s = 0;
+          uint64_t written = 0;
+          for (const UsageRecord& u : eng->ProjectUsage(project, start, end)) {
+            rows.push_back({{"hour", FormatTime(u.hour_us)},
+                            {"branch", "projects/" + u.project + "/branches/" + u.branch},
+                            {"endpoint", "projects/" + u.project + "/branches/" + u.branch +
+                                             "/endpoints/" + u.endpoint},
+                            {"cu_seconds", std::round(u.cu_seconds * 1000) / 1000},
+                            {"written_bytes", u.written_bytes}});
+            cu_s += u.cu_seconds;
+            written += u.written_bytes;
+          }
+          SendJson(res, {{"start", FormatTime(start)},
+                         {"end", FormatTime(end)},
+                         {"usage", rows},
+                         {"total",
+                          {{"cu_seconds", std::round(cu_s * 1000) / 1000},
+                           {"written_bytes", written}}}});
+          return Status::Ok();
+        }));
   s.Delete(kPrefix + "projects/([^/:]+)",
            wrap([eng](const httplib::Request& req, httplib::Response& res) {
              ARBOR_RETURN_IF_ERROR(eng->DeleteProject(req.matches[1]));
@@ -985,8 +1078,21 @@ void ApiServer::Routes() {
            ARBOR_RETURN_IF_ERROR(
                OnlyFields(spec,
                           {"endpoint_type", "suspend_timeout_duration", "no_suspension",
-                           "source_branch_time", "source_branch_lsn"},
+                           "source_branch_time", "source_branch_lsn", "autoscaling_limit_min_cu",
+                           "autoscaling_limit_max_cu"},
                           "spec"));
+           ComputeSize size;
+           ARBOR_ASSIGN_OR_RETURN(bool sized, SizeFields(spec, "spec", &size));
+           if (sized) {
+             if (size.min_cu == 0) size.min_cu = size.max_cu;
+             if (size.max_cu == 0) size.max_cu = size.min_cu;
+             ARBOR_RETURN_IF_ERROR(ValidateSize(size, "spec"));
+           }
+           // Made, then sized: a size is a property of the record, set before any start.
+           auto made = [&](EndpointRecord e) -> Result<EndpointRecord> {
+             if (!sized) return e;
+             return eng->SetEndpointSize(e.project, e.branch, e.id, size);
+           };
            int64_t timeout = 300;
            ARBOR_ASSIGN_OR_RETURN(auto t,
                                   Field<std::string>(spec, "suspend_timeout_duration", "spec"));
@@ -1019,6 +1125,7 @@ void ApiServer::Routes() {
                    EndpointRecord e,
                    eng->CreateEndpoint(req.matches[1], req.matches[2], id, timeout,
                                        never.value_or(false), /*replica=*/true));
+               ARBOR_ASSIGN_OR_RETURN(e, made(e));
                SendJson(res, endpoint_json(e));
                return Status::Ok();
              }
@@ -1038,12 +1145,14 @@ void ApiServer::Routes() {
              ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
                                     eng->CreatePinnedEndpoint(req.matches[1], req.matches[2], id,
                                                               time_us, lsn, timeout));
+             ARBOR_ASSIGN_OR_RETURN(e, made(e));
              SendJson(res, endpoint_json(e));
              return Status::Ok();
            }
            ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
                                   eng->CreateEndpoint(req.matches[1], req.matches[2], id, timeout,
                                                       never.value_or(false)));
+           ARBOR_ASSIGN_OR_RETURN(e, made(e));
            SendJson(res, endpoint_json(e));
            return Status::Ok();
          }));
@@ -1064,6 +1173,27 @@ void ApiServer::Routes() {
           SendJson(res, endpoint_json(e));
           return Status::Ok();
         }));
+  // Its size: {"spec": {"autoscaling_limit_min_cu": 0.25, "autoscaling_limit_max_cu": 2}}.
+  s.Patch(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints/([^/:]+)",
+          wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
+            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+            ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+            ARBOR_RETURN_IF_ERROR(OnlyFields(
+                spec, {"autoscaling_limit_min_cu", "autoscaling_limit_max_cu"}, "spec"));
+            ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
+                                   eng->GetEndpoint(req.matches[1], req.matches[2], req.matches[3]));
+            ComputeSize size = eng->EffectiveSize(e);
+            ARBOR_ASSIGN_OR_RETURN(bool sized, SizeFields(spec, "spec", &size));
+            if (!sized) {
+              return Status::InvalidArgument(
+                  "nothing to change: give spec.autoscaling_limit_min_cu and/or "
+                  "spec.autoscaling_limit_max_cu");
+            }
+            ARBOR_ASSIGN_OR_RETURN(e, eng->SetEndpointSize(req.matches[1], req.matches[2],
+                                                           req.matches[3], size));
+            SendJson(res, endpoint_json(e));
+            return Status::Ok();
+          }));
   s.Delete(
       kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints/([^/:]+)",
       wrap([eng](const httplib::Request& req, httplib::Response& res) {

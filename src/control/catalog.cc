@@ -1,6 +1,7 @@
 #include "control/catalog.h"
 
 #include <nlohmann/json.hpp>
+#include <cstdio>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -38,6 +39,16 @@ std::string Unhex(const std::string& hex) {
   return out;
 }
 
+json SizeJson(const ComputeSize& s) { return {{"min_cu", s.min_cu}, {"max_cu", s.max_cu}}; }
+ComputeSize SizeFrom(const json& j, const char* key) {
+  ComputeSize s;
+  if (auto it = j.find(key); it != j.end() && it->is_object()) {
+    s.min_cu = it->value("min_cu", 0.0);
+    s.max_cu = it->value("max_cu", 0.0);
+  }
+  return s;
+}
+
 json ToJson(const ProjectRecord& p) {
   json j{{"id", p.id},
           {"uid", p.uid},
@@ -51,6 +62,11 @@ json ToJson(const ProjectRecord& p) {
     j["snapshot_schedule"] = {{"branch", p.snapshot_schedule.branch},
                               {"every_s", p.snapshot_schedule.every_s},
                               {"keep", p.snapshot_schedule.keep}};
+  }
+  j["max_connections_used"] = p.max_connections_used;
+  if (p.branch_endpoint_size.set()) j["branch_endpoint_size"] = SizeJson(p.branch_endpoint_size);
+  if (p.default_branch_endpoint_size.set()) {
+    j["default_branch_endpoint_size"] = SizeJson(p.default_branch_endpoint_size);
   }
   return j;
 }
@@ -124,7 +140,32 @@ json ToJson(const EndpointRecord& e) {
           {"timeline", e.timeline.value()},
           {"pin_time_us", e.pin_time_us},
           {"pin_lsn", e.pin_lsn},
-          {"requested_lsn", e.requested_lsn}};
+          {"requested_lsn", e.requested_lsn},
+          {"size", SizeJson(e.size)}};
+}
+
+json ToJson(const UsageRecord& u) {
+  return {{"project", u.project},       {"branch", u.branch},
+          {"endpoint", u.endpoint},     {"hour_us", u.hour_us},
+          {"cu_seconds", u.cu_seconds}, {"written_bytes", u.written_bytes}};
+}
+
+UsageRecord UsageFrom(const json& j) {
+  UsageRecord u;
+  u.project = j.at("project");
+  u.branch = j.at("branch");
+  u.endpoint = j.at("endpoint");
+  u.hour_us = j.at("hour_us");
+  u.cu_seconds = j.at("cu_seconds");
+  u.written_bytes = j.at("written_bytes");
+  return u;
+}
+
+std::string UsageKey(const UsageRecord& u) {
+  // Hours as fixed-width numbers, so that a project's keys sort by time.
+  char hour[24];
+  std::snprintf(hour, sizeof hour, "%020lld", static_cast<long long>(u.hour_us));
+  return "usage/" + u.project + "/" + hour + "/" + u.branch + "/" + u.endpoint;
 }
 
 json ToJson(const ApiTokenRecord& t) {
@@ -183,6 +224,9 @@ ProjectRecord ProjectFrom(const json& p) {
     r.snapshot_schedule.every_s = it->at("every_s");
     r.snapshot_schedule.keep = it->at("keep");
   }
+  r.branch_endpoint_size = SizeFrom(p, "branch_endpoint_size");
+  r.max_connections_used = p.value("max_connections_used", 0);
+  r.default_branch_endpoint_size = SizeFrom(p, "default_branch_endpoint_size");
   // Records from before roles carry the superuser's password; Arbor no longer uses it (it
   // reaches its computes by peer authentication), and it is dropped at the next write.
   return r;
@@ -284,6 +328,7 @@ EndpointRecord EndpointFrom(const json& e) {
   r.pin_time_us = e.value("pin_time_us", int64_t{0});
   r.pin_lsn = e.value("pin_lsn", uint64_t{0});
   r.requested_lsn = e.value("requested_lsn", false);
+  r.size = SizeFrom(e, "size");  // records from before sizes have none
   return r;
 }
 
@@ -335,6 +380,9 @@ Result<Catalog> Catalog::Load(const storage::Store& store) {
       } else if (key.rfind("deleted_branch/", 0) == 0) {
         DeletedBranchRecord d = DeletedBranchFrom(j);
         c.deleted_branches[{d.branch.project, d.branch.uid}] = d;
+      } else if (key.rfind("usage/", 0) == 0) {
+        UsageRecord u = UsageFrom(j);
+        c.usage[{u.project, u.hour_us, u.branch, u.endpoint}] = u;
       } else if (key.rfind("role/", 0) == 0) {
         RoleRecord r = RoleFrom(j);
         c.roles[{r.project, r.branch, r.name}] = r;
@@ -379,6 +427,8 @@ storage::MetaWrite Catalog::EraseDeletedBranch(const std::string& project,
                                                const std::string& uid) {
   return {"deleted_branch/" + project + "/" + uid, std::nullopt};
 }
+storage::MetaWrite Catalog::Put(const UsageRecord& u) { return {UsageKey(u), ToJson(u).dump()}; }
+storage::MetaWrite Catalog::EraseUsage(const UsageRecord& u) { return {UsageKey(u), std::nullopt}; }
 storage::MetaWrite Catalog::EraseApiToken(const std::string& name) {
   return {"apitoken/" + name, std::nullopt};
 }

@@ -24,6 +24,30 @@ struct SnapshotSchedule {
   bool operator==(const SnapshotSchedule&) const = default;
 };
 
+// A compute's size in compute units (1 CU = 1 vCPU and 2 GiB of memory): it autoscales
+// between min_cu and max_cu (docs/compute-sizes.md). Zero: not set (the project's default).
+struct ComputeSize {
+  double min_cu = 0;
+  double max_cu = 0;
+  bool set() const { return max_cu > 0; }
+  bool operator==(const ComputeSize&) const = default;
+};
+// Sizes when a project says nothing: the default branch's read-write endpoint (production)
+// is larger than the endpoints of the branches made from it.
+inline constexpr ComputeSize kDefaultBranchComputeSize{1, 2};
+inline constexpr ComputeSize kBranchComputeSize{0.25, 1};
+
+// CU-seconds and bytes written by one endpoint in one hour (`usage/P/HOUR/B/E`), for
+// GET projects/P/usage. Kept after the branch is deleted, until the project is.
+struct UsageRecord {
+  std::string project;
+  std::string branch;
+  std::string endpoint;
+  int64_t hour_us = 0;  // the hour's start (UTC)
+  double cu_seconds = 0;
+  uint64_t written_bytes = 0;
+};
+
 struct ProjectRecord {
   std::string id;
   std::string uid;
@@ -34,7 +58,16 @@ struct ProjectRecord {
   TimelineId root;
   std::string default_branch = "production";
   SnapshotSchedule snapshot_schedule;
+  // spec.default_endpoint_settings: the size of new branches' endpoints; and
+  // spec.default_branch_endpoint_settings: that of the default branch's read-write endpoint.
+  // Not set: kBranchComputeSize and kDefaultBranchComputeSize.
+  ComputeSize branch_endpoint_size;
+  ComputeSize default_branch_endpoint_size;
+  // The largest max_connections a read-write compute of the project was started with: a hot
+  // standby replaying the project's WAL needs at least as many (kLegacyMaxConnections before).
+  int max_connections_used = 0;
 };
+inline constexpr int kLegacyMaxConnections = 100;
 
 enum class Expiry { kTtl, kExpireTime, kNever };
 
@@ -153,6 +186,7 @@ struct EndpointRecord {
   int64_t pin_time_us = 0;  // the wall time of the state it serves
   uint64_t pin_lsn = 0;     // the LSN asked for, when it was pinned by LSN
   bool requested_lsn = false;
+  ComputeSize size;  // not set: the project's default for it (records from before sizes)
 };
 
 // The branch's one read-write endpoint: neither pinned nor a replica.
@@ -193,6 +227,8 @@ class Catalog {
   static storage::MetaWrite Put(const DeletedBranchRecord& d);
   static storage::MetaWrite EraseDeletedBranch(const std::string& project, const std::string& uid);
   static storage::MetaWrite EraseApiToken(const std::string& name);
+  static storage::MetaWrite Put(const UsageRecord& u);
+  static storage::MetaWrite EraseUsage(const UsageRecord& u);
   static storage::MetaWrite EraseProject(const std::string& project);
   static storage::MetaWrite EraseBranch(const std::string& project, const std::string& branch);
   static storage::MetaWrite EraseRole(const std::string& project, const std::string& branch,
@@ -207,6 +243,8 @@ class Catalog {
   // (project, branch, role)
   std::map<std::tuple<std::string, std::string, std::string>, RoleRecord> roles;
   std::map<std::string, ApiTokenRecord> api_tokens;  // by name
+  // (project, hour, branch, endpoint)
+  std::map<std::tuple<std::string, int64_t, std::string, std::string>, UsageRecord> usage;
   // (project, branch, snapshot)
   std::map<std::tuple<std::string, std::string, std::string>, SnapshotRecord> snapshots;
   // (project, branch uid): deleted branches not yet purged; none is live.

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <functional>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,7 @@
 #include "common/clock.h"
 #include "common/home.h"
 #include "common/log.h"
+#include "compute/cgroups.h"
 #include "compute/supervisor.h"
 #include "control/api_server.h"
 #include "proxy/auth/crypto.h"
@@ -647,6 +649,13 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
   int exit_code = 0;
   {
     compute::Supervisor supervisor(*user);
+    // Each compute in a control group of its own, under one directory per data directory
+    // (two daemons on one host keep apart). Never fails: without one, computes run unlimited.
+    char group[32];
+    std::snprintf(group, sizeof group, "arbor-%016zx", std::hash<std::string>{}(o.data_dir));
+    std::unique_ptr<compute::Cgroups> cgroups = compute::Cgroups::Detect(group);
+    supervisor.SetCgroups(cgroups.get());
+    log::info("daemon: compute limits: {}", cgroups->Describe());
     std::unique_ptr<Mounter> mounter = make_mounter(store->get());
     EngineOptions eo;
     eo.data_dir = o.data_dir;
@@ -654,7 +663,6 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     eo.port_lo = o.port_lo;
     eo.port_hi = o.port_hi;
     eo.shared_buffers = o.shared_buffers;
-    eo.max_connections = o.max_connections;
     auto guard = InstallGuard(runtime_dir);
     if (guard.ok()) eo.guard_library = *guard;
     Engine engine(eo, store->get(), mounter.get(), &supervisor);
@@ -731,6 +739,7 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
         int sig = sigtimedwait(&sigs, nullptr, &ts);
         if (sig == SIGTERM || sig == SIGINT) break;
         engine.SuspendIdle(WallMicros());
+        engine.Autoscale(WallMicros());
         if (tick % 5 == 0) {
           engine.ReapExpired(WallMicros());
           engine.RunSnapshotSchedules(WallMicros());
@@ -746,6 +755,7 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     front.Stop();
     engine.Shutdown();
     mounter.reset();
+    if (Status gone = cgroups->RemoveParents(); !gone.ok()) log::warn("daemon: {}", gone.ToString());
   }
   if (runtime_dir != o.data_dir) RemoveRuntimeDir(runtime_dir);
   store->reset();

@@ -25,8 +25,7 @@ struct DaemonOptions {
   uint16_t port_lo = 55433;
   uint16_t port_hi = 55999;
   uint64_t block_cache_bytes = 256ull << 20;
-  std::string shared_buffers = "128MB";
-  int max_connections = 100;
+  std::string shared_buffers;  // every compute's; empty: by its size (docs/compute-sizes.md)
   std::string version = "0.1.0";
   // How long `arbor up` waits for the daemon to become ready before it stops it and says why.
   // A first start (initdb on a new branch) takes a few seconds; see README.

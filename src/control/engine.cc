@@ -15,6 +15,7 @@
 #include "api/names.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "control/sizing.h"
 
 namespace arbor::control {
 namespace {
@@ -366,7 +367,17 @@ Status Engine::DeleteProject(const std::string& id) {
     for (const auto& [p, b, s] : snaps) ARBOR_RETURN_IF_ERROR(EraseSnapshotLocked(p, b, s));
     ARBOR_RETURN_IF_ERROR(CommitDeleteLocked(id, leaf));
   }
-  ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::EraseProject(id)}));
+  storage::MetaWrites gone{Catalog::EraseProject(id)};
+  for (auto u = catalog_.usage.begin(); u != catalog_.usage.end();) {
+    if (std::get<0>(u->first) != id) {
+      ++u;
+      continue;
+    }
+    gone.push_back(Catalog::EraseUsage(u->second));
+    usage_dirty_.erase(u->first);
+    u = catalog_.usage.erase(u);
+  }
+  ARBOR_RETURN_IF_ERROR(store_->WriteMeta(gone));
   catalog_.projects.erase(id);
   return Status::Ok();
 }
@@ -752,12 +763,16 @@ Status Engine::PurgeDeletedLocked(const std::string& project, std::vector<std::s
       storage::MetaWrites writes{Catalog::EraseDeletedBranch(project, *it)};
       // One atomic write: the record and the timeline (a range delete; its compaction frees
       // the space later, on the store's own thread).
+      TimelineId up;
+      if (auto info = store_->GetTimeline(tl); info.ok()) up = info->parent;
       Status st = store_->DeleteTimeline(tl, writes);
       if (st.code() == Code::kNotFound) st = store_->WriteMeta(writes);
       ARBOR_RETURN_IF_ERROR(st);
       log::info("engine: deleted branch {} (uid {}) purged",
                 BranchName(project, d->second.branch.id), *it);
       catalog_.deleted_branches.erase(d);
+      // A deleted snapshot it was made from goes with it.
+      DeleteUnusedAncestorsLocked(up);
       it = uids.erase(it);
       progress = true;
     }
@@ -1356,6 +1371,14 @@ Result<EndpointRecord> Engine::NewEndpointLocked(const std::string& project,
   e.no_suspension = no_suspension;
   e.pinned = pinned;
   e.replica = replica;
+  // Its size is the project's default for it now; changing the default later does not
+  // resize it (SetEndpointSize does). The default branch's primary is the exception: it
+  // follows the project's default until it is given a size of its own.
+  auto p = catalog_.projects.find(project);
+  if (p != catalog_.projects.end() && !(branch == p->second.default_branch && !pinned && !replica)) {
+    e.size = p->second.branch_endpoint_size.set() ? p->second.branch_endpoint_size
+                                                  : kBranchComputeSize;
+  }
   return e;
 }
 
@@ -1500,9 +1523,35 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   spec.socket_dir = EndpointDir("run", ep);
   spec.log_file =
       options_.data_dir + "/logs/" + ep.project + "." + ep.branch + "." + ep.id + ".log";
-  spec.shared_buffers = options_.shared_buffers;
-  spec.max_connections = options_.max_connections;
-  spec.settings = {{"recovery_init_sync_method", "syncfs"}, {"wal_compression", "lz4"}};
+  // Sized to the compute (docs/compute-sizes.md): its control group limits CPU to its
+  // smallest size at first (the autoscaler raises it) and memory to its largest; PostgreSQL's
+  // memory settings and max_connections follow its largest size.
+  plan.size = EffectiveSize(ep);
+  spec.cgroup = ep.uid;
+  spec.limits = LimitsFor(plan.size, plan.size.min_cu);
+  const PgSizing sizing = SizingFor(plan.size.max_cu);
+  spec.shared_buffers = options_.shared_buffers.empty()
+                            ? std::to_string(sizing.shared_buffers_mb) + "MB"
+                            : options_.shared_buffers;
+  spec.max_connections = sizing.max_connections;
+  if (project != catalog_.projects.end()) {
+    if (ep.pinned || ep.replica) {
+      // A hot standby needs max_connections at least the value in the WAL it replays, which
+      // any read-write compute of the project may have written (its branch's history starts
+      // in its ancestors'): the largest the project has used.
+      spec.max_connections = std::max({spec.max_connections, project->second.max_connections_used,
+                                       kLegacyMaxConnections});
+    } else if (spec.max_connections > project->second.max_connections_used) {
+      ProjectRecord raised = project->second;
+      raised.max_connections_used = spec.max_connections;
+      ARBOR_RETURN_IF_ERROR(store_->WriteMeta({Catalog::Put(raised)}));
+      project->second = raised;
+    }
+  }
+  spec.settings = {{"recovery_init_sync_method", "syncfs"},
+                   {"wal_compression", "lz4"},
+                   {"work_mem", std::to_string(sizing.work_mem_kb) + "kB"},
+                   {"effective_cache_size", std::to_string(sizing.effective_cache_size_mb) + "MB"}};
   // No TCP: the proxy is the only way in, and the socket asks every login for its password.
   spec.listen_addresses = "";
   spec.settings.emplace_back("hba_file", HbaFile());
@@ -1512,7 +1561,6 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   if (!options_.guard_library.empty()) {
     spec.settings.emplace_back("shared_preload_libraries", options_.guard_library);
   }
-  (void)project;
   plan.owner_ready = b->owner_ready;
   if (plan.replica) {
     // A hot standby that never ends recovery: it replays its fork's WAL, then streams the
@@ -1584,6 +1632,21 @@ Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started)
   live.socket_dir = plan.spec.socket_dir;
   live.running = true;
   live.started_us = WallMicros();
+  live.started_size = plan.size;
+  live.memory_cu = plan.size.max_cu;
+  live.current_cu = plan.size.min_cu;
+  live.low_windows = 0;
+  live.cpu_sample_us = 0;
+  live.metered_us = live.started_us;
+  live.written_timeline = TimelineId(0);
+  if (IsReadWrite(ep)) {
+    if (auto b = catalog_.branches.find({ep.project, ep.branch}); b != catalog_.branches.end()) {
+      if (auto u = store_->GetUsage(b->second.timeline); u.ok()) {
+        live.written_timeline = b->second.timeline;
+        live.written_mark = u->written_bytes;
+      }
+    }
+  }
   MarkRunningLocked(ep, true);
   if (!plan.read_only) RecordBootstrapLocked(plan);
   return EndpointState{true, false, "127.0.0.1", ep.port, live.socket_dir};
@@ -1686,6 +1749,7 @@ std::vector<Engine::StopJob> Engine::PlanStopsLocked(const std::vector<EndpointR
     StopJob job;
     job.ep = ep;
     job.was_running = it->second.running;
+    if (it->second.running) MeterLocked(it->first, it->second, WallMicros());
     job.mount = std::move(it->second.mount);
     it->second.running = false;
     it->second.stopping = true;
@@ -1765,6 +1829,7 @@ Result<EndpointState> Engine::GetEndpointState(const std::string& project,
   if (it != live_.end() && it->second.running) {
     s.running = supervisor_->State(ComputeId(*e)) == compute::ComputeState::kRunning;
     s.socket_dir = it->second.socket_dir;
+    s.current_cu = it->second.current_cu;
   }
   s.starting = it != live_.end() && it->second.starting;
   // A stop under way shows as running until it is done: not running means stopped and
@@ -1884,6 +1949,9 @@ void Engine::Shutdown() {
   // Operations under way finish first (the API and the proxy are stopped by now); each is
   // bounded by its own timeouts.
   changed_.wait(l, [this] { return unlocked_ == 0 && busy_.empty(); });
+  const int64_t now = WallMicros();
+  for (auto& [k, live] : live_) MeterLocked(k, live, now);
+  FlushUsageLocked();
   // Their fast shutdowns overlap, and none can hold the daemon past the bound. They stay
   // marked running in the catalog, so that RestartRunning brings them back.
   supervisor_->StopAll(options_.shutdown_timeout);

@@ -52,8 +52,10 @@ struct EngineOptions {
   std::string runtime_dir;  // holds mnt/ and run/; the compute user must reach it
   uint16_t port_lo = 55433;
   uint16_t port_hi = 55999;
-  std::string shared_buffers = "128MB";
-  int max_connections = 100;
+  // Every compute's shared_buffers; empty: a quarter of its memory (its max size x 2 GiB).
+  std::string shared_buffers;
+  // The autoscaler's window: it decides at most this often (docs/compute-sizes.md).
+  int64_t autoscale_window_us = 3'000'000;
   // The arbor_guard module every compute preloads (src/compute/pg_guard), at a path the
   // compute user can read. Empty: computes run without it (tests of the engine alone only).
   std::string guard_library;
@@ -99,6 +101,7 @@ struct EndpointState {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   std::string socket_dir;
+  double current_cu = 0;  // its CPU limit now, while it runs (the autoscaler's choice)
 };
 
 // One relation file (main fork, all segments) of GET .../changed_pages.
@@ -312,6 +315,33 @@ class Engine {
   [[nodiscard]] Result<EndpointState> GetEndpointState(const std::string& project,
                                                        const std::string& branch,
                                                        const std::string& id);
+
+  // ---- compute sizes (docs/compute-sizes.md) ----
+  // The size an endpoint runs at: its own, or the project's default for it.
+  ComputeSize EffectiveSize(const EndpointRecord& e);
+  // Sets an endpoint's size. On a running compute the CPU limit changes at once (clamped
+  // into the new range) and the memory limit is raised at once; a lower memory limit and
+  // PostgreSQL's settings take effect at its next start. InvalidArgument for a bad size.
+  [[nodiscard]] Result<EndpointRecord> SetEndpointSize(const std::string& project,
+                                                       const std::string& branch,
+                                                       const std::string& id,
+                                                       const ComputeSize& size);
+  // The project's defaults: for new branches' endpoints, and for its default branch's
+  // read-write endpoint (whose own size, if it was never set, follows it). nullopt: unchanged;
+  // an unset ComputeSize: back to Arbor's default.
+  [[nodiscard]] Status SetDefaultSizes(const std::string& project,
+                                       const std::optional<ComputeSize>& branches,
+                                       const std::optional<ComputeSize>& default_branch);
+  // Every `autoscale_window_us`: reads each running compute's CPU time from its control
+  // group, raises or lowers its CPU limit between its min and max size (logged), and adds
+  // its CU-seconds and its branch's written bytes to the hour's usage (written to the store).
+  void Autoscale(int64_t now_us);
+  // The usage records of the project whose hour overlaps [start_us, end_us), with what is
+  // not yet written; sorted by hour, branch, endpoint.
+  std::vector<UsageRecord> ProjectUsage(const std::string& project, int64_t start_us,
+                                        int64_t end_us);
+  // Which control groups limit computes: "cgroup v2 (...)", "cgroup v1 (...)" or "none: why".
+  std::string ComputeLimits() const;
   // postgresql://owner@127.0.0.1:PORT/postgres: no password (a token or a role password is
   // given apart from it).
   [[nodiscard]] Result<std::string> ConnectionString(const std::string& project,
@@ -507,6 +537,17 @@ class Engine {
     bool starting = false;   // a start runs without the lock (StartWithLock)
     bool stopping = false;   // a stop runs without the lock (RunStops)
     int64_t started_us = 0;  // when it last started, for the idle time
+    // Its size as started (PostgreSQL's settings and the memory limit follow its max), the
+    // CPU limit now, and the autoscaler's and the usage meter's last readings.
+    ComputeSize started_size;
+    double memory_cu = 0;  // the memory limit now, in CU: raised live, lowered at a start
+    double current_cu = 0;
+    int low_windows = 0;
+    uint64_t cpu_us = 0;  // the group's CPU time at cpu_sample_us
+    int64_t cpu_sample_us = 0;
+    int64_t metered_us = 0;  // CU-seconds are counted up to here
+    TimelineId written_timeline;
+    uint64_t written_mark = 0;  // the timeline's written bytes at metered_us
   };
   struct Activity {
     int connections = 0;
@@ -545,6 +586,7 @@ class Engine {
     bool owner_ready = false;          // the branch's postgres already has `owner`
     std::vector<RoleRecord> roles;     // passwords to apply once postgres runs
     std::vector<std::string> refused;  // roles whose password RunStart could not apply
+    ComputeSize size;                  // as started
   };
   // One endpoint's stop: planned under the lock, run without it, finished under it.
   struct StopJob {
@@ -715,6 +757,9 @@ class Engine {
   std::vector<std::string> BranchesForkedFromLocked(const std::string& project, TimelineId tl) const;
   // Whether a branch (live or deleted), pinned endpoint, replica or snapshot refers to timeline `tl`.
   bool TimelineUsedLocked(TimelineId tl) const;
+  // Deletes timeline `up` and then its ancestors, each while nothing refers to it and it has
+  // no child: a deleted snapshot's timeline, or a branch's former one kept for snapshots.
+  void DeleteUnusedAncestorsLocked(TimelineId up);
   // Moves a branch whose computes are stopped to a deleted-branch record, in one atomic store
   // write, then drops its live state. REQUIRES: the branch is claimed; no live children.
   Status CommitSoftDeleteLocked(const std::string& project, const std::string& id, bool expired);
@@ -728,6 +773,12 @@ class Engine {
   DeletedBranchRecord* LatestDeletedLocked(const std::string& project, const std::string& id);
   bool HasDeletedChildren(const std::string& project, const std::string& uid) const;
   Result<uint16_t> AllocatePort() const;
+  // Counts the running compute's CU-seconds (and its branch's written bytes, for a read-write
+  // endpoint) up to `now_us` into the hour's usage record, marked to be written.
+  void MeterLocked(const EndpointKey& key, Live& live, int64_t now_us);
+  // Writes the usage records changed since the last flush. Logged, not returned, on failure.
+  void FlushUsageLocked();
+  std::set<std::tuple<std::string, int64_t, std::string, std::string>> usage_dirty_;
   std::string ComputeId(const EndpointRecord& ep) const;
   std::string EndpointDir(const std::string& kind, const EndpointRecord& ep) const;
 

@@ -682,9 +682,14 @@ TEST_F(EngineTest, ASnapshotOutlivesTheHistoryWindowAndGcFreesItOnceDeleted) {
   EXPECT_NE(refused.message().find("projects/default/branches/restored"), std::string::npos)
       << refused.message();
   ASSERT_TRUE(engine_->DeleteBranch("default", "restored").ok());
+  // A deleted branch made from it is recoverable, so the snapshot's data stays for it; the
+  // snapshot itself goes at once.
   ASSERT_TRUE(engine_->DeleteSnapshot("default", "production", "before").ok());
   EXPECT_EQ(engine_->GetSnapshot("default", "production", "before").status().code(),
             Code::kNotFound);
+  ASSERT_TRUE(store_->GetTimeline(snap->timeline).ok());
+  ASSERT_TRUE(engine_->PurgeBranch("default", "restored").ok());
+  EXPECT_EQ(store_->GetTimeline(snap->timeline).status().code(), Code::kNotFound);
   // GC frees what it kept, and the branch reads as before.
   auto dropped = store_->RunGc();
   ASSERT_TRUE(dropped.ok());

@@ -203,13 +203,29 @@ Status Engine::EraseSnapshotLocked(const std::string& project, const std::string
                                       "); delete them first");
   }
   storage::MetaWrites writes{Catalog::EraseSnapshot(project, branch, id)};
+  bool held = false;  // deleted branches made from it still need its timeline
+  for (const auto& t : store_->ListTimelines()) held |= t.parent == s.timeline;
+  if (held) {
+    // The record goes now; the timeline goes with the last deleted branch made from it, when
+    // that is purged (PurgeDeletedLocked) or undeleted and deleted for good.
+    ARBOR_RETURN_IF_ERROR(store_->WriteMeta(writes));
+    catalog_.snapshots.erase(it);
+    log::info("engine: snapshot {} deleted; its data stays until the deleted branches made "
+              "from it are purged",
+              SnapshotName(project, branch, id));
+    return Status::Ok();
+  }
   Status st = store_->DeleteTimeline(s.timeline, writes);
   if (st.code() == Code::kNotFound) st = store_->WriteMeta(writes);
   ARBOR_RETURN_IF_ERROR(st);
   catalog_.snapshots.erase(it);
   // A branch's former timeline, kept across a reset only for its snapshots, goes with the
   // last of them (and so on up, for a chain of such timelines).
-  TimelineId up = s.source_timeline;
+  DeleteUnusedAncestorsLocked(s.source_timeline);
+  return Status::Ok();
+}
+
+void Engine::DeleteUnusedAncestorsLocked(TimelineId up) {
   while (up.value() != 0 && !TimelineUsedLocked(up)) {
     auto info = store_->GetTimeline(up);
     if (!info.ok()) break;
@@ -218,13 +234,11 @@ Status Engine::EraseSnapshotLocked(const std::string& project, const std::string
     if (has_children) break;
     Status del = store_->DeleteTimeline(up);
     if (!del.ok()) {
-      log::warn("engine: deleting timeline {} after its last snapshot: {}", up.value(),
-                del.ToString());
+      log::warn("engine: deleting unused timeline {}: {}", up.value(), del.ToString());
       break;
     }
     up = info->parent;
   }
-  return Status::Ok();
 }
 
 Status Engine::SetSnapshotSchedule(const std::string& project, const SnapshotSchedule& schedule) {
