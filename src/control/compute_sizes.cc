@@ -43,6 +43,7 @@ Result<EndpointRecord> Engine::SetEndpointSize(const std::string& project,
   auto live = live_.find({project, branch, id});
   if (live != live_.end() && live->second.running) {
     Live& lv = live->second;
+    MeterLocked(live->first, lv, WallMicros());  // what ran so far counts at the old size
     const double before = lv.current_cu;
     lv.current_cu = std::clamp(lv.current_cu, size.min_cu, size.max_cu);
     lv.memory_cu = std::max(lv.memory_cu, size.max_cu);  // memory only grows while it runs

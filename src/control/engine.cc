@@ -1529,6 +1529,9 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   plan.size = EffectiveSize(ep);
   spec.cgroup = ep.uid;
   spec.limits = LimitsFor(plan.size, plan.size.min_cu);
+  // One process's allocations stop at the compute's memory, so a query over it gets
+  // PostgreSQL's "out of memory" error instead of the kernel's OOM killer (docs/compute-sizes.md).
+  spec.address_space_limit_bytes = spec.limits.memory_max_bytes;
   const PgSizing sizing = SizingFor(plan.size.max_cu);
   spec.shared_buffers = options_.shared_buffers.empty()
                             ? std::to_string(sizing.shared_buffers_mb) + "MB"

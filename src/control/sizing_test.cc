@@ -1,0 +1,69 @@
+#include "control/sizing.h"
+
+#include <gtest/gtest.h>
+
+namespace arbor::control {
+namespace {
+
+TEST(Sizing, SizesAreQuarterStepsFromAQuarterToEight) {
+  EXPECT_TRUE(ValidateSize({0.25, 1}, "spec").ok());
+  EXPECT_TRUE(ValidateSize({8, 8}, "spec").ok());
+  EXPECT_FALSE(ValidateSize({0.1, 1}, "spec").ok());
+  EXPECT_FALSE(ValidateSize({1, 9}, "spec").ok());
+  EXPECT_FALSE(ValidateSize({2, 1}, "spec").ok());
+  EXPECT_FALSE(ValidateSize({0.3, 1}, "spec").ok());
+  Status st = ValidateSize({0.25, 0.6}, "spec");
+  EXPECT_NE(st.message().find("multiples of 0.25"), std::string::npos) << st.message();
+}
+
+TEST(Sizing, LimitsFollowTheSize) {
+  compute::Limits l = LimitsFor({0.25, 2}, 0.5);
+  EXPECT_EQ(l.cpus, 0.5);
+  EXPECT_EQ(l.weight, 200u);
+  EXPECT_EQ(l.memory_max_bytes, 4ull << 30);
+  EXPECT_LT(l.memory_high_bytes, l.memory_max_bytes);
+  EXPECT_EQ(LimitsFor({0.25, 2}, 5).cpus, 2);  // clamped into the size
+}
+
+TEST(Sizing, PostgresSettingsFollowTheMaxSize) {
+  PgSizing q = SizingFor(0.25);
+  EXPECT_EQ(q.shared_buffers_mb, 128u);
+  EXPECT_EQ(q.effective_cache_size_mb, 384u);
+  EXPECT_EQ(q.work_mem_kb, 4096u);
+  EXPECT_EQ(q.max_connections, 100);
+  PgSizing two = SizingFor(2);
+  EXPECT_EQ(two.shared_buffers_mb, 1024u);
+  EXPECT_EQ(two.work_mem_kb, 16384u);
+  EXPECT_EQ(two.max_connections, 400);
+  EXPECT_LE(SizingFor(8).max_connections, 1700);
+}
+
+TEST(Sizing, TheAutoscalerGoesUpAtOnceAndDownAfterAWhile) {
+  int low = 0;
+  // CPU-bound at its limit: doubled, up to the max.
+  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 0.25, 0.24, &low), 0.5);
+  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 0.75, 0.74, &low), 1.0);
+  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 1.0, &low), std::nullopt);
+  // Between the thresholds: no change.
+  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 0.5, &low), std::nullopt);
+  // Idle: down only on the third window in a row, by half, not below min.
+  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 0.01, &low), std::nullopt);
+  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 0.01, &low), std::nullopt);
+  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 0.01, &low), 0.5);
+  EXPECT_EQ(low, 0);
+  // A busy window in between starts the count again (hysteresis).
+  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 0.5, 0.01, &low), std::nullopt);
+  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 0.5, 0.3, &low), std::nullopt);
+  EXPECT_EQ(low, 0);
+  // Not below twice what it still uses.
+  low = 2;
+  EXPECT_EQ(AutoscaleDecision({0.25, 4}, 4, 1.1, &low), 2.25);
+  low = 2;
+  EXPECT_EQ(AutoscaleDecision({0.25, 8}, 8, 1.5, &low), 4.0);
+  // A size changed under it: clamped at once.
+  EXPECT_EQ(AutoscaleDecision({0.25, 0.5}, 1, 0.0, &low), 0.5);
+  EXPECT_EQ(AutoscaleDecision({2, 4}, 1, 0.0, &low), 2.0);
+}
+
+}  // namespace
+}  // namespace arbor::control
