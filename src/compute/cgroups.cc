@@ -156,7 +156,7 @@ Cgroups::~Cgroups() = default;
 std::string Cgroups::Describe() const {
   switch (version_) {
     case Version::kV2:
-      return "cgroup v2 (" + parents_.front().second + ")";
+      return "cgroup v2 (cpu and memory under " + parents_.front().second + ")";
     case Version::kV1:
       return "cgroup v1 (cpu, cpuacct and memory under " + parents_.front().second + ")";
     case Version::kNone:

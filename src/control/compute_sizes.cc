@@ -162,11 +162,16 @@ void Engine::Autoscale(int64_t now_us) {
       continue;
     }
     live.current_cu = *next;
+    live.low_windows = 0;
     log::info("engine: {} autoscaled {:g} -> {:g} CU (it used {:.2f} CPUs of its {:g}; size "
               "{:g}-{:g} CU)",
               cid, before, *next, used, before, size.min_cu, size.max_cu);
   }
-  FlushUsageLocked();
+  // Usage reaches the store every few seconds, and at every stop and shutdown's next flush.
+  if (now_us - usage_flushed_us_ >= 5'000'000) {
+    FlushUsageLocked();
+    usage_flushed_us_ = now_us;
+  }
 }
 
 std::vector<UsageRecord> Engine::ProjectUsage(const std::string& project, int64_t start_us,
@@ -188,7 +193,7 @@ std::vector<UsageRecord> Engine::ProjectUsage(const std::string& project, int64_
 
 std::string Engine::ComputeLimits() const {
   const compute::Cgroups* cg = supervisor_->cgroups();
-  if (cg == nullptr) return "none: the daemon runs its computes without control groups";
+  if (cg == nullptr) return "none: turned off (ARBOR_COMPUTE_LIMITS=off)";
   return cg->Describe();
 }
 

@@ -1041,12 +1041,6 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
       return Status::FailedPrecondition("branch " + BranchName(project, id) +
                                         " is protected; unprotect it before a reset");
     }
-    if (!b->masking.empty()) {
-      return Status::FailedPrecondition(
-          "branch " + BranchName(project, id) +
-          " is masked, and a reset would bring back its parent's raw values; delete it and "
-          "create it again with the same rules");
-    }
     if (HasChildren(project, id)) {
       return Status::FailedPrecondition("branch " + BranchName(project, id) +
                                         " has child branches; a reset would orphan them");
@@ -1080,6 +1074,15 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
   updated.requested_time = time_us.has_value();
   updated.requested_lsn = false;
   updated.owner_ready = false;
+  // A masked branch takes its parent's state and is masked again, with its rules and key
+  // (the same input gives the same mask as before), before any client reaches it. Until
+  // then the new timeline holds raw values: pending, as at its create (Open deletes it).
+  const bool masked = !b->masking.empty();
+  if (masked) {
+    updated.masking_pending = true;
+    updated.masked_seq = 0;
+    updated.masked_time_us = 0;
+  }
   // The branch keeps its own passwords (its .env and tokens go on working), applied again to
   // the parent's catalog it now has; the parent's other roles get fresh ones.
   ARBOR_ASSIGN_OR_RETURN(std::vector<RoleRecord> roles,
@@ -1107,8 +1110,25 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
   if (!del.ok()) {
     log::warn("engine: deleting replaced timeline {}: {}", old.value(), del.ToString());
   }
+  if (masked) {
+    // Starts the read-write endpoint, masks, checkpoints and records the new masking point.
+    Status st = MaskBranchLocked(l, project, id);
+    if (!st.ok()) {
+      StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
+      Status gone = CommitDeleteLocked(project, id);
+      if (!gone.ok()) {
+        log::error("engine: deleting {} after its masking failed: {}", BranchName(project, id),
+                   gone.ToString());
+      }
+      return Status(st.code(), "the reset of masked branch " + BranchName(project, id) +
+                                   " could not mask it again (" + st.message() +
+                                   "); the branch was deleted, so that its parent's raw values "
+                                   "are not reachable");
+    }
+  }
   for (const StopJob& job : stopped) {
     if (!job.was_running || job.ep.pinned) continue;
+    if (masked && IsReadWrite(job.ep)) continue;  // MaskBranchLocked started it
     auto started = StartWithLock(l, project, id, job.ep.id, /*claimed=*/true);
     if (!started.ok()) return started.status();
   }
@@ -1523,12 +1543,12 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   spec.socket_dir = EndpointDir("run", ep);
   spec.log_file =
       options_.data_dir + "/logs/" + ep.project + "." + ep.branch + "." + ep.id + ".log";
-  // Sized to the compute (docs/compute-sizes.md): its control group limits CPU to its
-  // smallest size at first (the autoscaler raises it) and memory to its largest; PostgreSQL's
+  // Sized to the compute (docs/compute-sizes.md): its control group limits CPU to 1 CU within
+  // its size at first (then the autoscaler follows its load) and memory to its largest; PostgreSQL's
   // memory settings and max_connections follow its largest size.
   plan.size = EffectiveSize(ep);
   spec.cgroup = ep.uid;
-  spec.limits = LimitsFor(plan.size, plan.size.min_cu);
+  spec.limits = LimitsFor(plan.size, StartCu(plan.size));
   // One process's allocations stop at the compute's memory, so a query over it gets
   // PostgreSQL's "out of memory" error instead of the kernel's OOM killer (docs/compute-sizes.md).
   spec.address_space_limit_bytes = spec.limits.memory_max_bytes;
@@ -1637,7 +1657,7 @@ Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started)
   live.started_us = WallMicros();
   live.started_size = plan.size;
   live.memory_cu = plan.size.max_cu;
-  live.current_cu = plan.size.min_cu;
+  live.current_cu = StartCu(plan.size);
   live.low_windows = 0;
   live.cpu_sample_us = 0;
   live.metered_us = live.started_us;

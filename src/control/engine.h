@@ -55,7 +55,7 @@ struct EngineOptions {
   // Every compute's shared_buffers; empty: a quarter of its memory (its max size x 2 GiB).
   std::string shared_buffers;
   // The autoscaler's window: it decides at most this often (docs/compute-sizes.md).
-  int64_t autoscale_window_us = 3'000'000;
+  int64_t autoscale_window_us = 1'000'000;
   // The arbor_guard module every compute preloads (src/compute/pg_guard), at a path the
   // compute user can read. Empty: computes run without it (tests of the engine alone only).
   std::string guard_library;
@@ -332,7 +332,7 @@ class Engine {
   [[nodiscard]] Status SetDefaultSizes(const std::string& project,
                                        const std::optional<ComputeSize>& branches,
                                        const std::optional<ComputeSize>& default_branch);
-  // Every `autoscale_window_us`: reads each running compute's CPU time from its control
+  // Every `autoscale_window_us` (a second): reads each running compute's CPU time from its control
   // group, raises or lowers its CPU limit between its min and max size (logged), and adds
   // its CU-seconds and its branch's written bytes to the hour's usage (written to the store).
   void Autoscale(int64_t now_us);
@@ -779,6 +779,7 @@ class Engine {
   // Writes the usage records changed since the last flush. Logged, not returned, on failure.
   void FlushUsageLocked();
   std::set<std::tuple<std::string, int64_t, std::string, std::string>> usage_dirty_;
+  int64_t usage_flushed_us_ = 0;
   std::string ComputeId(const EndpointRecord& ep) const;
   std::string EndpointDir(const std::string& kind, const EndpointRecord& ep) const;
 

@@ -281,7 +281,7 @@ Status Engine::MaskBranchLocked(std::unique_lock<std::mutex>& l, const std::stri
   std::string source = b->parent;
   std::optional<EndpointRecord> ep;
   for (const EndpointRecord& e : BranchEndpointsLocked(project, id)) {
-    if (!e.pinned) ep = e;
+    if (IsReadWrite(e)) ep = e;
   }
   if (!ep) return Status::Internal("masked branch has no read-write endpoint");
   ARBOR_ASSIGN_OR_RETURN(EndpointState state, StartWithLock(l, project, id, ep->id, true));

@@ -48,6 +48,8 @@ PgSizing SizingFor(double max_cu) {
   return s;
 }
 
+double StartCu(const ComputeSize& size) { return std::clamp(1.0, size.min_cu, size.max_cu); }
+
 std::optional<double> AutoscaleDecision(const ComputeSize& size, double current_cu,
                                         double used_cpus, int* low_windows) {
   const double limit = std::clamp(current_cu, size.min_cu, size.max_cu);
@@ -61,7 +63,7 @@ std::optional<double> AutoscaleDecision(const ComputeSize& size, double current_
     return std::min(size.max_cu, RoundUpToQuarter(limit * 2));
   }
   if (used_cpus < 0.30 * limit && limit > size.min_cu) {
-    if (++*low_windows < 3) return std::nullopt;
+    if (++*low_windows < kDownWindows) return std::nullopt;
     *low_windows = 0;
     double target = std::max({size.min_cu, RoundUpToQuarter(limit / 2),
                               RoundUpToQuarter(used_cpus * 2)});

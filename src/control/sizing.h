@@ -36,11 +36,18 @@ struct PgSizing {
 PgSizing SizingFor(double max_cu);
 
 // One autoscaling decision for a compute limited to `current_cu` vCPUs that used `used_cpus`
-// (CPU seconds per wall second) over the last window; `low_windows` counts the windows in a
-// row it was mostly idle (updated). Up at once to twice the size when it used 85 % or more of
-// its limit; down to half (not below what it used, times two) after 3 windows in a row under
-// 30 %. nullopt: no change. Always within [min_cu, max_cu], in steps of 0.25.
+// (CPU seconds per wall second) over the last window (a second); `low_windows` counts the
+// windows in a row it was mostly idle (updated). Up at once to twice the size when it used
+// 85 % or more of its limit; down to half (not below what it used, times two) after
+// kDownWindows windows in a row under 30 %. nullopt: no change. Always within
+// [min_cu, max_cu], in steps of 0.25.
+inline constexpr int kDownWindows = 10;
 std::optional<double> AutoscaleDecision(const ComputeSize& size, double current_cu,
                                         double used_cpus, int* low_windows);
+
+// The CPU limit a compute starts with: 1 CU, within its size. A start (recovery, the first
+// queries' catalog loads) is not slowed to a quarter core; an idle compute comes down to its
+// min within kDownWindows seconds per halving.
+double StartCu(const ComputeSize& size);
 
 }  // namespace arbor::control

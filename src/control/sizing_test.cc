@@ -46,9 +46,10 @@ TEST(Sizing, TheAutoscalerGoesUpAtOnceAndDownAfterAWhile) {
   EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 1.0, &low), std::nullopt);
   // Between the thresholds: no change.
   EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 0.5, &low), std::nullopt);
-  // Idle: down only on the third window in a row, by half, not below min.
-  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 0.01, &low), std::nullopt);
-  EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 0.01, &low), std::nullopt);
+  // Idle: down only on the kDownWindows-th window in a row, by half, not below min.
+  for (int i = 1; i < kDownWindows; ++i) {
+    EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 0.01, &low), std::nullopt) << i;
+  }
   EXPECT_EQ(AutoscaleDecision({0.25, 1}, 1, 0.01, &low), 0.5);
   EXPECT_EQ(low, 0);
   // A busy window in between starts the count again (hysteresis).
@@ -56,13 +57,19 @@ TEST(Sizing, TheAutoscalerGoesUpAtOnceAndDownAfterAWhile) {
   EXPECT_EQ(AutoscaleDecision({0.25, 1}, 0.5, 0.3, &low), std::nullopt);
   EXPECT_EQ(low, 0);
   // Not below twice what it still uses.
-  low = 2;
+  low = kDownWindows - 1;
   EXPECT_EQ(AutoscaleDecision({0.25, 4}, 4, 1.1, &low), 2.25);
-  low = 2;
+  low = kDownWindows - 1;
   EXPECT_EQ(AutoscaleDecision({0.25, 8}, 8, 1.5, &low), 4.0);
   // A size changed under it: clamped at once.
   EXPECT_EQ(AutoscaleDecision({0.25, 0.5}, 1, 0.0, &low), 0.5);
   EXPECT_EQ(AutoscaleDecision({2, 4}, 1, 0.0, &low), 2.0);
+}
+
+TEST(Sizing, AComputeStartsAtOneCuWithinItsSize) {
+  EXPECT_EQ(StartCu({0.25, 1}), 1.0);
+  EXPECT_EQ(StartCu({0.25, 0.5}), 0.5);
+  EXPECT_EQ(StartCu({2, 4}), 2.0);
 }
 
 }  // namespace

@@ -160,7 +160,7 @@ TEST_F(ComputeSizes, SizesHaveDefaultsAndPostgresIsSizedToThem) {
     EXPECT_EQ(pg.One("show work_mem"), "16MB");
     EXPECT_EQ(pg.One("show effective_cache_size"), "3GB");
   }
-  EXPECT_EQ(CurrentCu("cu-dev"), 0.25);
+  EXPECT_EQ(CurrentCu("cu-dev"), 1.0);  // a start gets 1 CU within its size
 
   // The project's default for new branches.
   auto set = d_->Call("PATCH", "projects/default?update_mask=spec.default_endpoint_settings",
@@ -254,6 +254,11 @@ TEST_F(ComputeSizes, ABusyComputeScalesUpAndBackDown) {
                 .status,
             200);
   std::string conninfo = d_->Connect("cu-auto");
+  EXPECT_EQ(CurrentCu("cu-auto"), 1.0);  // a start gets 1 CU within its size
+  // Down to a quarter at once (a smaller max clamps it), then its range again: it stays
+  // there until the load says otherwise.
+  ASSERT_EQ(Resize("cu-auto", {{"autoscaling_limit_max_cu", 0.25}}).status, 200);
+  ASSERT_EQ(Resize("cu-auto", {{"autoscaling_limit_max_cu", 1}}).status, 200);
   EXPECT_EQ(CurrentCu("cu-auto"), 0.25);
   std::thread busy([&] {
     Pg pg(conninfo);
@@ -276,7 +281,7 @@ TEST_F(ComputeSizes, ABusyComputeScalesUpAndBackDown) {
   }
   busy.join();
   double now = peak;
-  for (auto deadline = Clock::now() + std::chrono::seconds(60);
+  for (auto deadline = Clock::now() + std::chrono::seconds(90);
        Clock::now() < deadline && now > 0.25;) {
     now = CurrentCu("cu-auto");
     std::this_thread::sleep_for(std::chrono::milliseconds(500));

@@ -3,7 +3,7 @@
 // input gives the same mask in every table (references still join), masked emails stay
 // unique, fixed, null, hash, name and sql rules all apply, the parent is untouched, and no
 // way into the history before the masking point is open (a pinned endpoint, `arbor psql
-// B@TIME`, restore, reset). A rule on a missing column, or one a strategy cannot fill, refuses
+// B@TIME`, restore); a reset masks the parent's state again before anyone connects. A rule on a missing column, or one a strategy cannot fill, refuses
 // the create and leaves no branch; a rule's SQL gets no superuser power.
 
 #include <gtest/gtest.h>
@@ -121,13 +121,12 @@ TEST_F(Masking, MaskedBranchShowsNoRawValueAndKeepsReferences) {
   EXPECT_EQ(got.body["spec"]["masking"][5]["with"]["fixed"], "30");
   ASSERT_TRUE(got.body["status"].contains("masked_time")) << got.body.dump();
   EXPECT_EQ(got.body.dump().find("key"), std::string::npos) << got.body.dump();
-  int64_t masked = 0;
-  {
-    std::string t = got.body["status"]["masked_time"];
+  auto micros = [](const std::string& t) {
     std::tm tm{};
     strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-    masked = static_cast<int64_t>(timegm(&tm)) * 1'000'000 + std::stoll(t.substr(20, 6));
-  }
+    return static_cast<int64_t>(timegm(&tm)) * 1'000'000 + std::stoll(t.substr(20, 6));
+  };
+  const int64_t masked = micros(got.body["status"]["masked_time"]);
   // Just before the masking point, after the branch was made: the unmasked fork.
   std::string before = testutil::Rfc3339(masked - 1000);
 
@@ -144,9 +143,34 @@ TEST_F(Masking, MaskedBranchShowsNoRawValueAndKeepsReferences) {
   auto restore = d_->Call("POST", "projects/default/branches/preview:restore",
                           {{"source_branch_time", before}});
   EXPECT_EQ(restore.status, 409) << restore.body.dump();
-  auto reset = d_->Call("POST", "projects/default/branches/preview:reset", json::object());
-  EXPECT_EQ(reset.status, 409) << reset.body.dump();
   EXPECT_EQ(Branches().count("projects/default/branches/preview"), 1u);
+
+  // A reset takes the parent's state and masks it again, with the same rules and key, before
+  // any client reaches it: the branch's own change is gone, no raw value is back, the same
+  // input gives the same mask as before, and the masking point moves to after the reset.
+  const std::string mask1 = pg.One("select email from users where id = 1");
+  ASSERT_EQ(pg.TryExec("update users set note = 'changed on the branch' where id = 1"), "");
+  auto reset = d_->Call("POST", "projects/default/branches/preview:reset", json::object());
+  ASSERT_EQ(reset.status, 200) << reset.body.dump();
+  ASSERT_TRUE(reset.body["status"].contains("masked_time")) << reset.body.dump();
+  const int64_t remasked = micros(reset.body["status"]["masked_time"]);
+  EXPECT_GT(remasked, masked);
+  {
+    Pg again(d_->Connect("preview"));
+    EXPECT_EQ(again.One("select note from users where id = 1"), "note 1");
+    EXPECT_EQ(again.One("select email from users where id = 1"), mask1);
+    EXPECT_EQ(again.One("select count(*) from users where email like '%corp.example' or name "
+                        "like 'Real Name%' or ssn like '%-12-3456' or phone is not null or note "
+                        "like 'secret%' or age <> 30"),
+              "0");
+    EXPECT_EQ(again.One("select count(*) from users"), "200");
+  }
+  // Just before the new masking point (the reset's raw fork): refused as well.
+  r = Arbor("psql preview@" + testutil::Rfc3339(remasked - 1000) +
+            " -- -tAc 'select email from users limit 1'");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_EQ(r.out.find("corp.example"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("masking point"), std::string::npos) << r.err;
 
   // After the masking point the past is open, and masked.
   r = Arbor("psql preview@" + testutil::Rfc3339(testutil::NowMicros()) +

@@ -49,6 +49,13 @@ TEST(NonRoot, AnOrdinaryUsersDaemonServesBranches) {
   ASSERT_NE(d, nullptr);
   ASSERT_GT(d->pid(), 0) << "the daemon did not start";
   EXPECT_EQ(UidOf(d->pid()), pw->pw_uid) << "the daemon must not run as root";
+  // It cannot write the host's control groups: its computes run unlimited, and it says why
+  // (a delegated cgroup v2 subtree would let it; this host has none for this user).
+  auto status = d->Call("GET", "status");
+  ASSERT_EQ(status.status, 200) << status.body.dump();
+  const std::string limits = status.body.value("compute_limits", "");
+  EXPECT_EQ(limits.rfind("none: ", 0), 0u) << limits;
+  EXPECT_GT(limits.size(), 6u) << "no reason given";
 
   auto a = d->Call("POST", "projects/default/branches?branch_id=feature",
                    {{"spec", {{"ttl", "3600s"}}}});

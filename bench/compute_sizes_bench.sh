@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Compute sizes protect production from its branches. Each compute runs in its own control
+# group, its CPU limited to its current size in CU (1 CU = 1 vCPU + 2 GiB) and autoscaled
+# between autoscaling_limit_min_cu and autoscaling_limit_max_cu (branches 0.25-1 CU by
+# default). Production runs pgbench TPC-B (scale 10, CLIENTS clients, unthrottled, so that
+# TPS is what production gets), first quietly for QUIET_S seconds, then for CHURN_S seconds
+# while a loop churns branches: create a branch (API), write about 50 MB on it (its compute
+# starts and runs a CREATE TABLE AS of ROWS rows of 1000 bytes), delete it with ?purge=true
+# (its space is freed at once), again and again.
+#
+# Both in this one invocation, one daemon after the other:
+#   A  limits on: production fixed at 2 CU (min = max = 2), the branches at their default;
+#   B  the baseline without limits: a daemon started with ARBOR_COMPUTE_LIMITS=off, the
+#      same sizes on paper (PostgreSQL is configured alike) but no control groups.
+# Prints for each: TPS quiet, during the churn and their ratio; transaction latency p99
+# (pgbench's per-transaction log) likewise; the churn rounds and the slowest API call of the
+# churn loop; the CPU limits read from the computes' control groups (production's at the
+# start, each branch's after its write). Targets, for A: TPS churn/quiet >= 0.80 and p99
+# churn/quiet <= 2.0.
+#
+# Usage: bench/compute_sizes_bench.sh [path/to/arbor]
+#   CLIENTS=4     production's pgbench clients
+#   QUIET_S=20    length of the quiet run
+#   CHURN_S=25    length of the run during the churn
+#   ROWS=50000    rows of 1000 bytes written on each branch (~50 MB)
+set -euo pipefail
+ARBOR=$(realpath "${1:-build/arbor}")
+CLIENTS=${CLIENTS:-4}
+QUIET_S=${QUIET_S:-20}
+CHURN_S=${CHURN_S:-25}
+ROWS=${ROWS:-50000}
+PGBIN=/usr/lib/postgresql/15/bin
+TPS_TARGET=0.80
+P99_TARGET=2.0
+
+. "$(dirname "$0")/daemon.sh"
+bench_cleanup_extra() {
+  [[ -n "${work:-}" ]] && rm -f "$work/churning"
+  [[ -n "${loop_pid:-}" ]] && kill "$loop_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  loop_pid=
+}
+
+now_ms() { date +%s%3N; }
+pct() {  # P < numbers: the P-th percentile (nearest rank)
+  sort -n | awk -v p="$1" '{a[NR]=$1} END {if (NR == 0) {print 0; exit}
+    i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; print a[i]}'
+}
+# daemon.sh's api, timed: while $calls is set, each call appends "<ms> <METHOD> <path>" to it
+# (bench_conn's calls too).
+eval "api_untimed() $(declare -f api | tail -n +2)"
+api() {
+  local t0 rc=0
+  t0=$(now_ms)
+  api_untimed "$@" || rc=$?
+  if [[ -n "${calls:-}" ]]; then echo "$(($(now_ms) - t0)) $1 ${2%%\?*}" >>"$calls"; fi
+  return "$rc"
+}
+# The CPU limit of the compute whose endpoint has UID, in CPUs, from its control group:
+# "none" without a group, "unlimited" for a group without a quota.
+cpu_limit() {  # UID
+  local f q p
+  for f in /sys/fs/cgroup/cpu/arbor-*/"$1"/cpu.cfs_quota_us /sys/fs/cgroup/arbor-*/"$1"/cpu.max; do
+    [[ -e "$f" ]] || continue
+    if [[ "$f" == */cpu.max ]]; then
+      read -r q p <"$f"
+    else
+      q=$(cat "$f")
+      p=$(cat "${f%/*}/cpu.cfs_period_us")
+    fi
+    if [[ "$q" == max || "$q" == -1 ]]; then echo unlimited; else
+      awk -v q="$q" -v p="$p" 'BEGIN {printf "%.2f\n", q / p}'
+    fi
+    return
+  done
+  echo none
+}
+
+# Production's pgbench for SECONDS; $work/LABEL.out, per-transaction logs $work/LABEL.tx.*.
+pgbench_run() {  # LABEL SECONDS
+  "$PGBIN/pgbench" -c "$CLIENTS" -j "$((CLIENTS < 2 ? CLIENTS : 2))" -T "$2" -l \
+    --log-prefix="$work/$1.tx" "$PROD" >"$work/$1.out" 2>&1 ||
+    { cat "$work/$1.out" >&2; return 1; }
+}
+tps() { awk '/^tps = / {printf "%.0f\n", $3; exit}' "$work/$1.out"; }
+p99() { cat "$work/$1".tx.* | awk '{print $3 / 1000}' | pct 99; }  # ms
+
+# Rounds while $work/churning exists: create a branch, write ROWS rows on it through its
+# endpoint (started by bench_conn), read its compute's CPU limit, delete it with its data.
+# One line per round in $work/rounds: "<round ms> <write ms> <CPU limit> <current_cu>".
+churn() {
+  local calls="$work/calls" i=0 name out conn t0 t1 write_ms ep
+  while [[ -e "$work/churning" ]]; do
+    i=$((i + 1))
+    name=churn-$i
+    t0=$(now_ms)
+    out=$(api POST "projects/default/branches?branch_id=$name" '{"spec": {"ttl": "3600s"}}')
+    if grep -q error_code <<<"$out"; then
+      echo "  (create $name: $out)" >&2
+      sleep 1
+      continue
+    fi
+    conn=$(bench_conn "$name") || true
+    t1=$(now_ms)
+    "$PGBIN/psql" -X -q "$conn" -c "create table t as
+      select g, repeat('x', 1000) as pad from generate_series(1, $ROWS) g" \
+      >/dev/null 2>"$work/write.err" || echo "  (write on $name: $(cat "$work/write.err"))" >&2
+    write_ms=$(($(now_ms) - t1))
+    ep=$(api GET "projects/default/branches/$name/endpoints/primary")
+    out=$(api DELETE "projects/default/branches/$name?purge=true")
+    if grep -q error_code <<<"$out"; then echo "  (delete $name: $out)" >&2; fi
+    echo "$(($(now_ms) - t0)) $write_ms $(cpu_limit "$(jq -r .uid <<<"$ep")")" \
+      "$(jq -r '.status.current_cu // "-"' <<<"$ep")" >>"$work/rounds"
+  done
+}
+
+declare -A R  # the figures, by "<phase>.<name>"
+
+# One daemon (ARBOR_COMPUTE_LIMITS as set), production at 2 CU, pgbench quietly then during
+# the churn; the figures into R; the daemon stopped and removed.
+phase() {  # ID PORT
+  local id=$1 ep
+  bench_daemon "sizes-$id" "$2" 20
+  R[$id.limits]=$(api GET status | jq -r .compute_limits)
+  ep=$(api PATCH projects/default/branches/production/endpoints/primary \
+    '{"spec": {"autoscaling_limit_min_cu": 2, "autoscaling_limit_max_cu": 2}}')
+  if ! jq -e '.spec.autoscaling_limit_min_cu == 2 and .spec.autoscaling_limit_max_cu == 2' \
+    <<<"$ep" >/dev/null; then
+    echo "sizing production to 2 CU: $ep" >&2
+    return 1
+  fi
+  PROD=$(bench_conn production)
+  "$PGBIN/pgbench" -i -s 10 -q "$PROD" >/dev/null 2>&1
+  R[$id.prod_cpu]=$(cpu_limit "$(jq -r .uid <<<"$ep")")
+
+  pgbench_run quiet "$QUIET_S"
+  : >"$work/calls"
+  : >"$work/rounds"
+  touch "$work/churning"
+  churn &
+  loop_pid=$!
+  pgbench_run churn "$CHURN_S"
+  rm -f "$work/churning"
+  wait "$loop_pid" || echo "  (the churn loop failed)" >&2  # the round under way finishes
+  loop_pid=
+
+  R[$id.q_tps]=$(tps quiet)
+  R[$id.c_tps]=$(tps churn)
+  R[$id.q_p99]=$(p99 quiet)
+  R[$id.c_p99]=$(p99 churn)
+  R[$id.rounds]=$(wc -l <"$work/rounds")
+  R[$id.round_s]=$(awk '{print $1 / 1000}' "$work/rounds" | pct 50)
+  R[$id.write_s]=$(awk '{print $2 / 1000}' "$work/rounds" | pct 50)
+  R[$id.br_cpu]=$(awk '{print $3}' "$work/rounds" | sort -u | paste -sd/ -)
+  R[$id.br_cu]=$(awk '{print $4}' "$work/rounds" | sort -u | paste -sd/ -)
+  R[$id.slowest]=$(sort -n "$work/calls" | tail -1)
+  bench_cleanup
+}
+
+phase A $((30000 + RANDOM % 1000))  # below the ephemeral range (32768+)
+if [[ "${R[A.limits]}" == none* ]]; then
+  echo "A should limit its computes, but: compute_limits: ${R[A.limits]}" >&2
+  exit 1
+fi
+export ARBOR_COMPUTE_LIMITS=off
+phase B $((31000 + RANDOM % 1000))
+if [[ "${R[B.limits]}" != none* ]]; then
+  echo "B should run without limits (ARBOR_COMPUTE_LIMITS=off), but:" \
+    "compute_limits: ${R[B.limits]}" >&2
+  exit 1
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
+verdict() {  # VALUE OP TARGET
+  awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {ok = (op == ">=") ? v >= t : v <= t
+    print ok ? "met" : "MISSED"}'
+}
+echo "== production (pgbench TPC-B scale 10, $CLIENTS clients, unthrottled; ${QUIET_S} s quiet," \
+  "${CHURN_S} s during the churn) while branches churn (create, write $ROWS rows of 1000 B," \
+  "delete with purge) =="
+for id in A B; do
+  if [[ $id == A ]]; then
+    echo "A  limits on: production 2 CU fixed, branches at their default (0.25-1 CU)"
+  else
+    echo "B  baseline, limits off (ARBOR_COMPUTE_LIMITS=off), the same sizes on paper"
+  fi
+  echo "   compute_limits: ${R[$id.limits]}"
+  echo "   CPU limit by control group: production ${R[$id.prod_cpu]}; each branch after its" \
+    "write ${R[$id.br_cpu]} (current_cu ${R[$id.br_cu]})"
+  tr=$(ratio "${R[$id.c_tps]}" "${R[$id.q_tps]}")
+  pr=$(ratio "${R[$id.c_p99]}" "${R[$id.q_p99]}")
+  t_note="" p_note=""
+  if [[ $id == A ]]; then
+    t_note="target >= $TPS_TARGET: $(verdict "$tr" '>=' "$TPS_TARGET")"
+    p_note="target <= $P99_TARGET: $(verdict "$pr" '<=' "$P99_TARGET")"
+  fi
+  printf '   %-12s %9s %9s %8s\n' "" quiet churn ratio
+  printf '   %-12s %9s %9s %8s   %s\n' tps "${R[$id.q_tps]}" "${R[$id.c_tps]}" "$tr" "$t_note"
+  printf '   %-12s %9.1f %9.1f %8s   %s\n' "tx p99 ms" "${R[$id.q_p99]}" "${R[$id.c_p99]}" "$pr" \
+    "$p_note"
+  read -r s_ms s_method s_path <<<"${R[$id.slowest]}"
+  echo "   churn: ${R[$id.rounds]} rounds, median round ${R[$id.round_s]} s (its write" \
+    "${R[$id.write_s]} s); slowest API call ${s_ms} ms: $s_method $s_path"
+done
+echo "A vs B during the churn: tps $(ratio "${R[A.c_tps]}" "${R[B.c_tps]}")," \
+  "tx p99 $(ratio "${R[A.c_p99]}" "${R[B.c_p99]}") (limits on / off)"
