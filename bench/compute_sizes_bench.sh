@@ -89,7 +89,7 @@ p99() { cat "$work/$1".tx.* | awk '{print $3 / 1000}' | pct 99; }  # ms
 # endpoint (started by bench_conn), read its compute's CPU limit, delete it with its data.
 # One line per round in $work/rounds: "<round ms> <write ms> <CPU limit> <current_cu>".
 churn() {
-  local calls="$work/calls" i=0 name out conn t0 t1 write_ms ep
+  local calls="$work/calls" i=0 name out conn t0 t1 write_ms ep limit
   while [[ -e "$work/churning" ]]; do
     i=$((i + 1))
     name=churn-$i
@@ -107,10 +107,10 @@ churn() {
       >/dev/null 2>"$work/write.err" || echo "  (write on $name: $(cat "$work/write.err"))" >&2
     write_ms=$(($(now_ms) - t1))
     ep=$(api GET "projects/default/branches/$name/endpoints/primary")
+    limit="$(cpu_limit "$(jq -r .uid <<<"$ep")") $(jq -r '.status.current_cu // "-"' <<<"$ep")"
     out=$(api DELETE "projects/default/branches/$name?purge=true")
     if grep -q error_code <<<"$out"; then echo "  (delete $name: $out)" >&2; fi
-    echo "$(($(now_ms) - t0)) $write_ms $(cpu_limit "$(jq -r .uid <<<"$ep")")" \
-      "$(jq -r '.status.current_cu // "-"' <<<"$ep")" >>"$work/rounds"
+    echo "$(($(now_ms) - t0)) $write_ms $limit" >>"$work/rounds"
   done
 }
 
