@@ -3,6 +3,7 @@
 #include <string_view>
 
 #include "control/engine.h"
+#include "control/sql_quote.h"
 
 namespace arbor::control {
 namespace {
@@ -44,29 +45,6 @@ Status ValidateDatabaseName(const std::string& name, const char* what) {
   }
   if (!ValidUtf8(name)) return Status::InvalidArgument(std::string(what) + " must be UTF-8");
   return Status::Ok();
-}
-
-// PostgreSQL's quote_ident, always quoting: "name" with each '"' doubled.
-std::string QuoteIdent(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
-// PostgreSQL's quote_literal: '...' with quotes and backslashes doubled, and E'...' when there
-// is a backslash, so it reads the same whatever standard_conforming_strings is.
-std::string QuoteLiteral(const std::string& s) {
-  std::string out = "'";
-  bool backslash = false;
-  for (char c : s) {
-    if (c == '\'' || c == '\\') out += c;
-    backslash = backslash || c == '\\';
-    out += c;
-  }
-  return (backslash ? "E" : "") + out + "'";
 }
 
 constexpr const char* kListSql =

@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "control/engine.h"
+#include "control/sql_quote.h"
 #include "datadiff/pq.h"
 #include "proxy/auth/scram.h"
 
@@ -19,26 +20,6 @@ namespace {
 // The login role the rules run as: a temporary, non-superuser role made for one masking and
 // dropped after it. It is a member of the masked tables' owners (never of a superuser).
 constexpr const char* kMaskingRole = "arbor_masking";
-
-std::string QuoteIdent(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
-std::string QuoteLiteral(const std::string& s) {
-  std::string out = "'";
-  bool backslash = false;
-  for (char c : s) {
-    if (c == '\'' || c == '\\') out += c;
-    backslash = backslash || c == '\\';
-    out += c;
-  }
-  return (backslash ? "E" : "") + out + "'";
-}
 
 // Fake names: 32 first names and 32 last names, picked by two bytes of the keyed hash, and six
 // hex digits of it after a hyphen so that distinct people stay distinct.
