@@ -18,10 +18,22 @@
 # start, each branch's after its write). Targets, for A: TPS churn/quiet >= 0.80 and p99
 # churn/quiet <= 2.0.
 #
+# Then, on A's daemon (limits on), after A's churn and against A's same quiet run, two bound
+# variants of the churn loop, CHURN_S seconds each, that isolate the two costs outside any
+# compute's control group:
+#   A1 create+delete only: create a branch from production's head (a CHECKPOINT on
+#      production) and delete it with ?purge=true; no compute start, no write;
+#   A2 write without the parent's checkpoint: create each branch from production's state
+#      2 seconds ago (spec.source_branch_time, so no checkpoint of production), write ~50 MB
+#      on it and delete it as in A; the cost of the writes through the shared daemon (FUSE and
+#      the storage engine in the daemon process).
+# The variants are printed like A and B, then a line naming the cost that dominates.
+#
 # Usage: bench/compute_sizes_bench.sh [path/to/arbor]
 #   CLIENTS=4     production's pgbench clients
 #   QUIET_S=20    length of the quiet run
-#   CHURN_S=25    length of the run during the churn
+#   CHURN_S=25    length of each run during a churn (A, A1, A2, B)
+#   SETTLE_S=3    pause after each churn, before the next run
 #   ROWS=50000    rows of 1000 bytes written on each branch (~50 MB)
 set -euo pipefail
 ARBOR=$(realpath "${1:-build/arbor}")
@@ -29,6 +41,7 @@ CLIENTS=${CLIENTS:-4}
 QUIET_S=${QUIET_S:-20}
 CHURN_S=${CHURN_S:-25}
 ROWS=${ROWS:-50000}
+SETTLE_S=${SETTLE_S:-3}
 PGBIN=/usr/lib/postgresql/15/bin
 TPS_TARGET=0.80
 P99_TARGET=2.0
@@ -88,16 +101,29 @@ p99() { cat "$work/$1".tx.* | awk '{print $3 / 1000}' | pct 99; }  # ms
 # Rounds while $work/churning exists: create a branch, write ROWS rows on it through its
 # endpoint (started by bench_conn), read its compute's CPU limit, delete it with its data.
 # One line per round in $work/rounds: "<round ms> <write ms> <CPU limit> <current_cu>".
-churn() {
-  local calls="$work/calls" i=0 name out conn t0 t1 write_ms ep limit
+# MODE: full (the above), bare (create and delete only: no compute, no write) or past (as
+# full, but each branch from production's state 2 seconds ago: no checkpoint of production).
+churn() {  # MODE PREFIX
+  local mode=$1 calls="$work/calls" i=0 name out conn t0 t1 write_ms ep limit spec
   while [[ -e "$work/churning" ]]; do
     i=$((i + 1))
-    name=churn-$i
+    name=$2-$i
     t0=$(now_ms)
-    out=$(api POST "projects/default/branches?branch_id=$name" '{"spec": {"ttl": "3600s"}}')
+    spec='{"spec": {"ttl": "3600s"}}'
+    if [[ $mode == past ]]; then
+      spec="{\"spec\": {\"ttl\": \"3600s\", \"source_branch_time\":
+        \"$(date -u -d '-2 sec' +%Y-%m-%dT%H:%M:%S.%6NZ)\"}}"
+    fi
+    out=$(api POST "projects/default/branches?branch_id=$name" "$spec")
     if grep -q error_code <<<"$out"; then
       echo "  (create $name: $out)" >&2
       sleep 1
+      continue
+    fi
+    if [[ $mode == bare ]]; then
+      out=$(api DELETE "projects/default/branches/$name?purge=true")
+      if grep -q error_code <<<"$out"; then echo "  (delete $name: $out)" >&2; fi
+      echo "$(($(now_ms) - t0)) 0 - -" >>"$work/rounds"
       continue
     fi
     conn=$(bench_conn "$name") || true
@@ -116,10 +142,38 @@ churn() {
 
 declare -A R  # the figures, by "<phase>.<name>"
 
+# pgbench for CHURN_S seconds while churn MODE runs; its figures into R under ID (the quiet
+# ones copied from QUIET_ID's).
+churn_window() {  # ID MODE QUIET_ID
+  local id=$1
+  : >"$work/calls"
+  : >"$work/rounds"
+  touch "$work/churning"
+  churn "$2" "churn-$id" &
+  loop_pid=$!
+  pgbench_run "churn-$id" "$CHURN_S"
+  rm -f "$work/churning"
+  wait "$loop_pid" || echo "  (the churn loop of $id failed)" >&2  # the round under way ends
+  loop_pid=
+
+  R[$id.q_tps]=${R[$3.q_tps]}
+  R[$id.q_p99]=${R[$3.q_p99]}
+  R[$id.c_tps]=$(tps "churn-$id")
+  R[$id.c_p99]=$(p99 "churn-$id")
+  R[$id.rounds]=$(wc -l <"$work/rounds")
+  R[$id.round_s]=$(awk '{print $1 / 1000}' "$work/rounds" | pct 50)
+  R[$id.write_s]=$(awk '{print $2 / 1000}' "$work/rounds" | pct 50)
+  R[$id.br_cpu]=$(awk '{print $3}' "$work/rounds" | sort -u | paste -sd/ -)
+  R[$id.br_cu]=$(awk '{print $4}' "$work/rounds" | sort -u | paste -sd/ -)
+  R[$id.slowest]=$(sort -n "$work/calls" | tail -1)
+  sleep "$SETTLE_S"
+}
+
 # One daemon (ARBOR_COMPUTE_LIMITS as set), production at 2 CU, pgbench quietly then during
-# the churn; the figures into R; the daemon stopped and removed.
-phase() {  # ID PORT
-  local id=$1 ep
+# the churn, then during each VARIANT ("ID:MODE") of it; the figures into R; the daemon
+# stopped and removed.
+phase() {  # ID PORT [VARIANT...]
+  local id=$1 ep v
   bench_daemon "sizes-$id" "$2" 20
   R[$id.limits]=$(api GET status | jq -r .compute_limits)
   ep=$(api PATCH projects/default/branches/production/endpoints/primary \
@@ -134,30 +188,19 @@ phase() {  # ID PORT
   R[$id.prod_cpu]=$(cpu_limit "$(jq -r .uid <<<"$ep")")
 
   pgbench_run quiet "$QUIET_S"
-  : >"$work/calls"
-  : >"$work/rounds"
-  touch "$work/churning"
-  churn &
-  loop_pid=$!
-  pgbench_run churn "$CHURN_S"
-  rm -f "$work/churning"
-  wait "$loop_pid" || echo "  (the churn loop failed)" >&2  # the round under way finishes
-  loop_pid=
-
   R[$id.q_tps]=$(tps quiet)
-  R[$id.c_tps]=$(tps churn)
   R[$id.q_p99]=$(p99 quiet)
-  R[$id.c_p99]=$(p99 churn)
-  R[$id.rounds]=$(wc -l <"$work/rounds")
-  R[$id.round_s]=$(awk '{print $1 / 1000}' "$work/rounds" | pct 50)
-  R[$id.write_s]=$(awk '{print $2 / 1000}' "$work/rounds" | pct 50)
-  R[$id.br_cpu]=$(awk '{print $3}' "$work/rounds" | sort -u | paste -sd/ -)
-  R[$id.br_cu]=$(awk '{print $4}' "$work/rounds" | sort -u | paste -sd/ -)
-  R[$id.slowest]=$(sort -n "$work/calls" | tail -1)
+  churn_window "$id" full "$id"
+  for v in "${@:3}"; do
+    R[${v%%:*}.limits]=${R[$id.limits]}
+    R[${v%%:*}.prod_cpu]=${R[$id.prod_cpu]}
+    churn_window "${v%%:*}" "${v#*:}" "$id"
+  done
   bench_cleanup
 }
 
-phase A $((30000 + RANDOM % 1000))  # below the ephemeral range (32768+)
+start_s=$SECONDS
+phase A $((30000 + RANDOM % 1000)) A1:bare A2:past  # below the ephemeral range (32768+)
 if [[ "${R[A.limits]}" == none* ]]; then
   echo "A should limit its computes, but: compute_limits: ${R[A.limits]}" >&2
   exit 1
@@ -178,15 +221,22 @@ verdict() {  # VALUE OP TARGET
 echo "== production (pgbench TPC-B scale 10, $CLIENTS clients, unthrottled; ${QUIET_S} s quiet," \
   "${CHURN_S} s during the churn) while branches churn (create, write $ROWS rows of 1000 B," \
   "delete with purge) =="
-for id in A B; do
-  if [[ $id == A ]]; then
-    echo "A  limits on: production 2 CU fixed, branches at their default (0.25-1 CU)"
-  else
-    echo "B  baseline, limits off (ARBOR_COMPUTE_LIMITS=off), the same sizes on paper"
-  fi
+for id in A B A1 A2; do
+  case $id in
+    A) echo "A  limits on: production 2 CU fixed, branches at their default (0.25-1 CU)" ;;
+    B) echo "B  baseline, limits off (ARBOR_COMPUTE_LIMITS=off), the same sizes on paper" ;;
+    A1) echo "A1 bound, limits on (A's daemon and quiet run): create from production's head +" \
+      "delete only, no compute, no write: the cost of production's CHECKPOINT at each create" ;;
+    A2) echo "A2 bound, limits on (A's daemon and quiet run): create from production 2 s ago" \
+      "(no checkpoint) + write + delete: the cost of the writes through the shared daemon" ;;
+  esac
   echo "   compute_limits: ${R[$id.limits]}"
-  echo "   CPU limit by control group: production ${R[$id.prod_cpu]}; each branch after its" \
-    "write ${R[$id.br_cpu]} (current_cu ${R[$id.br_cu]})"
+  if [[ $id == A1 ]]; then
+    echo "   CPU limit by control group: production ${R[$id.prod_cpu]}; branches: no compute"
+  else
+    echo "   CPU limit by control group: production ${R[$id.prod_cpu]}; each branch after its" \
+      "write ${R[$id.br_cpu]} (current_cu ${R[$id.br_cu]})"
+  fi
   tr=$(ratio "${R[$id.c_tps]}" "${R[$id.q_tps]}")
   pr=$(ratio "${R[$id.c_p99]}" "${R[$id.q_p99]}")
   t_note="" p_note=""
@@ -204,3 +254,12 @@ for id in A B; do
 done
 echo "A vs B during the churn: tps $(ratio "${R[A.c_tps]}" "${R[B.c_tps]}")," \
   "tx p99 $(ratio "${R[A.c_p99]}" "${R[B.c_p99]}") (limits on / off)"
+a1=$(ratio "${R[A1.c_tps]}" "${R[A1.q_tps]}")
+a2=$(ratio "${R[A2.c_tps]}" "${R[A2.q_tps]}")
+dominant=$(awk -v a="$a1" -v b="$a2" 'BEGIN {
+  if (a < b) print "the parent'"'"'s CHECKPOINT at each create (A1)"
+  else if (b < a) print "the writes through the shared daemon (A2)"
+  else print "neither: both bounds cost production alike" }')
+echo "dominant cost (the lower churn/quiet tps of the bounds): $dominant; tps churn/quiet:" \
+  "A1 create+delete $a1, A2 write without checkpoint $a2, A full churn" \
+  "$(ratio "${R[A.c_tps]}" "${R[A.q_tps]}"); whole run $((SECONDS - start_s)) s"
