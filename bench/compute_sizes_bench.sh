@@ -22,18 +22,20 @@
 # variants of the churn loop, CHURN_S seconds each, that isolate the two costs outside any
 # compute's control group:
 #   A1 create+delete only: create a branch from production's head (a CHECKPOINT on
-#      production) and delete it with ?purge=true; no compute start, no write;
+#      production) and delete it with ?purge=true; no compute start, no write; paced to one
+#      round every PACE_S seconds, about A's round, so that it makes as many creates as A;
 #   A2 write without the parent's checkpoint: create each branch from production's state
 #      2 seconds ago (spec.source_branch_time, so no checkpoint of production), write ~50 MB
 #      on it and delete it as in A; the cost of the writes through the shared daemon (FUSE and
 #      the storage engine in the daemon process).
-# The variants are printed like A and B, then a line naming the cost that dominates.
+# The variants are printed like A and B, then a line comparing them with A.
 #
 # Usage: bench/compute_sizes_bench.sh [path/to/arbor]
 #   CLIENTS=4     production's pgbench clients
 #   QUIET_S=20    length of the quiet run
 #   CHURN_S=25    length of each run during a churn (A, A1, A2, B)
 #   SETTLE_S=3    pause after each churn, before the next run
+#   PACE_S=5      A1's seconds per round
 #   ROWS=50000    rows of 1000 bytes written on each branch (~50 MB)
 set -euo pipefail
 ARBOR=$(realpath "${1:-build/arbor}")
@@ -42,6 +44,7 @@ QUIET_S=${QUIET_S:-20}
 CHURN_S=${CHURN_S:-25}
 ROWS=${ROWS:-50000}
 SETTLE_S=${SETTLE_S:-3}
+PACE_S=${PACE_S:-5}
 PGBIN=/usr/lib/postgresql/15/bin
 TPS_TARGET=0.80
 P99_TARGET=2.0
@@ -124,6 +127,7 @@ churn() {  # MODE PREFIX
       out=$(api DELETE "projects/default/branches/$name?purge=true")
       if grep -q error_code <<<"$out"; then echo "  (delete $name: $out)" >&2; fi
       echo "$(($(now_ms) - t0)) 0 - -" >>"$work/rounds"
+      sleep "$PACE_S"
       continue
     fi
     conn=$(bench_conn "$name") || true
@@ -149,7 +153,7 @@ churn_window() {  # ID MODE QUIET_ID
   : >"$work/calls"
   : >"$work/rounds"
   touch "$work/churning"
-  churn "$2" "churn-$id" &
+  churn "$2" "churn-${id,,}" &  # branch ids: lowercase letters, digits and hyphens
   loop_pid=$!
   pgbench_run "churn-$id" "$CHURN_S"
   rm -f "$work/churning"
@@ -161,6 +165,10 @@ churn_window() {  # ID MODE QUIET_ID
   R[$id.c_tps]=$(tps "churn-$id")
   R[$id.c_p99]=$(p99 "churn-$id")
   R[$id.rounds]=$(wc -l <"$work/rounds")
+  if [[ ${R[$id.rounds]} == 0 ]]; then
+    echo "$id: no churn round completed (see the errors above)" >&2
+    return 1
+  fi
   R[$id.round_s]=$(awk '{print $1 / 1000}' "$work/rounds" | pct 50)
   R[$id.write_s]=$(awk '{print $2 / 1000}' "$work/rounds" | pct 50)
   R[$id.br_cpu]=$(awk '{print $3}' "$work/rounds" | sort -u | paste -sd/ -)
@@ -256,10 +264,7 @@ echo "A vs B during the churn: tps $(ratio "${R[A.c_tps]}" "${R[B.c_tps]}")," \
   "tx p99 $(ratio "${R[A.c_p99]}" "${R[B.c_p99]}") (limits on / off)"
 a1=$(ratio "${R[A1.c_tps]}" "${R[A1.q_tps]}")
 a2=$(ratio "${R[A2.c_tps]}" "${R[A2.q_tps]}")
-dominant=$(awk -v a="$a1" -v b="$a2" 'BEGIN {
-  if (a < b) print "the parent'"'"'s CHECKPOINT at each create (A1)"
-  else if (b < a) print "the writes through the shared daemon (A2)"
-  else print "neither: both bounds cost production alike" }')
-echo "dominant cost (the lower churn/quiet tps of the bounds): $dominant; tps churn/quiet:" \
-  "A1 create+delete $a1, A2 write without checkpoint $a2, A full churn" \
-  "$(ratio "${R[A.c_tps]}" "${R[A.q_tps]}"); whole run $((SECONDS - start_s)) s"
+echo "bounds, tps churn/quiet at about A's pace: A1 creates and deletes alone $a1 (${R[A1.rounds]}" \
+  "rounds), A2 writes without the parent's checkpoint $a2 (${R[A2.rounds]} rounds); A full" \
+  "churn $(ratio "${R[A.c_tps]}" "${R[A.q_tps]}") (${R[A.rounds]} rounds); whole run" \
+  "$((SECONDS - start_s)) s"
