@@ -371,6 +371,15 @@ Result<Endpoint> ApiClient::UpdateEndpointSize(const EndpointName& endpoint,
   return CallAs<Endpoint>("PATCH", EndpointPath(endpoint), &body, "endpoint");
 }
 
+Result<Project> ApiClient::SetSnapshotSchedule(
+    const std::string& project, const std::optional<SnapshotScheduleSpec>& schedule) const {
+  ProjectSpec spec;
+  spec.snapshot_schedule = schedule;
+  Json body{{"spec", ToJson(spec)}};
+  return CallAs<Project>("PATCH", ProjectPath(project) + "?update_mask=spec.snapshot_schedule",
+                         &body, "project");
+}
+
 Result<Json> ApiClient::GetUsage(const std::string& project, const std::string& start,
                                  const std::string& end) const {
   std::string q;

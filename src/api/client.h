@@ -93,6 +93,9 @@ class ApiClient {
   [[nodiscard]] Result<Endpoint> UpdateEndpointSize(const EndpointName& endpoint,
                                                     std::optional<double> min_cu,
                                                     std::optional<double> max_cu) const;
+  // PATCH the project's spec.snapshot_schedule; nullopt removes it.
+  [[nodiscard]] Result<Project> SetSnapshotSchedule(
+      const std::string& project, const std::optional<SnapshotScheduleSpec>& schedule) const;
   // GET projects/P/usage?start=..&end=.. as the API answers it (docs/compute-sizes.md).
   [[nodiscard]] Result<Json> GetUsage(const std::string& project, const std::string& start,
                                       const std::string& end) const;

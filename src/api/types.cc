@@ -155,6 +155,11 @@ Json ToJson(const ProjectSpec& v) {
   Json j = Json::object();
   PutDuration(j, "history_retention_duration", v.history_retention_s);
   PutDuration(j, "default_branch_ttl", v.default_branch_ttl_s);
+  if (v.snapshot_schedule) {
+    j["snapshot_schedule"] = {{"branch", v.snapshot_schedule->branch},
+                              {"every", FormatDuration(v.snapshot_schedule->every_s)},
+                              {"keep", v.snapshot_schedule->keep}};
+  }
   return j;
 }
 Json ToJson(const Project& v) {
@@ -168,6 +173,17 @@ Status FromJson(const Json& j, ProjectSpec* out, std::string_view where) {
   Reader r(j, where);
   r.Duration("history_retention_duration", &out->history_retention_s);
   r.Duration("default_branch_ttl", &out->default_branch_ttl_s);
+  if (const Json* s = r.Get("snapshot_schedule", false)) {
+    Reader sr(*s, r.Path("snapshot_schedule"));
+    SnapshotScheduleSpec sched;
+    sr.String("branch", &sched.branch, true);
+    std::optional<int64_t> every;
+    sr.Duration("every", &every);
+    sched.every_s = every.value_or(0);
+    sr.Int("keep", &sched.keep);
+    r.Check(sr.status());
+    out->snapshot_schedule = sched;
+  }
   return r.status();
 }
 Status FromJson(const Json& j, Project* out, std::string_view where) {

@@ -29,9 +29,17 @@ namespace arbor::api {
 
 using Json = nlohmann::json;
 
+// spec.snapshot_schedule of a project: a snapshot of `branch` every `every_s`, the newest
+// `keep` of them kept.
+struct SnapshotScheduleSpec {
+  std::string branch;  // a full branch name in answers; an id or a full name in requests
+  int64_t every_s = 0;
+  int64_t keep = 0;
+};
 struct ProjectSpec {
   std::optional<int64_t> history_retention_s;   // "history_retention_duration"
   std::optional<int64_t> default_branch_ttl_s;  // "default_branch_ttl": the CLI's default TTL
+  std::optional<SnapshotScheduleSpec> snapshot_schedule;
 };
 struct ProjectStatus {
   std::string default_branch;  // a full branch name

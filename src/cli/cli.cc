@@ -342,21 +342,56 @@ Status CmdProjectGet(const Session& s) {
   auto dur = [](const std::optional<int64_t>& v) {
     return v ? api::FormatDuration(*v) : std::string("none");
   };
+  std::string schedule = "none";
+  if (const auto& sc = p.spec.snapshot_schedule) {
+    schedule = ShortName(sc->branch) + " every " + api::FormatDuration(sc->every_s) + ", keep " +
+               std::to_string(sc->keep);
+  }
   s.Print("name                " + p.name + "\ndefault branch      " + p.status.default_branch +
           "\nhistory retention   " + dur(p.spec.history_retention_s) + "\ndefault branch TTL  " +
-          dur(p.spec.default_branch_ttl_s) + "\n");
+          dur(p.spec.default_branch_ttl_s) + "\nsnapshot schedule   " + schedule + "\n");
   return Status::Ok();
 }
 
-Status CmdProjectUpdate(const Session& s, const std::string& default_ttl,
-                        const std::string& retention) {
+struct ProjectUpdateOpts {
+  std::string default_ttl, retention, snapshot_every, snapshot_branch;
+  std::optional<int64_t> snapshot_keep;
+  bool no_snapshot_schedule = false;
+};
+
+Status CmdProjectUpdate(const Session& s, const ProjectUpdateOpts& o) {
   api::ProjectSpec spec;
-  if (!default_ttl.empty()) spec.default_branch_ttl_s = OrUsage(ParseDurationArg(default_ttl));
-  if (!retention.empty()) spec.history_retention_s = OrUsage(ParseDurationArg(retention));
-  if (!spec.default_branch_ttl_s && !spec.history_retention_s) {
-    Usage("give --default-ttl and/or --history-retention");
+  if (!o.default_ttl.empty()) spec.default_branch_ttl_s = OrUsage(ParseDurationArg(o.default_ttl));
+  if (!o.retention.empty()) spec.history_retention_s = OrUsage(ParseDurationArg(o.retention));
+  const bool schedule = !o.snapshot_every.empty() || o.snapshot_keep || !o.snapshot_branch.empty();
+  if (schedule && o.no_snapshot_schedule) {
+    Usage("choose --no-snapshot-schedule or a schedule (--snapshot-every, --snapshot-keep)");
   }
-  ARBOR_RETURN_IF_ERROR(s.Client().UpdateProject(s.project, spec).status());
+  if (schedule && (o.snapshot_every.empty() || !o.snapshot_keep)) {
+    Usage("a snapshot schedule needs --snapshot-every and --snapshot-keep");
+  }
+  // Every flag is checked before anything is sent.
+  const int64_t every_s = schedule ? OrUsage(ParseDurationArg(o.snapshot_every)) : 0;
+  if (!spec.default_branch_ttl_s && !spec.history_retention_s && !schedule &&
+      !o.no_snapshot_schedule) {
+    Usage("give --default-ttl, --history-retention, or a snapshot schedule");
+  }
+  auto c = s.Client();
+  if (spec.default_branch_ttl_s || spec.history_retention_s) {
+    ARBOR_RETURN_IF_ERROR(c.UpdateProject(s.project, spec).status());
+  }
+  if (schedule || o.no_snapshot_schedule) {
+    std::optional<api::SnapshotScheduleSpec> sched;
+    if (schedule) {
+      std::string branch = o.snapshot_branch;
+      if (branch.empty()) {
+        ARBOR_ASSIGN_OR_RETURN(api::Project p, c.GetProject(s.project));
+        branch = p.status.default_branch;
+      }
+      sched = api::SnapshotScheduleSpec{branch, every_s, *o.snapshot_keep};
+    }
+    ARBOR_RETURN_IF_ERROR(c.SetSnapshotSchedule(s.project, sched).status());
+  }
   return CmdProjectGet(s);
 }
 
@@ -1096,13 +1131,25 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   project->require_subcommand(1);
   auto* pshow = project->add_subcommand("get", "Show the project");
   OnRun(pshow, action, [&s] { return CmdProjectGet(s); });
-  auto popts = std::make_shared<std::pair<std::string, std::string>>();
-  auto* pupdate = project->add_subcommand("update", "Change the default TTL or history window");
-  pupdate->add_option("--default-ttl", popts->first,
+  auto popts = std::make_shared<ProjectUpdateOpts>();
+  auto* pupdate = project->add_subcommand(
+      "update", "Change the default TTL, the history window or the snapshot schedule");
+  pupdate->add_option("--default-ttl", popts->default_ttl,
                       "TTL of branches created without an expiry (e.g. 7d)");
-  pupdate->add_option("--history-retention", popts->second, "the point-in-time window (1h to 35d)");
-  pupdate->footer("Example:\n  arbor project update --default-ttl 7d");
-  OnRun(pupdate, action, [&s, popts] { return CmdProjectUpdate(s, popts->first, popts->second); });
+  pupdate->add_option("--history-retention", popts->retention,
+                      "the point-in-time window (1h to 35d)");
+  pupdate->add_option("--snapshot-every", popts->snapshot_every,
+                      "take a scheduled snapshot this often (at least 60s; e.g. 1d)");
+  pupdate->add_option("--snapshot-keep", popts->snapshot_keep,
+                      "keep the newest N scheduled snapshots");
+  pupdate->add_option("--snapshot-branch", popts->snapshot_branch,
+                      "the branch the schedule snapshots (default: the default branch)");
+  pupdate->add_flag("--no-snapshot-schedule", popts->no_snapshot_schedule,
+                    "stop taking scheduled snapshots (those taken stay)");
+  pupdate->footer(
+      "Examples:\n  arbor project update --default-ttl 7d\n"
+      "  arbor project update --snapshot-every 1d --snapshot-keep 7");
+  OnRun(pupdate, action, [&s, popts] { return CmdProjectUpdate(s, *popts); });
 
   // endpoint
   // role

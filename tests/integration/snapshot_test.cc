@@ -237,6 +237,25 @@ TEST_F(Snapshots, AViewerOnlyReadsAndTheScheduleIsAProjectSetting) {
   auto off = d_->Call("PATCH", mask, {{"spec", json::object()}});
   ASSERT_EQ(off.status, 200) << off.body.dump();
   EXPECT_FALSE(off.body["spec"].contains("snapshot_schedule"));
+
+  // The same with the CLI: set (of the default branch unless another is named), shown by
+  // `project get`, refused for a developer, and removed.
+  cli = Arbor("project update --snapshot-every 1h --snapshot-keep 3");
+  ASSERT_EQ(cli.rc, 0) << cli.out << cli.err;
+  EXPECT_NE(cli.out.find("snapshot schedule   production every 3600s, keep 3"), std::string::npos)
+      << cli.out;
+  EXPECT_EQ(d_->Call("GET", "projects/default").body["spec"]["snapshot_schedule"],
+            json({{"branch", "projects/default/branches/production"}, {"every", "3600s"},
+                  {"keep", 3}}));
+  cli = Arbor("project update --snapshot-every 1d --snapshot-keep 7 --snapshot-branch acc",
+              "ARBOR_TOKEN=" + dev);
+  EXPECT_NE(cli.rc, 0) << cli.out;
+  EXPECT_EQ(Arbor("project update --snapshot-keep 7").rc, 2);  // no --snapshot-every
+  EXPECT_EQ(d_->Call("GET", "projects/default").body["spec"]["snapshot_schedule"]["keep"], 3);
+  cli = Arbor("project update --no-snapshot-schedule");
+  ASSERT_EQ(cli.rc, 0) << cli.out << cli.err;
+  EXPECT_NE(cli.out.find("snapshot schedule   none"), std::string::npos) << cli.out;
+  EXPECT_FALSE(d_->Call("GET", "projects/default").body["spec"].contains("snapshot_schedule"));
 }
 
 }  // namespace
