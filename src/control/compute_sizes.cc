@@ -100,10 +100,9 @@ void Engine::MeterLocked(const EndpointKey& key, Live& live, int64_t now_us) {
   if (live.written_timeline.value() != 0) {
     auto b = catalog_.branches.find({project, branch});
     if (b != catalog_.branches.end() && b->second.timeline == live.written_timeline) {
-      if (auto w = store_->GetUsage(live.written_timeline); w.ok()) {
-        if (w->written_bytes > live.written_mark) u.written_bytes += w->written_bytes - live.written_mark;
-        live.written_mark = w->written_bytes;
-      }
+      const uint64_t w = store_->WrittenBytes(live.written_timeline);
+      if (w > live.written_mark) u.written_bytes += w - live.written_mark;
+      live.written_mark = w;
     } else {
       // A reset or restore gave the branch another timeline: count from its start.
       live.written_timeline = b != catalog_.branches.end() ? b->second.timeline : TimelineId(0);

@@ -1664,10 +1664,8 @@ Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started)
   live.written_timeline = TimelineId(0);
   if (IsReadWrite(ep)) {
     if (auto b = catalog_.branches.find({ep.project, ep.branch}); b != catalog_.branches.end()) {
-      if (auto u = store_->GetUsage(b->second.timeline); u.ok()) {
-        live.written_timeline = b->second.timeline;
-        live.written_mark = u->written_bytes;
-      }
+      live.written_timeline = b->second.timeline;
+      live.written_mark = store_->WrittenBytes(b->second.timeline);
     }
   }
   MarkRunningLocked(ep, true);

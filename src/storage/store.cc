@@ -1706,13 +1706,18 @@ Result<Seq> Store::Horizon(TimelineId timeline) const {
 
 // ---- space ----
 
+uint64_t Store::WrittenBytes(TimelineId timeline) const {
+  std::lock_guard l(impl_->write_mu);
+  auto it = impl_->written.find(timeline);
+  return it == impl_->written.end() ? 0 : it->second;
+}
+
 Result<Usage> Store::GetUsage(TimelineId timeline) const {
   ARBOR_ASSIGN_OR_RETURN(auto chain, impl_->ChainOf(timeline));
   Usage u;
   {
+    u.written_bytes = WrittenBytes(timeline);
     std::lock_guard l(impl_->write_mu);
-    auto it = impl_->written.find(timeline);
-    u.written_bytes = it == impl_->written.end() ? 0 : it->second;
     auto cached = impl_->size_cache.find(timeline);
     if (cached != impl_->size_cache.end() && cached->second.first == u.written_bytes) {
       u.logical_size_bytes = cached->second.second;

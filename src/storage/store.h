@@ -308,6 +308,8 @@ class Store {
   // ---- space ----
 
   [[nodiscard]] Result<Usage> GetUsage(TimelineId timeline) const;
+  // Usage's written_bytes alone: a counter read, no scan (the usage meter reads it often).
+  uint64_t WrittenBytes(TimelineId timeline) const;
 
   // Runs one full GC pass now and returns the number of versions it dropped. Safe to call
   // while the store is in use. Each tree's GC floor is raised to now - window, and synced,
