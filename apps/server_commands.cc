@@ -33,8 +33,7 @@ void SplitRange(const std::string& text, uint16_t* lo, uint16_t* hi) {
 void AddServerCommands(CLI::App& app) {
   struct Flags {
     std::string data_dir, api_listen = "127.0.0.1:8432", proxy_listen = "127.0.0.1:55432",
-                          endpoint_ports = "55433-55999", shared_buffers, tls_cert,
-                          tls_key;
+                          endpoint_ports = "55433-55999", shared_buffers, tls_cert, tls_key;
     uint64_t block_cache_mb = 256;
     int start_timeout_s = control::DaemonOptions{}.start_timeout_s;
     bool foreground = false, require_tls = false;

@@ -213,10 +213,10 @@ Result<Branch> ApiClient::CreateBranchRaw(const std::string& project, const std:
 
 Result<std::vector<Branch>> ApiClient::ListBranches(const std::string& project,
                                                     bool show_deleted) const {
-  ARBOR_ASSIGN_OR_RETURN(Json j, Call("GET",
-                                      ProjectPath(project) + "/branches" +
-                                          (show_deleted ? "?show_deleted=true" : ""),
-                                      nullptr));
+  ARBOR_ASSIGN_OR_RETURN(
+      Json j,
+      Call("GET", ProjectPath(project) + "/branches" + (show_deleted ? "?show_deleted=true" : ""),
+           nullptr));
   std::vector<Branch> out;
   Status st = FromJsonList(j, "branches", &out);
   if (!st.ok())
@@ -440,7 +440,8 @@ Status ApiClient::DeleteDatabase(const BranchName& branch, const std::string& na
 Result<Snapshot> ApiClient::CreateSnapshot(const BranchName& branch, const std::string& snapshot_id,
                                            const SnapshotSpec& spec) const {
   Json body{{"spec", ToJson(spec)}};
-  return CallAs<Snapshot>("POST", BranchPath(branch) + "/snapshots?snapshot_id=" + Escape(snapshot_id),
+  return CallAs<Snapshot>("POST",
+                          BranchPath(branch) + "/snapshots?snapshot_id=" + Escape(snapshot_id),
                           &body, "snapshot");
 }
 

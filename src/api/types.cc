@@ -445,8 +445,12 @@ Json ToJson(const UndeleteResult& v) {
   return Json{{"branch", ToJson(v.branch)}, {"endpoints", eps}, {"notes", v.notes}};
 }
 Json ToJson(const ServerStatus& v) {
-  return Json{{"version", v.version}, {"pid", v.pid},     {"data_dir", v.data_dir},
-              {"api", v.api},         {"proxy", v.proxy}, {"endpoint_ports", v.endpoint_ports},
+  return Json{{"version", v.version},
+              {"pid", v.pid},
+              {"data_dir", v.data_dir},
+              {"api", v.api},
+              {"proxy", v.proxy},
+              {"endpoint_ports", v.endpoint_ports},
               {"compute_limits", v.compute_limits}};
 }
 Json ToJson(const ApiError& v) {
@@ -519,7 +523,8 @@ Status FromJson(const Json& j, UndeleteResult* out, std::string_view where) {
   Status st = FromJsonList(j, "endpoints", &out->endpoints);
   if (!st.ok()) return st;
   if (const Json* notes = r.Get("notes", false)) {
-    if (!notes->is_array()) return Status::InvalidArgument(std::string(where) + ".notes: expected an array");
+    if (!notes->is_array())
+      return Status::InvalidArgument(std::string(where) + ".notes: expected an array");
     for (const Json& n : *notes) {
       if (!n.is_string()) {
         return Status::InvalidArgument(std::string(where) + ".notes: expected strings");

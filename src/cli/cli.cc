@@ -85,16 +85,17 @@ Status CmdStatus(const Session& s) {
     s.PrintJson(j);
     return Status::Ok();
   }
-  s.Print(RenderFields({{"version", st.version},
-                        {"pid", std::to_string(st.pid)},
-                        {"data dir", st.data_dir},
-                        {"api", st.api},
-                        {"proxy", st.proxy},
-                        {"endpoint ports", st.endpoint_ports},
-                        {"compute limits", st.compute_limits.empty() ? "unknown" : st.compute_limits},
-                        {"project", s.project + " (" + std::to_string(branches.size()) +
-                                        (branches.size() == 1 ? " branch, " : " branches, ") +
-                                        std::to_string(running.size()) + " running)"}}));
+  s.Print(
+      RenderFields({{"version", st.version},
+                    {"pid", std::to_string(st.pid)},
+                    {"data dir", st.data_dir},
+                    {"api", st.api},
+                    {"proxy", st.proxy},
+                    {"endpoint ports", st.endpoint_ports},
+                    {"compute limits", st.compute_limits.empty() ? "unknown" : st.compute_limits},
+                    {"project", s.project + " (" + std::to_string(branches.size()) +
+                                    (branches.size() == 1 ? " branch, " : " branches, ") +
+                                    std::to_string(running.size()) + " running)"}}));
   if (!running.empty()) s.Print("\n" + RenderEndpoints(running));
   return Status::Ok();
 }
@@ -176,10 +177,10 @@ Status CmdBranchCreate(const Session& s, const CreateOpts& o) {
     auto sized = c.UpdateEndpointSize(api::EndpointName{name.project, name.branch, kPrimary},
                                       cu->first, cu->second);
     if (!sized.ok()) {
-      return Status(sized.status().code(), "branch " + b->name + " was made, but its size was not set: " +
-                                               sized.status().message() +
-                                               " (set it with arbor endpoint update " +
-                                               name.branch + " --min-cu MIN --max-cu MAX)");
+      return Status(
+          sized.status().code(),
+          "branch " + b->name + " was made, but its size was not set: " + sized.status().message() +
+              " (set it with arbor endpoint update " + name.branch + " --min-cu MIN --max-cu MAX)");
     }
   }
   if (s.Json()) {
@@ -214,8 +215,8 @@ Status CmdBranchListDeleted(const Session& s) {
     auto time = [](const std::optional<int64_t>& t) {
       return t ? api::FormatTime(*t) : std::string("-");
     };
-    rows.push_back({ShortName(b.name), time(b.status.delete_time_us),
-                    time(b.status.purge_time_us), HumanBytes(b.status.written_bytes)});
+    rows.push_back({ShortName(b.name), time(b.status.delete_time_us), time(b.status.purge_time_us),
+                    HumanBytes(b.status.written_bytes)});
   }
   s.Print(RenderTable({"NAME", "DELETED AT", "PURGE AT", "WRITTEN"}, rows) +
           "Bring one back with: arbor branch undelete NAME\n");
@@ -499,7 +500,8 @@ Status CmdSnapshotList(const Session& s, const std::string& branch) {
                                              : std::string("never"),
                     sn.status.scheduled ? "schedule" : "manual"});
   }
-  s.Print(RenderTable({"SNAPSHOT", "BRANCH", "STATE AT", "EXCLUSIVE", "EXPIRES", "TAKEN BY"}, rows));
+  s.Print(
+      RenderTable({"SNAPSHOT", "BRANCH", "STATE AT", "EXCLUSIVE", "EXPIRES", "TAKEN BY"}, rows));
   return Status::Ok();
 }
 
@@ -565,8 +567,8 @@ Status CmdEndpointUpdate(const Session& s, const std::string& branch, const std:
   auto cu = [](std::optional<double> v) { return v ? Num("%g", *v) : std::string("?"); };
   std::vector<std::pair<std::string, std::string>> fields{
       {"endpoint", e.name},
-      {"size", cu(e.spec.autoscaling_limit_min_cu) + "-" + cu(e.spec.autoscaling_limit_max_cu) +
-                   " CU"}};
+      {"size",
+       cu(e.spec.autoscaling_limit_min_cu) + "-" + cu(e.spec.autoscaling_limit_max_cu) + " CU"}};
   if (e.status.current_cu) {
     fields.push_back({"current", cu(e.status.current_cu) +
                                      " CU (CPU now; memory and PostgreSQL's settings follow "
@@ -1003,8 +1005,9 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   create->add_option("--expire-time", co->expire_time, "expire at TIME (RFC 3339)");
   create->add_flag("--no-expiry", co->no_expiry, "never expire");
   create->add_flag("--protected", co->is_protected, "refuse deletion, reset and restore");
-  auto* from_snap = create->add_option("--from-snapshot", co->from_snapshot,
-                                       "start from snapshot BRANCH/NAME (its branch is the parent)");
+  auto* from_snap =
+      create->add_option("--from-snapshot", co->from_snapshot,
+                         "start from snapshot BRANCH/NAME (its branch is the parent)");
   from_snap->excludes(at)->excludes(lsn);
   create->add_option("--cu", co->cu,
                      "its endpoint's size in compute units, MIN-MAX or one size (0.25 to 8; "
@@ -1028,9 +1031,8 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
                  "list the deleted branches instead, with when each is purged");
   list->footer(
       "Example:\n  arbor branch list\n  arbor branch list -o json\n  arbor branch list --deleted");
-  OnRun(list, action, [&s, list_deleted] {
-    return *list_deleted ? CmdBranchListDeleted(s) : CmdBranchList(s);
-  });
+  OnRun(list, action,
+        [&s, list_deleted] { return *list_deleted ? CmdBranchListDeleted(s) : CmdBranchList(s); });
 
   auto get_name = std::make_shared<std::string>();
   auto* get = branch->add_subcommand("get", "Show one branch");
@@ -1320,9 +1322,8 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
       "1 CU = 1 vCPU and 2 GiB. The CPU limit changes at once on a running compute; memory\n"
       "and PostgreSQL's settings follow --max-cu from its next start (a raise of memory\n"
       "applies at once).\nExample:\n  arbor endpoint update production --min-cu 0.5 --max-cu 2");
-  OnRun(epupdate, action, [&s, epu] {
-    return CmdEndpointUpdate(s, epu->branch, epu->id, epu->min_cu, epu->max_cu);
-  });
+  OnRun(epupdate, action,
+        [&s, epu] { return CmdEndpointUpdate(s, epu->branch, epu->id, epu->min_cu, epu->max_cu); });
   auto epd = std::make_shared<std::pair<std::string, std::string>>();
   auto* epdelete = endpoint->add_subcommand("delete", "Delete an endpoint of a branch");
   epdelete->add_option("branch", epd->first, "the branch")->required();

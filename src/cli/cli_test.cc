@@ -53,8 +53,8 @@ api::Endpoint MakeEndpoint(const std::string& branch, const std::string& state, 
   e.create_time_us = kNow;
   e.spec.endpoint_type = api::kEndpointTypeReadWrite;
   e.spec.suspend_timeout_s = 300;
-  e.status = {state, "127.0.0.1", port,
-              "postgresql://owner@127.0.0.1:" + std::to_string(port) + "/postgres",
+  e.status = {state,        "127.0.0.1",
+              port,         "postgresql://owner@127.0.0.1:" + std::to_string(port) + "/postgres",
               std::nullopt, std::nullopt};
   return e;
 }
@@ -306,8 +306,9 @@ TEST_F(CliTest, DeletedBranchesAreListedUndeletedAndPurged) {
           Error("RESOURCE_ALREADY_EXISTS", "taken again; use ?new_branch_id="));
   auto refused = Run({"branch", "undelete", "dev"});
   EXPECT_EQ(refused.code, 1);
-  EXPECT_EQ(api_.Last("POST", "projects/default/branches/dev:undelete").params.count("new_branch_id"),
-            0u);
+  EXPECT_EQ(
+      api_.Last("POST", "projects/default/branches/dev:undelete").params.count("new_branch_id"),
+      0u);
   EXPECT_EQ(refused.err, "arbor: taken again; use ?new_branch_id=\n");
 
   api_.On("DELETE", "projects/default/branches/dev", 200, "{}");

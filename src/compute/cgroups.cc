@@ -185,15 +185,15 @@ Status Cgroups::Update(const std::string& name, const Limits& limits) {
   uint32_t weight = std::clamp<uint32_t>(limits.weight, 1, 10000);
   if (version_ == Version::kV2) {
     std::string d = Dir("", name);
-    ARBOR_RETURN_IF_ERROR(WriteFile(
-        d + "/cpu.max",
-        (quota ? std::to_string(quota) : std::string("max")) + " " + std::to_string(kPeriodMicros)));
+    ARBOR_RETURN_IF_ERROR(
+        WriteFile(d + "/cpu.max", (quota ? std::to_string(quota) : std::string("max")) + " " +
+                                      std::to_string(kPeriodMicros)));
     ARBOR_RETURN_IF_ERROR(WriteFile(d + "/cpu.weight", std::to_string(weight)));
     // memory.high first when lowering: memory.max below it would be refused by nothing, but
     // the pressure should start before the hard limit.
-    ARBOR_RETURN_IF_ERROR(WriteFile(d + "/memory.high", limits.memory_high_bytes
-                                                            ? std::to_string(limits.memory_high_bytes)
-                                                            : std::string("max")));
+    ARBOR_RETURN_IF_ERROR(WriteFile(
+        d + "/memory.high",
+        limits.memory_high_bytes ? std::to_string(limits.memory_high_bytes) : std::string("max")));
     return WriteFile(d + "/memory.max", limits.memory_max_bytes
                                             ? std::to_string(limits.memory_max_bytes)
                                             : std::string("max"));
@@ -203,15 +203,15 @@ Status Cgroups::Update(const std::string& name, const Limits& limits) {
   ARBOR_RETURN_IF_ERROR(
       WriteFile(cpu + "/cpu.cfs_quota_us", quota ? std::to_string(quota) : std::string("-1")));
   // cpu.shares: 1024 is one default share; weight 100 is v2's default.
-  ARBOR_RETURN_IF_ERROR(
-      WriteFile(cpu + "/cpu.shares", std::to_string(std::max<uint64_t>(2, weight * 1024ull / 100))));
+  ARBOR_RETURN_IF_ERROR(WriteFile(cpu + "/cpu.shares",
+                                  std::to_string(std::max<uint64_t>(2, weight * 1024ull / 100))));
   std::string mem = Dir("memory", name);
-  ARBOR_RETURN_IF_ERROR(WriteFile(mem + "/memory.limit_in_bytes",
-                                  limits.memory_max_bytes ? std::to_string(limits.memory_max_bytes)
-                                                          : std::string("-1")));
-  return WriteFile(mem + "/memory.soft_limit_in_bytes",
-                   limits.memory_high_bytes ? std::to_string(limits.memory_high_bytes)
-                                            : std::string("-1"));
+  ARBOR_RETURN_IF_ERROR(WriteFile(
+      mem + "/memory.limit_in_bytes",
+      limits.memory_max_bytes ? std::to_string(limits.memory_max_bytes) : std::string("-1")));
+  return WriteFile(
+      mem + "/memory.soft_limit_in_bytes",
+      limits.memory_high_bytes ? std::to_string(limits.memory_high_bytes) : std::string("-1"));
 }
 
 std::vector<std::string> Cgroups::ProcsFiles(const std::string& name) const {

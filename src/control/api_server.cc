@@ -157,9 +157,8 @@ Result<json> Spec(const json& body) {
 }
 
 constexpr std::initializer_list<const char*> kBranchSpecFields = {
-    "source_branch", "source_branch_time", "source_branch_lsn", "ttl",
-    "expire_time",   "no_expiry",          "is_protected",      "source_snapshot",
-    "masking"};
+    "source_branch", "source_branch_time", "source_branch_lsn", "ttl",    "expire_time",
+    "no_expiry",     "is_protected",       "source_snapshot",   "masking"};
 
 Result<std::string> BranchIdOf(const std::string& project, const std::string& name);
 
@@ -170,8 +169,7 @@ Result<std::pair<std::string, std::string>> SnapshotOf(const std::string& projec
   std::string prefix = "projects/" + project + "/branches/";
   if (name.rfind("projects/", 0) == 0) {
     if (name.rfind(prefix, 0) != 0) {
-      return Status::InvalidArgument("source_snapshot " + name + " is not in projects/" +
-                                     project);
+      return Status::InvalidArgument("source_snapshot " + name + " is not in projects/" + project);
     }
     rest = name.substr(prefix.size());
     size_t at = rest.find("/snapshots/");
@@ -531,16 +529,17 @@ void ApiServer::Routes() {
     status["written_bytes"] = usage.ok() ? usage->written_bytes : 0;
     json eps = json::array();
     for (const auto& e : d.endpoints) {
-      eps.push_back({{"name", "projects/" + e.project + "/branches/" + e.branch + "/endpoints/" +
-                                  e.id},
-                     {"port", e.port}});
+      eps.push_back(
+          {{"name", "projects/" + e.project + "/branches/" + e.branch + "/endpoints/" + e.id},
+           {"port", e.port}});
     }
     status["endpoints"] = eps;
     return j;
   };
   auto endpoint_json = [eng](const EndpointRecord& e) {
-    json spec{{"endpoint_type", IsReadWrite(e) ? "ENDPOINT_TYPE_READ_WRITE" : "ENDPOINT_TYPE_READ_ONLY"},
-              {"suspend_timeout_duration", Duration(e.suspend_timeout_s)}};
+    json spec{
+        {"endpoint_type", IsReadWrite(e) ? "ENDPOINT_TYPE_READ_WRITE" : "ENDPOINT_TYPE_READ_ONLY"},
+        {"suspend_timeout_duration", Duration(e.suspend_timeout_s)}};
     if (e.no_suspension) spec["no_suspension"] = true;
     spec.update(SizeJson(eng->EffectiveSize(e)));
     if (e.pinned) {
@@ -645,11 +644,11 @@ void ApiServer::Routes() {
             std::string project = req.matches[1];
             ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
             ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
-            ARBOR_RETURN_IF_ERROR(OnlyFields(
-                spec,
-                {"history_retention_duration", "default_branch_ttl", "snapshot_schedule",
-                 "default_endpoint_settings", "default_branch_endpoint_settings"},
-                "spec"));
+            ARBOR_RETURN_IF_ERROR(
+                OnlyFields(spec,
+                           {"history_retention_duration", "default_branch_ttl", "snapshot_schedule",
+                            "default_endpoint_settings", "default_branch_endpoint_settings"},
+                           "spec"));
             std::string mask = req.get_param_value("update_mask");
             if (mask.empty()) return Status::InvalidArgument("update_mask is required");
             for (size_t pos = 0; pos <= mask.size();) {
@@ -683,8 +682,9 @@ void ApiServer::Routes() {
                 if (it != spec.end() && !it->is_null()) {
                   if (!it->is_object()) {
                     return Status::InvalidArgument(
-                        f + " must be an object like {\"autoscaling_limit_min_cu\": 0.25, "
-                            "\"autoscaling_limit_max_cu\": 1}");
+                        f +
+                        " must be an object like {\"autoscaling_limit_min_cu\": 0.25, "
+                        "\"autoscaling_limit_max_cu\": 1}");
                   }
                   ARBOR_RETURN_IF_ERROR(OnlyFields(
                       *it, {"autoscaling_limit_min_cu", "autoscaling_limit_max_cu"}, f.c_str()));
@@ -692,8 +692,9 @@ void ApiServer::Routes() {
                   if (size.min_cu == 0) size.min_cu = size.max_cu;
                   if (size.max_cu == 0) size.max_cu = size.min_cu;
                   if (!size.set()) {
-                    return Status::InvalidArgument(f + " needs autoscaling_limit_min_cu or "
-                                                       "autoscaling_limit_max_cu");
+                    return Status::InvalidArgument(f +
+                                                   " needs autoscaling_limit_min_cu or "
+                                                   "autoscaling_limit_max_cu");
                   }
                 }
                 if (f == "spec.default_endpoint_settings") {
@@ -745,12 +746,13 @@ void ApiServer::Routes() {
             cu_s += u.cu_seconds;
             written += u.written_bytes;
           }
-          SendJson(res, {{"start", FormatTime(start)},
-                         {"end", FormatTime(end)},
-                         {"usage", rows},
-                         {"total",
-                          {{"cu_seconds", std::round(cu_s * 1000) / 1000},
-                           {"written_bytes", written}}}});
+          SendJson(
+              res,
+              {{"start", FormatTime(start)},
+               {"end", FormatTime(end)},
+               {"usage", rows},
+               {"total",
+                {{"cu_seconds", std::round(cu_s * 1000) / 1000}, {"written_bytes", written}}}});
           return Status::Ok();
         }));
   s.Delete(kPrefix + "projects/([^/:]+)",
@@ -879,22 +881,22 @@ void ApiServer::Routes() {
              SendJson(res, json::object());
              return Status::Ok();
            }));
-  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):undelete",
-         wrap([eng, branch_json, endpoint_json](const httplib::Request& req,
-                                                httplib::Response& res) {
-           std::string project = req.matches[1];
-           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
-           ARBOR_RETURN_IF_ERROR(OnlyFields(body, {}, "body"));
-           std::optional<std::string> new_id;
-           if (req.has_param("new_branch_id")) new_id = req.get_param_value("new_branch_id");
-           ARBOR_ASSIGN_OR_RETURN(auto u, eng->UndeleteBranch(project, req.matches[2], new_id));
-           json eps = json::array();
-           for (const auto& e : eng->ListEndpoints(project, u.branch.id)) {
-             eps.push_back(endpoint_json(e));
-           }
-           SendJson(res, {{"branch", branch_json(u.branch)}, {"endpoints", eps}, {"notes", u.notes}});
-           return Status::Ok();
-         }));
+  s.Post(
+      kPrefix + "projects/([^/:]+)/branches/([^/:]+):undelete",
+      wrap([eng, branch_json, endpoint_json](const httplib::Request& req, httplib::Response& res) {
+        std::string project = req.matches[1];
+        ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+        ARBOR_RETURN_IF_ERROR(OnlyFields(body, {}, "body"));
+        std::optional<std::string> new_id;
+        if (req.has_param("new_branch_id")) new_id = req.get_param_value("new_branch_id");
+        ARBOR_ASSIGN_OR_RETURN(auto u, eng->UndeleteBranch(project, req.matches[2], new_id));
+        json eps = json::array();
+        for (const auto& e : eng->ListEndpoints(project, u.branch.id)) {
+          eps.push_back(endpoint_json(e));
+        }
+        SendJson(res, {{"branch", branch_json(u.branch)}, {"endpoints", eps}, {"notes", u.notes}});
+        return Status::Ok();
+      }));
   s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):reset",
          wrap([eng, branch_json](const httplib::Request& req, httplib::Response& res) {
            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
@@ -1069,93 +1071,92 @@ void ApiServer::Routes() {
       }));
 
   // ---- endpoints ----
-  s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints",
-         wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
-           std::string id = req.get_param_value("endpoint_id");
-           if (id.empty()) return Status::InvalidArgument("endpoint_id is required");
-           ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
-           ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
-           ARBOR_RETURN_IF_ERROR(
-               OnlyFields(spec,
-                          {"endpoint_type", "suspend_timeout_duration", "no_suspension",
-                           "source_branch_time", "source_branch_lsn", "autoscaling_limit_min_cu",
-                           "autoscaling_limit_max_cu"},
-                          "spec"));
-           ComputeSize size;
-           ARBOR_ASSIGN_OR_RETURN(bool sized, SizeFields(spec, "spec", &size));
-           if (sized) {
-             if (size.min_cu == 0) size.min_cu = size.max_cu;
-             if (size.max_cu == 0) size.max_cu = size.min_cu;
-             ARBOR_RETURN_IF_ERROR(ValidateSize(size, "spec"));
-           }
-           // Made, then sized: a size is a property of the record, set before any start.
-           auto made = [&](EndpointRecord e) -> Result<EndpointRecord> {
-             if (!sized) return e;
-             return eng->SetEndpointSize(e.project, e.branch, e.id, size);
-           };
-           int64_t timeout = 300;
-           ARBOR_ASSIGN_OR_RETURN(auto t,
-                                  Field<std::string>(spec, "suspend_timeout_duration", "spec"));
-           if (t) {
-             ARBOR_ASSIGN_OR_RETURN(timeout, ParseDuration(*t));
-           }
-           ARBOR_ASSIGN_OR_RETURN(auto never, Field<bool>(spec, "no_suspension", "spec"));
-           ARBOR_ASSIGN_OR_RETURN(auto type, Field<std::string>(spec, "endpoint_type", "spec"));
-           ARBOR_ASSIGN_OR_RETURN(auto at, Field<std::string>(spec, "source_branch_time", "spec"));
-           ARBOR_ASSIGN_OR_RETURN(auto lsn_text,
-                                  Field<std::string>(spec, "source_branch_lsn", "spec"));
-           if (type && *type != "ENDPOINT_TYPE_READ_WRITE" && *type != "ENDPOINT_TYPE_READ_ONLY") {
-             return Status::InvalidArgument(
-                 "endpoint_type must be ENDPOINT_TYPE_READ_WRITE or ENDPOINT_TYPE_READ_ONLY");
-           }
-           bool read_only = type && *type == "ENDPOINT_TYPE_READ_ONLY";
-           if ((at || lsn_text) && !read_only) {
-             return Status::InvalidArgument(
-                 "spec.source_branch_time and spec.source_branch_lsn need endpoint_type "
-                 "ENDPOINT_TYPE_READ_ONLY");
-           }
-           if (read_only) {
-             if (at && lsn_text) {
-               return Status::InvalidArgument(
-                   "set at most one of spec.source_branch_time and spec.source_branch_lsn");
-             }
-             if (!at && !lsn_text) {
-               // A read replica: a hot standby that follows the branch.
-               ARBOR_ASSIGN_OR_RETURN(
-                   EndpointRecord e,
-                   eng->CreateEndpoint(req.matches[1], req.matches[2], id, timeout,
-                                       never.value_or(false), /*replica=*/true));
-               ARBOR_ASSIGN_OR_RETURN(e, made(e));
-               SendJson(res, endpoint_json(e));
-               return Status::Ok();
-             }
-             if (never.value_or(false)) {
-               return Status::InvalidArgument(
-                   "a pinned endpoint always deletes itself when idle; no_suspension is not "
-                   "allowed");
-             }
-             std::optional<int64_t> time_us;
-             std::optional<uint64_t> lsn;
-             if (at) {
-               ARBOR_ASSIGN_OR_RETURN(time_us, ParseTime(*at));
-             }
-             if (lsn_text) {
-               ARBOR_ASSIGN_OR_RETURN(lsn, ParseLsn(*lsn_text));
-             }
-             ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
-                                    eng->CreatePinnedEndpoint(req.matches[1], req.matches[2], id,
-                                                              time_us, lsn, timeout));
-             ARBOR_ASSIGN_OR_RETURN(e, made(e));
-             SendJson(res, endpoint_json(e));
-             return Status::Ok();
-           }
-           ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
-                                  eng->CreateEndpoint(req.matches[1], req.matches[2], id, timeout,
-                                                      never.value_or(false)));
-           ARBOR_ASSIGN_OR_RETURN(e, made(e));
-           SendJson(res, endpoint_json(e));
-           return Status::Ok();
-         }));
+  s.Post(
+      kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints",
+      wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
+        std::string id = req.get_param_value("endpoint_id");
+        if (id.empty()) return Status::InvalidArgument("endpoint_id is required");
+        ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
+        ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
+        ARBOR_RETURN_IF_ERROR(OnlyFields(
+            spec,
+            {"endpoint_type", "suspend_timeout_duration", "no_suspension", "source_branch_time",
+             "source_branch_lsn", "autoscaling_limit_min_cu", "autoscaling_limit_max_cu"},
+            "spec"));
+        ComputeSize size;
+        ARBOR_ASSIGN_OR_RETURN(bool sized, SizeFields(spec, "spec", &size));
+        if (sized) {
+          if (size.min_cu == 0) size.min_cu = size.max_cu;
+          if (size.max_cu == 0) size.max_cu = size.min_cu;
+          ARBOR_RETURN_IF_ERROR(ValidateSize(size, "spec"));
+        }
+        // Made, then sized: a size is a property of the record, set before any start.
+        auto made = [&](EndpointRecord e) -> Result<EndpointRecord> {
+          if (!sized) return e;
+          return eng->SetEndpointSize(e.project, e.branch, e.id, size);
+        };
+        int64_t timeout = 300;
+        ARBOR_ASSIGN_OR_RETURN(auto t,
+                               Field<std::string>(spec, "suspend_timeout_duration", "spec"));
+        if (t) {
+          ARBOR_ASSIGN_OR_RETURN(timeout, ParseDuration(*t));
+        }
+        ARBOR_ASSIGN_OR_RETURN(auto never, Field<bool>(spec, "no_suspension", "spec"));
+        ARBOR_ASSIGN_OR_RETURN(auto type, Field<std::string>(spec, "endpoint_type", "spec"));
+        ARBOR_ASSIGN_OR_RETURN(auto at, Field<std::string>(spec, "source_branch_time", "spec"));
+        ARBOR_ASSIGN_OR_RETURN(auto lsn_text,
+                               Field<std::string>(spec, "source_branch_lsn", "spec"));
+        if (type && *type != "ENDPOINT_TYPE_READ_WRITE" && *type != "ENDPOINT_TYPE_READ_ONLY") {
+          return Status::InvalidArgument(
+              "endpoint_type must be ENDPOINT_TYPE_READ_WRITE or ENDPOINT_TYPE_READ_ONLY");
+        }
+        bool read_only = type && *type == "ENDPOINT_TYPE_READ_ONLY";
+        if ((at || lsn_text) && !read_only) {
+          return Status::InvalidArgument(
+              "spec.source_branch_time and spec.source_branch_lsn need endpoint_type "
+              "ENDPOINT_TYPE_READ_ONLY");
+        }
+        if (read_only) {
+          if (at && lsn_text) {
+            return Status::InvalidArgument(
+                "set at most one of spec.source_branch_time and spec.source_branch_lsn");
+          }
+          if (!at && !lsn_text) {
+            // A read replica: a hot standby that follows the branch.
+            ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
+                                   eng->CreateEndpoint(req.matches[1], req.matches[2], id, timeout,
+                                                       never.value_or(false), /*replica=*/true));
+            ARBOR_ASSIGN_OR_RETURN(e, made(e));
+            SendJson(res, endpoint_json(e));
+            return Status::Ok();
+          }
+          if (never.value_or(false)) {
+            return Status::InvalidArgument(
+                "a pinned endpoint always deletes itself when idle; no_suspension is not "
+                "allowed");
+          }
+          std::optional<int64_t> time_us;
+          std::optional<uint64_t> lsn;
+          if (at) {
+            ARBOR_ASSIGN_OR_RETURN(time_us, ParseTime(*at));
+          }
+          if (lsn_text) {
+            ARBOR_ASSIGN_OR_RETURN(lsn, ParseLsn(*lsn_text));
+          }
+          ARBOR_ASSIGN_OR_RETURN(
+              EndpointRecord e,
+              eng->CreatePinnedEndpoint(req.matches[1], req.matches[2], id, time_us, lsn, timeout));
+          ARBOR_ASSIGN_OR_RETURN(e, made(e));
+          SendJson(res, endpoint_json(e));
+          return Status::Ok();
+        }
+        ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
+                               eng->CreateEndpoint(req.matches[1], req.matches[2], id, timeout,
+                                                   never.value_or(false)));
+        ARBOR_ASSIGN_OR_RETURN(e, made(e));
+        SendJson(res, endpoint_json(e));
+        return Status::Ok();
+      }));
   s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints",
         wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
           ARBOR_RETURN_IF_ERROR(eng->GetBranch(req.matches[1], req.matches[2]).status());
@@ -1178,10 +1179,10 @@ void ApiServer::Routes() {
           wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
             ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
             ARBOR_ASSIGN_OR_RETURN(json spec, Spec(body));
-            ARBOR_RETURN_IF_ERROR(OnlyFields(
-                spec, {"autoscaling_limit_min_cu", "autoscaling_limit_max_cu"}, "spec"));
-            ARBOR_ASSIGN_OR_RETURN(EndpointRecord e,
-                                   eng->GetEndpoint(req.matches[1], req.matches[2], req.matches[3]));
+            ARBOR_RETURN_IF_ERROR(
+                OnlyFields(spec, {"autoscaling_limit_min_cu", "autoscaling_limit_max_cu"}, "spec"));
+            ARBOR_ASSIGN_OR_RETURN(
+                EndpointRecord e, eng->GetEndpoint(req.matches[1], req.matches[2], req.matches[3]));
             ComputeSize size = eng->EffectiveSize(e);
             ARBOR_ASSIGN_OR_RETURN(bool sized, SizeFields(spec, "spec", &size));
             if (!sized) {
@@ -1189,8 +1190,8 @@ void ApiServer::Routes() {
                   "nothing to change: give spec.autoscaling_limit_min_cu and/or "
                   "spec.autoscaling_limit_max_cu");
             }
-            ARBOR_ASSIGN_OR_RETURN(e, eng->SetEndpointSize(req.matches[1], req.matches[2],
-                                                           req.matches[3], size));
+            ARBOR_ASSIGN_OR_RETURN(
+                e, eng->SetEndpointSize(req.matches[1], req.matches[2], req.matches[3], size));
             SendJson(res, endpoint_json(e));
             return Status::Ok();
           }));
@@ -1394,13 +1395,13 @@ void ApiServer::Routes() {
           SendJson(res, snapshot_json(sn));
           return Status::Ok();
         }));
-  s.Delete(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/snapshots/([^/:]+)",
-           wrap([eng](const httplib::Request& req, httplib::Response& res) {
-             ARBOR_RETURN_IF_ERROR(
-                 eng->DeleteSnapshot(req.matches[1], req.matches[2], req.matches[3]));
-             SendJson(res, json::object());
-             return Status::Ok();
-           }));
+  s.Delete(
+      kPrefix + "projects/([^/:]+)/branches/([^/:]+)/snapshots/([^/:]+)",
+      wrap([eng](const httplib::Request& req, httplib::Response& res) {
+        ARBOR_RETURN_IF_ERROR(eng->DeleteSnapshot(req.matches[1], req.matches[2], req.matches[3]));
+        SendJson(res, json::object());
+        return Status::Ok();
+      }));
 
   // ---- API tokens (outside /postgres/: they are Arbor's own) ----
   auto token_json = [](const ApiTokenRecord& t) {

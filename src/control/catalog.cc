@@ -1,7 +1,7 @@
 #include "control/catalog.h"
 
-#include <nlohmann/json.hpp>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -51,13 +51,13 @@ ComputeSize SizeFrom(const json& j, const char* key) {
 
 json ToJson(const ProjectRecord& p) {
   json j{{"id", p.id},
-          {"uid", p.uid},
-          {"create_time_us", p.create_time_us},
-          {"ready_time_us", p.ready_time_us},
-          {"history_window_s", p.history_window_s},
-          {"default_branch_ttl_s", p.default_branch_ttl_s},
-          {"root", p.root.value()},
-          {"default_branch", p.default_branch}};
+         {"uid", p.uid},
+         {"create_time_us", p.create_time_us},
+         {"ready_time_us", p.ready_time_us},
+         {"history_window_s", p.history_window_s},
+         {"default_branch_ttl_s", p.default_branch_ttl_s},
+         {"root", p.root.value()},
+         {"default_branch", p.default_branch}};
   if (p.snapshot_schedule.every_s) {
     j["snapshot_schedule"] = {{"branch", p.snapshot_schedule.branch},
                               {"every_s", p.snapshot_schedule.every_s},
@@ -145,9 +145,8 @@ json ToJson(const EndpointRecord& e) {
 }
 
 json ToJson(const UsageRecord& u) {
-  return {{"project", u.project},       {"branch", u.branch},
-          {"endpoint", u.endpoint},     {"hour_us", u.hour_us},
-          {"cu_seconds", u.cu_seconds}, {"written_bytes", u.written_bytes}};
+  return {{"project", u.project}, {"branch", u.branch},         {"endpoint", u.endpoint},
+          {"hour_us", u.hour_us}, {"cu_seconds", u.cu_seconds}, {"written_bytes", u.written_bytes}};
 }
 
 UsageRecord UsageFrom(const json& j) {
@@ -336,9 +335,12 @@ json ToJson(const DeletedBranchRecord& d) {
   json eps = json::array(), roles = json::array();
   for (const auto& e : d.endpoints) eps.push_back(ToJson(e));
   for (const auto& r : d.roles) roles.push_back(ToJson(r));
-  return {{"branch", ToJson(d.branch)},       {"parent_uid", d.parent_uid},
-          {"endpoints", eps},                 {"roles", roles},
-          {"delete_time_us", d.delete_time_us}, {"purge_time_us", d.purge_time_us},
+  return {{"branch", ToJson(d.branch)},
+          {"parent_uid", d.parent_uid},
+          {"endpoints", eps},
+          {"roles", roles},
+          {"delete_time_us", d.delete_time_us},
+          {"purge_time_us", d.purge_time_us},
           {"expired", d.expired}};
 }
 
@@ -423,8 +425,7 @@ storage::MetaWrite Catalog::EraseSnapshot(const std::string& project, const std:
 storage::MetaWrite Catalog::Put(const DeletedBranchRecord& d) {
   return {"deleted_branch/" + d.branch.project + "/" + d.branch.uid, ToJson(d).dump()};
 }
-storage::MetaWrite Catalog::EraseDeletedBranch(const std::string& project,
-                                               const std::string& uid) {
+storage::MetaWrite Catalog::EraseDeletedBranch(const std::string& project, const std::string& uid) {
   return {"deleted_branch/" + project + "/" + uid, std::nullopt};
 }
 storage::MetaWrite Catalog::Put(const UsageRecord& u) { return {UsageKey(u), ToJson(u).dump()}; }

@@ -113,10 +113,10 @@ struct SnapshotRecord {
   std::string id;      // S
   std::string uid;
   int64_t create_time_us = 0;
-  TimelineId timeline;         // its own, never written
-  TimelineId source_timeline;  // the branch's timeline it was forked from (a reset or restore
-                               // of the branch later gives the branch another one)
-  int64_t source_time_us = 0;  // the wall time of the state it holds
+  TimelineId timeline;          // its own, never written
+  TimelineId source_timeline;   // the branch's timeline it was forked from (a reset or restore
+                                // of the branch later gives the branch another one)
+  int64_t source_time_us = 0;   // the wall time of the state it holds
   bool requested_time = false;  // spec.source_branch_time was given
   Expiry expiry = Expiry::kNever;
   int64_t ttl_s = 0;

@@ -26,8 +26,7 @@ ComputeSize Engine::EffectiveSize(const EndpointRecord& e) {
     return p->second.default_branch_endpoint_size.set() ? p->second.default_branch_endpoint_size
                                                         : kDefaultBranchComputeSize;
   }
-  return p->second.branch_endpoint_size.set() ? p->second.branch_endpoint_size
-                                              : kBranchComputeSize;
+  return p->second.branch_endpoint_size.set() ? p->second.branch_endpoint_size : kBranchComputeSize;
 }
 
 Result<EndpointRecord> Engine::SetEndpointSize(const std::string& project,
@@ -55,8 +54,7 @@ Result<EndpointRecord> Engine::SetEndpointSize(const std::string& project,
       log::warn("engine: resizing {}: {}", ComputeId(updated), st.ToString());
     } else {
       log::info("engine: {} resized to {:g}-{:g} CU; CPU limit {:g} -> {:g} CU, memory {:g} CU",
-                ComputeId(updated), size.min_cu, size.max_cu, before, lv.current_cu,
-                lv.memory_cu);
+                ComputeId(updated), size.min_cu, size.max_cu, before, lv.current_cu, lv.memory_cu);
     }
   }
   return updated;
@@ -145,8 +143,8 @@ void Engine::Autoscale(int64_t now_us) {
       live.cpu_sample_us = now_us;
       continue;
     }
-    const double used = static_cast<double>(*cpu - live.cpu_us) /
-                        static_cast<double>(now_us - live.cpu_sample_us);
+    const double used =
+        static_cast<double>(*cpu - live.cpu_us) / static_cast<double>(now_us - live.cpu_sample_us);
     live.cpu_us = *cpu;
     live.cpu_sample_us = now_us;
     const ComputeSize size = EffectiveSize(e->second);
@@ -162,9 +160,10 @@ void Engine::Autoscale(int64_t now_us) {
     }
     live.current_cu = *next;
     live.low_windows = 0;
-    log::info("engine: {} autoscaled {:g} -> {:g} CU (it used {:.2f} CPUs of its {:g}; size "
-              "{:g}-{:g} CU)",
-              cid, before, *next, used, before, size.min_cu, size.max_cu);
+    log::info(
+        "engine: {} autoscaled {:g} -> {:g} CU (it used {:.2f} CPUs of its {:g}; size "
+        "{:g}-{:g} CU)",
+        cid, before, *next, used, before, size.min_cu, size.max_cu);
   }
   // Usage reaches the store every few seconds, and at every stop and shutdown's next flush.
   if (now_us - usage_flushed_us_ >= 5'000'000) {

@@ -119,7 +119,8 @@ Status Engine::Open() {
       if (e.project == k.first && e.branch == k.second) live_.erase(ek);
     }
     ARBOR_RETURN_IF_ERROR(CommitDeleteLocked(k.first, k.second));
-    log::warn("engine: deleted branch {}, whose masking did not finish", BranchName(k.first, k.second));
+    log::warn("engine: deleted branch {}, whose masking did not finish",
+              BranchName(k.first, k.second));
   }
   // Pinned endpoints are ephemeral: none outlives the daemon that made it.
   std::vector<EndpointRecord> pinned;
@@ -471,8 +472,9 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   const bool from_snapshot = !request.source_snapshot.empty();
   if (from_snapshot) {
     if (!request.source_branch.empty() && request.source_branch != request.source_snapshot_branch) {
-      return Status::InvalidArgument("spec.source_branch and spec.source_snapshot name different "
-                                     "branches; set only spec.source_snapshot");
+      return Status::InvalidArgument(
+          "spec.source_branch and spec.source_snapshot name different "
+          "branches; set only spec.source_snapshot");
     }
     if (request.time_us || request.lsn) {
       return Status::InvalidArgument(
@@ -784,8 +786,7 @@ Status Engine::PurgeDeletedLocked(const std::string& project, std::vector<std::s
   return Status::Ok();
 }
 
-Result<Engine::Undeleted> Engine::UndeleteBranch(const std::string& project,
-                                                 const std::string& id,
+Result<Engine::Undeleted> Engine::UndeleteBranch(const std::string& project, const std::string& id,
                                                  const std::optional<std::string>& new_id) {
   const std::string target = new_id.value_or(id);
   if (new_id) {
@@ -820,9 +821,9 @@ Result<Engine::Undeleted> Engine::UndeleteBranch(const std::string& project,
     if (!parent_live) {
       if (catalog_.deleted_branches.count({project, d.parent_uid})) {
         const auto& p = catalog_.deleted_branches.at({project, d.parent_uid});
-        return Status::FailedPrecondition(
-            "the parent of " + BranchName(project, id) + ", " +
-            BranchName(project, p.branch.id) + ", is deleted too; undelete the parent first");
+        return Status::FailedPrecondition("the parent of " + BranchName(project, id) + ", " +
+                                          BranchName(project, p.branch.id) +
+                                          ", is deleted too; undelete the parent first");
       }
       return Status::FailedPrecondition("the parent of " + BranchName(project, id) +
                                         " no longer exists");
@@ -842,8 +843,9 @@ Result<Engine::Undeleted> Engine::UndeleteBranch(const std::string& project,
     b.expiry = Expiry::kNever;
     b.ttl_s = 0;
     b.expire_time_us = 0;
-    out.notes.push_back("its expiry had passed, so it no longer expires; give it a new one "
-                        "with PATCH (spec.ttl or spec.expire_time)");
+    out.notes.push_back(
+        "its expiry had passed, so it no longer expires; give it a new one "
+        "with PATCH (spec.ttl or spec.expire_time)");
   }
   // Ports: each endpoint's was reserved for it; one outside today's range is replaced.
   std::set<uint16_t> used;
@@ -905,9 +907,8 @@ Result<std::vector<DeletedBranchRecord>> Engine::ListDeletedBranches(const std::
   for (const auto& [k, d] : catalog_.deleted_branches) {
     if (k.first == project) out.push_back(d);
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-    return a.delete_time_us < b.delete_time_us;
-  });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.delete_time_us < b.delete_time_us; });
   return out;
 }
 
@@ -1395,9 +1396,10 @@ Result<EndpointRecord> Engine::NewEndpointLocked(const std::string& project,
   // resize it (SetEndpointSize does). The default branch's primary is the exception: it
   // follows the project's default until it is given a size of its own.
   auto p = catalog_.projects.find(project);
-  if (p != catalog_.projects.end() && !(branch == p->second.default_branch && !pinned && !replica)) {
-    e.size = p->second.branch_endpoint_size.set() ? p->second.branch_endpoint_size
-                                                  : kBranchComputeSize;
+  if (p != catalog_.projects.end() &&
+      !(branch == p->second.default_branch && !pinned && !replica)) {
+    e.size =
+        p->second.branch_endpoint_size.set() ? p->second.branch_endpoint_size : kBranchComputeSize;
   }
   return e;
 }
@@ -1544,8 +1546,8 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   spec.log_file =
       options_.data_dir + "/logs/" + ep.project + "." + ep.branch + "." + ep.id + ".log";
   // Sized to the compute (docs/compute-sizes.md): its control group limits CPU to 1 CU within
-  // its size at first (then the autoscaler follows its load) and memory to its largest; PostgreSQL's
-  // memory settings and max_connections follow its largest size.
+  // its size at first (then the autoscaler follows its load) and memory to its largest;
+  // PostgreSQL's memory settings and max_connections follow its largest size.
   plan.size = EffectiveSize(ep);
   spec.cgroup = ep.uid;
   spec.limits = LimitsFor(plan.size, StartCu(plan.size));
@@ -1562,8 +1564,8 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
       // A hot standby needs max_connections at least the value in the WAL it replays, which
       // any read-write compute of the project may have written (its branch's history starts
       // in its ancestors'): the largest the project has used.
-      spec.max_connections = std::max({spec.max_connections, project->second.max_connections_used,
-                                       kLegacyMaxConnections});
+      spec.max_connections = std::max(
+          {spec.max_connections, project->second.max_connections_used, kLegacyMaxConnections});
     } else if (spec.max_connections > project->second.max_connections_used) {
       ProjectRecord raised = project->second;
       raised.max_connections_used = spec.max_connections;
@@ -1596,9 +1598,8 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
     for (const auto& [k, e] : catalog_.endpoints) {
       if (e.project != ep.project || e.branch != ep.branch || !IsReadWrite(e)) continue;
       spec.settings.emplace_back(
-          "primary_conninfo", "host=" + EndpointDir("run", e) + " port=" +
-                                  std::to_string(e.port) + " user=" + compute::kSuperuser +
-                                  " application_name=" + ep.uid);
+          "primary_conninfo", "host=" + EndpointDir("run", e) + " port=" + std::to_string(e.port) +
+                                  " user=" + compute::kSuperuser + " application_name=" + ep.uid);
     }
     return std::variant<EndpointState, StartPlan>(std::move(plan));
   }
@@ -1783,9 +1784,9 @@ void Engine::RunStops(std::vector<StopJob>& jobs) {
   for (StopJob& job : jobs) {
     if (job.was_running) {
       // A pinned endpoint's files are thrown away: no shutdown checkpoint.
-      job.status = supervisor_->Stop(
-          ComputeId(job.ep),
-          job.ep.pinned || job.ep.replica ? std::chrono::milliseconds(0) : options_.stop_timeout);
+      job.status = supervisor_->Stop(ComputeId(job.ep), job.ep.pinned || job.ep.replica
+                                                            ? std::chrono::milliseconds(0)
+                                                            : options_.stop_timeout);
       if (job.status.code() == Code::kNotFound) job.status = Status::Ok();
     }
     if (job.status.ok()) {

@@ -215,9 +215,9 @@ class Store::Impl {
     uint64_t horizon = 0;
     std::map<TimelineId, ExclusiveSize> sizes;
   };
-  std::map<TimelineId, ExclusiveCache> exclusive_cache;            // guarded by write_mu
-  bool needs_resume = false;                                       // guarded by write_mu
-  rocksdb::WriteBatch apply_batch;                                 // guarded by write_mu
+  std::map<TimelineId, ExclusiveCache> exclusive_cache;  // guarded by write_mu
+  bool needs_resume = false;                             // guarded by write_mu
+  rocksdb::WriteBatch apply_batch;                       // guarded by write_mu
   std::atomic<int64_t> clock_override{0};
 
   std::mutex sync_mu;
@@ -1809,8 +1809,8 @@ Result<std::map<TimelineId, ExclusiveSize>> Store::ExclusiveSizes(TimelineId par
       std::vector<uint64_t> without = forks;
       without.erase(without.begin() + (first - forks.begin()));
       std::vector<bool> keep_without = GcKeeps(group, horizon.value(), without, is_root);
-      auto child = std::lower_bound(children.begin(), children.end(),
-                                    std::make_pair(f, TimelineId(0)));
+      auto child =
+          std::lower_bound(children.begin(), children.end(), std::make_pair(f, TimelineId(0)));
       ExclusiveSize& size = sizes[child->second];
       for (size_t i = 0; i < group.size(); ++i) {
         if (keep[i] && !keep_without[i]) {
