@@ -1,6 +1,7 @@
 #include "server_commands.h"
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "control/daemon.h"
 #include "fs_mounter.h"
@@ -33,7 +34,8 @@ void SplitRange(const std::string& text, uint16_t* lo, uint16_t* hi) {
 void AddServerCommands(CLI::App& app) {
   struct Flags {
     std::string data_dir, api_listen = "127.0.0.1:8432", proxy_listen = "127.0.0.1:55432",
-                          endpoint_ports = "55433-55999", shared_buffers, tls_cert, tls_key;
+                          endpoint_ports = "55433-55999", shared_buffers, tls_cert, tls_key,
+                          proxy_socket_dir;
     uint64_t block_cache_mb = 256;
     int start_timeout_s = control::DaemonOptions{}.start_timeout_s;
     bool foreground = false, require_tls = false;
@@ -49,6 +51,9 @@ void AddServerCommands(CLI::App& app) {
   up->add_option("--proxy-listen", flags->proxy_listen,
                  "the proxy's shared address (port 0: any free port)")
       ->capture_default_str();
+  up->add_option("--proxy-socket-dir", flags->proxy_socket_dir,
+                 "where the proxy's unix sockets go, for clients on this host (default "
+                 "DATA_DIR/proxy; 'none': TCP only)");
   up->add_flag("--require-tls", flags->require_tls,
                "refuse clients that do not use TLS (use it when the proxy listens beyond "
                "loopback)");
@@ -73,6 +78,13 @@ void AddServerCommands(CLI::App& app) {
     SplitHostPort("--api-listen", flags->api_listen, &o.api_host, &o.api_port);
     o.proxy_listen = flags->proxy_listen;
     SplitHostPort("--proxy-listen", flags->proxy_listen, &o.proxy_host, &o.proxy_port);
+    if (flags->proxy_socket_dir == "none") {
+      o.proxy_socket_dir.clear();
+    } else {
+      o.proxy_socket_dir = flags->proxy_socket_dir.empty()
+                               ? o.data_dir + "/proxy"
+                               : std::filesystem::absolute(flags->proxy_socket_dir).string();
+    }
     o.require_tls = flags->require_tls;
     o.tls_cert_file = flags->tls_cert;
     o.tls_key_file = flags->tls_key;

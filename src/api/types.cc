@@ -450,6 +450,7 @@ Json ToJson(const ServerStatus& v) {
               {"data_dir", v.data_dir},
               {"api", v.api},
               {"proxy", v.proxy},
+              {"proxy_socket_dir", v.proxy_socket_dir},
               {"endpoint_ports", v.endpoint_ports},
               {"compute_limits", v.compute_limits}};
 }
@@ -541,6 +542,7 @@ Status FromJson(const Json& j, ServerStatus* out, std::string_view where) {
   r.String("data_dir", &out->data_dir);
   r.String("api", &out->api);
   r.String("proxy", &out->proxy);
+  r.String("proxy_socket_dir", &out->proxy_socket_dir);
   r.String("endpoint_ports", &out->endpoint_ports);
   r.String("compute_limits", &out->compute_limits);
   return r.status();

@@ -237,6 +237,8 @@ struct ServerStatus {
   std::string data_dir;
   std::string api;
   std::string proxy;
+  // The directory of the proxy's unix sockets (host=DIR for libpq); empty: none.
+  std::string proxy_socket_dir;
   std::string endpoint_ports;
   // Which control groups limit the computes: "cgroup v2 (...)", "cgroup v1 (...)" or
   // "none: <why>" (computes run unlimited).

@@ -20,6 +20,7 @@
 #include "api/names.h"
 #include "api/types.h"
 #include "cli/args.h"
+#include "cli/local_socket.h"
 #include "cli/mask_file.h"
 #include "cli/render.h"
 #include "cli/session.h"
@@ -91,6 +92,7 @@ Status CmdStatus(const Session& s) {
                     {"data dir", st.data_dir},
                     {"api", st.api},
                     {"proxy", st.proxy},
+                    {"local socket", st.proxy_socket_dir.empty() ? "none" : st.proxy_socket_dir},
                     {"endpoint ports", st.endpoint_ports},
                     {"compute limits", st.compute_limits.empty() ? "unknown" : st.compute_limits},
                     {"project", s.project + " (" + std::to_string(branches.size()) +
@@ -734,13 +736,18 @@ Status CmdEndpointList(const Session& s, const std::string& branch) {
 // How a client logs in to an endpoint through the proxy.
 struct Login {
   std::string host, port, user = "owner", password, dbname = "postgres";
+  // The proxy's unix socket directory for a client on the daemon's host; empty: TCP.
+  std::string socket_dir;
   int64_t expire_time_us = 0;  // of a token; 0 for a role password
   std::string Url() const {
-    return "postgresql://" + user + ":" + password + "@" + host + ":" + port + "/" + dbname;
+    return Local("postgresql://" + user + ":" + password + "@" + host + ":" + port + "/" + dbname);
   }
   // The URL without the password, for a client that gets it apart (PGPASSWORD, PGPASSFILE).
   std::string UrlWithoutPassword() const {
-    return "postgresql://" + user + "@" + host + ":" + port + "/" + dbname;
+    return Local("postgresql://" + user + "@" + host + ":" + port + "/" + dbname);
+  }
+  std::string Local(const std::string& url) const {
+    return socket_dir.empty() ? url : WithSocketDir(url, socket_dir);
   }
 };
 
@@ -776,6 +783,7 @@ Result<Login> LoginFor(const Session& s, const api::ApiClient& c, const api::End
 struct LoginOpts {
   std::string branch, endpoint = kPrimary, ttl, role = "owner";
   bool role_password = false;
+  bool local = false;  // connection-string --local
   std::vector<std::string> extra;
 };
 
@@ -796,6 +804,13 @@ Status CmdConnectionString(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, LoginEndpoint(s, c, o));
   ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl, o.role));
+  if (o.local) {
+    auto dir = LocalSocketDir(s, c, login.Url());
+    if (!dir.ok()) {
+      return Status::FailedPrecondition("no local connection string: " + dir.status().message());
+    }
+    login.socket_dir = *dir;
+  }
   if (s.Json()) {
     s.PrintJson({{"endpoint", name.ToString()}, {"connection_string", login.Url()}});
   } else {
@@ -808,6 +823,8 @@ Status CmdPsql(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, LoginEndpoint(s, c, o));
   ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl, o.role));
+  // On the daemon's host, through the proxy's unix socket: no TCP on the way.
+  if (auto dir = LocalSocketDir(s, c, login.Url()); dir.ok()) login.socket_dir = *dir;
   std::vector<std::string> argv;
   argv.push_back(access(kDebianPsql, X_OK) == 0 ? kDebianPsql : "psql");
   argv.push_back(login.UrlWithoutPassword());  // the password goes in the environment
@@ -832,6 +849,11 @@ Status WritePassFile(const std::string& dir, const Login& login) {
   };
   std::string line = esc(login.host) + ":" + esc(login.port) + ":*:" + esc(login.user) + ":" +
                      esc(login.password) + "\n";
+  // libpq looks a unix socket's login up under the socket directory's path.
+  if (!login.socket_dir.empty()) {
+    line += esc(login.socket_dir) + ":" + esc(login.port) + ":*:" + esc(login.user) + ":" +
+            esc(login.password) + "\n";
+  }
   std::string tmp = dir + "/pgpass.new";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Status::IOError("writing " + tmp + ": " + std::strerror(errno));
@@ -853,6 +875,7 @@ Status CmdRun(const Session& s, const LoginOpts& o) {
   auto c = s.Client();
   ARBOR_ASSIGN_OR_RETURN(api::EndpointName name, LoginEndpoint(s, c, o));
   ARBOR_ASSIGN_OR_RETURN(Login login, LoginFor(s, c, name, o.role_password, o.ttl, o.role));
+  if (auto dir = LocalSocketDir(s, c, login.Url()); dir.ok()) login.socket_dir = *dir;
   std::string base = s.io->getenv("XDG_RUNTIME_DIR").value_or("/tmp");
   std::string dir_template = base + "/arbor-run-XXXXXX";
   if (mkdtemp(dir_template.data()) == nullptr) {
@@ -862,7 +885,7 @@ Status CmdRun(const Session& s, const LoginOpts& o) {
   const std::string dir = dir_template;  // mkdtemp makes it 0700
   Status st = WritePassFile(dir, login);
   Io::Env env = {{"DATABASE_URL", login.UrlWithoutPassword()},
-                 {"PGHOST", login.host},
+                 {"PGHOST", login.socket_dir.empty() ? login.host : login.socket_dir},
                  {"PGPORT", login.port},
                  {"PGUSER", login.user},
                  {"PGDATABASE", login.dbname},
@@ -873,6 +896,7 @@ Status CmdRun(const Session& s, const LoginOpts& o) {
   int64_t every = login.expire_time_us > 0 ? std::max<int64_t>(30, life_s * 4 / 5) : 0;
   auto refresh = [&] {
     auto fresh = LoginFor(s, c, name, false, o.ttl, o.role);
+    if (fresh.ok()) fresh->socket_dir = login.socket_dir;
     Status w = fresh.ok() ? WritePassFile(dir, *fresh) : fresh.status();
     if (!w.ok())
       *s.io->err << "arbor: refreshing the token for " << o.branch << ": " << w.message() << "\n";
@@ -1353,9 +1377,13 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   auto* cs = app.add_subcommand("connection-string",
                                 "Print a branch's postgresql:// URL with a fresh token");
   add_login(cs, cs_opts.get());
+  cs->add_flag("--local", cs_opts->local,
+               "through the proxy's unix socket (?host=DIR), for a client on the daemon's host "
+               "and OS user");
   cs->footer(
       "The compute starts when a client connects (the proxy wakes it).\n"
       "Examples:\n  psql \"$(arbor connection-string dev)\"\n"
+      "  psql \"$(arbor connection-string dev --local)\"   # no TCP on this host\n"
       "  arbor connection-string dev --role-password   # for a .env file");
   OnRun(cs, action, [&s, cs_opts] { return CmdConnectionString(s, *cs_opts); });
 
@@ -1363,7 +1391,9 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   auto* psql = app.add_subcommand("psql", "Open psql on a branch");
   add_login(psql, ps.get());
   psql->add_option("args", ps->extra, "arguments for psql, after --");
-  psql->footer("Examples:\n  arbor psql dev\n  arbor psql dev -- -c 'select 1'");
+  psql->footer(
+      "On the daemon's host it connects through the proxy's unix socket (ARBOR_LOCAL_SOCKET=0:\n"
+      "TCP).\nExamples:\n  arbor psql dev\n  arbor psql dev -- -c 'select 1'");
   OnRun(psql, action, [&s, ps] { return CmdPsql(s, *ps); });
 
   auto run = std::make_shared<LoginOpts>();
@@ -1374,7 +1404,8 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   runcmd->add_option("command", run->extra, "the command and its arguments, after --");
   runcmd->footer(
       "The command's PGPASSFILE holds a token that arbor replaces before it expires, for as\n"
-      "long as the command runs; DATABASE_URL names no password.\n"
+      "long as the command runs; DATABASE_URL names no password. On the daemon's host it names\n"
+      "the proxy's unix socket (?host=DIR; ARBOR_LOCAL_SOCKET=0: TCP).\n"
       "Examples:\n  arbor run dev -- npm test\n  arbor run dev -- pg_dump --schema-only");
   OnRun(runcmd, action, [&s, run] { return CmdRun(s, *run); });
 

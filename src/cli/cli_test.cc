@@ -412,7 +412,8 @@ TEST_F(CliTest, AnAuthenticationErrorNamesTheHomeItLookedIn) {
 TEST_F(CliTest, StatusShowsTheDaemonAndWhatRuns) {
   api_.On("GET", "status", 200,
           R"J({"version": "0.1.0", "pid": 42, "data_dir": "/d", "api": "http://127.0.0.1:8432",
-              "proxy": "127.0.0.1:55432", "endpoint_ports": "55433-55999",
+              "proxy": "127.0.0.1:55432", "proxy_socket_dir": "/d/proxy",
+              "endpoint_ports": "55433-55999",
               "compute_limits": "cgroup v1 (cpu, cpuacct, memory)"})J");
   auto r = Run({"status"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -422,6 +423,7 @@ TEST_F(CliTest, StatusShowsTheDaemonAndWhatRuns) {
             "data dir        /d\n"
             "api             http://127.0.0.1:8432\n"
             "proxy           127.0.0.1:55432\n"
+            "local socket    /d/proxy\n"
             "endpoint ports  55433-55999\n"
             "compute limits  cgroup v1 (cpu, cpuacct, memory)\n"
             "project         default (3 branches, 1 running)\n"

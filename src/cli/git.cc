@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "cli/git_config.h"
+#include "cli/local_socket.h"
 #include "cli/process.h"
 #include "cli/render.h"
 #include "cli/workflow_internal.h"
@@ -420,14 +421,20 @@ Result<std::string> Sync(const Session& s, const SyncOpts& o) {
   // then kept while the line still logs in to that same branch. The parent (production, say)
   // is never given a new password by a checkout: it gets a token, valid an hour.
   ARBOR_ASSIGN_OR_RETURN(std::string base, PrimaryConnectionString(c, name));
+  // On the daemon's host, through the proxy's unix socket (ARBOR_LOCAL_SOCKET=0: TCP).
+  auto local = LocalSocketDir(s, c, base);
+  auto localize = [&](std::string u) { return local.ok() ? WithSocketDir(u, *local) : u; };
+  base = localize(base);
   std::string kept = EnvValue(old, cfg.variable);
   std::string url;
   if (db == cfg.parent) {
     ARBOR_ASSIGN_OR_RETURN(url, TokenUrl(c, name));
+    url = localize(url);
   } else if (recorded_uid == b.uid && SameLogin(kept, base)) {
     url = kept;
   } else {
     ARBOR_ASSIGN_OR_RETURN(url, RolePasswordUrl(c, name));
+    url = localize(url);
   }
   std::string updated = RewriteEnvVar(old, cfg.variable, url);
   std::string env_note = cfg.variable + " in " + cfg.env_file + " already set";

@@ -600,6 +600,7 @@ void ApiServer::Routes() {
                          {"data_dir", info_.data_dir},
                          {"api", info_.api_url},
                          {"proxy", info_.proxy_listen},
+                         {"proxy_socket_dir", info_.proxy_socket_dir},
                          {"endpoint_ports", info_.endpoint_ports},
                          {"compute_limits", engine_->ComputeLimits()}});
           return Status::Ok();

@@ -24,6 +24,7 @@ struct ServerInfo {
   std::string data_dir;
   std::string api_url;
   std::string proxy_listen;
+  std::string proxy_socket_dir;  // empty: the proxy has no unix sockets
   std::string endpoint_ports;
 };
 

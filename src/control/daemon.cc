@@ -12,10 +12,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <functional>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -684,6 +684,7 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       proxy::ProxyOptions po;
       po.listen_host = o.proxy_host;
       po.listen_port = o.proxy_port;
+      po.socket_dir = o.proxy_socket_dir;
       po.require_tls = o.require_tls;
       // Half the cores: the other half serve postgres and its clients. On 2 cores one
       // network thread relayed more select-only TPS than two (docs/proxy.md, Performance).
@@ -712,6 +713,7 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     info.version = o.version;
     info.data_dir = o.data_dir;
     info.proxy_listen = st.ok() ? o.proxy_host + ":" + std::to_string(front.port()) : "";
+    info.proxy_socket_dir = front.socket_dir();
     info.endpoint_ports = std::to_string(o.port_lo) + "-" + std::to_string(o.port_hi);
     ApiServer api(&engine, token, info, signer.ok() ? &*signer : nullptr);
     int port = o.api_port;
@@ -759,7 +761,8 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     front.Stop();
     engine.Shutdown();
     mounter.reset();
-    if (Status gone = cgroups->RemoveParents(); !gone.ok()) log::warn("daemon: {}", gone.ToString());
+    if (Status gone = cgroups->RemoveParents(); !gone.ok())
+      log::warn("daemon: {}", gone.ToString());
   }
   if (runtime_dir != o.data_dir) RemoveRuntimeDir(runtime_dir);
   store->reset();

@@ -17,6 +17,8 @@ struct DaemonOptions {
   std::string proxy_listen = "127.0.0.1:55432";  // as given, for GET status
   std::string proxy_host = "127.0.0.1";
   uint16_t proxy_port = 55432;  // 0 picks a free port (tests)
+  // The proxy's unix sockets for clients on this host (docs/proxy.md); empty: none.
+  std::string proxy_socket_dir;
   // A PEM certificate chain and key the user supplies; both empty: a self-signed pair made
   // at the first start in <data_dir>/tls/.
   std::string tls_cert_file;

@@ -83,6 +83,11 @@ struct ProxyOptions {
   // The shared front door. Port 0 picks a free port (tests); see Proxy::port().
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 55432;
+  // The local front door: a directory where every listened port P also gets a unix socket
+  // "<socket_dir>/.s.PGSQL.P" (libpq's host=<socket_dir> port=P), routed and checked exactly
+  // as the TCP port. The directory is made 0700: only the daemon's own OS user connects.
+  // TLS is not required there (require_tls applies to TCP). Empty: no unix sockets.
+  std::string socket_dir;
   // PEM certificate chain and private key. Both empty: SSLRequest is declined ('N').
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -125,8 +130,9 @@ class Proxy {
   // The bound port of the front door. REQUIRES: Start succeeded.
   uint16_t port() const;
 
-  // Also accepts connections on `port` (an endpoint's dedicated port; 0 picks one) and routes
-  // those without other routing information by Backend::ResolvePort. Returns the bound port.
+  // Also accepts connections on `port` (an endpoint's dedicated port; 0 picks one), and on its
+  // unix socket in socket_dir, and routes those without other routing information by
+  // Backend::ResolvePort. Returns the bound port.
   // IOError if it cannot be bound; AlreadyExists if already listening there.
   [[nodiscard]] Result<uint16_t> AddPortListener(uint16_t port);
   // Stops accepting on `port`; connections already made continue. NotFound if not listening.
@@ -135,6 +141,9 @@ class Proxy {
   // Closes the listeners and every connection, and joins the threads, after waiting for
   // Backend calls in flight (a Wake in progress delays Stop until it returns). Idempotent.
   void Stop();
+
+  // The directory of the unix sockets; empty if there are none.
+  std::string socket_dir() const;
 
   // Client connections currently open (any phase).
   size_t ActiveConnections() const;

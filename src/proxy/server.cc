@@ -2,6 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <type_traits>
 
 #include "common/log.h"
 #include "proxy/auth/crypto.h"
@@ -23,6 +31,25 @@ void RaiseFdLimit() {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
+}
+
+// Makes `dir` (and its parents) for the local sockets, private to this OS user: the proxy
+// checks credentials there as on TCP, and the directory keeps other users out besides.
+Status PrepareSocketDir(const std::string& dir) {
+  // sun_path holds 107 bytes and a NUL; the longest name is ".s.PGSQL.65535".
+  if (dir.size() + std::strlen("/.s.PGSQL.65535") >= sizeof(sockaddr_un::sun_path)) {
+    return Status::InvalidArgument("the socket directory " + dir + " is too long for a unix " +
+                                   "socket's path (at most " +
+                                   std::to_string(sizeof(sockaddr_un::sun_path) - 16) +
+                                   " bytes); choose a shorter one with --proxy-socket-dir");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::IOError("cannot create " + dir + ": " + ec.message());
+  if (chmod(dir.c_str(), 0700) != 0) {
+    return Status::IOError("cannot make " + dir + " private: " + std::strerror(errno));
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -59,11 +86,44 @@ std::optional<CancelTarget> Proxy::Impl::LookupCancel(wire::BackendKey key) {
   return it->second;
 }
 
+Result<std::shared_ptr<Proxy::Impl::LocalAcceptor>> Proxy::Impl::ListenLocal(uint16_t port,
+                                                                             std::string* path) {
+  *path = socket_dir + "/.s.PGSQL." + std::to_string(port);
+  // A socket left by a daemon that was killed: the data directory's lock says none runs now.
+  struct stat st;
+  if (lstat(path->c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path->c_str());
+  auto acceptor = std::make_shared<LocalAcceptor>(asio::make_strand(*iocs.front()));
+  boost::system::error_code ec;
+  asio::local::stream_protocol::endpoint ep(*path);
+  acceptor->open(ep.protocol(), ec);
+  if (!ec) ::fcntl(acceptor->native_handle(), F_SETFD, FD_CLOEXEC);
+  if (!ec) acceptor->bind(ep, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::IOError("cannot listen on " + *path + ": " + ec.message());
+  return acceptor;
+}
+
+void Proxy::Impl::Close(const Listeners& l) {
+  if (l.tcp) {
+    asio::post(l.tcp->get_executor(), [a = l.tcp] {
+      boost::system::error_code ec;
+      a->close(ec);
+    });
+  }
+  if (l.local) {
+    unlink(l.path.c_str());
+    asio::post(l.local->get_executor(), [a = l.local] {
+      boost::system::error_code ec;
+      a->close(ec);
+    });
+  }
+}
+
 Result<uint16_t> Proxy::Impl::Listen(uint16_t port, bool main) {
   boost::system::error_code ec;
   auto address = asio::ip::make_address(options.listen_host, ec);
   if (ec) return Status::InvalidArgument("invalid listen address " + options.listen_host);
-  auto acceptor = std::make_shared<tcp::acceptor>(asio::make_strand(*iocs.front()));
+  auto acceptor = std::make_shared<TcpAcceptor>(asio::make_strand(*iocs.front()));
   tcp::endpoint ep(address, port);
   acceptor->open(ep.protocol(), ec);
   if (!ec) ::fcntl(acceptor->native_handle(), F_SETFD, FD_CLOEXEC);  // see AcceptLoop
@@ -75,48 +135,68 @@ Result<uint16_t> Proxy::Impl::Listen(uint16_t port, bool main) {
                            ": " + ec.message());
   }
   uint16_t bound = acceptor->local_endpoint(ec).port();
+  Listeners l;
+  l.tcp = acceptor;
   {
     std::lock_guard lock(mu_);
     if (acceptors_.count(bound))
       return Status::AlreadyExists("already listening on port " + std::to_string(bound));
-    acceptors_[bound] = acceptor;
+  }
+  if (!socket_dir.empty()) {
+    // Without its unix socket the port still serves over TCP.
+    auto local = ListenLocal(bound, &l.path);
+    if (local.ok()) {
+      l.local = *local;
+    } else {
+      log::warn("proxy: {}", local.status().message());
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (acceptors_.count(bound)) {
+      if (l.local) unlink(l.path.c_str());
+      return Status::AlreadyExists("already listening on port " + std::to_string(bound));
+    }
+    acceptors_[bound] = l;
     if (main) main_port = bound;
   }
-  asio::co_spawn(acceptor->get_executor(), AcceptLoop(acceptor, bound),
-                 [bound](std::exception_ptr e) {
-                   if (e) log::error("proxy: the accept loop on port {} failed", bound);
-                 });
+  auto failed = [bound](std::exception_ptr e) {
+    if (e) log::error("proxy: the accept loop on port {} failed", bound);
+  };
+  asio::co_spawn(acceptor->get_executor(), AcceptLoop(acceptor, bound), failed);
+  if (l.local) asio::co_spawn(l.local->get_executor(), AcceptLoop(l.local, bound), failed);
   return bound;
 }
 
 Status Proxy::Impl::Unlisten(uint16_t port) {
-  std::shared_ptr<Acceptor> acceptor;
+  Listeners l;
   {
     std::lock_guard lock(mu_);
     auto it = acceptors_.find(port);
     if (it == acceptors_.end() || port == main_port) {
       return Status::NotFound("not listening on endpoint port " + std::to_string(port));
     }
-    acceptor = it->second;
+    l = it->second;
     acceptors_.erase(it);
   }
-  asio::post(acceptor->get_executor(), [acceptor] {
-    boost::system::error_code ec;
-    acceptor->close(ec);
-  });
+  Close(l);
   return Status::Ok();
 }
 
-asio::awaitable<void> Proxy::Impl::AcceptLoop(std::shared_ptr<Acceptor> acceptor, uint16_t port) {
+template <typename AcceptorT>
+asio::awaitable<void> Proxy::Impl::AcceptLoop(std::shared_ptr<AcceptorT> acceptor, uint16_t port) {
+  constexpr bool kLocal = std::is_same_v<AcceptorT, LocalAcceptor>;
   asio::steady_timer backoff(acceptor->get_executor());
   while (acceptor->is_open()) {
-    tcp::socket socket(NextIoc());
+    // One socket type for both: a session reads and writes bytes, whatever carries them.
+    ClientSocket socket(NextIoc());
     boost::system::error_code ec;
     co_await acceptor->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
     if (ec) {
       // Typically EMFILE: back off instead of spinning; the sockets free up as sessions end.
-      log::warn("proxy: accept on port {} failed: {}", port, ec.message());
+      log::warn("proxy: accept on {} {} failed: {}", kLocal ? "the unix socket of port" : "port",
+                port, ec.message());
       backoff.expires_after(std::chrono::milliseconds(50));
       co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
@@ -125,7 +205,7 @@ asio::awaitable<void> Proxy::Impl::AcceptLoop(std::shared_ptr<Acceptor> acceptor
     // a client's socket, whatever its own fd cleanup does.
     ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
     auto executor = socket.get_executor();
-    auto session = std::make_shared<Session>(this, std::move(socket), port);
+    auto session = std::make_shared<Session>(this, std::move(socket), port, kLocal);
     asio::co_spawn(executor, session->Run(), [session](std::exception_ptr) {});
   }
 }
@@ -169,6 +249,15 @@ Status Proxy::Start(const ProxyOptions& options, Backend* backend,
   }
   impl->blocking = std::make_unique<asio::thread_pool>(std::max(1, options.backend_threads));
   impl->waking = std::make_unique<asio::thread_pool>(std::max(1, options.wake_threads));
+  if (!options.socket_dir.empty()) {
+    Status dir = PrepareSocketDir(options.socket_dir);
+    if (dir.ok()) {
+      impl->socket_dir = options.socket_dir;
+    } else {
+      // The TCP front door still serves everyone; `arbor connection-string --local` says why.
+      log::warn("proxy: no local socket: {}", dir.message());
+    }
+  }
   auto port = impl->Listen(options.listen_port, /*main=*/true);
   if (!port.ok()) {
     impl->blocking->join();
@@ -190,12 +279,15 @@ Status Proxy::Start(const ProxyOptions& options, Backend* backend,
     });
   }
   impl_ = std::move(impl);
-  log::info("proxy: listening on {}:{}{}", options.listen_host, *port,
-            impl_->tls ? " (TLS available)" : "");
+  log::info("proxy: listening on {}:{}{}{}", options.listen_host, *port,
+            impl_->tls ? " (TLS available)" : "",
+            impl_->socket_dir.empty() ? "" : " and in " + impl_->socket_dir);
   return Status::Ok();
 }
 
 uint16_t Proxy::port() const { return impl_ ? impl_->main_port : 0; }
+
+std::string Proxy::socket_dir() const { return impl_ ? impl_->socket_dir : std::string(); }
 
 Result<uint16_t> Proxy::AddPortListener(uint16_t port) {
   if (!impl_ || impl_->stopped) return Status::FailedPrecondition("the proxy is not running");
@@ -220,6 +312,9 @@ void Proxy::Stop() {
   impl_->waking->join();
   {
     std::lock_guard lock(impl_->mu_);
+    for (const auto& [port, l] : impl_->acceptors_) {
+      if (l.local) unlink(l.path.c_str());
+    }
     impl_->acceptors_.clear();
   }
   impl_->iocs.clear();

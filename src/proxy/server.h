@@ -43,6 +43,7 @@ class Proxy::Impl {
   std::unique_ptr<boost::asio::ssl::context> tls;      // null: TLS declined
   std::vector<std::thread> threads;
   uint16_t main_port = 0;
+  std::string socket_dir;  // options.socket_dir once it is usable; empty otherwise
   std::atomic<size_t> active{0};
   std::atomic<size_t> kernel_relayed{0};  // sessions whose results the kernel relays
   bool kernel_relay = false;              // options.kernel_relay && KernelRelay::Available()
@@ -57,11 +58,21 @@ class Proxy::Impl {
   Status Unlisten(uint16_t port);
 
  private:
-  using Acceptor = boost::asio::ip::tcp::acceptor;
-  boost::asio::awaitable<void> AcceptLoop(std::shared_ptr<Acceptor> acceptor, uint16_t port);
+  using TcpAcceptor = boost::asio::ip::tcp::acceptor;
+  using LocalAcceptor = boost::asio::local::stream_protocol::acceptor;
+  // A port's listeners: TCP, and the unix socket at `path` when there is a socket_dir.
+  struct Listeners {
+    std::shared_ptr<TcpAcceptor> tcp;
+    std::shared_ptr<LocalAcceptor> local;
+    std::string path;
+  };
+  template <typename AcceptorT>
+  boost::asio::awaitable<void> AcceptLoop(std::shared_ptr<AcceptorT> acceptor, uint16_t port);
+  Result<std::shared_ptr<LocalAcceptor>> ListenLocal(uint16_t port, std::string* path);
+  static void Close(const Listeners& l);
 
   std::mutex mu_;
-  std::map<uint16_t, std::shared_ptr<Acceptor>> acceptors_;
+  std::map<uint16_t, Listeners> acceptors_;
   std::unordered_map<uint64_t, CancelTarget> cancel_;  // key: pid << 32 | secret
 
   friend class Proxy;

@@ -1,6 +1,8 @@
 #include "proxy/session.h"
 
 #include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -57,17 +59,35 @@ int64_t UnixNow() {
 
 }  // namespace
 
-Session::Session(Proxy::Impl* impl, asio::ip::tcp::socket client, uint16_t local_port)
+Session::Session(Proxy::Impl* impl, ClientSocket client, uint16_t local_port, bool local)
     : impl_(impl),
       client_(std::move(client)),
+      local_(local),
       compute_(client_.get_executor()),
       timer_(client_.get_executor()),
       local_port_(local_port) {
   impl_->active.fetch_add(1);
   boost::system::error_code ec;
-  auto remote = client_.remote_endpoint(ec);
-  if (!ec) peer_ = remote.address().to_string() + ":" + std::to_string(remote.port());
-  client_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (local_) {
+    // The peer's process, from the kernel (the socket has no address).
+    struct ucred cred {};
+    socklen_t len = sizeof cred;
+    if (getsockopt(client_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+      peer_ = "local pid " + std::to_string(cred.pid);
+    } else {
+      peer_ = "local";
+    }
+    return;
+  }
+  asio::ip::tcp::socket::endpoint_type remote;
+  auto generic = client_.remote_endpoint(ec);
+  if (!ec && generic.size() <= remote.capacity()) {
+    std::memcpy(remote.data(), generic.data(), generic.size());
+    remote.resize(generic.size());
+    peer_ = remote.address().to_string() + ":" + std::to_string(remote.port());
+  }
+  int one = 1;
+  setsockopt(client_.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 Session::~Session() {
@@ -225,7 +245,8 @@ awaitable<void> Session::Handshake() {
     startup = std::move(*parsed);
     break;
   }
-  if (opt.require_tls && !tls_) {
+  // The local socket is reachable by the daemon's own OS user alone: nothing to encrypt.
+  if (opt.require_tls && !tls_ && !local_) {
     Refuse("28000", "this arbor proxy requires TLS: connect with sslmode=require");
   }
   const std::string user = *startup.Param("user");  // ParseStartup guarantees it

@@ -25,9 +25,13 @@
 
 namespace arbor::proxy {
 
+// A client's socket: TCP, or a unix socket of the local front door.
+using ClientSocket = boost::asio::generic::stream_protocol::socket;
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Proxy::Impl* impl, boost::asio::ip::tcp::socket client, uint16_t local_port);
+  // `local`: `client` came through the unix socket of `local_port`.
+  Session(Proxy::Impl* impl, ClientSocket client, uint16_t local_port, bool local);
   ~Session();
 
   // Runs the session to its end. Never throws: every failure is answered with an
@@ -60,8 +64,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void CloseAll();
 
   Proxy::Impl* impl_;
-  boost::asio::ip::tcp::socket client_;
-  std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
+  ClientSocket client_;
+  bool local_ = false;  // a unix socket of the local front door
+  std::optional<boost::asio::ssl::stream<ClientSocket&>> tls_;
   boost::asio::local::stream_protocol::socket compute_;
   boost::asio::steady_timer timer_;
   uint16_t local_port_;

@@ -122,9 +122,16 @@ class WorkflowTest : public testing::Test {
     static const std::regex kUrl(R"(postgresql://([^:@/\s]+):[^@\s]+@)");
     return std::regex_replace(text, kUrl, "postgresql://$1@");
   }
-  static std::string UrlOf(const std::string& id) {
+  // The endpoint's URL (TCP), as `arbor ci branch` writes it: a CI job may run elsewhere.
+  static std::string TcpUrlOf(const std::string& id) {
     auto a = daemon_->Call("GET", "projects/default/branches/" + id + "/endpoints/primary");
     return a.status == 200 ? a.body["status"].value("connection_string", "") : "";
+  }
+  // The URL the git hooks write: through the proxy's unix socket, as the daemon runs on this
+  // host.
+  static std::string UrlOf(const std::string& id) {
+    std::string tcp = TcpUrlOf(id);
+    return tcp.empty() ? "" : tcp + "?host=" + daemon_->home() + "/proxy";
   }
   static void DeleteBranch(const std::string& id) {
     (void)daemon_->Call("DELETE", "projects/default/branches/" + id);
@@ -500,7 +507,8 @@ TEST_F(WorkflowTest, CiBranchIsIdempotentAndResetReturnsToTheParent) {
   ASSERT_EQ(second.rc, 0) << second.err;
   EXPECT_EQ(WithoutPasswords(first.out), WithoutPasswords(second.out));
   EXPECT_EQ(GetBranch("ci-pr-7")["uid"], uid) << "the same branch";
-  EXPECT_EQ(WithoutPasswords(first.out), "export DATABASE_URL=" + Quote(UrlOf("ci-pr-7")) + "\n");
+  EXPECT_EQ(WithoutPasswords(first.out),
+            "export DATABASE_URL=" + Quote(TcpUrlOf("ci-pr-7")) + "\n");
 
   // dotenv form, then the URL works.
   ShRun dotenv = Sh(tmp.path(), "arbor ci branch --name ci-pr-7 --format dotenv");
