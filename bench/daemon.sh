@@ -2,19 +2,21 @@
 # stopped and removed when the script exits (also on failure), and `api` to call it.
 #
 #   ARBOR=path/to/arbor; . bench/daemon.sh
-#   bench_daemon NAME PORT ENDPOINTS   # proxy on PORT, endpoints on the ENDPOINTS ports after it
+#   bench_daemon NAME PORT ENDPOINTS [ARG...]  # proxy on PORT, endpoints on the ENDPOINTS ports
+#                                               # after it; ARGs go to `arbor up`
 #
 # Sets work (the temporary directory), ARBOR_HOME, API (.../api/2.0/postgres) and ADMIN (the
 # admin token). A script with more to clean up defines bench_cleanup_extra, run first.
 
 bench_daemon() {
   local name=$1 port=$2 endpoints=$3
+  shift 3
   work=$(mktemp -d "/var/tmp/arbor-$name-bench-XXXXXX")
   chmod 711 "$work"  # the compute user reaches the mounts under the data directory
   export ARBOR_HOME="$work/home"
   trap bench_cleanup EXIT
   "$ARBOR" up --data-dir "$ARBOR_HOME" --api-listen 127.0.0.1:0 \
-    --proxy-listen "127.0.0.1:$port" --endpoint-ports "$((port + 1))-$((port + endpoints))" \
+    --proxy-listen "127.0.0.1:$port" --endpoint-ports "$((port + 1))-$((port + endpoints))" "$@" \
     >"$work/up.out"
   API=$(cat "$ARBOR_HOME/api")/api/2.0/postgres
   ADMIN=$(cat "$ARBOR_HOME/admin-token")

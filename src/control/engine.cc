@@ -507,8 +507,9 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   if (request.is_protected && request.expiry != Expiry::kNever) {
     return Status::FailedPrecondition("a protected branch cannot expire; set spec.no_expiry");
   }
-  // The parent's CHECKPOINT runs without the lock, with the name reserved meanwhile.
-  if (!request.time_us && !request.lsn && !from_snapshot) {
+  // With checkpoint_parent, the parent's CHECKPOINT runs without the lock, with the name
+  // reserved meanwhile.
+  if (options_.checkpoint_parent && !request.time_us && !request.lsn && !from_snapshot) {
     std::vector<std::string> targets = CheckpointTargetsLocked(project, parent_id);
     if (!targets.empty()) {
       creating_.insert({project, id});
@@ -1055,7 +1056,7 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
     return b;
   };
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, check());
-  if (!time_us) {
+  if (options_.checkpoint_parent && !time_us) {
     std::vector<std::string> targets = CheckpointTargetsLocked(project, b->parent);
     if (!targets.empty()) {
       Unlocked(l, [&] {

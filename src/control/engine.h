@@ -59,6 +59,13 @@ struct EngineOptions {
   // The arbor_guard module every compute preloads (src/compute/pg_guard), at a path the
   // compute user can read. Empty: computes run without it (tests of the engine alone only).
   std::string guard_library;
+  // A branch made (or reset) at its parent's head forks the parent's state as the store holds
+  // it: every acknowledged commit is there (its WAL was synced), and the child's first start
+  // replays the WAL since the parent's last checkpoint, as after a crash. With this set, the
+  // parent's running compute is checkpointed first instead (the child then has little to
+  // replay, but the call waits for the CHECKPOINT and the parent's writes burst): the
+  // baseline of bench/branch_load_bench.sh (ARBOR_BRANCH_CHECKPOINT=1).
+  bool checkpoint_parent = false;
   std::chrono::milliseconds start_timeout{120'000};
   std::chrono::milliseconds stop_timeout{60'000};
   // At shutdown every compute is asked at once for a fast shutdown, and given this long

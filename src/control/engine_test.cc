@@ -152,11 +152,13 @@ class EngineTest : public ::testing::Test {
     EngineOptions eo;
     eo.data_dir = dir_.path() + "/data";
     eo.runtime_dir = eo.data_dir;
+    eo.checkpoint_parent = CheckpointParent();
     engine_ = std::make_unique<Engine>(eo, store_.get(), &mounter_, &sup_);
     ASSERT_TRUE(engine_->Open().ok());
     ASSERT_TRUE(engine_->CreateProject("default", 86'400).ok());
     ASSERT_TRUE(engine_->Wake("default", "production", "primary").ok());
   }
+  virtual bool CheckpointParent() const { return false; }
   void TearDown() override {
     for (Gate* g : {&sup_.start_gate, &sup_.stop_gate, &sup_.checkpoint_gate, &sup_.initdb_gate}) {
       g->Open();
@@ -263,7 +265,25 @@ TEST_F(EngineTest, DeletingABranchHoldsUpOnlyThatBranch) {
   EXPECT_FALSE(sup_.Running("projects/default/branches/dev/endpoints/primary"));
 }
 
-TEST_F(EngineTest, CheckpointOfTheParentHoldsUpNoOneElse) {
+// By default a branch forks its running parent's head at once: no CHECKPOINT is asked of it.
+TEST_F(EngineTest, ABranchOfARunningParentWaitsForNoCheckpoint) {
+  sup_.checkpoint_gate.Arm("branches/production/");
+  auto made = Later([&] { return engine_->CreateBranch("default", "quick", BranchRequest{}); });
+  ASSERT_TRUE(Prompt(made)) << "the create waited for the parent's CHECKPOINT";
+  EXPECT_TRUE(made.get().ok());
+  EXPECT_TRUE(engine_->Wake("default", "quick", "primary").ok());
+  auto reset = Later([&] { return engine_->ResetBranch("default", "quick", std::nullopt); });
+  ASSERT_TRUE(Prompt(reset)) << "the reset waited for the parent's CHECKPOINT";
+}
+
+// EngineOptions::checkpoint_parent (the benchmark's baseline): the parent is checkpointed
+// first, without the engine's lock.
+class EngineCheckpointTest : public EngineTest {
+ protected:
+  bool CheckpointParent() const override { return true; }
+};
+
+TEST_F(EngineCheckpointTest, CheckpointOfTheParentHoldsUpNoOneElse) {
   sup_.checkpoint_gate.Arm("branches/production/");
   auto made = Later([&] { return engine_->CreateBranch("default", "feature", BranchRequest{}); });
   ASSERT_TRUE(sup_.checkpoint_gate.WaitEntered());
