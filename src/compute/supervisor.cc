@@ -32,7 +32,7 @@ std::string Errno(const std::string& what) { return what + ": " + std::strerror(
 struct Exec {
   std::vector<std::string> args;
   std::vector<char*> argv;
-  uint64_t address_space_limit = 0;  // RLIMIT_AS of the child; 0: unchanged
+  uint64_t address_space_limit = 0;    // RLIMIT_AS of the child; 0: unchanged
   std::vector<std::string> extra_env;  // NAME=value added to the daemon's environment
   std::vector<std::string> env;
   std::vector<char*> envp;
@@ -89,7 +89,9 @@ Result<pid_t> Spawn(const OsUser& user, Exec& exec, int log_fd,
     }
     if (chdir("/") != 0) _exit(126);
     if (exec.address_space_limit > 0) {
-      struct rlimit rl{exec.address_space_limit, exec.address_space_limit};
+      struct rlimit rl {
+        exec.address_space_limit, exec.address_space_limit
+      };
       if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(124);
     }
     signal(SIGPIPE, SIG_DFL);
@@ -111,10 +113,10 @@ bool PostmasterReady(const std::string& pgdata, pid_t pid) {
   std::string line;
   std::vector<std::string> lines;
   while (std::getline(in, line)) lines.push_back(line);
-  // Line 1 is the postmaster's pid, line 8 its status: "ready" when accepting connections,
-  // "standby" when a hot standby (a pinned endpoint) accepts read-only ones.
-  return lines.size() >= 8 && lines[0] == std::to_string(pid) &&
-         (lines[7].rfind("ready", 0) == 0 || lines[7].rfind("standby", 0) == 0);
+  // Line 1 is the postmaster's pid, line 8 its status: "ready" when accepting connections (a
+  // hot standby's read-only ones too). "standby" means recovery runs with hot_standby off,
+  // which accepts none: a compute promoted at the end of its replay is ready only after it.
+  return lines.size() >= 8 && lines[0] == std::to_string(pid) && lines[7].rfind("ready", 0) == 0;
 }
 
 bool Reap(pid_t pid, bool block) {

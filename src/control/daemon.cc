@@ -667,11 +667,11 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     eo.port_lo = o.port_lo;
     eo.port_hi = o.port_hi;
     eo.shared_buffers = o.shared_buffers;
-    // ARBOR_BRANCH_CHECKPOINT=1: checkpoint a running parent before a branch forks its head
-    // (the baseline of bench/branch_load_bench.sh; see EngineOptions::checkpoint_parent).
-    if (const char* c = getenv("ARBOR_BRANCH_CHECKPOINT"); c && std::string(c) == "1") {
-      eo.checkpoint_parent = true;
-      log::info("daemon: a branch's parent is checkpointed before the fork");
+    // ARBOR_BRANCH_CHECKPOINT=0: a branch forks its running parent's head without a
+    // CHECKPOINT (the other side of bench/branch_load_bench.sh; EngineOptions::checkpoint_parent).
+    if (const char* c = getenv("ARBOR_BRANCH_CHECKPOINT"); c && std::string(c) == "0") {
+      eo.checkpoint_parent = false;
+      log::info("daemon: a branch forks its parent's head without a CHECKPOINT");
     }
     auto guard = InstallGuard(runtime_dir);
     if (guard.ok()) eo.guard_library = *guard;

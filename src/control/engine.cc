@@ -1635,6 +1635,7 @@ Status Engine::RunStart(StartPlan& plan) {
     ARBOR_RETURN_IF_ERROR(store_->Sync(plan.timeline));
     if (plan.replica) return StartReplica(plan);
     if (plan.read_only) return StartStandby(plan);
+    ARBOR_RETURN_IF_ERROR(PromoteAfterReplay(plan));
     ARBOR_RETURN_IF_ERROR(supervisor_->Start(plan.spec, options_.start_timeout));
     // No client gets in before its role holds the password Arbor checks it against.
     Status booted = Bootstrap(plan);

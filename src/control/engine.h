@@ -59,13 +59,14 @@ struct EngineOptions {
   // The arbor_guard module every compute preloads (src/compute/pg_guard), at a path the
   // compute user can read. Empty: computes run without it (tests of the engine alone only).
   std::string guard_library;
-  // A branch made (or reset) at its parent's head forks the parent's state as the store holds
-  // it: every acknowledged commit is there (its WAL was synced), and the child's first start
-  // replays the WAL since the parent's last checkpoint, as after a crash. With this set, the
-  // parent's running compute is checkpointed first instead (the child then has little to
-  // replay, but the call waits for the CHECKPOINT and the parent's writes burst): the
-  // baseline of bench/branch_load_bench.sh (ARBOR_BRANCH_CHECKPOINT=1).
-  bool checkpoint_parent = false;
+  // A branch made (or reset) at its parent's head: the parent's running compute is
+  // checkpointed first (without the engine's lock), so the fork holds every page and the child
+  // has little WAL to replay, and a data diff's change set names no page the parent only had
+  // dirty in its buffers. Off (ARBOR_BRANCH_CHECKPOINT=0): the fork takes the parent's state as
+  // the store holds it at once (every acknowledged commit: its WAL was synced), and the child's
+  // first start replays the WAL since the parent's last checkpoint, as after a crash.
+  // bench/branch_load_bench.sh measures both; docs/point-in-time.md says why this is the default.
+  bool checkpoint_parent = true;
   std::chrono::milliseconds start_timeout{120'000};
   std::chrono::milliseconds stop_timeout{60'000};
   // At shutdown every compute is asked at once for a fast shutdown, and given this long
@@ -221,8 +222,7 @@ class Engine {
     BranchRecord branch;
     std::vector<std::string> notes;
   };
-  [[nodiscard]] Result<Undeleted> UndeleteBranch(const std::string& project,
-                                                 const std::string& id,
+  [[nodiscard]] Result<Undeleted> UndeleteBranch(const std::string& project, const std::string& id,
                                                  const std::optional<std::string>& new_id);
   // The project's deleted branches not yet purged, oldest deletion first. NotFound if no
   // such project.
@@ -302,8 +302,8 @@ class Engine {
   [[nodiscard]] Result<EndpointRecord> CreateEndpoint(const std::string& project,
                                                       const std::string& branch,
                                                       const std::string& id,
-                                                      int64_t suspend_timeout_s,
-                                                      bool no_suspension, bool replica = false);
+                                                      int64_t suspend_timeout_s, bool no_suspension,
+                                                      bool replica = false);
   [[nodiscard]] Result<EndpointRecord> GetEndpoint(const std::string& project,
                                                    const std::string& branch,
                                                    const std::string& id);
@@ -412,8 +412,8 @@ class Engine {
   struct ReplicaState {
     bool running = false;
     bool primary_running = false;
-    bool streaming = false;     // connected to the primary and streaming
-    double replay_lag_s = 0;    // PostgreSQL's replay_lag as the primary sees it
+    bool streaming = false;         // connected to the primary and streaming
+    double replay_lag_s = 0;        // PostgreSQL's replay_lag as the primary sees it
     uint64_t replay_lag_bytes = 0;  // the primary's WAL not yet replayed
   };
   // InvalidArgument if the endpoint is not a replica. Asks the primary when both run.
@@ -720,6 +720,11 @@ class Engine {
   Status StartStandby(StartPlan& plan);
   // A read replica's start (timetravel.cc): a hot standby at once, never a primary first,
   // since its WAL must stay the branch's to stream onto it.
+  // Before a read-write start: if PGDATA was not shut down cleanly (a fork of a running
+  // parent, a crash), postgres starts in standby mode with a promote trigger, so that it
+  // promotes at the end of the WAL instead of ending crash recovery with an immediate
+  // CHECKPOINT (timetravel.cc).
+  [[nodiscard]] Status PromoteAfterReplay(StartPlan& plan);
   Status StartReplica(StartPlan& plan);
   // Deletes the fork a stopped (or failed) replica ran on and clears it from its record.
   void DropReplicaForkLocked(const EndpointRecord& ep);
@@ -761,8 +766,10 @@ class Engine {
   Status EraseSnapshotLocked(const std::string& project, const std::string& branch,
                              const std::string& id);
   // The branches whose timeline is a child of `tl`.
-  std::vector<std::string> BranchesForkedFromLocked(const std::string& project, TimelineId tl) const;
-  // Whether a branch (live or deleted), pinned endpoint, replica or snapshot refers to timeline `tl`.
+  std::vector<std::string> BranchesForkedFromLocked(const std::string& project,
+                                                    TimelineId tl) const;
+  // Whether a branch (live or deleted), pinned endpoint, replica or snapshot refers to timeline
+  // `tl`.
   bool TimelineUsedLocked(TimelineId tl) const;
   // Deletes timeline `up` and then its ancestors, each while nothing refers to it and it has
   // no child: a deleted snapshot's timeline, or a branch's former one kept for snapshots.
@@ -805,7 +812,7 @@ class Engine {
   std::set<std::string> creating_projects_;  // guarded by mu_; names CreateProject reserved
   // guarded by mu_; (project, branch, snapshot) names CreateSnapshot reserved
   std::set<std::tuple<std::string, std::string, std::string>> creating_snapshots_;
-  PortListener* ports_ = nullptr;            // guarded by mu_
+  PortListener* ports_ = nullptr;  // guarded by mu_
   std::mutex activity_mu_;
   std::map<EndpointKey, Activity> activity_;  // guarded by activity_mu_
 };

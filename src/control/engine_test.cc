@@ -158,7 +158,7 @@ class EngineTest : public ::testing::Test {
     ASSERT_TRUE(engine_->CreateProject("default", 86'400).ok());
     ASSERT_TRUE(engine_->Wake("default", "production", "primary").ok());
   }
-  virtual bool CheckpointParent() const { return false; }
+  virtual bool CheckpointParent() const { return true; }
   void TearDown() override {
     for (Gate* g : {&sup_.start_gate, &sup_.stop_gate, &sup_.checkpoint_gate, &sup_.initdb_gate}) {
       g->Open();
@@ -265,8 +265,14 @@ TEST_F(EngineTest, DeletingABranchHoldsUpOnlyThatBranch) {
   EXPECT_FALSE(sup_.Running("projects/default/branches/dev/endpoints/primary"));
 }
 
-// By default a branch forks its running parent's head at once: no CHECKPOINT is asked of it.
-TEST_F(EngineTest, ABranchOfARunningParentWaitsForNoCheckpoint) {
+// EngineOptions::checkpoint_parent off (ARBOR_BRANCH_CHECKPOINT=0): a branch forks its running
+// parent's head at once, and no CHECKPOINT is asked of the parent.
+class EngineHeadForkTest : public EngineTest {
+ protected:
+  bool CheckpointParent() const override { return false; }
+};
+
+TEST_F(EngineHeadForkTest, ABranchOfARunningParentWaitsForNoCheckpoint) {
   sup_.checkpoint_gate.Arm("branches/production/");
   auto made = Later([&] { return engine_->CreateBranch("default", "quick", BranchRequest{}); });
   ASSERT_TRUE(Prompt(made)) << "the create waited for the parent's CHECKPOINT";
@@ -276,14 +282,8 @@ TEST_F(EngineTest, ABranchOfARunningParentWaitsForNoCheckpoint) {
   ASSERT_TRUE(Prompt(reset)) << "the reset waited for the parent's CHECKPOINT";
 }
 
-// EngineOptions::checkpoint_parent (the benchmark's baseline): the parent is checkpointed
-// first, without the engine's lock.
-class EngineCheckpointTest : public EngineTest {
- protected:
-  bool CheckpointParent() const override { return true; }
-};
-
-TEST_F(EngineCheckpointTest, CheckpointOfTheParentHoldsUpNoOneElse) {
+// By default the parent is checkpointed first, without the engine's lock.
+TEST_F(EngineTest, CheckpointOfTheParentHoldsUpNoOneElse) {
   sup_.checkpoint_gate.Arm("branches/production/");
   auto made = Later([&] { return engine_->CreateBranch("default", "feature", BranchRequest{}); });
   ASSERT_TRUE(sup_.checkpoint_gate.WaitEntered());
@@ -672,11 +672,13 @@ TEST_F(EngineTest, ASnapshotOutlivesTheHistoryWindowAndGcFreesItOnceDeleted) {
   BranchRequest from;
   from.source_snapshot_branch = "production";
   from.source_snapshot = "before";
-  EXPECT_EQ(engine_->CreateBranch("default", "too-late", [] {
-                      BranchRequest r;
-                      r.time_us = WallMicros() - 3600'000'000;
-                      return r;
-                    }())
+  EXPECT_EQ(engine_
+                ->CreateBranch("default", "too-late",
+                               [] {
+                                 BranchRequest r;
+                                 r.time_us = WallMicros() - 3600'000'000;
+                                 return r;
+                               }())
                 .status()
                 .code(),
             Code::kOutOfRange);
@@ -740,8 +742,7 @@ TEST_F(EngineTest, ABranchWithSnapshotsIsNotDeletedAndSnapshotsExpire) {
 
   Status refused = engine_->DeleteBranch("default", "dev");
   EXPECT_EQ(refused.code(), Code::kFailedPrecondition);
-  EXPECT_NE(refused.message().find("projects/default/branches/dev/snapshots/s1"),
-            std::string::npos)
+  EXPECT_NE(refused.message().find("projects/default/branches/dev/snapshots/s1"), std::string::npos)
       << refused.message();
   EXPECT_NE(refused.message().find("delete the snapshots first"), std::string::npos);
 
@@ -770,8 +771,7 @@ TEST_F(EngineTest, TheScheduleTakesSnapshotsAndKeepsOnlyTheNewest) {
             Code::kInvalidArgument);
   EXPECT_EQ(engine_->SetSnapshotSchedule("default", {"production", 3600, 0}).code(),
             Code::kInvalidArgument);
-  EXPECT_EQ(engine_->SetSnapshotSchedule("default", {"nosuch", 3600, 2}).code(),
-            Code::kNotFound);
+  EXPECT_EQ(engine_->SetSnapshotSchedule("default", {"nosuch", 3600, 2}).code(), Code::kNotFound);
   ASSERT_TRUE(engine_->SetSnapshotSchedule("default", {"production", 3600, 2}).ok());
   EXPECT_EQ(engine_->GetProject("default")->snapshot_schedule.keep, 2);
   ASSERT_TRUE(engine_->CreateSnapshot("default", "production", "manual", SnapshotRequest{}).ok());

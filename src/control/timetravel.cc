@@ -123,6 +123,35 @@ Status Engine::StartStandby(StartPlan& plan) {
   return supervisor_->Start(plan.spec, options_.start_timeout);
 }
 
+Status Engine::PromoteAfterReplay(StartPlan& plan) {
+  const std::string& pgdata = plan.mountpoint;
+  constexpr uint32_t kShutdowned = 1;  // DB_SHUTDOWNED
+  auto state = ClusterState(pgdata);
+  if (!state.ok() || *state == kShutdowned) {
+    // A clean start (or no cluster yet: initdb's). No standby.signal outlives its start.
+    return StandbySignal(pgdata, false);
+  }
+  // Crash recovery would end in an immediate CHECKPOINT that writes every page the replay
+  // touched before the first client gets in (half of a fresh branch's first start under
+  // load). In standby mode with the promote trigger already there, postgres replays the same
+  // WAL, promotes at its end, writes an end-of-recovery record and leaves the checkpoint to
+  // run spread in the background. hot_standby off: no client gets in before the promotion.
+  ARBOR_RETURN_IF_ERROR(StandbySignal(pgdata, true));
+  const std::string trigger = pgdata + "/arbor.promote";
+  struct stat st;
+  if (stat(pgdata.c_str(), &st) != 0) {
+    return Status::IOError("stat " + pgdata + ": " + std::strerror(errno));
+  }
+  int fd = open(trigger.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IOError("creating " + trigger + ": " + std::strerror(errno));
+  bool owned = fchown(fd, st.st_uid, st.st_gid) == 0;
+  close(fd);
+  if (!owned) return Status::IOError("chown " + trigger + ": " + std::strerror(errno));
+  plan.spec.settings.emplace_back("hot_standby", "off");
+  plan.spec.settings.emplace_back("promote_trigger_file", plan.spec.pgdata + "/arbor.promote");
+  return Status::Ok();
+}
+
 Status Engine::StartReplica(StartPlan& plan) {
   ARBOR_RETURN_IF_ERROR(ClusterState(plan.mountpoint).status());
   ARBOR_RETURN_IF_ERROR(StandbySignal(plan.mountpoint, true));
