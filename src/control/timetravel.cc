@@ -48,9 +48,10 @@ Result<uint32_t> ClusterState(const std::string& pgdata) {
   return state;
 }
 
-// standby.signal in PGDATA, owned as PGDATA is; `present` false removes it.
-Status StandbySignal(const std::string& pgdata, bool present) {
-  std::string path = pgdata + "/standby.signal";
+// The empty file `name` in PGDATA, owned as PGDATA is (postgres removes it); `present` false
+// removes it.
+Status SignalFile(const std::string& pgdata, const std::string& name, bool present) {
+  std::string path = pgdata + "/" + name;
   if (!present) {
     if (unlink(path.c_str()) != 0 && errno != ENOENT) {
       return Status::IOError("removing " + path + ": " + std::strerror(errno));
@@ -67,6 +68,10 @@ Status StandbySignal(const std::string& pgdata, bool present) {
   close(fd);
   if (!ok) return Status::IOError("chown " + path + ": " + std::strerror(errno));
   return Status::Ok();
+}
+
+Status StandbySignal(const std::string& pgdata, bool present) {
+  return SignalFile(pgdata, "standby.signal", present);
 }
 
 }  // namespace
@@ -137,16 +142,7 @@ Status Engine::PromoteAfterReplay(StartPlan& plan) {
   // WAL, promotes at its end, writes an end-of-recovery record and leaves the checkpoint to
   // run spread in the background. hot_standby off: no client gets in before the promotion.
   ARBOR_RETURN_IF_ERROR(StandbySignal(pgdata, true));
-  const std::string trigger = pgdata + "/arbor.promote";
-  struct stat st;
-  if (stat(pgdata.c_str(), &st) != 0) {
-    return Status::IOError("stat " + pgdata + ": " + std::strerror(errno));
-  }
-  int fd = open(trigger.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::IOError("creating " + trigger + ": " + std::strerror(errno));
-  bool owned = fchown(fd, st.st_uid, st.st_gid) == 0;
-  close(fd);
-  if (!owned) return Status::IOError("chown " + trigger + ": " + std::strerror(errno));
+  ARBOR_RETURN_IF_ERROR(SignalFile(pgdata, "arbor.promote", true));
   plan.spec.settings.emplace_back("hot_standby", "off");
   plan.spec.settings.emplace_back("promote_trigger_file", plan.spec.pgdata + "/arbor.promote");
   return Status::Ok();
