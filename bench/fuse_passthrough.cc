@@ -17,20 +17,28 @@
 // The writeback cache is off then, so that ENOSPC comes back from write(2) itself, as on a
 // local disk, rather than from a later fsync.
 //
-// Usage: fuse_passthrough [--quota BYTES] SOURCE_DIR MOUNTPOINT   (prints "mounted" once
-// serving; unmounts on SIGTERM or SIGINT)
+// Two switches vary its FUSE settings for measurements (bench/fuse_copy_bench.sh):
+// --max-write BYTES sets conn->max_write (default 1 MiB, as arborfs; libfuse derives the
+// max_pages it asks for from it), and
+// --write-stats prints to stderr how many WRITE requests arrived and how large they were, on
+// SIGUSR1 and at unmount.
+//
+// Usage: fuse_passthrough [--quota BYTES] [--max-write BYTES] [--write-stats] SOURCE_DIR
+//        MOUNTPOINT   (prints "mounted" once serving; unmounts on SIGTERM or SIGINT)
 
 #define FUSE_USE_VERSION 312
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -39,6 +47,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -59,6 +68,36 @@ Inode g_root;
 
 Inode* In(fuse_ino_t ino) {
   return ino == FUSE_ROOT_ID ? &g_root : reinterpret_cast<Inode*>(static_cast<uintptr_t>(ino));
+}
+
+unsigned g_max_write = 1 << 20;
+
+// --write-stats: WRITE requests by size, in powers of two (bucket k: sizes in (2^(k-1), 2^k]).
+bool g_write_stats = false;
+std::atomic<uint64_t> g_writes[32];
+std::atomic<uint64_t> g_write_bytes{0};
+
+void CountWrite(size_t size) {
+  if (!g_write_stats) return;
+  int k = 0;
+  while (k < 31 && (size_t{1} << k) < size) ++k;
+  g_writes[k].fetch_add(1, std::memory_order_relaxed);
+  g_write_bytes.fetch_add(size, std::memory_order_relaxed);
+}
+
+void PrintWriteStats() {
+  uint64_t n = 0;
+  for (auto& c : g_writes) n += c.load();
+  std::fprintf(stderr, "write-stats: %llu WRITE requests, %llu bytes, mean %llu bytes\n",
+               static_cast<unsigned long long>(n),
+               static_cast<unsigned long long>(g_write_bytes.load()),
+               static_cast<unsigned long long>(n ? g_write_bytes.load() / n : 0));
+  for (int k = 0; k < 32; ++k) {
+    if (uint64_t c = g_writes[k].load()) {
+      std::fprintf(stderr, "write-stats: <= %llu bytes: %llu\n", 1ULL << k,
+                   static_cast<unsigned long long>(c));
+    }
+  }
 }
 
 std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
@@ -202,8 +241,12 @@ void OpInit(void*, fuse_conn_info* conn) {
   }
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-  conn->max_write = 1 << 20;
+  conn->max_write = g_max_write;
   conn->max_readahead = 1 << 20;
+  if (g_write_stats) {
+    std::fprintf(stderr, "init: proto 7.%u, max_write %u, writeback_cache %d\n", conn->proto_minor,
+                 conn->max_write, (conn->want & FUSE_CAP_WRITEBACK_CACHE) ? 1 : 0);
+  }
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -460,6 +503,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off
     fuse_reply_err(req, err);
     return;
   }
+  CountWrite(size);
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
@@ -564,20 +608,47 @@ void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fus
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 5 && std::strcmp(argv[1], "--quota") == 0) {
-    char* end = nullptr;
-    g_quota = std::strtoull(argv[2], &end, 10);
-    if (*end != 0 || g_quota == 0) {
-      std::fprintf(stderr, "%s: --quota wants a number of bytes\n", argv[0]);
-      return 2;
-    }
-    argv += 2;
-    argc -= 2;
-  }
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s [--quota BYTES] SOURCE_DIR MOUNTPOINT\n", argv[0]);
+  const char* prog = argv[0];
+  auto usage = [prog] {
+    std::fprintf(stderr,
+                 "usage: %s [--quota BYTES] [--max-write BYTES] [--write-stats] SOURCE_DIR "
+                 "MOUNTPOINT\n",
+                 prog);
     return 2;
+  };
+  auto number = [prog](const char* flag, const char* arg, uint64_t* out) {
+    char* end = nullptr;
+    *out = std::strtoull(arg, &end, 10);
+    if (*end != 0 || *out == 0) {
+      std::fprintf(stderr, "%s: %s wants a number of bytes\n", prog, flag);
+      return false;
+    }
+    return true;
+  };
+  while (argc > 1 && std::strncmp(argv[1], "--", 2) == 0) {
+    if (std::strcmp(argv[1], "--write-stats") == 0) {
+      g_write_stats = true;
+      argv += 1;
+      argc -= 1;
+    } else if (argc > 2 && std::strcmp(argv[1], "--quota") == 0) {
+      if (!number("--quota", argv[2], &g_quota)) return 2;
+      argv += 2;
+      argc -= 2;
+    } else if (argc > 2 && std::strcmp(argv[1], "--max-write") == 0) {
+      uint64_t v;
+      if (!number("--max-write", argv[2], &v)) return 2;
+      if (v < 4096 || v > (1u << 20)) {
+        std::fprintf(stderr, "%s: --max-write wants 4096 to 1048576 bytes\n", prog);
+        return 2;
+      }
+      g_max_write = static_cast<unsigned>(v);
+      argv += 2;
+      argc -= 2;
+    } else {
+      return usage();
+    }
   }
+  if (argc != 3) return usage();
   g_root.fd = open(argv[1], O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (g_root.fd < 0) {
     std::perror(argv[1]);
@@ -625,6 +696,17 @@ int main(int argc, char** argv) {
     fuse_session_destroy(se);
     return 1;
   }
+  if (g_write_stats) {
+    // SIGUSR1 prints the counts so far, from a thread of its own (blocked in every other).
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
+    std::thread([usr1] {
+      int sig;
+      while (sigwait(&usr1, &sig) == 0) PrintWriteStats();
+    }).detach();
+  }
   std::printf("mounted\n");
   std::fflush(stdout);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
@@ -636,5 +718,6 @@ int main(int argc, char** argv) {
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
+  if (g_write_stats) PrintWriteStats();
   return rc == 0 ? 0 : 1;
 }
