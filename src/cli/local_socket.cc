@@ -86,9 +86,4 @@ std::string WithSocketDir(const std::string& url, const std::string& dir) {
   return url + (url.find('?') == std::string::npos ? "?" : "&") + "host=" + QueryEscape(dir);
 }
 
-std::string PreferLocal(const Session& s, const api::ApiClient& c, const std::string& url) {
-  auto dir = LocalSocketDir(s, c, url);
-  return dir.ok() ? WithSocketDir(url, *dir) : url;
-}
-
 }  // namespace arbor::cli

@@ -25,7 +25,4 @@ namespace arbor::cli {
 // client that ignores it.
 std::string WithSocketDir(const std::string& url, const std::string& dir);
 
-// `url` through the local socket when LocalSocketDir allows it; `url` itself otherwise.
-std::string PreferLocal(const Session& s, const api::ApiClient& c, const std::string& url);
-
 }  // namespace arbor::cli

@@ -137,10 +137,10 @@ Status Engine::PromoteAfterReplay(StartPlan& plan) {
     return StandbySignal(pgdata, false);
   }
   // Crash recovery would end in an immediate CHECKPOINT that writes every page the replay
-  // touched before the first client gets in (half of a fresh branch's first start under
-  // load). In standby mode with the promote trigger already there, postgres replays the same
-  // WAL, promotes at its end, writes an end-of-recovery record and leaves the checkpoint to
-  // run spread in the background. hot_standby off: no client gets in before the promotion.
+  // touched before the first client gets in. In standby mode with the promote trigger
+  // already there, postgres replays the same WAL, promotes at its end, writes an
+  // end-of-recovery record and leaves the checkpoint to run spread in the background.
+  // hot_standby off: no client gets in before the promotion.
   ARBOR_RETURN_IF_ERROR(StandbySignal(pgdata, true));
   ARBOR_RETURN_IF_ERROR(SignalFile(pgdata, "arbor.promote", true));
   plan.spec.settings.emplace_back("hot_standby", "off");
