@@ -91,8 +91,9 @@ class ComputeSizes : public testing::Test {
     const bool v1 = limits_.rfind("cgroup v1", 0) == 0;
     const fs::path root = v1 ? "/sys/fs/cgroup/cpuacct" : "/sys/fs/cgroup";
     std::error_code ec;
-    for (fs::recursive_directory_iterator it(
-             root, fs::directory_options::skip_permission_denied, ec), end;
+    for (fs::recursive_directory_iterator
+             it(root, fs::directory_options::skip_permission_denied, ec),
+         end;
          it != end; it.increment(ec)) {
       if (ec) break;
       if (it.depth() > 6) {
@@ -198,10 +199,10 @@ TEST_F(ComputeSizes, SizesHaveDefaultsAndPostgresIsSizedToThem) {
 
 TEST_F(ComputeSizes, AQuarterCuUsesAQuarterCoreAndAResizeReachesItLive) {
   MakeBranch("cu-cpu");
-  ASSERT_EQ(Resize("cu-cpu", {{"autoscaling_limit_min_cu", 0.25},
-                              {"autoscaling_limit_max_cu", 0.25}})
-                .status,
-            200);
+  ASSERT_EQ(
+      Resize("cu-cpu", {{"autoscaling_limit_min_cu", 0.25}, {"autoscaling_limit_max_cu", 0.25}})
+          .status,
+      200);
   const std::string uid = Endpoint("cu-cpu").value("uid", "");
   Pg pg(d_->Connect("cu-cpu"));
   auto ready = Clock::now();
@@ -250,8 +251,7 @@ TEST_F(ComputeSizes, AQuarterCuUsesAQuarterCoreAndAResizeReachesItLive) {
 
 TEST_F(ComputeSizes, ABusyComputeScalesUpAndBackDown) {
   MakeBranch("cu-auto");
-  ASSERT_EQ(Resize("cu-auto", {{"autoscaling_limit_min_cu", 0.25},
-                               {"autoscaling_limit_max_cu", 1}})
+  ASSERT_EQ(Resize("cu-auto", {{"autoscaling_limit_min_cu", 0.25}, {"autoscaling_limit_max_cu", 1}})
                 .status,
             200);
   std::string conninfo = d_->Connect("cu-auto");
@@ -294,10 +294,10 @@ TEST_F(ComputeSizes, ABusyComputeScalesUpAndBackDown) {
 
 TEST_F(ComputeSizes, AQueryOverTheMemoryLimitGetsOutOfMemoryAndNothingElseDies) {
   MakeBranch("cu-mem");
-  ASSERT_EQ(Resize("cu-mem", {{"autoscaling_limit_min_cu", 0.25},
-                              {"autoscaling_limit_max_cu", 0.25}})
-                .status,
-            200);
+  ASSERT_EQ(
+      Resize("cu-mem", {{"autoscaling_limit_min_cu", 0.25}, {"autoscaling_limit_max_cu", 0.25}})
+          .status,
+      200);
   Pg prod(d_->Connect("production"));
   const std::string prod_started = prod.One("select pg_postmaster_start_time()");
   Pg pg(d_->Connect("cu-mem"));
@@ -320,10 +320,8 @@ TEST_F(ComputeSizes, BadSizesAreRefusedAndChangeNothing) {
   for (const json& spec :
        {json{{"autoscaling_limit_min_cu", 0.1}, {"autoscaling_limit_max_cu", 1}},
         json{{"autoscaling_limit_min_cu", 2}, {"autoscaling_limit_max_cu", 1}},
-        json{{"autoscaling_limit_max_cu", 9}},
-        json{{"autoscaling_limit_min_cu", 0.3}},
-        json{{"autoscaling_limit_min_cu", "big"}},
-        json{{"autoscaling_limit_min_cu", nullptr}},
+        json{{"autoscaling_limit_max_cu", 9}}, json{{"autoscaling_limit_min_cu", 0.3}},
+        json{{"autoscaling_limit_min_cu", "big"}}, json{{"autoscaling_limit_min_cu", nullptr}},
         json{{"cpu", 2}}}) {
     auto bad = Resize("cu-in", spec);
     EXPECT_EQ(bad.status, 400) << spec.dump() << " " << bad.body.dump();
@@ -333,10 +331,9 @@ TEST_F(ComputeSizes, BadSizesAreRefusedAndChangeNothing) {
   EXPECT_EQ(garbled.status, 400);
   EXPECT_EQ(Endpoint("cu-in")["spec"], before);
   // A bad size on create makes no endpoint.
-  auto made = d_->Call("POST", "projects/default/branches/cu-in/endpoints?endpoint_id=r1",
-                       {{"spec",
-                         {{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"},
-                          {"autoscaling_limit_max_cu", 64}}}});
+  auto made = d_->Call(
+      "POST", "projects/default/branches/cu-in/endpoints?endpoint_id=r1",
+      {{"spec", {{"endpoint_type", "ENDPOINT_TYPE_READ_ONLY"}, {"autoscaling_limit_max_cu", 64}}}});
   EXPECT_EQ(made.status, 400) << made.body.dump();
   EXPECT_EQ(d_->Call("GET", "projects/default/branches/cu-in/endpoints/r1").status, 404);
   auto project = d_->Call(
@@ -344,9 +341,10 @@ TEST_F(ComputeSizes, BadSizesAreRefusedAndChangeNothing) {
       {{"spec", {{"default_branch_endpoint_settings", {{"autoscaling_limit_max_cu", 0}}}}}});
   EXPECT_EQ(project.status, 400) << project.body.dump();
   EXPECT_EQ(d_->Call("GET", "projects/default/usage?start=yesterday").status, 400);
-  EXPECT_EQ(d_->Call("GET", "projects/default/usage?start=2026-01-02T00:00:00Z&end=2026-01-01T00:00:00Z")
-                .status,
-            400);
+  EXPECT_EQ(
+      d_->Call("GET", "projects/default/usage?start=2026-01-02T00:00:00Z&end=2026-01-01T00:00:00Z")
+          .status,
+      400);
   EXPECT_EQ(d_->Call("GET", "projects/nosuch/usage").status, 404);
 
   // A viewer reads sizes and usage, and changes none.

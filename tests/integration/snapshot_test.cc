@@ -88,7 +88,8 @@ TEST_F(Snapshots, ABranchFromASnapshotHasItsStateAndTheSourceGoesOn) {
   EXPECT_EQ(testutil::OneOn(d_, "app", "select count(*) from items"), "1");
 
   // With the CLI: a branch from the snapshot.
-  auto made = Arbor("branch create restored --from-snapshot app/before-cleanup --no-expiry -o json");
+  auto made =
+      Arbor("branch create restored --from-snapshot app/before-cleanup --no-expiry -o json");
   ASSERT_EQ(made.rc, 0) << made.out << made.err;
   json branch = json::parse(made.out, nullptr, false);
   ASSERT_TRUE(branch.is_object()) << made.out;
@@ -105,11 +106,11 @@ TEST_F(Snapshots, ABranchFromASnapshotHasItsStateAndTheSourceGoesOn) {
   EXPECT_EQ(testutil::OneOn(d_, "app", "select count(*) from items"), "1");
 
   // The full name works too, through the API.
-  auto full = d_->Call(
-      "POST", "projects/default/branches?branch_id=restored2",
-      {{"spec",
-        {{"source_snapshot", "projects/default/branches/app/snapshots/before-cleanup"},
-         {"ttl", "3600s"}}}});
+  auto full =
+      d_->Call("POST", "projects/default/branches?branch_id=restored2",
+               {{"spec",
+                 {{"source_snapshot", "projects/default/branches/app/snapshots/before-cleanup"},
+                  {"ttl", "3600s"}}}});
   ASSERT_EQ(full.status, 200) << full.body.dump();
   EXPECT_EQ(testutil::OneOn(d_, "restored2", "select count(*) from items"), "2");
 
@@ -158,7 +159,8 @@ TEST_F(Snapshots, BadInputGetsAClearErrorAndChangesNothing) {
            {"s1", json::object(), "Expiration must be specified"},
            {"s1", {{"ttl", "3600s"}, {"no_expiry", true}}, "only one"},
            {"s1", {{"no_expiry", true}, {"source_branch_time", "yesterday"}}, "RFC 3339"},
-           {"s1", {{"no_expiry", true}, {"source_branch_time", "2001-01-01T00:00:00Z"}},
+           {"s1",
+            {{"no_expiry", true}, {"source_branch_time", "2001-01-01T00:00:00Z"}},
             "earliest time still available"},
            {"s1", {{"no_expiry", true}, {"is_protected", true}}, "unknown field"},
            {"Bad_Id", {{"no_expiry", true}}, "snapshot id"},
@@ -178,13 +180,13 @@ TEST_F(Snapshots, BadInputGetsAClearErrorAndChangesNothing) {
   // A taken snapshot: a second of the same id is refused; a branch names it wrongly.
   ASSERT_EQ(Take("bad", "once", {{"ttl", "3600s"}}).status, 200);
   EXPECT_EQ(Take("bad", "once", {{"ttl", "3600s"}}).status, 409);
-  for (const json& spec :
-       {json{{"source_snapshot", "bad/nosuch"}, {"no_expiry", true}},
-        json{{"source_snapshot", "once"}, {"no_expiry", true}},
-        json{{"source_snapshot", "bad/once"}, {"source_branch_time", "2026-01-01T00:00:00Z"},
-             {"no_expiry", true}},
-        json{{"source_snapshot", "projects/other/branches/bad/snapshots/once"},
-             {"no_expiry", true}}}) {
+  for (const json& spec : {json{{"source_snapshot", "bad/nosuch"}, {"no_expiry", true}},
+                           json{{"source_snapshot", "once"}, {"no_expiry", true}},
+                           json{{"source_snapshot", "bad/once"},
+                                {"source_branch_time", "2026-01-01T00:00:00Z"},
+                                {"no_expiry", true}},
+                           json{{"source_snapshot", "projects/other/branches/bad/snapshots/once"},
+                                {"no_expiry", true}}}) {
     auto a = d_->Call("POST", "projects/default/branches?branch_id=wrong", {{"spec", spec}});
     EXPECT_TRUE(a.status == 400 || a.status == 404) << spec.dump() << " -> " << a.body.dump();
   }
@@ -219,13 +221,14 @@ TEST_F(Snapshots, AViewerOnlyReadsAndTheScheduleIsAProjectSetting) {
 
   // The schedule: an admin's project setting, validated, shown on the project.
   const std::string mask = "projects/default?update_mask=spec.snapshot_schedule";
-  json sched{{"spec",
-              {{"snapshot_schedule", {{"branch", "acc"}, {"every", "86400s"}, {"keep", 7}}}}}};
+  json sched{
+      {"spec", {{"snapshot_schedule", {{"branch", "acc"}, {"every", "86400s"}, {"keep", 7}}}}}};
   EXPECT_EQ(d_->Call("PATCH", mask, sched, dev).status, 403);
   for (const json& bad :
        {json{{"branch", "acc"}, {"every", "10s"}, {"keep", 7}},
         json{{"branch", "acc"}, {"every", "86400s"}, {"keep", 0}},
-        json{{"branch", "acc"}, {"every", "86400s"}}, json{{"branch", "acc"}, {"every", "daily"}, {"keep", 1}},
+        json{{"branch", "acc"}, {"every", "86400s"}},
+        json{{"branch", "acc"}, {"every", "daily"}, {"keep", 1}},
         json{{"branch", "acc"}, {"every", "86400s"}, {"keep", 7}, {"at", "noon"}}}) {
     auto a = d_->Call("PATCH", mask, {{"spec", {{"snapshot_schedule", bad}}}});
     EXPECT_EQ(a.status, 400) << bad.dump() << " -> " << a.body.dump();
@@ -244,9 +247,9 @@ TEST_F(Snapshots, AViewerOnlyReadsAndTheScheduleIsAProjectSetting) {
   ASSERT_EQ(cli.rc, 0) << cli.out << cli.err;
   EXPECT_NE(cli.out.find("snapshot schedule   production every 3600s, keep 3"), std::string::npos)
       << cli.out;
-  EXPECT_EQ(d_->Call("GET", "projects/default").body["spec"]["snapshot_schedule"],
-            json({{"branch", "projects/default/branches/production"}, {"every", "3600s"},
-                  {"keep", 3}}));
+  EXPECT_EQ(
+      d_->Call("GET", "projects/default").body["spec"]["snapshot_schedule"],
+      json({{"branch", "projects/default/branches/production"}, {"every", "3600s"}, {"keep", 3}}));
   cli = Arbor("project update --snapshot-every 1d --snapshot-keep 7 --snapshot-branch acc",
               "ARBOR_TOKEN=" + dev);
   EXPECT_NE(cli.rc, 0) << cli.out;
