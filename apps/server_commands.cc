@@ -35,7 +35,7 @@ void AddServerCommands(CLI::App& app) {
   struct Flags {
     std::string data_dir, api_listen = "127.0.0.1:8432", proxy_listen = "127.0.0.1:55432",
                           endpoint_ports = "55433-55999", shared_buffers, tls_cert, tls_key,
-                          proxy_socket_dir;
+                          proxy_socket_dir, console_dir, metrics_listen;
     uint64_t block_cache_mb = 256;
     int start_timeout_s = control::DaemonOptions{}.start_timeout_s;
     bool foreground = false, require_tls = false;
@@ -68,6 +68,11 @@ void AddServerCommands(CLI::App& app) {
   up->add_option("--shared-buffers", flags->shared_buffers,
                  "shared_buffers of every compute (default: a quarter of its memory, by its "
                  "size)");
+  up->add_option("--console-dir", flags->console_dir,
+                 "the web console's built files (default: 'console' beside the arbor binary)");
+  up->add_option("--metrics-listen", flags->metrics_listen,
+                 "also serve GET /metrics on HOST:PORT, without a token (keep it on a private "
+                 "address: it names every project and branch)");
   up->add_option("--start-timeout", flags->start_timeout_s,
                  "seconds to wait for the daemon to become ready before stopping it")
       ->capture_default_str()
@@ -92,6 +97,16 @@ void AddServerCommands(CLI::App& app) {
     o.block_cache_bytes = flags->block_cache_mb << 20;
     o.shared_buffers = flags->shared_buffers;
     o.start_timeout_s = flags->start_timeout_s;
+    if (!flags->metrics_listen.empty()) {
+      SplitHostPort("--metrics-listen", flags->metrics_listen, &o.metrics_host, &o.metrics_port);
+    }
+    if (!flags->console_dir.empty()) {
+      o.console_dir = std::filesystem::absolute(flags->console_dir).string();
+    } else {
+      std::error_code ec;
+      auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+      if (!ec) o.console_dir = (exe.parent_path() / "console").string();
+    }
     std::string store_path = o.data_dir + "/store";
     int rc = control::Up(o, flags->foreground, [store_path](storage::Store* store) {
       return std::unique_ptr<control::Mounter>(std::make_unique<ArborfsMounter>(store, store_path));

@@ -506,6 +506,11 @@ Result<std::vector<ApiToken>> ApiClient::ListApiTokens() const {
   return out;
 }
 
+Result<Json> ApiClient::ConsoleLink() const {
+  Json body = Json::object();
+  return Call("POST", "/console/links", &body);
+}
+
 Status ApiClient::RevokeApiToken(const std::string& name) const {
   return Call("DELETE", "/tokens/" + name, nullptr).status();
 }

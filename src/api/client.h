@@ -157,6 +157,11 @@ class ApiClient {
   [[nodiscard]] Result<std::vector<ApiToken>> ListApiTokens() const;
   [[nodiscard]] Status RevokeApiToken(const std::string& name) const;
 
+  // ---- the web console ----
+  // POST /api/2.0/console/links: a one-time login code for this client's token, valid two
+  // minutes ({"code", "url", "expire_time"}; docs/console.md).
+  [[nodiscard]] Result<Json> ConsoleLink() const;
+
   // ---- credentials ----
   [[nodiscard]] Result<Credential> GenerateCredential(const CredentialRequest& request) const;
 

@@ -581,6 +581,23 @@ Status CmdEndpointUpdate(const Session& s, const std::string& branch, const std:
 }
 
 // `arbor usage [--start T] [--end T]`: CU-seconds and written bytes per endpoint and hour.
+// The console's URL with a one-time login link for the CLI's token. The code is in the
+// fragment: browsers send it to no server and keep it out of Referer headers.
+Status CmdConsole(const Session& s) {
+  ARBOR_ASSIGN_OR_RETURN(Json j, s.Client().ConsoleLink());
+  std::string base = s.Client().base_url();
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  std::string url = base + "/#login=" + j.value("code", "");
+  if (s.Json()) {
+    s.PrintJson(Json{{"url", url}, {"expire_time", j.value("expire_time", "")}});
+    return Status::Ok();
+  }
+  s.Print("Open the console (the link logs in once, until " + j.value("expire_time", "") +
+          "):\n  " + url + "\nLater, log in at " + base +
+          "/ with an API token (`arbor token create`).\n");
+  return Status::Ok();
+}
+
 Status CmdUsage(const Session& s, const std::string& start, const std::string& end) {
   auto abs = [&](const std::string& t) {
     return t.empty() ? t : api::FormatTime(OrUsage(ParseTimeArg(t, s.Now())));
@@ -997,6 +1014,11 @@ void AddClientCommands(CLI::App& app, Session& s, Action* action) {
   auto* status = app.add_subcommand("status", "Show the daemon and the endpoints running");
   status->footer("Example:\n  arbor status\n  arbor status -o json");
   OnRun(status, action, [&s] { return CmdStatus(s); });
+
+  auto* console = app.add_subcommand(
+      "console", "Print the web console's URL, with a one-time login link (2 minutes)");
+  console->footer("Example:\n  arbor console");
+  OnRun(console, action, [&s] { return CmdConsole(s); });
 
   auto usage_range = std::make_shared<std::pair<std::string, std::string>>();
   auto* usage = app.add_subcommand(

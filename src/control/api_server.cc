@@ -3,10 +3,12 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "api/masking.h"
 #include "api/names.h"
@@ -38,6 +40,84 @@ const std::string kTokensPath = "/api/2.0/tokens";
 // The caller of the request this thread serves: cpp-httplib runs a request's pre-routing and
 // its handler on one thread, and the pre-routing handler sets this before anything else.
 thread_local Principal g_caller;
+// The same request's bearer token (from its header or its console session), its console
+// session id (empty: a bearer token), and when its handling began.
+thread_local std::string g_token;
+thread_local std::string g_session;
+thread_local std::chrono::steady_clock::time_point g_request_start;
+
+const std::string kConsolePath = "/api/2.0/console/";
+const std::string kSessionPath = "/api/2.0/console/session";
+const std::string kCookie = "arbor_console";
+const std::string kCsrfHeader = "X-Arbor-CSRF";
+// The page loads only its own files and talks only to this listener.
+const char* kConsoleCsp =
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'none'";
+
+// The value of cookie `name` in the request's Cookie header; empty if absent.
+std::string CookieValue(const httplib::Request& req, const std::string& name) {
+  std::string header = req.get_header_value("Cookie");
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t end = header.find(';', pos);
+    if (end == std::string::npos) end = header.size();
+    std::string pair = header.substr(pos, end - pos);
+    size_t first = pair.find_first_not_of(' ');
+    if (first != std::string::npos) pair = pair.substr(first);
+    if (pair.rfind(name + "=", 0) == 0) return pair.substr(name.size() + 1);
+    pos = end + 1;
+  }
+  return "";
+}
+
+// The route pattern of a path, for the request metrics: ids become {id}, verbs stay
+// ("projects/{id}/branches/{id}:reset"); anything unknown is "other", so the set of routes
+// is bounded whatever clients send.
+std::string RouteOf(const std::string& path) {
+  if (path == "/metrics") return "/metrics";
+  if (path.rfind("/api/", 0) != 0) return "console";
+  if (path.rfind(kConsolePath, 0) == 0) {
+    return path == kSessionPath ? "console/session"
+           : path == kConsolePath + "links" ? "console/links"
+                                            : "other";
+  }
+  if (path == kTokensPath) return "tokens";
+  if (path.rfind(kTokensPath + "/", 0) == 0) return "tokens/{id}";
+  if (path.rfind(kPrefix, 0) != 0) return "other";
+  std::string rest = path.substr(kPrefix.size());
+  if (rest == "status" || rest == "credentials") return rest;
+  static const std::set<std::string> kCollections = {
+      "projects", "branches", "endpoints", "roles", "databases", "snapshots", "usage",
+      "history",  "changed_pages"};
+  std::string out;
+  size_t i = 0;
+  for (size_t pos = 0; pos <= rest.size(); ++i) {
+    size_t slash = rest.find('/', pos);
+    std::string part = rest.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    if (i % 2 == 0) {
+      if (!kCollections.count(part)) return "other";
+      out += part;
+    } else {
+      size_t colon = part.find(':');
+      std::string verb = colon == std::string::npos ? "" : part.substr(colon);
+      if (verb.size() > 20 || verb.find_first_not_of(":abcdefghijklmnopqrstuvwxyz_") !=
+                                  std::string::npos) {
+        return "other";
+      }
+      out += "/{id}" + verb + "/";
+    }
+    if (slash == std::string::npos) break;
+    pos = slash + 1;
+  }
+  if (!out.empty() && out.back() == '/') out.pop_back();
+  return i > 8 ? "other" : out;
+}
+
+json PrincipalJson(const Principal& p) {
+  return {{"name", p.name}, {"role", AccessRoleName(p.role)}, {"project", p.project}};
+}
 
 // The single place where a Status becomes an HTTP answer.
 void SendError(httplib::Response& res, const Status& st) {
@@ -271,8 +351,13 @@ ApiServer::ApiServer(Engine* engine, std::string admin_token, ServerInfo info,
       tokens_(tokens),
       token_(std::move(admin_token)),
       info_(std::move(info)),
-      http_(std::make_unique<httplib::Server>()) {
+      http_(std::make_unique<httplib::Server>()),
+      assets_(ConsoleAssets::Load(info_.console_dir)) {
+  if (!assets_.built()) {
+    log::info("api: no console files in '{}'; / says how to build them", info_.console_dir);
+  }
   Routes();
+  ConsoleRoutes();
 }
 
 ApiServer::~ApiServer() { Stop(); }
@@ -294,6 +379,87 @@ void ApiServer::Serve() { http_->listen_after_bind(); }
 
 void ApiServer::Stop() {
   if (http_) http_->stop();
+  if (metrics_http_) metrics_http_->stop();
+}
+
+Result<uint16_t> ApiServer::BindMetrics(const std::string& host, uint16_t port) {
+  metrics_http_ = std::make_unique<httplib::Server>();
+  metrics_http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(Metrics(""), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  if (port == 0) {
+    int any = metrics_http_->bind_to_any_port(host);
+    if (any <= 0) return Status::Unavailable("--metrics-listen: cannot listen on " + host);
+    port = static_cast<uint16_t>(any);
+  } else if (!metrics_http_->bind_to_port(host, port)) {
+    return Status::Unavailable("--metrics-listen: cannot listen on " + host + ":" +
+                               std::to_string(port) + " (is another program using it?)");
+  }
+  const bool v6 = host.find(':') != std::string::npos;
+  info_.metrics_url = "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) +
+                      "/metrics";
+  return port;
+}
+
+void ApiServer::ServeMetrics() {
+  if (metrics_http_) metrics_http_->listen_after_bind();
+}
+
+std::string ApiServer::Metrics(const std::string& project) {
+  metrics::Writer w;
+  engine_->WriteMetrics(&w, project);
+  if (!project.empty()) return w.Take();
+  std::lock_guard l(requests_mu_);
+  w.Family("arbor_api_requests_total", "counter", "API requests by method, route and status.");
+  for (const auto& [k, n] : requests_) {
+    const auto& [method, route, code] = k;
+    w.Sample("arbor_api_requests_total",
+             {{"method", method}, {"route", route}, {"code", std::to_string(code)}},
+             static_cast<double>(n));
+  }
+  w.Family("arbor_api_request_seconds", "histogram", "API request latency by route.");
+  for (const auto& [route, h] : latency_) {
+    h.Write(&w, "arbor_api_request_seconds", {{"route", route}});
+  }
+  return w.Take();
+}
+
+void ApiServer::CountRequest(const httplib::Request& req, const httplib::Response& res) {
+  std::chrono::duration<double> took = std::chrono::steady_clock::now() - g_request_start;
+  std::string route = RouteOf(req.path);
+  static const std::set<std::string> kMethods = {"GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"};
+  std::string method = kMethods.count(req.method) ? req.method : "other";
+  std::lock_guard l(requests_mu_);
+  ++requests_[{method, route, res.status}];
+  auto it = latency_.find(route);
+  if (it == latency_.end()) {
+    it = latency_.emplace(route, metrics::Histogram(metrics::LatencyBuckets())).first;
+  }
+  it->second.Observe(took.count());
+}
+
+void ApiServer::ServeConsole(const httplib::Request& req, httplib::Response& res) const {
+  res.set_header("Content-Security-Policy", kConsoleCsp);
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("X-Frame-Options", "DENY");
+  res.set_header("Referrer-Policy", "no-referrer");
+  const ConsoleAssets::File* f = assets_.Find(req.path);
+  if (f && req.path != "/index.html") {
+    // Vite names built assets by their hash: a file never changes under its name.
+    if (req.path.rfind("/assets/", 0) == 0) {
+      res.set_header("Cache-Control", "public, max-age=31536000, immutable");
+    }
+    res.set_content(f->body, f->content_type);
+    return;
+  }
+  if (req.path.rfind("/assets/", 0) == 0) {
+    res.status = 404;
+    res.set_content("no such console file\n", "text/plain; charset=utf-8");
+    return;
+  }
+  // Every other path is the single-page app's own route.
+  res.set_header("Cache-Control", "no-cache");
+  res.set_content(assets_.Index().body, assets_.Index().content_type);
 }
 
 Result<Principal> ApiServer::Authenticate(const std::string& header) const {
@@ -431,21 +597,149 @@ Status ApiServer::AuthorizeRequest(const httplib::Request& req) const {
   return on_branch(Action::kChange, project, branch, "change the " + parts[4] + " of");
 }
 
-void ApiServer::Routes() {
-  Engine* eng = engine_;
+void ApiServer::ConsoleRoutes() {
   httplib::Server& s = *http_;
-
-  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    auto who = Authenticate(req.get_header_value("Authorization"));
+  auto session_answer = [](httplib::Response& res, const Principal& who, const std::string& csrf) {
+    SendJson(res, {{"csrf_token", csrf}, {"principal", PrincipalJson(who)}});
+  };
+  // Log in: {"token": T} (an API token) or {"code": C} (from `arbor console`).
+  s.Post(kSessionPath, [this, session_answer](const httplib::Request& req,
+                                              httplib::Response& res) {
+    auto body = Body(req);
+    if (!body.ok()) return SendError(res, body.status());
+    if (Status st = OnlyFields(*body, {"token", "code"}, "body"); !st.ok()) {
+      return SendError(res, st);
+    }
+    auto token = Field<std::string>(*body, "token", "body");
+    auto code = Field<std::string>(*body, "code", "body");
+    if (!token.ok()) return SendError(res, token.status());
+    if (!code.ok()) return SendError(res, code.status());
+    if (token->has_value() == code->has_value()) {
+      return SendError(res, Status::InvalidArgument("send either token or code"));
+    }
+    std::string secret;
+    if (code->has_value()) {
+      auto redeemed = sessions_.RedeemCode(**code, WallMicros());
+      if (!redeemed.ok()) {
+        res.status = 401;
+        res.set_content(json{{"error_code", "UNAUTHENTICATED"},
+                             {"message", redeemed.status().message()}}
+                            .dump(),
+                        "application/json");
+        return;
+      }
+      secret = *redeemed;
+    } else {
+      secret = **token;
+    }
+    auto who = Authenticate("Bearer " + secret);
     if (!who.ok()) {
       res.status = 401;
       res.set_content(
           json{{"error_code", "UNAUTHENTICATED"}, {"message", who.status().message()}}.dump(),
           "application/json");
+      return;
+    }
+    std::string csrf;
+    std::string id = sessions_.Create(secret, WallMicros(), &csrf);
+    log::info("api: console login as {}", who->Describe());
+    res.set_header("Set-Cookie", kCookie + "=" + id +
+                                     "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" +
+                                     std::to_string(ConsoleSessions::kSessionLifeUs / 1'000'000));
+    res.set_header("Cache-Control", "no-store");
+    session_answer(res, *who, csrf);
+  });
+  s.Get(kSessionPath, [this, session_answer](const httplib::Request&, httplib::Response& res) {
+    auto session = g_session.empty() ? std::nullopt : sessions_.Find(g_session, WallMicros());
+    if (!session) {
+      return SendError(res, Status::NotFound("no console session: this call needs the "
+                                             "console's cookie, not a bearer token"));
+    }
+    res.set_header("Cache-Control", "no-store");
+    session_answer(res, g_caller, session->csrf);
+  });
+  s.Delete(kSessionPath, [this](const httplib::Request&, httplib::Response& res) {
+    if (!g_session.empty()) sessions_.Remove(g_session);
+    res.set_header("Set-Cookie",
+                   kCookie + "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    SendJson(res, json::object());
+  });
+  // A one-time login link for the caller's own token (`arbor console`): the code goes in the
+  // URL's fragment, which browsers never send to a server or put in a Referer.
+  s.Post(kConsolePath + "links", [this](const httplib::Request&, httplib::Response& res) {
+    const int64_t now = WallMicros();
+    std::string code = sessions_.CreateCode(g_token, now);
+    SendJson(res, {{"code", code},
+                   {"url", info_.api_url + "/#login=" + code},
+                   {"expire_time", FormatTime(now + ConsoleSessions::kCodeLifeUs)}});
+  });
+  // Prometheus metrics: any token; a token limited to a project sees that project's series.
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(Metrics(g_caller.project), "text/plain; version=0.0.4; charset=utf-8");
+  });
+}
+
+void ApiServer::Routes() {
+  Engine* eng = engine_;
+  httplib::Server& s = *http_;
+
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    g_request_start = std::chrono::steady_clock::now();
+    g_caller = Principal{"", AccessRole::kViewer, "\x01nobody"};  // no project has this id
+    g_token.clear();
+    g_session.clear();
+    auto refuse = [&res](int http, const char* code, const std::string& message) {
+      res.status = http;
+      res.set_content(json{{"error_code", code}, {"message", message}}.dump(), "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    };
+    // The console's files hold no data: they need no token.
+    if (req.path.rfind("/api/", 0) != 0 && req.path != "/metrics") {
+      if (req.method != "GET" && req.method != "HEAD") {
+        return httplib::Server::HandlerResponse::Unhandled;  // the 404 handler answers
+      }
+      ServeConsole(req, res);
       return httplib::Server::HandlerResponse::Handled;
     }
+    // Logging in to the console checks the token or code it is given.
+    if (req.path == kSessionPath && req.method == "POST") {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    std::string header = req.get_header_value("Authorization");
+    if (header.empty()) {
+      // The console: its session cookie stands for the token it logged in with, and a state
+      // change must also carry the session's CSRF token (a page of another site cannot read
+      // it, so it cannot send it).
+      std::string id = CookieValue(req, kCookie);
+      if (!id.empty()) {
+        auto session = sessions_.Find(id, WallMicros());
+        if (!session) {
+          return refuse(401, "UNAUTHENTICATED",
+                        "the console session has ended (logged out, expired, or the daemon "
+                        "restarted): log in again");
+        }
+        if (req.method != "GET" && req.method != "HEAD" &&
+            !SecretEquals(req.get_header_value(kCsrfHeader), session->csrf)) {
+          return refuse(403, "PERMISSION_DENIED",
+                        "missing or wrong " + kCsrfHeader +
+                            " header: a console request that changes something must send "
+                            "its session's csrf_token");
+        }
+        header = "Bearer " + session->token;
+        g_session = id;
+      }
+    }
+    auto who = Authenticate(header);
+    if (!who.ok()) {
+      if (!g_session.empty()) sessions_.Remove(g_session);  // its token was revoked or expired
+      return refuse(401, "UNAUTHENTICATED", who.status().message());
+    }
     g_caller = *who;
+    g_token = header.substr(7);
     return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    CountRequest(req, res);
   });
   // A body larger than any request needs is refused before it is read.
   s.set_payload_max_length(1 << 20);
@@ -602,7 +896,10 @@ void ApiServer::Routes() {
                          {"proxy", info_.proxy_listen},
                          {"proxy_socket_dir", info_.proxy_socket_dir},
                          {"endpoint_ports", info_.endpoint_ports},
-                         {"compute_limits", engine_->ComputeLimits()}});
+                         {"compute_limits", engine_->ComputeLimits()},
+                         {"store_bytes", engine_->store()->DiskBytes()},
+                         {"metrics", info_.metrics_url},
+                         {"console", assets_.built()}});
           return Status::Ok();
         }));
 
@@ -999,8 +1296,8 @@ void ApiServer::Routes() {
   s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):diff_data",
          wrap([eng, tokens = tokens_, send](const httplib::Request& req, httplib::Response& res) {
            ARBOR_ASSIGN_OR_RETURN(json body, Body(req));
-           ARBOR_RETURN_IF_ERROR(
-               OnlyFields(body, {"against", "tables", "database", "format"}, "body"));
+           ARBOR_RETURN_IF_ERROR(OnlyFields(
+               body, {"against", "tables", "database", "format", "schema_only"}, "body"));
            DataDiffCall call;
            ARBOR_ASSIGN_OR_RETURN(auto against, Field<std::string>(body, "against", "body"));
            call.against = against.value_or("");
@@ -1008,10 +1305,14 @@ void ApiServer::Routes() {
            ARBOR_ASSIGN_OR_RETURN(auto db, Field<std::string>(body, "database", "body"));
            call.database = db.value_or("");
            ARBOR_ASSIGN_OR_RETURN(auto format, Field<std::string>(body, "format", "body"));
-           if (format && *format != "json" && *format != "sql") {
-             return Status::InvalidArgument("format: expected json or sql, got '" + *format + "'");
+           if (format && *format != "json" && *format != "sql" && *format != "markdown") {
+             return Status::InvalidArgument("format: expected json, sql or markdown, got '" +
+                                            *format + "'");
            }
            call.sql = format && *format == "sql";
+           call.markdown = format && *format == "markdown";
+           ARBOR_ASSIGN_OR_RETURN(auto schema_only, Field<bool>(body, "schema_only", "body"));
+           call.schema_only = schema_only.value_or(false);
            ARBOR_ASSIGN_OR_RETURN(DataAnswer a,
                                   RunDataDiff(eng, tokens, req.matches[1], req.matches[2], call));
            send(res, a);
@@ -1158,6 +1459,18 @@ void ApiServer::Routes() {
         SendJson(res, endpoint_json(e));
         return Status::Ok();
       }));
+  // Every endpoint of the project in one call (the console's tree shows their states).
+  s.Get(kPrefix + "projects/([^/:]+)/endpoints",
+        wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
+          const std::string project = req.matches[1];
+          ARBOR_RETURN_IF_ERROR(eng->GetProject(project).status());
+          json list = json::array();
+          for (const BranchRecord& b : eng->ListBranches(project)) {
+            for (const auto& e : eng->ListEndpoints(project, b.id)) list.push_back(endpoint_json(e));
+          }
+          SendJson(res, {{"endpoints", list}});
+          return Status::Ok();
+        }));
   s.Get(kPrefix + "projects/([^/:]+)/branches/([^/:]+)/endpoints",
         wrap([eng, endpoint_json](const httplib::Request& req, httplib::Response& res) {
           ARBOR_RETURN_IF_ERROR(eng->GetBranch(req.matches[1], req.matches[2]).status());

@@ -516,6 +516,17 @@ class EngineBackend final : public proxy::Backend, public PortListener {
   void ConnectionClosed(const proxy::EndpointRef& e) override {
     engine_->ConnectionClosed(e.project, e.branch, e.endpoint);
   }
+  void LoginRefused(const proxy::EndpointRef* e, const char* reason) override {
+    if (e) {
+      engine_->RecordAuthFailure(e->project, e->branch, e->endpoint, reason);
+    } else {
+      engine_->RecordAuthFailure("", "", "", reason);
+    }
+  }
+  void SessionEnded(const proxy::EndpointRef& e, uint64_t from_client,
+                    uint64_t to_client) override {
+    engine_->RecordRelayed(e.project, e.branch, e.endpoint, from_client, to_client);
+  }
 
   void Listen(uint16_t port) override {
     auto bound = proxy_->AddPortListener(port);
@@ -721,6 +732,7 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     info.proxy_listen = st.ok() ? o.proxy_host + ":" + std::to_string(front.port()) : "";
     info.proxy_socket_dir = front.socket_dir();
     info.endpoint_ports = std::to_string(o.port_lo) + "-" + std::to_string(o.port_hi);
+    info.console_dir = o.console_dir;
     ApiServer api(&engine, token, info, signer.ok() ? &*signer : nullptr);
     int port = o.api_port;
     if (st.ok()) {
@@ -730,7 +742,15 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       st = bound.status();
       api.SetApiUrl(ApiUrl(o.api_host, port));
     }
-    std::thread serving;
+    std::thread serving, serving_metrics;
+    if (st.ok() && !o.metrics_host.empty()) {
+      auto bound = api.BindMetrics(o.metrics_host, o.metrics_port);
+      st = bound.status();
+      if (st.ok()) {
+        log::info("daemon: metrics at http://{}:{}/metrics", o.metrics_host, *bound);
+        serving_metrics = std::thread([&api] { api.ServeMetrics(); });
+      }
+    }
     if (st.ok()) {
       serving = std::thread([&api] { api.Serve(); });
       st = WritePrivate(o.data_dir + "/api", ApiUrl(o.api_host, port) + "\n");
@@ -763,6 +783,7 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     unlink((o.data_dir + "/api").c_str());
     api.Stop();
     if (serving.joinable()) serving.join();
+    if (serving_metrics.joinable()) serving_metrics.join();
     engine.SetPortListener(nullptr);
     front.Stop();
     engine.Shutdown();

@@ -19,6 +19,9 @@ struct DaemonOptions {
   uint16_t proxy_port = 55432;  // 0 picks a free port (tests)
   // The proxy's unix sockets for clients on this host (docs/proxy.md); empty: none.
   std::string proxy_socket_dir;
+  std::string console_dir;   // the web console's built files
+  std::string metrics_host;  // --metrics-listen; empty: /metrics on the API's listener only
+  uint16_t metrics_port = 0;
   // A PEM certificate chain and key the user supplies; both empty: a self-signed pair made
   // at the first start in <data_dir>/tls/.
   std::string tls_cert_file;

@@ -6,6 +6,7 @@
 #include "compute/supervisor.h"
 #include "datadiff/diff.h"
 #include "datadiff/merge.h"
+#include "datadiff/schema_diff.h"
 
 namespace arbor::control {
 namespace {
@@ -115,6 +116,7 @@ Result<DataAnswer> RunDataDiff(Engine* engine, const proxy::auth::TokenSigner* t
   datadiff::DiffRequest r;
   r.tables = call.tables;
   r.database = call.database;
+  r.schema_only = call.schema_only;
   // A: the branch of the URL, as it is now.
   api::BranchName a{project, branch};
   ARBOR_RETURN_IF_ERROR(engine->GetBranch(a.project, a.branch).status());
@@ -152,6 +154,12 @@ Result<DataAnswer> RunDataDiff(Engine* engine, const proxy::auth::TokenSigner* t
     return Status::InvalidArgument("tables: " + report.bad_table + ": " + report.message);
   }
   if (call.sql) return DataAnswer{200, json{{"patch", datadiff::DiffReportSql(report)}}};
+  if (call.markdown) {
+    return DataAnswer{200, json{{"markdown", datadiff::RenderDiff(report.schema, report.from,
+                                                                  report.to,
+                                                                  datadiff::DiffFormat::kMarkdown)},
+                                {"identical", report.schema.empty()}}};
+  }
   return DataAnswer{200, datadiff::DiffReportJson(report)};
 }
 

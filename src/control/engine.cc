@@ -1316,6 +1316,8 @@ std::vector<std::string> Engine::ReapExpired(int64_t now_us) {
     if (st.ok()) {
       log::info("engine: branch {} expired and was deleted", BranchName(project, id));
       gone.push_back(BranchName(project, id));
+      std::lock_guard m(metrics_mu_);
+      ++branches_expired_[project];
     } else {
       log::warn("engine: expired branch {}: {}", BranchName(project, id), st.ToString());
       failed.insert(next);
@@ -1726,6 +1728,7 @@ Result<EndpointState> Engine::StartWithLock(std::unique_lock<std::mutex>& l,
   live_[key].starting = true;
   Status st = Unlocked(l, [&] { return RunStart(plan); });
   live_[key].starting = false;
+  if (st.ok()) CountStart(key);
   return FinishStartLocked(plan, st);
 }
 
@@ -1887,7 +1890,19 @@ Result<EndpointRecord> Engine::EndpointAtPort(uint16_t port) {
 
 Result<std::string> Engine::Wake(const std::string& project, const std::string& branch,
                                  const std::string& id) {
+  // A wake is a client's wait for a start (its own or one it shares); the histogram holds
+  // how long the client waited.
+  const EndpointKey key{project, branch, id};
+  const uint64_t starts_before = StartsOf(key);
+  const auto t0 = std::chrono::steady_clock::now();
   ARBOR_ASSIGN_OR_RETURN(EndpointState st, StartEndpoint(project, branch, id));
+  if (StartsOf(key) != starts_before) {
+    std::chrono::duration<double> waited = std::chrono::steady_clock::now() - t0;
+    std::lock_guard m(metrics_mu_);
+    EndpointCounters& c = counters_[key];
+    ++c.wakes;
+    c.wake_seconds.Observe(waited.count());
+  }
   return st.socket_dir + "/.s.PGSQL." + std::to_string(st.port);
 }
 

@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/metrics.h"
 #include "common/status.h"
 #include "compute/supervisor.h"
 #include "control/catalog.h"
@@ -349,6 +350,18 @@ class Engine {
                                         int64_t end_us);
   // Which control groups limit computes: "cgroup v2 (...)", "cgroup v1 (...)" or "none: why".
   std::string ComputeLimits() const;
+
+  // ---- metrics (metrics.cc; docs/metrics.md) ----
+  // What the proxy saw of an endpoint's clients: a refused login (`reason`: a bounded set,
+  // see docs/metrics.md), and the bytes of a relayed session when it ends. An empty
+  // `project` is a login the proxy could not route to any endpoint. Never blocks for long.
+  void RecordAuthFailure(const std::string& project, const std::string& branch,
+                         const std::string& id, const std::string& reason);
+  void RecordRelayed(const std::string& project, const std::string& branch,
+                     const std::string& id, uint64_t from_client, uint64_t to_client);
+  // Writes the engine's families: endpoints, branches, the store and the reaper. With
+  // `only_project`, only that project's series and nothing shared by all projects.
+  void WriteMetrics(metrics::Writer* w, const std::string& only_project);
   // postgresql://owner@127.0.0.1:PORT/postgres: no password (a token or a role password is
   // given apart from it).
   [[nodiscard]] Result<std::string> ConnectionString(const std::string& project,
@@ -815,6 +828,23 @@ class Engine {
   PortListener* ports_ = nullptr;  // guarded by mu_
   std::mutex activity_mu_;
   std::map<EndpointKey, Activity> activity_;  // guarded by activity_mu_
+
+  // Counters of metrics.cc, kept per endpoint while it exists (a scrape drops the counters of
+  // deleted endpoints, so their number is bounded by the catalog's). A leaf lock.
+  struct EndpointCounters {
+    uint64_t starts = 0;
+    uint64_t wakes = 0;  // starts a client's connection waited for
+    uint64_t bytes_from_client = 0;
+    uint64_t bytes_to_client = 0;
+    std::map<std::string, uint64_t> auth_failures;  // by reason
+    metrics::Histogram wake_seconds{metrics::LatencyBuckets()};
+  };
+  void CountStart(const EndpointKey& key);
+  uint64_t StartsOf(const EndpointKey& key);
+  std::mutex metrics_mu_;
+  std::map<EndpointKey, EndpointCounters> counters_;        // guarded by metrics_mu_
+  std::map<std::string, uint64_t> unrouted_auth_failures_;  // guarded by metrics_mu_
+  std::map<std::string, uint64_t> branches_expired_;        // by project; guarded by metrics_mu_
 };
 
 // Checks a project, branch or endpoint id: 1-63 lowercase letters, digits and hyphens,

@@ -112,6 +112,7 @@ Result<DiffReport> DiffData(Backend& backend, const DiffRequest& o) {
   ARBOR_ASSIGN_OR_RETURN(Catalog ca, ReadCatalog(url_a, o.database));
   ARBOR_ASSIGN_OR_RETURN(Catalog cb, ReadCatalog(url_b, o.database));
   out.schema = CompareCatalogs(ca, cb);
+  if (o.schema_only && o.tables.empty()) return out;
   // The snapshots come first, then the change set: a page written after a snapshot either
   // is in the change set (and read on both sides, in the snapshot) or holds nothing the
   // snapshot sees that was not there before (docs/workflow.md, "Data diff").

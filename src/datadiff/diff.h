@@ -34,6 +34,7 @@ struct DiffRequest {
   DiffSide a, b;                    // from a to b
   std::vector<std::string> tables;  // only these (schema.table, or table for public.table)
   std::string database;             // empty: the connection's (postgres)
+  bool schema_only = false;         // compare the catalogs only: no table is read
 };
 
 // How one table was read.

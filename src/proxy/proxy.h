@@ -77,6 +77,17 @@ class Backend {
   // ConnectionClosed, also when the proxy stops.
   virtual void ConnectionOpened(const EndpointRef& endpoint) = 0;
   virtual void ConnectionClosed(const EndpointRef& endpoint) = 0;
+
+  // For metrics (the default ignores them); called on network threads: count and return.
+  // A login the proxy refused: `endpoint` is null when it could not be routed to one;
+  // `reason` is one of "tls_required", "superuser", "no_endpoint", "no_password",
+  // "bad_token" and "wrong_password".
+  virtual void LoginRefused(const EndpointRef* /*endpoint*/, const char* /*reason*/) {}
+  // A session that passed authentication ended: the bytes its client sent and received on
+  // its connection (for TCP, the kernel's count of the socket, TLS and handshake included;
+  // for a unix socket, what the proxy relayed).
+  virtual void SessionEnded(const EndpointRef& /*endpoint*/, uint64_t /*from_client*/,
+                            uint64_t /*to_client*/) {}
 };
 
 struct ProxyOptions {

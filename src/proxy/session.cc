@@ -92,6 +92,7 @@ Session::Session(Proxy::Impl* impl, ClientSocket client, uint16_t local_port, bo
 
 Session::~Session() {
   if (cancel_key_) impl_->UnregisterCancel(*cancel_key_);
+  ReportBytes();
   if (opened_) impl_->backend->ConnectionClosed(*opened_);
   impl_->active.fetch_sub(1);
 }
@@ -123,7 +124,33 @@ void Session::ArmTimer(std::chrono::milliseconds after) {
   });
 }
 
+void Session::RefuseLogin(const std::optional<EndpointRef>& ref, const char* reason,
+                          std::string_view sqlstate, std::string message) {
+  impl_->backend->LoginRefused(ref ? &*ref : nullptr, reason);
+  Refuse(sqlstate, std::move(message));
+}
+
+void Session::ReportBytes() {
+  if (!opened_ || bytes_reported_.exchange(true)) return;
+  uint64_t from = relayed_from_client_.load(), to = relayed_to_client_.load();
+  // The kernel's struct tcp_info goes on past glibc's with these (Linux 4.1 and later); a
+  // kernel that does not fill them answers a shorter length.
+  struct {
+    struct tcp_info base;
+    uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+  } info{};
+  socklen_t len = sizeof info;
+  if (!local_ && client_.is_open() &&
+      getsockopt(client_.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+      len >= sizeof info) {
+    from = info.bytes_received;
+    to = info.bytes_acked;
+  }
+  impl_->backend->SessionEnded(*opened_, from, to);
+}
+
 void Session::CloseAll() {
+  ReportBytes();
   boost::system::error_code ec;
   client_.shutdown(asio::socket_base::shutdown_both, ec);
   client_.close(ec);
@@ -247,11 +274,12 @@ awaitable<void> Session::Handshake() {
   }
   // The local socket is reachable by the daemon's own OS user alone: nothing to encrypt.
   if (opt.require_tls && !tls_ && !local_) {
-    Refuse("28000", "this arbor proxy requires TLS: connect with sslmode=require");
+    RefuseLogin(std::nullopt, "tls_required", "28000",
+                "this arbor proxy requires TLS: connect with sslmode=require");
   }
   const std::string user = *startup.Param("user");  // ParseStartup guarantees it
   if (user == kArborSuperuser) {
-    Refuse("28000",
+    RefuseLogin(std::nullopt, "superuser", "28000",
            "role \"postgres\" is Arbor's own superuser and cannot log in through the "
            "proxy; log in as \"owner\" or another role (see `arbor role list`)");
   }
@@ -352,33 +380,40 @@ awaitable<void> Session::Handshake() {
     if (!unresolved_sni.empty()) {
       msg += " (the TLS host name " + unresolved_sni + " names no endpoint)";
     }
-    Refuse("28000", msg);
+    RefuseLogin(std::nullopt, "no_endpoint", "28000", msg);
   }
   if (ref) requested = ref->TokenScope();
 
   // ---- Credentials, checked here, before anything reaches the compute: a failure never
   // wakes it, and junk passwords cost the proxy one PBKDF2 each, not a postgres login.
   const std::string failed = "password authentication failed for user \"" + user + "\"";
-  if (pw.password.empty()) Refuse("28P01", failed + ": a password or token is required");
+  if (pw.password.empty()) {
+    RefuseLogin(ref, "no_password", "28P01", failed + ": a password or token is required");
+  }
   std::optional<Result<auth::ScramSecret>> secret;
   if (ref) {
     std::function<void()> secret_job = [&] { secret.emplace(backend->RoleSecret(*ref, user)); };
     co_await OnBlockingPool(secret_job, impl_->blocking.get());
   }
   if (auth::TokenSigner::LooksLikeToken(pw.password)) {
-    if (!impl_->tokens) Refuse("28P01", "this arbor proxy does not accept tokens");
+    if (!impl_->tokens) {
+      RefuseLogin(ref, "bad_token", "28P01", "this arbor proxy does not accept tokens");
+    }
     // Checked against the name the client asked for, so the answer is the same whether or
     // not that endpoint exists.
     auto claims = impl_->tokens->Verify(pw.password, requested, UnixNow());
-    if (!claims.ok()) Refuse("28P01", "token rejected: " + claims.status().message());
+    if (!claims.ok()) {
+      RefuseLogin(ref, "bad_token", "28P01", "token rejected: " + claims.status().message());
+    }
     if (claims->role != user) {
-      Refuse("28P01", "token rejected: it was issued for role \"" + claims->role +
+      RefuseLogin(ref, "bad_token", "28P01",
+                  "token rejected: it was issued for role \"" + claims->role +
                           "\", but the connection asks for user \"" + user + "\"");
     }
     if (!ref || claims->endpoint_uid != ref->uid) {
       log::info("proxy: {} token for {} refused: no such endpoint (or a newer one of its name)",
                 peer_, requested);
-      Refuse("28P01", failed);
+      RefuseLogin(ref, "bad_token", "28P01", failed);
     }
   } else {
     // The check costs the same whether or not the endpoint and the role exist.
@@ -388,11 +423,13 @@ awaitable<void> Session::Handshake() {
     std::string candidate_pw = pw.password;
     std::function<void()> check_job = [&] { matches = against.Matches(candidate_pw); };
     co_await OnBlockingPool(check_job, impl_->blocking.get());
-    if (!matches || !*matches || !ref || !secret || !secret->ok()) Refuse("28P01", failed);
+    if (!matches || !*matches || !ref || !secret || !secret->ok()) {
+      RefuseLogin(ref, "wrong_password", "28P01", failed);
+    }
   }
   if (!secret || !secret->ok()) {
     log::info("proxy: {} refused: no password of role {} on {}", peer_, user, requested);
-    Refuse("28P01", failed);
+    RefuseLogin(ref, "wrong_password", "28P01", failed);
   }
   const auth::ScramSecret role_secret = **secret;
 
@@ -572,6 +609,7 @@ awaitable<void> Session::PumpClientToCompute() {
       size_t n = tls_ ? co_await tls_->async_read_some(asio::buffer(buf), use_awaitable)
                       : co_await client_.async_read_some(asio::buffer(buf), use_awaitable);
       co_await asio::async_write(compute_, asio::buffer(buf.data(), n), use_awaitable);
+      relayed_from_client_.fetch_add(n, std::memory_order_relaxed);
     }
   } catch (...) {
   }
@@ -585,6 +623,7 @@ awaitable<void> Session::PumpComputeToClient() {
       size_t n = co_await compute_.async_read_some(asio::buffer(buf), use_awaitable);
       std::string_view chunk(buf.data(), n);
       co_await WriteClient(chunk);
+      relayed_to_client_.fetch_add(n, std::memory_order_relaxed);
     }
   } catch (...) {
   }

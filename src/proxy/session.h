@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <atomic>
 #include <utility>
 
 #include "proxy/asio.h"
@@ -62,6 +63,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void ArmTimer(std::chrono::milliseconds after);
   void CloseAll();
+  // Reports the refusal to the Backend's metrics, then refuses (throws, as Refuse does).
+  [[noreturn]] void RefuseLogin(const std::optional<EndpointRef>& ref, const char* reason,
+                                std::string_view sqlstate, std::string message);
+  // Reports an opened session's bytes to the Backend, once, before its client closes.
+  void ReportBytes();
 
   Proxy::Impl* impl_;
   ClientSocket client_;
@@ -76,6 +82,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<wire::BackendKey> cancel_key_;  // registered proxy-side key
   // Attached: the kernel relays compute -> client (plaintext sessions only).
   KernelRelay kernel_;
+  // Bytes the relay moved in user space (a unix-socket client's count), and whether
+  // ReportBytes ran.
+  std::atomic<uint64_t> relayed_from_client_{0}, relayed_to_client_{0};
+  std::atomic<bool> bytes_reported_{false};
 };
 
 }  // namespace arbor::proxy

@@ -5,8 +5,10 @@
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/sst_file_manager.h>
+#include <rocksdb/statistics.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
 #include <sys/stat.h>
@@ -183,9 +185,22 @@ std::vector<bool> GcKeeps(const std::vector<GcVersion>& group, uint64_t horizon,
 
 }  // namespace
 
+// Counts RocksDB's completed flushes and compactions (Store::Stats). Thread-safe.
+class JobCounter final : public rocksdb::EventListener {
+ public:
+  void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) override { flushes.fetch_add(1); }
+  void OnCompactionCompleted(rocksdb::DB*, const rocksdb::CompactionJobInfo&) override {
+    compactions.fetch_add(1);
+  }
+  std::atomic<uint64_t> flushes{0}, compactions{0};
+};
+
 class Store::Impl {
  public:
   Options options;
+  // Tickers only (no timers or histograms: a read pays one relaxed add per ticker it moves).
+  std::shared_ptr<rocksdb::Statistics> statistics;
+  std::shared_ptr<JobCounter> jobs;
   std::unique_ptr<rocksdb::Env> env;  // the WAL file system (wal_file.h); outlives db
   std::unique_ptr<rocksdb::DB> db;
   // The time index, WAL marks and written-bytes counters live in their own column family:
@@ -593,6 +608,11 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
   ro.max_total_wal_size = 256 << 20;
   ro.paranoid_checks = true;
   ro.sst_file_manager.reset(rocksdb::NewSstFileManager(rocksdb::Env::Default()));
+  impl->statistics = rocksdb::CreateDBStatistics();
+  impl->statistics->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
+  ro.statistics = impl->statistics;
+  impl->jobs = std::make_shared<JobCounter>();
+  ro.listeners.push_back(impl->jobs);
   rocksdb::CompressionType comp;
   if (options.compression == "none") {
     comp = rocksdb::kNoCompression;
@@ -1849,6 +1869,21 @@ uint64_t Store::DiskBytes() const {
     if (e.is_regular_file(ec)) total += e.file_size(ec);
   }
   return total;
+}
+
+StoreStats Store::Stats() const {
+  StoreStats s;
+  s.disk_bytes = DiskBytes();
+  const rocksdb::Statistics& st = *impl_->statistics;
+  s.user_bytes_written = st.getTickerCount(rocksdb::BYTES_WRITTEN);
+  s.flush_bytes_written = st.getTickerCount(rocksdb::FLUSH_WRITE_BYTES);
+  s.compaction_bytes_written = st.getTickerCount(rocksdb::COMPACT_WRITE_BYTES);
+  s.compaction_bytes_read = st.getTickerCount(rocksdb::COMPACT_READ_BYTES);
+  s.block_cache_hits = st.getTickerCount(rocksdb::BLOCK_CACHE_HIT);
+  s.block_cache_misses = st.getTickerCount(rocksdb::BLOCK_CACHE_MISS);
+  s.flushes = impl_->jobs->flushes.load();
+  s.compactions = impl_->jobs->compactions.load();
+  return s;
 }
 
 void Store::SetClockForTesting(int64_t now_us) { impl_->clock_override.store(now_us); }

@@ -75,6 +75,19 @@ struct Usage {
   uint64_t written_bytes = 0;       // bytes of keys and values it wrote since its fork
 };
 
+// RocksDB's counters since the store opened (Store::Stats), for metrics.
+struct StoreStats {
+  uint64_t disk_bytes = 0;                // live SST, blob and log files
+  uint64_t user_bytes_written = 0;        // keys and values the store wrote (batches)
+  uint64_t flush_bytes_written = 0;       // written by memtable flushes
+  uint64_t compaction_bytes_written = 0;  // written by compactions
+  uint64_t compaction_bytes_read = 0;
+  uint64_t flushes = 0;
+  uint64_t compactions = 0;
+  uint64_t block_cache_hits = 0;
+  uint64_t block_cache_misses = 0;
+};
+
 // What one child's fork point alone keeps on its parent timeline (Store::ExclusiveSizes).
 struct ExclusiveSize {
   uint64_t bytes = 0;     // keys and values, as written (before RocksDB's compression)
@@ -327,6 +340,9 @@ class Store {
   [[nodiscard]] Result<std::map<TimelineId, ExclusiveSize>> ExclusiveSizes(TimelineId parent) const;
   // Bytes the store occupies on disk (live SST and log files).
   uint64_t DiskBytes() const;
+  // Counters of RocksDB's work and cache since the store opened. Cheap: counter reads and one
+  // listing of the store's directory.
+  StoreStats Stats() const;
 
   // For tests: overrides the wall clock the store stamps mutations with (µs); 0 restores it.
   void SetClockForTesting(int64_t now_us);

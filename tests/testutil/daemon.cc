@@ -97,6 +97,17 @@ CliRun RunArbor(const std::string& home, const std::string& args, const std::str
                   home + "/cli.err");
 }
 
+std::unique_ptr<Daemon> Daemon::StartWith(const std::string& name,
+                                          std::vector<std::string> extra_args) {
+  auto d = std::unique_ptr<Daemon>(new Daemon());
+  d->extra_args_ = std::move(extra_args);
+  std::string tmpl = (fs::temp_directory_path() / ("arbor-" + name + "-XXXXXX")).string();
+  d->home_ = mkdtemp(tmpl.data());
+  d->port_lo_ = static_cast<uint16_t>(20000 + (getpid() % 300) * 40);
+  d->Launch();
+  return d;
+}
+
 std::unique_ptr<Daemon> Daemon::Start(const std::string& name, const std::string& os_user) {
   auto d = std::unique_ptr<Daemon>(new Daemon());
   std::string tmpl = (fs::temp_directory_path() / ("arbor-" + name + "-XXXXXX")).string();
@@ -166,9 +177,16 @@ void Daemon::Launch() {
     std::string proxy = "127.0.0.1:" + std::to_string(port_lo_);
     std::string ports =
         std::to_string(port_lo_ + 1) + "-" + std::to_string(static_cast<int>(port_lo_) + 39);
-    execl(ARBOR_BINARY, "arbor", "up", "--foreground", "--data-dir", home_.c_str(), "--api-listen",
-          "127.0.0.1:0", "--proxy-listen", proxy.c_str(), "--endpoint-ports", ports.c_str(),
-          "--shared-buffers", "32MB", static_cast<char*>(nullptr));
+    std::vector<std::string> args = {"arbor",          "up",          "--foreground",
+                                     "--data-dir",     home_,         "--api-listen",
+                                     "127.0.0.1:0",    "--proxy-listen", proxy,
+                                     "--endpoint-ports", ports,       "--shared-buffers",
+                                     "32MB"};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(ARBOR_BINARY, argv.data());
     _exit(127);
   }
   ASSERT_GT(pid_, 0);

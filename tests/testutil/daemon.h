@@ -31,6 +31,9 @@ class Daemon {
   // private /dev/fuse it can open; its mounts are then only in /proc/<pid>/mounts.
   static std::unique_ptr<Daemon> Start(const std::string& name = "it",
                                        const std::string& os_user = "");
+  // The same, with more flags for `arbor up` (--metrics-listen, say).
+  static std::unique_ptr<Daemon> StartWith(const std::string& name,
+                                           std::vector<std::string> extra_args);
   ~Daemon();
 
   // A request under /api/2.0/postgres/ with the admin token, or `token` when not empty.
@@ -50,6 +53,9 @@ class Daemon {
   // Starts the endpoint of `branch` and returns when postgres accepts connections.
   void StartEndpoint(const std::string& branch, const std::string& project = "default");
   const std::string& home() const { return home_; }
+  // The API's base URL ("http://127.0.0.1:PORT") and the admin token.
+  const std::string& api() const { return api_; }
+  const std::string& admin_token() const { return token_; }
   pid_t pid() const { return pid_; }
   // The proxy's shared port (endpoints have their own ports after it).
   uint16_t proxy_port() const { return port_lo_; }
@@ -65,6 +71,7 @@ class Daemon {
  private:
   void Launch();
   std::string home_;
+  std::vector<std::string> extra_args_;
   std::string api_;
   std::string token_;
   uint16_t port_lo_ = 0;

@@ -1,0 +1,149 @@
+#include "control/console.h"
+
+#include <openssl/rand.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace arbor::control {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kMaxAssetBytes = 64ull << 20;
+
+std::string ContentType(const std::string& path) {
+  static const std::map<std::string, std::string> kTypes = {
+      {".html", "text/html; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".ico", "image/x-icon"},
+      {".json", "application/json"},
+      {".woff2", "font/woff2"},
+      {".txt", "text/plain; charset=utf-8"},
+  };
+  auto it = kTypes.find(fs::path(path).extension().string());
+  return it == kTypes.end() ? "application/octet-stream" : it->second;
+}
+
+const char* kNotBuilt =
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>Arbor</title></head><body>"
+    "<h1>Arbor</h1><p>The console is not built. Build it with <code>make console</code> "
+    "(it needs node and npm), or start the daemon with <code>--console-dir DIR</code>. "
+    "The REST API is at <code>/api/2.0/</code>.</p></body></html>";
+
+}  // namespace
+
+ConsoleAssets ConsoleAssets::Load(const std::string& dir) {
+  ConsoleAssets a;
+  a.index_ = {kNotBuilt, "text/html; charset=utf-8"};
+  std::error_code ec;
+  if (dir.empty() || !fs::is_regular_file(fs::path(dir) / "index.html", ec)) return a;
+  uint64_t total = 0;
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    total += it->file_size(ec);
+    if (total > kMaxAssetBytes) break;
+    std::ifstream in(it->path(), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string url = "/" + fs::relative(it->path(), dir, ec).generic_string();
+    a.files_[url] = {ss.str(), ContentType(url)};
+  }
+  auto index = a.files_.find("/index.html");
+  if (index != a.files_.end()) {
+    a.index_ = index->second;
+    a.built_ = true;
+  }
+  return a;
+}
+
+const ConsoleAssets::File* ConsoleAssets::Find(const std::string& path) const {
+  auto it = files_.find(path);
+  return it == files_.end() ? nullptr : &it->second;
+}
+
+std::string RandomHex32() {
+  unsigned char raw[32];
+  if (RAND_bytes(raw, sizeof raw) != 1) std::abort();  // no randomness: nothing is safe
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
+bool SecretEquals(const std::string& a, const std::string& b) {
+  unsigned diff = a.size() != b.size();
+  for (size_t i = 0; i < b.size(); ++i) diff |= (i < a.size() ? a[i] : 0) ^ b[i];
+  return diff == 0;
+}
+
+std::string ConsoleSessions::Create(const std::string& token, int64_t now_us, std::string* csrf) {
+  std::string id = RandomHex32();
+  *csrf = RandomHex32();
+  std::lock_guard l(mu_);
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    it = it->second.expire_us <= now_us ? sessions_.erase(it) : std::next(it);
+  }
+  if (sessions_.size() >= kMaxSessions) {
+    auto oldest = sessions_.begin();
+    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+      if (it->second.expire_us < oldest->second.expire_us) oldest = it;
+    }
+    sessions_.erase(oldest);
+  }
+  sessions_[id] = {token, *csrf, now_us + kSessionLifeUs};
+  return id;
+}
+
+std::optional<ConsoleSessions::Session> ConsoleSessions::Find(const std::string& id,
+                                                              int64_t now_us) {
+  std::lock_guard l(mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return std::nullopt;
+  if (it->second.expire_us <= now_us) {
+    sessions_.erase(it);
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+void ConsoleSessions::Remove(const std::string& id) {
+  std::lock_guard l(mu_);
+  sessions_.erase(id);
+}
+
+std::string ConsoleSessions::CreateCode(const std::string& token, int64_t now_us) {
+  std::string code = RandomHex32();
+  std::lock_guard l(mu_);
+  for (auto it = codes_.begin(); it != codes_.end();) {
+    it = it->second.second <= now_us ? codes_.erase(it) : std::next(it);
+  }
+  if (codes_.size() >= kMaxCodes) codes_.erase(codes_.begin());
+  codes_[code] = {token, now_us + kCodeLifeUs};
+  return code;
+}
+
+Result<std::string> ConsoleSessions::RedeemCode(const std::string& code, int64_t now_us) {
+  std::lock_guard l(mu_);
+  auto it = codes_.find(code);
+  if (it == codes_.end() || it->second.second <= now_us) {
+    if (it != codes_.end()) codes_.erase(it);
+    return Status::NotFound(
+        "the login link is unknown, used or expired (links work once, for 2 minutes): run "
+        "`arbor console` again, or log in with a token");
+  }
+  std::string token = it->second.first;
+  codes_.erase(it);
+  return token;
+}
+
+}  // namespace arbor::control
