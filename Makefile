@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 # Runs the tests of a label and fails if fewer ran than tests/suite.txt defines for it.
 RUN_TESTS = scripts/run-tests $(BUILD_DIR)
 
-.PHONY: all deps configure build up down test test-unit test-slow bench tsan asan clean
+.PHONY: all deps configure build console up down test test-unit test-slow bench tsan asan clean
 
 all: build
 
@@ -21,9 +21,14 @@ configure: deps $(BUILD_DIR)/Makefile
 build: configure
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# Only what `make up` runs: the arbor binary.
+# The web console's files (npm ci against console/package-lock.json, then Vite), which the
+# daemon serves from $(BUILD_DIR)/console.
+console: configure
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target console
+
+# Only what `make up` runs: the arbor binary and the console it serves.
 up: configure
-	cmake --build $(BUILD_DIR) -j$(JOBS) --target arbor
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target arbor console
 	$(BUILD_DIR)/arbor up
 
 # Only stops: no installing, no building.

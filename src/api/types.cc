@@ -452,7 +452,9 @@ Json ToJson(const ServerStatus& v) {
               {"proxy", v.proxy},
               {"proxy_socket_dir", v.proxy_socket_dir},
               {"endpoint_ports", v.endpoint_ports},
-              {"compute_limits", v.compute_limits}};
+              {"compute_limits", v.compute_limits},
+              {"metrics", v.metrics},
+              {"console", v.console}};
 }
 Json ToJson(const ApiError& v) {
   return Json{{"error_code", v.error_code}, {"message", v.message}};
@@ -545,6 +547,8 @@ Status FromJson(const Json& j, ServerStatus* out, std::string_view where) {
   r.String("proxy_socket_dir", &out->proxy_socket_dir);
   r.String("endpoint_ports", &out->endpoint_ports);
   r.String("compute_limits", &out->compute_limits);
+  r.String("metrics", &out->metrics);
+  r.Bool("console", &out->console);
   return r.status();
 }
 Status FromJson(const Json& j, ApiError* out, std::string_view where) {

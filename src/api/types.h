@@ -243,6 +243,8 @@ struct ServerStatus {
   // Which control groups limit the computes: "cgroup v2 (...)", "cgroup v1 (...)" or
   // "none: <why>" (computes run unlimited).
   std::string compute_limits;
+  std::string metrics;   // the --metrics-listen URL; empty: /metrics on the API only
+  bool console = false;  // the console's files are served at the API's /
 };
 
 // The body of every 4xx/5xx answer.

@@ -95,6 +95,10 @@ Status CmdStatus(const Session& s) {
                     {"local socket", st.proxy_socket_dir.empty() ? "none" : st.proxy_socket_dir},
                     {"endpoint ports", st.endpoint_ports},
                     {"compute limits", st.compute_limits.empty() ? "unknown" : st.compute_limits},
+                    {"console", st.console ? st.api + "/ (`arbor console` logs you in)"
+                                           : "not built (make console)"},
+                    {"metrics", st.api + "/metrics (with a token)" +
+                                    (st.metrics.empty() ? "" : ", and " + st.metrics)},
                     {"project", s.project + " (" + std::to_string(branches.size()) +
                                     (branches.size() == 1 ? " branch, " : " branches, ") +
                                     std::to_string(running.size()) + " running)"}}));

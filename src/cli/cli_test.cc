@@ -409,12 +409,26 @@ TEST_F(CliTest, AnAuthenticationErrorNamesTheHomeItLookedIn) {
   rmdir(dir);
 }
 
+TEST_F(CliTest, ConsolePrintsAOneTimeLinkInTheFragment) {
+  api_.On("POST", "/api/2.0/console/links", 200,
+          R"J({"code": "c0de", "url": "http://elsewhere/#login=c0de",
+              "expire_time": "2026-12-01T10:32:00.000000Z"})J");
+  auto r = Run({"console"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // The CLI's own address, not the one the daemon reports; the code after '#', never in the
+  // path or query that servers and proxies log.
+  EXPECT_NE(r.out.find("  " + api_.url() + "/#login=c0de\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("until 2026-12-01T10:32:00.000000Z"), std::string::npos) << r.out;
+  EXPECT_EQ(api_.Last("POST", "/api/2.0/console/links").authorization, "Bearer tok");
+}
+
 TEST_F(CliTest, StatusShowsTheDaemonAndWhatRuns) {
   api_.On("GET", "status", 200,
           R"J({"version": "0.1.0", "pid": 42, "data_dir": "/d", "api": "http://127.0.0.1:8432",
               "proxy": "127.0.0.1:55432", "proxy_socket_dir": "/d/proxy",
               "endpoint_ports": "55433-55999",
-              "compute_limits": "cgroup v1 (cpu, cpuacct, memory)"})J");
+              "compute_limits": "cgroup v1 (cpu, cpuacct, memory)", "console": true,
+              "metrics": "http://127.0.0.1:9187/metrics"})J");
   auto r = Run({"status"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
@@ -426,6 +440,9 @@ TEST_F(CliTest, StatusShowsTheDaemonAndWhatRuns) {
             "local socket    /d/proxy\n"
             "endpoint ports  55433-55999\n"
             "compute limits  cgroup v1 (cpu, cpuacct, memory)\n"
+            "console         http://127.0.0.1:8432/ (`arbor console` logs you in)\n"
+            "metrics         http://127.0.0.1:8432/metrics (with a token), and "
+            "http://127.0.0.1:9187/metrics\n"
             "project         default (3 branches, 1 running)\n"
             "\n"
             "BRANCH      ENDPOINT  STATE   ADDRESS          SUSPEND\n"

@@ -132,6 +132,7 @@ test('a branch made in the console (no expiry) appears in the tree', async () =>
   await dialog().getByLabel('Name', { exact: true }).fill('console-dev');
   await dialog().getByLabel('no expiry').check();
   await dialog().getByRole('button', { name: 'Create' }).click();
+  await dialog().waitFor({ state: 'detached' });
   await row('console-dev').waitFor();
   const b = (await api('GET', `postgres/projects/${P}/branches/console-dev`)).json;
   assert.equal(b.status.source_branch, `projects/${P}/branches/production`);
@@ -157,6 +158,7 @@ test('a branch at a point in time picked in the console has only the rows of the
   await dialog().getByLabel('no expiry').check();
   await shot('create-dialog');
   await dialog().getByRole('button', { name: 'Create' }).click();
+  await dialog().waitFor({ state: 'detached' });
   await row('console-pitr').waitFor();
 
   const b = (await api('GET', `postgres/projects/${P}/branches/console-pitr`)).json;

@@ -95,6 +95,15 @@ class Prometheus {
     if (!j.is_object() || j.value("status", "") != "success") return json::array();
     return j["data"].value("result", json::array());
   }
+  // Prometheus's error for `promql`, or "" when it evaluates.
+  std::string Error(const std::string& promql) {
+    httplib::Client c("127.0.0.1", port_);
+    auto r = c.Get("/api/v1/query", httplib::Params{{"query", promql}}, httplib::Headers{});
+    if (!r) return "no answer";
+    json j = json::parse(r->body, nullptr, false);
+    if (j.is_object() && j.value("status", "") == "success") return "";
+    return r->body;
+  }
   std::string Log() {
     std::ifstream in(dir_ / "prometheus.log");
     return std::string(std::istreambuf_iterator<char>(in), {});
@@ -266,6 +275,19 @@ TEST_F(MetricsTest, ARealPrometheusScrapesBothListeners) {
     store = prom.Query("arbor_store_disk_bytes{job=\"arbor_open\"} > 0");
   }
   EXPECT_EQ(store.size(), 1u) << prom.Log();
+  // Every query of the Grafana dashboard we ship evaluates in this Prometheus.
+  std::ifstream in(std::string(ARBOR_SOURCE_DIR) + "/docs/grafana-dashboard.json");
+  json dashboard = json::parse(in, nullptr, false);
+  ASSERT_TRUE(dashboard.is_object());
+  int queries = 0;
+  for (const json& panel : dashboard["panels"]) {
+    for (const json& target : panel["targets"]) {
+      std::string expr = std::regex_replace(target.value("expr", ""), std::regex("\\$project"), ".*");
+      EXPECT_EQ(prom.Error(expr), "") << panel.value("title", "") << ": " << expr;
+      ++queries;
+    }
+  }
+  EXPECT_GT(queries, 10);
 }
 
 }  // namespace
