@@ -741,6 +741,17 @@ void ApiServer::Routes() {
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     CountRequest(req, res);
   });
+  // JSON answers go uncompressed. cpp-httplib compresses "application/json" with brotli at
+  // its highest quality whenever a client accepts it, as browsers always do: 0.7 s for the
+  // 434 KB list of 1,000 branches, against 16 ms sent as it is (docs/console.md). The
+  // charset parameter (JSON is UTF-8 anyway) takes the answer off its list of types to
+  // compress.
+  s.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+    auto it = res.headers.find("Content-Type");
+    if (it != res.headers.end() && it->second == "application/json") {
+      it->second = "application/json; charset=utf-8";
+    }
+  });
   // A body larger than any request needs is refused before it is read.
   s.set_payload_max_length(1 << 20);
   s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {

@@ -39,7 +39,10 @@ const P = 'default';
 async function api(method, p, body) {
   const res = await fetch(`${base}/api/2.0/${p}`, {
     method,
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    headers: {
+      Authorization: `Bearer ${token}`,
+      'Content-Type': 'application/json',
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, json: await res.json().catch(() => ({})) };
@@ -52,12 +55,22 @@ async function psql(branch, sql) {
   const ep = eps.json.endpoints.find((e) => e.spec.endpoint_type === 'ENDPOINT_TYPE_READ_WRITE');
   const cred = await api('POST', 'postgres/credentials', { endpoint: ep.name });
   assert.equal(cred.status, 200, JSON.stringify(cred.json));
-  const { stdout } = await run('psql', [ep.status.connection_string, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql], {
-    env: { ...process.env, PGPASSWORD: cred.json.token, PGCONNECT_TIMEOUT: '60' },
-  });
+  const { stdout } = await run(
+    'psql',
+    [ep.status.connection_string, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql],
+    {
+      env: {
+        ...process.env,
+        PGPASSWORD: cred.json.token,
+        PGCONNECT_TIMEOUT: '60',
+      },
+    },
+  );
   return stdout.trim();
 }
 
+// The browser runs in UTC: a date-time field's value is the ISO time without the Z.
+const localTime = (d) => d.toISOString().slice(0, 23);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let context;
@@ -68,7 +81,11 @@ const panel = () => page.locator('aside.panel');
 const dialog = () => page.getByRole('dialog');
 
 async function shot(name) {
-  if (shots) await page.screenshot({ path: path.join(shots, `console-${name}.png`), fullPage: true });
+  if (shots)
+    await page.screenshot({
+      path: path.join(shots, `console-${name}.png`),
+      fullPage: true,
+    });
 }
 
 async function select(id) {
@@ -145,7 +162,8 @@ let between; // a time between the first and the second row on production
 test('a branch at a point in time picked in the console has only the rows of then', async () => {
   await psql('production', 'create table items (id int primary key); insert into items values (1)');
   await sleep(1000);
-  between = new Date();
+  // Whole milliseconds that Chromium's date-time field keeps as typed (it drops trailing zeros).
+  between = new Date(Math.floor(Date.now() / 1000) * 1000 + 123);
   await sleep(1000);
   await psql('production', 'insert into items values (2)');
 
@@ -153,8 +171,7 @@ test('a branch at a point in time picked in the console has only the rows of the
   await panel().getByRole('button', { name: 'New branch from production' }).click();
   await dialog().getByLabel('Name', { exact: true }).fill('console-pitr');
   await dialog().getByLabel('the parent as it was at a point in time').check();
-  // The browser runs in UTC: its local time is the ISO time without the Z.
-  await dialog().getByLabel('Exact time').fill(between.toISOString().slice(0, 23));
+  await dialog().getByLabel('Exact time').fill(localTime(between));
   await dialog().getByLabel('no expiry').check();
   await shot('create-dialog');
   await dialog().getByRole('button', { name: 'Create' }).click();
@@ -163,7 +180,10 @@ test('a branch at a point in time picked in the console has only the rows of the
 
   const b = (await api('GET', `postgres/projects/${P}/branches/console-pitr`)).json;
   assert.equal(Date.parse(b.status.source_branch_time), between.getTime());
-  assert.equal(await psql('console-pitr', 'select string_agg(id::text, \',\' order by id) from items'), '1');
+  assert.equal(
+    await psql('console-pitr', "select string_agg(id::text, ',' order by id) from items"),
+    '1',
+  );
 });
 
 test('a branch deleted in the console (after its confirmation) leaves the tree', async () => {
@@ -193,7 +213,9 @@ test('deleting a protected branch shows the API\u2019s refusal and keeps it', as
 
 test('a branch made with the CLI appears without a reload', async () => {
   await page.evaluate(() => (window.notReloaded = true));
-  await run(arbor, ['branch', 'create', 'console-cli', '--no-expiry'], { env: { ...process.env, ARBOR_HOME: home } });
+  await run(arbor, ['branch', 'create', 'console-cli', '--no-expiry'], {
+    env: { ...process.env, ARBOR_HOME: home },
+  });
   await row('console-cli').waitFor({ timeout: 10_000 });
   assert.equal(await page.evaluate(() => window.notReloaded), true);
   await shot('tree');
@@ -205,15 +227,19 @@ test('the diff view shows the schema diff and the data diff against a past state
   await page.locator('select[name="to"]').selectOption({ label: 'production' });
   await page.getByRole('button', { name: 'Compare' }).click();
   const schema = page.getByRole('region', { name: 'Schema diff' });
-  await schema.locator('td code', { hasText: 'public.items' }).waitFor({ timeout: 30_000 });
-  await page.getByRole('region', { name: 'Data diff' }).getByText('public.items').waitFor({ timeout: 30_000 });
+  const table = schema
+    .locator('tr')
+    .filter({ has: page.getByText('public.items', { exact: true }) });
+  await table.waitFor({ timeout: 30_000 });
+  assert.deepEqual((await table.locator('td').allTextContents()).slice(0, 2), ['added', 'table']);
+  const data = page.getByRole('region', { name: 'Data diff' });
+  await data.getByText('public.items').first().waitFor({ timeout: 30_000 });
 
   // production now against production between the two rows: row 2 is only in production.
   await page.locator('select[name="from"]').selectOption({ label: 'production' });
   await page.getByLabel('as it was at a point in time').check();
-  await page.getByLabel('Exact time').fill(between.toISOString().slice(0, 23));
+  await page.getByLabel('Exact time').fill(localTime(between));
   await page.getByRole('button', { name: 'Compare' }).click();
-  const data = page.getByRole('region', { name: 'Data diff' });
   await data.locator('code', { hasText: 'production@' }).waitFor({ timeout: 30_000 });
   const items = data.locator('tr', { hasText: 'public.items' });
   assert.deepEqual(await items.locator('td.num').allTextContents(), ['1', '0', '0']);
@@ -222,7 +248,10 @@ test('the diff view shows the schema diff and the data diff against a past state
 
 test('insight draws written bytes over time and the store against logical sizes', async () => {
   await page.getByRole('link', { name: 'Insight' }).click();
-  await page.getByRole('img', { name: 'Written bytes per hour' }).or(page.getByText('Nothing was written')).waitFor();
+  await page
+    .getByRole('img', { name: 'Written bytes per hour' })
+    .or(page.getByText('Nothing was written'))
+    .waitFor();
   await page.getByRole('img', { name: 'Store against logical sizes' }).waitFor();
   assert.match(await page.locator('.insight figcaption').last().textContent(), /store/i);
   await shot('insight');
