@@ -35,6 +35,12 @@ Result<uint64_t> ParseLsn(std::string_view text) {
 }
 std::string FormatLsn(uint64_t lsn) { return api::FormatLsn(Lsn(lsn)); }
 const std::string kPrefix = "/api/2.0/postgres/";
+// JSON answers go uncompressed: cpp-httplib compresses "application/json" (this exact type)
+// with brotli at its highest quality whenever a client accepts it, as browsers always do,
+// which made the console's first paint of 1,000 branches 3.4 times slower
+// (docs/console.md, "Speed"). The charset parameter (JSON is UTF-8 anyway) keeps the answer off the
+// library's list of types to compress.
+const char* const kJson = "application/json; charset=utf-8";
 const std::string kTokensPath = "/api/2.0/tokens";
 
 // The caller of the request this thread serves: cpp-httplib runs a request's pre-routing and
@@ -151,12 +157,12 @@ void SendError(httplib::Response& res, const Status& st) {
   }
   if (http >= 500) log::error("api: {}", st.ToString());
   res.status = http;
-  res.set_content(json{{"error_code", code}, {"message", st.message()}}.dump(), "application/json");
+  res.set_content(json{{"error_code", code}, {"message", st.message()}}.dump(), kJson);
 }
 
 void SendJson(httplib::Response& res, const json& j) {
   res.status = 200;
-  res.set_content(j.dump(), "application/json");
+  res.set_content(j.dump(), kJson);
 }
 
 std::string Duration(int64_t s) { return std::to_string(s) + "s"; }
@@ -625,7 +631,7 @@ void ApiServer::ConsoleRoutes() {
         res.set_content(json{{"error_code", "UNAUTHENTICATED"},
                              {"message", redeemed.status().message()}}
                             .dump(),
-                        "application/json");
+                        kJson);
         return;
       }
       secret = *redeemed;
@@ -637,7 +643,7 @@ void ApiServer::ConsoleRoutes() {
       res.status = 401;
       res.set_content(
           json{{"error_code", "UNAUTHENTICATED"}, {"message", who.status().message()}}.dump(),
-          "application/json");
+          kJson);
       return;
     }
     std::string csrf;
@@ -690,7 +696,7 @@ void ApiServer::Routes() {
     g_session.clear();
     auto refuse = [&res](int http, const char* code, const std::string& message) {
       res.status = http;
-      res.set_content(json{{"error_code", code}, {"message", message}}.dump(), "application/json");
+      res.set_content(json{{"error_code", code}, {"message", message}}.dump(), kJson);
       return httplib::Server::HandlerResponse::Handled;
     };
     // The console's files hold no data: they need no token.
@@ -740,17 +746,6 @@ void ApiServer::Routes() {
   });
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     CountRequest(req, res);
-  });
-  // JSON answers go uncompressed. cpp-httplib compresses "application/json" with brotli at
-  // its highest quality whenever a client accepts it, as browsers always do: 0.7 s for the
-  // 434 KB list of 1,000 branches, against 16 ms sent as it is (docs/console.md). The
-  // charset parameter (JSON is UTF-8 anyway) takes the answer off its list of types to
-  // compress.
-  s.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
-    auto it = res.headers.find("Content-Type");
-    if (it != res.headers.end() && it->second == "application/json") {
-      it->second = "application/json; charset=utf-8";
-    }
   });
   // A body larger than any request needs is refused before it is read.
   s.set_payload_max_length(1 << 20);
@@ -1302,7 +1297,7 @@ void ApiServer::Routes() {
   // answer what `arbor -o json diff --data` and `arbor -o json merge` print.
   auto send = [](httplib::Response& res, const DataAnswer& a) {
     res.status = a.http_status;
-    res.set_content(a.body.dump(), "application/json");
+    res.set_content(a.body.dump(), kJson);
   };
   s.Post(kPrefix + "projects/([^/:]+)/branches/([^/:]+):diff_data",
          wrap([eng, tokens = tokens_, send](const httplib::Request& req, httplib::Response& res) {
@@ -1821,7 +1816,7 @@ void ApiServer::Routes() {
       res.set_content(json{{"error_code", "INVALID_PARAMETER_VALUE"},
                            {"message", "the request body is larger than 1 MiB"}}
                           .dump(),
-                      "application/json");
+                      kJson);
     } else if (res.status == 400 && res.body.empty()) {
       // The HTTP layer refused the request before routing: a POST without Content-Length.
       res.set_content(json{{"error_code", "INVALID_PARAMETER_VALUE"},
@@ -1829,12 +1824,12 @@ void ApiServer::Routes() {
                             "a POST needs a body or Content-Length: 0 (with curl: "
                             "-d '' or -d '{}')"}}
                           .dump(),
-                      "application/json");
+                      kJson);
     } else if (res.status == 404 && res.body.empty()) {
       res.set_content(json{{"error_code", "ENDPOINT_NOT_FOUND"},
                            {"message", "no API method " + req.method + " " + req.path}}
                           .dump(),
-                      "application/json");
+                      kJson);
     }
   });
 }
