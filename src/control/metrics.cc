@@ -1,5 +1,8 @@
 // The engine's Prometheus metrics (docs/metrics.md): counters kept per endpoint, and gauges
 // read at scrape time from the catalog, the live computes and the store.
+#include <limits>
+#include <set>
+
 #include "control/engine.h"
 
 namespace arbor::control {
@@ -99,6 +102,21 @@ void Engine::WriteMetrics(metrics::Writer* w, const std::string& only_project) {
     }
   }
 
+  // Usage (docs/compute-sizes.md, "Usage"): the sums of an endpoint's hourly records, which
+  // are kept as long as its project, so the counters never go down.
+  std::map<EndpointKey, std::pair<double, uint64_t>> usage;
+  {
+    std::set<std::string> projects;
+    for (const EndpointRow& r : endpoints) projects.insert(std::get<0>(r.key));
+    for (const std::string& p : projects) {
+      for (const UsageRecord& u : ProjectUsage(p, 0, std::numeric_limits<int64_t>::max())) {
+        auto& [cu, bytes] = usage[{u.project, u.branch, u.endpoint}];
+        cu += u.cu_seconds;
+        bytes += u.written_bytes;
+      }
+    }
+  }
+
   w->Family("arbor_endpoint_state", "gauge",
             "1 for the endpoint's compute state (ACTIVE, STARTING or IDLE), 0 for the others.");
   for (const EndpointRow& r : endpoints) {
@@ -122,6 +140,17 @@ void Engine::WriteMetrics(metrics::Writer* w, const std::string& only_project) {
   per_endpoint("arbor_endpoint_connections", "gauge",
                "Client connections open through the proxy.",
                [](const EndpointRow& r) { return r.connections; });
+  auto usage_of = [&usage](const EndpointRow& r) {
+    auto it = usage.find(r.key);
+    return it == usage.end() ? std::pair<double, uint64_t>() : it->second;
+  };
+  per_endpoint("arbor_endpoint_cu_seconds_total", "counter",
+               "Compute-unit seconds the endpoint's compute used (its CPU limit times the time "
+               "it ran), as GET projects/P/usage sums them.",
+               [&](const EndpointRow& r) { return usage_of(r).first; });
+  per_endpoint("arbor_endpoint_written_bytes_total", "counter",
+               "Bytes its branch wrote while this endpoint ran, as GET projects/P/usage sums them.",
+               [&](const EndpointRow& r) { return usage_of(r).second; });
   per_endpoint("arbor_endpoint_starts_total", "counter",
                "Compute starts (by a client's wake, the API, or a restart).",
                [](const EndpointRow& r) { return r.counters.starts; });

@@ -181,6 +181,8 @@ TEST_F(MetricsTest, CountsWhatAnOperatorWatches) {
   text = "\n" + last->body;
   EXPECT_EQ(Sample(text, Ep("arbor_endpoint_wakes_total")), 1) << text;
   EXPECT_GE(Sample(text, Ep("arbor_endpoint_starts_total")), 1) << text;
+  // The usage meter's CU-seconds of the running compute (it meters every second).
+  EXPECT_GT(Sample(text, Ep("arbor_endpoint_cu_seconds_total")), 0) << text;
   EXPECT_EQ(Sample(text, "arbor_endpoint_state{project=\"default\",branch=\"production\","
                          "endpoint=\"primary\",state=\"ACTIVE\"}"),
             1)
