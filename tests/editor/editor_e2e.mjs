@@ -5,7 +5,8 @@
 // see the status bar name the new database branch; then reset that branch from the tree.
 //
 // Environment: ARBOR_BIN (the arbor binary), ARBOR_VSIX (the packaged extension), and
-// optionally ARBOR_SCREENSHOTS (a directory: PNGs of the status bar and the tree go there)
+// optionally ARBOR_SCREENSHOTS (a directory: editor-status-bar.png, editor-tree.png and
+// editor-workbench.png go there, as in docs/img; editor-failure.png after a failure)
 // and CHROMIUM (default /usr/lib/chromium/chromium).
 // Setup: tests/editor/prepare.sh && npm ci --prefix tests/editor.
 // Run: node --test tests/editor/editor_e2e.mjs
@@ -45,6 +46,7 @@ let repo;
 let server; // code-server
 let browser;
 let page;
+let failed = false;
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -70,6 +72,7 @@ async function waitForHttp(url, ms) {
 }
 
 before(async () => {
+  if (shots) fs.mkdirSync(shots, { recursive: true });
   d = await startDaemon();
   sandbox = fs.mkdtempSync(path.join(os.tmpdir(), 'arbor-editor-e2e-'));
   const dir = (name) => {
@@ -95,21 +98,20 @@ before(async () => {
     path.join(repo.dir, '.arbor.toml'),
     'project = "default"\nparent = "production"\nttl = "7d"\nenv_file = ".env"\nvariable = "DATABASE_URL"\ndefault_branch = "main"\n',
   );
-  await repo.git('add', '.arbor.toml');
+  fs.mkdirSync(path.join(repo.dir, 'migrations'));
+  fs.writeFileSync(path.join(repo.dir, 'migrations', '001_qa.sql'), 'create table qa_run (id int);\n');
+  await repo.git('add', '.arbor.toml', 'migrations');
   await repo.git('commit', '-qm', 'arbor');
 
   const userData = dir('user-data');
   const extensions = dir('extensions');
-  // arbor.path and arbor.apiUrl are machine settings: code-server's window is a remote one,
-  // which reads them from the Machine settings.
-  const machine = { 'arbor.path': d.bin, 'arbor.apiUrl': d.api };
-  fs.mkdirSync(path.join(userData, 'Machine'), { recursive: true });
-  fs.writeFileSync(path.join(userData, 'Machine', 'settings.json'), JSON.stringify(machine));
+  // The user's settings; the token is not one of them (below).
   fs.mkdirSync(path.join(userData, 'User'), { recursive: true });
   fs.writeFileSync(
     path.join(userData, 'User', 'settings.json'),
     JSON.stringify({
-      ...machine,
+      'arbor.path': d.bin,
+      'arbor.apiUrl': d.api,
       'arbor.refreshSeconds': 3,
       'workbench.startupEditor': 'none',
       'workbench.tips.enabled': false,
@@ -130,12 +132,14 @@ before(async () => {
   await run(process.execPath, [codeServer, ...common, '--install-extension', vsix], { env });
 
   const port = await freePort();
+  const log = fs.openSync(path.join(sandbox, 'code-server.log'), 'a');
   server = spawn(
     process.execPath,
     [codeServer, ...common, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`,
       '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', repo.dir],
-    { env, detached: true, stdio: ['ignore', fs.openSync(path.join(sandbox, 'code-server.log'), 'a'), 'inherit'] },
+    { env, detached: true, stdio: ['ignore', log, log] },
   );
+  fs.closeSync(log);
   await waitForHttp(`http://127.0.0.1:${port}/healthz`, 30000);
 
   browser = await chromium.launchPersistentContext(dir('chromium-profile'), {
@@ -162,7 +166,7 @@ after(async () => {
       process.kill(-server.pid, 'SIGKILL');
     } catch {}
   }
-  if (process.exitCode && sandbox) {
+  if (failed && sandbox) {
     const log = path.join(sandbox, 'code-server.log');
     if (fs.existsSync(log)) console.error(fs.readFileSync(log, 'utf8').slice(-5000));
   }
@@ -186,16 +190,15 @@ async function palette(title) {
 }
 
 async function shot(locator, name) {
-  if (!shots) return;
-  fs.mkdirSync(shots, { recursive: true });
-  await locator.screenshot({ path: path.join(shots, name) });
+  if (shots) await locator.screenshot({ path: path.join(shots, name) });
 }
 
 test('the status bar follows a checkout in the terminal; the tree resets the branch', async () => {
   try {
     await checkoutAndReset();
   } catch (e) {
-    if (shots) await page?.screenshot({ path: path.join(shots, 'failure.png') }).catch(() => {});
+    failed = true;
+    if (shots) await page?.screenshot({ path: path.join(shots, 'editor-failure.png') }).catch(() => {});
     throw e;
   }
 });
@@ -210,7 +213,7 @@ async function checkoutAndReset() {
   await box.waitFor();
   await box.fill(d.token);
   await page.keyboard.press('Enter');
-  await statusItem().filter({ hasText: 'production' }).waitFor({ timeout: 30000 });
+  await statusItem().filter({ hasText: /production · / }).waitFor({ timeout: 30000 });
   assert.match((await statusItem().innerText()).trim(), /^production · (ACTIVE|IDLE) · no expiry/);
 
   // A checkout in the integrated terminal.
@@ -218,34 +221,65 @@ async function checkoutAndReset() {
   const terminal = page.locator('.terminal-wrapper.active .xterm');
   await terminal.waitFor();
   await terminal.click();
-  await sleep(1000); // the shell's prompt
+  await sleep(1000); // the shell starts; the terminal keeps what is typed before its prompt
   await page.keyboard.type('git checkout -b feature/Add-Email\n');
 
-  const item = statusItem().filter({ hasText: 'feature-add-email' });
+  const item = statusItem().filter({ hasText: /feature-add-email · IDLE · expires in/ });
   await item.waitFor({ timeout: 30000 });
   assert.match((await item.innerText()).trim(), /^feature-add-email · IDLE · expires in 6d23h$/);
   const names = JSON.parse((await d.arbor(['-o', 'json', 'branch', 'list'])).stdout).branches.map((b) => b.name);
   assert.ok(names.includes('projects/default/branches/feature-add-email'));
   assert.match(fs.readFileSync(path.join(repo.dir, '.env'), 'utf8'), /^DATABASE_URL=postgresql:\/\/owner:[^@]+@127\.0\.0\.1:\d+\/postgres/m);
-  await shot(page.locator('#workbench\\.parts\\.statusbar'), 'status-bar.png');
 
   // The tree: the branch under its parent, marked as the current git branch's.
   await page.locator('.activitybar [aria-label^="Arbor"]').first().click();
   const row = page.locator('.monaco-list-row', { hasText: 'feature-add-email' });
   await row.waitFor({ timeout: 30000 });
   await page.locator('.monaco-list-row', { hasText: 'production' }).waitFor();
-  assert.match(await row.innerText(), /feature-add-email\s+IDLE · expires in 6d23h ← feature\/Add-Email/);
+  assert.match(await row.innerText(), /feature-add-email\s*IDLE · expires in 6d23h ← feature\/Add-Email/);
 
-  // QA wrote data; a reset from the tree gives the branch its parent's state again.
+  // The migration ran on the branch; saving the migration file shows the schema diff
+  // against the parent, rendered by the built-in markdown preview.
   await psql(d, 'feature-add-email', 'create table qa_run (id int); insert into qa_run values (1)');
-  await shot(page.locator('#workbench\\.parts\\.sidebar'), 'tree.png');
+  await page.keyboard.press('Control+P');
+  await page.locator('.quick-input-widget input').fill('001_qa.sql');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: '001_qa.sql' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.tab.active', { hasText: '001_qa.sql' }).waitFor();
+  await page.locator('.monaco-editor .view-lines').first().click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type('-- checked\n');
+  await page.keyboard.press('Control+S');
+  await page.locator('.tab', { hasText: 'Preview feature-add-email.md' }).waitFor({ timeout: 30000 });
+  const preview = page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
+  await preview.locator('h3', { hasText: 'Schema diff production → feature-add-email' }).waitFor({ timeout: 30000 });
+  await preview.locator('td', { hasText: 'public.qa_run' }).first().waitFor();
+
+  // Screenshots for docs/editor.md: a wider side bar, no hover.
+  const sash = await page.locator('#workbench\\.parts\\.sidebar').boundingBox();
+  await page.mouse.move(sash.x + sash.width, 400);
+  await page.mouse.down();
+  await page.mouse.move(sash.x + sash.width + 200, 400, { steps: 5 });
+  await page.mouse.up();
+  await page.mouse.move(900, 700);
+  await sleep(500);
+  if (shots) {
+    const bar = await page.locator('#workbench\\.parts\\.sidebar').boundingBox();
+    await page.screenshot({ path: path.join(shots, 'editor-tree.png'), clip: { ...bar, height: 130 } });
+  }
+  await shot(page.locator('#workbench\\.parts\\.statusbar'), 'editor-status-bar.png');
+  if (shots) await page.screenshot({ path: path.join(shots, 'editor-workbench.png') });
+
+  // QA is done: a reset from the tree gives the branch its parent's state again.
   await row.click({ button: 'right' });
-  await page.locator('.monaco-menu .action-label', { hasText: 'Reset to parent' }).click();
+  const reset = page.locator('.monaco-menu .action-label', { hasText: 'Reset to parent' });
+  await reset.waitFor();
+  await sleep(300); // the menu takes no click while it opens
+  await reset.click();
   const dialog = page.locator('.monaco-dialog-box');
   await dialog.waitFor();
   assert.match(await dialog.innerText(), /Reset feature-add-email to the current state of production\?/);
   await dialog.locator('.monaco-button', { hasText: 'Reset' }).click();
   await page.locator('.notifications-toasts', { hasText: 'Reset feature-add-email to production.' }).waitFor({ timeout: 30000 });
   assert.equal(await psql(d, 'feature-add-email', "select to_regclass('public.qa_run') is null"), 't');
-  if (shots) await page.screenshot({ path: path.join(shots, 'workbench.png') });
 }
