@@ -1,5 +1,6 @@
 #include "control/api_server.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <utility>
 
 #include "api/masking.h"
 #include "api/names.h"
@@ -54,8 +56,11 @@ thread_local std::chrono::steady_clock::time_point g_request_start;
 
 const std::string kConsolePath = "/api/2.0/console/";
 const std::string kSessionPath = "/api/2.0/console/session";
-const std::string kCookie = "arbor_console";
+// The session cookie's name carries the API's port ("arbor_console_8432"): browsers send a
+// host's cookies to every port of it, and two daemons on one host must not log each other out.
+const std::string kCookiePrefix = "arbor_console_";
 const std::string kCsrfHeader = "X-Arbor-CSRF";
+constexpr size_t kMaxRoutes = 100;  // distinct route labels of the request metrics
 // The page loads only its own files and talks only to this listener.
 const char* kConsoleCsp =
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -106,12 +111,12 @@ std::string RouteOf(const std::string& path) {
       if (!kCollections.count(part)) return "other";
       out += part;
     } else {
+      static const std::set<std::string> kVerbs = {
+          "",          ":reset",     ":restore", ":undelete", ":bisect",         ":diff_data",
+          ":merge",    ":start",     ":stop",    ":reset_password"};
       size_t colon = part.find(':');
       std::string verb = colon == std::string::npos ? "" : part.substr(colon);
-      if (verb.size() > 20 || verb.find_first_not_of(":abcdefghijklmnopqrstuvwxyz_") !=
-                                  std::string::npos) {
-        return "other";
-      }
+      if (!kVerbs.count(verb)) return "other";
       out += "/{id}" + verb + "/";
     }
     if (slash == std::string::npos) break;
@@ -119,6 +124,23 @@ std::string RouteOf(const std::string& path) {
   }
   if (!out.empty() && out.back() == '/') out.pop_back();
   return i > 8 ? "other" : out;
+}
+
+// Whether an HTTP Host header names an IP address (with or without a port), or `listen_host`
+// itself: what a scraper sends, and not what a page of a rebound domain name sends.
+bool HostIsAddress(const std::string& header, const std::string& listen_host) {
+  std::string h = header;
+  if (!h.empty() && h.front() == '[') {
+    size_t end = h.find(']');
+    if (end == std::string::npos) return false;
+    h = h.substr(1, end - 1);
+  } else if (size_t colon = h.rfind(':'); colon != std::string::npos) {
+    h = h.substr(0, colon);
+  }
+  if (h.empty()) return false;
+  if (h == listen_host) return true;
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, h.c_str(), buf) == 1 || inet_pton(AF_INET6, h.c_str(), buf) == 1;
 }
 
 json PrincipalJson(const Principal& p) {
@@ -372,12 +394,12 @@ Result<uint16_t> ApiServer::Bind(const std::string& host, uint16_t port) {
   if (port == 0) {
     int any = http_->bind_to_any_port(host);
     if (any <= 0) return Status::Unavailable("cannot listen on " + host + " (any port)");
-    return static_cast<uint16_t>(any);
-  }
-  if (!http_->bind_to_port(host, port)) {
+    port = static_cast<uint16_t>(any);
+  } else if (!http_->bind_to_port(host, port)) {
     return Status::Unavailable("cannot listen on " + host + ":" + std::to_string(port) +
                                " (is another Arbor or program using it?)");
   }
+  cookie_ = kCookiePrefix + std::to_string(port);
   return port;
 }
 
@@ -390,7 +412,16 @@ void ApiServer::Stop() {
 
 Result<uint16_t> ApiServer::BindMetrics(const std::string& host, uint16_t port) {
   metrics_http_ = std::make_unique<httplib::Server>();
-  metrics_http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  metrics_http_->Get("/metrics", [this, host](const httplib::Request& req,
+                                              httplib::Response& res) {
+    // No token here, so no name either: a Host that is not an address (or the listener's
+    // own host) is a page of some site that had its name point here (DNS rebinding).
+    if (!HostIsAddress(req.get_header_value("Host"), host)) {
+      res.status = 403;
+      res.set_content("the metrics listener answers requests to its address only\n",
+                      "text/plain; charset=utf-8");
+      return;
+    }
     res.set_content(Metrics(""), "text/plain; version=0.0.4; charset=utf-8");
   });
   if (port == 0) {
@@ -431,17 +462,25 @@ std::string ApiServer::Metrics(const std::string& project) {
 }
 
 void ApiServer::CountRequest(const httplib::Request& req, const httplib::Response& res) {
-  std::chrono::duration<double> took = std::chrono::steady_clock::now() - g_request_start;
-  std::string route = RouteOf(req.path);
+  // A request the HTTP layer refused before routing (a malformed request line, say) has no
+  // start time of its own: it is counted without a latency.
+  const auto start = std::exchange(g_request_start, {});
+  // A refused caller's path says nothing it may choose: one route for all of them.
+  std::string route = res.status == 401 ? "unauthenticated" : RouteOf(req.path);
   static const std::set<std::string> kMethods = {"GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"};
   std::string method = kMethods.count(req.method) ? req.method : "other";
   std::lock_guard l(requests_mu_);
+  // RouteOf's patterns are bounded, but their combinations are many: a hard cap as well.
+  if (!latency_.count(route) && latency_.size() >= kMaxRoutes) route = "other";
   ++requests_[{method, route, res.status}];
   auto it = latency_.find(route);
   if (it == latency_.end()) {
     it = latency_.emplace(route, metrics::Histogram(metrics::LatencyBuckets())).first;
   }
-  it->second.Observe(took.count());
+  if (start != std::chrono::steady_clock::time_point{}) {
+    it->second.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                           .count());
+  }
 }
 
 void ApiServer::ServeConsole(const httplib::Request& req, httplib::Response& res) const {
@@ -611,6 +650,16 @@ void ApiServer::ConsoleRoutes() {
   // Log in: {"token": T} (an API token) or {"code": C} (from `arbor console`).
   s.Post(kSessionPath, [this, session_answer](const httplib::Request& req,
                                               httplib::Response& res) {
+    // No other site's page may log a browser in (to an attacker's token): a form cannot send
+    // this content type without a CORS preflight, which this server never grants, and the
+    // browser says where the request comes from.
+    const std::string site = req.get_header_value("Sec-Fetch-Site");
+    if (req.get_header_value("Content-Type").rfind("application/json", 0) != 0 ||
+        (!site.empty() && site != "same-origin" && site != "none")) {
+      return SendError(res, Status::InvalidArgument(
+                                "log in with a JSON body (Content-Type: application/json) "
+                                "from the console's own page"));
+    }
     auto body = Body(req);
     if (!body.ok()) return SendError(res, body.status());
     if (Status st = OnlyFields(*body, {"token", "code"}, "body"); !st.ok()) {
@@ -649,7 +698,7 @@ void ApiServer::ConsoleRoutes() {
     std::string csrf;
     std::string id = sessions_.Create(secret, WallMicros(), &csrf);
     log::info("api: console login as {}", who->Describe());
-    res.set_header("Set-Cookie", kCookie + "=" + id +
+    res.set_header("Set-Cookie", cookie_ + "=" + id +
                                      "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" +
                                      std::to_string(ConsoleSessions::kSessionLifeUs / 1'000'000));
     res.set_header("Cache-Control", "no-store");
@@ -667,7 +716,7 @@ void ApiServer::ConsoleRoutes() {
   s.Delete(kSessionPath, [this](const httplib::Request&, httplib::Response& res) {
     if (!g_session.empty()) sessions_.Remove(g_session);
     res.set_header("Set-Cookie",
-                   kCookie + "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+                   cookie_ + "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     SendJson(res, json::object());
   });
   // A one-time login link for the caller's own token (`arbor console`): the code goes in the
@@ -716,7 +765,7 @@ void ApiServer::Routes() {
       // The console: its session cookie stands for the token it logged in with, and a state
       // change must also carry the session's CSRF token (a page of another site cannot read
       // it, so it cannot send it).
-      std::string id = CookieValue(req, kCookie);
+      std::string id = CookieValue(req, cookie_);
       if (!id.empty()) {
         auto session = sessions_.Find(id, WallMicros());
         if (!session) {
@@ -895,17 +944,22 @@ void ApiServer::Routes() {
   };
 
   s.Get(kPrefix + "status", wrap([this](const httplib::Request&, httplib::Response& res) {
-          SendJson(res, {{"version", info_.version},
-                         {"pid", static_cast<int64_t>(getpid())},
-                         {"data_dir", info_.data_dir},
-                         {"api", info_.api_url},
-                         {"proxy", info_.proxy_listen},
-                         {"proxy_socket_dir", info_.proxy_socket_dir},
-                         {"endpoint_ports", info_.endpoint_ports},
-                         {"compute_limits", engine_->ComputeLimits()},
-                         {"store_bytes", engine_->store()->DiskBytes()},
-                         {"metrics", info_.metrics_url},
-                         {"console", assets_.built()}});
+          json j{{"version", info_.version},
+                 {"pid", static_cast<int64_t>(getpid())},
+                 {"data_dir", info_.data_dir},
+                 {"api", info_.api_url},
+                 {"proxy", info_.proxy_listen},
+                 {"proxy_socket_dir", info_.proxy_socket_dir},
+                 {"endpoint_ports", info_.endpoint_ports},
+                 {"compute_limits", engine_->ComputeLimits()},
+                 {"console", assets_.built()}};
+          // Shared by every project (and the way to all their metrics without a token): not
+          // for a token limited to one project.
+          if (g_caller.project.empty()) {
+            j["store_bytes"] = engine_->store()->DiskBytes();
+            j["metrics"] = info_.metrics_url;
+          }
+          SendJson(res, j);
           return Status::Ok();
         }));
 

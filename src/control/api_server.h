@@ -84,6 +84,7 @@ class ApiServer {
   std::unique_ptr<httplib::Server> metrics_http_;  // --metrics-listen; null without it
   ConsoleAssets assets_;
   ConsoleSessions sessions_;
+  std::string cookie_ = "arbor_console";  // "arbor_console_<port>" once bound
   std::mutex requests_mu_;
   // (method, route, HTTP status) -> count, and latency by route; routes are patterns
   // ("projects/{id}/branches/{id}:reset"), a bounded set. Guarded by requests_mu_.

@@ -1,6 +1,7 @@
 #include "control/console.h"
 
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <filesystem>
 #include <fstream>
@@ -35,6 +36,25 @@ const char* kNotBuilt =
     "<h1>Arbor</h1><p>The console is not built. Build it with <code>make console</code> "
     "(it needs node and npm), or start the daemon with <code>--console-dir DIR</code>. "
     "The REST API is at <code>/api/2.0/</code>.</p></body></html>";
+
+std::string KeyOf(const std::string& secret) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+}
+
+// Erases the entry of `map` whose expiry (`expiry_of`) is earliest among those `pick` selects.
+template <typename Map, typename Pick, typename Expiry>
+void EraseOldest(Map* map, Pick pick, Expiry expiry_of) {
+  auto oldest = map->end();
+  for (auto it = map->begin(); it != map->end(); ++it) {
+    if (pick(it->second) && (oldest == map->end() || expiry_of(it->second) <
+                                                          expiry_of(oldest->second))) {
+      oldest = it;
+    }
+  }
+  if (oldest != map->end()) map->erase(oldest);
+}
 
 }  // namespace
 
@@ -89,25 +109,24 @@ bool SecretEquals(const std::string& a, const std::string& b) {
 std::string ConsoleSessions::Create(const std::string& token, int64_t now_us, std::string* csrf) {
   std::string id = RandomHex32();
   *csrf = RandomHex32();
+  auto expiry = [](const Session& x) { return x.expire_us; };
   std::lock_guard l(mu_);
-  for (auto it = sessions_.begin(); it != sessions_.end();) {
-    it = it->second.expire_us <= now_us ? sessions_.erase(it) : std::next(it);
+  std::erase_if(sessions_, [&](const auto& e) { return e.second.expire_us <= now_us; });
+  size_t mine = 0;
+  for (const auto& [k, x] : sessions_) mine += x.token == token;
+  if (mine >= kMaxSessionsPerToken) {
+    EraseOldest(&sessions_, [&](const Session& x) { return x.token == token; }, expiry);
+  } else if (sessions_.size() >= kMaxSessions) {
+    EraseOldest(&sessions_, [](const Session&) { return true; }, expiry);
   }
-  if (sessions_.size() >= kMaxSessions) {
-    auto oldest = sessions_.begin();
-    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->second.expire_us < oldest->second.expire_us) oldest = it;
-    }
-    sessions_.erase(oldest);
-  }
-  sessions_[id] = {token, *csrf, now_us + kSessionLifeUs};
+  sessions_[KeyOf(id)] = {token, *csrf, now_us + kSessionLifeUs};
   return id;
 }
 
 std::optional<ConsoleSessions::Session> ConsoleSessions::Find(const std::string& id,
                                                               int64_t now_us) {
   std::lock_guard l(mu_);
-  auto it = sessions_.find(id);
+  auto it = sessions_.find(KeyOf(id));
   if (it == sessions_.end()) return std::nullopt;
   if (it->second.expire_us <= now_us) {
     sessions_.erase(it);
@@ -118,23 +137,29 @@ std::optional<ConsoleSessions::Session> ConsoleSessions::Find(const std::string&
 
 void ConsoleSessions::Remove(const std::string& id) {
   std::lock_guard l(mu_);
-  sessions_.erase(id);
+  sessions_.erase(KeyOf(id));
 }
 
 std::string ConsoleSessions::CreateCode(const std::string& token, int64_t now_us) {
   std::string code = RandomHex32();
+  using Code = std::pair<std::string, int64_t>;
+  auto expiry = [](const Code& c) { return c.second; };
   std::lock_guard l(mu_);
-  for (auto it = codes_.begin(); it != codes_.end();) {
-    it = it->second.second <= now_us ? codes_.erase(it) : std::next(it);
+  std::erase_if(codes_, [&](const auto& e) { return e.second.second <= now_us; });
+  size_t mine = 0;
+  for (const auto& [k, c] : codes_) mine += c.first == token;
+  if (mine >= kMaxCodesPerToken) {
+    EraseOldest(&codes_, [&](const Code& c) { return c.first == token; }, expiry);
+  } else if (codes_.size() >= kMaxCodes) {
+    EraseOldest(&codes_, [](const Code&) { return true; }, expiry);
   }
-  if (codes_.size() >= kMaxCodes) codes_.erase(codes_.begin());
-  codes_[code] = {token, now_us + kCodeLifeUs};
+  codes_[KeyOf(code)] = {token, now_us + kCodeLifeUs};
   return code;
 }
 
 Result<std::string> ConsoleSessions::RedeemCode(const std::string& code, int64_t now_us) {
   std::lock_guard l(mu_);
-  auto it = codes_.find(code);
+  auto it = codes_.find(KeyOf(code));
   if (it == codes_.end() || it->second.second <= now_us) {
     if (it != codes_.end()) codes_.erase(it);
     return Status::NotFound(

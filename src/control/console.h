@@ -50,6 +50,10 @@ class ConsoleSessions {
   static constexpr int64_t kCodeLifeUs = 120ll * 1'000'000;
   static constexpr size_t kMaxSessions = 1000;
   static constexpr size_t kMaxCodes = 100;
+  // One token's share: its own oldest session or code goes first, so no token can push out
+  // another's.
+  static constexpr size_t kMaxSessionsPerToken = 20;
+  static constexpr size_t kMaxCodesPerToken = 5;
 
   struct Session {
     std::string token;  // the API token it acts with
@@ -69,8 +73,10 @@ class ConsoleSessions {
 
  private:
   std::mutex mu_;
-  std::map<std::string, Session> sessions_;                       // by id; guarded by mu_
-  std::map<std::string, std::pair<std::string, int64_t>> codes_;  // code -> (token, expiry)
+  // Keyed by the SHA-256 of the session id or code, so that a lookup's timing tells nothing
+  // about a live secret. Guarded by mu_.
+  std::map<std::string, Session> sessions_;
+  std::map<std::string, std::pair<std::string, int64_t>> codes_;  // -> (token, expiry)
 };
 
 // 32 random bytes as 64 hex digits (OpenSSL's RAND_bytes).

@@ -1325,6 +1325,7 @@ std::vector<std::string> Engine::ReapExpired(int64_t now_us) {
   }
   // Expired snapshots, but those that branches were made from (they wait for them).
   std::lock_guard l(mu_);
+  PruneCountersLocked();
   std::vector<SnapshotRecord> expired;
   for (const auto& [k, s] : catalog_.snapshots) {
     if (s.expire_time_us != 0 && s.expire_time_us <= now_us) expired.push_back(s);

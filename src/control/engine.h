@@ -169,6 +169,7 @@ struct ChangedPages {
 //   mu_ -> the store's locks (one catalog or timeline write: WriteMeta, Branch, DeleteTimeline;
 //          a delete's compaction runs later on the store's own thread, under none of them)
 //   mu_ -> the PortListener's (the proxy's listener table)
+//   mu_ -> metrics_mu_ (a leaf but for the histograms' own locks, taken under it)
 class Engine {
  public:
   Engine(EngineOptions options, storage::Store* store, Mounter* mounter,
@@ -840,6 +841,8 @@ class Engine {
     metrics::Histogram wake_seconds{metrics::LatencyBuckets()};
   };
   void CountStart(const EndpointKey& key);
+  // Drops the counters of endpoints and projects that no longer exist. REQUIRES: mu_ held.
+  void PruneCountersLocked();
   uint64_t StartsOf(const EndpointKey& key);
   std::mutex metrics_mu_;
   std::map<EndpointKey, EndpointCounters> counters_;        // guarded by metrics_mu_

@@ -31,6 +31,15 @@ uint64_t Engine::StartsOf(const EndpointKey& key) {
 // The proxy reports endpoints it resolved (they existed a moment ago); one deleted since then
 // is dropped at the next scrape. A login it could not route has no endpoint: one series per
 // reason, whatever the client named, so junk names cannot grow the map.
+// Cardinality follows the catalog: run at every scrape and by the reaper's round, so the
+// counters of deleted endpoints (each with its histogram) do not pile up without a scraper.
+void Engine::PruneCountersLocked() {
+  std::lock_guard m(metrics_mu_);
+  std::erase_if(counters_, [&](const auto& e) { return !catalog_.endpoints.count(e.first); });
+  std::erase_if(branches_expired_,
+                [&](const auto& e) { return !catalog_.projects.count(e.first); });
+}
+
 void Engine::RecordAuthFailure(const std::string& project, const std::string& branch,
                                const std::string& id, const std::string& reason) {
   std::lock_guard m(metrics_mu_);
@@ -68,11 +77,8 @@ void Engine::WriteMetrics(metrics::Writer* w, const std::string& only_project) {
     for (const auto& [k, b] : catalog_.branches) {
       if (wanted(b.project)) branches.emplace_back(k, b.timeline);
     }
+    PruneCountersLocked();
     std::lock_guard m(metrics_mu_);
-    // Counters of endpoints that no longer exist go: cardinality follows the catalog.
-    for (auto it = counters_.begin(); it != counters_.end();) {
-      it = catalog_.endpoints.count(it->first) ? std::next(it) : counters_.erase(it);
-    }
     for (const auto& [k, e] : catalog_.endpoints) {
       if (!wanted(e.project)) continue;
       EndpointRow row{k, "IDLE"};

@@ -135,6 +135,8 @@ void Session::ReportBytes() {
   uint64_t from = relayed_from_client_.load(), to = relayed_to_client_.load();
   // The kernel's struct tcp_info goes on past glibc's with these (Linux 4.1 and later); a
   // kernel that does not fill them answers a shorter length.
+  static_assert(sizeof(struct tcp_info) == 104,
+                "glibc's struct tcp_info changed: the fields below are no longer right after it");
   struct {
     struct tcp_info base;
     uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;

@@ -38,6 +38,19 @@ TEST(ConsoleServer, SessionsAreCookiesWithCsrf) {
       << bad->body;
   EXPECT_TRUE(bad->get_header_value("Set-Cookie").empty());
 
+  // Another site's page cannot log this browser in (to the attacker's token): a form posts
+  // text/plain, and the browser says where a request comes from.
+  auto form = c.Post("/api/2.0/console/session",
+                     "{\"token\":\"=\",\"token\":\"" + d->admin_token() + "\"}", "text/plain");
+  ASSERT_TRUE(form);
+  EXPECT_EQ(form->status, 400) << form->body;
+  EXPECT_TRUE(form->get_header_value("Set-Cookie").empty());
+  auto cross = c.Post("/api/2.0/console/session", httplib::Headers{{"Sec-Fetch-Site", "cross-site"}},
+                      json{{"token", d->admin_token()}}.dump(), "application/json");
+  ASSERT_TRUE(cross);
+  EXPECT_EQ(cross->status, 400) << cross->body;
+  EXPECT_TRUE(cross->get_header_value("Set-Cookie").empty());
+
   auto ok = c.Post("/api/2.0/console/session", json{{"token", d->admin_token()}}.dump(),
                    "application/json");
   ASSERT_TRUE(ok);
@@ -45,6 +58,10 @@ TEST(ConsoleServer, SessionsAreCookiesWithCsrf) {
   std::string set_cookie = ok->get_header_value("Set-Cookie");
   EXPECT_NE(set_cookie.find("HttpOnly"), std::string::npos) << set_cookie;
   EXPECT_NE(set_cookie.find("SameSite=Strict"), std::string::npos) << set_cookie;
+  // Named by the daemon's port: another daemon on this host has its own.
+  EXPECT_EQ(set_cookie.rfind("arbor_console_" + d->api().substr(d->api().rfind(':') + 1) + "=", 0),
+            0u)
+      << set_cookie;
   std::string csrf = json::parse(ok->body).value("csrf_token", "");
   ASSERT_EQ(csrf.size(), 64u);
   httplib::Headers cookie{{"Cookie", CookieOf(ok)}};

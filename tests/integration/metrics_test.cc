@@ -215,10 +215,50 @@ TEST_F(MetricsTest, CountsWhatAnOperatorWatches) {
             std::string::npos);
   // Every family is described.
   EXPECT_NE(text.find("# TYPE arbor_endpoint_wake_seconds histogram"), std::string::npos);
-  // The unauthenticated scrapes were counted by their answer.
-  EXPECT_EQ(Sample(text, "arbor_api_requests_total{method=\"GET\",route=\"/metrics\",code=\"401\"}"),
+  // The unauthenticated scrapes were counted, under one route for every refused caller.
+  EXPECT_EQ(Sample(text, "arbor_api_requests_total{method=\"GET\",route=\"unauthenticated\","
+                         "code=\"401\"}"),
             2)
       << text;
+}
+
+// Clients choose paths: the route labels must not grow with what they send, with a token or
+// without one.
+TEST_F(MetricsTest, PathsClientsInventDoNotGrowTheSeries) {
+  httplib::Client c(d_->api());
+  httplib::Headers admin{{"Authorization", "Bearer " + d_->admin_token()}};
+  for (int i = 0; i < 30; ++i) {
+    std::string verb = "zz" + std::string(1, static_cast<char>('a' + i % 26)) + std::to_string(i);
+    ASSERT_TRUE(c.Get("/api/2.0/postgres/projects/x:" + verb));  // no token: 401
+    ASSERT_TRUE(c.Get("/api/2.0/postgres/projects/default:" + verb, admin));
+    ASSERT_TRUE(c.Get("/api/2.0/postgres/branches/" + verb + "/roles/x/endpoints/y", admin));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto r = Scrape(d_->api(), d_->admin_token());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body.find("zz"), std::string::npos) << r->body;
+  std::string text = "\n" + r->body;
+  EXPECT_EQ(Sample(text, "arbor_api_requests_total{method=\"GET\",route=\"unauthenticated\","
+                         "code=\"401\"}"),
+            30);
+  EXPECT_GE(Sample(text, "arbor_api_requests_total{method=\"GET\",route=\"other\","
+                         "code=\"404\"}"),
+            30)
+      << r->body;
+}
+
+// The tokenless listener answers its address, not a page of some site whose name was made to
+// point here (DNS rebinding).
+TEST_F(MetricsTest, TheOpenListenerRefusesOtherHostNames) {
+  httplib::Client c("127.0.0.1", metrics_port_);
+  auto ok = c.Get("/metrics");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  auto rebound = c.Get("/metrics", httplib::Headers{{"Host", "evil.example:" +
+                                                                 std::to_string(metrics_port_)}});
+  ASSERT_TRUE(rebound);
+  EXPECT_EQ(rebound->status, 403);
+  EXPECT_EQ(rebound->body.find("arbor_"), std::string::npos);
 }
 
 TEST_F(MetricsTest, AProjectTokenSeesOnlyItsProject) {
@@ -240,6 +280,12 @@ TEST_F(MetricsTest, AProjectTokenSeesOnlyItsProject) {
   // Nothing shared by every project: the store and the API's own counters.
   EXPECT_EQ(r->body.find("arbor_store_"), std::string::npos);
   EXPECT_EQ(r->body.find("arbor_api_"), std::string::npos);
+  // Nor the way to them: status names no tokenless listener and no store size to it.
+  auto st = d_->Call("GET", "status", json(), token);
+  ASSERT_EQ(st.status, 200) << st.body.dump();
+  EXPECT_FALSE(st.body.contains("metrics")) << st.body.dump();
+  EXPECT_FALSE(st.body.contains("store_bytes")) << st.body.dump();
+  EXPECT_NE(d_->Call("GET", "status").body.value("metrics", ""), "");
 }
 
 TEST_F(MetricsTest, ARealPrometheusScrapesBothListeners) {
