@@ -90,7 +90,7 @@ std::string RouteOf(const std::string& path) {
   if (path == "/metrics") return "/metrics";
   if (path.rfind("/api/", 0) != 0) return "console";
   if (path.rfind(kConsolePath, 0) == 0) {
-    return path == kSessionPath ? "console/session"
+    return path == kSessionPath             ? "console/session"
            : path == kConsolePath + "links" ? "console/links"
                                             : "other";
   }
@@ -99,21 +99,22 @@ std::string RouteOf(const std::string& path) {
   if (path.rfind(kPrefix, 0) != 0) return "other";
   std::string rest = path.substr(kPrefix.size());
   if (rest == "status" || rest == "credentials") return rest;
-  static const std::set<std::string> kCollections = {
-      "projects", "branches", "endpoints", "roles", "databases", "snapshots", "usage",
-      "history",  "changed_pages"};
+  static const std::set<std::string> kCollections = {"projects", "branches",  "endpoints",
+                                                     "roles",    "databases", "snapshots",
+                                                     "usage",    "history",   "changed_pages"};
   std::string out;
   size_t i = 0;
   for (size_t pos = 0; pos <= rest.size(); ++i) {
     size_t slash = rest.find('/', pos);
-    std::string part = rest.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    std::string part =
+        rest.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
     if (i % 2 == 0) {
       if (!kCollections.count(part)) return "other";
       out += part;
     } else {
       static const std::set<std::string> kVerbs = {
-          "",          ":reset",     ":restore", ":undelete", ":bisect",         ":diff_data",
-          ":merge",    ":start",     ":stop",    ":reset_password"};
+          "",           ":reset", ":restore", ":undelete", ":bisect",
+          ":diff_data", ":merge", ":start",   ":stop",     ":reset_password"};
       size_t colon = part.find(':');
       std::string verb = colon == std::string::npos ? "" : part.substr(colon);
       if (!kVerbs.count(verb)) return "other";
@@ -412,8 +413,7 @@ void ApiServer::Stop() {
 
 Result<uint16_t> ApiServer::BindMetrics(const std::string& host, uint16_t port) {
   metrics_http_ = std::make_unique<httplib::Server>();
-  metrics_http_->Get("/metrics", [this, host](const httplib::Request& req,
-                                              httplib::Response& res) {
+  metrics_http_->Get("/metrics", [this, host](const httplib::Request& req, httplib::Response& res) {
     // No token here, so no name either: a Host that is not an address (or the listener's
     // own host) is a page of some site that had its name point here (DNS rebinding).
     if (!HostIsAddress(req.get_header_value("Host"), host)) {
@@ -433,8 +433,8 @@ Result<uint16_t> ApiServer::BindMetrics(const std::string& host, uint16_t port) 
                                std::to_string(port) + " (is another program using it?)");
   }
   const bool v6 = host.find(':') != std::string::npos;
-  info_.metrics_url = "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) +
-                      "/metrics";
+  info_.metrics_url =
+      "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "/metrics";
   return port;
 }
 
@@ -478,8 +478,8 @@ void ApiServer::CountRequest(const httplib::Request& req, const httplib::Respons
     it = latency_.emplace(route, metrics::Histogram(metrics::LatencyBuckets())).first;
   }
   if (start != std::chrono::steady_clock::time_point{}) {
-    it->second.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                           .count());
+    it->second.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
 }
 
@@ -648,17 +648,16 @@ void ApiServer::ConsoleRoutes() {
     SendJson(res, {{"csrf_token", csrf}, {"principal", PrincipalJson(who)}});
   };
   // Log in: {"token": T} (an API token) or {"code": C} (from `arbor console`).
-  s.Post(kSessionPath, [this, session_answer](const httplib::Request& req,
-                                              httplib::Response& res) {
+  s.Post(kSessionPath, [this, session_answer](const httplib::Request& req, httplib::Response& res) {
     // No other site's page may log a browser in (to an attacker's token): a form cannot send
     // this content type without a CORS preflight, which this server never grants, and the
     // browser says where the request comes from.
     const std::string site = req.get_header_value("Sec-Fetch-Site");
     if (req.get_header_value("Content-Type").rfind("application/json", 0) != 0 ||
         (!site.empty() && site != "same-origin" && site != "none")) {
-      return SendError(res, Status::InvalidArgument(
-                                "log in with a JSON body (Content-Type: application/json) "
-                                "from the console's own page"));
+      return SendError(
+          res, Status::InvalidArgument("log in with a JSON body (Content-Type: application/json) "
+                                       "from the console's own page"));
     }
     auto body = Body(req);
     if (!body.ok()) return SendError(res, body.status());
@@ -677,10 +676,10 @@ void ApiServer::ConsoleRoutes() {
       auto redeemed = sessions_.RedeemCode(**code, WallMicros());
       if (!redeemed.ok()) {
         res.status = 401;
-        res.set_content(json{{"error_code", "UNAUTHENTICATED"},
-                             {"message", redeemed.status().message()}}
-                            .dump(),
-                        kJson);
+        res.set_content(
+            json{{"error_code", "UNAUTHENTICATED"}, {"message", redeemed.status().message()}}
+                .dump(),
+            kJson);
         return;
       }
       secret = *redeemed;
@@ -715,8 +714,7 @@ void ApiServer::ConsoleRoutes() {
   });
   s.Delete(kSessionPath, [this](const httplib::Request&, httplib::Response& res) {
     if (!g_session.empty()) sessions_.Remove(g_session);
-    res.set_header("Set-Cookie",
-                   cookie_ + "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    res.set_header("Set-Cookie", cookie_ + "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     SendJson(res, json::object());
   });
   // A one-time login link for the caller's own token (`arbor console`): the code goes in the
@@ -1526,7 +1524,8 @@ void ApiServer::Routes() {
           ARBOR_RETURN_IF_ERROR(eng->GetProject(project).status());
           json list = json::array();
           for (const BranchRecord& b : eng->ListBranches(project)) {
-            for (const auto& e : eng->ListEndpoints(project, b.id)) list.push_back(endpoint_json(e));
+            for (const auto& e : eng->ListEndpoints(project, b.id))
+              list.push_back(endpoint_json(e));
           }
           SendJson(res, {{"endpoints", list}});
           return Status::Ok();

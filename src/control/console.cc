@@ -48,8 +48,8 @@ template <typename Map, typename Pick, typename Expiry>
 void EraseOldest(Map* map, Pick pick, Expiry expiry_of) {
   auto oldest = map->end();
   for (auto it = map->begin(); it != map->end(); ++it) {
-    if (pick(it->second) && (oldest == map->end() || expiry_of(it->second) <
-                                                          expiry_of(oldest->second))) {
+    if (pick(it->second) &&
+        (oldest == map->end() || expiry_of(it->second) < expiry_of(oldest->second))) {
       oldest = it;
     }
   }
@@ -115,9 +115,11 @@ std::string ConsoleSessions::Create(const std::string& token, int64_t now_us, st
   size_t mine = 0;
   for (const auto& [k, x] : sessions_) mine += x.token == token;
   if (mine >= kMaxSessionsPerToken) {
-    EraseOldest(&sessions_, [&](const Session& x) { return x.token == token; }, expiry);
+    EraseOldest(
+        &sessions_, [&](const Session& x) { return x.token == token; }, expiry);
   } else if (sessions_.size() >= kMaxSessions) {
-    EraseOldest(&sessions_, [](const Session&) { return true; }, expiry);
+    EraseOldest(
+        &sessions_, [](const Session&) { return true; }, expiry);
   }
   sessions_[KeyOf(id)] = {token, *csrf, now_us + kSessionLifeUs};
   return id;
@@ -149,9 +151,11 @@ std::string ConsoleSessions::CreateCode(const std::string& token, int64_t now_us
   size_t mine = 0;
   for (const auto& [k, c] : codes_) mine += c.first == token;
   if (mine >= kMaxCodesPerToken) {
-    EraseOldest(&codes_, [&](const Code& c) { return c.first == token; }, expiry);
+    EraseOldest(
+        &codes_, [&](const Code& c) { return c.first == token; }, expiry);
   } else if (codes_.size() >= kMaxCodes) {
-    EraseOldest(&codes_, [](const Code&) { return true; }, expiry);
+    EraseOldest(
+        &codes_, [](const Code&) { return true; }, expiry);
   }
   codes_[KeyOf(code)] = {token, now_us + kCodeLifeUs};
   return code;

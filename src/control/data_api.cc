@@ -155,10 +155,10 @@ Result<DataAnswer> RunDataDiff(Engine* engine, const proxy::auth::TokenSigner* t
   }
   if (call.sql) return DataAnswer{200, json{{"patch", datadiff::DiffReportSql(report)}}};
   if (call.markdown) {
-    return DataAnswer{200, json{{"markdown", datadiff::RenderDiff(report.schema, report.from,
-                                                                  report.to,
-                                                                  datadiff::DiffFormat::kMarkdown)},
-                                {"identical", report.schema.empty()}}};
+    return DataAnswer{200,
+                      json{{"markdown", datadiff::RenderDiff(report.schema, report.from, report.to,
+                                                             datadiff::DiffFormat::kMarkdown)},
+                           {"identical", report.schema.empty()}}};
   }
   return DataAnswer{200, datadiff::DiffReportJson(report)};
 }

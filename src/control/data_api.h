@@ -30,7 +30,7 @@ struct DataDiffCall {
   std::vector<std::string> tables;  // only these
   std::string database;             // empty: postgres
   bool sql = false;                 // answer {"patch": ...} instead of the JSON report
-  bool markdown = false;  // answer {"markdown": ...}: the schema diff as `arbor diff` renders it
+  bool markdown = false;     // answer {"markdown": ...}: the schema diff as `arbor diff` renders it
   bool schema_only = false;  // compare the schemas only (the report's tables are empty)
 };
 

@@ -358,8 +358,8 @@ class Engine {
   // `project` is a login the proxy could not route to any endpoint. Never blocks for long.
   void RecordAuthFailure(const std::string& project, const std::string& branch,
                          const std::string& id, const std::string& reason);
-  void RecordRelayed(const std::string& project, const std::string& branch,
-                     const std::string& id, uint64_t from_client, uint64_t to_client);
+  void RecordRelayed(const std::string& project, const std::string& branch, const std::string& id,
+                     uint64_t from_client, uint64_t to_client);
   // Writes the engine's families: endpoints, branches, the store and the reaper. With
   // `only_project`, only that project's series and nothing shared by all projects.
   void WriteMetrics(metrics::Writer* w, const std::string& only_project);

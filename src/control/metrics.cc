@@ -143,8 +143,7 @@ void Engine::WriteMetrics(metrics::Writer* w, const std::string& only_project) {
   per_endpoint("arbor_endpoint_current_cu", "gauge",
                "The running compute's CPU limit now, in compute units (0 when idle).",
                [](const EndpointRow& r) { return r.current_cu; });
-  per_endpoint("arbor_endpoint_connections", "gauge",
-               "Client connections open through the proxy.",
+  per_endpoint("arbor_endpoint_connections", "gauge", "Client connections open through the proxy.",
                [](const EndpointRow& r) { return r.connections; });
   auto usage_of = [&usage](const EndpointRow& r) {
     auto it = usage.find(r.key);
@@ -252,10 +251,10 @@ void Engine::WriteMetrics(metrics::Writer* w, const std::string& only_project) {
   gauge("arbor_store_write_amplification",
         "Estimate: (flush + compaction bytes written) / bytes the store wrote, since the daemon "
         "started (0 before any write).",
-        s.user_bytes_written ? static_cast<double>(s.flush_bytes_written +
-                                                   s.compaction_bytes_written) /
-                                   static_cast<double>(s.user_bytes_written)
-                             : 0);
+        s.user_bytes_written
+            ? static_cast<double>(s.flush_bytes_written + s.compaction_bytes_written) /
+                  static_cast<double>(s.user_bytes_written)
+            : 0);
 }
 
 }  // namespace arbor::control

@@ -282,8 +282,8 @@ awaitable<void> Session::Handshake() {
   const std::string user = *startup.Param("user");  // ParseStartup guarantees it
   if (user == kArborSuperuser) {
     RefuseLogin(std::nullopt, "superuser", "28000",
-           "role \"postgres\" is Arbor's own superuser and cannot log in through the "
-           "proxy; log in as \"owner\" or another role (see `arbor role list`)");
+                "role \"postgres\" is Arbor's own superuser and cannot log in through the "
+                "proxy; log in as \"owner\" or another role (see `arbor role list`)");
   }
 
   // ---- Routing information the startup packet carries (rules 1 and 2 of router.h).
@@ -410,7 +410,7 @@ awaitable<void> Session::Handshake() {
     if (claims->role != user) {
       RefuseLogin(ref, "bad_token", "28P01",
                   "token rejected: it was issued for role \"" + claims->role +
-                          "\", but the connection asks for user \"" + user + "\"");
+                      "\", but the connection asks for user \"" + user + "\"");
     }
     if (!ref || claims->endpoint_uid != ref->uid) {
       log::info("proxy: {} token for {} refused: no such endpoint (or a newer one of its name)",

@@ -13,11 +13,11 @@
 // Everything before the relay is read message by message with exact lengths, so no byte the
 // client sends after its password is consumed by the proxy.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-#include <atomic>
 #include <utility>
 
 #include "proxy/asio.h"

@@ -188,7 +188,9 @@ std::vector<bool> GcKeeps(const std::vector<GcVersion>& group, uint64_t horizon,
 // Counts RocksDB's completed flushes and compactions (Store::Stats). Thread-safe.
 class JobCounter final : public rocksdb::EventListener {
  public:
-  void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) override { flushes.fetch_add(1); }
+  void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) override {
+    flushes.fetch_add(1);
+  }
   void OnCompactionCompleted(rocksdb::DB*, const rocksdb::CompactionJobInfo&) override {
     compactions.fetch_add(1);
   }

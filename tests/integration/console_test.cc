@@ -45,8 +45,9 @@ TEST(ConsoleServer, SessionsAreCookiesWithCsrf) {
   ASSERT_TRUE(form);
   EXPECT_EQ(form->status, 400) << form->body;
   EXPECT_TRUE(form->get_header_value("Set-Cookie").empty());
-  auto cross = c.Post("/api/2.0/console/session", httplib::Headers{{"Sec-Fetch-Site", "cross-site"}},
-                      json{{"token", d->admin_token()}}.dump(), "application/json");
+  auto cross =
+      c.Post("/api/2.0/console/session", httplib::Headers{{"Sec-Fetch-Site", "cross-site"}},
+             json{{"token", d->admin_token()}}.dump(), "application/json");
   ASSERT_TRUE(cross);
   EXPECT_EQ(cross->status, 400) << cross->body;
   EXPECT_TRUE(cross->get_header_value("Set-Cookie").empty());
@@ -108,9 +109,9 @@ TEST(ConsoleServer, SessionsAreCookiesWithCsrf) {
                     "application/json");
   ASSERT_TRUE(tok);
   ASSERT_EQ(tok->status, 200) << tok->body;
-  auto qa = c.Post("/api/2.0/console/session",
-                   json{{"token", json::parse(tok->body).value("token", "")}}.dump(),
-                   "application/json");
+  auto qa =
+      c.Post("/api/2.0/console/session",
+             json{{"token", json::parse(tok->body).value("token", "")}}.dump(), "application/json");
   ASSERT_TRUE(qa);
   ASSERT_EQ(qa->status, 200);
   httplib::Headers qa_cookie{{"Cookie", CookieOf(qa)}};
@@ -130,9 +131,9 @@ TEST(ConsoleServer, SessionsAreCookiesWithCsrf) {
 TEST(ConsoleBrowser, PlaywrightDrivesChromium) {
   auto d = Daemon::Start("console");
   fs::path profile = fs::path(d->home()) / "browser";
-  std::string env = "ARBOR_CONSOLE_URL='" + d->api() + "' ARBOR_ADMIN_TOKEN='" +
-                    d->admin_token() + "' ARBOR_BIN='" + ARBOR_BINARY + "' ARBOR_HOME='" +
-                    d->home() + "' ARBOR_BROWSER_PROFILE='" + profile.string() + "'";
+  std::string env = "ARBOR_CONSOLE_URL='" + d->api() + "' ARBOR_ADMIN_TOKEN='" + d->admin_token() +
+                    "' ARBOR_BIN='" + ARBOR_BINARY + "' ARBOR_HOME='" + d->home() +
+                    "' ARBOR_BROWSER_PROFILE='" + profile.string() + "'";
   if (const char* shots = std::getenv("ARBOR_SCREENSHOTS")) {
     env += " ARBOR_SCREENSHOTS='" + std::string(shots) + "'";
   }

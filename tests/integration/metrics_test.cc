@@ -168,8 +168,9 @@ TEST_F(MetricsTest, CountsWhatAnOperatorWatches) {
     ASSERT_EQ(r->status, 200) << r->body;
     EXPECT_NE(r->get_header_value("Content-Type").find("text/plain"), std::string::npos);
     text = "\n" + r->body;
-    if (Sample(text, "arbor_endpoint_relayed_bytes_total{project=\"default\",branch=\"production\","
-                     "endpoint=\"primary\",direction=\"to_client\"}") > 0) {
+    if (Sample(text,
+               "arbor_endpoint_relayed_bytes_total{project=\"default\",branch=\"production\","
+               "endpoint=\"primary\",direction=\"to_client\"}") > 0) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -183,32 +184,39 @@ TEST_F(MetricsTest, CountsWhatAnOperatorWatches) {
   EXPECT_GE(Sample(text, Ep("arbor_endpoint_starts_total")), 1) << text;
   // The usage meter's CU-seconds of the running compute (it meters every second).
   EXPECT_GT(Sample(text, Ep("arbor_endpoint_cu_seconds_total")), 0) << text;
-  EXPECT_EQ(Sample(text, "arbor_endpoint_state{project=\"default\",branch=\"production\","
-                         "endpoint=\"primary\",state=\"ACTIVE\"}"),
+  EXPECT_EQ(Sample(text,
+                   "arbor_endpoint_state{project=\"default\",branch=\"production\","
+                   "endpoint=\"primary\",state=\"ACTIVE\"}"),
             1)
       << text;
-  EXPECT_EQ(Sample(text, "arbor_endpoint_state{project=\"default\",branch=\"production\","
-                         "endpoint=\"primary\",state=\"IDLE\"}"),
+  EXPECT_EQ(Sample(text,
+                   "arbor_endpoint_state{project=\"default\",branch=\"production\","
+                   "endpoint=\"primary\",state=\"IDLE\"}"),
             0);
-  EXPECT_EQ(Sample(text, "arbor_endpoint_wake_seconds_count{project=\"default\",branch=\""
-                         "production\",endpoint=\"primary\"}"),
+  EXPECT_EQ(Sample(text,
+                   "arbor_endpoint_wake_seconds_count{project=\"default\",branch=\""
+                   "production\",endpoint=\"primary\"}"),
             1);
-  EXPECT_EQ(Sample(text, "arbor_endpoint_auth_failures_total{project=\"default\",branch=\""
-                         "production\",endpoint=\"primary\",reason=\"wrong_password\"}"),
+  EXPECT_EQ(Sample(text,
+                   "arbor_endpoint_auth_failures_total{project=\"default\",branch=\""
+                   "production\",endpoint=\"primary\",reason=\"wrong_password\"}"),
             1)
       << text;
   // The 20 kB answer came back through the relay.
-  EXPECT_GT(Sample(text, "arbor_endpoint_relayed_bytes_total{project=\"default\",branch=\""
-                         "production\",endpoint=\"primary\",direction=\"to_client\"}"),
+  EXPECT_GT(Sample(text,
+                   "arbor_endpoint_relayed_bytes_total{project=\"default\",branch=\""
+                   "production\",endpoint=\"primary\",direction=\"to_client\"}"),
             20000)
       << text;
-  EXPECT_GT(Sample(text, "arbor_branch_logical_size_bytes{project=\"default\",branch=\""
-                         "production\"}"),
+  EXPECT_GT(Sample(text,
+                   "arbor_branch_logical_size_bytes{project=\"default\",branch=\""
+                   "production\"}"),
             1e6);
   EXPECT_GT(Sample(text, "arbor_store_disk_bytes"), 0);
   EXPECT_GE(Sample(text, "arbor_store_block_cache_hit_ratio"), 0);
-  EXPECT_EQ(Sample(text, "arbor_api_requests_total{method=\"POST\",route=\"projects/{id}/"
-                         "branches/{id}/endpoints/{id}:stop\",code=\"200\"}"),
+  EXPECT_EQ(Sample(text,
+                   "arbor_api_requests_total{method=\"POST\",route=\"projects/{id}/"
+                   "branches/{id}/endpoints/{id}:stop\",code=\"200\"}"),
             1)
       << text;
   EXPECT_NE(text.find("arbor_api_request_seconds_bucket{route=\"credentials\",le=\"+Inf\"}"),
@@ -216,8 +224,9 @@ TEST_F(MetricsTest, CountsWhatAnOperatorWatches) {
   // Every family is described.
   EXPECT_NE(text.find("# TYPE arbor_endpoint_wake_seconds histogram"), std::string::npos);
   // The unauthenticated scrapes were counted, under one route for every refused caller.
-  EXPECT_EQ(Sample(text, "arbor_api_requests_total{method=\"GET\",route=\"unauthenticated\","
-                         "code=\"401\"}"),
+  EXPECT_EQ(Sample(text,
+                   "arbor_api_requests_total{method=\"GET\",route=\"unauthenticated\","
+                   "code=\"401\"}"),
             2)
       << text;
 }
@@ -238,11 +247,13 @@ TEST_F(MetricsTest, PathsClientsInventDoNotGrowTheSeries) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->body.find("zz"), std::string::npos) << r->body;
   std::string text = "\n" + r->body;
-  EXPECT_EQ(Sample(text, "arbor_api_requests_total{method=\"GET\",route=\"unauthenticated\","
-                         "code=\"401\"}"),
+  EXPECT_EQ(Sample(text,
+                   "arbor_api_requests_total{method=\"GET\",route=\"unauthenticated\","
+                   "code=\"401\"}"),
             30);
-  EXPECT_GE(Sample(text, "arbor_api_requests_total{method=\"GET\",route=\"other\","
-                         "code=\"404\"}"),
+  EXPECT_GE(Sample(text,
+                   "arbor_api_requests_total{method=\"GET\",route=\"other\","
+                   "code=\"404\"}"),
             30)
       << r->body;
 }
@@ -254,8 +265,8 @@ TEST_F(MetricsTest, TheOpenListenerRefusesOtherHostNames) {
   auto ok = c.Get("/metrics");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
-  auto rebound = c.Get("/metrics", httplib::Headers{{"Host", "evil.example:" +
-                                                                 std::to_string(metrics_port_)}});
+  auto rebound = c.Get("/metrics",
+                       httplib::Headers{{"Host", "evil.example:" + std::to_string(metrics_port_)}});
   ASSERT_TRUE(rebound);
   EXPECT_EQ(rebound->status, 403);
   EXPECT_EQ(rebound->body.find("arbor_"), std::string::npos);
@@ -292,9 +303,7 @@ TEST_F(MetricsTest, ARealPrometheusScrapesBothListeners) {
   ConnectWhileStopped();
   // The token goes in a file Prometheus reads (0600), never in its config or argv.
   fs::path token_file = fs::path(d_->home()) / "prometheus-token";
-  {
-    std::ofstream(token_file) << d_->admin_token();
-  }
+  { std::ofstream(token_file) << d_->admin_token(); }
   chmod(token_file.c_str(), 0600);
   uint16_t prom_port = FreePort();
   std::string config =
@@ -330,7 +339,8 @@ TEST_F(MetricsTest, ARealPrometheusScrapesBothListeners) {
   int queries = 0;
   for (const json& panel : dashboard["panels"]) {
     for (const json& target : panel["targets"]) {
-      std::string expr = std::regex_replace(target.value("expr", ""), std::regex("\\$project"), ".*");
+      std::string expr =
+          std::regex_replace(target.value("expr", ""), std::regex("\\$project"), ".*");
       EXPECT_EQ(prom.Error(expr), "") << panel.value("title", "") << ": " << expr;
       ++queries;
     }

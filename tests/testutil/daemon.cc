@@ -177,10 +177,12 @@ void Daemon::Launch() {
     std::string proxy = "127.0.0.1:" + std::to_string(port_lo_);
     std::string ports =
         std::to_string(port_lo_ + 1) + "-" + std::to_string(static_cast<int>(port_lo_) + 39);
-    std::vector<std::string> args = {"arbor",          "up",          "--foreground",
-                                     "--data-dir",     home_,         "--api-listen",
-                                     "127.0.0.1:0",    "--proxy-listen", proxy,
-                                     "--endpoint-ports", ports,       "--shared-buffers",
+    std::vector<std::string> args = {"arbor",        "up",
+                                     "--foreground", "--data-dir",
+                                     home_,          "--api-listen",
+                                     "127.0.0.1:0",  "--proxy-listen",
+                                     proxy,          "--endpoint-ports",
+                                     ports,          "--shared-buffers",
                                      "32MB"};
     args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     std::vector<char*> argv;
