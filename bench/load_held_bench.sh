@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Load held while the control plane works (issue "Performance", its "load held" targets).
+# Production runs pgbench TPC-B (scale 10, CLIENTS clients, unthrottled), first quietly, then
+# while two loops run side by side:
+#   - the control plane: create a branch (API), write about 50 MB on it (its compute starts
+#     and runs a CREATE TABLE AS of ROWS rows of 1000 bytes), reset it to production, delete
+#     it with ?purge=true; BRANCHES rounds, or until the churn window ends;
+#   - logins: every LOGIN_GAP_S seconds, a psql login (with a fresh token) to each of three
+#     other branches, whose computes run, timed from connect to the answer of `select 1`.
+# The logins also run during the quiet window, as their baseline. Every API call of the churn
+# loop is timed (curl's total).
+# Prints: TPS quiet / churn and the ratio (target >= 0.90), transaction p99 quiet / churn and
+# the ratio (target <= 2.0), the slowest API call (target <= 1 s), and the logins' p50 and
+# maximum in both windows (target: no login waits on a start or delete elsewhere).
+#
+# Usage: bench/load_held_bench.sh [path/to/arbor]
+#   CLIENTS=4 QUIET_S=20 CHURN_S=60 BRANCHES=20 ROWS=50000 LOGIN_GAP_S=0.5
+set -euo pipefail
+ARBOR=$(realpath "${1:-build/arbor}")
+CLIENTS=${CLIENTS:-4}
+QUIET_S=${QUIET_S:-20}
+CHURN_S=${CHURN_S:-60}
+BRANCHES=${BRANCHES:-20}
+ROWS=${ROWS:-50000}
+LOGIN_GAP_S=${LOGIN_GAP_S:-0.5}
+PGBIN=/usr/lib/postgresql/15/bin
+
+. "$(dirname "$0")/daemon.sh"
+bench_cleanup_extra() {
+  [[ -n "${work:-}" ]] && rm -f "$work/churning" "$work/logging"
+  for p in ${loop_pids:-}; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+now_ms() { date +%s%3N; }
+pct() {  # P < numbers: the P-th percentile (nearest rank)
+  sort -n | awk -v p="$1" '{a[NR]=$1} END {if (NR == 0) {print 0; exit}
+    i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; print a[i]}'
+}
+timed() {  # METHOD PATH [BODY]: api, its milliseconds appended to $work/calls
+  local t0 out
+  t0=$(now_ms)
+  out=$(api "$@")
+  echo "$(($(now_ms) - t0)) $1 ${2%%\?*}" >>"$work/calls"
+  if grep -q error_code <<<"$out"; then echo "  ($1 $2: $out)" >&2; fi
+  printf '%s' "$out"
+}
+
+bench_daemon load-held $((27000 + RANDOM % 1000)) 40
+PROD=$(bench_conn production)
+"$PGBIN/pgbench" -i -s 10 -q "$PROD" >/dev/null 2>&1
+logins=()
+for b in login-1 login-2 login-3; do
+  api POST "projects/default/branches?branch_id=$b" '{"spec": {"no_expiry": true}}' >/dev/null
+  logins+=("$(bench_conn "$b")")  # started; tokens valid for an hour
+done
+
+pgbench_run() {  # LABEL SECONDS
+  "$PGBIN/pgbench" -c "$CLIENTS" -j 2 -T "$2" -l --log-prefix="$work/$1.tx" "$PROD" \
+    >"$work/$1.out" 2>&1 || { cat "$work/$1.out" >&2; return 1; }
+}
+tps() { awk '/^tps = / {printf "%.0f\n", $3; exit}' "$work/$1.out"; }
+p99() { cat "$work/$1".tx.* | awk '{print $3 / 1000}' | pct 99; }
+
+login_loop() {  # FILE: one line per login, its milliseconds
+  while [[ -e "$work/logging" ]]; do
+    for url in "${logins[@]}"; do
+      local t0
+      t0=$(now_ms)
+      "$PGBIN/psql" -X -At "$url" -c 'select 1' >/dev/null 2>>"$work/login.err" || true
+      echo "$(($(now_ms) - t0))" >>"$1"
+    done
+    sleep "$LOGIN_GAP_S"
+  done
+}
+churn_loop() {
+  local i conn
+  for ((i = 1; i <= BRANCHES; i++)); do
+    [[ -e "$work/churning" ]] || break
+    timed POST "projects/default/branches?branch_id=churn-$i" '{"spec": {"ttl": "3600s"}}' >/dev/null
+    conn=$(bench_conn "churn-$i") || true
+    "$PGBIN/psql" -X -q "$conn" -c "create table t as
+      select g, repeat('x', 1000) as pad from generate_series(1, $ROWS) g" >/dev/null 2>&1 || true
+    timed POST "projects/default/branches/churn-$i:reset" '{}' >/dev/null
+    timed DELETE "projects/default/branches/churn-$i?purge=true" >/dev/null
+    echo "$i" >>"$work/rounds"
+  done
+}
+
+: >"$work/calls"
+: >"$work/rounds"
+touch "$work/logging"
+login_loop "$work/logins.quiet" &
+loop_pids=$!
+pgbench_run quiet "$QUIET_S"
+rm -f "$work/logging"
+wait
+touch "$work/logging" "$work/churning"
+login_loop "$work/logins.churn" &
+loop_pids="$!"
+churn_loop &
+loop_pids="$loop_pids $!"
+pgbench_run churn "$CHURN_S"
+rm -f "$work/churning" "$work/logging"
+wait
+loop_pids=
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
+verdict() { awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {print ((op == ">=") ? v >= t : v <= t) ? "met" : "MISSED"}'; }
+qt=$(tps quiet) ct=$(tps churn) qp=$(p99 quiet) cp=$(p99 churn)
+tr=$(ratio "$ct" "$qt") pr=$(ratio "$cp" "$qp")
+read -r s_ms s_method s_path <<<"$(sort -n "$work/calls" | tail -1)"
+echo "== production (pgbench TPC-B scale 10, $CLIENTS clients; ${QUIET_S} s quiet, ${CHURN_S} s" \
+  "while branches churn: create, write $ROWS rows of 1000 B, reset, delete with purge) =="
+echo "   compute_limits: $(api GET status | jq -r .compute_limits)"
+printf '   %-16s %9s %9s %8s\n' "" quiet churn ratio
+printf '   %-16s %9s %9s %8s   target >= 0.90: %s\n' tps "$qt" "$ct" "$tr" "$(verdict "$tr" '>=' 0.90)"
+printf '   %-16s %9.1f %9.1f %8s   target <= 2.0: %s\n' "tx p99 ms" "$qp" "$cp" "$pr" \
+  "$(verdict "$pr" '<=' 2.0)"
+printf '   %-16s %9s %9s\n' "login p50 ms" "$(pct 50 <"$work/logins.quiet")" "$(pct 50 <"$work/logins.churn")"
+printf '   %-16s %9s %9s   (logins: %s quiet, %s during the churn)\n' "login max ms" \
+  "$(pct 100 <"$work/logins.quiet")" "$(pct 100 <"$work/logins.churn")" \
+  "$(wc -l <"$work/logins.quiet")" "$(wc -l <"$work/logins.churn")"
+echo "   churn: $(wc -l <"$work/rounds") rounds; slowest API call ${s_ms} ms ($s_method $s_path);" \
+  "target <= 1000 ms: $(verdict "$s_ms" '<=' 1000)"
+for m in POST DELETE; do
+  awk -v m="$m" '$2 == m {print $1}' "$work/calls" | pct 50 | xargs printf "   median %s: %s ms\n" "$m"
+done
