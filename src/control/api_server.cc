@@ -20,6 +20,7 @@
 #include "control/bisect.h"
 #include "control/data_api.h"
 #include "control/sizing.h"
+#include "proxy/auth/crypto.h"
 #include "proxy/auth/token.h"
 
 namespace arbor::control {
@@ -391,15 +392,28 @@ ApiServer::ApiServer(Engine* engine, std::string admin_token, ServerInfo info,
 
 ApiServer::~ApiServer() { Stop(); }
 
-Result<uint16_t> ApiServer::Bind(const std::string& host, uint16_t port) {
+namespace {
+
+// Binds `http` to host:port (port 0: any free port) and returns the bound port; Unavailable,
+// starting with `what`, if the address is taken.
+Result<uint16_t> BindServer(httplib::Server& http, const std::string& host, uint16_t port,
+                            const std::string& what) {
   if (port == 0) {
-    int any = http_->bind_to_any_port(host);
-    if (any <= 0) return Status::Unavailable("cannot listen on " + host + " (any port)");
-    port = static_cast<uint16_t>(any);
-  } else if (!http_->bind_to_port(host, port)) {
-    return Status::Unavailable("cannot listen on " + host + ":" + std::to_string(port) +
+    int any = http.bind_to_any_port(host);
+    if (any <= 0) return Status::Unavailable(what + "cannot listen on " + host + " (any port)");
+    return static_cast<uint16_t>(any);
+  }
+  if (!http.bind_to_port(host, port)) {
+    return Status::Unavailable(what + "cannot listen on " + host + ":" + std::to_string(port) +
                                " (is another Arbor or program using it?)");
   }
+  return port;
+}
+
+}  // namespace
+
+Result<uint16_t> ApiServer::Bind(const std::string& host, uint16_t port) {
+  ARBOR_ASSIGN_OR_RETURN(port, BindServer(*http_, host, port, ""));
   cookie_ = kCookiePrefix + std::to_string(port);
   return port;
 }
@@ -424,14 +438,7 @@ Result<uint16_t> ApiServer::BindMetrics(const std::string& host, uint16_t port) 
     }
     res.set_content(Metrics(""), "text/plain; version=0.0.4; charset=utf-8");
   });
-  if (port == 0) {
-    int any = metrics_http_->bind_to_any_port(host);
-    if (any <= 0) return Status::Unavailable("--metrics-listen: cannot listen on " + host);
-    port = static_cast<uint16_t>(any);
-  } else if (!metrics_http_->bind_to_port(host, port)) {
-    return Status::Unavailable("--metrics-listen: cannot listen on " + host + ":" +
-                               std::to_string(port) + " (is another program using it?)");
-  }
+  ARBOR_ASSIGN_OR_RETURN(port, BindServer(*metrics_http_, host, port, "--metrics-listen: "));
   const bool v6 = host.find(':') != std::string::npos;
   info_.metrics_url =
       "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "/metrics";
@@ -695,9 +702,10 @@ void ApiServer::ConsoleRoutes() {
       return;
     }
     std::string csrf;
-    std::string id = sessions_.Create(secret, WallMicros(), &csrf);
+    auto id = sessions_.Create(secret, WallMicros(), &csrf);
+    if (!id.ok()) return SendError(res, id.status());
     log::info("api: console login as {}", who->Describe());
-    res.set_header("Set-Cookie", cookie_ + "=" + id +
+    res.set_header("Set-Cookie", cookie_ + "=" + *id +
                                      "; Path=/; HttpOnly; SameSite=Strict; Max-Age=" +
                                      std::to_string(ConsoleSessions::kSessionLifeUs / 1'000'000));
     res.set_header("Cache-Control", "no-store");
@@ -721,9 +729,10 @@ void ApiServer::ConsoleRoutes() {
   // URL's fragment, which browsers never send to a server or put in a Referer.
   s.Post(kConsolePath + "links", [this](const httplib::Request&, httplib::Response& res) {
     const int64_t now = WallMicros();
-    std::string code = sessions_.CreateCode(g_token, now);
-    SendJson(res, {{"code", code},
-                   {"url", info_.api_url + "/#login=" + code},
+    auto code = sessions_.CreateCode(g_token, now);
+    if (!code.ok()) return SendError(res, code.status());
+    SendJson(res, {{"code", *code},
+                   {"url", info_.api_url + "/#login=" + *code},
                    {"expire_time", FormatTime(now + ConsoleSessions::kCodeLifeUs)}});
   });
   // Prometheus metrics: any token; a token limited to a project sees that project's series.
@@ -772,7 +781,7 @@ void ApiServer::Routes() {
                         "restarted): log in again");
         }
         if (req.method != "GET" && req.method != "HEAD" &&
-            !SecretEquals(req.get_header_value(kCsrfHeader), session->csrf)) {
+            !proxy::auth::ConstantTimeEquals(req.get_header_value(kCsrfHeader), session->csrf)) {
           return refuse(403, "PERMISSION_DENIED",
                         "missing or wrong " + kCsrfHeader +
                             " header: a console request that changes something must send "

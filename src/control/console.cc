@@ -1,11 +1,10 @@
 #include "control/console.h"
 
-#include <openssl/rand.h>
-#include <openssl/sha.h>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "proxy/auth/crypto.h"
 
 namespace arbor::control {
 namespace {
@@ -37,10 +36,15 @@ const char* kNotBuilt =
     "(it needs node and npm), or start the daemon with <code>--console-dir DIR</code>. "
     "The REST API is at <code>/api/2.0/</code>.</p></body></html>";
 
-std::string KeyOf(const std::string& secret) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+std::string KeyOf(const std::string& secret) { return proxy::auth::Sha256(secret); }
+
+// 32 random bytes as 64 hex digits. Internal when the system's random source fails.
+Result<std::string> RandomHex32() {
+  ARBOR_ASSIGN_OR_RETURN(std::string raw, proxy::auth::RandomBytes(32));
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) out += kHex[c >> 4], out += kHex[c & 15];
+  return out;
 }
 
 // Erases the entry of `map` whose expiry (`expiry_of`) is earliest among those `pick` selects.
@@ -88,27 +92,10 @@ const ConsoleAssets::File* ConsoleAssets::Find(const std::string& path) const {
   return it == files_.end() ? nullptr : &it->second;
 }
 
-std::string RandomHex32() {
-  unsigned char raw[32];
-  if (RAND_bytes(raw, sizeof raw) != 1) std::abort();  // no randomness: nothing is safe
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
-}
-
-bool SecretEquals(const std::string& a, const std::string& b) {
-  unsigned diff = a.size() != b.size();
-  for (size_t i = 0; i < b.size(); ++i) diff |= (i < a.size() ? a[i] : 0) ^ b[i];
-  return diff == 0;
-}
-
-std::string ConsoleSessions::Create(const std::string& token, int64_t now_us, std::string* csrf) {
-  std::string id = RandomHex32();
-  *csrf = RandomHex32();
+Result<std::string> ConsoleSessions::Create(const std::string& token, int64_t now_us,
+                                            std::string* csrf) {
+  ARBOR_ASSIGN_OR_RETURN(std::string id, RandomHex32());
+  ARBOR_ASSIGN_OR_RETURN(*csrf, RandomHex32());
   auto expiry = [](const Session& x) { return x.expire_us; };
   std::lock_guard l(mu_);
   std::erase_if(sessions_, [&](const auto& e) { return e.second.expire_us <= now_us; });
@@ -142,8 +129,8 @@ void ConsoleSessions::Remove(const std::string& id) {
   sessions_.erase(KeyOf(id));
 }
 
-std::string ConsoleSessions::CreateCode(const std::string& token, int64_t now_us) {
-  std::string code = RandomHex32();
+Result<std::string> ConsoleSessions::CreateCode(const std::string& token, int64_t now_us) {
+  ARBOR_ASSIGN_OR_RETURN(std::string code, RandomHex32());
   using Code = std::pair<std::string, int64_t>;
   auto expiry = [](const Code& c) { return c.second; };
   std::lock_guard l(mu_);

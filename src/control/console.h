@@ -62,12 +62,14 @@ class ConsoleSessions {
   };
   // A new session for `token` (already authenticated by the caller); its id for the cookie.
   // The oldest session goes when there are kMaxSessions.
-  std::string Create(const std::string& token, int64_t now_us, std::string* csrf);
+  // Internal if the system's random source fails.
+  [[nodiscard]] Result<std::string> Create(const std::string& token, int64_t now_us,
+                                           std::string* csrf);
   // The live session of `id`; nullopt if unknown or expired.
   std::optional<Session> Find(const std::string& id, int64_t now_us);
   void Remove(const std::string& id);
   // A one-time login code for `token`, valid kCodeLifeUs.
-  std::string CreateCode(const std::string& token, int64_t now_us);
+  [[nodiscard]] Result<std::string> CreateCode(const std::string& token, int64_t now_us);
   // The token of `code`, which is used up; NotFound if unknown, used or expired.
   Result<std::string> RedeemCode(const std::string& code, int64_t now_us);
 
@@ -78,10 +80,5 @@ class ConsoleSessions {
   std::map<std::string, Session> sessions_;
   std::map<std::string, std::pair<std::string, int64_t>> codes_;  // -> (token, expiry)
 };
-
-// 32 random bytes as 64 hex digits (OpenSSL's RAND_bytes).
-std::string RandomHex32();
-// Constant-time equality, for secrets.
-bool SecretEquals(const std::string& a, const std::string& b);
 
 }  // namespace arbor::control
