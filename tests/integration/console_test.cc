@@ -45,6 +45,19 @@ TEST(ConsoleServer, SessionsAreCookiesWithCsrf) {
   ASSERT_TRUE(form);
   EXPECT_EQ(form->status, 400) << form->body;
   EXPECT_TRUE(form->get_header_value("Set-Cookie").empty());
+  // Malformed bodies and unknown codes get a clear answer and no cookie.
+  for (const std::string& junk :
+       {std::string("{\"token\": "), std::string("[1]"), std::string("{\"token\": 7}"),
+        std::string("{}"), std::string("{\"token\": \"a\", \"code\": \"b\"}")}) {
+    auto r = c.Post("/api/2.0/console/session", junk, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << junk << ": " << r->body;
+    EXPECT_TRUE(r->get_header_value("Set-Cookie").empty()) << junk;
+  }
+  auto unknown = c.Post("/api/2.0/console/session", json{{"code", std::string(64, 'f')}}.dump(),
+                        "application/json");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 401) << unknown->body;
   auto cross =
       c.Post("/api/2.0/console/session", httplib::Headers{{"Sec-Fetch-Site", "cross-site"}},
              json{{"token", d->admin_token()}}.dump(), "application/json");
