@@ -19,6 +19,8 @@ class ArborfsMount : public control::MountHandle {
     Status st = mount_->Unmount();
     if (!st.ok()) log::warn("unmounting {}: {}", mount_->mountpoint(), st.ToString());
   }
+  void SetWriteRate(uint64_t bytes_per_s) override { mount_->SetWriteRate(bytes_per_s); }
+  uint64_t WriteThrottledNanos() const override { return mount_->WriteThrottledNanos(); }
 
  private:
   std::unique_ptr<fs::Mount> mount_;

@@ -37,6 +37,7 @@ void AddServerCommands(CLI::App& app) {
                           endpoint_ports = "55433-55999", shared_buffers, tls_cert, tls_key,
                           proxy_socket_dir, console_dir, metrics_listen;
     uint64_t block_cache_mb = 256;
+    uint64_t write_mb_per_cu = control::DaemonOptions{}.write_mb_per_cu;
     int start_timeout_s = control::DaemonOptions{}.start_timeout_s;
     bool foreground = false, require_tls = false;
   };
@@ -68,6 +69,11 @@ void AddServerCommands(CLI::App& app) {
   up->add_option("--shared-buffers", flags->shared_buffers,
                  "shared_buffers of every compute (default: a quarter of its memory, by its "
                  "size)");
+  up->add_option("--write-mb-per-cu", flags->write_mb_per_cu,
+                 "each compute's write budget into the store, in MiB/s per CU of its max size "
+                 "(0: unlimited)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   up->add_option("--console-dir", flags->console_dir,
                  "the web console's built files (default: 'console' beside the arbor binary)");
   up->add_option("--metrics-listen", flags->metrics_listen,
@@ -96,6 +102,7 @@ void AddServerCommands(CLI::App& app) {
     SplitRange(flags->endpoint_ports, &o.port_lo, &o.port_hi);
     o.block_cache_bytes = flags->block_cache_mb << 20;
     o.shared_buffers = flags->shared_buffers;
+    o.write_mb_per_cu = flags->write_mb_per_cu;
     o.start_timeout_s = flags->start_timeout_s;
     if (!flags->metrics_listen.empty()) {
       SplitHostPort("--metrics-listen", flags->metrics_listen, &o.metrics_host, &o.metrics_port);

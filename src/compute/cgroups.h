@@ -31,7 +31,7 @@ struct Limits {
   double cpus = 0;                // CPU time per wall second (0.25 = a quarter of a core); 0: none
   uint32_t weight = 100;          // its share when CPUs are contended, relative to others (1-10000)
   uint64_t memory_max_bytes = 0;  // the hard limit; 0: none
-  uint64_t memory_high_bytes = 0; // reclaim pressure starts here (v2 memory.high; v1 soft limit)
+  uint64_t memory_high_bytes = 0;  // reclaim pressure starts here (v2 memory.high; v1 soft limit)
   bool operator==(const Limits&) const = default;
 };
 

@@ -36,9 +36,9 @@ class CgroupsTest : public testing::Test {
   }
   // A v1 hierarchy's group directory holds the files the kernel would make in it.
   void V1Group(const std::string& dir) {
-    for (const char* f : {"cgroup.procs", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares",
-                          "cpuacct.usage", "memory.limit_in_bytes",
-                          "memory.soft_limit_in_bytes", "memory.usage_in_bytes"}) {
+    for (const char* f :
+         {"cgroup.procs", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares", "cpuacct.usage",
+          "memory.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.usage_in_bytes"}) {
       Put(dir + "/" + f, "");
     }
   }
@@ -46,7 +46,8 @@ class CgroupsTest : public testing::Test {
 };
 
 TEST_F(CgroupsTest, V1HierarchiesNestUnderTheDaemonsOwnGroups) {
-  for (const char* c : {"cpu", "cpuacct", "memory"}) Put(std::string("fs/") + c + "/cgroup.procs", "");
+  for (const char* c : {"cpu", "cpuacct", "memory"})
+    Put(std::string("fs/") + c + "/cgroup.procs", "");
   Put("fs/memory/box/a/cgroup.procs", "");  // the daemon's own group
   Put("self", "4:memory:/box/a\n3:cpuacct:/\n2:cpu:/\n0::/\n");
   auto g = Cgroups::Detect("arbor-x", root_ + "/fs", root_ + "/self");

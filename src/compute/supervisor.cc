@@ -406,7 +406,8 @@ Status Supervisor::Stop(const std::string& id, std::chrono::milliseconds timeout
   return Status::Ok();
 }
 
-Status Supervisor::Checkpoint(const std::string& id) {
+Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes, bool* ran) {
+  if (ran != nullptr) *ran = false;
   ComputeSpec spec;
   pid_t pid = -1;
   std::shared_ptr<PGconn> conn;
@@ -436,8 +437,22 @@ Status Supervisor::Checkpoint(const std::string& id) {
       conn.reset();
       break;
     }
+    if (min_wal_bytes > 0) {
+      // The WAL a branch forked now would replay: from the last checkpoint's redo point.
+      PGresult* d = PQexec(conn.get(),
+                           "select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), redo_lsn)::bigint "
+                           "from pg_control_checkpoint()");
+      const bool read = PQresultStatus(d) == PGRES_TUPLES_OK && PQntuples(d) == 1;
+      const long long behind = read ? std::atoll(PQgetvalue(d, 0, 0)) : -1;
+      PQclear(d);
+      if (read && behind >= 0 && static_cast<uint64_t>(behind) < min_wal_bytes) {
+        st = Status::Ok();
+        break;
+      }
+    }
     PGresult* r = PQexec(conn.get(), "CHECKPOINT");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (ok && ran != nullptr) *ran = true;
     st = ok ? Status::Ok()
             : Status::Internal("CHECKPOINT on " + id + ": " + PQresultErrorMessage(r));
     PQclear(r);

@@ -29,6 +29,40 @@ ComputeSize Engine::EffectiveSize(const EndpointRecord& e) {
   return p->second.branch_endpoint_size.set() ? p->second.branch_endpoint_size : kBranchComputeSize;
 }
 
+uint64_t Engine::WriteRateFor(double current_cu) const {
+  return static_cast<uint64_t>(static_cast<double>(options_.write_bytes_per_cu) * current_cu);
+}
+
+double Engine::FreeCpusLocked(const EndpointKey& self) const {
+  if (options_.host_cpus <= 0) return kMaxCu;
+  double held = 0;
+  for (const auto& [k, live] : live_) {
+    if (k != self && (live.running || live.starting)) held += live.current_cu;
+  }
+  return options_.host_cpus - held;
+}
+
+bool Engine::ApplyCuLocked(const EndpointKey& key, Live& live, const ComputeSize& size, double cu,
+                           const char* why, const std::string& what) {
+  auto e = catalog_.endpoints.find(key);
+  if (e == catalog_.endpoints.end()) return false;
+  const std::string cid = ComputeId(e->second);
+  compute::Limits limits = LimitsFor({size.min_cu, live.memory_cu}, cu);
+  limits.weight = LimitsFor(size, cu).weight;
+  Status st = supervisor_->Resize(cid, limits);
+  if (!st.ok()) {
+    log::warn("engine: resizing {}: {}", cid, st.ToString());
+    return false;
+  }
+  MeterLocked(key, live, WallMicros());  // what ran so far counts at the old size
+  log::info("engine: {} {} {:g} -> {:g} CU ({}; size {:g}-{:g} CU)", cid, why, live.current_cu, cu,
+            what, size.min_cu, size.max_cu);
+  live.current_cu = cu;
+  live.low_windows = 0;
+  if (live.mount) live.mount->SetWriteRate(WriteRateFor(cu));
+  return true;
+}
+
 Result<EndpointRecord> Engine::SetEndpointSize(const std::string& project,
                                                const std::string& branch, const std::string& id,
                                                const ComputeSize& size) {
@@ -47,6 +81,7 @@ Result<EndpointRecord> Engine::SetEndpointSize(const std::string& project,
     lv.current_cu = std::clamp(lv.current_cu, size.min_cu, size.max_cu);
     lv.memory_cu = std::max(lv.memory_cu, size.max_cu);  // memory only grows while it runs
     lv.low_windows = 0;
+    if (lv.mount) lv.mount->SetWriteRate(WriteRateFor(lv.current_cu));
     compute::Limits limits = LimitsFor({size.min_cu, lv.memory_cu}, lv.current_cu);
     limits.weight = LimitsFor(size, lv.current_cu).weight;
     Status st = supervisor_->Resize(ComputeId(updated), limits);
@@ -127,6 +162,13 @@ void Engine::FlushUsageLocked() {
 
 void Engine::Autoscale(int64_t now_us) {
   std::lock_guard l(mu_);
+  struct Growth {
+    EndpointKey key;
+    ComputeSize size;
+    double wanted = 0;
+    double used = 0;
+  };
+  std::vector<Growth> growths;
   for (auto& [key, live] : live_) {
     if (!live.running || live.stopping) continue;
     auto e = catalog_.endpoints.find(key);
@@ -138,32 +180,75 @@ void Engine::Autoscale(int64_t now_us) {
     const std::string cid = ComputeId(e->second);
     auto cpu = supervisor_->CpuUsageMicros(cid);
     if (!cpu.ok()) continue;  // no control group: it runs unlimited, at its size on paper
-    if (live.cpu_sample_us == 0 || *cpu < live.cpu_us) {
+    const uint64_t throttled = live.mount ? live.mount->WriteThrottledNanos() : 0;
+    if (live.cpu_sample_us == 0 || *cpu < live.cpu_us || throttled < live.throttle_sample_ns) {
       live.cpu_us = *cpu;
       live.cpu_sample_us = now_us;
+      live.throttle_sample_ns = throttled;
       continue;
     }
-    const double used =
-        static_cast<double>(*cpu - live.cpu_us) / static_cast<double>(now_us - live.cpu_sample_us);
+    const double window_us = static_cast<double>(now_us - live.cpu_sample_us);
+    double used = static_cast<double>(*cpu - live.cpu_us) / window_us;
+    // Writes that waited for their budget most of the window: bound by its size as surely
+    // as a compute at its CPU limit (the budget follows the CPU limit).
+    const double write_bound =
+        static_cast<double>(throttled - live.throttle_sample_ns) / 1000.0 / window_us;
+    if (write_bound >= 0.5) used = std::max(used, live.current_cu);
     live.cpu_us = *cpu;
     live.cpu_sample_us = now_us;
+    live.throttle_sample_ns = throttled;
     const ComputeSize size = EffectiveSize(e->second);
-    const double before = live.current_cu;
     auto next = AutoscaleDecision(size, live.current_cu, used, &live.low_windows);
+    if (!next || *next <= live.current_cu) live.held = false;
     if (!next) continue;
-    compute::Limits limits = LimitsFor({size.min_cu, live.memory_cu}, *next);
-    limits.weight = LimitsFor(size, *next).weight;
-    Status st = supervisor_->Resize(cid, limits);
-    if (!st.ok()) {
-      log::warn("engine: autoscaling {}: {}", cid, st.ToString());
+    if (*next > live.current_cu && options_.host_cpus > 0) {
+      growths.push_back({key, size, *next, used});
       continue;
     }
-    live.current_cu = *next;
-    live.low_windows = 0;
-    log::info(
-        "engine: {} autoscaled {:g} -> {:g} CU (it used {:.2f} CPUs of its {:g}; size "
-        "{:g}-{:g} CU)",
-        cid, before, *next, used, before, size.min_cu, size.max_cu);
+    char what[64];
+    std::snprintf(what, sizeof what, "it used %.2f CPUs of its %g", used, live.current_cu);
+    (void)ApplyCuLocked(key, live, size, *next, "autoscaled", what);
+  }
+  // Growth within the host's CPUs, larger computes first; they may take CPU back from
+  // smaller ones above their min.
+  std::sort(growths.begin(), growths.end(),
+            [](const Growth& a, const Growth& b) { return a.size.max_cu > b.size.max_cu; });
+  for (const Growth& g : growths) {
+    Live& live = live_[g.key];
+    std::vector<HostShare> others;
+    std::vector<EndpointKey> keys;
+    for (auto& [k, o] : live_) {
+      if (k == g.key || !(o.running || o.starting)) continue;
+      auto e = catalog_.endpoints.find(k);
+      ComputeSize size = e != catalog_.endpoints.end() ? EffectiveSize(e->second) : ComputeSize{};
+      // A compute still starting keeps what it started with.
+      if (o.starting || o.stopping) size.min_cu = o.current_cu;
+      others.push_back({size.max_cu, size.min_cu, o.current_cu});
+      keys.push_back(k);
+    }
+    const double grown =
+        GrowWithinHost(options_.host_cpus, g.size.max_cu, live.current_cu, g.wanted, &others);
+    for (size_t i = 0; i < others.size(); ++i) {
+      Live& o = live_[keys[i]];
+      if (others[i].current_cu >= o.current_cu) continue;
+      auto e = catalog_.endpoints.find(keys[i]);
+      if (e == catalog_.endpoints.end()) continue;
+      (void)ApplyCuLocked(keys[i], o, EffectiveSize(e->second), others[i].current_cu,
+                          "gave CPU back", "a larger compute needs the host's CPUs");
+    }
+    if (grown > live.current_cu) {
+      char what[96];
+      std::snprintf(what, sizeof what, "it used %.2f CPUs of its %g%s", g.used, live.current_cu,
+                    grown < g.wanted ? "; the host's CPUs allow no more" : "");
+      live.held =
+          !ApplyCuLocked(g.key, live, g.size, grown, "autoscaled", what) || grown < g.wanted;
+    } else if (!live.held) {
+      live.held = true;
+      auto e = catalog_.endpoints.find(g.key);
+      log::info("engine: {} held at {:g} CU: the host's {:g} CPUs are held by other computes",
+                e != catalog_.endpoints.end() ? ComputeId(e->second) : "?", live.current_cu,
+                options_.host_cpus);
+    }
   }
   // Usage reaches the store every few seconds, and at every stop and shutdown's next flush.
   if (now_us - usage_flushed_us_ >= 5'000'000) {

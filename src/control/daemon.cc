@@ -678,11 +678,31 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     eo.port_lo = o.port_lo;
     eo.port_hi = o.port_hi;
     eo.shared_buffers = o.shared_buffers;
+    // The write budget is a compute limit too: ARBOR_COMPUTE_LIMITS=off turns it off.
+    eo.write_bytes_per_cu = limited ? o.write_mb_per_cu << 20 : 0;
+    // Computes grow past their minimums only into CPUs no other compute holds.
+    eo.host_cpus = limited ? static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN))) : 0;
+    log::info("daemon: compute writes: {}",
+              eo.write_bytes_per_cu == 0
+                  ? std::string("unlimited")
+                  : std::to_string(o.write_mb_per_cu) + " MiB/s per CU of each compute's max size");
     // ARBOR_BRANCH_CHECKPOINT=0: a branch forks its running parent's head without a
     // CHECKPOINT (the other side of bench/branch_load_bench.sh; EngineOptions::checkpoint_parent).
     if (const char* c = getenv("ARBOR_BRANCH_CHECKPOINT"); c && std::string(c) == "0") {
       eo.checkpoint_parent = false;
       log::info("daemon: a branch forks its parent's head without a CHECKPOINT");
+    }
+    // ARBOR_BRANCH_CHECKPOINT_MIN_MB=N: the parent checkpoints only when its WAL is N MiB
+    // past its last checkpoint (0: always; EngineOptions::checkpoint_min_wal_bytes).
+    if (const char* c = getenv("ARBOR_BRANCH_CHECKPOINT_MIN_MB"); c && *c) {
+      char* end = nullptr;
+      unsigned long long mb = std::strtoull(c, &end, 10);
+      if (end != nullptr && *end == '\0' && mb < (1ull << 30)) {
+        eo.checkpoint_min_wal_bytes = mb << 20;
+        log::info("daemon: a branch's parent checkpoints when its WAL is {} MiB past its last", mb);
+      } else {
+        log::warn("daemon: ignoring ARBOR_BRANCH_CHECKPOINT_MIN_MB={}: not a number of MiB", c);
+      }
     }
     auto guard = InstallGuard(runtime_dir);
     if (guard.ok()) eo.guard_library = *guard;

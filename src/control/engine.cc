@@ -451,7 +451,7 @@ void Engine::Checkpoint(const std::vector<std::string>& computes) {
   // almost nothing to redo (measured: a parent busy with autovacuum left seconds of redo
   // without it).
   for (const std::string& cid : computes) {
-    Status st = supervisor_->Checkpoint(cid);
+    Status st = supervisor_->Checkpoint(cid, options_.checkpoint_min_wal_bytes);
     if (!st.ok()) log::warn("engine: {} (branching without it)", st.ToString());
   }
 }
@@ -659,8 +659,10 @@ Status Engine::DeleteBranchImpl(const std::string& project, const std::string& i
                                       names + "); delete the snapshots first");
   }
   // Postgres stops and the mounts go without the lock; the branch's endpoints refuse to
-  // start meanwhile, and no child can be made of it.
-  StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
+  // start meanwhile, and no child can be made of it. An immediate shutdown: an undelete
+  // starts it as after a crash (every commit is in its synced WAL), and the delete does not
+  // wait for a shutdown checkpoint of its dirty buffers.
+  StopEndpointsWithLock(l, BranchEndpointsLocked(project, id), /*discard=*/true);
   return CommitSoftDeleteLocked(project, id, expired_at.has_value());
 }
 
@@ -956,7 +958,7 @@ Status Engine::PurgeBranch(const std::string& project, const std::string& id) {
     return Status::FailedPrecondition("branch " + BranchName(project, id) +
                                       " has child branches; delete them first");
   }
-  StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
+  StopEndpointsWithLock(l, BranchEndpointsLocked(project, id), /*discard=*/true);
   ARBOR_ASSIGN_OR_RETURN(b, FindBranch(project, id));
   ARBOR_RETURN_IF_ERROR(PurgeDeletedLocked(project, DeletedDescendantsLocked(project, b->uid)));
   return CommitDeleteLocked(project, id);
@@ -1101,8 +1103,10 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
   TimelineId old = b->timeline;
   *b = updated;
   // Its computes stop only now, without the lock: a failed fork above leaves the branch
-  // running as it was.
-  std::vector<StopJob> stopped = StopEndpointsWithLock(l, BranchEndpointsLocked(project, id));
+  // running as it was. Immediately: they run on the replaced timeline, which goes (or is
+  // read only at a snapshot's point, before this stop).
+  std::vector<StopJob> stopped =
+      StopEndpointsWithLock(l, BranchEndpointsLocked(project, id), /*discard=*/true);
   // Pinned endpoints served the replaced state; they go with it.
   Status del = ErasePinnedLocked(project, id);
   // The replaced timeline stays while snapshots were taken of it; the last one to go takes it.
@@ -1553,8 +1557,10 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   // its size at first (then the autoscaler follows its load) and memory to its largest;
   // PostgreSQL's memory settings and max_connections follow its largest size.
   plan.size = EffectiveSize(ep);
+  plan.start_cu = StartCu(plan.size, FreeCpusLocked(key));
+  live.current_cu = plan.start_cu;  // held from now: counted while it starts
   spec.cgroup = ep.uid;
-  spec.limits = LimitsFor(plan.size, StartCu(plan.size));
+  spec.limits = LimitsFor(plan.size, plan.start_cu);
   // One process's allocations stop at the compute's memory, so a query over it gets
   // PostgreSQL's "out of memory" error instead of the kernel's OOM killer (docs/compute-sizes.md).
   spec.address_space_limit_bytes = spec.limits.memory_max_bytes;
@@ -1632,6 +1638,7 @@ Status Engine::RunStart(StartPlan& plan) {
       fs::create_directories(plan.mountpoint, ec);
       ARBOR_ASSIGN_OR_RETURN(plan.mount, mounter_->Mount(plan.timeline, plan.mountpoint));
     }
+    plan.mount->SetWriteRate(WriteRateFor(plan.start_cu));
     // Everything the compute will see is made durable here, in one WAL fsync. So postgres's
     // pre-recovery fsync of every file in PGDATA is redundant, and syncfs (a no-op on FUSE)
     // replaces it: a branch's first start no longer opens and fsyncs each file.
@@ -1663,7 +1670,9 @@ Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started)
   live.started_us = WallMicros();
   live.started_size = plan.size;
   live.memory_cu = plan.size.max_cu;
-  live.current_cu = StartCu(plan.size);
+  live.current_cu = plan.start_cu;
+  live.throttle_sample_ns = 0;
+  live.held = false;
   live.low_windows = 0;
   live.cpu_sample_us = 0;
   live.metered_us = live.started_us;
@@ -1778,7 +1787,10 @@ std::vector<Engine::StopJob> Engine::PlanStopsLocked(const std::vector<EndpointR
     job.ep = ep;
     job.was_running = it->second.running;
     if (it->second.running) MeterLocked(it->first, it->second, WallMicros());
-    job.mount = std::move(it->second.mount);
+    if (job.mount = std::move(it->second.mount); job.mount) {
+      job.write_throttled_ns = job.mount->WriteThrottledNanos();
+      it->second.write_throttled_ns += job.write_throttled_ns;
+    }
     it->second.running = false;
     it->second.stopping = true;
     jobs.push_back(std::move(job));
@@ -1790,9 +1802,10 @@ void Engine::RunStops(std::vector<StopJob>& jobs) {
   for (StopJob& job : jobs) {
     if (job.was_running) {
       // A pinned endpoint's files are thrown away: no shutdown checkpoint.
-      job.status = supervisor_->Stop(ComputeId(job.ep), job.ep.pinned || job.ep.replica
-                                                            ? std::chrono::milliseconds(0)
-                                                            : options_.stop_timeout);
+      job.status =
+          supervisor_->Stop(ComputeId(job.ep), job.discard || job.ep.pinned || job.ep.replica
+                                                   ? std::chrono::milliseconds(0)
+                                                   : options_.stop_timeout);
       if (job.status.code() == Code::kNotFound) job.status = Status::Ok();
     }
     if (job.status.ok()) {
@@ -1811,6 +1824,7 @@ void Engine::FinishStopsLocked(std::vector<StopJob>& jobs) {
     if (!job.status.ok()) {
       it->second.running = job.was_running;
       it->second.mount = std::move(job.mount);
+      it->second.write_throttled_ns -= job.write_throttled_ns;  // counted with the mount again
     } else if (job.ep.replica) {
       DropReplicaForkLocked(job.ep);
     }
@@ -1819,9 +1833,11 @@ void Engine::FinishStopsLocked(std::vector<StopJob>& jobs) {
 }
 
 std::vector<Engine::StopJob> Engine::StopEndpointsWithLock(std::unique_lock<std::mutex>& l,
-                                                           const std::vector<EndpointRecord>& eps) {
+                                                           const std::vector<EndpointRecord>& eps,
+                                                           bool discard) {
   std::vector<StopJob> jobs = PlanStopsLocked(eps);
   if (jobs.empty()) return jobs;
+  for (StopJob& job : jobs) job.discard = discard;
   Unlocked(l, [&] {
     RunStops(jobs);
     return 0;

@@ -26,6 +26,10 @@ namespace arbor::control {
 class MountHandle {
  public:
   virtual ~MountHandle() = default;
+  // The bytes per second the mount's writes may bring into the store (0: unlimited).
+  virtual void SetWriteRate(uint64_t /*bytes_per_s*/) {}
+  // How long its writes have waited for that budget, in nanoseconds.
+  virtual uint64_t WriteThrottledNanos() const { return 0; }
 };
 
 // Makes arborfs mounts. The engine's only view of src/fs, so tests of the engine's
@@ -68,6 +72,16 @@ struct EngineOptions {
   // first start replays the WAL since the parent's last checkpoint, as after a crash.
   // bench/branch_load_bench.sh measures both; docs/point-in-time.md says why this is the default.
   bool checkpoint_parent = true;
+  // ... but only when the parent's WAL is at least this far past its last checkpoint's redo
+  // point: a branch replays at most this much at its first start, and a parent that is
+  // branched often is not made to checkpoint (and write full pages again) each time. 0: always.
+  uint64_t checkpoint_min_wal_bytes = 64ull << 20;
+  // Each running compute's writes into the store are limited to this many bytes per second
+  // per CU of its max size (docs/compute-sizes.md, "Writes"); 0: unlimited.
+  uint64_t write_bytes_per_cu = 0;
+  // The CPUs the host lends its computes: their current sizes add up to at most this much
+  // beyond their minimums (docs/compute-sizes.md, "The host's CPUs"); 0: no bound.
+  double host_cpus = 0;
   std::chrono::milliseconds start_timeout{120'000};
   std::chrono::milliseconds stop_timeout{60'000};
   // At shutdown every compute is asked at once for a fast shutdown, and given this long
@@ -328,6 +342,8 @@ class Engine {
   // ---- compute sizes (docs/compute-sizes.md) ----
   // The size an endpoint runs at: its own, or the project's default for it.
   ComputeSize EffectiveSize(const EndpointRecord& e);
+  // The write budget of a compute at `current_cu` (EngineOptions::write_bytes_per_cu).
+  uint64_t WriteRateFor(double current_cu) const;
   // Sets an endpoint's size. On a running compute the CPU limit changes at once (clamped
   // into the new range) and the memory limit is raised at once; a lower memory limit and
   // PostgreSQL's settings take effect at its next start. InvalidArgument for a bad size.
@@ -569,6 +585,10 @@ class Engine {
     int64_t metered_us = 0;  // CU-seconds are counted up to here
     TimelineId written_timeline;
     uint64_t written_mark = 0;  // the timeline's written bytes at metered_us
+    // Write-budget waits of the mounts it had before this one (for the metric's counter).
+    uint64_t write_throttled_ns = 0;
+    uint64_t throttle_sample_ns = 0;  // the mount's waits at cpu_sample_us (autoscaler)
+    bool held = false;                // the autoscaler wanted more than the host had
   };
   struct Activity {
     int connections = 0;
@@ -576,6 +596,13 @@ class Engine {
   };
   using EndpointKey = std::tuple<std::string, std::string, std::string>;
   using BranchKey = std::pair<std::string, std::string>;
+  // The host's CPUs no running or starting compute holds, other than `self`.
+  // REQUIRES: mu_ held.
+  double FreeCpusLocked(const EndpointKey& self) const;
+  // Sets a running compute's CPU limit (and write budget) to `cu`; false if the kernel
+  // refused. REQUIRES: mu_ held.
+  bool ApplyCuLocked(const EndpointKey& key, Live& live, const ComputeSize& size, double cu,
+                     const char* why, const std::string& what);
   // What an operation does to a branch it has claimed (see the class comment).
   enum class Work { kStopping, kReplacing, kDeleting, kRoles, kDatabases, kMasking };
   // A claim of one branch, released (under mu_) when destroyed. Movable, not copyable.
@@ -608,12 +635,17 @@ class Engine {
     std::vector<RoleRecord> roles;     // passwords to apply once postgres runs
     std::vector<std::string> refused;  // roles whose password RunStart could not apply
     ComputeSize size;                  // as started
+    double start_cu = 0;               // its CPU limit at the start
   };
   // One endpoint's stop: planned under the lock, run without it, finished under it.
   struct StopJob {
     EndpointRecord ep;
     bool was_running = false;
     std::unique_ptr<MountHandle> mount;  // unmounted by RunStops once postgres stopped
+    uint64_t write_throttled_ns = 0;     // the mount's, when the stop was planned
+    // Its files are thrown away or read again only as after a crash: an immediate shutdown,
+    // with no shutdown checkpoint to write (a reset's replaced state, a deleted branch).
+    bool discard = false;
     Status status;
   };
 
@@ -755,9 +787,11 @@ class Engine {
   void RunStops(std::vector<StopJob>& jobs);
   // Clears `stopping`; an endpoint whose stop failed keeps its mount and stays running.
   void FinishStopsLocked(std::vector<StopJob>& jobs);
-  // Plan, run unlocked, finish: the stops of these endpoints. Returns the jobs.
+  // Plan, run unlocked, finish: the stops of these endpoints. Returns the jobs. `discard`:
+  // an immediate shutdown (StopJob::discard).
   std::vector<StopJob> StopEndpointsWithLock(std::unique_lock<std::mutex>& l,
-                                             const std::vector<EndpointRecord>& eps);
+                                             const std::vector<EndpointRecord>& eps,
+                                             bool discard = false);
   std::vector<EndpointRecord> BranchEndpointsLocked(const std::string& project,
                                                     const std::string& branch) const;
   // Records whether an endpoint should run across restarts.

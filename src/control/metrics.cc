@@ -64,9 +64,11 @@ void Engine::WriteMetrics(metrics::Writer* w, const std::string& only_project) {
   };
   struct EndpointRow {
     EndpointKey key;
-    const char* state;
+    const char* state = "IDLE";
     double current_cu = 0;
     int connections = 0;
+    uint64_t write_limit = 0;         // bytes per second; 0: none or idle
+    uint64_t write_throttled_ns = 0;  // over all its runs
     EndpointCounters counters;
   };
   std::vector<EndpointRow> endpoints;
@@ -81,12 +83,17 @@ void Engine::WriteMetrics(metrics::Writer* w, const std::string& only_project) {
     std::lock_guard m(metrics_mu_);
     for (const auto& [k, e] : catalog_.endpoints) {
       if (!wanted(e.project)) continue;
-      EndpointRow row{k, "IDLE"};
+      EndpointRow row;
+      row.key = k;
+      row.state = "IDLE";
       auto live = live_.find(k);
       if (live != live_.end()) {
+        row.write_throttled_ns = live->second.write_throttled_ns;
+        if (live->second.mount) row.write_throttled_ns += live->second.mount->WriteThrottledNanos();
         if (live->second.running) {
           row.state = "ACTIVE";
           row.current_cu = live->second.current_cu;
+          row.write_limit = WriteRateFor(live->second.current_cu);
         } else if (live->second.starting) {
           row.state = "STARTING";
         }
@@ -156,6 +163,14 @@ void Engine::WriteMetrics(metrics::Writer* w, const std::string& only_project) {
   per_endpoint("arbor_endpoint_written_bytes_total", "counter",
                "Bytes its branch wrote while this endpoint ran, as GET projects/P/usage sums them.",
                [&](const EndpointRow& r) { return usage_of(r).second; });
+  per_endpoint("arbor_endpoint_write_limit_bytes_per_second", "gauge",
+               "The running compute's write budget into the store (its current CU times the "
+               "daemon's --write-mb-per-cu); 0 when idle or unlimited.",
+               [](const EndpointRow& r) { return r.write_limit; });
+  per_endpoint(
+      "arbor_endpoint_write_throttled_seconds_total", "counter",
+      "Seconds the compute's writes waited for its write budget.",
+      [](const EndpointRow& r) { return static_cast<double>(r.write_throttled_ns) / 1e9; });
   per_endpoint("arbor_endpoint_starts_total", "counter",
                "Compute starts (by a client's wake, the API, or a restart).",
                [](const EndpointRow& r) { return r.counters.starts; });

@@ -48,7 +48,37 @@ PgSizing SizingFor(double max_cu) {
   return s;
 }
 
-double StartCu(const ComputeSize& size) { return std::clamp(1.0, size.min_cu, size.max_cu); }
+double StartCu(const ComputeSize& size, double free_cpus) {
+  const double room = std::floor(std::max(0.0, free_cpus) * 4 + 1e-9) / 4;
+  return std::clamp(std::min(1.0, room), size.min_cu, size.max_cu);
+}
+
+double GrowWithinHost(double host_cpus, double max_cu, double current_cu, double wanted_cu,
+                      std::vector<HostShare>* others) {
+  if (wanted_cu <= current_cu) return wanted_cu;
+  double held = current_cu;
+  for (const HostShare& o : *others) held += o.current_cu;
+  double free = host_cpus - held;
+  double need = wanted_cu - current_cu;
+  if (free < need) {
+    // Take back from the smallest computes first, each down to its min at most.
+    std::vector<HostShare*> order;
+    for (HostShare& o : *others) {
+      if (o.max_cu < max_cu && o.current_cu > o.min_cu) order.push_back(&o);
+    }
+    std::sort(order.begin(), order.end(),
+              [](const HostShare* a, const HostShare* b) { return a->max_cu < b->max_cu; });
+    for (HostShare* o : order) {
+      const double missing = need - std::max(0.0, free);
+      if (missing <= 0) break;
+      const double next = std::max(o->min_cu, RoundUpToQuarter(o->current_cu - missing));
+      free += o->current_cu - next;
+      o->current_cu = next;
+    }
+  }
+  const double grant = std::floor(std::max(0.0, std::min(need, free)) * 4 + 1e-9) / 4;
+  return current_cu + grant;
+}
 
 std::optional<double> AutoscaleDecision(const ComputeSize& size, double current_cu,
                                         double used_cpus, int* low_windows) {
@@ -65,8 +95,8 @@ std::optional<double> AutoscaleDecision(const ComputeSize& size, double current_
   if (used_cpus < 0.30 * limit && limit > size.min_cu) {
     if (++*low_windows < kDownWindows) return std::nullopt;
     *low_windows = 0;
-    double target = std::max({size.min_cu, RoundUpToQuarter(limit / 2),
-                              RoundUpToQuarter(used_cpus * 2)});
+    double target =
+        std::max({size.min_cu, RoundUpToQuarter(limit / 2), RoundUpToQuarter(used_cpus * 2)});
     if (target >= limit) return std::nullopt;
     return target;
   }

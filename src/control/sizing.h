@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "compute/cgroups.h"
@@ -45,9 +46,25 @@ inline constexpr int kDownWindows = 10;
 std::optional<double> AutoscaleDecision(const ComputeSize& size, double current_cu,
                                         double used_cpus, int* low_windows);
 
-// The CPU limit a compute starts with: 1 CU, within its size. A start (recovery, the first
-// queries' catalog loads) is not slowed to a quarter core; an idle compute comes down to its
-// min within kDownWindows seconds per halving.
-double StartCu(const ComputeSize& size);
+// The CPU limit a compute starts with: 1 CU, within its size, and no more of the host than
+// `free_cpus` (the CPUs no other compute holds, EngineOptions::host_cpus) unless its min
+// needs more. A start (recovery, the first queries' catalog loads) is not slowed to a
+// quarter core where the host has room; an idle compute comes down to its min within
+// kDownWindows seconds per halving.
+double StartCu(const ComputeSize& size, double free_cpus = kMaxCu);
+
+// The host's share-out (docs/compute-sizes.md, "The host's CPUs"): a compute that wants to
+// grow from `current_cu` to `wanted_cu` gets what is free; a larger compute (greater max
+// size) may take CPU back from smaller ones that run above their min. `others` are the
+// other running computes: {max_cu, min_cu, current_cu}, and receive their new current CU
+// (multiples of 0.25, never below min). Returns the grown size: between current_cu and
+// wanted_cu, in steps of 0.25.
+struct HostShare {
+  double max_cu = 0;
+  double min_cu = 0;
+  double current_cu = 0;
+};
+double GrowWithinHost(double host_cpus, double max_cu, double current_cu, double wanted_cu,
+                      std::vector<HostShare>* others);
 
 }  // namespace arbor::control

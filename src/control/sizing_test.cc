@@ -72,5 +72,38 @@ TEST(Sizing, AComputeStartsAtOneCuWithinItsSize) {
   EXPECT_EQ(StartCu({2, 4}), 2.0);
 }
 
+TEST(Sizing, AStartTakesOnlyWhatTheHostHasFree) {
+  EXPECT_EQ(StartCu({0.25, 1}, 0.6), 0.5);   // rounded down to a quarter
+  EXPECT_EQ(StartCu({0.25, 1}, 0.0), 0.25);  // its min, whatever the host holds
+  EXPECT_EQ(StartCu({0.25, 1}, -1.5), 0.25);
+  EXPECT_EQ(StartCu({2, 4}, 0.5), 2.0);
+}
+
+TEST(Sizing, GrowthTakesFreeCpusThenTakesBackFromSmallerComputes) {
+  // 2 CPUs: production at 1, a branch at 1. Production wants 2: the branch gives back down
+  // to its min (0.25), so production gets 1.75.
+  std::vector<HostShare> others{{1, 0.25, 1}};
+  EXPECT_EQ(GrowWithinHost(2, 2, 1, 2, &others), 1.75);
+  EXPECT_EQ(others[0].current_cu, 0.25);
+  // A branch wants more while production holds the host: nothing, and production keeps it.
+  others = {{2, 2, 2}};
+  EXPECT_EQ(GrowWithinHost(2, 1, 0.25, 0.5, &others), 0.25);
+  EXPECT_EQ(others[0].current_cu, 2);
+  // An equal compute takes nothing back from another.
+  others = {{1, 0.25, 1}};
+  EXPECT_EQ(GrowWithinHost(1.5, 1, 0.5, 1, &others), 0.5);
+  EXPECT_EQ(others[0].current_cu, 1);
+  // Free CPUs first, then the smallest computes down to their mins, and only what is needed.
+  others = {{1, 0.25, 0.75}, {0.5, 0.25, 0.5}};
+  EXPECT_EQ(GrowWithinHost(4, 4, 2, 3, &others), 3.0);  // 0.75 free + 0.25 of the smallest
+  EXPECT_EQ(others[1].current_cu, 0.25);
+  EXPECT_EQ(others[0].current_cu, 0.75);
+  EXPECT_EQ(GrowWithinHost(4, 4, 3, 4, &others), 3.5);  // then the other gives its 0.5
+  EXPECT_EQ(others[0].current_cu, 0.25);
+  // A shrink that is not wanted.
+  others = {};
+  EXPECT_EQ(GrowWithinHost(2, 1, 1, 0.5, &others), 0.5);
+}
+
 }  // namespace
 }  // namespace arbor::control

@@ -96,7 +96,7 @@ Result<SnapshotRecord> Engine::CreateSnapshot(const std::string& project, const 
   snap.scheduled = request.scheduled;
   snap.expiry = request.expiry;
   snap.ttl_s = request.ttl_s;
-  snap.expire_time_us = request.expiry == Expiry::kTtl ? now + request.ttl_s * 1'000'000
+  snap.expire_time_us = request.expiry == Expiry::kTtl          ? now + request.ttl_s * 1'000'000
                         : request.expiry == Expiry::kExpireTime ? request.expire_time_us
                                                                 : 0;
   ARBOR_ASSIGN_OR_RETURN(snap.timeline, store_->Branch(b->timeline, at, [&](TimelineId tl) {
@@ -210,9 +210,10 @@ Status Engine::EraseSnapshotLocked(const std::string& project, const std::string
     // that is purged (PurgeDeletedLocked) or undeleted and deleted for good.
     ARBOR_RETURN_IF_ERROR(store_->WriteMeta(writes));
     catalog_.snapshots.erase(it);
-    log::info("engine: snapshot {} deleted; its data stays until the deleted branches made "
-              "from it are purged",
-              SnapshotName(project, branch, id));
+    log::info(
+        "engine: snapshot {} deleted; its data stays until the deleted branches made "
+        "from it are purged",
+        SnapshotName(project, branch, id));
     return Status::Ok();
   }
   Status st = store_->DeleteTimeline(s.timeline, writes);

@@ -53,6 +53,14 @@ class Mount {
   [[nodiscard]] Status Unmount();
   const std::string& mountpoint() const { return mountpoint_; }
 
+  // Limits the bytes per second that WRITE requests bring into the store (0: unlimited, the
+  // default). A request over the budget sleeps on its serving thread; the kernel keeps the
+  // pages dirty meanwhile and throttles the writer. Reads, fsync and metadata are not
+  // limited. Takes effect for the next request.
+  void SetWriteRate(uint64_t bytes_per_s);
+  // How long WRITE requests have slept for the budget, in nanoseconds, since the mount.
+  uint64_t WriteThrottledNanos() const;
+
   class Impl;
 
  private:

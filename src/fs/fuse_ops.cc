@@ -265,6 +265,9 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
              fuse_file_info*) {
   Guard(req, "write", [&] {
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
+    // The compute's write budget: the kernel's write-back of this mount waits, and the
+    // writer behind it waits in the kernel's dirty-page throttling, not the store.
+    (void)Ctx(req).write_limiter.Acquire(size);
     auto n =
         Fs(req).Write(InodeId(ino), static_cast<uint64_t>(off), std::span<const char>(buf, size));
     if (!n.ok()) return ReplyErr(req, n.status());

@@ -3,6 +3,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse3/fuse_lowlevel.h>
 
+#include "common/rate_limiter.h"
 #include "fs/arborfs.h"
 #include "fs/filesystem.h"
 
@@ -12,6 +13,8 @@ namespace arbor::fs {
 struct SessionContext {
   FileSystem* fs = nullptr;
   MountOptions options;
+  // Every WRITE waits here for its bytes before it reaches the store (Mount::SetWriteRate).
+  RateLimiter write_limiter;
 };
 
 // The one table of operations: each callback asks FileSystem for the work and sends the

@@ -367,6 +367,7 @@ class Mount::Impl {
 
   // True if Unmount left the serving threads running (a request stuck in the file system).
   bool abandoned() const { return abandoned_; }
+  RateLimiter& write_limiter() { return ctx_.write_limiter; }
 
  private:
   // Makes the kernel send the loop a request, so that a worker wakes, answers it and sees
@@ -429,12 +430,20 @@ Mount::Mount(std::unique_ptr<Impl> impl, std::string mountpoint)
     : impl_(std::move(impl)), mountpoint_(std::move(mountpoint)) {}
 
 Mount::~Mount() {
+  impl_->write_limiter().Stop();
   Status s = impl_->Unmount();
   if (!s.ok()) log::error("arborfs: unmounting {}: {}", mountpoint_, s.ToString());
   // Threads that never ended still use it: it is theirs until the process exits.
   if (impl_->abandoned()) (void)impl_.release();
 }
 
-Status Mount::Unmount() { return impl_->Unmount(); }
+Status Mount::Unmount() {
+  impl_->write_limiter().Stop();  // no request of a mount going away waits for its budget
+  return impl_->Unmount();
+}
+
+void Mount::SetWriteRate(uint64_t bytes_per_s) { impl_->write_limiter().SetRate(bytes_per_s); }
+
+uint64_t Mount::WriteThrottledNanos() const { return impl_->write_limiter().waited_ns(); }
 
 }  // namespace arbor::fs

@@ -82,6 +82,19 @@ class ComputeSizes : public testing::Test {
     EXPECT_EQ(got.status, 200) << got.body.dump();
     return got.body;
   }
+  // Stops every running compute but production's.
+  static void StopBranchComputes() {
+    auto list = d_->Call("GET", "projects/default/endpoints");
+    ASSERT_EQ(list.status, 200) << list.body.dump();
+    for (const json& e : list.body["endpoints"]) {
+      const std::string name = e.value("name", "");
+      if (name.find("/branches/production/") != std::string::npos ||
+          e["status"].value("current_state", "") != "ACTIVE") {
+        continue;
+      }
+      ASSERT_EQ(d_->Call("POST", name + ":stop", json::object()).status, 200) << name;
+    }
+  }
   static double CurrentCu(const std::string& branch) {
     return Endpoint(branch)["status"].value("current_cu", -1.0);
   }
@@ -254,8 +267,11 @@ TEST_F(ComputeSizes, ABusyComputeScalesUpAndBackDown) {
   ASSERT_EQ(Resize("cu-auto", {{"autoscaling_limit_min_cu", 0.25}, {"autoscaling_limit_max_cu", 1}})
                 .status,
             200);
+  // A start gets 1 CU within its size where the host has it free: only production (at its
+  // min, 1 CU, of this host's 2 or more CPUs) runs.
+  StopBranchComputes();
   std::string conninfo = d_->Connect("cu-auto");
-  EXPECT_EQ(CurrentCu("cu-auto"), 1.0);  // a start gets 1 CU within its size
+  EXPECT_EQ(CurrentCu("cu-auto"), 1.0);
   // Down to a quarter at once (a smaller max clamps it), then its range again: it stays
   // there until the load says otherwise.
   ASSERT_EQ(Resize("cu-auto", {{"autoscaling_limit_max_cu", 0.25}}).status, 200);
@@ -355,6 +371,78 @@ TEST_F(ComputeSizes, BadSizesAreRefusedAndChangeNothing) {
   auto refused = Resize("cu-in", {{"autoscaling_limit_max_cu", 2}}, viewer);
   EXPECT_EQ(refused.status, 403) << refused.body.dump();
   EXPECT_EQ(Endpoint("cu-in")["spec"], before);
+}
+
+// The value of one sample of the daemon's /metrics: the first line that starts with `name{`
+// and holds `label`. -1 if there is none.
+double MetricOf(const std::string& text, const std::string& name, const std::string& label) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name + "{", 0) != 0 || line.find(label) == std::string::npos) continue;
+    return std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return -1;
+}
+
+// A host its production fills: a branch starts at its minimum and stays there however busy
+// it is, its writes wait for the budget of that size, and production keeps every CPU.
+// (Last in the file: production holds the whole host while it runs.)
+TEST_F(ComputeSizes, ABranchGetsOnlyWhatTheHostHasLeftAndWritesWithinItsBudget) {
+  const unsigned cpus = std::thread::hardware_concurrency();
+  if (cpus == 0 || cpus > 8) GTEST_SKIP() << cpus << " CPUs: production cannot fill them";
+  ASSERT_FALSE(d_->Connect("production").empty());
+  const double host = static_cast<double>(cpus);
+  auto prod = Resize("production",
+                     {{"autoscaling_limit_min_cu", host}, {"autoscaling_limit_max_cu", host}});
+  ASSERT_EQ(prod.status, 200) << prod.body.dump();
+  EXPECT_EQ(CurrentCu("production"), host);
+
+  MakeBranch("cu-host");
+  ASSERT_EQ(Resize("cu-host", {{"autoscaling_limit_min_cu", 0.25}, {"autoscaling_limit_max_cu", 1}})
+                .status,
+            200);
+  std::string conninfo = d_->Connect("cu-host");
+  EXPECT_EQ(CurrentCu("cu-host"), 0.25) << "a start took CPUs production holds";
+
+  httplib::Client cli(Slurp(d_->home() + "/api"));
+  httplib::Headers h{{"Authorization", "Bearer " + Slurp(d_->home() + "/admin-token")}};
+  auto metrics = [&] {
+    auto r = cli.Get("/metrics", h);
+    EXPECT_TRUE(r && r->status == 200);
+    return r ? r->body : std::string();
+  };
+  const std::string branch_label = "branch=\"cu-host\"";
+  // The daemon's default budget, 32 MiB/s per CU, at 0.25 CU.
+  EXPECT_EQ(MetricOf(metrics(), "arbor_endpoint_write_limit_bytes_per_second", branch_label),
+            0.25 * 32 * 1024 * 1024);
+
+  // Busy on CPU and on writes (about 45 MB of table and its WAL, over twice its budget's
+  // burst): it asks for more and gets none.
+  std::thread busy([&] {
+    Pg pg(conninfo);
+    (void)pg.TryExec(BurnSql(4));
+    (void)pg.TryExec(
+        "create table t as select g, repeat('x', 1000) as pad from generate_series(1, 30000) g");
+  });
+  double peak = 0;
+  for (auto deadline = Clock::now() + std::chrono::seconds(8); Clock::now() < deadline;) {
+    peak = std::max(peak, CurrentCu("cu-host"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  busy.join();
+  EXPECT_EQ(peak, 0.25) << "it grew into CPUs production holds";
+  EXPECT_EQ(CurrentCu("production"), host);
+  Pg pg(conninfo);
+  EXPECT_EQ(pg.One("select count(*) from t"), "30000");
+  EXPECT_GT(MetricOf(metrics(), "arbor_endpoint_write_throttled_seconds_total", branch_label), 0)
+      << "no write waited for the budget";
+  std::string log = Slurp(d_->home() + "/daemon.out");
+  EXPECT_NE(log.find("cu-host/endpoints/primary held at 0.25 CU"), std::string::npos);
+
+  ASSERT_EQ(d_->Call("POST", Ep("cu-host", ":stop"), json::object()).status, 200);
+  EXPECT_EQ(Resize("production", {{"autoscaling_limit_min_cu", 1}, {"autoscaling_limit_max_cu", 2}})
+                .status,
+            200);
 }
 
 }  // namespace
