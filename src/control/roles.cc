@@ -121,9 +121,23 @@ Result<std::vector<RoleRecord>> Engine::FreshRolesLocked(const std::string& proj
   std::vector<RoleRecord> out;
   for (const auto& [k, r] : catalog_.roles) {
     if (r.project != project || r.branch != from) continue;
-    ARBOR_ASSIGN_OR_RETURN(auto fresh, FreshRole(project, to, r.name));
-    fresh.first.create_time_us = r.create_time_us;
-    out.push_back(fresh.first);  // the password is known to no one: tokens, or a reset
+    // The password is known to no one (tokens log in, or a reset gives one), so no PBKDF2:
+    // it would cost every create milliseconds of CPU under the engine's lock.
+    ARBOR_ASSIGN_OR_RETURN(proxy::auth::ScramSecret secret,
+                           proxy::auth::ScramSecret::Unguessable());
+    RoleRecord fresh;
+    fresh.project = project;
+    fresh.branch = to;
+    fresh.name = r.name;
+    fresh.create_time_us = r.create_time_us;
+    fresh.password_time_us = WallMicros();
+    fresh.salt = secret.salt;
+    fresh.iterations = secret.iterations;
+    fresh.client_key = secret.client_key;
+    fresh.stored_key = secret.stored_key;
+    fresh.server_key = secret.server_key;
+    fresh.applied = false;
+    out.push_back(fresh);
   }
   return out;
 }

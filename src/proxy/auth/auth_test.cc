@@ -83,6 +83,20 @@ TEST(Scram, SecretLogsInWithoutThePassword) {
   EXPECT_TRUE(a->Matches("pw") && b->Matches("pw"));
 }
 
+// A branch's fresh roles: secrets of no password, consistent with each other (the proxy logs
+// in to the compute with client_key; postgres checks it against stored_key), never alike.
+TEST(Scram, UnguessableSecretsAreConsistentAndMatchNoPassword) {
+  auto a = ScramSecret::Unguessable(), b = ScramSecret::Unguessable();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->stored_key, Sha256(a->client_key));
+  EXPECT_EQ(a->salt.size(), 16u);
+  EXPECT_NE(a->salt, b->salt);
+  EXPECT_NE(a->client_key, b->client_key);
+  EXPECT_NE(a->server_key, b->server_key);
+  EXPECT_EQ(a->Verifier().rfind("SCRAM-SHA-256$4096:", 0), 0u);
+  for (const char* guess : {"", "postgres", "owner"}) EXPECT_FALSE(a->Matches(guess)) << guess;
+}
+
 TEST(Scram, RejectsBadServerFirst) {
   auto final_of = [](std::string_view server_first) {
     ScramClient c("", "pw", "abc");

@@ -59,6 +59,17 @@ Result<ScramSecret> ScramSecret::FromPassword(std::string_view password, int ite
   return Derive(password, salt, iterations);
 }
 
+Result<ScramSecret> ScramSecret::Unguessable(int iterations) {
+  ScramSecret s;
+  ARBOR_ASSIGN_OR_RETURN(s.salt, RandomBytes(16));
+  ARBOR_ASSIGN_OR_RETURN(std::string salted, RandomBytes(32));
+  s.iterations = iterations;
+  s.client_key = HmacSha256(salted, "Client Key");
+  s.stored_key = Sha256(s.client_key);
+  s.server_key = HmacSha256(salted, "Server Key");
+  return s;
+}
+
 ScramSecret ScramSecret::Derive(std::string_view password, std::string_view salt, int iterations) {
   ScramSecret s;
   s.salt = std::string(salt);

@@ -36,6 +36,11 @@ struct ScramSecret {
   [[nodiscard]] static Result<ScramSecret> FromPassword(std::string_view password,
                                                         int iterations = kDefaultIterations);
   static ScramSecret Derive(std::string_view password, std::string_view salt, int iterations);
+  // The secrets of a password no one knows: a random salted password in place of PBKDF2 over
+  // one (which would only slow the guessing of a password that does not exist). What a
+  // branch's roles get at its create: they log in with tokens until a password is reset.
+  // Internal if the RNG fails.
+  [[nodiscard]] static Result<ScramSecret> Unguessable(int iterations = kDefaultIterations);
   // PostgreSQL's stored form, "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>",
   // which `ALTER ROLE ... PASSWORD '<verifier>'` stores as it is.
   std::string Verifier() const;
