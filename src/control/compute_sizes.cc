@@ -33,6 +33,23 @@ uint64_t Engine::WriteRateFor(double current_cu) const {
   return static_cast<uint64_t>(static_cast<double>(options_.write_bytes_per_cu) * current_cu);
 }
 
+bool Engine::OthersRunLocked(const EndpointKey& self) const {
+  for (const auto& [k, live] : live_) {
+    if (k != self && (live.running || live.starting)) return true;
+  }
+  return false;
+}
+
+void Engine::RefreshWriteRatesLocked() {
+  for (auto& [k, live] : live_) {
+    if (!live.mount) continue;
+    const uint64_t rate = OthersRunLocked(k) ? WriteRateFor(live.current_cu) : 0;
+    if (rate == live.write_rate) continue;
+    live.mount->SetWriteRate(rate);
+    live.write_rate = rate;
+  }
+}
+
 double Engine::FreeCpusLocked(const EndpointKey& self) const {
   if (options_.host_cpus <= 0) return kMaxCu;
   double held = 0;
@@ -59,7 +76,7 @@ bool Engine::ApplyCuLocked(const EndpointKey& key, Live& live, const ComputeSize
             what, size.min_cu, size.max_cu);
   live.current_cu = cu;
   live.low_windows = 0;
-  if (live.mount) live.mount->SetWriteRate(WriteRateFor(cu));
+  RefreshWriteRatesLocked();
   return true;
 }
 
@@ -81,7 +98,7 @@ Result<EndpointRecord> Engine::SetEndpointSize(const std::string& project,
     lv.current_cu = std::clamp(lv.current_cu, size.min_cu, size.max_cu);
     lv.memory_cu = std::max(lv.memory_cu, size.max_cu);  // memory only grows while it runs
     lv.low_windows = 0;
-    if (lv.mount) lv.mount->SetWriteRate(WriteRateFor(lv.current_cu));
+    RefreshWriteRatesLocked();
     compute::Limits limits = LimitsFor({size.min_cu, lv.memory_cu}, lv.current_cu);
     limits.weight = LimitsFor(size, lv.current_cu).weight;
     Status st = supervisor_->Resize(ComputeId(updated), limits);
@@ -250,6 +267,7 @@ void Engine::Autoscale(int64_t now_us) {
                 options_.host_cpus);
     }
   }
+  RefreshWriteRatesLocked();
   // Usage reaches the store every few seconds, and at every stop and shutdown's next flush.
   if (now_us - usage_flushed_us_ >= 5'000'000) {
     FlushUsageLocked();

@@ -1558,6 +1558,7 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   // PostgreSQL's memory settings and max_connections follow its largest size.
   plan.size = EffectiveSize(ep);
   plan.start_cu = StartCu(plan.size, FreeCpusLocked(key));
+  plan.start_write_rate = OthersRunLocked(key) ? WriteRateFor(plan.start_cu) : 0;
   live.current_cu = plan.start_cu;  // held from now: counted while it starts
   spec.cgroup = ep.uid;
   spec.limits = LimitsFor(plan.size, plan.start_cu);
@@ -1638,7 +1639,7 @@ Status Engine::RunStart(StartPlan& plan) {
       fs::create_directories(plan.mountpoint, ec);
       ARBOR_ASSIGN_OR_RETURN(plan.mount, mounter_->Mount(plan.timeline, plan.mountpoint));
     }
-    plan.mount->SetWriteRate(WriteRateFor(plan.start_cu));
+    plan.mount->SetWriteRate(plan.start_write_rate);
     // Everything the compute will see is made durable here, in one WAL fsync. So postgres's
     // pre-recovery fsync of every file in PGDATA is redundant, and syncfs (a no-op on FUSE)
     // replaces it: a branch's first start no longer opens and fsyncs each file.
@@ -1673,6 +1674,7 @@ Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started)
   live.current_cu = plan.start_cu;
   live.throttle_sample_ns = 0;
   live.held = false;
+  live.write_rate = plan.start_write_rate;
   live.low_windows = 0;
   live.cpu_sample_us = 0;
   live.metered_us = live.started_us;
@@ -1684,6 +1686,7 @@ Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started)
     }
   }
   MarkRunningLocked(ep, true);
+  RefreshWriteRatesLocked();  // the others' budgets bind now that it runs
   if (!plan.read_only) RecordBootstrapLocked(plan);
   return EndpointState{true, false, "127.0.0.1", ep.port, live.socket_dir};
 }
@@ -1829,6 +1832,7 @@ void Engine::FinishStopsLocked(std::vector<StopJob>& jobs) {
       DropReplicaForkLocked(job.ep);
     }
   }
+  RefreshWriteRatesLocked();  // a compute left alone writes unlimited again
   changed_.notify_all();
 }
 

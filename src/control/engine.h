@@ -588,6 +588,7 @@ class Engine {
     // Write-budget waits of the mounts it had before this one (for the metric's counter).
     uint64_t write_throttled_ns = 0;
     uint64_t throttle_sample_ns = 0;  // the mount's waits at cpu_sample_us (autoscaler)
+    uint64_t write_rate = 0;          // the budget its mount has now (bytes/s; 0: none)
     bool held = false;                // the autoscaler wanted more than the host had
   };
   struct Activity {
@@ -596,6 +597,12 @@ class Engine {
   };
   using EndpointKey = std::tuple<std::string, std::string, std::string>;
   using BranchKey = std::pair<std::string, std::string>;
+  // Whether a compute other than `self` runs or starts: the write budgets bind only then.
+  // REQUIRES: mu_ held.
+  bool OthersRunLocked(const EndpointKey& self) const;
+  // Sets every mounted compute's write budget: its current CU's while another compute runs,
+  // none while it is alone. REQUIRES: mu_ held.
+  void RefreshWriteRatesLocked();
   // The host's CPUs no running or starting compute holds, other than `self`.
   // REQUIRES: mu_ held.
   double FreeCpusLocked(const EndpointKey& self) const;
@@ -636,6 +643,7 @@ class Engine {
     std::vector<std::string> refused;  // roles whose password RunStart could not apply
     ComputeSize size;                  // as started
     double start_cu = 0;               // its CPU limit at the start
+    uint64_t start_write_rate = 0;     // its write budget while it starts
   };
   // One endpoint's stop: planned under the lock, run without it, finished under it.
   struct StopJob {
