@@ -73,9 +73,12 @@ struct EngineOptions {
   // bench/branch_load_bench.sh measures both; docs/point-in-time.md says why this is the default.
   bool checkpoint_parent = true;
   // ... but only when the parent's WAL is at least this far past its last checkpoint's redo
-  // point: a branch replays at most this much at its first start, and a parent that is
-  // branched often is not made to checkpoint (and write full pages again) each time. 0: always.
-  uint64_t checkpoint_min_wal_bytes = 64ull << 20;
+  // point (ARBOR_BRANCH_CHECKPOINT_MIN_MB): a parent branched often is not made to checkpoint
+  // (and write full pages again) each time, and the create takes milliseconds; the branch
+  // replays up to this much WAL at its first start. 0, the default: always, because WAL
+  // bytes do not bound the replay's time (records without a page image, such as vacuum's
+  // visibility records, read their pages cold through arborfs; docs/point-in-time.md).
+  uint64_t checkpoint_min_wal_bytes = 0;
   // Each running compute's writes into the store are limited to this many bytes per second
   // per CU of its max size (docs/compute-sizes.md, "Writes"); 0: unlimited.
   uint64_t write_bytes_per_cu = 0;
