@@ -50,6 +50,48 @@ void Engine::RefreshWriteRatesLocked() {
   }
 }
 
+void Engine::FitIntoHostLocked() {
+  if (options_.host_cpus <= 0) return;
+  std::vector<HostShare> shares;
+  std::vector<EndpointKey> keys;
+  double largest = 0;
+  for (auto& [k, live] : live_) {
+    if (!(live.running || live.starting)) continue;
+    auto e = catalog_.endpoints.find(k);
+    ComputeSize size = e != catalog_.endpoints.end() ? EffectiveSize(e->second) : ComputeSize{};
+    largest = std::max(largest, size.max_cu);
+    // A compute starting or stopping keeps what it has until it runs.
+    if (live.starting || live.stopping || !live.running) size.min_cu = live.current_cu;
+    shares.push_back({size.max_cu, size.min_cu, live.current_cu});
+    keys.push_back(k);
+  }
+  // Over-committed (a start took 1 CU of a full host): the computes smaller than the largest
+  // give back, as they would to its growth.
+  std::vector<HostShare> others;
+  for (size_t i = 0; i < shares.size(); ++i) {
+    if (shares[i].max_cu < largest) others.push_back(shares[i]);
+  }
+  double held = 0;
+  for (const HostShare& h : shares) held += h.current_cu;
+  if (held <= options_.host_cpus || others.empty()) return;
+  // What the largest hold must fit: grow a virtual compute of the largest size from 0 to
+  // their total, within what the smaller ones leave.
+  double theirs = held;
+  for (const HostShare& o : others) theirs -= o.current_cu;
+  (void)GrowWithinHost(options_.host_cpus, largest, 0, theirs, &others);
+  size_t j = 0;
+  for (size_t i = 0; i < shares.size(); ++i) {
+    if (shares[i].max_cu >= largest) continue;
+    const HostShare& o = others[j++];
+    if (o.current_cu >= shares[i].current_cu) continue;
+    Live& live = live_[keys[i]];
+    auto e = catalog_.endpoints.find(keys[i]);
+    if (e == catalog_.endpoints.end()) continue;
+    (void)ApplyCuLocked(keys[i], live, EffectiveSize(e->second), o.current_cu, "gave CPU back",
+                        "the host's CPUs are over-committed");
+  }
+}
+
 double Engine::FreeCpusLocked(const EndpointKey& self) const {
   if (options_.host_cpus <= 0) return kMaxCu;
   double held = 0;
@@ -267,6 +309,7 @@ void Engine::Autoscale(int64_t now_us) {
                 options_.host_cpus);
     }
   }
+  FitIntoHostLocked();
   RefreshWriteRatesLocked();
   // Usage reaches the store every few seconds, and at every stop and shutdown's next flush.
   if (now_us - usage_flushed_us_ >= 5'000'000) {

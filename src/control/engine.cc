@@ -1557,7 +1557,10 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   // its size at first (then the autoscaler follows its load) and memory to its largest;
   // PostgreSQL's memory settings and max_connections follow its largest size.
   plan.size = EffectiveSize(ep);
-  plan.start_cu = StartCu(plan.size, FreeCpusLocked(key));
+  // 1 CU within its size whatever the host holds: a start (recovery, the first queries'
+  // catalog loads) is not slowed to a quarter core. The autoscaler fits it into the host
+  // once it runs (Autoscale: smaller computes give back what the host cannot hold).
+  plan.start_cu = StartCu(plan.size);
   plan.start_write_rate = OthersRunLocked(key) ? WriteRateFor(plan.start_cu) : 0;
   live.current_cu = plan.start_cu;  // held from now: counted while it starts
   spec.cgroup = ep.uid;

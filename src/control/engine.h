@@ -606,6 +606,9 @@ class Engine {
   // Sets every mounted compute's write budget: its current CU's while another compute runs,
   // none while it is alone. REQUIRES: mu_ held.
   void RefreshWriteRatesLocked();
+  // When the running computes hold more than the host's CPUs, the ones smaller than the
+  // largest give back down to their minimums, the smallest first. REQUIRES: mu_ held.
+  void FitIntoHostLocked();
   // The host's CPUs no running or starting compute holds, other than `self`.
   // REQUIRES: mu_ held.
   double FreeCpusLocked(const EndpointKey& self) const;

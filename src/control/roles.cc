@@ -94,12 +94,11 @@ END $arbor$
 
 }  // namespace
 
-Result<std::pair<RoleRecord, std::string>> Engine::FreshRole(const std::string& project,
-                                                             const std::string& branch,
-                                                             const std::string& name) {
-  std::string password = NewPassword();
-  ARBOR_ASSIGN_OR_RETURN(proxy::auth::ScramSecret secret,
-                         proxy::auth::ScramSecret::FromPassword(password));
+namespace {
+
+// A role's record holding `secret`, not applied to postgres yet.
+RoleRecord RoleWithSecret(const std::string& project, const std::string& branch,
+                          const std::string& name, const proxy::auth::ScramSecret& secret) {
   RoleRecord r;
   r.project = project;
   r.branch = branch;
@@ -112,7 +111,18 @@ Result<std::pair<RoleRecord, std::string>> Engine::FreshRole(const std::string& 
   r.stored_key = secret.stored_key;
   r.server_key = secret.server_key;
   r.applied = false;
-  return std::make_pair(r, password);
+  return r;
+}
+
+}  // namespace
+
+Result<std::pair<RoleRecord, std::string>> Engine::FreshRole(const std::string& project,
+                                                             const std::string& branch,
+                                                             const std::string& name) {
+  std::string password = NewPassword();
+  ARBOR_ASSIGN_OR_RETURN(proxy::auth::ScramSecret secret,
+                         proxy::auth::ScramSecret::FromPassword(password));
+  return std::make_pair(RoleWithSecret(project, branch, name, secret), password);
 }
 
 Result<std::vector<RoleRecord>> Engine::FreshRolesLocked(const std::string& project,
@@ -125,18 +135,8 @@ Result<std::vector<RoleRecord>> Engine::FreshRolesLocked(const std::string& proj
     // it would cost every create milliseconds of CPU under the engine's lock.
     ARBOR_ASSIGN_OR_RETURN(proxy::auth::ScramSecret secret,
                            proxy::auth::ScramSecret::Unguessable());
-    RoleRecord fresh;
-    fresh.project = project;
-    fresh.branch = to;
-    fresh.name = r.name;
+    RoleRecord fresh = RoleWithSecret(project, to, r.name, secret);
     fresh.create_time_us = r.create_time_us;
-    fresh.password_time_us = WallMicros();
-    fresh.salt = secret.salt;
-    fresh.iterations = secret.iterations;
-    fresh.client_key = secret.client_key;
-    fresh.stored_key = secret.stored_key;
-    fresh.server_key = secret.server_key;
-    fresh.applied = false;
     out.push_back(fresh);
   }
   return out;

@@ -46,11 +46,11 @@ inline constexpr int kDownWindows = 10;
 std::optional<double> AutoscaleDecision(const ComputeSize& size, double current_cu,
                                         double used_cpus, int* low_windows);
 
-// The CPU limit a compute starts with: 1 CU, within its size, and no more of the host than
-// `free_cpus` (the CPUs no other compute holds, EngineOptions::host_cpus) unless its min
-// needs more. A start (recovery, the first queries' catalog loads) is not slowed to a
-// quarter core where the host has room; an idle compute comes down to its min within
-// kDownWindows seconds per halving.
+// The CPU limit a compute starts with: 1 CU, within its size, and no more than `free_cpus`
+// unless its min needs more. The engine passes no bound (a start, its recovery and the
+// first queries' catalog loads, is not slowed to a quarter core) and fits the compute into
+// the host once it runs; an idle compute comes down to its min within kDownWindows seconds
+// per halving.
 double StartCu(const ComputeSize& size, double free_cpus = kMaxCu);
 
 // The host's share-out (docs/compute-sizes.md, "The host's CPUs"): a compute that wants to
