@@ -1806,6 +1806,10 @@ std::vector<Engine::StopJob> Engine::PlanStopsLocked(const std::vector<EndpointR
 
 void Engine::RunStops(std::vector<StopJob>& jobs) {
   for (StopJob& job : jobs) {
+    // What a stopping compute still writes (its shutdown checkpoint, or pages a discarded
+    // one leaves dirty) does not wait for its budget: a stop, and the delete or reset behind
+    // it, would wait for it.
+    if (job.mount) job.mount->SetWriteRate(0);
     if (job.was_running) {
       // A pinned endpoint's files are thrown away: no shutdown checkpoint.
       job.status =
