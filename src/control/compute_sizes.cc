@@ -92,15 +92,6 @@ void Engine::FitIntoHostLocked() {
   }
 }
 
-double Engine::FreeCpusLocked(const EndpointKey& self) const {
-  if (options_.host_cpus <= 0) return kMaxCu;
-  double held = 0;
-  for (const auto& [k, live] : live_) {
-    if (k != self && (live.running || live.starting)) held += live.current_cu;
-  }
-  return options_.host_cpus - held;
-}
-
 bool Engine::ApplyCuLocked(const EndpointKey& key, Live& live, const ComputeSize& size, double cu,
                            const char* why, const std::string& what) {
   auto e = catalog_.endpoints.find(key);

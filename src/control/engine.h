@@ -609,9 +609,6 @@ class Engine {
   // When the running computes hold more than the host's CPUs, the ones smaller than the
   // largest give back down to their minimums, the smallest first. REQUIRES: mu_ held.
   void FitIntoHostLocked();
-  // The host's CPUs no running or starting compute holds, other than `self`.
-  // REQUIRES: mu_ held.
-  double FreeCpusLocked(const EndpointKey& self) const;
   // Sets a running compute's CPU limit (and write budget) to `cu`; false if the kernel
   // refused. REQUIRES: mu_ held.
   bool ApplyCuLocked(const EndpointKey& key, Live& live, const ComputeSize& size, double cu,

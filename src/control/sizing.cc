@@ -48,10 +48,7 @@ PgSizing SizingFor(double max_cu) {
   return s;
 }
 
-double StartCu(const ComputeSize& size, double free_cpus) {
-  const double room = std::floor(std::max(0.0, free_cpus) * 4 + 1e-9) / 4;
-  return std::clamp(std::min(1.0, room), size.min_cu, size.max_cu);
-}
+double StartCu(const ComputeSize& size) { return std::clamp(1.0, size.min_cu, size.max_cu); }
 
 double GrowWithinHost(double host_cpus, double max_cu, double current_cu, double wanted_cu,
                       std::vector<HostShare>* others) {

@@ -46,12 +46,11 @@ inline constexpr int kDownWindows = 10;
 std::optional<double> AutoscaleDecision(const ComputeSize& size, double current_cu,
                                         double used_cpus, int* low_windows);
 
-// The CPU limit a compute starts with: 1 CU, within its size, and no more than `free_cpus`
-// unless its min needs more. The engine passes no bound (a start, its recovery and the
-// first queries' catalog loads, is not slowed to a quarter core) and fits the compute into
-// the host once it runs; an idle compute comes down to its min within kDownWindows seconds
-// per halving.
-double StartCu(const ComputeSize& size, double free_cpus = kMaxCu);
+// The CPU limit a compute starts with: 1 CU, within its size, whatever the host holds (a
+// start, its recovery and the first queries' catalog loads, is not slowed to a quarter
+// core); the engine fits it into the host once it runs, and an idle compute comes down to
+// its min within kDownWindows seconds per halving.
+double StartCu(const ComputeSize& size);
 
 // The host's share-out (docs/compute-sizes.md, "The host's CPUs"): a compute that wants to
 // grow from `current_cu` to `wanted_cu` gets what is free; a larger compute (greater max

@@ -72,13 +72,6 @@ TEST(Sizing, AComputeStartsAtOneCuWithinItsSize) {
   EXPECT_EQ(StartCu({2, 4}), 2.0);
 }
 
-TEST(Sizing, AStartTakesOnlyWhatTheHostHasFree) {
-  EXPECT_EQ(StartCu({0.25, 1}, 0.6), 0.5);   // rounded down to a quarter
-  EXPECT_EQ(StartCu({0.25, 1}, 0.0), 0.25);  // its min, whatever the host holds
-  EXPECT_EQ(StartCu({0.25, 1}, -1.5), 0.25);
-  EXPECT_EQ(StartCu({2, 4}, 0.5), 2.0);
-}
-
 TEST(Sizing, GrowthTakesFreeCpusThenTakesBackFromSmallerComputes) {
   // 2 CPUs: production at 1, a branch at 1. Production wants 2: the branch gives back down
   // to its min (0.25), so production gets 1.75.
