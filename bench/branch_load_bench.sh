@@ -6,11 +6,10 @@
 # fork holds beyond the parent's last checkpoint), then it is deleted with ?purge=true.
 #
 # Three daemons in this one invocation, one after the other, the same load and schedule:
-#   always      ARBOR_BRANCH_CHECKPOINT_MIN_MB=0: the parent's compute is checkpointed before
-#               every fork, so the call waits for its dirty buffers and the child has little
-#               to replay (the default before the threshold);
-#   threshold   Arbor's default: the parent checkpoints only when its WAL is 64 MiB past its
-#               last checkpoint, so a child replays at most that much;
+#   always      Arbor's default: the parent's compute is checkpointed before every fork, so
+#               the call waits for its dirty buffers and the child has little to replay;
+#   threshold   ARBOR_BRANCH_CHECKPOINT_MIN_MB=64: the parent checkpoints only when its WAL
+#               is 64 MiB past its last checkpoint, so a child replays at most that much;
 #   head        ARBOR_BRANCH_CHECKPOINT=0: the fork takes the parent's state as the store
 #               holds it (every acknowledged commit) at once, and the child's first start
 #               replays the WAL since the parent's last checkpoint, as after a crash (in
@@ -116,8 +115,8 @@ port=$((29000 + RANDOM % 500))  # below the ephemeral range (32768+)
 for side in $SIDES; do
   unset ARBOR_BRANCH_CHECKPOINT ARBOR_BRANCH_CHECKPOINT_MIN_MB
   case $side in
-    always) export ARBOR_BRANCH_CHECKPOINT_MIN_MB=0 ;;
-    threshold) ;;
+    always) ;;  # the default
+    threshold) export ARBOR_BRANCH_CHECKPOINT_MIN_MB=64 ;;
     head) export ARBOR_BRANCH_CHECKPOINT=0 ;;
     *) echo "unknown side $side" >&2; exit 2 ;;
   esac
