@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -11,7 +12,7 @@ namespace arbor {
 // reserves its bytes at once and sleeps until the budget has paid for them, so concurrent
 // callers queue behind each other in arrival order and the long-run rate never exceeds the
 // limit, whatever the request sizes. A request larger than the burst is allowed; it is paid
-// for by the time after it. Thread-safe.
+// for by the time after it. Thread-safe; unlimited, Acquire takes no lock.
 class RateLimiter {
  public:
   // `bytes_per_s` 0: unlimited. `burst_s`: how many seconds of budget an idle caller may
@@ -36,12 +37,12 @@ class RateLimiter {
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  uint64_t rate_ = 0;  // bytes per second; 0: unlimited
+  std::atomic<uint64_t> rate_{0};  // bytes per second; 0: unlimited. Written under mu_.
   double burst_s_ = 0;
-  int64_t tat_ns_ = 0;  // when the budget will have paid for every reservation
-  bool stopped_ = false;
-  uint64_t waited_ns_ = 0;
-  uint64_t bytes_ = 0;
+  int64_t tat_ns_ = 0;    // when the budget will have paid for every reservation; under mu_
+  bool stopped_ = false;  // under mu_
+  std::atomic<uint64_t> waited_ns_{0};
+  std::atomic<uint64_t> bytes_{0};
 };
 
 }  // namespace arbor

@@ -406,8 +406,7 @@ Status Supervisor::Stop(const std::string& id, std::chrono::milliseconds timeout
   return Status::Ok();
 }
 
-Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes, bool* ran) {
-  if (ran != nullptr) *ran = false;
+Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes) {
   ComputeSpec spec;
   pid_t pid = -1;
   std::shared_ptr<PGconn> conn;
@@ -452,7 +451,6 @@ Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes, boo
     }
     PGresult* r = PQexec(conn.get(), "CHECKPOINT");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (ok && ran != nullptr) *ran = true;
     st = ok ? Status::Ok()
             : Status::Internal("CHECKPOINT on " + id + ": " + PQresultErrorMessage(r));
     PQclear(r);

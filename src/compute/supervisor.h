@@ -93,10 +93,9 @@ class Supervisor {
   // Runs CHECKPOINT on a running compute (through its private socket, as the compute user),
   // so that a branch taken right after starts with almost no WAL to replay. With
   // `min_wal_bytes`, only if its WAL has moved at least that far past the last checkpoint's
-  // redo point (a branch then replays at most that much); *ran says whether it ran. NotFound
-  // if it does not run; Internal if the checkpoint fails.
-  [[nodiscard]] virtual Status Checkpoint(const std::string& id, uint64_t min_wal_bytes = 0,
-                                          bool* ran = nullptr);
+  // redo point (a branch then replays at most that much). NotFound if it does not run;
+  // Internal if the checkpoint fails.
+  [[nodiscard]] virtual Status Checkpoint(const std::string& id, uint64_t min_wal_bytes = 0);
   // Runs `sql` in database `dbname` of a running compute as Arbor's superuser (peer
   // authentication over the private socket), and returns the rows of its last statement as
   // text (NULL as ""). NotFound if the compute does not run; Internal with PostgreSQL's

@@ -41,55 +41,72 @@ bool Engine::OthersRunLocked(const EndpointKey& self) const {
 }
 
 void Engine::RefreshWriteRatesLocked() {
+  int computes = 0;
+  for (const auto& [k, live] : live_) computes += live.running || live.starting;
   for (auto& [k, live] : live_) {
     if (!live.mount) continue;
-    const uint64_t rate = OthersRunLocked(k) ? WriteRateFor(live.current_cu) : 0;
+    const bool others = computes > ((live.running || live.starting) ? 1 : 0);
+    const uint64_t rate = others ? WriteRateFor(live.current_cu) : 0;
     if (rate == live.write_rate) continue;
     live.mount->SetWriteRate(rate);
     live.write_rate = rate;
   }
 }
 
-void Engine::FitIntoHostLocked() {
-  if (options_.host_cpus <= 0) return;
+std::vector<HostShare> Engine::HostSharesLocked(const EndpointKey* except,
+                                                std::vector<EndpointKey>* keys) {
   std::vector<HostShare> shares;
-  std::vector<EndpointKey> keys;
-  double largest = 0;
-  for (auto& [k, live] : live_) {
-    if (!(live.running || live.starting)) continue;
+  for (const auto& [k, live] : live_) {
+    if ((except != nullptr && k == *except) || !(live.running || live.starting)) continue;
     auto e = catalog_.endpoints.find(k);
     ComputeSize size = e != catalog_.endpoints.end() ? EffectiveSize(e->second) : ComputeSize{};
-    largest = std::max(largest, size.max_cu);
     // A compute starting or stopping keeps what it has until it runs.
     if (live.starting || live.stopping || !live.running) size.min_cu = live.current_cu;
     shares.push_back({size.max_cu, size.min_cu, live.current_cu});
-    keys.push_back(k);
+    keys->push_back(k);
   }
-  // Over-committed (a start took 1 CU of a full host): the computes smaller than the largest
-  // give back, as they would to its growth.
-  std::vector<HostShare> others;
-  for (size_t i = 0; i < shares.size(); ++i) {
-    if (shares[i].max_cu < largest) others.push_back(shares[i]);
-  }
-  double held = 0;
-  for (const HostShare& h : shares) held += h.current_cu;
-  if (held <= options_.host_cpus || others.empty()) return;
-  // What the largest hold must fit: grow a virtual compute of the largest size from 0 to
-  // their total, within what the smaller ones leave.
-  double theirs = held;
-  for (const HostShare& o : others) theirs -= o.current_cu;
-  (void)GrowWithinHost(options_.host_cpus, largest, 0, theirs, &others);
-  size_t j = 0;
-  for (size_t i = 0; i < shares.size(); ++i) {
-    if (shares[i].max_cu >= largest) continue;
-    const HostShare& o = others[j++];
-    if (o.current_cu >= shares[i].current_cu) continue;
+  return shares;
+}
+
+void Engine::GiveBackLocked(const std::vector<EndpointKey>& keys,
+                            const std::vector<HostShare>& shares, const char* what) {
+  for (size_t i = 0; i < keys.size(); ++i) {
     Live& live = live_[keys[i]];
+    if (shares[i].current_cu >= live.current_cu) continue;
     auto e = catalog_.endpoints.find(keys[i]);
     if (e == catalog_.endpoints.end()) continue;
-    (void)ApplyCuLocked(keys[i], live, EffectiveSize(e->second), o.current_cu, "gave CPU back",
-                        "the host's CPUs are over-committed");
+    (void)ApplyCuLocked(keys[i], live, EffectiveSize(e->second), shares[i].current_cu,
+                        "gave CPU back", what);
   }
+}
+
+void Engine::FitIntoHostLocked() {
+  if (options_.host_cpus <= 0) return;
+  std::vector<EndpointKey> keys;
+  std::vector<HostShare> shares = HostSharesLocked(nullptr, &keys);
+  double largest = 0, held = 0;
+  for (const HostShare& h : shares) {
+    largest = std::max(largest, h.max_cu);
+    held += h.current_cu;
+  }
+  if (held <= options_.host_cpus) return;
+  // Over-committed (a start took 1 CU of a full host): the computes smaller than the largest
+  // give back, as they would to the growth of a compute of the largest size from nothing to
+  // what the largest ones hold.
+  std::vector<EndpointKey> smaller_keys;
+  std::vector<HostShare> smaller;
+  double theirs = 0;
+  for (size_t i = 0; i < shares.size(); ++i) {
+    if (shares[i].max_cu < largest) {
+      smaller.push_back(shares[i]);
+      smaller_keys.push_back(keys[i]);
+    } else {
+      theirs += shares[i].current_cu;
+    }
+  }
+  if (smaller.empty()) return;
+  (void)GrowWithinHost(options_.host_cpus, largest, 0, theirs, &smaller);
+  GiveBackLocked(smaller_keys, smaller, "the host's CPUs are over-committed");
 }
 
 bool Engine::ApplyCuLocked(const EndpointKey& key, Live& live, const ComputeSize& size, double cu,
@@ -109,7 +126,6 @@ bool Engine::ApplyCuLocked(const EndpointKey& key, Live& live, const ComputeSize
             what, size.min_cu, size.max_cu);
   live.current_cu = cu;
   live.low_windows = 0;
-  RefreshWriteRatesLocked();
   return true;
 }
 
@@ -265,27 +281,11 @@ void Engine::Autoscale(int64_t now_us) {
             [](const Growth& a, const Growth& b) { return a.size.max_cu > b.size.max_cu; });
   for (const Growth& g : growths) {
     Live& live = live_[g.key];
-    std::vector<HostShare> others;
     std::vector<EndpointKey> keys;
-    for (auto& [k, o] : live_) {
-      if (k == g.key || !(o.running || o.starting)) continue;
-      auto e = catalog_.endpoints.find(k);
-      ComputeSize size = e != catalog_.endpoints.end() ? EffectiveSize(e->second) : ComputeSize{};
-      // A compute still starting keeps what it started with.
-      if (o.starting || o.stopping) size.min_cu = o.current_cu;
-      others.push_back({size.max_cu, size.min_cu, o.current_cu});
-      keys.push_back(k);
-    }
+    std::vector<HostShare> others = HostSharesLocked(&g.key, &keys);
     const double grown =
         GrowWithinHost(options_.host_cpus, g.size.max_cu, live.current_cu, g.wanted, &others);
-    for (size_t i = 0; i < others.size(); ++i) {
-      Live& o = live_[keys[i]];
-      if (others[i].current_cu >= o.current_cu) continue;
-      auto e = catalog_.endpoints.find(keys[i]);
-      if (e == catalog_.endpoints.end()) continue;
-      (void)ApplyCuLocked(keys[i], o, EffectiveSize(e->second), others[i].current_cu,
-                          "gave CPU back", "a larger compute needs the host's CPUs");
-    }
+    GiveBackLocked(keys, others, "a larger compute needs the host's CPUs");
     if (grown > live.current_cu) {
       char what[96];
       std::snprintf(what, sizeof what, "it used %.2f CPUs of its %g%s", g.used, live.current_cu,

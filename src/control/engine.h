@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "compute/supervisor.h"
 #include "control/catalog.h"
+#include "control/sizing.h"
 #include "storage/store.h"
 
 namespace arbor::control {
@@ -609,8 +610,16 @@ class Engine {
   // When the running computes hold more than the host's CPUs, the ones smaller than the
   // largest give back down to their minimums, the smallest first. REQUIRES: mu_ held.
   void FitIntoHostLocked();
-  // Sets a running compute's CPU limit (and write budget) to `cu`; false if the kernel
-  // refused. REQUIRES: mu_ held.
+  // The running and starting computes but `except`, as the host's share-out sees them (a
+  // compute starting or stopping keeps what it has), with their keys in `keys`.
+  // REQUIRES: mu_ held.
+  std::vector<HostShare> HostSharesLocked(const EndpointKey* except,
+                                          std::vector<EndpointKey>* keys);
+  // Lowers each compute of `keys` whose share GrowWithinHost lowered. REQUIRES: mu_ held.
+  void GiveBackLocked(const std::vector<EndpointKey>& keys, const std::vector<HostShare>& shares,
+                      const char* what);
+  // Sets a running compute's CPU limit to `cu`; false if the kernel refused. The caller
+  // then sets the write budgets (RefreshWriteRatesLocked). REQUIRES: mu_ held.
   bool ApplyCuLocked(const EndpointKey& key, Live& live, const ComputeSize& size, double cu,
                      const char* why, const std::string& what);
   // What an operation does to a branch it has claimed (see the class comment).

@@ -105,7 +105,7 @@ class FakeSupervisor : public compute::Supervisor {
     if (!running_.erase(id)) return Status::NotFound("no compute " + id);
     return Status::Ok();
   }
-  Status Checkpoint(const std::string& id, uint64_t = 0, bool* = nullptr) override {
+  Status Checkpoint(const std::string& id, uint64_t = 0) override {
     checkpoint_gate.Pass(id);
     if (fail_checkpoints) return Status::IOError("checkpoint failed (test)");
     std::lock_guard l(mu_);

@@ -85,7 +85,6 @@ void Engine::WriteMetrics(metrics::Writer* w, const std::string& only_project) {
       if (!wanted(e.project)) continue;
       EndpointRow row;
       row.key = k;
-      row.state = "IDLE";
       auto live = live_.find(k);
       if (live != live_.end()) {
         row.write_throttled_ns = live->second.write_throttled_ns;

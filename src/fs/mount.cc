@@ -430,8 +430,7 @@ Mount::Mount(std::unique_ptr<Impl> impl, std::string mountpoint)
     : impl_(std::move(impl)), mountpoint_(std::move(mountpoint)) {}
 
 Mount::~Mount() {
-  impl_->write_limiter().Stop();
-  Status s = impl_->Unmount();
+  Status s = Unmount();
   if (!s.ok()) log::error("arborfs: unmounting {}: {}", mountpoint_, s.ToString());
   // Threads that never ended still use it: it is theirs until the process exits.
   if (impl_->abandoned()) (void)impl_.release();
