@@ -730,6 +730,13 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       if (const char* k = getenv("ARBOR_PROXY_KERNEL_RELAY"); k && std::string(k) == "0") {
         po.kernel_relay = false;
       }
+      // The computes load arbor_guard, which takes a plaintext client's socket after its
+      // login (docs/proxy.md, "Socket handoff"); ARBOR_PROXY_HANDOFF=0 relays every session.
+      po.handoff = true;
+      if (const char* h = getenv("ARBOR_PROXY_HANDOFF"); h && std::string(h) == "0") {
+        po.handoff = false;
+      }
+      log::info("daemon: proxy socket handoff {}", po.handoff ? "on" : "off");
       st = TlsFiles(o, &po.tls_cert_file, &po.tls_key_file);
       if (st.ok()) st = front.Start(po, &backend, &*signer);
       if (st.ok()) {

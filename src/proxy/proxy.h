@@ -120,6 +120,11 @@ struct ProxyOptions {
   // the kernel allows it (root, no seccomp filter against bpf); otherwise, and always for TLS
   // and the client -> compute direction, in user space. See kernel_relay.h.
   bool kernel_relay = true;
+  // After a plaintext client's login, give the compute the client's own socket, so that the
+  // session's bytes pass between the client and postgres with no relay (docs/proxy.md,
+  // "Socket handoff"). Only computes that load Arbor's module (arbor_guard) take it; others
+  // answer the login as usual, and the session is relayed. The daemon's computes all load it.
+  bool handoff = false;
 };
 
 // The proxy server. Start once, Stop once (the destructor stops it). Thread-safe: port
@@ -161,6 +166,9 @@ class Proxy {
 
   // Sessions since Start whose compute -> client direction the kernel relays (kernel_relay).
   size_t KernelRelayedSessions() const;
+
+  // Sessions since Start whose client socket was handed to the compute (handoff).
+  size_t HandedOffSessions() const;
 
   class Impl;
 

@@ -74,6 +74,11 @@ wire::BackendKey Proxy::Impl::RegisterCancel(const CancelTarget& target) {
   }
 }
 
+bool Proxy::Impl::RegisterCancelAs(wire::BackendKey key, const CancelTarget& target) {
+  std::lock_guard lock(mu_);
+  return cancel_.emplace(CancelMapKey(key), target).second;
+}
+
 void Proxy::Impl::UnregisterCancel(wire::BackendKey key) {
   std::lock_guard lock(mu_);
   cancel_.erase(CancelMapKey(key));
@@ -325,5 +330,7 @@ void Proxy::Stop() {
 size_t Proxy::ActiveConnections() const { return impl_ ? impl_->active.load() : 0; }
 
 size_t Proxy::KernelRelayedSessions() const { return impl_ ? impl_->kernel_relayed.load() : 0; }
+
+size_t Proxy::HandedOffSessions() const { return impl_ ? impl_->handed_off.load() : 0; }
 
 }  // namespace arbor::proxy

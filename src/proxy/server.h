@@ -47,10 +47,14 @@ class Proxy::Impl {
   std::atomic<size_t> active{0};
   std::atomic<size_t> kernel_relayed{0};  // sessions whose results the kernel relays
   bool kernel_relay = false;              // options.kernel_relay && KernelRelay::Available()
+  std::atomic<size_t> handed_off{0};      // sessions whose client socket the compute took
   std::atomic<bool> stopped{false};
 
   // Issues a proxy-side key for `target`, unique among live sessions. Thread-safe.
   wire::BackendKey RegisterCancel(const CancelTarget& target);
+  // Registers the compute's own key as the client's (a handed-off session, whose client sees
+  // the compute's BackendKeyData). False if that key is taken.
+  bool RegisterCancelAs(wire::BackendKey key, const CancelTarget& target);
   void UnregisterCancel(wire::BackendKey key);
   std::optional<CancelTarget> LookupCancel(wire::BackendKey key);
 

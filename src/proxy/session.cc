@@ -1,11 +1,15 @@
 #include "proxy/session.h"
 
+#include <arpa/inet.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -157,6 +161,7 @@ void Session::CloseAll() {
   client_.shutdown(asio::socket_base::shutdown_both, ec);
   client_.close(ec);
   compute_.close(ec);
+  if (backend_exit_) backend_exit_->close(ec);
 }
 
 awaitable<void> Session::ReadClient(char* data, size_t n) {
@@ -279,6 +284,11 @@ awaitable<void> Session::Handshake() {
     RefuseLogin(std::nullopt, "tls_required", "28000",
                 "this arbor proxy requires TLS: connect with sslmode=require");
   }
+  // arbor.* parameters are the proxy's to send (arbor.handoff, arbor_handoff.c): a client's
+  // are dropped, so that only the proxy asks a compute for a handoff.
+  std::erase_if(startup.params, [](const auto& p) {
+    return p.first.size() >= 6 && strncasecmp(p.first.c_str(), "arbor.", 6) == 0;
+  });
   const std::string user = *startup.Param("user");  // ParseStartup guarantees it
   if (user == kArborSuperuser) {
     RefuseLogin(std::nullopt, "superuser", "28000",
@@ -456,10 +466,18 @@ awaitable<void> Session::Handshake() {
     Refuse("57P03", "the compute for " + ref->Name() + " does not accept connections");
   }
   startup.kind = wire::StartupKind::kStartup;
+  // TLS sessions stay relayed: the compute could not read the client's TLS records.
+  handoff_requested_ = opt.handoff && !tls_;
+  if (handoff_requested_) startup.SetParam("arbor.handoff", "on");
   std::string startup_bytes = wire::SerializeStartup(startup);
   co_await WriteCompute(startup_bytes);
   std::string greeting;
   co_await LoginToCompute(role_secret, &greeting);
+  if (handoff_offer_) {
+    timer_.cancel();
+    co_await HandOff(socket_path, greeting);
+    co_return;
+  }
 
   // The compute's greeting (AuthenticationOk, ParameterStatus..., BackendKeyData,
   // ReadyForQuery), with the key replaced, as one write.
@@ -515,6 +533,21 @@ awaitable<void> Session::LoginToCompute(const auth::ScramSecret& secret, std::st
     if (m.type == 'N') {
       *greeting += wire::SerializeMessage(m.type, m.body);
       continue;
+    }
+    if (m.type == 'h') {
+      // The compute offers to take the client's socket (arbor_handoff.c): its pid and cancel
+      // key. Only after the proxy asked, and after the compute proved the role's password.
+      if (!handoff_requested_ || !server_proven || m.body.size() != 8 || handoff_offer_) {
+        Refuse("08P01", "the compute sent an unexpected handoff message");
+      }
+      wire::BackendKey key;
+      uint32_t v;
+      std::memcpy(&v, m.body.data(), 4);
+      key.pid = ntohl(v);
+      std::memcpy(&v, m.body.data() + 4, 4);
+      key.secret = ntohl(v);
+      handoff_offer_ = key;
+      co_return;
     }
     auto auth = wire::ParseAuth(m);
     if (!auth.ok()) {
@@ -573,6 +606,57 @@ awaitable<void> Session::LoginToCompute(const auth::ScramSecret& secret, std::st
       co_await WriteCompute(bytes);
     }
   }
+}
+
+awaitable<void> Session::HandOff(const std::string& socket_path, const std::string& greeting) {
+  const wire::BackendKey key = *handoff_offer_;
+  // The backend waits for the socket, so its pid names it until then: the pidfd is taken
+  // first, and tells when the session ends whoever ends it.
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(key.pid), 0));
+  if (pidfd < 0) {
+    Refuse("XX000", std::string("the proxy cannot watch the compute's backend: ") +
+                        std::strerror(errno));
+  }
+  backend_exit_.emplace(client_.get_executor(), pidfd);
+  // The client sees the compute's own BackendKeyData; cancel requests for it come here.
+  if (!impl_->RegisterCancelAs(key, {socket_path, key})) {
+    Refuse("XX000", "the compute's cancel key is already registered");
+  }
+  cancel_key_ = key;
+  // Notices the compute sent during the login go first: the compute writes next.
+  if (!greeting.empty()) co_await WriteClient(greeting);
+  char byte = 'H';
+  struct iovec iov = {&byte, 1};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  int fd = client_.native_handle();
+  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+  // The compute's socket is empty and waiting: one byte always fits.
+  ssize_t sent;
+  do {
+    sent = sendmsg(compute_.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (sent < 0 && errno == EINTR);
+  if (sent != 1) {
+    Refuse("XX000", std::string("the proxy could not hand the session to the compute: ") +
+                        std::strerror(errno));
+  }
+  impl_->handed_off.fetch_add(1);
+  boost::system::error_code ec;
+  compute_.close(ec);  // the backend has dropped its end for the client's socket
+  log::debug("proxy: {} handed to the compute's backend {}", peer_, key.pid);
+  co_await backend_exit_->async_wait(asio::posix::descriptor_base::wait_read,
+                                     asio::redirect_error(use_awaitable, ec));
+  // The backend has exited (or the proxy is stopping): its last bytes are in the socket's
+  // queue, which the close below still sends.
+  CloseAll();
 }
 
 awaitable<void> Session::ForwardCancel(wire::BackendKey key) {

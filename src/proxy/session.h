@@ -7,6 +7,9 @@
 //
 // Phases: startup (SSL/GSSENC negotiation, CancelRequest, StartupMessage) -> password ->
 // route and check -> wake -> compute login (SCRAM) -> forward the compute's greeting -> relay.
+// A plaintext session may instead be handed off after the compute login: the compute takes
+// the client's socket (options.handoff), answers the client itself, and the session only
+// waits for the compute's backend to exit (a pidfd), then closes its copy of the socket.
 // In the relay, client -> compute is always a user-space pump; compute -> client is one too,
 // unless the kernel relays it (kernel_relay.h), and then a waiter only watches for the
 // compute's close.
@@ -46,6 +49,7 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> PumpComputeToClient();
   boost::asio::awaitable<void> AwaitComputeClose();
   boost::asio::awaitable<void> ForwardCancel(wire::BackendKey key);
+  boost::asio::awaitable<void> HandOff(const std::string& socket_path, const std::string& greeting);
   boost::asio::awaitable<void> LoginToCompute(const auth::ScramSecret& secret,
                                               std::string* greeting);
 
@@ -80,6 +84,11 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string sni_;                             // the TLS SNI host, if any
   std::optional<EndpointRef> opened_;           // ConnectionOpened was called
   std::optional<wire::BackendKey> cancel_key_;  // registered proxy-side key
+  bool handoff_requested_ = false;              // the compute login asked for a handoff
+  // The compute's backend pid and cancel key, when it offered to take the client's socket.
+  std::optional<wire::BackendKey> handoff_offer_;
+  // A pidfd of the backend that took the client's socket: readable once it exits.
+  std::optional<boost::asio::posix::stream_descriptor> backend_exit_;
   // Attached: the kernel relays compute -> client (plaintext sessions only).
   KernelRelay kernel_;
   // Bytes the relay moved in user space (a unix-socket client's count), and whether

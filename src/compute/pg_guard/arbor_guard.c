@@ -12,6 +12,7 @@
  * GRANT <role> TO ..., CREATE ROLE ... IN ROLE <role>, and ALTER GROUP <role> ADD USER ....
  * Arbor's own superuser is not limited. Nothing else is changed: PostgreSQL itself is the
  * unmodified Debian build, and this is its documented extension point (ProcessUtility_hook).
+ * The module also takes a client's socket from the proxy when asked to (arbor_handoff.c).
  */
 #include "postgres.h"
 
@@ -23,6 +24,7 @@
 PG_MODULE_MAGIC;
 
 void _PG_init(void);
+void arbor_handoff_init(void); /* arbor_handoff.c */
 
 static ProcessUtility_hook_type previous_hook = NULL;
 
@@ -123,4 +125,5 @@ _PG_init(void)
                 (errmsg("arbor_guard must be loaded by shared_preload_libraries")));
     previous_hook = ProcessUtility_hook;
     ProcessUtility_hook = arbor_guard_utility;
+    arbor_handoff_init();
 }

@@ -1,0 +1,230 @@
+/*
+ * Socket handoff: the proxy gives a logged-in backend its client's own socket, so that the
+ * session's bytes flow between the client and postgres with no relay in between
+ * (docs/proxy.md, "Socket handoff").
+ *
+ * Only Arbor's proxy asks for it, by the startup parameter arbor.handoff=on on a connection to
+ * the compute's private unix socket; the proxy removes any arbor.* parameter a client sends.
+ * After the role's password has been proven (ClientAuthentication_hook, before
+ * AuthenticationOk is sent), the backend
+ *   1. sends the proxy 'h', int32 length 12, int32 its pid, int32 its cancel key, so that the
+ *      proxy can route cancel requests and learn when the session ends (a pidfd);
+ *   2. receives one byte 'H' carrying the client's socket (SCM_RIGHTS);
+ *   3. puts that socket in place of its own (dup2 onto the same descriptor number), and
+ *      rebuilds the wait set that PostgreSQL's protocol layer polls, which watched the old one.
+ * PostgreSQL then sends AuthenticationOk, its parameters, BackendKeyData and ReadyForQuery to
+ * the client itself. Anything unexpected ends the login with FATAL before step 3, on the
+ * proxy's socket. Nothing of PostgreSQL is changed: ClientAuthentication_hook is its
+ * documented extension point, and FeBeWaitSet is the exported wait set of libpq/pqcomm.c.
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "libpq/auth.h"
+#include "libpq/libpq.h"
+#include "libpq/libpq-be.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "port/pg_bswap.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+
+void arbor_handoff_init(void);
+
+static ClientAuthentication_hook_type previous_auth_hook = NULL;
+
+/* How long the backend waits for the proxy's socket: the proxy sends it at once. */
+#define HANDOFF_WAIT_MS 10000
+
+/* Whether the startup packet asked for a handoff; removes the parameter either way, so that
+ * PostgreSQL does not make a placeholder setting of it. */
+static bool
+take_handoff_option(Port *port)
+{
+    List *kept = NIL;
+    bool wanted = false;
+    ListCell *lc;
+
+    for (lc = list_head(port->guc_options); lc != NULL; lc = lnext(port->guc_options, lc))
+    {
+        char *name = lfirst(lc);
+        char *value;
+
+        lc = lnext(port->guc_options, lc);
+        if (lc == NULL)
+            break;
+        value = lfirst(lc);
+        if (pg_strcasecmp(name, "arbor.handoff") == 0)
+        {
+            wanted = pg_strcasecmp(value, "on") == 0;
+            continue;
+        }
+        kept = lappend(kept, name);
+        kept = lappend(kept, value);
+    }
+    port->guc_options = kept;
+    return wanted;
+}
+
+static void
+send_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0)
+    {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            (void) poll(&p, 1, HANDOFF_WAIT_MS);
+            continue;
+        }
+        if (n <= 0)
+            ereport(FATAL,
+                    (errcode(ERRCODE_CONNECTION_FAILURE),
+                     errmsg("arbor handoff: could not write to the proxy: %m")));
+        buf += n;
+        len -= (size_t) n;
+    }
+}
+
+static void
+put_int32(char *at, uint32 v)
+{
+    v = pg_hton32(v);
+    memcpy(at, &v, 4);
+}
+
+/* Receives the client's socket from the proxy. */
+static int
+receive_socket(int fd)
+{
+    char byte = 0;
+    char control[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr msg;
+    struct cmsghdr *cmsg;
+    int received = -1;
+    ssize_t n;
+
+    for (;;)
+    {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int ready = poll(&p, 1, HANDOFF_WAIT_MS);
+
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            ereport(FATAL,
+                    (errcode(ERRCODE_CONNECTION_FAILURE),
+                     errmsg("arbor handoff: the proxy sent no socket")));
+        memset(&msg, 0, sizeof msg);
+        memset(control, 0, sizeof control);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        break;
+    }
+    for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL; cmsg = CMSG_NXTHDR(&msg, cmsg))
+    {
+        if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
+            cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(&received, CMSG_DATA(cmsg), sizeof(int));
+    }
+    if (n != 1 || byte != 'H' || received < 0 || (msg.msg_flags & MSG_CTRUNC) != 0)
+    {
+        if (received >= 0)
+            close(received);
+        ereport(FATAL,
+                (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                 errmsg("arbor handoff: the proxy's answer carries no client socket")));
+    }
+    return received;
+}
+
+static void
+take_client_socket(Port *port)
+{
+    char hello[13];
+    int client;
+    struct stat st;
+    int type = 0;
+    socklen_t type_len = sizeof type;
+    int flags;
+
+    /* Nothing of the client's may sit unread in PostgreSQL's buffer: the proxy sends nothing
+     * between its last SASL message and the socket. */
+    if (pq_buffer_has_data())
+        ereport(FATAL,
+                (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                 errmsg("arbor handoff: unexpected bytes before the handoff")));
+    /* AuthenticationSASLFinal waits in PostgreSQL's send buffer (it is not flushed until
+     * AuthenticationOk): it is the proxy's, so it goes out first. */
+    if (pq_flush() != 0)
+        ereport(FATAL,
+                (errcode(ERRCODE_CONNECTION_FAILURE),
+                 errmsg("arbor handoff: could not write to the proxy")));
+    hello[0] = 'h';
+    put_int32(hello + 1, 12);
+    put_int32(hello + 5, (uint32) MyProcPid);
+    put_int32(hello + 9, (uint32) MyCancelKey);
+    send_all(port->sock, hello, sizeof hello);
+
+    client = receive_socket(port->sock);
+    if (fstat(client, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+        getsockopt(client, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 || type != SOCK_STREAM)
+    {
+        close(client);
+        ereport(FATAL,
+                (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                 errmsg("arbor handoff: the descriptor is not a stream socket")));
+    }
+    flags = fcntl(client, F_GETFL);
+    if (flags < 0 || fcntl(client, F_SETFL, flags | O_NONBLOCK) != 0 ||
+        dup2(client, port->sock) < 0)
+    {
+        close(client);
+        ereport(FATAL,
+                (errcode(ERRCODE_CONNECTION_FAILURE),
+                 errmsg("arbor handoff: could not take the client's socket: %m")));
+    }
+    close(client);
+
+    /* The wait set watched the replaced socket (epoll keeps the old file, which is gone now):
+     * build it again, as pq_init does, over the same descriptor number. */
+    FreeWaitEventSet(FeBeWaitSet);
+    FeBeWaitSet = CreateWaitEventSet(TopMemoryContext, FeBeWaitSetNEvents);
+    AddWaitEventToSet(FeBeWaitSet, WL_SOCKET_WRITEABLE, port->sock, NULL, NULL);
+    AddWaitEventToSet(FeBeWaitSet, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+    AddWaitEventToSet(FeBeWaitSet, WL_POSTMASTER_DEATH, PGINVALID_SOCKET, NULL, NULL);
+}
+
+static void
+arbor_client_authentication(Port *port, int status)
+{
+    bool wanted = take_handoff_option(port);
+
+    if (previous_auth_hook)
+        previous_auth_hook(port, status);
+    /* Only on the private unix socket, and only once the password is proven. */
+    if (!wanted || status != STATUS_OK || port->laddr.addr.ss_family != AF_UNIX)
+        return;
+    take_client_socket(port);
+}
+
+void
+arbor_handoff_init(void)
+{
+    previous_auth_hook = ClientAuthentication_hook;
+    ClientAuthentication_hook = arbor_client_authentication;
+}
