@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -44,7 +45,8 @@ struct LoginResult {
 // A raw v3 login: StartupMessage, then the password when asked for one. Reads the refusal's
 // SQLSTATE, which libpq does not expose for connection errors.
 LoginResult RawLogin(uint16_t port, const std::string& password, const std::string& options = "",
-                     const std::string& user = "owner") {
+                     const std::string& user = "owner",
+                     const std::vector<std::string>& extra_params = {}) {
   LoginResult r;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -71,6 +73,10 @@ LoginResult RawLogin(uint16_t port, const std::string& password, const std::stri
     body += "options";
     body.push_back('\0');
     body += options;
+    body.push_back('\0');
+  }
+  for (const std::string& p : extra_params) {  // name, value, name, value...
+    body += p;
     body.push_back('\0');
   }
   body.push_back('\0');
@@ -639,8 +645,115 @@ void CheckPipelinedPgbench(const RelayTarget& t) {
   EXPECT_NE(out.find("number of failed transactions: 0"), std::string::npos) << out;
 }
 
+// Starts a daemon with the environment variables `env` set (the daemon inherits them), and
+// puts the test's environment back.
+std::unique_ptr<Daemon> StartWithEnv(const std::string& name,
+                                     const std::vector<std::pair<std::string, std::string>>& env) {
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved;
+  for (const auto& [k, v] : env) {
+    const char* was = getenv(k.c_str());
+    saved.emplace_back(k, was ? std::optional<std::string>(was) : std::nullopt);
+    setenv(k.c_str(), v.c_str(), 1);
+  }
+  auto d = Daemon::Start(name);
+  for (const auto& [k, v] : saved) {
+    if (v) {
+      setenv(k.c_str(), v->c_str(), 1);
+    } else {
+      unsetenv(k.c_str());
+    }
+  }
+  return d;
+}
+
+// The inode of the TCP socket from local port `from` to `to` on loopback, from /proc/net/tcp.
+std::string TcpInode(uint16_t from, uint16_t to) {
+  std::istringstream in(Slurp("/proc/net/tcp"));
+  std::string line;
+  std::getline(in, line);  // header
+  char want_local[8], want_remote[8];
+  std::snprintf(want_local, sizeof want_local, ":%04X", from);
+  std::snprintf(want_remote, sizeof want_remote, ":%04X", to);
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string sl, local, remote, st, queues, tr, retr, uid, timeout, inode;
+    f >> sl >> local >> remote >> st >> queues >> tr >> retr >> uid >> timeout >> inode;
+    if (local.ends_with(want_local) && remote.ends_with(want_remote)) return inode;
+  }
+  return "";
+}
+
+// Whether process `pid` holds the socket with inode `inode`.
+bool HoldsSocket(const std::string& pid, const std::string& inode) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + pid + "/fd", ec)) {
+    std::error_code rec;
+    if (std::filesystem::read_symlink(e.path(), rec).string() == "socket:[" + inode + "]") {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A plaintext session is handed to its compute: the postgres backend that serves the client
+// holds the client's own TCP connection (the proxy's end of it), so no relay is in between.
+// A TLS session stays relayed: its backend holds no TCP socket of the proxy's port.
+void CheckHandedOff(const RelayTarget& t) {
+  PGconn* c = PQconnectdb(t.Conn().c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  sockaddr_in me{};
+  socklen_t len = sizeof me;
+  ASSERT_EQ(getsockname(PQsocket(c), reinterpret_cast<sockaddr*>(&me), &len), 0);
+  const std::string inode = TcpInode(t.port, ntohs(me.sin_port));  // the server side
+  ASSERT_FALSE(inode.empty());
+  const std::string pid = QueryOne(c, "select pg_backend_pid()");
+  EXPECT_TRUE(HoldsSocket(pid, inode)) << "backend " << pid << " does not hold the client's socket";
+  EXPECT_EQ(SockmapsOf(t.d->pid()), 0) << "a handed-off session needs no kernel relay";
+  // The session behaves as any: its cancel key reaches the proxy, which forwards it.
+  ASSERT_EQ(PQsendQuery(c, "select pg_sleep(60)"), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  PGcancel* cancel = PQgetCancel(c);
+  char err[256];
+  EXPECT_EQ(PQcancel(cancel, err, sizeof err), 1) << err;
+  PQfreeCancel(cancel);
+  PGresult* r = PQgetResult(c);
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  EXPECT_STREQ(state == nullptr ? "" : state, "57014");
+  PQclear(r);
+  while ((r = PQgetResult(c)) != nullptr) PQclear(r);
+  // The proxy's own startup parameter is not left behind as a setting.
+  r = PQexec(c, "select current_setting('arbor.handoff', true) is null");
+  EXPECT_STREQ(PQgetvalue(r, 0, 0), "t");
+  PQclear(r);
+
+  PGconn* tls = PQconnectdb((t.Conn() + " sslmode=require").c_str());
+  ASSERT_EQ(PQstatus(tls), CONNECTION_OK) << PQerrorMessage(tls);
+  const std::string tls_pid = QueryOne(tls, "select pg_backend_pid()");
+  len = sizeof me;
+  ASSERT_EQ(getsockname(PQsocket(tls), reinterpret_cast<sockaddr*>(&me), &len), 0);
+  const std::string tls_inode = TcpInode(t.port, ntohs(me.sin_port));
+  ASSERT_FALSE(tls_inode.empty());
+  EXPECT_FALSE(HoldsSocket(tls_pid, tls_inode)) << "a TLS session was handed off";
+  EXPECT_TRUE(HoldsSocket(std::to_string(t.d->pid()), tls_inode));
+  PQfinish(tls);
+  PQfinish(c);
+  std::string log = Slurp(t.d->home() + "/daemon.out");
+  EXPECT_NE(log.find("proxy socket handoff on"), std::string::npos) << log;
+}
+
+TEST(ProxyRelay, HandedToTheCompute) {
+  auto d = Daemon::Start("handoff");
+  ASSERT_NE(d, nullptr);
+  RelayTarget t = TargetOf(d.get());
+  ASSERT_NE(t.port, 0);
+  CheckHandedOff(t);
+  CheckBigCopies(t);
+  CheckTerminate(t);
+  CheckPipelinedPgbench(t);
+}
+
 TEST(ProxyRelay, InTheKernel) {
-  auto d = Daemon::Start("relay");
+  auto d = StartWithEnv("relay", {{"ARBOR_PROXY_HANDOFF", "0"}});
   ASSERT_NE(d, nullptr);
   RelayTarget t = TargetOf(d.get());
   ASSERT_NE(t.port, 0);
@@ -648,18 +761,15 @@ TEST(ProxyRelay, InTheKernel) {
   CheckBigCopies(t);
   CheckTerminate(t);
   CheckPipelinedPgbench(t);
+  // Only the proxy asks a compute for a handoff: a client's arbor.* parameters are dropped,
+  // so this relayed session logs in as any (the compute would otherwise offer its socket to a
+  // proxy that did not ask, and the login would fail).
+  LoginResult forged = RawLogin(t.port, t.token, "", "owner", {"arbor.handoff", "on"});
+  EXPECT_TRUE(forged.ok) << forged.sqlstate << " " << forged.message;
 }
 
 TEST(ProxyRelay, InUserSpaceWhenTurnedOff) {
-  const char* was = getenv("ARBOR_PROXY_KERNEL_RELAY");
-  std::string saved = was ? was : "";
-  setenv("ARBOR_PROXY_KERNEL_RELAY", "0", 1);  // the daemon inherits it
-  auto d = Daemon::Start("relay-off");
-  if (was) {
-    setenv("ARBOR_PROXY_KERNEL_RELAY", saved.c_str(), 1);
-  } else {
-    unsetenv("ARBOR_PROXY_KERNEL_RELAY");
-  }
+  auto d = StartWithEnv("relay-off", {{"ARBOR_PROXY_KERNEL_RELAY", "0"}, {"ARBOR_PROXY_HANDOFF", "0"}});
   ASSERT_NE(d, nullptr);
   RelayTarget t = TargetOf(d.get());
   ASSERT_NE(t.port, 0);
