@@ -7,8 +7,8 @@
 #   - wake: a suspended endpoint to the first query answered (psql -c 'select 1'), p50 and max.
 # "Direct" is the compute's private unix socket (computes have no TCP port); "proxy" is the
 # endpoint's dedicated port on 127.0.0.1 with a token as the password, once in plaintext
-# (sslmode=disable: the reply direction is relayed in the kernel, docs/proxy.md) and once
-# over TLS (sslmode=require: relayed in user space, encrypted). "local" is the proxy's unix
+# (sslmode=disable: after the login the compute takes the client's socket, docs/proxy.md
+# "Socket handoff") and once over TLS (sslmode=require: relayed in user space, encrypted). "local" is the proxy's unix
 # socket for the same endpoint ($ARBOR_HOME/proxy, docs/proxy.md "Clients on this host"), with
 # the same token: the front door for clients on the daemon's host (target local / direct >= 0.80
 # on TPC-B).
