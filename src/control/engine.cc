@@ -1132,12 +1132,7 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
                                    "are not reachable");
     }
   }
-  for (const StopJob& job : stopped) {
-    if (!job.was_running || job.ep.pinned) continue;
-    if (masked && IsReadWrite(job.ep)) continue;  // MaskBranchLocked started it
-    auto started = StartWithLock(l, project, id, job.ep.id, /*claimed=*/true);
-    if (!started.ok()) return started.status();
-  }
+  RestartLaterLocked(project, id, stopped, /*skip_read_write=*/masked);  // masking started it
   ARBOR_ASSIGN_OR_RETURN(b, FindBranch(project, id));
   return *b;
 }
@@ -1231,11 +1226,7 @@ Result<std::pair<BranchRecord, std::string>> Engine::RestoreBranch(const std::st
     if (!erased.ok())
       log::warn("engine: restore of {}: {}", BranchName(project, id), erased.ToString());
   }
-  for (const StopJob& job : stopped) {
-    if (!job.was_running || job.ep.pinned) continue;
-    auto started = StartWithLock(l, project, id, job.ep.id, /*claimed=*/true);
-    if (!started.ok()) return started.status();
-  }
+  RestartLaterLocked(project, id, stopped);
   return std::make_pair(catalog_.branches.at({project, id}), backup_id);
 }
 
@@ -2011,7 +2002,50 @@ std::vector<std::string> Engine::SuspendIdle(int64_t now_us) {
   return suspended;
 }
 
+void Engine::RestartLaterLocked(const std::string& project, const std::string& branch,
+                                const std::vector<StopJob>& stopped, bool skip_read_write) {
+  std::vector<std::string> ids;
+  for (const StopJob& job : stopped) {
+    if (!job.was_running || job.ep.pinned) continue;
+    if (skip_read_write && IsReadWrite(job.ep)) continue;
+    ids.push_back(job.ep.id);
+  }
+  // Threads of earlier restarts that have ended are joined here, so they do not pile up.
+  std::erase_if(restarts_, [](Restart& r) {
+    if (!r.done->load()) return false;
+    r.thread.join();
+    return true;
+  });
+  if (ids.empty() || shutting_down_) return;
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  restarts_.push_back({std::thread([this, project, branch, ids, done] {
+                         for (const std::string& id : ids) {
+                           {
+                             std::lock_guard l(mu_);
+                             if (shutting_down_) break;
+                           }
+                           // Waits for the reset's claim to end; a start that a client's
+                           // connection began meanwhile is joined, not repeated.
+                           auto started = StartEndpoint(project, branch, id);
+                           if (!started.ok()) {
+                             log::warn("engine: starting {}/{}/{} again after its branch's new "
+                                       "state: {}",
+                                       project, branch, id, started.status().ToString());
+                           }
+                         }
+                         done->store(true);
+                       }),
+                       done});
+}
+
 void Engine::Shutdown() {
+  std::vector<Restart> restarts;
+  {
+    std::lock_guard l(mu_);
+    shutting_down_ = true;
+    restarts.swap(restarts_);
+  }
+  for (Restart& r : restarts) r.thread.join();
   std::unique_lock l(mu_);
   // Operations under way finish first (the API and the proxy are stopped by now); each is
   // bounded by its own timeouts.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <variant>
 #include <vector>
@@ -729,6 +731,18 @@ class Engine {
   // runs without the lock, which is held on entry and on return. Waits while its branch is
   // claimed (but for roles or databases, or by the caller: `claimed`) and while it is being
   // stopped; FailedPrecondition if its branch is being deleted.
+  // Starts again, on a thread of its own, the endpoints a reset or restore of the branch
+  // stopped while they ran: the call answers once the branch has its new state, and a client
+  // that connects meanwhile wakes the endpoint (or joins the start) through the proxy.
+  // `skip_read_write`: those were started already (a masked branch's reset masks it first).
+  void RestartLaterLocked(const std::string& project, const std::string& branch,
+                          const std::vector<StopJob>& stopped, bool skip_read_write = false);
+  struct Restart {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Restart> restarts_;  // guarded by mu_; joined by Shutdown
+  bool shutting_down_ = false;     // guarded by mu_
   Result<EndpointState> StartWithLock(std::unique_lock<std::mutex>& l, const std::string& project,
                                       const std::string& branch, const std::string& id,
                                       bool claimed);

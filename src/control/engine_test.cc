@@ -347,6 +347,23 @@ TEST_F(EngineTest, AResetRestartsTheBranchWhileOthersProceed) {
   EXPECT_EQ(store_->GetTimeline(before->timeline).status().code(), Code::kNotFound);
 }
 
+// A reset answers once the branch has its new state; its running endpoint starts again after
+// the answer, and a login meanwhile joins that start.
+TEST_F(EngineTest, AResetAnswersBeforeItsEndpointIsUpAgain) {
+  ASSERT_TRUE(engine_->CreateBranch("default", "qa", BranchRequest{}).ok());
+  ASSERT_TRUE(engine_->Wake("default", "qa", "primary").ok());
+  sup_.start_gate.Arm("branches/qa/");
+  auto reset = Later([&] { return engine_->ResetBranch("default", "qa", std::nullopt); });
+  ASSERT_TRUE(Prompt(reset)) << "the reset waited for its endpoint's start";
+  ASSERT_TRUE(reset.get().ok());
+  ASSERT_TRUE(sup_.start_gate.WaitEntered()) << "the endpoint was not started again";
+  EXPECT_FALSE(sup_.Running("projects/default/branches/qa/endpoints/primary"));
+  auto wake = Later([&] { return engine_->Wake("default", "qa", "primary"); });
+  sup_.start_gate.Open();
+  ASSERT_TRUE(wake.get().ok());
+  EXPECT_TRUE(sup_.Running("projects/default/branches/qa/endpoints/primary"));
+}
+
 // ---- changed pages (changed_pages.cc) ----
 
 // Writes PostgreSQL-like relation files straight into a timeline's tree.

@@ -97,6 +97,7 @@ Session::Session(Proxy::Impl* impl, ClientSocket client, uint16_t local_port, bo
 Session::~Session() {
   if (cancel_key_) impl_->UnregisterCancel(*cancel_key_);
   ReportBytes();
+  if (handed_fd_ >= 0) close(handed_fd_);
   if (opened_) impl_->backend->ConnectionClosed(*opened_);
   impl_->active.fetch_sub(1);
 }
@@ -146,8 +147,8 @@ void Session::ReportBytes() {
     uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
   } info{};
   socklen_t len = sizeof info;
-  if (!local_ && client_.is_open() &&
-      getsockopt(client_.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+  const int fd = client_.is_open() ? client_.native_handle() : handed_fd_;
+  if (!local_ && fd >= 0 && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
       len >= sizeof info) {
     from = info.bytes_received;
     to = info.bytes_acked;
@@ -162,6 +163,11 @@ void Session::CloseAll() {
   client_.close(ec);
   compute_.close(ec);
   if (backend_exit_) backend_exit_->close(ec);
+  if (handed_fd_ >= 0) {
+    shutdown(handed_fd_, SHUT_RDWR);  // ends the session if the backend still serves it
+    close(handed_fd_);
+    handed_fd_ = -1;
+  }
 }
 
 awaitable<void> Session::ReadClient(char* data, size_t n) {
@@ -651,6 +657,9 @@ awaitable<void> Session::HandOff(const std::string& socket_path, const std::stri
   impl_->handed_off.fetch_add(1);
   boost::system::error_code ec;
   compute_.close(ec);  // the backend has dropped its end for the client's socket
+  // Kept for the byte counts and the close, out of the network thread's epoll.
+  handed_fd_ = client_.release(ec);
+  if (ec) handed_fd_ = -1;
   log::debug("proxy: {} handed to the compute's backend {}", peer_, key.pid);
   co_await backend_exit_->async_wait(asio::posix::descriptor_base::wait_read,
                                      asio::redirect_error(use_awaitable, ec));

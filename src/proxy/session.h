@@ -89,6 +89,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<wire::BackendKey> handoff_offer_;
   // A pidfd of the backend that took the client's socket: readable once it exits.
   std::optional<boost::asio::posix::stream_descriptor> backend_exit_;
+  // The proxy's copy of a handed-off client socket, out of the proxy's epoll (a socket left
+  // there would wake a network thread at every query the backend receives); -1 if none.
+  int handed_fd_ = -1;
   // Attached: the kernel relays compute -> client (plaintext sessions only).
   KernelRelay kernel_;
   // Bytes the relay moved in user space (a unix-socket client's count), and whether
