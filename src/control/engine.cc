@@ -2006,7 +2006,7 @@ void Engine::RestartLaterLocked(const std::string& project, const std::string& b
                                 const std::vector<StopJob>& stopped, bool skip_read_write) {
   std::vector<std::string> ids;
   for (const StopJob& job : stopped) {
-    if (!job.was_running || job.ep.pinned) continue;
+    if (!job.was_running || job.ep.pinned || !job.ep.no_suspension) continue;
     if (skip_read_write && IsReadWrite(job.ep)) continue;
     ids.push_back(job.ep.id);
   }

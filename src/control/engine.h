@@ -731,9 +731,10 @@ class Engine {
   // runs without the lock, which is held on entry and on return. Waits while its branch is
   // claimed (but for roles or databases, or by the caller: `claimed`) and while it is being
   // stopped; FailedPrecondition if its branch is being deleted.
-  // Starts again, on a thread of its own, the endpoints a reset or restore of the branch
-  // stopped while they ran: the call answers once the branch has its new state, and a client
-  // that connects meanwhile wakes the endpoint (or joins the start) through the proxy.
+  // After a reset or restore of the branch: the endpoints it stopped while they ran start
+  // again at their next connection (the proxy wakes them), as after a suspension, so the call
+  // answers once the branch has its new state and a delete right after it stops nothing. Those
+  // that never suspend (no_suspension) start again at once, on a thread of its own.
   // `skip_read_write`: those were started already (a masked branch's reset masks it first).
   void RestartLaterLocked(const std::string& project, const std::string& branch,
                           const std::vector<StopJob>& stopped, bool skip_read_write = false);

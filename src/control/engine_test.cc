@@ -347,10 +347,25 @@ TEST_F(EngineTest, AResetRestartsTheBranchWhileOthersProceed) {
   EXPECT_EQ(store_->GetTimeline(before->timeline).status().code(), Code::kNotFound);
 }
 
-// A reset answers once the branch has its new state; its running endpoint starts again after
-// the answer, and a login meanwhile joins that start.
+// A reset answers once the branch has its new state. Its running endpoint starts again at its
+// next login, like a suspended one; one that never suspends starts again right after the
+// answer, and a login meanwhile joins that start.
 TEST_F(EngineTest, AResetAnswersBeforeItsEndpointIsUpAgain) {
   ASSERT_TRUE(engine_->CreateBranch("default", "qa", BranchRequest{}).ok());
+  ASSERT_TRUE(engine_->Wake("default", "qa", "primary").ok());
+  sup_.start_gate.Arm("branches/qa/");
+  auto quick = Later([&] { return engine_->ResetBranch("default", "qa", std::nullopt); });
+  ASSERT_TRUE(Prompt(quick)) << "the reset waited for its endpoint's start";
+  ASSERT_TRUE(quick.get().ok());
+  EXPECT_FALSE(sup_.Running("projects/default/branches/qa/endpoints/primary"));
+  auto woken = Later([&] { return engine_->Wake("default", "qa", "primary"); });
+  ASSERT_TRUE(sup_.start_gate.WaitEntered());
+  sup_.start_gate.Open();
+  ASSERT_TRUE(woken.get().ok());
+  EXPECT_TRUE(sup_.Running("projects/default/branches/qa/endpoints/primary"));
+
+  ASSERT_TRUE(engine_->DeleteEndpoint("default", "qa", "primary").ok());
+  ASSERT_TRUE(engine_->CreateEndpoint("default", "qa", "primary", 0, /*no_suspension=*/true).ok());
   ASSERT_TRUE(engine_->Wake("default", "qa", "primary").ok());
   sup_.start_gate.Arm("branches/qa/");
   auto reset = Later([&] { return engine_->ResetBranch("default", "qa", std::nullopt); });
