@@ -142,13 +142,27 @@ done
 
 tps_of() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$1" | tail -1; }
 
-declare -A tpcb sel
+# CPU time in clock ticks: of a process (user + system), and of the whole machine (busy).
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+declare -A server_pid=([arbor]=$arbor_pid [fuse]=$fuse_pid)
+declare -A tpcb sel server_us machine_us txns
 tpcb_rss_mb=0
 for round in $(seq "$ROUNDS"); do
   for side in "${sides[@]}"; do
     wants tpcb || break
     [[ $side == arbor ]] && reset_peak_rss
+    pid=${server_pid[$side]:-}
+    s0=$([[ -n $pid ]] && proc_ticks "$pid" || echo 0)
+    m0=$(machine_ticks)
     pgb "$side" -c "$CLIENTS" -j 2 -T "$DURATION" >"$work/tpcb-$side.log" 2>&1
+    s1=$([[ -n $pid ]] && proc_ticks "$pid" || echo 0)
+    m1=$(machine_ticks)
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/tpcb-$side.log")
+    txns[$side]=$(( ${txns[$side]:-0} + ${n:-0} ))
+    server_us[$side]=$(( ${server_us[$side]:-0} + (s1 - s0) * tick_us ))
+    machine_us[$side]=$(( ${machine_us[$side]:-0} + (m1 - m0) * tick_us ))
     [[ $side == arbor ]] && tpcb_rss_mb=$(( $(peak_rss_mb) > tpcb_rss_mb ? $(peak_rss_mb) : tpcb_rss_mb ))
     t=$(tps_of "$work/tpcb-$side.log")
     tpcb[$side]=$(echo "${tpcb[$side]:-0} + $t / $ROUNDS" | bc -l)
@@ -178,6 +192,16 @@ if [[ $FUSE_FLOOR == 1 ]]; then
   echo "-- FUSE alone (passthrough to the host file system, arborfs's mount options) vs native: the floor under arborfs --"
   wants tpcb && printf "TPC-B-like: FUSE alone %.0f tps, ratio %s; arborfs / FUSE alone %s\n" \
     "${tpcb[fuse]}" "$(ratio "${tpcb[fuse]}" "${tpcb[native]}")" "$(ratio "${tpcb[arbor]}" "${tpcb[fuse]}")"
+  # Where the difference goes: the FUSE server's own CPU, and the whole machine's, per
+  # transaction (on two busy cores, CPU per transaction is what decides the TPS).
+  if wants tpcb; then
+    per_txn() { awk -v us="$1" -v n="$2" 'BEGIN {printf "%.0f", (n > 0) ? us / n : 0}'; }
+    for side in "${sides[@]}"; do
+      printf "TPC-B-like CPU per transaction, %-6s: %s us in the FUSE server, %s us on the whole machine\n" \
+        "$side" "$(per_txn "${server_us[$side]:-0}" "${txns[$side]}")" \
+        "$(per_txn "${machine_us[$side]}" "${txns[$side]}")"
+    done
+  fi
   wants select && printf "select-only: FUSE alone %.0f tps, ratio %s; arborfs / FUSE alone %s\n" \
     "${sel[fuse]}" "$(ratio "${sel[fuse]}" "${sel[native]}")" "$(ratio "${sel[arbor]}" "${sel[fuse]}")"
   wants init && printf "pgbench -i -s %s: FUSE alone %.1f s, ratio %s; arborfs / FUSE alone %s\n" \
