@@ -51,6 +51,8 @@ take_handoff_option(Port *port)
     List *kept = NIL;
     bool wanted = false;
     ListCell *lc;
+    /* PostgreSQL reads the list after authentication: it lives as long as the backend. */
+    MemoryContext was = MemoryContextSwitchTo(TopMemoryContext);
 
     for (lc = list_head(port->guc_options); lc != NULL; lc = lnext(port->guc_options, lc))
     {
@@ -70,6 +72,7 @@ take_handoff_option(Port *port)
         kept = lappend(kept, value);
     }
     port->guc_options = kept;
+    MemoryContextSwitchTo(was);
     return wanted;
 }
 
