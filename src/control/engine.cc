@@ -2006,8 +2006,12 @@ void Engine::RestartLaterLocked(const std::string& project, const std::string& b
                                 const std::vector<StopJob>& stopped, bool skip_read_write) {
   std::vector<std::string> ids;
   for (const StopJob& job : stopped) {
-    if (!job.was_running || job.ep.pinned || !job.ep.no_suspension) continue;
+    if (!job.was_running || job.ep.pinned) continue;
     if (skip_read_write && IsReadWrite(job.ep)) continue;
+    if (!job.ep.no_suspension) {
+      MarkRunningLocked(job.ep, false);  // as a suspended one: a restarted daemon leaves it
+      continue;
+    }
     ids.push_back(job.ep.id);
   }
   // Threads of earlier restarts that have ended are joined here, so they do not pile up.

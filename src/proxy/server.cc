@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -243,6 +244,17 @@ Status Proxy::Start(const ProxyOptions& options, Backend* backend,
     return Status::InvalidArgument("require_tls needs a certificate and key");
   }
   RaiseFdLimit();
+  if (options.handoff) {
+    // A handed-off session ends when its backend exits, which a pidfd tells (Linux 5.3).
+    int probe = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+    if (probe >= 0) {
+      close(probe);
+      impl->handoff = true;
+    } else {
+      log::warn("proxy: socket handoff off, relaying every session: pidfd_open: {}",
+                std::strerror(errno));
+    }
+  }
   if (options.kernel_relay) {
     impl->kernel_relay = KernelRelay::Available();  // logs once whether it is on
   } else {

@@ -97,7 +97,11 @@ Session::Session(Proxy::Impl* impl, ClientSocket client, uint16_t local_port, bo
 Session::~Session() {
   if (cancel_key_) impl_->UnregisterCancel(*cancel_key_);
   ReportBytes();
-  if (handed_fd_ >= 0) close(handed_fd_);
+  if (handed_fd_ >= 0) {
+    // The proxy stopped under a handed-off session: it ends, as every other session does.
+    shutdown(handed_fd_, SHUT_RDWR);
+    close(handed_fd_);
+  }
   if (opened_) impl_->backend->ConnectionClosed(*opened_);
   impl_->active.fetch_sub(1);
 }
@@ -123,7 +127,9 @@ awaitable<void> Session::WriteCompute(const std::string& bytes) {
 void Session::ArmTimer(std::chrono::milliseconds after) {
   timer_.expires_after(after);
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-    if (ec) return;  // cancelled or re-armed
+    // Cancelled or re-armed; or expired just as the session was handed off (the backend owns
+    // the client's socket now).
+    if (ec || self->handed_fd_ >= 0 || self->backend_exit_) return;
     log::info("proxy: {} timed out during the handshake; closing", self->peer_);
     self->CloseAll();
   });
@@ -473,7 +479,7 @@ awaitable<void> Session::Handshake() {
   }
   startup.kind = wire::StartupKind::kStartup;
   // TLS sessions stay relayed: the compute could not read the client's TLS records.
-  handoff_requested_ = opt.handoff && !tls_;
+  handoff_requested_ = impl_->handoff && !tls_;
   if (handoff_requested_) startup.SetParam("arbor.handoff", "on");
   std::string startup_bytes = wire::SerializeStartup(startup);
   co_await WriteCompute(startup_bytes);
@@ -623,7 +629,12 @@ awaitable<void> Session::HandOff(const std::string& socket_path, const std::stri
     Refuse("XX000", std::string("the proxy cannot watch the compute's backend: ") +
                         std::strerror(errno));
   }
-  backend_exit_.emplace(client_.get_executor(), pidfd);
+  try {
+    backend_exit_.emplace(client_.get_executor(), pidfd);
+  } catch (...) {
+    close(pidfd);
+    throw;
+  }
   // The client sees the compute's own BackendKeyData; cancel requests for it come here.
   if (!impl_->RegisterCancelAs(key, {socket_path, key})) {
     Refuse("XX000", "the compute's cancel key is already registered");
@@ -663,7 +674,7 @@ awaitable<void> Session::HandOff(const std::string& socket_path, const std::stri
   log::debug("proxy: {} handed to the compute's backend {}", peer_, key.pid);
   co_await backend_exit_->async_wait(asio::posix::descriptor_base::wait_read,
                                      asio::redirect_error(use_awaitable, ec));
-  // The backend has exited (or the proxy is stopping): its last bytes are in the socket's
+  // The backend has exited (or the session was closed): its last bytes are in the socket's
   // queue, which the close below still sends.
   CloseAll();
 }

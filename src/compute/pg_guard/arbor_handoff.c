@@ -164,6 +164,7 @@ take_client_socket(Port *port)
     int type = 0;
     socklen_t type_len = sizeof type;
     int flags;
+    WaitEventSet *set;
 
     /* Nothing of the client's may sit unread in PostgreSQL's buffer: the proxy sends nothing
      * between its last SASL message and the socket. */
@@ -192,9 +193,13 @@ take_client_socket(Port *port)
                 (errcode(ERRCODE_PROTOCOL_VIOLATION),
                  errmsg("arbor handoff: the descriptor is not a stream socket")));
     }
+    /* The new wait set first: an error below ends the login on the old socket, whose wait
+     * set is still whole. */
+    set = CreateWaitEventSet(TopMemoryContext, FeBeWaitSetNEvents);
     flags = fcntl(client, F_GETFL);
+    /* Close-on-exec, as the proxy kept it: no program a backend starts inherits it. */
     if (flags < 0 || fcntl(client, F_SETFL, flags | O_NONBLOCK) != 0 ||
-        dup2(client, port->sock) < 0)
+        dup3(client, port->sock, O_CLOEXEC) < 0)
     {
         close(client);
         ereport(FATAL,
@@ -203,13 +208,13 @@ take_client_socket(Port *port)
     }
     close(client);
 
-    /* The wait set watched the replaced socket (epoll keeps the old file, which is gone now):
-     * build it again, as pq_init does, over the same descriptor number. */
+    /* The old wait set watched the replaced socket (epoll keeps the old file, which is gone
+     * now): the new one, as pq_init builds it, watches the same descriptor number. */
+    AddWaitEventToSet(set, WL_SOCKET_WRITEABLE, port->sock, NULL, NULL);
+    AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+    AddWaitEventToSet(set, WL_POSTMASTER_DEATH, PGINVALID_SOCKET, NULL, NULL);
     FreeWaitEventSet(FeBeWaitSet);
-    FeBeWaitSet = CreateWaitEventSet(TopMemoryContext, FeBeWaitSetNEvents);
-    AddWaitEventToSet(FeBeWaitSet, WL_SOCKET_WRITEABLE, port->sock, NULL, NULL);
-    AddWaitEventToSet(FeBeWaitSet, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-    AddWaitEventToSet(FeBeWaitSet, WL_POSTMASTER_DEATH, PGINVALID_SOCKET, NULL, NULL);
+    FeBeWaitSet = set;
 }
 
 static void
