@@ -2023,23 +2023,27 @@ void Engine::RestartLaterLocked(const std::string& project, const std::string& b
   if (ids.empty() || shutting_down_) return;
   auto done = std::make_shared<std::atomic<bool>>(false);
   restarts_.push_back({std::thread([this, project, branch, ids, done] {
-                         for (const std::string& id : ids) {
-                           {
-                             std::lock_guard l(mu_);
-                             if (shutting_down_) break;
-                           }
-                           // Waits for the reset's claim to end; a start that a client's
-                           // connection began meanwhile is joined, not repeated.
-                           auto started = StartEndpoint(project, branch, id);
-                           if (!started.ok()) {
-                             log::warn("engine: starting {}/{}/{} again after its branch's new "
-                                       "state: {}",
-                                       project, branch, id, started.status().ToString());
-                           }
-                         }
+                         RestartEndpoints(project, branch, ids);
                          done->store(true);
                        }),
                        done});
+}
+
+void Engine::RestartEndpoints(const std::string& project, const std::string& branch,
+                              const std::vector<std::string>& ids) {
+  for (const std::string& id : ids) {
+    {
+      std::lock_guard l(mu_);
+      if (shutting_down_) return;
+    }
+    // Waits for the reset's claim to end; a start that a client's connection began meanwhile
+    // is joined, not repeated.
+    auto started = StartEndpoint(project, branch, id);
+    if (!started.ok()) {
+      log::warn("engine: starting {}/{}/{} again after its branch's new state: {}", project, branch,
+                id, started.status().ToString());
+    }
+  }
 }
 
 void Engine::Shutdown() {

@@ -738,6 +738,9 @@ class Engine {
   // `skip_read_write`: those were started already (a masked branch's reset masks it first).
   void RestartLaterLocked(const std::string& project, const std::string& branch,
                           const std::vector<StopJob>& stopped, bool skip_read_write = false);
+  // The body of a restart's thread: StartEndpoint for each id, until the engine shuts down.
+  void RestartEndpoints(const std::string& project, const std::string& branch,
+                        const std::vector<std::string>& ids);
   struct Restart {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;

@@ -167,9 +167,6 @@ class Proxy {
   // Sessions since Start whose compute -> client direction the kernel relays (kernel_relay).
   size_t KernelRelayedSessions() const;
 
-  // Sessions since Start whose client socket was handed to the compute (handoff).
-  size_t HandedOffSessions() const;
-
   class Impl;
 
  private:

@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -342,7 +342,5 @@ void Proxy::Stop() {
 size_t Proxy::ActiveConnections() const { return impl_ ? impl_->active.load() : 0; }
 
 size_t Proxy::KernelRelayedSessions() const { return impl_ ? impl_->kernel_relayed.load() : 0; }
-
-size_t Proxy::HandedOffSessions() const { return impl_ ? impl_->handed_off.load() : 0; }
 
 }  // namespace arbor::proxy

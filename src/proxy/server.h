@@ -47,7 +47,6 @@ class Proxy::Impl {
   std::atomic<size_t> active{0};
   std::atomic<size_t> kernel_relayed{0};  // sessions whose results the kernel relays
   bool kernel_relay = false;              // options.kernel_relay && KernelRelay::Available()
-  std::atomic<size_t> handed_off{0};      // sessions whose client socket the compute took
   bool handoff = false;                   // options.handoff, and the kernel has pidfd_open
   std::atomic<bool> stopped{false};
 

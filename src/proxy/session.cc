@@ -1,6 +1,5 @@
 #include "proxy/session.h"
 
-#include <arpa/inet.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -97,11 +96,8 @@ Session::Session(Proxy::Impl* impl, ClientSocket client, uint16_t local_port, bo
 Session::~Session() {
   if (cancel_key_) impl_->UnregisterCancel(*cancel_key_);
   ReportBytes();
-  if (handed_fd_ >= 0) {
-    // The proxy stopped under a handed-off session: it ends, as every other session does.
-    shutdown(handed_fd_, SHUT_RDWR);
-    close(handed_fd_);
-  }
+  // The proxy stopped under a handed-off session: it ends, as every other session does.
+  DropHandedSocket();
   if (opened_) impl_->backend->ConnectionClosed(*opened_);
   impl_->active.fetch_sub(1);
 }
@@ -129,7 +125,7 @@ void Session::ArmTimer(std::chrono::milliseconds after) {
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     // Cancelled or re-armed; or expired just as the session was handed off (the backend owns
     // the client's socket now).
-    if (ec || self->handed_fd_ >= 0 || self->backend_exit_) return;
+    if (ec || self->backend_exit_) return;
     log::info("proxy: {} timed out during the handshake; closing", self->peer_);
     self->CloseAll();
   });
@@ -169,11 +165,14 @@ void Session::CloseAll() {
   client_.close(ec);
   compute_.close(ec);
   if (backend_exit_) backend_exit_->close(ec);
-  if (handed_fd_ >= 0) {
-    shutdown(handed_fd_, SHUT_RDWR);  // ends the session if the backend still serves it
-    close(handed_fd_);
-    handed_fd_ = -1;
-  }
+  DropHandedSocket();
+}
+
+void Session::DropHandedSocket() {
+  if (handed_fd_ < 0) return;
+  shutdown(handed_fd_, SHUT_RDWR);  // ends the session if the backend still serves it
+  close(handed_fd_);
+  handed_fd_ = -1;
 }
 
 awaitable<void> Session::ReadClient(char* data, size_t n) {
@@ -549,16 +548,12 @@ awaitable<void> Session::LoginToCompute(const auth::ScramSecret& secret, std::st
     if (m.type == 'h') {
       // The compute offers to take the client's socket (arbor_handoff.c): its pid and cancel
       // key. Only after the proxy asked, and after the compute proved the role's password.
-      if (!handoff_requested_ || !server_proven || m.body.size() != 8 || handoff_offer_) {
+      // Its body is a BackendKeyData's.
+      auto key = wire::ParseBackendKeyData({'K', m.body});
+      if (!handoff_requested_ || !server_proven || !key.ok() || handoff_offer_) {
         Refuse("08P01", "the compute sent an unexpected handoff message");
       }
-      wire::BackendKey key;
-      uint32_t v;
-      std::memcpy(&v, m.body.data(), 4);
-      key.pid = ntohl(v);
-      std::memcpy(&v, m.body.data() + 4, 4);
-      key.secret = ntohl(v);
-      handoff_offer_ = key;
+      handoff_offer_ = *key;
       co_return;
     }
     auto auth = wire::ParseAuth(m);
@@ -626,8 +621,8 @@ awaitable<void> Session::HandOff(const std::string& socket_path, const std::stri
   // first, and tells when the session ends whoever ends it.
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(key.pid), 0));
   if (pidfd < 0) {
-    Refuse("XX000", std::string("the proxy cannot watch the compute's backend: ") +
-                        std::strerror(errno));
+    Refuse("XX000",
+           std::string("the proxy cannot watch the compute's backend: ") + std::strerror(errno));
   }
   try {
     backend_exit_.emplace(client_.get_executor(), pidfd);
@@ -665,7 +660,6 @@ awaitable<void> Session::HandOff(const std::string& socket_path, const std::stri
     Refuse("XX000", std::string("the proxy could not hand the session to the compute: ") +
                         std::strerror(errno));
   }
-  impl_->handed_off.fetch_add(1);
   boost::system::error_code ec;
   compute_.close(ec);  // the backend has dropped its end for the client's socket
   // Kept for the byte counts and the close, out of the network thread's epoll.

@@ -67,6 +67,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void ArmTimer(std::chrono::milliseconds after);
   void CloseAll();
+  // Shuts down and closes the proxy's copy of a handed-off client socket, if it holds one.
+  void DropHandedSocket();
   // Reports the refusal to the Backend's metrics, then refuses (throws, as Refuse does).
   [[noreturn]] void RefuseLogin(const std::optional<EndpointRef>& ref, const char* reason,
                                 std::string_view sqlstate, std::string message);

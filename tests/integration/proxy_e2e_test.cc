@@ -769,7 +769,8 @@ TEST(ProxyRelay, InTheKernel) {
 }
 
 TEST(ProxyRelay, InUserSpaceWhenTurnedOff) {
-  auto d = StartWithEnv("relay-off", {{"ARBOR_PROXY_KERNEL_RELAY", "0"}, {"ARBOR_PROXY_HANDOFF", "0"}});
+  auto d =
+      StartWithEnv("relay-off", {{"ARBOR_PROXY_KERNEL_RELAY", "0"}, {"ARBOR_PROXY_HANDOFF", "0"}});
   ASSERT_NE(d, nullptr);
   RelayTarget t = TargetOf(d.get());
   ASSERT_NE(t.port, 0);

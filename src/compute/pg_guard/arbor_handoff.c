@@ -17,6 +17,9 @@
  * proxy's socket. Nothing of PostgreSQL is changed: ClientAuthentication_hook is its
  * documented extension point, and FeBeWaitSet is the exported wait set of libpq/pqcomm.c.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dup3 */
+#endif
 #include "postgres.h"
 
 #include <errno.h>
@@ -29,10 +32,10 @@
 
 #include "libpq/auth.h"
 #include "libpq/libpq.h"
+#include "libpq/pqformat.h"
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
-#include "port/pg_bswap.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 
@@ -74,34 +77,6 @@ take_handoff_option(Port *port)
     port->guc_options = kept;
     MemoryContextSwitchTo(was);
     return wanted;
-}
-
-static void
-send_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0)
-    {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-        {
-            struct pollfd p = {.fd = fd, .events = POLLOUT};
-            (void) poll(&p, 1, HANDOFF_WAIT_MS);
-            continue;
-        }
-        if (n <= 0)
-            ereport(FATAL,
-                    (errcode(ERRCODE_CONNECTION_FAILURE),
-                     errmsg("arbor handoff: could not write to the proxy: %m")));
-        buf += n;
-        len -= (size_t) n;
-    }
-}
-
-static void
-put_int32(char *at, uint32 v)
-{
-    v = pg_hton32(v);
-    memcpy(at, &v, 4);
 }
 
 /* Receives the client's socket from the proxy. */
@@ -158,7 +133,7 @@ receive_socket(int fd)
 static void
 take_client_socket(Port *port)
 {
-    char hello[13];
+    StringInfoData hello;
     int client;
     struct stat st;
     int type = 0;
@@ -173,16 +148,16 @@ take_client_socket(Port *port)
                 (errcode(ERRCODE_PROTOCOL_VIOLATION),
                  errmsg("arbor handoff: unexpected bytes before the handoff")));
     /* AuthenticationSASLFinal waits in PostgreSQL's send buffer (it is not flushed until
-     * AuthenticationOk): it is the proxy's, so it goes out first. */
+     * AuthenticationOk): it is the proxy's, so it goes out first, with the pid and cancel key
+     * behind it, in one flush. */
+    pq_beginmessage(&hello, 'h');
+    pq_sendint32(&hello, (uint32) MyProcPid);
+    pq_sendint32(&hello, (uint32) MyCancelKey);
+    pq_endmessage(&hello);
     if (pq_flush() != 0)
         ereport(FATAL,
                 (errcode(ERRCODE_CONNECTION_FAILURE),
                  errmsg("arbor handoff: could not write to the proxy")));
-    hello[0] = 'h';
-    put_int32(hello + 1, 12);
-    put_int32(hello + 5, (uint32) MyProcPid);
-    put_int32(hello + 9, (uint32) MyCancelKey);
-    send_all(port->sock, hello, sizeof hello);
 
     client = receive_socket(port->sock);
     if (fstat(client, &st) != 0 || !S_ISSOCK(st.st_mode) ||
