@@ -13,8 +13,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 
+#include "proxy/auth/base64.h"
+#include "proxy/auth/crypto.h"
 #include "proxy/proxy.h"
 #include "proxy/wire/codec.h"
 
@@ -99,6 +102,7 @@ class ProxyServer : public ::testing::Test {
     ProxyOptions o;
     o.listen_port = 0;
     o.handshake_timeout = std::chrono::milliseconds(300);
+    o.handoff = handoff_;
     ASSERT_TRUE(proxy_.Start(o, &backend_, &signer_).ok());
   }
   // Startup with `options`, then `password`; returns the SQLSTATE the proxy answers with.
@@ -123,6 +127,7 @@ class ProxyServer : public ::testing::Test {
     return *signer_.Issue(ep, "app", 600, now);
   }
 
+  bool handoff_ = false;  // set before SetUp
   FakeBackend backend_;
   auth::TokenSigner signer_{std::string(32, 'k')};
   Proxy proxy_;
@@ -263,6 +268,110 @@ TEST_F(ProxyServer, ComputeWithoutScramIsRefused) {
     EXPECT_EQ(received.find('p'), std::string::npos)
         << "the proxy answered code " << code << " with a password message";
   }
+  close(listener);
+  unlink(backend_.socket_path.c_str());
+  rmdir(dir.c_str());
+  backend_.socket_path.clear();
+}
+
+// A rogue compute that logs the proxy in (it knows the role's SCRAM keys, as a compute does),
+// then names a process that is not one of its backends for the handoff: here pid 1. The proxy
+// refuses the session and sends the rogue no client socket (it used to hand the client over
+// and wait for pid 1 to exit).
+class ProxyHandoff : public ProxyServer {
+ protected:
+  void SetUp() override {
+    handoff_ = true;
+    ProxyServer::SetUp();
+  }
+};
+
+// One typed message from `fd` (blocking): its type and body; type 0 on EOF.
+std::pair<char, std::string> ReadMessage(int fd, bool typed = true) {
+  auto read_all = [fd](char* p, size_t n) {
+    while (n > 0) {
+      ssize_t r = read(fd, p, n);
+      if (r <= 0) return false;
+      p += r;
+      n -= static_cast<size_t>(r);
+    }
+    return true;
+  };
+  char type = 0;
+  uint32_t len;
+  if ((typed && !read_all(&type, 1)) || !read_all(reinterpret_cast<char*>(&len), 4)) return {};
+  std::string body(ntohl(len) - 4, '\0');
+  if (!read_all(body.data(), body.size())) return {};
+  return {typed ? type : 'S', body};
+}
+
+std::string Int32(uint32_t v) {
+  v = htonl(v);
+  return std::string(reinterpret_cast<const char*>(&v), 4);
+}
+
+void SendAuth(int fd, uint32_t code, const std::string& data) {
+  Send(fd, wire::SerializeMessage('R', Int32(code) + data));
+}
+
+TEST_F(ProxyHandoff, ARogueComputeCannotNameAnotherProcessAsItsBackend) {
+  std::string dir = "/tmp/arbor_rogue_handoff_" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  backend_.socket_path = dir + "/.s.PGSQL.5432";
+  int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", backend_.socket_path.c_str());
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 8), 0);
+  const auth::ScramSecret secret = auth::ScramSecret::Derive("pw", "salt", 4096);
+  std::atomic<bool> asked{false}, proven{false}, got_socket{false};
+  std::thread rogue([&] {
+    int c = accept(listener, nullptr, nullptr);
+    if (c < 0) return;
+    auto startup = ReadMessage(c, /*typed=*/false);
+    asked = startup.second.find(std::string("arbor.handoff\0on", 16)) != std::string::npos;
+    SendAuth(c, 10, std::string("SCRAM-SHA-256\0\0", 15));
+    // SASLInitialResponse: mechanism, length, "n,,n=,r=<client nonce>".
+    auto first = ReadMessage(c);
+    size_t at = first.second.find("n,,");
+    std::string client_first_bare = at == std::string::npos ? "" : first.second.substr(at + 3);
+    size_t r = client_first_bare.find("r=");
+    std::string nonce = (r == std::string::npos ? "" : client_first_bare.substr(r + 2)) + "rogue";
+    std::string server_first = "r=" + nonce + ",s=" + auth::Base64Encode(secret.salt) + ",i=4096";
+    SendAuth(c, 11, server_first);
+    auto final_msg = ReadMessage(c);  // "c=biws,r=<nonce>,p=<proof>"
+    std::string without_proof = final_msg.second.substr(0, final_msg.second.find(",p="));
+    std::string auth_message = client_first_bare + "," + server_first + "," + without_proof;
+    SendAuth(c, 12, "v=" + auth::Base64Encode(auth::HmacSha256(secret.server_key, auth_message)));
+    proven = true;
+    Send(c, wire::SerializeMessage('h', Int32(1) + Int32(12345)));  // pid 1, not a child
+    char byte;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{&byte, 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    pollfd pf{c, POLLIN, 0};
+    if (poll(&pf, 1, 3000) == 1 && recvmsg(c, &msg, MSG_CMSG_CLOEXEC) > 0) {
+      for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_type == SCM_RIGHTS) {
+          got_socket = true;
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(h), sizeof fd);
+          close(fd);
+        }
+      }
+    }
+    close(c);
+  });
+  EXPECT_EQ(Login("endpoint=default/main", Token()), "08P01");
+  rogue.join();
+  EXPECT_TRUE(asked.load()) << "the proxy did not ask this compute for a handoff";
+  EXPECT_TRUE(proven.load());
+  EXPECT_FALSE(got_socket.load()) << "the proxy handed the client to a rogue compute";
   close(listener);
   unlink(backend_.socket_path.c_str());
   rmdir(dir.c_str());

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -43,6 +44,22 @@ struct Refusal {
 }
 
 constexpr size_t kRelayBufferBytes = 64 * 1024;
+
+// The parent of process `pid` (from /proc/PID/stat), or -1.
+pid_t ParentOf(pid_t pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "re");
+  if (f == nullptr) return -1;
+  char buf[1024];
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // "PID (COMM) STATE PPID ...": the name may hold spaces and parentheses, the last ')' ends it.
+  const char* close = std::strrchr(buf, ')');
+  char state;
+  int ppid;
+  if (close == nullptr || std::sscanf(close + 1, " %c %d", &state, &ppid) != 2) return -1;
+  return ppid;
+}
 
 // After the compute closes a kernel-relayed session, its last bytes (a FATAL ErrorResponse,
 // say) may still be on their way to the client inside the kernel: wait this long, then until
@@ -623,6 +640,20 @@ awaitable<void> Session::HandOff(const std::string& socket_path, const std::stri
   if (pidfd < 0) {
     Refuse("XX000",
            std::string("the proxy cannot watch the compute's backend: ") + std::strerror(errno));
+  }
+  // The pid must be a backend of the postmaster this session reached (the socket's listener,
+  // from the kernel): a compute cannot make the proxy watch, or hand a client to, a process
+  // of its choosing. Checked after pidfd_open, so the pidfd is of the process checked.
+  struct ucred listener {};
+  socklen_t len = sizeof listener;
+  if (getsockopt(compute_.native_handle(), SOL_SOCKET, SO_PEERCRED, &listener, &len) != 0 ||
+      listener.pid <= 0 || ParentOf(static_cast<pid_t>(key.pid)) != listener.pid) {
+    close(pidfd);
+    log::warn(
+        "proxy: {}: the compute named process {} as its backend, which is not a child "
+        "of its postmaster; the session is refused",
+        peer_, key.pid);
+    Refuse("08P01", "the compute named a backend that is not its own");
   }
   try {
     backend_exit_.emplace(client_.get_executor(), pidfd);

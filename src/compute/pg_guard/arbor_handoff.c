@@ -96,8 +96,13 @@ receive_socket(int fd)
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int ready = poll(&p, 1, HANDOFF_WAIT_MS);
 
+        /* A signal: a pg_terminate_backend or authentication_timeout ends the login here,
+         * as they would in any other wait of the login. */
         if (ready < 0 && errno == EINTR)
+        {
+            CHECK_FOR_INTERRUPTS();
             continue;
+        }
         if (ready <= 0)
             ereport(FATAL,
                     (errcode(ERRCODE_CONNECTION_FAILURE),
@@ -110,7 +115,10 @@ receive_socket(int fd)
         msg.msg_controllen = sizeof control;
         n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
         if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        {
+            CHECK_FOR_INTERRUPTS();
             continue;
+        }
         break;
     }
     for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL; cmsg = CMSG_NXTHDR(&msg, cmsg))
