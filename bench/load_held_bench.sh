@@ -12,6 +12,14 @@
 # Prints: TPS quiet / churn and the ratio (target >= 0.90), transaction p99 quiet / churn and
 # the ratio (target <= 2.0), the slowest API call (target <= 1 s), and the logins' p50 and
 # maximum in both windows (target: no login waits on a start or delete elsewhere).
+# Then where the host's CPU went in each window (daemon.sh's cpu_sample): production's
+# compute, the other computes (the churn's branches and the three login branches), the daemon
+# and the rest (pgbench, psql, curl), and the bound this puts on the TPS ratio: production's
+# whole footprint (its compute, its share of the daemon, its pgbench) cannot use more of the
+# host during the churn than the host had busy quietly, less what the other computes took:
+#   TPS churn / quiet <= (busy - other computes, during the churn)
+#                          / (busy - other computes, quietly)
+# (a bound while production is CPU-bound, which the quiet window's busy share shows).
 #
 # Usage: bench/load_held_bench.sh [path/to/arbor]
 #   CLIENTS=4 QUIET_S=20 CHURN_S=60 BRANCHES=20 ROWS=50000 LOGIN_GAP_S=0.5
@@ -51,6 +59,7 @@ timed() {  # METHOD PATH [BODY]: api, its milliseconds appended to $work/calls
 
 bench_daemon load-held $((27000 + RANDOM % 1000)) 40
 PROD=$(bench_conn production)
+PROD_UID=$(api GET projects/default/branches/production/endpoints/primary | jq -r .uid)
 "$PGBIN/pgbench" -i -s 10 -q "$PROD" >/dev/null 2>&1
 logins=()
 for b in login-1 login-2 login-3; do
@@ -95,7 +104,9 @@ churn_loop() {
 touch "$work/logging"
 login_loop "$work/logins.quiet" &
 loop_pids=$!
+cpu_q0=$(cpu_sample "$PROD_UID")
 pgbench_run quiet "$QUIET_S"
+cpu_q1=$(cpu_sample "$PROD_UID")
 rm -f "$work/logging"
 wait
 touch "$work/logging" "$work/churning"
@@ -103,7 +114,9 @@ login_loop "$work/logins.churn" &
 loop_pids="$!"
 churn_loop &
 loop_pids="$loop_pids $!"
+cpu_c0=$(cpu_sample "$PROD_UID")
 pgbench_run churn "$CHURN_S"
+cpu_c1=$(cpu_sample "$PROD_UID")
 rm -f "$work/churning" "$work/logging"
 wait
 loop_pids=
@@ -129,3 +142,32 @@ echo "   churn: $(wc -l <"$work/rounds") rounds; slowest API call ${s_ms} ms ($s
 for m in POST DELETE; do
   awk -v m="$m" '$2 == m {print $1}' "$work/calls" | pct 50 | xargs printf "   median %s: %s ms\n" "$m"
 done
+
+# Where the host's CPU went (fractions of all its CPUs over each window).
+cpu_line() {  # LABEL SHARES
+  local busy daemon computes prod
+  read -r busy daemon computes prod <<<"$2"
+  if [[ $computes == - ]]; then
+    printf '   %-8s busy %s, daemon %s (no control groups: computes not split)\n' "$1" "$busy" "$daemon"
+    return
+  fi
+  awk -v l="$1" -v b="$busy" -v d="$daemon" -v c="$computes" -v p="$prod" 'BEGIN {
+    printf "   %-8s busy %.2f = production %.2f + other computes %.2f + daemon %.2f + rest %.2f\n",
+      l, b, p, c - p, d, b - c - d }'
+}
+sq=$(cpu_shares "$cpu_q0" "$cpu_q1")
+sc=$(cpu_shares "$cpu_c0" "$cpu_c1")
+echo "   the host's CPU ($(nproc) CPUs), as fractions of all of it:"
+cpu_line quiet "$sq"
+cpu_line churn "$sc"
+read -r qb _ qc qprod <<<"$sq"
+read -r cb _ cc cprod <<<"$sc"
+if [[ $cc != - ]]; then
+  awk -v qb="$qb" -v qo="$(awk -v a="$qc" -v b="$qprod" 'BEGIN {print a - b}')" -v cb="$cb" \
+    -v co="$(awk -v a="$cc" -v b="$cprod" 'BEGIN {print a - b}')" -v tr="$tr" 'BEGIN {
+    bound = (cb - co) / (qb - qo)
+    printf "   bound: tps churn/quiet <= (%.2f - %.2f) / (%.2f - %.2f) = %.2f (measured %s);" \
+      " target 0.90 %s\n", cb, co, qb, qo, bound, tr,
+      (bound < 0.90 ? "out of reach while the other computes use what they did" : "within reach")
+  }'
+fi
