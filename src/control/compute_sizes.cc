@@ -46,7 +46,7 @@ void Engine::RefreshWriteRatesLocked() {
   for (auto& [k, live] : live_) {
     if (!live.mount) continue;
     const bool others = computes > ((live.running || live.starting) ? 1 : 0);
-    const uint64_t rate = others ? WriteRateFor(live.current_cu) : 0;
+    const uint64_t rate = others && live.checkpoints == 0 ? WriteRateFor(live.current_cu) : 0;
     if (rate == live.write_rate) continue;
     live.mount->SetWriteRate(rate);
     live.write_rate = rate;

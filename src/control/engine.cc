@@ -435,15 +435,30 @@ Result<Seq> Engine::ForkPointLocked(const BranchRecord& parent, std::optional<in
 }
 
 std::vector<std::string> Engine::CheckpointTargetsLocked(const std::string& project,
-                                                         const std::string& id) {
+                                                         const std::string& id,
+                                                         std::vector<EndpointKey>* lifted) {
   std::vector<std::string> out;
   for (const auto& [k, e] : catalog_.endpoints) {
     if (e.project != project || e.branch != id || !IsReadWrite(e)) continue;
     auto live = live_.find(k);
     if (live == live_.end() || !live->second.running || live->second.stopping) continue;
     out.push_back(ComputeId(e));
+    if (live->second.checkpoints++ == 0 && live->second.write_rate != 0) {
+      log::info("engine: {}: write budget lifted for the CHECKPOINT before a fork", ComputeId(e));
+    }
+    lifted->push_back(k);
   }
+  if (!lifted->empty()) RefreshWriteRatesLocked();
   return out;
+}
+
+void Engine::EndCheckpointsLocked(const std::vector<EndpointKey>& lifted) {
+  if (lifted.empty()) return;
+  for (const EndpointKey& k : lifted) {
+    auto live = live_.find(k);
+    if (live != live_.end() && live->second.checkpoints > 0) --live->second.checkpoints;
+  }
+  RefreshWriteRatesLocked();
 }
 
 void Engine::Checkpoint(const std::vector<std::string>& computes) {
@@ -510,13 +525,15 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   // With checkpoint_parent, the parent's CHECKPOINT runs without the lock, with the name
   // reserved meanwhile.
   if (options_.checkpoint_parent && !request.time_us && !request.lsn && !from_snapshot) {
-    std::vector<std::string> targets = CheckpointTargetsLocked(project, parent_id);
+    std::vector<EndpointKey> lifted;
+    std::vector<std::string> targets = CheckpointTargetsLocked(project, parent_id, &lifted);
     if (!targets.empty()) {
       creating_.insert({project, id});
       Unlocked(l, [&] {
         Checkpoint(targets);
         return 0;
       });
+      EndCheckpointsLocked(lifted);
       creating_.erase({project, id});
       ARBOR_RETURN_IF_ERROR(parent_ok());
     }
@@ -1059,12 +1076,14 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
   };
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, check());
   if (options_.checkpoint_parent && !time_us) {
-    std::vector<std::string> targets = CheckpointTargetsLocked(project, b->parent);
+    std::vector<EndpointKey> lifted;
+    std::vector<std::string> targets = CheckpointTargetsLocked(project, b->parent, &lifted);
     if (!targets.empty()) {
       Unlocked(l, [&] {
         Checkpoint(targets);
         return 0;
       });
+      EndCheckpointsLocked(lifted);
       ARBOR_ASSIGN_OR_RETURN(b, check());  // a child may have been made meanwhile
     }
   }

@@ -595,7 +595,10 @@ class Engine {
     uint64_t write_throttled_ns = 0;
     uint64_t throttle_sample_ns = 0;  // the mount's waits at cpu_sample_us (autoscaler)
     uint64_t write_rate = 0;          // the budget its mount has now (bytes/s; 0: none)
-    bool held = false;                // the autoscaler wanted more than the host had
+    // CHECKPOINTs the engine runs on it now (a fork at its head): its write budget is lifted
+    // meanwhile (RefreshWriteRatesLocked).
+    int checkpoints = 0;
+    bool held = false;  // the autoscaler wanted more than the host had
   };
   struct Activity {
     int connections = 0;
@@ -607,7 +610,7 @@ class Engine {
   // REQUIRES: mu_ held.
   bool OthersRunLocked(const EndpointKey& self) const;
   // Sets every mounted compute's write budget: its current CU's while another compute runs,
-  // none while it is alone. REQUIRES: mu_ held.
+  // none while it is alone or the engine checkpoints it. REQUIRES: mu_ held.
   void RefreshWriteRatesLocked();
   // When the running computes hold more than the host's CPUs, the ones smaller than the
   // largest give back down to their minimums, the smallest first. REQUIRES: mu_ held.
@@ -679,9 +682,14 @@ class Engine {
   // `fork_time_us`. Fast: the CHECKPOINT of a running parent is the caller's, unlocked.
   Result<Seq> ForkPointLocked(const BranchRecord& parent, std::optional<int64_t> time_us,
                               std::optional<uint64_t> lsn, int64_t* fork_time_us);
-  // The running computes of branch `id`, which a fork at its head checkpoints first.
+  // The running computes of branch `id`, which a fork at its head checkpoints first. Lifts
+  // their write budgets until EndCheckpointsLocked(*lifted): the CHECKPOINT is the engine's
+  // own, and the create, reset or diff that asked for it waits for it.
   std::vector<std::string> CheckpointTargetsLocked(const std::string& project,
-                                                   const std::string& id);
+                                                   const std::string& id,
+                                                   std::vector<EndpointKey>* lifted);
+  // Gives back the write budgets CheckpointTargetsLocked lifted. REQUIRES: mu_ held.
+  void EndCheckpointsLocked(const std::vector<EndpointKey>& lifted);
   // CHECKPOINTs them (a failure only costs the branch some redo at its first start).
   void Checkpoint(const std::vector<std::string>& computes);
   // Validates and builds a new endpoint record (with a free port); stores nothing. A branch

@@ -449,6 +449,19 @@ TEST_F(ComputeSizes, ABranchGetsOnlyWhatTheHostHasLeftAndWritesWithinItsBudget) 
   EXPECT_NE(log.find("cu-host/endpoints/primary gave CPU back 1 -> 0.25 CU"), std::string::npos);
   EXPECT_NE(log.find("cu-host/endpoints/primary held at 0.25 CU"), std::string::npos);
 
+  // A branch of production checkpoints production first, with production's budget lifted
+  // (the engine's own CHECKPOINT, which the create waits for); once the create has answered,
+  // the budget is back.
+  const std::string prod_label = "branch=\"production\"";
+  const double prod_budget = host * 32 * 1024 * 1024;
+  EXPECT_EQ(MetricOf(metrics(), "arbor_endpoint_write_limit_bytes_per_second", prod_label),
+            prod_budget);
+  MakeBranch("cu-fork");
+  EXPECT_EQ(MetricOf(metrics(), "arbor_endpoint_write_limit_bytes_per_second", prod_label),
+            prod_budget)
+      << "the budget lifted for the fork's checkpoint was not given back";
+  EXPECT_NE(Slurp(d_->home() + "/daemon.out").find("write budget lifted"), std::string::npos);
+
   ASSERT_EQ(d_->Call("POST", Ep("cu-host", ":stop"), json::object()).status, 200);
   EXPECT_EQ(Resize("production", {{"autoscaling_limit_min_cu", 1}, {"autoscaling_limit_max_cu", 2}})
                 .status,
