@@ -343,12 +343,15 @@ Status Supervisor::Launch(const ComputeSpec& spec, std::chrono::milliseconds tim
   auto deadline = Clock::now() + timeout;
   while (true) {
     if (Reap(*pid, false)) {
+      kill(-*pid, SIGKILL);  // anything of the tree that outlived its postmaster
+      RemoveGroup(spec);
       return Status::Unavailable("postgres for " + spec.id + " exited during startup:\n" +
                                  TailOf(spec.log_file, 15));
     }
     if (PostmasterReady(spec.pgdata, *pid)) break;
     if (Clock::now() >= deadline) {
       StopProcess(spec.id, *pid, false, std::chrono::seconds(2));
+      RemoveGroup(spec);
       return Status::Unavailable("postgres for " + spec.id + " was not ready within " +
                                  std::to_string(timeout.count()) + " ms:\n" +
                                  TailOf(spec.log_file, 15));

@@ -187,6 +187,20 @@ class LimitedComputeTest : public ComputeTest {
   std::string pgdata_;
 };
 
+// A compute that fails to start leaves no control group behind (its daemon's parent group
+// could not be removed at shutdown otherwise).
+TEST_F(LimitedComputeTest, AFailedStartLeavesNoControlGroup) {
+  ComputeSpec spec = Spec(root_ + "/not-a-cluster");
+  fs::create_directories(spec.pgdata);
+  spec.cgroup = "failing";
+  spec.limits.cpus = 0.5;
+  Status st = sup_->Start(spec, std::chrono::seconds(30));
+  EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+  for (const std::string& procs : cgroups_->ProcsFiles("failing")) {
+    EXPECT_FALSE(fs::exists(fs::path(procs).parent_path())) << procs;
+  }
+}
+
 TEST_F(LimitedComputeTest, AQuarterCoreComputeUsesAQuarterOfACore) {
   ComputeSpec spec = Spec(pgdata_);
   spec.cgroup = "quarter";
