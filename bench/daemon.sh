@@ -51,36 +51,45 @@ api() {  # METHOD PATH [BODY] -> the answer's body
 
 # Where the host's CPU goes, for the benchmarks that split a window's CPU between production
 # and the churn around it. One sample: "<ms> <host busy s> <daemon s> <computes s> <UID's s>",
-# the CPU seconds used since boot by the whole host (all CPUs, idle and iowait excluded), by
-# the daemon's own process (not its computes), by all the daemon's computes (their parent
-# control group) and by the compute of endpoint UID (its group). "-" where there is no control
-# group (limits off).
+# the CPU seconds used since boot by the whole host (all online CPUs; idle, iowait and the
+# steal of a shared VM excluded), by the daemon's own process (not its computes), by all the
+# daemon's computes (their parent control group) and by the compute of endpoint UID (its
+# group). "-" where there is no control group (limits off).
 cpu_sample() {  # UID
-  local hz pid busy daemon group=- computes=- own=- d
+  local hz pid busy daemon computes=- own=- c rel d
   hz=$(getconf CLK_TCK)
   pid=$(api GET status | jq -r .pid)
-  busy=$(awk -v hz="$hz" '$1 == "cpu" {printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz}' /proc/stat)
+  busy=$(awk -v hz="$hz" '$1 == "cpu" {printf "%.2f", ($2 + $3 + $4 + $7 + $8) / hz}' /proc/stat)
   # utime and stime, after the parenthesized name (which may hold spaces).
   daemon=$(sed 's/.*) //' "/proc/$pid/stat" | awk -v hz="$hz" '{printf "%.2f", ($12 + $13) / hz}')
-  for d in /sys/fs/cgroup/cpuacct/arbor-*/"$1" /sys/fs/cgroup/cpu,cpuacct/arbor-*/"$1"; do
-    [[ -e "$d/cpuacct.usage" ]] || continue
-    group=$(dirname "$d")
-    computes=$(awk '{printf "%.2f", $1 / 1e9}' "$group/cpuacct.usage")
-    own=$(awk '{printf "%.2f", $1 / 1e9}' "$d/cpuacct.usage")
-  done
-  for d in /sys/fs/cgroup/arbor-*/"$1" /sys/fs/cgroup/unified/arbor-*/"$1"; do
-    [[ -e "$d/cpu.stat" ]] || continue
-    group=$(dirname "$d")
-    computes=$(awk '$1 == "usage_usec" {printf "%.2f", $2 / 1e6}' "$group/cpu.stat")
-    own=$(awk '$1 == "usage_usec" {printf "%.2f", $2 / 1e6}' "$d/cpu.stat")
-  done
+  # The computes' groups are under the daemon's own (/proc/PID/cgroup): cgroup v1's cpuacct
+  # hierarchy, or v2's unified one.
+  while IFS=: read -r _ c rel; do
+    [[ $rel == / ]] && rel=
+    if [[ ",$c," == *,cpuacct,* ]]; then
+      for d in /sys/fs/cgroup/cpuacct"$rel"/arbor-*/"$1" /sys/fs/cgroup/cpu,cpuacct"$rel"/arbor-*/"$1"; do
+        [[ -e "$d/cpuacct.usage" ]] || continue
+        computes=$(awk '{printf "%.2f", $1 / 1e9}' "$(dirname "$d")/cpuacct.usage")
+        own=$(awk '{printf "%.2f", $1 / 1e9}' "$d/cpuacct.usage")
+      done
+    elif [[ -z $c ]]; then
+      for d in /sys/fs/cgroup"$rel"/arbor-*/"$1" /sys/fs/cgroup/unified"$rel"/arbor-*/"$1"; do
+        [[ -e "$d/cpu.stat" ]] || continue
+        computes=$(awk '$1 == "usage_usec" {printf "%.2f", $2 / 1e6}' "$(dirname "$d")/cpu.stat")
+        own=$(awk '$1 == "usage_usec" {printf "%.2f", $2 / 1e6}' "$d/cpu.stat")
+      done
+    fi
+  done <"/proc/$pid/cgroup"
   echo "$(date +%s%3N) $busy $daemon $computes $own"
 }
+
+# The online CPUs /proc/stat counts (nproc may see fewer, under an affinity mask).
+host_cpus() { grep -c '^cpu[0-9]' /proc/stat; }
 
 # The shares of the host's CPU between two samples (cpu_sample's lines), as
 # "<busy> <daemon> <computes> <UID's>" fractions of all CPUs over the window ("-" unknown).
 cpu_shares() {  # BEFORE AFTER
-  awk -v n="$(nproc)" -v a="$1" -v b="$2" 'BEGIN {
+  awk -v n="$(host_cpus)" -v a="$1" -v b="$2" 'BEGIN {
     split(a, x, " "); split(b, y, " "); s = (y[1] - x[1]) / 1000 * n
     for (i = 2; i <= 5; i++) {
       v = (x[i] == "-" || y[i] == "-") ? "-" : sprintf("%.3f", (y[i] - x[i]) / s)

@@ -14,12 +14,13 @@
 # maximum in both windows (target: no login waits on a start or delete elsewhere).
 # Then where the host's CPU went in each window (daemon.sh's cpu_sample): production's
 # compute, the other computes (the churn's branches and the three login branches), the daemon
-# and the rest (pgbench, psql, curl), and the bound this puts on the TPS ratio: production's
-# whole footprint (its compute, its share of the daemon, its pgbench) cannot use more of the
-# host during the churn than the host had busy quietly, less what the other computes took:
+# and the rest (pgbench, psql, curl), and the bound the other computes put on the TPS ratio
+# if production's whole footprint (its compute, its share of the daemon, its pgbench) grew or
+# shrank with its TPS and could use every busy CPU-second the other computes left:
 #   TPS churn / quiet <= (busy - other computes, during the churn)
 #                          / (busy - other computes, quietly)
-# (a bound while production is CPU-bound, which the quiet window's busy share shows).
+# A bound on what the branches' CPU costs production, not a proof that production is
+# CPU-bound: the busy shares show how close to the host's CPUs each window ran.
 #
 # Usage: bench/load_held_bench.sh [path/to/arbor]
 #   CLIENTS=4 QUIET_S=20 CHURN_S=60 BRANCHES=20 ROWS=50000 LOGIN_GAP_S=0.5
@@ -157,7 +158,7 @@ cpu_line() {  # LABEL SHARES
 }
 sq=$(cpu_shares "$cpu_q0" "$cpu_q1")
 sc=$(cpu_shares "$cpu_c0" "$cpu_c1")
-echo "   the host's CPU ($(nproc) CPUs), as fractions of all of it:"
+echo "   the host's CPU ($(host_cpus) CPUs; idle, iowait and steal excluded), as fractions of all of it:"
 cpu_line quiet "$sq"
 cpu_line churn "$sc"
 read -r qb _ qc qprod <<<"$sq"

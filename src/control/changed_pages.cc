@@ -95,12 +95,7 @@ Result<ChangedPages> Engine::ChangedPagesBetween(const std::string& project,
     std::unique_lock l(mu_);
     // The write budgets the checkpoints lift come back before the lock goes, however this
     // block ends.
-    std::vector<EndpointKey> lifted;
-    struct GiveBack {
-      Engine* engine;
-      std::vector<EndpointKey>* keys;
-      ~GiveBack() { engine->EndCheckpointsLocked(*keys); }
-    } give_back{this, &lifted};
+    LiftedBudgets lifted{this, {}};
     const std::pair<std::string, std::string> names[2] = {{branch, endpoint},
                                                           {against_branch, against_endpoint}};
     for (int i = 0; i < 2; ++i) {
@@ -120,7 +115,10 @@ Result<ChangedPages> Engine::ChangedPagesBetween(const std::string& project,
         sides[i].tree = b->timeline;
         sides[i].sources = {b->timeline};
       }
-      for (auto& cid : CheckpointTargetsLocked(project, names[i].first, &lifted)) {
+    }
+    // Lifted only now: the wait for the second branch above may be long.
+    for (const auto& name : names) {
+      for (auto& cid : CheckpointTargetsLocked(project, name.first, &lifted.keys)) {
         if (std::find(targets.begin(), targets.end(), cid) == targets.end()) {
           targets.push_back(cid);
         }

@@ -525,15 +525,14 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
   // With checkpoint_parent, the parent's CHECKPOINT runs without the lock, with the name
   // reserved meanwhile.
   if (options_.checkpoint_parent && !request.time_us && !request.lsn && !from_snapshot) {
-    std::vector<EndpointKey> lifted;
-    std::vector<std::string> targets = CheckpointTargetsLocked(project, parent_id, &lifted);
+    LiftedBudgets lifted{this, {}};
+    std::vector<std::string> targets = CheckpointTargetsLocked(project, parent_id, &lifted.keys);
     if (!targets.empty()) {
       creating_.insert({project, id});
       Unlocked(l, [&] {
         Checkpoint(targets);
         return 0;
       });
-      EndCheckpointsLocked(lifted);
       creating_.erase({project, id});
       ARBOR_RETURN_IF_ERROR(parent_ok());
     }
@@ -1076,14 +1075,13 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
   };
   ARBOR_ASSIGN_OR_RETURN(BranchRecord * b, check());
   if (options_.checkpoint_parent && !time_us) {
-    std::vector<EndpointKey> lifted;
-    std::vector<std::string> targets = CheckpointTargetsLocked(project, b->parent, &lifted);
+    LiftedBudgets lifted{this, {}};
+    std::vector<std::string> targets = CheckpointTargetsLocked(project, b->parent, &lifted.keys);
     if (!targets.empty()) {
       Unlocked(l, [&] {
         Checkpoint(targets);
         return 0;
       });
-      EndCheckpointsLocked(lifted);
       ARBOR_ASSIGN_OR_RETURN(b, check());  // a child may have been made meanwhile
     }
   }

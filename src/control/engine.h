@@ -690,6 +690,13 @@ class Engine {
                                                    std::vector<EndpointKey>* lifted);
   // Gives back the write budgets CheckpointTargetsLocked lifted. REQUIRES: mu_ held.
   void EndCheckpointsLocked(const std::vector<EndpointKey>& lifted);
+  // The budgets one caller lifted, given back when it goes (however the caller's scope ends).
+  // Declare it in the scope that holds the lock; it goes with mu_ held.
+  struct LiftedBudgets {
+    Engine* engine;
+    std::vector<EndpointKey> keys;
+    ~LiftedBudgets() { engine->EndCheckpointsLocked(keys); }
+  };
   // CHECKPOINTs them (a failure only costs the branch some redo at its first start).
   void Checkpoint(const std::vector<std::string>& computes);
   // Validates and builds a new endpoint record (with a free port); stores nothing. A branch
@@ -727,11 +734,17 @@ class Engine {
   auto Unlocked(std::unique_lock<std::mutex>& l, F&& f) -> decltype(f()) {
     ++unlocked_;
     l.unlock();
-    auto result = f();
-    l.lock();
-    --unlocked_;
-    changed_.notify_all();
-    return result;
+    // Taken again however f ends (an exception too): callers' guards expect the lock.
+    struct Relock {
+      Engine* engine;
+      std::unique_lock<std::mutex>& lock;
+      ~Relock() {
+        lock.lock();
+        --engine->unlocked_;
+        engine->changed_.notify_all();
+      }
+    } relock{this, l};
+    return f();
   }
 
   // ---- starting ----

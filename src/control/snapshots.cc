@@ -70,15 +70,14 @@ Result<SnapshotRecord> Engine::CreateSnapshot(const std::string& project, const 
   // At the head, the branch's running compute is checkpointed first (without the lock, the
   // name reserved meanwhile), so a branch made from the snapshot has little to redo.
   if (!request.time_us) {
-    std::vector<EndpointKey> lifted;
-    std::vector<std::string> targets = CheckpointTargetsLocked(project, branch, &lifted);
+    LiftedBudgets lifted{this, {}};
+    std::vector<std::string> targets = CheckpointTargetsLocked(project, branch, &lifted.keys);
     if (!targets.empty()) {
       creating_snapshots_.insert(key);
       Unlocked(l, [&] {
         Checkpoint(targets);
         return 0;
       });
-      EndCheckpointsLocked(lifted);
       creating_snapshots_.erase(key);
       ARBOR_RETURN_IF_ERROR(branch_ok());
     }

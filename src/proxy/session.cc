@@ -643,11 +643,23 @@ awaitable<void> Session::HandOff(const std::string& socket_path, const std::stri
   }
   // The pid must be a backend of the postmaster this session reached (the socket's listener,
   // from the kernel): a compute cannot make the proxy watch, or hand a client to, a process
-  // of its choosing. Checked after pidfd_open, so the pidfd is of the process checked.
+  // of its choosing. Checked after pidfd_open, and the pidfd is checked to name a live
+  // process after it, so the process checked is the pidfd's.
   struct ucred listener {};
   socklen_t len = sizeof listener;
-  if (getsockopt(compute_.native_handle(), SOL_SOCKET, SO_PEERCRED, &listener, &len) != 0 ||
-      listener.pid <= 0 || ParentOf(static_cast<pid_t>(key.pid)) != listener.pid) {
+  const pid_t parent = ParentOf(static_cast<pid_t>(key.pid));
+  const bool have_listener =
+      getsockopt(compute_.native_handle(), SOL_SOCKET, SO_PEERCRED, &listener, &len) == 0 &&
+      listener.pid > 0;
+  if (parent < 0 || !have_listener) {
+    close(pidfd);
+    log::warn(
+        "proxy: {}: cannot tell whether process {} is a backend of the compute ({}); "
+        "the session is refused",
+        peer_, key.pid, parent < 0 ? "its /proc entry is unreadable" : "no SO_PEERCRED");
+    Refuse("XX000", "the proxy cannot check the compute's backend");
+  }
+  if (parent != listener.pid || syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) != 0) {
     close(pidfd);
     log::warn(
         "proxy: {}: the compute named process {} as its backend, which is not a child "

@@ -456,11 +456,14 @@ TEST_F(ComputeSizes, ABranchGetsOnlyWhatTheHostHasLeftAndWritesWithinItsBudget) 
   const double prod_budget = host * 32 * 1024 * 1024;
   EXPECT_EQ(MetricOf(metrics(), "arbor_endpoint_write_limit_bytes_per_second", prod_label),
             prod_budget);
+  const size_t log_before = Slurp(d_->home() + "/daemon.out").size();
   MakeBranch("cu-fork");
   EXPECT_EQ(MetricOf(metrics(), "arbor_endpoint_write_limit_bytes_per_second", prod_label),
             prod_budget)
       << "the budget lifted for the fork's checkpoint was not given back";
-  EXPECT_NE(Slurp(d_->home() + "/daemon.out").find("write budget lifted"), std::string::npos);
+  EXPECT_NE(Slurp(d_->home() + "/daemon.out")
+                .find("production/endpoints/primary: write budget lifted", log_before),
+            std::string::npos);
 
   ASSERT_EQ(d_->Call("POST", Ep("cu-host", ":stop"), json::object()).status, 200);
   EXPECT_EQ(Resize("production", {{"autoscaling_limit_min_cu", 1}, {"autoscaling_limit_max_cu", 2}})

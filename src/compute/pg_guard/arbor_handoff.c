@@ -24,7 +24,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -37,6 +36,7 @@
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
+#include "utils/wait_event.h"
 #include "utils/memutils.h"
 
 void arbor_handoff_init(void);
@@ -93,20 +93,24 @@ receive_socket(int fd)
 
     for (;;)
     {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int ready = poll(&p, 1, HANDOFF_WAIT_MS);
+        /* The latch too: pg_terminate_backend and authentication_timeout set it, and end the
+         * login here as they would in any other wait of the login. */
+        int events = WaitLatchOrSocket(MyLatch,
+                                       WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT |
+                                           WL_EXIT_ON_PM_DEATH,
+                                       fd, HANDOFF_WAIT_MS, PG_WAIT_EXTENSION);
 
-        /* A signal: a pg_terminate_backend or authentication_timeout ends the login here,
-         * as they would in any other wait of the login. */
-        if (ready < 0 && errno == EINTR)
+        if (events & WL_LATCH_SET)
         {
+            ResetLatch(MyLatch);
             CHECK_FOR_INTERRUPTS();
-            continue;
         }
-        if (ready <= 0)
+        if (events & WL_TIMEOUT)
             ereport(FATAL,
                     (errcode(ERRCODE_CONNECTION_FAILURE),
                      errmsg("arbor handoff: the proxy sent no socket")));
+        if (!(events & WL_SOCKET_READABLE))
+            continue;
         memset(&msg, 0, sizeof msg);
         memset(control, 0, sizeof control);
         msg.msg_iov = &iov;
@@ -115,10 +119,7 @@ receive_socket(int fd)
         msg.msg_controllen = sizeof control;
         n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
         if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-        {
-            CHECK_FOR_INTERRUPTS();
             continue;
-        }
         break;
     }
     for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL; cmsg = CMSG_NXTHDR(&msg, cmsg))
