@@ -54,6 +54,40 @@ class FakeBackend : public Backend {
   std::atomic<bool> fail_wake{false};
 };
 
+// A unix socket in a fresh directory, where the fake backend's Wake points: what a rogue
+// compute listens on. Removed, and Wake pointed back at nothing, when it goes (also after a
+// failed ASSERT). fd() is -1 if it could not be made.
+class RogueSocket {
+ public:
+  RogueSocket(FakeBackend* backend, const std::string& tag)
+      : backend_(backend), dir_("/tmp/arbor_rogue_" + tag + "_" + std::to_string(getpid())) {
+    if (mkdir(dir_.c_str(), 0700) != 0) return;
+    backend_->socket_path = dir_ + "/.s.PGSQL.5432";
+    fd_ = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", backend_->socket_path.c_str());
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd_, 8) != 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~RogueSocket() {
+    if (fd_ >= 0) close(fd_);
+    unlink((dir_ + "/.s.PGSQL.5432").c_str());
+    rmdir(dir_.c_str());
+    backend_->socket_path.clear();
+  }
+  RogueSocket(const RogueSocket&) = delete;
+  RogueSocket& operator=(const RogueSocket&) = delete;
+  int fd() const { return fd_; }
+
+ private:
+  FakeBackend* backend_;
+  std::string dir_;
+  int fd_ = -1;
+};
+
 int Connect(uint16_t port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -233,15 +267,9 @@ TEST_F(ProxyServer, OversizedPasswordAndStartupAreRefusedFromTheirHeader) {
 // login in without SCRAM, or asks for the password in cleartext or MD5, is refused, and never
 // sees a password or a client's query.
 TEST_F(ProxyServer, ComputeWithoutScramIsRefused) {
-  std::string dir = "/tmp/arbor_rogue_" + std::to_string(getpid());
-  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
-  backend_.socket_path = dir + "/.s.PGSQL.5432";
-  int listener = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", backend_.socket_path.c_str());
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(listener, 8), 0);
+  RogueSocket rogue_socket(&backend_, "scram");
+  ASSERT_GE(rogue_socket.fd(), 0);
+  const int listener = rogue_socket.fd();
   // Each rogue answer: AuthenticationOk (code 0), CleartextPassword (3), MD5Password (5).
   for (uint32_t code : {0u, 3u, 5u}) {
     std::string received;
@@ -268,10 +296,6 @@ TEST_F(ProxyServer, ComputeWithoutScramIsRefused) {
     EXPECT_EQ(received.find('p'), std::string::npos)
         << "the proxy answered code " << code << " with a password message";
   }
-  close(listener);
-  unlink(backend_.socket_path.c_str());
-  rmdir(dir.c_str());
-  backend_.socket_path.clear();
 }
 
 // A rogue compute that logs the proxy in (it knows the role's SCRAM keys, as a compute does),
@@ -316,15 +340,9 @@ void SendAuth(int fd, uint32_t code, const std::string& data) {
 }
 
 TEST_F(ProxyHandoff, ARogueComputeCannotNameAnotherProcessAsItsBackend) {
-  std::string dir = "/tmp/arbor_rogue_handoff_" + std::to_string(getpid());
-  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
-  backend_.socket_path = dir + "/.s.PGSQL.5432";
-  int listener = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", backend_.socket_path.c_str());
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(listener, 8), 0);
+  RogueSocket rogue_socket(&backend_, "handoff");
+  ASSERT_GE(rogue_socket.fd(), 0);
+  const int listener = rogue_socket.fd();
   const auth::ScramSecret secret = auth::ScramSecret::Derive("pw", "salt", 4096);
   std::atomic<bool> asked{false}, proven{false}, got_socket{false};
   std::thread rogue([&] {
@@ -375,10 +393,6 @@ TEST_F(ProxyHandoff, ARogueComputeCannotNameAnotherProcessAsItsBackend) {
   EXPECT_TRUE(asked.load()) << "the proxy did not ask this compute for a handoff";
   EXPECT_TRUE(proven.load());
   EXPECT_FALSE(got_socket.load()) << "the proxy handed the client to a rogue compute";
-  close(listener);
-  unlink(backend_.socket_path.c_str());
-  rmdir(dir.c_str());
-  backend_.socket_path.clear();
 }
 
 TEST_F(ProxyServer, SslDeclinedWithoutCertificateAndGssEncDeclined) {
