@@ -177,6 +177,34 @@ TEST(StoreTest, ReadsAtPastSeqsReturnExactlyWhatWasThere) {
   EXPECT_FALSE(st->GetAttr(tl, Seq(history[0].first.value() - 1), f)->has_value());
 }
 
+// A block is stored without its trailing zeros (Mutation::PutBlock): whatever the last
+// non-zero byte's position, relative to the eight-byte steps of the scan, the block reads
+// back exactly, and an all-zero block reads back as zeros.
+TEST(StoreTest, BlocksWithTrailingZerosReadBackExactly) {
+  TempDir dir;
+  auto st = OpenStore(dir.path());
+  TimelineId root = *st->CreateRoot(kDay);
+  InodeId ino = *st->AllocateInode();
+  const std::vector<size_t> last = {0, 1, 6, 7, 8, 9, 15, 16, 17, 4095, 8183, 8184, 8190, 8191};
+  std::vector<std::string> blocks;
+  Mutation m;
+  for (size_t i = 0; i < last.size(); ++i) {
+    std::string b(kBlockSize, '\0');
+    b[last[i]] = static_cast<char>(1 + i);
+    if (last[i] > 2) b[last[i] / 2] = 'm';  // a non-zero byte before the zeros in the middle
+    blocks.push_back(b);
+    m.PutBlock(ino, i, std::span<const char>(b));
+  }
+  blocks.emplace_back(kBlockSize, '\0');
+  m.PutBlock(ino, last.size(), std::span<const char>(blocks.back()));
+  ASSERT_TRUE(st->Apply(root, std::move(m)).ok());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    std::string got(kBlockSize, 'x');
+    ASSERT_TRUE(st->ReadBlock(root, kSeqMax, ino, i, std::span<char>(got)).ok());
+    EXPECT_EQ(got, blocks[i]) << "block " << i;
+  }
+}
+
 TEST(StoreTest, TruncateThenExtendReadsZerosOnBranchAndParent) {
   TempDir dir;
   auto st = OpenStore(dir.path());
