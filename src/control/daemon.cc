@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/home.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "compute/cgroups.h"
 #include "compute/supervisor.h"
 #include "control/api_server.h"
@@ -173,11 +174,8 @@ Cleared ClearMounts(const std::string& prefix) {
 // the daemon that started it is gone, which some containers' init does late).
 bool Running(pid_t pid) {
   if (pid <= 1 || kill(pid, 0) != 0) return false;
-  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  auto paren = stat.rfind(')');  // "pid (comm) S ..."
-  if (paren == std::string::npos || paren + 2 >= stat.size()) return true;
-  char state = stat[paren + 2];
-  return state != 'Z' && state != 'X';
+  std::optional<ProcStat> stat = ReadProcStat(pid);
+  return !stat || (stat->state != 'Z' && stat->state != 'X');
 }
 
 // The lock file of a compute's socket in the runtime directory, and its postmaster if that

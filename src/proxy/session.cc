@@ -11,12 +11,12 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <vector>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "proxy/auth/crypto.h"
 #include "proxy/auth/scram.h"
 #include "proxy/router.h"
@@ -44,22 +44,6 @@ struct Refusal {
 }
 
 constexpr size_t kRelayBufferBytes = 64 * 1024;
-
-// The parent of process `pid` (from /proc/PID/stat), or -1.
-pid_t ParentOf(pid_t pid) {
-  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "re");
-  if (f == nullptr) return -1;
-  char buf[1024];
-  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  buf[n] = '\0';
-  // "PID (COMM) STATE PPID ...": the name may hold spaces and parentheses, the last ')' ends it.
-  const char* close = std::strrchr(buf, ')');
-  char state;
-  int ppid;
-  if (close == nullptr || std::sscanf(close + 1, " %c %d", &state, &ppid) != 2) return -1;
-  return ppid;
-}
 
 // After the compute closes a kernel-relayed session, its last bytes (a FATAL ErrorResponse,
 // say) may still be on their way to the client inside the kernel: wait this long, then until
@@ -647,7 +631,8 @@ awaitable<void> Session::HandOff(const std::string& socket_path, const std::stri
   // process after it, so the process checked is the pidfd's.
   struct ucred listener {};
   socklen_t len = sizeof listener;
-  const pid_t parent = ParentOf(static_cast<pid_t>(key.pid));
+  const std::optional<ProcStat> backend = ReadProcStat(static_cast<pid_t>(key.pid));
+  const pid_t parent = backend ? backend->parent : -1;
   const bool have_listener =
       getsockopt(compute_.native_handle(), SOL_SOCKET, SO_PEERCRED, &listener, &len) == 0 &&
       listener.pid > 0;
