@@ -24,6 +24,7 @@
 #
 # Usage: bench/load_held_bench.sh [path/to/arbor]
 #   CLIENTS=4 QUIET_S=20 CHURN_S=60 BRANCHES=20 ROWS=50000 LOGIN_GAP_S=0.5
+#   ARBOR_UP_ARGS=""   more flags for the daemon's `arbor up` (e.g. "--write-mb-per-cu 0")
 set -euo pipefail
 ARBOR=$(realpath "${1:-build/arbor}")
 CLIENTS=${CLIENTS:-4}
@@ -58,7 +59,8 @@ timed() {  # METHOD PATH [BODY]: api, its milliseconds appended to $work/calls
   printf '%s' "$out"
 }
 
-bench_daemon load-held $((27000 + RANDOM % 1000)) 40
+# shellcheck disable=SC2086  # the flags split into words
+bench_daemon load-held $((27000 + RANDOM % 1000)) 40 ${ARBOR_UP_ARGS:-}
 PROD=$(bench_conn production)
 PROD_UID=$(api GET projects/default/branches/production/endpoints/primary | jq -r .uid)
 "$PGBIN/pgbench" -i -s 10 -q "$PROD" >/dev/null 2>&1
