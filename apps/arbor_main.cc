@@ -92,13 +92,23 @@ int DebugMount(const DebugMountFlags& f) {
 
 }  // namespace
 
+// jemalloc's settings, read at its start (the build links it: CMakeLists.txt, ARBOR_JEMALLOC).
+// Two arenas, so that the memtable blocks the flush thread frees are found again by the
+// writer that allocates the next memtable; freed pages go back to the OS after 1 s, by
+// jemalloc's own thread rather than on some later allocation. Measured against jemalloc's
+// defaults (docs/architecture.md): page faults in `pgbench -i -s 50` 120k against 214k, the
+// daemon's RSS with 100 branches and 20 running endpoints 130 MB against 194 MB.
+extern "C" {
+const char* malloc_conf = "narenas:2,dirty_decay_ms:1000,background_thread:true";
+}
+
 int main(int argc, char** argv) {
-  // arborfs workers allocate and free buffers of up to 1 MiB per request, on many threads.
-  // Per-thread arenas and glibc's rising mmap threshold keep that memory; two arenas and a
-  // fixed 256 KiB threshold (large buffers go back to the OS at free) keep the server's RSS
-  // near its block cache. Peak RSS of `arbor debug mount` under `pgbench -i -s 50`: 391 MB
-  // with two arenas, 300 MB with both, same load time (1255 MB over the whole benchmark with
-  // glibc's defaults); see docs/fs-caching.md.
+  // For a build with glibc's malloc (-DARBOR_JEMALLOC=OFF, sanitizers): arborfs workers
+  // allocate and free buffers of up to 1 MiB per request, on many threads. Per-thread arenas
+  // and glibc's rising mmap threshold keep that memory; two arenas and a fixed 256 KiB
+  // threshold (large buffers go back to the OS at free) keep the server's RSS near its block
+  // cache, at the price of a page fault for every page of every memtable. With jemalloc
+  // these calls change nothing.
   mallopt(M_ARENA_MAX, 2);
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
   DebugMountFlags mf;
