@@ -702,6 +702,20 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
         log::warn("daemon: ignoring ARBOR_BRANCH_CHECKPOINT_MIN_MB={}: not a number of MiB", c);
       }
     }
+    // ARBOR_BRANCH_CHECKPOINT_WAIT_MS=N: a create or reset waits at most N ms for that
+    // CHECKPOINT (-1: until it ends; EngineOptions::checkpoint_wait_ms).
+    if (const char* c = getenv("ARBOR_BRANCH_CHECKPOINT_WAIT_MS"); c && *c) {
+      char* end = nullptr;
+      long long ms = std::strtoll(c, &end, 10);
+      if (end != nullptr && *end == '\0' && ms >= -1 && ms <= 3'600'000) {
+        eo.checkpoint_wait_ms = ms;
+        log::info("daemon: a create or reset waits {} for its parent's CHECKPOINT",
+                  ms < 0 ? std::string("until the end") : "at most " + std::to_string(ms) + " ms");
+      } else {
+        log::warn("daemon: ignoring ARBOR_BRANCH_CHECKPOINT_WAIT_MS={}: not -1 or a number of ms",
+                  c);
+      }
+    }
     auto guard = InstallGuard(runtime_dir);
     if (guard.ok()) eo.guard_library = *guard;
     Engine engine(eo, store->get(), mounter.get(), &supervisor);

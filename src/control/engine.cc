@@ -7,10 +7,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "api/names.h"
 #include "common/clock.h"
@@ -471,6 +474,54 @@ void Engine::Checkpoint(const std::vector<std::string>& computes) {
   }
 }
 
+void Engine::CheckpointForFork(const std::vector<std::string>& computes,
+                               std::vector<EndpointKey>* lifted) {
+  const int64_t wait_ms = options_.checkpoint_wait_ms;
+  if (wait_ms < 0) {
+    Checkpoint(computes);
+    return;
+  }
+  struct Shared {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;                // the CHECKPOINTs ended
+    std::vector<EndpointKey> handed;  // budgets the thread gives back
+  };
+  auto shared = std::make_shared<Shared>();
+  {
+    std::lock_guard g(mu_);
+    ++background_checkpoints_;
+  }
+  std::thread([this, computes, shared] {
+    Checkpoint(computes);
+    std::vector<EndpointKey> keys;
+    {
+      std::lock_guard g(shared->m);
+      shared->done = true;
+      keys = std::move(shared->handed);
+    }
+    shared->cv.notify_all();
+    std::lock_guard g(mu_);
+    EndCheckpointsLocked(keys);
+    --background_checkpoints_;
+    changed_.notify_all();  // Shutdown waits for this thread; it touches nothing after.
+  }).detach();
+  std::unique_lock g(shared->m);
+  if (shared->cv.wait_for(g, std::chrono::milliseconds(wait_ms), [&] { return shared->done; })) {
+    return;
+  }
+  // Decided under shared->m: the thread either ended before (and gave nothing back) or
+  // finds the budgets here when it ends.
+  shared->handed = std::move(*lifted);
+  lifted->clear();
+  std::string names;
+  for (const std::string& c : computes) names += (names.empty() ? "" : ", ") + c;
+  log::info(
+      "engine: the CHECKPOINT of {} outlasted {} ms; the branch forks the head now (it replays "
+      "from the last completed checkpoint), and the CHECKPOINT goes on",
+      names, wait_ms);
+}
+
 Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std::string& id,
                                           const BranchRequest& request) {
   ARBOR_RETURN_IF_ERROR(ValidateId("branch", id));
@@ -530,7 +581,7 @@ Result<BranchRecord> Engine::CreateBranch(const std::string& project, const std:
     if (!targets.empty()) {
       creating_.insert({project, id});
       Unlocked(l, [&] {
-        Checkpoint(targets);
+        CheckpointForFork(targets, &lifted.keys);
         return 0;
       });
       creating_.erase({project, id});
@@ -1079,7 +1130,7 @@ Result<BranchRecord> Engine::ResetBranch(const std::string& project, const std::
     std::vector<std::string> targets = CheckpointTargetsLocked(project, b->parent, &lifted.keys);
     if (!targets.empty()) {
       Unlocked(l, [&] {
-        Checkpoint(targets);
+        CheckpointForFork(targets, &lifted.keys);
         return 0;
       });
       ARBOR_ASSIGN_OR_RETURN(b, check());  // a child may have been made meanwhile
@@ -2074,7 +2125,8 @@ void Engine::Shutdown() {
   std::unique_lock l(mu_);
   // Operations under way finish first (the API and the proxy are stopped by now); each is
   // bounded by its own timeouts.
-  changed_.wait(l, [this] { return unlocked_ == 0 && busy_.empty(); });
+  changed_.wait(l,
+                [this] { return unlocked_ == 0 && busy_.empty() && background_checkpoints_ == 0; });
   const int64_t now = WallMicros();
   for (auto& [k, live] : live_) MeterLocked(k, live, now);
   FlushUsageLocked();

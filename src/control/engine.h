@@ -82,6 +82,13 @@ struct EngineOptions {
   // bytes do not bound the replay's time (records without a page image, such as vacuum's
   // visibility records, read their pages cold through arborfs; docs/point-in-time.md).
   uint64_t checkpoint_min_wal_bytes = 0;
+  // A create or reset waits at most this long for that CHECKPOINT
+  // (ARBOR_BRANCH_CHECKPOINT_WAIT_MS); one that takes longer goes on in the background, the
+  // parent's write budget still lifted until it ends, and the branch forks the parent's head
+  // at once, as with checkpoint_parent off: the call answers in bounded time, and the branch
+  // replays the WAL since the parent's last completed checkpoint (usually the previous
+  // fork's). Negative: wait until it ends. Data diffs and snapshots always wait.
+  int64_t checkpoint_wait_ms = 500;
   // Each running compute's writes into the store are limited to this many bytes per second
   // per CU of its max size (docs/compute-sizes.md, "Writes"); 0: unlimited.
   uint64_t write_bytes_per_cu = 0;
@@ -699,6 +706,11 @@ class Engine {
   };
   // CHECKPOINTs them (a failure only costs the branch some redo at its first start).
   void Checkpoint(const std::vector<std::string>& computes);
+  // The same, without the lock, waiting at most options_.checkpoint_wait_ms. When the
+  // CHECKPOINTs outlast the wait, they go on in a thread of their own, which takes over the
+  // budgets in `*lifted` (leaving it empty) and gives them back when they end.
+  void CheckpointForFork(const std::vector<std::string>& computes,
+                         std::vector<EndpointKey>* lifted);
   // Validates and builds a new endpoint record (with a free port); stores nothing. A branch
   // has one read-write endpoint, and any number of `pinned` ones.
   Result<EndpointRecord> NewEndpointLocked(const std::string& project, const std::string& branch,
@@ -912,6 +924,7 @@ class Engine {
   // Notified whenever a claim ends, a start or stop finishes, or an unlocked part ends.
   std::condition_variable changed_;
   int unlocked_ = 0;                         // guarded by mu_; slow parts now running
+  int background_checkpoints_ = 0;           // guarded by mu_; CheckpointForFork's threads
   Catalog catalog_;                          // guarded by mu_
   std::map<EndpointKey, Live> live_;         // guarded by mu_
   std::map<BranchKey, Work> busy_;           // guarded by mu_; claimed branches

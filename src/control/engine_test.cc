@@ -153,12 +153,15 @@ class EngineTest : public ::testing::Test {
     eo.data_dir = dir_.path() + "/data";
     eo.runtime_dir = eo.data_dir;
     eo.checkpoint_parent = CheckpointParent();
+    eo.checkpoint_wait_ms = CheckpointWaitMs();
     engine_ = std::make_unique<Engine>(eo, store_.get(), &mounter_, &sup_);
     ASSERT_TRUE(engine_->Open().ok());
     ASSERT_TRUE(engine_->CreateProject("default", 86'400).ok());
     ASSERT_TRUE(engine_->Wake("default", "production", "primary").ok());
   }
   virtual bool CheckpointParent() const { return true; }
+  // The tests below hold the parent's CHECKPOINT open and expect the create to wait for it.
+  virtual int64_t CheckpointWaitMs() const { return -1; }
   void TearDown() override {
     for (Gate* g : {&sup_.start_gate, &sup_.stop_gate, &sup_.checkpoint_gate, &sup_.initdb_gate}) {
       g->Open();
@@ -280,6 +283,27 @@ TEST_F(EngineHeadForkTest, ABranchOfARunningParentWaitsForNoCheckpoint) {
   EXPECT_TRUE(engine_->Wake("default", "quick", "primary").ok());
   auto reset = Later([&] { return engine_->ResetBranch("default", "quick", std::nullopt); });
   ASSERT_TRUE(Prompt(reset)) << "the reset waited for the parent's CHECKPOINT";
+}
+
+// EngineOptions::checkpoint_wait_ms: a create or reset waits that long for the parent's
+// CHECKPOINT, then forks its head while the CHECKPOINT goes on.
+class EngineBoundedCheckpointTest : public EngineTest {
+ protected:
+  int64_t CheckpointWaitMs() const override { return 100; }
+};
+
+TEST_F(EngineBoundedCheckpointTest, ACreateAndAResetAnswerWhileTheParentsCheckpointGoesOn) {
+  sup_.checkpoint_gate.Arm("branches/production/");
+  auto made = Later([&] { return engine_->CreateBranch("default", "quick", BranchRequest{}); });
+  ASSERT_TRUE(sup_.checkpoint_gate.WaitEntered());
+  ASSERT_TRUE(Prompt(made)) << "the create waited for the whole CHECKPOINT";
+  ASSERT_TRUE(made.get().ok()) << made.get().status().ToString();
+  EXPECT_TRUE(engine_->Wake("default", "quick", "primary").ok());
+  auto reset = Later([&] { return engine_->ResetBranch("default", "quick", std::nullopt); });
+  ASSERT_TRUE(Prompt(reset)) << "the reset waited for the whole CHECKPOINT";
+  EXPECT_TRUE(reset.get().ok()) << reset.get().status().ToString();
+  // The CHECKPOINTs still held open end with the engine: its shutdown waits for them
+  // (TearDown opens the gate first).
 }
 
 // By default the parent is checkpointed first, without the engine's lock.
