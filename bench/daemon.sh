@@ -7,6 +7,8 @@
 #
 # Sets work (the temporary directory), ARBOR_HOME, API (.../api/2.0/postgres) and ADMIN (the
 # admin token). A script with more to clean up defines bench_cleanup_extra, run first.
+# BENCH_KEEP_LOG=FILE keeps a copy of the daemon's log (it says where a slow create or reset
+# spent its time) after the rest is removed.
 
 bench_daemon() {
   local name=$1 port=$2 endpoints=$3
@@ -27,6 +29,7 @@ bench_cleanup() {
   local runtime
   runtime=$(cat "$ARBOR_HOME/runtime-dir" 2>/dev/null || true)
   "$ARBOR" down --data-dir "$ARBOR_HOME" >/dev/null 2>&1 || true
+  if [[ -n ${BENCH_KEEP_LOG:-} ]]; then cp "$ARBOR_HOME/arbor.log" "$BENCH_KEEP_LOG" 2>/dev/null || true; fi
   for dir in "$work" ${runtime:+"$runtime"}; do
     grep " $dir" /proc/mounts | awk '{print $2}' | xargs -r -n1 umount -l 2>/dev/null || true
   done

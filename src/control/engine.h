@@ -33,6 +33,8 @@ class MountHandle {
   virtual void SetWriteRate(uint64_t /*bytes_per_s*/) {}
   // How long its writes have waited for that budget, in nanoseconds.
   virtual uint64_t WriteThrottledNanos() const { return 0; }
+  // File data not yet written back is dropped, and fsync fails (fs::Mount::DiscardWrites).
+  virtual void DiscardWrites() {}
 };
 
 // Makes arborfs mounts. The engine's only view of src/fs, so tests of the engine's

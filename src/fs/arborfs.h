@@ -60,6 +60,14 @@ class Mount {
   void SetWriteRate(uint64_t bytes_per_s);
   // How long WRITE requests have slept for the budget, in nanoseconds, since the mount.
   uint64_t WriteThrottledNanos() const;
+  // From now on WRITE requests succeed without reaching the store, and every fsync of a file
+  // fails (EIO), so nothing dropped is ever reported durable. The file data the kernel holds
+  // dirty, which it writes back as the compute's processes close their files and at the
+  // unmount, is dropped, as a power cut would drop it. For a compute stopped at once, whose
+  // state is thrown away or starts again only as after a crash: what it fsynced is in the
+  // store, and the rest PostgreSQL redoes from its WAL. Metadata changes still reach the
+  // store.
+  void DiscardWrites();
 
   class Impl;
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <atomic>
+
 #define FUSE_USE_VERSION 312
 #include <fuse3/fuse_lowlevel.h>
 
@@ -15,6 +17,8 @@ struct SessionContext {
   MountOptions options;
   // Every WRITE waits here for its bytes before it reaches the store (Mount::SetWriteRate).
   RateLimiter write_limiter;
+  // Mount::DiscardWrites: WRITEs are answered without reaching the store.
+  std::atomic<bool> discard_writes{false};
 };
 
 // The one table of operations: each callback asks FileSystem for the work and sends the

@@ -368,6 +368,7 @@ class Mount::Impl {
   // True if Unmount left the serving threads running (a request stuck in the file system).
   bool abandoned() const { return abandoned_; }
   RateLimiter& write_limiter() { return ctx_.write_limiter; }
+  void DiscardWrites() { ctx_.discard_writes.store(true); }
 
  private:
   // Makes the kernel send the loop a request, so that a worker wakes, answers it and sees
@@ -442,6 +443,11 @@ Status Mount::Unmount() {
 }
 
 void Mount::SetWriteRate(uint64_t bytes_per_s) { impl_->write_limiter().SetRate(bytes_per_s); }
+
+void Mount::DiscardWrites() {
+  impl_->DiscardWrites();
+  impl_->write_limiter().Stop();
+}
 
 uint64_t Mount::WriteThrottledNanos() const { return impl_->write_limiter().waited_ns(); }
 

@@ -115,5 +115,48 @@ TEST_F(ArborfsUnmount, IsBoundedWhenTheUnmountFails) {
   ForceUnmount(moved);
 }
 
+// A compute stopped at once for a reset or a delete has its mount discard writes first
+// (Engine::RunStops): the kernel's dirty pages, which its exiting processes would write back,
+// go nowhere. What was fsynced before stays; no fsync after it succeeds, so nothing dropped
+// is ever reported durable.
+TEST_F(ArborfsUnmount, DiscardedWritesNeverReachTheStoreAndNoFsyncClaimsThem) {
+  std::string mnt = dir_ / "mnt";
+  auto m = MountAt(mnt);
+  ASSERT_NE(m, nullptr);
+  const std::string kept(1 << 20, 'k');
+  {
+    int fd = open((mnt + "/kept").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, kept.data(), kept.size()), static_cast<ssize_t>(kept.size()));
+    ASSERT_EQ(fsync(fd), 0);
+    close(fd);
+  }
+  const uint64_t before = store_->WrittenBytes(timeline_);
+  m->DiscardWrites();
+  const std::string dropped(4 << 20, 'd');
+  int fd = open((mnt + "/dropped").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, dropped.data(), dropped.size()), static_cast<ssize_t>(dropped.size()));
+  EXPECT_NE(fsync(fd), 0) << "an fsync after the discard claimed dropped data durable";
+  EXPECT_EQ(errno, EIO);
+  close(fd);  // writes the dirty pages back: dropped
+  auto [st, secs] = TimedUnmount(*m);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_LT(store_->WrittenBytes(timeline_) - before, 256u << 10)
+      << "the discarded file's 4 MiB reached the store";
+
+  // Mounted again, the file fsynced before the discard reads back whole.
+  m = MountAt(mnt);
+  ASSERT_NE(m, nullptr);
+  std::string back(kept.size(), '\0');
+  int rd = open((mnt + "/kept").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(rd, 0);
+  EXPECT_EQ(read(rd, back.data(), back.size()), static_cast<ssize_t>(back.size()));
+  close(rd);
+  EXPECT_TRUE(back == kept) << "the fsynced file changed";
+  EXPECT_TRUE(m->Unmount().ok());
+  ForceUnmount(mnt);
+}
+
 }  // namespace
 }  // namespace arbor
