@@ -1,5 +1,6 @@
 #include "control/daemon.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
@@ -35,6 +36,20 @@
 
 namespace arbor::control {
 namespace {
+
+// jemalloc, the arbor binary's allocator (apps/arbor_main.cc, malloc_conf), turns its
+// background thread off in a forked child, and `arbor up` forks the daemon: turned on again,
+// it returns freed pages after their 1 s decay even when nothing allocates. Nothing happens
+// in a build without jemalloc (no mallctl).
+void ResumeAllocatorThreads() {
+  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+  auto mallctl = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  if (mallctl == nullptr) return;
+  bool on = true;
+  if (mallctl("background_thread", nullptr, nullptr, &on, sizeof on) != 0) {
+    std::fprintf(stderr, "arbor: jemalloc's background thread could not be started\n");
+  }
+}
 
 namespace fs = std::filesystem;
 
@@ -866,6 +881,7 @@ int Up(const DaemonOptions& o, bool foreground, const MounterFactory& make_mount
   }
   if (pid == 0) {
     setsid();
+    ResumeAllocatorThreads();
     int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd >= 0) dup2(null_fd, 0);

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <system_error>
 #include <thread>
 
 #include "api/names.h"
@@ -503,10 +504,6 @@ void Engine::Checkpoint(const std::vector<std::string>& computes) {
 void Engine::CheckpointForFork(const std::vector<std::string>& computes,
                                std::vector<EndpointKey>* lifted) {
   const int64_t wait_ms = options_.checkpoint_wait_ms;
-  if (wait_ms < 0) {
-    Checkpoint(computes);
-    return;
-  }
   struct Shared {
     std::mutex m;
     std::condition_variable cv;
@@ -516,9 +513,15 @@ void Engine::CheckpointForFork(const std::vector<std::string>& computes,
   auto shared = std::make_shared<Shared>();
   {
     std::lock_guard g(mu_);
-    ++background_checkpoints_;
+    // Shutting down: nothing new is left running behind it.
+    if (wait_ms < 0 || shutting_down_) shared.reset();
+    if (shared) ++background_checkpoints_;
   }
-  std::thread([this, computes, shared] {
+  if (!shared) {
+    Checkpoint(computes);
+    return;
+  }
+  auto run = [this, computes, shared] {
     Checkpoint(computes);
     std::vector<EndpointKey> keys;
     {
@@ -531,7 +534,19 @@ void Engine::CheckpointForFork(const std::vector<std::string>& computes,
     EndCheckpointsLocked(keys);
     --background_checkpoints_;
     changed_.notify_all();  // Shutdown waits for this thread; it touches nothing after.
-  }).detach();
+  };
+  try {
+    std::thread(run).detach();
+  } catch (const std::system_error& e) {
+    log::warn("engine: no thread for the CHECKPOINT before a fork ({}); waiting for it", e.what());
+    {
+      std::lock_guard g(mu_);
+      --background_checkpoints_;
+      changed_.notify_all();
+    }
+    Checkpoint(computes);
+    return;
+  }
   std::unique_lock g(shared->m);
   if (shared->cv.wait_for(g, std::chrono::milliseconds(wait_ms), [&] { return shared->done; })) {
     return;
@@ -1922,11 +1937,13 @@ void Engine::RunStops(std::vector<StopJob>& jobs) {
                                                    : options_.stop_timeout);
       if (job.status.code() == Code::kNotFound) job.status = Status::Ok();
     }
-    if (job.status.ok()) {
-      job.mount.reset();  // unmounts
-    } else {
+    if (!job.status.ok()) {
       log::warn("engine: stopping {}: {}", ComputeId(job.ep), job.status.ToString());
     }
+    // A discarded compute's mount goes even if its stop failed: it drops writes and fails
+    // fsync now, so it must never serve again (the compute, if it lives, sees its files gone,
+    // as after Arbor was killed; its state is thrown away or starts again as after a crash).
+    if (job.status.ok() || job.discard) job.mount.reset();  // unmounts
   }
 }
 
@@ -1935,7 +1952,7 @@ void Engine::FinishStopsLocked(std::vector<StopJob>& jobs) {
     auto it = live_.find({job.ep.project, job.ep.branch, job.ep.id});
     if (it == live_.end()) continue;
     it->second.stopping = false;
-    if (!job.status.ok()) {
+    if (!job.status.ok() && !job.discard) {
       it->second.running = job.was_running;
       it->second.mount = std::move(job.mount);
       it->second.write_throttled_ns -= job.write_throttled_ns;  // counted with the mount again
@@ -2170,14 +2187,16 @@ void Engine::Shutdown() {
   std::unique_lock l(mu_);
   // Operations under way finish first (the API and the proxy are stopped by now); each is
   // bounded by its own timeouts.
-  changed_.wait(l,
-                [this] { return unlocked_ == 0 && busy_.empty() && background_checkpoints_ == 0; });
+  changed_.wait(l, [this] { return unlocked_ == 0 && busy_.empty(); });
   const int64_t now = WallMicros();
   for (auto& [k, live] : live_) MeterLocked(k, live, now);
   FlushUsageLocked();
   // Their fast shutdowns overlap, and none can hold the daemon past the bound. They stay
   // marked running in the catalog, so that RestartRunning brings them back.
   supervisor_->StopAll(options_.shutdown_timeout);
+  // A CHECKPOINT a fork stopped waiting for ends with its compute (the stop above ends its
+  // connection); its thread then gives back its budgets, which is all it touches.
+  changed_.wait(l, [this] { return background_checkpoints_ == 0; });
   for (auto& [k, live] : live_) {
     live.running = false;
     live.mount.reset();  // a bounded unmount

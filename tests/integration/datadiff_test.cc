@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -28,6 +29,11 @@ using testutil::CliRun;
 class DataDiffTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
+    // The tests below count the pages a diff reads, which stay few when each create waited
+    // for its parent's whole CHECKPOINT; a busy machine could make one outlast the 500 ms a
+    // create waits by default (EngineOptions::checkpoint_wait_ms), and the pages the parent
+    // then writes after the fork would be read too. The daemon inherits this.
+    setenv("ARBOR_BRANCH_CHECKPOINT_WAIT_MS", "-1", 1);
     daemon_ = Daemon::Start("dd").release();
     if (daemon_ == nullptr) return;
     Pg prod(daemon_->Connect("production"));
