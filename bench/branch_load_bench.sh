@@ -5,9 +5,14 @@
 # then a first query runs on it through the proxy (its compute starts, replaying the WAL the
 # fork holds beyond the parent's last checkpoint), then it is deleted with ?purge=true.
 #
-# Three daemons in this one invocation, one after the other, the same load and schedule:
-#   always      Arbor's default: the parent's compute is checkpointed before every fork, so
-#               the call waits for its dirty buffers and the child has little to replay;
+# Up to four daemons in this one invocation, one after the other, the same load and schedule:
+#   always      Arbor's default: the parent's compute is checkpointed before every fork, and
+#               the call waits for it at most 500 ms (ARBOR_BRANCH_CHECKPOINT_WAIT_MS): a
+#               checkpoint that takes longer goes on, and the child forks the head at once,
+#               replaying from the parent's last completed checkpoint;
+#   full        ARBOR_BRANCH_CHECKPOINT_WAIT_MS=-1: the call waits for the whole checkpoint,
+#               so the child has little to replay (the default until the bounded wait);
+#   wait-N      ARBOR_BRANCH_CHECKPOINT_WAIT_MS=N: the call waits at most N ms;
 #   threshold   ARBOR_BRANCH_CHECKPOINT_MIN_MB=64: the parent checkpoints only when its WAL
 #               is 64 MiB past its last checkpoint, so a child replays at most that much;
 #   head        ARBOR_BRANCH_CHECKPOINT=0: the fork takes the parent's state as the store
@@ -25,7 +30,7 @@
 #                          longer than the parents' checkpoint_timeout (5 min), so the head's
 #                          replay covers a whole checkpoint cycle
 #   CLIENTS=4 QUIET_S=20   production's pgbench clients; the quiet run's length
-#   SIDES="always threshold head"  which daemons to run
+#   SIDES="always threshold head"  which daemons to run (also: full)
 #   --quick                6 samples, 5 s apart
 set -euo pipefail
 ARBOR=$(realpath "${1:-build/arbor}")
@@ -113,9 +118,11 @@ phase() {  # ID PORT
 
 port=$((29000 + RANDOM % 500))  # below the ephemeral range (32768+)
 for side in $SIDES; do
-  unset ARBOR_BRANCH_CHECKPOINT ARBOR_BRANCH_CHECKPOINT_MIN_MB
+  unset ARBOR_BRANCH_CHECKPOINT ARBOR_BRANCH_CHECKPOINT_MIN_MB ARBOR_BRANCH_CHECKPOINT_WAIT_MS
   case $side in
     always) ;;  # the default
+    full) export ARBOR_BRANCH_CHECKPOINT_WAIT_MS=-1 ;;
+    wait-[0-9]*) export ARBOR_BRANCH_CHECKPOINT_WAIT_MS=${side#wait-} ;;
     threshold) export ARBOR_BRANCH_CHECKPOINT_MIN_MB=64 ;;
     head) export ARBOR_BRANCH_CHECKPOINT=0 ;;
     *) echo "unknown side $side" >&2; exit 2 ;;
@@ -123,7 +130,7 @@ for side in $SIDES; do
   phase "$side" "$port"
   port=$((port + 100))
 done
-unset ARBOR_BRANCH_CHECKPOINT ARBOR_BRANCH_CHECKPOINT_MIN_MB
+unset ARBOR_BRANCH_CHECKPOINT ARBOR_BRANCH_CHECKPOINT_MIN_MB ARBOR_BRANCH_CHECKPOINT_WAIT_MS
 
 echo "== branch of a busy parent (production: pgbench TPC-B scale 10, $CLIENTS clients;" \
   "a branch every $EVERY_S s, $SAMPLES per daemon) =="

@@ -88,9 +88,11 @@ struct EngineOptions {
   // (ARBOR_BRANCH_CHECKPOINT_WAIT_MS); one that takes longer goes on in the background, the
   // parent's write budget still lifted until it ends, and the branch forks the parent's head
   // at once, as with checkpoint_parent off: the call answers in bounded time, and the branch
-  // replays the WAL since the parent's last completed checkpoint (usually the previous
-  // fork's). Negative: wait until it ends. Data diffs and snapshots always wait.
-  int64_t checkpoint_wait_ms = 500;
+  // replays the WAL since the parent's last completed checkpoint. Negative, the default:
+  // wait until it ends, because create plus first query is then fastest at p99
+  // (bench/branch_load_bench.sh: 3.7 s against 6.0 s with 800 ms and 5.2-6.4 s with 500 ms;
+  // docs/point-in-time.md). Data diffs and snapshots always wait.
+  int64_t checkpoint_wait_ms = -1;
   // Each running compute's writes into the store are limited to this many bytes per second
   // per CU of its max size (docs/compute-sizes.md, "Writes"); 0: unlimited.
   uint64_t write_bytes_per_cu = 0;

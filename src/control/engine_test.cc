@@ -160,7 +160,8 @@ class EngineTest : public ::testing::Test {
     ASSERT_TRUE(engine_->Wake("default", "production", "primary").ok());
   }
   virtual bool CheckpointParent() const { return true; }
-  // The tests below hold the parent's CHECKPOINT open and expect the create to wait for it.
+  // As the daemon's default: the create waits for the whole CHECKPOINT (the tests below
+  // hold it open and expect that).
   virtual int64_t CheckpointWaitMs() const { return -1; }
   void TearDown() override {
     for (Gate* g : {&sup_.start_gate, &sup_.stop_gate, &sup_.checkpoint_gate, &sup_.initdb_gate}) {

@@ -450,8 +450,8 @@ TEST_F(ComputeSizes, ABranchGetsOnlyWhatTheHostHasLeftAndWritesWithinItsBudget) 
   EXPECT_NE(log.find("cu-host/endpoints/primary held at 0.25 CU"), std::string::npos);
 
   // A branch of production checkpoints production first, with production's budget lifted
-  // (the engine's own CHECKPOINT, which the create waits for, at most
-  // EngineOptions::checkpoint_wait_ms); once that CHECKPOINT has ended, the budget is back.
+  // (the engine's own CHECKPOINT, which the create waits for, or at most
+  // ARBOR_BRANCH_CHECKPOINT_WAIT_MS); once that CHECKPOINT has ended, the budget is back.
   const std::string prod_label = "branch=\"production\"";
   const double prod_budget = host * 32 * 1024 * 1024;
   EXPECT_EQ(MetricOf(metrics(), "arbor_endpoint_write_limit_bytes_per_second", prod_label),

@@ -30,9 +30,9 @@ class DataDiffTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
     // The tests below count the pages a diff reads, which stay few when each create waited
-    // for its parent's whole CHECKPOINT; a busy machine could make one outlast the 500 ms a
-    // create waits by default (EngineOptions::checkpoint_wait_ms), and the pages the parent
-    // then writes after the fork would be read too. The daemon inherits this.
+    // for its parent's whole CHECKPOINT (the default; with a bounded wait, a busy machine
+    // could make one outlast it, and the pages the parent then writes after the fork would
+    // be read too). Pinned here whatever the environment says; the daemon inherits it.
     setenv("ARBOR_BRANCH_CHECKPOINT_WAIT_MS", "-1", 1);
     daemon_ = Daemon::Start("dd").release();
     if (daemon_ == nullptr) return;
