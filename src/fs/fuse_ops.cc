@@ -266,7 +266,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
   Guard(req, "write", [&] {
     if (off < 0) return fuse_reply_err(req, EINVAL), void();
     // A discarded mount's postgres is gone; its dirty pages go nowhere (Mount::DiscardWrites).
-    if (Ctx(req).discard_writes.load(std::memory_order_relaxed)) {
+    if (Ctx(req).discard_writes.load()) {
       return fuse_reply_write(req, size), void();
     }
     // The compute's write budget: the kernel's write-back of this mount waits, and the
@@ -294,7 +294,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
   // After Mount::DiscardWrites no fsync succeeds: none may promise data that was dropped (a
   // postgres still running would PANIC rather than acknowledge a commit).
-  if (Ctx(req).discard_writes.load(std::memory_order_relaxed)) {
+  if (Ctx(req).discard_writes.load()) {
     return fuse_reply_err(req, EIO), void();
   }
   Guard(req, "fsync", [&] { ReplyErr(req, Fs(req).Sync()); });
