@@ -6,13 +6,13 @@
 # fork holds beyond the parent's last checkpoint), then it is deleted with ?purge=true.
 #
 # Up to four daemons in this one invocation, one after the other, the same load and schedule:
-#   always      Arbor's default: the parent's compute is checkpointed before every fork, and
-#               the call waits for it at most 500 ms (ARBOR_BRANCH_CHECKPOINT_WAIT_MS): a
-#               checkpoint that takes longer goes on, and the child forks the head at once,
-#               replaying from the parent's last completed checkpoint;
-#   full        ARBOR_BRANCH_CHECKPOINT_WAIT_MS=-1: the call waits for the whole checkpoint,
-#               so the child has little to replay (the default until the bounded wait);
-#   wait-N      ARBOR_BRANCH_CHECKPOINT_WAIT_MS=N: the call waits at most N ms;
+#   always      Arbor's default: the parent's compute is checkpointed before every fork, so
+#               the call waits for its dirty buffers and the child has little to replay;
+#   full        the same, set explicitly (ARBOR_BRANCH_CHECKPOINT_WAIT_MS=-1), so that a run
+#               names it beside the wait-N sides whatever the default;
+#   wait-N      ARBOR_BRANCH_CHECKPOINT_WAIT_MS=N: the call waits at most N ms for the
+#               checkpoint; one that takes longer goes on, and the child forks the head at
+#               once, replaying from the parent's last completed checkpoint;
 #   threshold   ARBOR_BRANCH_CHECKPOINT_MIN_MB=64: the parent checkpoints only when its WAL
 #               is 64 MiB past its last checkpoint, so a child replays at most that much;
 #   head        ARBOR_BRANCH_CHECKPOINT=0: the fork takes the parent's state as the store
@@ -30,7 +30,7 @@
 #                          longer than the parents' checkpoint_timeout (5 min), so the head's
 #                          replay covers a whole checkpoint cycle
 #   CLIENTS=4 QUIET_S=20   production's pgbench clients; the quiet run's length
-#   SIDES="always threshold head"  which daemons to run (also: full)
+#   SIDES="always threshold head"  which daemons to run (also: full, wait-N)
 #   --quick                6 samples, 5 s apart
 set -euo pipefail
 ARBOR=$(realpath "${1:-build/arbor}")

@@ -45,25 +45,21 @@ std::string CompactTime(int64_t us) {
 // the time went (an API call is meant to answer within one).
 class PhaseLog {
  public:
-  explicit PhaseLog(std::string what)
-      : what_(std::move(what)), start_(std::chrono::steady_clock::now()), last_(start_) {}
+  explicit PhaseLog(std::string what) : what_(std::move(what)) {}
   void Mark(const char* phase) {
-    auto now = std::chrono::steady_clock::now();
+    const int64_t now = MonoNanos();
     phases_ += (phases_.empty() ? "" : ", ") + std::string(phase) + " " +
-               std::to_string(Ms(now - last_)) + " ms";
+               std::to_string((now - last_) / 1'000'000) + " ms";
     last_ = now;
   }
   ~PhaseLog() {
-    const int64_t total = Ms(std::chrono::steady_clock::now() - start_);
-    if (total > 1000) log::info("engine: {} took {} ms ({})", what_, total, phases_);
+    const int64_t total_ms = (MonoNanos() - start_) / 1'000'000;
+    if (total_ms > 1000) log::info("engine: {} took {} ms ({})", what_, total_ms, phases_);
   }
 
  private:
-  static int64_t Ms(std::chrono::steady_clock::duration d) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-  }
   std::string what_;
-  std::chrono::steady_clock::time_point start_, last_;
+  int64_t start_ = MonoNanos(), last_ = start_;
   std::string phases_;
 };
 
@@ -504,6 +500,10 @@ void Engine::Checkpoint(const std::vector<std::string>& computes) {
 void Engine::CheckpointForFork(const std::vector<std::string>& computes,
                                std::vector<EndpointKey>* lifted) {
   const int64_t wait_ms = options_.checkpoint_wait_ms;
+  if (wait_ms < 0) {
+    Checkpoint(computes);
+    return;
+  }
   struct Shared {
     std::mutex m;
     std::condition_variable cv;
@@ -514,7 +514,7 @@ void Engine::CheckpointForFork(const std::vector<std::string>& computes,
   {
     std::lock_guard g(mu_);
     // Shutting down: nothing new is left running behind it.
-    if (wait_ms < 0 || shutting_down_) shared.reset();
+    if (shutting_down_) shared.reset();
     if (shared) ++background_checkpoints_;
   }
   if (!shared) {
