@@ -3,24 +3,31 @@
 # group, its CPU limited to its current size in CU (1 CU = 1 vCPU + 2 GiB) and autoscaled
 # between autoscaling_limit_min_cu and autoscaling_limit_max_cu (branches 0.25-1 CU by
 # default). Production runs pgbench TPC-B (scale 10, CLIENTS clients, unthrottled, so that
-# TPS is what production gets), first quietly for QUIET_S seconds, then for CHURN_S seconds
-# while a loop churns branches: create a branch (API), write about 50 MB on it (its compute
-# starts and runs a CREATE TABLE AS of ROWS rows of 1000 bytes), delete it with ?purge=true
-# (its space is freed at once), again and again.
+# TPS is what production gets), in windows that alternate: QUIET_S seconds quietly, then
+# CHURN_S seconds while a loop churns branches: create a branch (API), write about 50 MB on
+# it (its compute starts and runs a CREATE TABLE AS of ROWS rows of 1000 bytes), delete it
+# with ?purge=true (its space is freed at once), again and again; ROUNDS such pairs. The
+# quiet and the churn windows alternate so that a drift of the host or of production itself
+# (a shared VM's neighbours, production's tables and store growing through the run) weighs
+# on both alike: with one quiet window first and the churn after it, windows that churned
+# less but ran later measured lower TPS than the full churn before them.
 #
 # Both in this one invocation, one daemon after the other:
 #   A  limits on: production fixed at 2 CU (min = max = 2), the branches at their default;
 #   B  the baseline without limits: a daemon started with ARBOR_COMPUTE_LIMITS=off, the
 #      same sizes on paper (PostgreSQL is configured alike) but no control groups.
-# Prints for each: TPS quiet, during the churn and their ratio; transaction latency p99
-# (pgbench's per-transaction log) likewise; the churn rounds and the slowest API call of the
-# churn loop; the CPU limits read from the computes' control groups (production's at the
+# Before its first window each daemon makes and deletes one branch of production, once its
+# pgbench -i has loaded it: that create's CHECKPOINT writes the whole load, which belongs to
+# no window (its time is printed). Prints for each: TPS quiet, during the churn and their
+# ratio (the mean of the windows' TPS); transaction latency p99 (pgbench's per-transaction
+# logs of all the windows of a kind) likewise; the churn rounds and the slowest API call of
+# the churn loops; the CPU limits read from the computes' control groups (production's at the
 # start, each branch's after its write). Targets, for A: TPS churn/quiet >= 0.80 and p99
 # churn/quiet <= 2.0.
 #
-# Then, on A's daemon (limits on), after A's churn and against A's same quiet run, two bound
-# variants of the churn loop, CHURN_S seconds each, that isolate the two costs outside any
-# compute's control group:
+# On A's daemon (limits on), in the same alternation (each with quiet windows of its own),
+# two bound variants of the churn loop that isolate the two costs outside any compute's
+# control group:
 #   A1 create+delete only: create a branch from production's head (a CHECKPOINT on
 #      production) and delete it with ?purge=true; no compute start, no write; paced to one
 #      round every PACE_S seconds, about A's round, so that it makes as many creates as A;
@@ -32,16 +39,18 @@
 #
 # Usage: bench/compute_sizes_bench.sh [path/to/arbor]
 #   CLIENTS=4     production's pgbench clients
-#   QUIET_S=20    length of the quiet run
-#   CHURN_S=25    length of each run during a churn (A, A1, A2, B)
-#   SETTLE_S=3    pause after each churn, before the next run
+#   QUIET_S=12    length of each quiet window
+#   CHURN_S=25    length of each window during a churn (A, A1, A2, B)
+#   ROUNDS=2      quiet + churn pairs of each of A, A1, A2 and B
+#   SETTLE_S=3    pause after each churn, before the next window
 #   PACE_S=5      A1's seconds per round
 #   ROWS=50000    rows of 1000 bytes written on each branch (~50 MB)
 set -euo pipefail
 ARBOR=$(realpath "${1:-build/arbor}")
 CLIENTS=${CLIENTS:-4}
-QUIET_S=${QUIET_S:-20}
+QUIET_S=${QUIET_S:-12}
 CHURN_S=${CHURN_S:-25}
+ROUNDS=${ROUNDS:-2}
 ROWS=${ROWS:-50000}
 SETTLE_S=${SETTLE_S:-3}
 PACE_S=${PACE_S:-5}
@@ -98,16 +107,21 @@ pgbench_run() {  # LABEL SECONDS
     --log-prefix="$work/$1.tx" "$PROD" >"$work/$1.out" 2>&1 ||
     { cat "$work/$1.out" >&2; return 1; }
 }
-tps() { awk '/^tps = / {printf "%.0f\n", $3; exit}' "$work/$1.out"; }
-p99() { cat "$work/$1".tx.* | awk '{print $3 / 1000}' | pct 99; }  # ms
+# The mean TPS of the windows PREFIX-<round>, and the p99 of their transactions (ms).
+tps() {  # PREFIX
+  cat "$work/$1"-[0-9]*.out | awk '/^tps = / {s += $3; n++} END {printf "%.0f\n", n ? s / n : 0}'
+}
+p99() { cat "$work/$1"-[0-9]*.tx.* | awk '{print $3 / 1000}' | pct 99; }  # PREFIX
 
 # Rounds while $work/churning exists: create a branch, write ROWS rows on it through its
 # endpoint (started by bench_conn), read its compute's CPU limit, delete it with its data.
-# One line per round in $work/rounds: "<round ms> <write ms> <CPU limit> <current_cu>".
-# MODE: full (the above), bare (create and delete only: no compute, no write) or past (as
-# full, but each branch from production's state 2 seconds ago: no checkpoint of production).
-churn() {  # MODE PREFIX
-  local mode=$1 calls="$work/calls" i=0 name out conn t0 t1 write_ms ep limit spec
+# One line per round in $work/rounds.ID: "<round ms> <write ms> <CPU limit> <current_cu>
+# <start ms>" (the start: its endpoint's start and a token, until it accepts logins);
+# the API calls in $work/calls.ID. MODE: full (the above), bare (create and delete only: no
+# compute, no write) or past (as full, but each branch from production's state 2 seconds
+# ago: no checkpoint of production).
+churn() {  # MODE PREFIX ID
+  local mode=$1 calls="$work/calls.$3" i=0 name out conn t0 t1 write_ms ep limit spec start_ms
   while [[ -e "$work/churning" ]]; do
     i=$((i + 1))
     name=$2-$i
@@ -126,11 +140,13 @@ churn() {  # MODE PREFIX
     if [[ $mode == bare ]]; then
       out=$(api DELETE "projects/default/branches/$name?purge=true")
       if grep -q error_code <<<"$out"; then echo "  (delete $name: $out)" >&2; fi
-      echo "$(($(now_ms) - t0)) 0 - -" >>"$work/rounds"
+      echo "$(($(now_ms) - t0)) 0 - - 0" >>"$work/rounds.$3"
       sleep "$PACE_S"
       continue
     fi
+    t1=$(now_ms)
     conn=$(bench_conn "$name") || true
+    start_ms=$(($(now_ms) - t1))
     t1=$(now_ms)
     "$PGBIN/psql" -X -q "$conn" -c "create table t as
       select g, repeat('x', 1000) as pad from generate_series(1, $ROWS) g" \
@@ -140,48 +156,53 @@ churn() {  # MODE PREFIX
     limit="$(cpu_limit "$(jq -r .uid <<<"$ep")") $(jq -r '.status.current_cu // "-"' <<<"$ep")"
     out=$(api DELETE "projects/default/branches/$name?purge=true")
     if grep -q error_code <<<"$out"; then echo "  (delete $name: $out)" >&2; fi
-    echo "$(($(now_ms) - t0)) $write_ms $limit" >>"$work/rounds"
+    echo "$(($(now_ms) - t0)) $write_ms $limit $start_ms" >>"$work/rounds.$3"
   done
 }
 
 declare -A R  # the figures, by "<phase>.<name>"
 
-# pgbench for CHURN_S seconds while churn MODE runs; its figures into R under ID (the quiet
-# ones copied from QUIET_ID's).
-churn_window() {  # ID MODE QUIET_ID
+# Round R of ID: pgbench quietly for QUIET_S seconds (window quiet-ID-R), then for CHURN_S
+# seconds while churn MODE runs (window churn-ID-R); then the churn's round under way ends,
+# and SETTLE_S seconds pass.
+window_pair() {  # ID MODE R
   local id=$1
-  : >"$work/calls"
-  : >"$work/rounds"
+  pgbench_run "quiet-$id-$3" "$QUIET_S"
   touch "$work/churning"
-  churn "$2" "churn-${id,,}" &  # branch ids: lowercase letters, digits and hyphens
+  churn "$2" "churn-${id,,}-$3" "$id" &  # branch ids: lowercase letters, digits and hyphens
   loop_pid=$!
-  pgbench_run "churn-$id" "$CHURN_S"
+  pgbench_run "churn-$id-$3" "$CHURN_S"
   rm -f "$work/churning"
-  wait "$loop_pid" || echo "  (the churn loop of $id failed)" >&2  # the round under way ends
+  wait "$loop_pid" || echo "  (the churn loop of $id failed)" >&2
   loop_pid=
+  sleep "$SETTLE_S"
+}
 
-  R[$id.q_tps]=${R[$3.q_tps]}
-  R[$id.q_p99]=${R[$3.q_p99]}
+# ID's figures into R, from its windows, rounds and calls.
+figures() {  # ID
+  local id=$1
+  R[$id.q_tps]=$(tps "quiet-$id")
+  R[$id.q_p99]=$(p99 "quiet-$id")
   R[$id.c_tps]=$(tps "churn-$id")
   R[$id.c_p99]=$(p99 "churn-$id")
-  R[$id.rounds]=$(wc -l <"$work/rounds")
+  R[$id.rounds]=$(cat "$work/rounds.$id" 2>/dev/null | wc -l)
   if [[ ${R[$id.rounds]} == 0 ]]; then
     echo "$id: no churn round completed (see the errors above)" >&2
     return 1
   fi
-  R[$id.round_s]=$(awk '{print $1 / 1000}' "$work/rounds" | pct 50)
-  R[$id.write_s]=$(awk '{print $2 / 1000}' "$work/rounds" | pct 50)
-  R[$id.br_cpu]=$(awk '{print $3}' "$work/rounds" | sort -u | paste -sd/ -)
-  R[$id.br_cu]=$(awk '{print $4}' "$work/rounds" | sort -u | paste -sd/ -)
-  R[$id.slowest]=$(sort -n "$work/calls" | tail -1)
-  sleep "$SETTLE_S"
+  R[$id.round_s]=$(awk '{print $1 / 1000}' "$work/rounds.$id" | pct 50)
+  R[$id.write_s]=$(awk '{print $2 / 1000}' "$work/rounds.$id" | pct 50)
+  R[$id.start_s]=$(awk '{print $5 / 1000}' "$work/rounds.$id" | pct 50)
+  R[$id.br_cpu]=$(awk '{print $3}' "$work/rounds.$id" | sort -u | paste -sd/ -)
+  R[$id.br_cu]=$(awk '{print $4}' "$work/rounds.$id" | sort -u | paste -sd/ -)
+  R[$id.slowest]=$(sort -n "$work/calls.$id" | tail -1)
 }
 
-# One daemon (ARBOR_COMPUTE_LIMITS as set), production at 2 CU, pgbench quietly then during
-# the churn, then during each VARIANT ("ID:MODE") of it; the figures into R; the daemon
-# stopped and removed.
+# One daemon (ARBOR_COMPUTE_LIMITS as set), production at 2 CU, loaded, one branch made and
+# deleted to settle the load; then ROUNDS rounds, each a quiet and a churn window of ID and of
+# each VARIANT ("ID:MODE") in turn; the figures into R; the daemon stopped and removed.
 phase() {  # ID PORT [VARIANT...]
-  local id=$1 ep v
+  local id=$1 ep v r t0 out ids=("$1:full" "${@:3}")
   bench_daemon "sizes-$id" "$2" 20
   R[$id.limits]=$(api GET status | jq -r .compute_limits)
   ep=$(api PATCH projects/default/branches/production/endpoints/primary \
@@ -194,15 +215,20 @@ phase() {  # ID PORT [VARIANT...]
   PROD=$(bench_conn production)
   "$PGBIN/pgbench" -i -s 10 -q "$PROD" >/dev/null 2>&1
   R[$id.prod_cpu]=$(cpu_limit "$(jq -r .uid <<<"$ep")")
+  t0=$(now_ms)
+  out=$(api POST "projects/default/branches?branch_id=settle" '{"spec": {"ttl": "3600s"}}')
+  R[$id.settle_ms]=$(($(now_ms) - t0))
+  if grep -q error_code <<<"$out"; then echo "creating the settling branch: $out" >&2; return 1; fi
+  api DELETE "projects/default/branches/settle?purge=true" >/dev/null
 
-  pgbench_run quiet "$QUIET_S"
-  R[$id.q_tps]=$(tps quiet)
-  R[$id.q_p99]=$(p99 quiet)
-  churn_window "$id" full "$id"
-  for v in "${@:3}"; do
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for v in "${ids[@]}"; do window_pair "${v%%:*}" "${v#*:}" "$r"; done
+  done
+  for v in "${ids[@]}"; do
     R[${v%%:*}.limits]=${R[$id.limits]}
     R[${v%%:*}.prod_cpu]=${R[$id.prod_cpu]}
-    churn_window "${v%%:*}" "${v#*:}" "$id"
+    R[${v%%:*}.settle_ms]=${R[$id.settle_ms]}
+    figures "${v%%:*}"
   done
   bench_cleanup
 }
@@ -226,19 +252,21 @@ verdict() {  # VALUE OP TARGET
   awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {ok = (op == ">=") ? v >= t : v <= t
     print ok ? "met" : "MISSED"}'
 }
-echo "== production (pgbench TPC-B scale 10, $CLIENTS clients, unthrottled; ${QUIET_S} s quiet," \
-  "${CHURN_S} s during the churn) while branches churn (create, write $ROWS rows of 1000 B," \
-  "delete with purge) =="
+echo "== production (pgbench TPC-B scale 10, $CLIENTS clients, unthrottled; $ROUNDS rounds of" \
+  "${QUIET_S} s quiet then ${CHURN_S} s during the churn) while branches churn (create, write" \
+  "$ROWS rows of 1000 B, delete with purge) =="
 for id in A B A1 A2; do
   case $id in
     A) echo "A  limits on: production 2 CU fixed, branches at their default (0.25-1 CU)" ;;
     B) echo "B  baseline, limits off (ARBOR_COMPUTE_LIMITS=off), the same sizes on paper" ;;
-    A1) echo "A1 bound, limits on (A's daemon and quiet run): create from production's head +" \
+    A1) echo "A1 bound, limits on (A's daemon, quiet windows of its own): create from production's head +" \
       "delete only, no compute, no write: the cost of production's CHECKPOINT at each create" ;;
-    A2) echo "A2 bound, limits on (A's daemon and quiet run): create from production 2 s ago" \
+    A2) echo "A2 bound, limits on (A's daemon, quiet windows of its own): create from production 2 s ago" \
       "(no checkpoint) + write + delete: the cost of the writes through the shared daemon" ;;
   esac
   echo "   compute_limits: ${R[$id.limits]}"
+  [[ $id == A || $id == B ]] &&
+    echo "   settling create after the load (not in any window): ${R[$id.settle_ms]} ms"
   if [[ $id == A1 ]]; then
     echo "   CPU limit by control group: production ${R[$id.prod_cpu]}; branches: no compute"
   else
@@ -257,8 +285,9 @@ for id in A B A1 A2; do
   printf '   %-12s %9.1f %9.1f %8s   %s\n' "tx p99 ms" "${R[$id.q_p99]}" "${R[$id.c_p99]}" "$pr" \
     "$p_note"
   read -r s_ms s_method s_path <<<"${R[$id.slowest]}"
-  echo "   churn: ${R[$id.rounds]} rounds, median round ${R[$id.round_s]} s (its write" \
-    "${R[$id.write_s]} s); slowest API call ${s_ms} ms: $s_method $s_path"
+  echo "   churn: ${R[$id.rounds]} rounds, median round ${R[$id.round_s]} s (its start" \
+    "${R[$id.start_s]} s, its write ${R[$id.write_s]} s); slowest API call ${s_ms} ms:" \
+    "$s_method $s_path"
 done
 echo "A vs B during the churn: tps $(ratio "${R[A.c_tps]}" "${R[B.c_tps]}")," \
   "tx p99 $(ratio "${R[A.c_p99]}" "${R[B.c_p99]}") (limits on / off)"

@@ -8,7 +8,8 @@
 # Sets work (the temporary directory), ARBOR_HOME, API (.../api/2.0/postgres) and ADMIN (the
 # admin token). A script with more to clean up defines bench_cleanup_extra, run first.
 # BENCH_KEEP_LOG=FILE keeps a copy of the daemon's log (it says where a slow create or reset
-# spent its time) after the rest is removed.
+# spent its time) after the rest is removed, and the computes' PostgreSQL logs (each
+# CHECKPOINT's write and sync times) in the directory FILE.computes.
 
 bench_daemon() {
   local name=$1 port=$2 endpoints=$3
@@ -29,7 +30,11 @@ bench_cleanup() {
   local runtime
   runtime=$(cat "$ARBOR_HOME/runtime-dir" 2>/dev/null || true)
   "$ARBOR" down --data-dir "$ARBOR_HOME" >/dev/null 2>&1 || true
-  if [[ -n ${BENCH_KEEP_LOG:-} ]]; then cp "$ARBOR_HOME/arbor.log" "$BENCH_KEEP_LOG" 2>/dev/null || true; fi
+  if [[ -n ${BENCH_KEEP_LOG:-} ]]; then
+    cp "$ARBOR_HOME/arbor.log" "$BENCH_KEEP_LOG" 2>/dev/null || true
+    rm -rf "$BENCH_KEEP_LOG.computes"
+    cp -r "$ARBOR_HOME/logs" "$BENCH_KEEP_LOG.computes" 2>/dev/null || true
+  fi
   for dir in "$work" ${runtime:+"$runtime"}; do
     grep " $dir" /proc/mounts | awk '{print $2}' | xargs -r -n1 umount -l 2>/dev/null || true
   done
