@@ -30,7 +30,8 @@ bench_cleanup() {
   local runtime
   runtime=$(cat "$ARBOR_HOME/runtime-dir" 2>/dev/null || true)
   "$ARBOR" down --data-dir "$ARBOR_HOME" >/dev/null 2>&1 || true
-  if [[ -n ${BENCH_KEEP_LOG:-} ]]; then
+  # (Not again from the exit trap, once the daemon is gone.)
+  if [[ -n ${BENCH_KEEP_LOG:-} && -e "$ARBOR_HOME/arbor.log" ]]; then
     cp "$ARBOR_HOME/arbor.log" "$BENCH_KEEP_LOG" 2>/dev/null || true
     rm -rf "$BENCH_KEEP_LOG.computes"
     cp -r "$ARBOR_HOME/logs" "$BENCH_KEEP_LOG.computes" 2>/dev/null || true
