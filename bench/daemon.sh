@@ -7,13 +7,14 @@
 #
 # Sets work (the temporary directory), ARBOR_HOME, API (.../api/2.0/postgres) and ADMIN (the
 # admin token). A script with more to clean up defines bench_cleanup_extra, run first.
-# BENCH_KEEP_LOG=FILE keeps a copy of the daemon's log (it says where a slow create or reset
-# spent its time) after the rest is removed, and the computes' PostgreSQL logs (each
-# CHECKPOINT's write and sync times) in the directory FILE.computes.
+# BENCH_KEEP_LOG=FILE keeps, after the rest is removed, a copy of each daemon's log (it says
+# where a slow create or reset spent its time) as FILE.NAME, and its computes' PostgreSQL logs
+# (each CHECKPOINT's write and sync times) in the directory FILE.NAME.computes.
 
 bench_daemon() {
   local name=$1 port=$2 endpoints=$3
   shift 3
+  bench_name=$name
   work=$(mktemp -d "/var/tmp/arbor-$name-bench-XXXXXX")
   chmod 711 "$work"  # the compute user reaches the mounts under the data directory
   export ARBOR_HOME="$work/home"
@@ -32,9 +33,9 @@ bench_cleanup() {
   "$ARBOR" down --data-dir "$ARBOR_HOME" >/dev/null 2>&1 || true
   # (Not again from the exit trap, once the daemon is gone.)
   if [[ -n ${BENCH_KEEP_LOG:-} && -e "$ARBOR_HOME/arbor.log" ]]; then
-    cp "$ARBOR_HOME/arbor.log" "$BENCH_KEEP_LOG" 2>/dev/null || true
-    rm -rf "$BENCH_KEEP_LOG.computes"
-    cp -r "$ARBOR_HOME/logs" "$BENCH_KEEP_LOG.computes" 2>/dev/null || true
+    cp "$ARBOR_HOME/arbor.log" "$BENCH_KEEP_LOG.$bench_name" 2>/dev/null || true
+    rm -rf "$BENCH_KEEP_LOG.$bench_name.computes"
+    cp -r "$ARBOR_HOME/logs" "$BENCH_KEEP_LOG.$bench_name.computes" 2>/dev/null || true
   fi
   for dir in "$work" ${runtime:+"$runtime"}; do
     grep " $dir" /proc/mounts | awk '{print $2}' | xargs -r -n1 umount -l 2>/dev/null || true

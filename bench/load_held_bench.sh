@@ -31,7 +31,8 @@
 # CPU-bound: the busy shares show how close to the host's CPUs each window ran.
 #
 # Usage: bench/load_held_bench.sh [path/to/arbor]
-#   CLIENTS=4 QUIET_S=10 CHURN_S=30 ROUNDS=2 BRANCHES=20 ROWS=50000 LOGIN_GAP_S=0.5
+#   CLIENTS=4 QUIET_S=10 CHURN_S=30 ROUNDS=2 SETTLE_S=3 BRANCHES=20 ROWS=50000 LOGIN_GAP_S=0.5
+#   (SETTLE_S: the pause after each churn window, its round under way ended, before the next)
 #   ARBOR_UP_ARGS=""   more flags for the daemon's `arbor up` (e.g. "--write-mb-per-cu 0")
 set -euo pipefail
 ARBOR=$(realpath "${1:-build/arbor}")
@@ -39,6 +40,8 @@ CLIENTS=${CLIENTS:-4}
 QUIET_S=${QUIET_S:-10}
 CHURN_S=${CHURN_S:-30}
 ROUNDS=${ROUNDS:-2}
+SETTLE_S=${SETTLE_S:-3}
+if ((ROUNDS < 1)); then echo "ROUNDS must be 1 or more" >&2; exit 2; fi
 BRANCHES=${BRANCHES:-20}
 ROWS=${ROWS:-50000}
 LOGIN_GAP_S=${LOGIN_GAP_S:-0.5}
@@ -73,6 +76,13 @@ bench_daemon load-held $((27000 + RANDOM % 1000)) 40 ${ARBOR_UP_ARGS:-}
 PROD=$(bench_conn production)
 PROD_UID=$(api GET projects/default/branches/production/endpoints/primary | jq -r .uid)
 "$PGBIN/pgbench" -i -s 10 -q "$PROD" >/dev/null 2>&1
+# The load's CHECKPOINT, in no window: one branch made and deleted.
+t0=$(now_ms)
+out=$(api POST "projects/default/branches?branch_id=settle" '{"spec": {"ttl": "3600s"}}')
+settle_ms=$(($(now_ms) - t0))
+if grep -q error_code <<<"$out"; then echo "creating the settling branch: $out" >&2; exit 1; fi
+api DELETE "projects/default/branches/settle?purge=true" >/dev/null
+
 logins=()
 for b in login-1 login-2 login-3; do
   api POST "projects/default/branches?branch_id=$b" '{"spec": {"no_expiry": true}}' >/dev/null
@@ -116,13 +126,6 @@ churn_loop() {  # PREFIX
   done
 }
 
-# The load's CHECKPOINT, in no window: one branch made and deleted.
-t0=$(now_ms)
-out=$(api POST "projects/default/branches?branch_id=settle" '{"spec": {"ttl": "3600s"}}')
-settle_ms=$(($(now_ms) - t0))
-if grep -q error_code <<<"$out"; then echo "creating the settling branch: $out" >&2; exit 1; fi
-api DELETE "projects/default/branches/settle?purge=true" >/dev/null
-
 : >"$work/calls"
 : >"$work/rounds"
 # Production's PostgreSQL log, from here on: its CHECKPOINTs (log_checkpoints is on).
@@ -150,6 +153,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   rm -f "$work/churning" "$work/logging"
   wait
   loop_pids=
+  sleep "$SETTLE_S"
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
@@ -170,6 +174,9 @@ printf '   %-16s %9s %9s\n' "login p50 ms" "$(pct 50 <"$work/logins.quiet")" "$(
 printf '   %-16s %9s %9s   (logins: %s quiet, %s during the churn)\n' "login max ms" \
   "$(pct 100 <"$work/logins.quiet")" "$(pct 100 <"$work/logins.churn")" \
   "$(wc -l <"$work/logins.quiet")" "$(wc -l <"$work/logins.churn")"
+if (($(wc -l <"$work/rounds") >= BRANCHES)); then
+  echo "   (the churn stopped at BRANCHES=$BRANCHES rounds before the last window ended)"
+fi
 echo "   churn: $(wc -l <"$work/rounds") rounds; slowest API call ${s_ms} ms ($s_method $s_path);" \
   "target <= 1000 ms: $(verdict "$s_ms" '<=' 1000)"
 for m in POST DELETE; do
@@ -192,8 +199,8 @@ tail -n "+$prod_log_from" "$PROD_LOG" | awk '
   }
   END {
     if (n == 0) {print "   production'"'"'s CHECKPOINTs before the forks: none logged"; exit}
-    printf "   production'"'"'s slowest CHECKPOINT before a fork (of %d, its own log): %d ms" \
-      " (%d buffers; write %d ms, sync %d ms): the bound of a create or reset\n",
+    printf "   production'"'"'s slowest CHECKPOINT before a fork (of %d, its own log): %.0f ms" \
+      " (%d buffers; write %.0f ms, sync %.0f ms): the bound of a create or reset\n",
       n, max * 1000, mb, mw * 1000, ms * 1000
   }'
 
