@@ -46,21 +46,24 @@ std::string CompactTime(int64_t us) {
 class PhaseLog {
  public:
   explicit PhaseLog(std::string what) : what_(std::move(what)) {}
-  void Mark(const char* phase) {
-    const int64_t now = MonoNanos();
-    phases_ += (phases_.empty() ? "" : ", ") + std::string(phase) + " " +
-               std::to_string((now - last_) / 1'000'000) + " ms";
-    last_ = now;
-  }
+  void Mark(const char* phase) { marks_.emplace_back(phase, MonoNanos()); }
   ~PhaseLog() {
     const int64_t total_ms = (MonoNanos() - start_) / 1'000'000;
-    if (total_ms > 1000) log::info("engine: {} took {} ms ({})", what_, total_ms, phases_);
+    if (total_ms <= 1000) return;
+    std::string phases;
+    int64_t last = start_;
+    for (const auto& [phase, at] : marks_) {
+      phases += (phases.empty() ? "" : ", ") + std::string(phase) + " " +
+                std::to_string((at - last) / 1'000'000) + " ms";
+      last = at;
+    }
+    log::info("engine: {} took {} ms ({})", what_, total_ms, phases);
   }
 
  private:
   std::string what_;
-  int64_t start_ = MonoNanos(), last_ = start_;
-  std::string phases_;
+  int64_t start_ = MonoNanos();
+  std::vector<std::pair<const char*, int64_t>> marks_;  // each phase and when it ended
 };
 
 }  // namespace
@@ -500,10 +503,6 @@ void Engine::Checkpoint(const std::vector<std::string>& computes) {
 void Engine::CheckpointForFork(const std::vector<std::string>& computes,
                                std::vector<EndpointKey>* lifted) {
   const int64_t wait_ms = options_.checkpoint_wait_ms;
-  if (wait_ms < 0) {
-    Checkpoint(computes);
-    return;
-  }
   struct Shared {
     std::mutex m;
     std::condition_variable cv;
@@ -511,15 +510,13 @@ void Engine::CheckpointForFork(const std::vector<std::string>& computes,
     std::vector<EndpointKey> handed;  // budgets the thread gives back
   };
   auto shared = std::make_shared<Shared>();
-  {
+  // In the background only with a bounded wait, and not while shutting down (nothing new is
+  // left running behind it); otherwise, and if no thread can be had, the call waits in place.
+  bool background = wait_ms >= 0;
+  if (background) {
     std::lock_guard g(mu_);
-    // Shutting down: nothing new is left running behind it.
-    if (shutting_down_) shared.reset();
-    if (shared) ++background_checkpoints_;
-  }
-  if (!shared) {
-    Checkpoint(computes);
-    return;
+    background = !shutting_down_;
+    if (background) ++background_checkpoints_;
   }
   auto run = [this, computes, shared] {
     Checkpoint(computes);
@@ -535,15 +532,19 @@ void Engine::CheckpointForFork(const std::vector<std::string>& computes,
     --background_checkpoints_;
     changed_.notify_all();  // Shutdown waits for this thread; it touches nothing after.
   };
-  try {
-    std::thread(run).detach();
-  } catch (const std::system_error& e) {
-    log::warn("engine: no thread for the CHECKPOINT before a fork ({}); waiting for it", e.what());
-    {
+  if (background) {
+    try {
+      std::thread(run).detach();
+    } catch (const std::system_error& e) {
+      log::warn("engine: no thread for the CHECKPOINT before a fork ({}); waiting for it",
+                e.what());
       std::lock_guard g(mu_);
       --background_checkpoints_;
       changed_.notify_all();
+      background = false;
     }
+  }
+  if (!background) {
     Checkpoint(computes);
     return;
   }
