@@ -21,6 +21,7 @@ class ArborfsMount : public control::MountHandle {
   }
   void SetWriteRate(uint64_t bytes_per_s) override { mount_->SetWriteRate(bytes_per_s); }
   uint64_t WriteThrottledNanos() const override { return mount_->WriteThrottledNanos(); }
+  uint64_t Fsyncs() const override { return mount_->Fsyncs(); }
   void DiscardWrites() override { mount_->DiscardWrites(); }
 
  private:

@@ -33,19 +33,23 @@ uint64_t Engine::WriteRateFor(double current_cu) const {
   return static_cast<uint64_t>(static_cast<double>(options_.write_bytes_per_cu) * current_cu);
 }
 
+bool Engine::ProtectedLocked(const Live& live) {
+  return live.starting || (live.running && live.syncing);
+}
+
 bool Engine::OthersRunLocked(const EndpointKey& self) const {
   for (const auto& [k, live] : live_) {
-    if (k != self && (live.running || live.starting)) return true;
+    if (k != self && ProtectedLocked(live)) return true;
   }
   return false;
 }
 
 void Engine::RefreshWriteRatesLocked() {
   int computes = 0;
-  for (const auto& [k, live] : live_) computes += live.running || live.starting;
+  for (const auto& [k, live] : live_) computes += ProtectedLocked(live);
   for (auto& [k, live] : live_) {
     if (!live.mount) continue;
-    const bool others = computes > ((live.running || live.starting) ? 1 : 0);
+    const bool others = computes > (ProtectedLocked(live) ? 1 : 0);
     const uint64_t rate = others && live.checkpoints == 0 ? WriteRateFor(live.current_cu) : 0;
     if (rate == live.write_rate) continue;
     live.mount->SetWriteRate(rate);
@@ -235,6 +239,13 @@ void Engine::Autoscale(int64_t now_us) {
     double used = 0;
   };
   std::vector<Growth> growths;
+  // Which computes commit: each one's fsyncs since the last look (about a second ago).
+  for (auto& [key, live] : live_) {
+    if (!live.running || !live.mount) continue;
+    const uint64_t fsyncs = live.mount->Fsyncs();
+    live.syncing = fsyncs != live.fsyncs_seen;
+    live.fsyncs_seen = fsyncs;
+  }
   for (auto& [key, live] : live_) {
     if (!live.running || live.stopping) continue;
     auto e = catalog_.endpoints.find(key);

@@ -31,9 +31,9 @@ struct DaemonOptions {
   uint16_t port_hi = 55999;
   uint64_t block_cache_bytes = 256ull << 20;
   std::string shared_buffers;  // every compute's; empty: by its size (docs/compute-sizes.md)
-  // Each compute's write budget into the store, in MiB/s per CU of its max size; 0: none
+  // Each compute's write budget into the store, in MiB/s per CU of its current size; 0: none
   // (docs/compute-sizes.md, "Writes").
-  uint64_t write_mb_per_cu = 32;
+  uint64_t write_mb_per_cu = 16;
   std::string version = "0.1.0";
   // How long `arbor up` waits for the daemon to become ready before it stops it and says why.
   // A first start (initdb on a new branch) takes a few seconds; see README.

@@ -1791,6 +1791,9 @@ Result<EndpointState> Engine::FinishStartLocked(StartPlan& plan, Status started)
   live.throttle_sample_ns = 0;
   live.held = false;
   live.write_rate = plan.start_write_rate;
+  // Protected from the others' writes until Autoscale sees whether it commits.
+  live.syncing = true;
+  live.fsyncs_seen = live.mount ? live.mount->Fsyncs() : 0;
   live.low_windows = 0;
   live.cpu_sample_us = 0;
   live.metered_us = live.started_us;

@@ -33,6 +33,8 @@ class MountHandle {
   virtual void SetWriteRate(uint64_t /*bytes_per_s*/) {}
   // How long its writes have waited for that budget, in nanoseconds.
   virtual uint64_t WriteThrottledNanos() const { return 0; }
+  // How many fsync requests of files it has received (fs::Mount::Fsyncs).
+  virtual uint64_t Fsyncs() const { return 0; }
   // File data not yet written back is dropped, and fsync fails (fs::Mount::DiscardWrites).
   virtual void DiscardWrites() {}
 };
@@ -610,6 +612,11 @@ class Engine {
     // meanwhile (RefreshWriteRatesLocked).
     int checkpoints = 0;
     bool held = false;  // the autoscaler wanted more than the host had
+    // Whether it sent an fsync (a commit, a checkpoint) in the last second, as Autoscale saw
+    // its mount's count (fsyncs_seen); true from its start until Autoscale looks. The others'
+    // write budgets bind only while it does (RefreshWriteRatesLocked).
+    bool syncing = false;
+    uint64_t fsyncs_seen = 0;
   };
   struct Activity {
     int connections = 0;
@@ -617,11 +624,15 @@ class Engine {
   };
   using EndpointKey = std::tuple<std::string, std::string, std::string>;
   using BranchKey = std::pair<std::string, std::string>;
-  // Whether a compute other than `self` runs or starts: the write budgets bind only then.
+  // Whether `live` is a compute the others' write budgets protect: it starts, or it runs and
+  // has sent an fsync in the last second (Live::syncing). An idle one needs no protection.
+  static bool ProtectedLocked(const Live& live);
+  // Whether a compute other than `self` is one the write budgets protect (ProtectedLocked).
   // REQUIRES: mu_ held.
   bool OthersRunLocked(const EndpointKey& self) const;
-  // Sets every mounted compute's write budget: its current CU's while another compute runs,
-  // none while it is alone or the engine checkpoints it. REQUIRES: mu_ held.
+  // Sets every mounted compute's write budget: its current CU's while another compute starts
+  // or commits (ProtectedLocked), none while the others idle or it is alone, or while the
+  // engine checkpoints it. REQUIRES: mu_ held.
   void RefreshWriteRatesLocked();
   // When the running computes hold more than the host's CPUs, the ones smaller than the
   // largest give back down to their minimums, the smallest first. REQUIRES: mu_ held.

@@ -164,7 +164,7 @@ void Engine::WriteMetrics(metrics::Writer* w, const std::string& only_project) {
                [&](const EndpointRow& r) { return usage_of(r).second; });
   per_endpoint("arbor_endpoint_write_limit_bytes_per_second", "gauge",
                "The running compute's write budget into the store (its current CU times the "
-               "daemon's --write-mb-per-cu, while another compute runs); 0: none.",
+               "daemon's --write-mb-per-cu, while another compute starts or commits); 0: none.",
                [](const EndpointRow& r) { return r.write_limit; });
   per_endpoint(
       "arbor_endpoint_write_throttled_seconds_total", "counter",

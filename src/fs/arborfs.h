@@ -60,6 +60,9 @@ class Mount {
   void SetWriteRate(uint64_t bytes_per_s);
   // How long WRITE requests have slept for the budget, in nanoseconds, since the mount.
   uint64_t WriteThrottledNanos() const;
+  // How many fsync requests of files it has received since the mount: a PostgreSQL that
+  // commits (or checkpoints) sends them, an idle one does not.
+  uint64_t Fsyncs() const;
   // From now on WRITE requests succeed without reaching the store, and every fsync of a file
   // fails (EIO), so nothing dropped is ever reported durable. The file data the kernel holds
   // dirty, which it writes back as the compute's processes close their files and at the

@@ -292,6 +292,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 }
 
 void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  Ctx(req).fsyncs.fetch_add(1, std::memory_order_relaxed);
   // After Mount::DiscardWrites no fsync succeeds: none may promise data that was dropped (a
   // postgres still running would PANIC rather than acknowledge a commit).
   if (Ctx(req).discard_writes.load()) {

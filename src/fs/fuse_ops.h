@@ -19,6 +19,8 @@ struct SessionContext {
   RateLimiter write_limiter;
   // Mount::DiscardWrites: WRITEs are answered without reaching the store.
   std::atomic<bool> discard_writes{false};
+  // FSYNC requests received (Mount::Fsyncs).
+  std::atomic<uint64_t> fsyncs{0};
 };
 
 // The one table of operations: each callback asks FileSystem for the work and sends the

@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -289,7 +290,11 @@ class Mount::Impl {
     std::promise<void> ended;
     loop_done_ = ended.get_future();
     int max_threads = options.max_threads;
-    loop_ = std::thread([this, max_threads, ended = std::move(ended)]() mutable {
+    // The serving threads carry their timeline in their name ("fs:<timeline>"; the loop's
+    // workers inherit it), so top -H and /proc tell which branch the daemon's CPU served.
+    std::string thread_name = ("fs:" + timeline.ToString()).substr(0, 15);
+    loop_ = std::thread([this, max_threads, thread_name, ended = std::move(ended)]() mutable {
+      pthread_setname_np(pthread_self(), thread_name.c_str());
       fuse_loop_config* cfg = fuse_loop_cfg_create();
       fuse_loop_cfg_set_clone_fd(cfg, 0);
       fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(max_threads));
@@ -368,6 +373,7 @@ class Mount::Impl {
   // True if Unmount left the serving threads running (a request stuck in the file system).
   bool abandoned() const { return abandoned_; }
   RateLimiter& write_limiter() { return ctx_.write_limiter; }
+  uint64_t fsyncs() const { return ctx_.fsyncs.load(std::memory_order_relaxed); }
   void DiscardWrites() { ctx_.discard_writes.store(true); }
 
  private:
@@ -450,5 +456,7 @@ void Mount::DiscardWrites() {
 }
 
 uint64_t Mount::WriteThrottledNanos() const { return impl_->write_limiter().waited_ns(); }
+
+uint64_t Mount::Fsyncs() const { return impl_->fsyncs(); }
 
 }  // namespace arbor::fs

@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -384,6 +386,29 @@ double MetricOf(const std::string& text, const std::string& name, const std::str
   return -1;
 }
 
+// Commits a row through `conninfo` every 100 ms until destroyed: a compute that commits, which
+// the others' write budgets protect.
+class Committer {
+ public:
+  explicit Committer(std::string conninfo)
+      : thread_([this, c = std::move(conninfo)] {
+          Pg pg(c);
+          (void)pg.TryExec("create table if not exists beat (at timestamptz)");
+          while (!stop_.load()) {
+            (void)pg.TryExec("insert into beat values (now())");
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          }
+        }) {}
+  ~Committer() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 // A host its production fills: a branch comes down to its minimum once started and stays
 // there however busy it is, its writes wait for the budget of that size, and production
 // keeps every CPU.
@@ -421,9 +446,20 @@ TEST_F(ComputeSizes, ABranchGetsOnlyWhatTheHostHasLeftAndWritesWithinItsBudget) 
     return r ? r->body : std::string();
   };
   const std::string branch_label = "branch=\"cu-host\"";
-  // The daemon's default budget, 32 MiB/s per CU, at 0.25 CU.
-  EXPECT_EQ(MetricOf(metrics(), "arbor_endpoint_write_limit_bytes_per_second", branch_label),
-            0.25 * 32 * 1024 * 1024);
+  // The write budget of `label`'s compute, once it is `want` or after 10 s.
+  auto budget = [&](const std::string& label, double want) {
+    double got = -1;
+    for (auto deadline = Clock::now() + std::chrono::seconds(10); Clock::now() < deadline;) {
+      got = MetricOf(metrics(), "arbor_endpoint_write_limit_bytes_per_second", label);
+      if (got == want) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return got;
+  };
+  // While production commits, the branch has the daemon's default budget, 16 MiB/s per CU,
+  // at 0.25 CU.
+  auto production_commits = std::make_unique<Committer>(d_->Connect("production"));
+  EXPECT_EQ(budget(branch_label, 0.25 * 16 * 1024 * 1024), 0.25 * 16 * 1024 * 1024);
 
   // Busy on CPU and on writes (about 45 MB of table and its WAL, over twice its budget's
   // burst): it asks for more and gets none.
@@ -445,6 +481,10 @@ TEST_F(ComputeSizes, ABranchGetsOnlyWhatTheHostHasLeftAndWritesWithinItsBudget) 
   EXPECT_EQ(pg.One("select count(*) from t"), "30000");
   EXPECT_GT(MetricOf(metrics(), "arbor_endpoint_write_throttled_seconds_total", branch_label), 0)
       << "no write waited for the budget";
+  // Production idle (running, but no commit for a second): nobody to protect, so the branch
+  // writes unlimited.
+  production_commits.reset();
+  EXPECT_EQ(budget(branch_label, 0), 0) << "the budget binds while production idles";
   std::string log = Slurp(d_->home() + "/daemon.out");
   EXPECT_NE(log.find("cu-host/endpoints/primary gave CPU back 1 -> 0.25 CU"), std::string::npos);
   EXPECT_NE(log.find("cu-host/endpoints/primary held at 0.25 CU"), std::string::npos);
@@ -452,10 +492,11 @@ TEST_F(ComputeSizes, ABranchGetsOnlyWhatTheHostHasLeftAndWritesWithinItsBudget) 
   // A branch of production checkpoints production first, with production's budget lifted
   // (the engine's own CHECKPOINT, which the create waits for, or at most
   // ARBOR_BRANCH_CHECKPOINT_WAIT_MS); once that CHECKPOINT has ended, the budget is back.
+  // Production's budget binds while the branch commits.
   const std::string prod_label = "branch=\"production\"";
-  const double prod_budget = host * 32 * 1024 * 1024;
-  EXPECT_EQ(MetricOf(metrics(), "arbor_endpoint_write_limit_bytes_per_second", prod_label),
-            prod_budget);
+  const double prod_budget = host * 16 * 1024 * 1024;
+  auto branch_commits = std::make_unique<Committer>(conninfo);
+  EXPECT_EQ(budget(prod_label, prod_budget), prod_budget);
   const size_t log_before = Slurp(d_->home() + "/daemon.out").size();
   MakeBranch("cu-fork");
   double prod_limit = 0;
@@ -470,6 +511,7 @@ TEST_F(ComputeSizes, ABranchGetsOnlyWhatTheHostHasLeftAndWritesWithinItsBudget) 
                 .find("production/endpoints/primary: write budget lifted", log_before),
             std::string::npos);
 
+  branch_commits.reset();
   ASSERT_EQ(d_->Call("POST", Ep("cu-host", ":stop"), json::object()).status, 200);
   EXPECT_EQ(Resize("production", {{"autoscaling_limit_min_cu", 1}, {"autoscaling_limit_max_cu", 2}})
                 .status,
