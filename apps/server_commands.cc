@@ -70,8 +70,8 @@ void AddServerCommands(CLI::App& app) {
                  "shared_buffers of every compute (default: a quarter of its memory, by its "
                  "size)");
   up->add_option("--write-mb-per-cu", flags->write_mb_per_cu,
-                 "each compute's write budget into the store, in MiB/s per CU of its max size "
-                 "(0: unlimited)")
+                 "each compute's write budget into the store, in MiB/s per CU of its current "
+                 "size, while another compute starts or commits (0: unlimited)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
   up->add_option("--console-dir", flags->console_dir,

@@ -22,7 +22,10 @@
 # ratio (the mean of the windows' TPS); transaction latency p99 (pgbench's per-transaction
 # logs of all the windows of a kind) likewise; the churn rounds and the slowest API call of
 # the churn loops; the CPU limits read from the computes' control groups (production's at the
-# start, each branch's after its write). Targets, for A: TPS churn/quiet >= 0.80 and p99
+# start, each branch's after its write); the share of production's active backends that wait
+# for the WAL's fsync, quiet and during the churn (pg_stat_activity every 0.1 s; where it is
+# most of their time, production's TPS is the rate of those fsyncs, which the churn's writes
+# into the store's one WAL slow down). Targets, for A: TPS churn/quiet >= 0.80 and p99
 # churn/quiet <= 2.0.
 #
 # On A's daemon (limits on), in the same alternation (each with quiet windows of its own),
@@ -61,6 +64,8 @@ P99_TARGET=2.0
 
 . "$(dirname "$0")/daemon.sh"
 bench_cleanup_extra() {
+  [[ -n "${waits_pid:-}" ]] && kill "$waits_pid" 2>/dev/null || true
+  waits_pid=
   [[ -n "${work:-}" ]] && rm -f "$work/churning"
   [[ -n "${loop_pid:-}" ]] && kill "$loop_pid" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -167,12 +172,16 @@ declare -A R  # the figures, by "<phase>.<name>"
 # seconds while churn MODE runs (window churn-ID-R); then the churn's round under way ends,
 # and SETTLE_S seconds pass.
 window_pair() {  # ID MODE R
-  local id=$1
+  local id=$1 t0
+  t0=$(date +%s)
   pgbench_run "quiet-$id-$3" "$QUIET_S"
+  echo "quiet-$id $t0 $(date +%s)" >>"$work/windows"
+  t0=$(date +%s)
   touch "$work/churning"
   churn "$2" "churn-${id,,}-$3" "$id" &  # branch ids: lowercase letters, digits and hyphens
   loop_pid=$!
   pgbench_run "churn-$id-$3" "$CHURN_S"
+  echo "churn-$id $t0 $(date +%s)" >>"$work/windows"
   rm -f "$work/churning"
   wait "$loop_pid" || echo "  (the churn loop of $id failed)" >&2
   loop_pid=
@@ -197,6 +206,28 @@ figures() {  # ID
   R[$id.br_cpu]=$(awk '{print $3}' "$work/rounds.$id" | sort -u | paste -sd/ -)
   R[$id.br_cu]=$(awk '{print $4}' "$work/rounds.$id" | sort -u | paste -sd/ -)
   R[$id.slowest]=$(sort -n "$work/calls.$id" | tail -1)
+  R[$id.q_wal]=$(wal_share "quiet-$id")
+  R[$id.c_wal]=$(wal_share "churn-$id")
+}
+
+# What production's backends wait for: every 0.1 s, the wait events of its active client
+# backends, one line per event "<epoch s> <type:event or CPU> <backends>", in $work/waits.
+wait_sampler() {
+  echo "select extract(epoch from clock_timestamp())::bigint,
+      coalesce(wait_event_type || ':' || wait_event, 'CPU'), count(*)
+    from pg_stat_activity
+    where backend_type = 'client backend' and pid <> pg_backend_pid() and state = 'active'
+    group by 1, 2 \\watch 0.1" |
+    "$PGBIN/psql" -X -q -At -F' ' "$PROD" >"$work/waits" 2>/dev/null &
+  waits_pid=$!
+}
+# The share of those samples in the windows LABEL that wait for the WAL's fsync: IO:WALSync
+# (the backend syncs) and LWLock:WALWrite (it waits for another backend's write and sync).
+wal_share() {  # LABEL
+  awk -v label="$1" 'NR == FNR {if ($1 == label) {s[++n] = $2; e[n] = $3}; next}
+    {for (i = 1; i <= n; i++) if ($1 >= s[i] && $1 < e[i]) {
+       all += $3; if ($2 == "IO:WALSync" || $2 == "LWLock:WALWrite") wal += $3; break}}
+    END {printf "%.2f", all ? wal / all : 0}' "$work/windows" "$work/waits" 2>/dev/null || echo "-"
 }
 
 # One daemon (ARBOR_COMPUTE_LIMITS as set), production at 2 CU, loaded, one branch made and
@@ -216,6 +247,7 @@ phase() {  # ID PORT [VARIANT...]
   PROD=$(bench_conn production)
   "$PGBIN/pgbench" -i -s 10 -q "$PROD" >/dev/null 2>&1
   R[$id.prod_cpu]=$(cpu_limit "$(jq -r .uid <<<"$ep")")
+  wait_sampler
   t0=$(now_ms)
   out=$(api POST "projects/default/branches?branch_id=settle" '{"spec": {"ttl": "3600s"}}')
   R[$id.settle_ms]=$(($(now_ms) - t0))
@@ -231,6 +263,8 @@ phase() {  # ID PORT [VARIANT...]
     R[${v%%:*}.settle_ms]=${R[$id.settle_ms]}
     figures "${v%%:*}"
   done
+  kill "$waits_pid" 2>/dev/null || true
+  waits_pid=
   bench_cleanup
 }
 
@@ -291,6 +325,8 @@ for id in A B A1 A2; do
   else
     parts=" (its start ${R[$id.start_s]} s, its write ${R[$id.write_s]} s)"
   fi
+  echo "   production's active backends waiting for the WAL's fsync (IO:WALSync," \
+    "LWLock:WALWrite; pg_stat_activity every 0.1 s): ${R[$id.q_wal]} quiet, ${R[$id.c_wal]} churn"
   echo "   churn: ${R[$id.rounds]} rounds, median round ${R[$id.round_s]} s$parts; slowest API" \
     "call ${s_ms} ms: $s_method $s_path"
 done

@@ -698,8 +698,9 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     log::info("daemon: compute writes: {}",
               eo.write_bytes_per_cu == 0
                   ? std::string("unlimited")
-                  : std::to_string(o.write_mb_per_cu) + " MiB/s per CU of each compute's current size, while another compute "
-                          "starts or commits");
+                  : std::to_string(o.write_mb_per_cu) +
+                        " MiB/s per CU of each compute's current size, while another compute "
+                        "starts or commits");
     // ARBOR_BRANCH_CHECKPOINT=0: a branch forks its running parent's head without a
     // CHECKPOINT (the other side of bench/branch_load_bench.sh; EngineOptions::checkpoint_parent).
     if (const char* c = getenv("ARBOR_BRANCH_CHECKPOINT"); c && std::string(c) == "0") {

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,22 @@ SessionContext& Ctx(fuse_req_t req) {
   return *static_cast<SessionContext*>(fuse_req_userdata(req));
 }
 FileSystem& Fs(fuse_req_t req) { return *Ctx(req).fs; }
+
+// What a WRITE of `data` at `off` costs the compute's write budget: the bytes the store keeps
+// of each block it touches (a block's trailing zeros are not stored, so the zero-filled pages
+// of a new WAL segment or of a relation's extension cost next to nothing), plus a record's
+// overhead per block.
+uint64_t BudgetBytes(uint64_t off, std::span<const char> data) {
+  constexpr uint64_t kPerBlock = 64;
+  uint64_t cost = 0;
+  for (size_t at = 0; at < data.size();) {
+    const size_t n =
+        std::min<size_t>(data.size() - at, storage::kBlockSize - (off + at) % storage::kBlockSize);
+    cost += storage::StoredSize(data.subspan(at, n)) + kPerBlock;
+    at += n;
+  }
+  return cost;
+}
 
 struct timespec ToTimespec(int64_t ns) {
   struct timespec ts;
@@ -271,7 +289,8 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
     }
     // The compute's write budget: the kernel's write-back of this mount waits, and the
     // writer behind it waits in the kernel's dirty-page throttling, not the store.
-    (void)Ctx(req).write_limiter.Acquire(size);
+    (void)Ctx(req).write_limiter.Acquire(
+        BudgetBytes(static_cast<uint64_t>(off), std::span<const char>(buf, size)));
     auto n =
         Fs(req).Write(InodeId(ino), static_cast<uint64_t>(off), std::span<const char>(buf, size));
     if (!n.ok()) return ReplyErr(req, n.status());

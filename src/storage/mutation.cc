@@ -21,10 +21,9 @@ void Mutation::DeleteDirent(InodeId dir, std::string_view name) {
   ops_.push_back({Op::kDelDirent, dir, 0, {}, {}, std::string(name), {}});
 }
 
-void Mutation::PutBlock(InodeId ino, uint64_t block, std::span<const char> data) {
-  assert(data.size() <= kBlockSize);
-  // Trailing zeros are implied: a block is stored without them. Eight bytes at a time, then
-  // byte by byte: the zero-filled blocks of a new WAL segment are scanned whole.
+size_t StoredSize(std::span<const char> data) {
+  // Eight bytes at a time, then byte by byte: the zero-filled blocks of a new WAL segment are
+  // scanned whole.
   size_t n = data.size();
   while (n >= 8) {
     uint64_t word;
@@ -33,6 +32,13 @@ void Mutation::PutBlock(InodeId ino, uint64_t block, std::span<const char> data)
     n -= 8;
   }
   while (n > 0 && data[n - 1] == 0) --n;
+  return n;
+}
+
+void Mutation::PutBlock(InodeId ino, uint64_t block, std::span<const char> data) {
+  assert(data.size() <= kBlockSize);
+  // Trailing zeros are implied: a block is stored without them.
+  const size_t n = StoredSize(data);
   if (n == 0) {
     ZeroBlock(ino, block);
     return;

@@ -19,6 +19,10 @@ namespace arbor::storage {
 // Every file's data is cut into blocks of this size; a block is the unit of copy-on-write.
 inline constexpr uint32_t kBlockSize = 8192;
 
+// How many bytes of `block` (or of a part of one) the store keeps: trailing zeros are implied,
+// not stored, so a zero-filled block keeps none.
+size_t StoredSize(std::span<const char> block);
+
 enum class FileKind : uint8_t { kRegular = 1, kDirectory = 2, kSymlink = 3 };
 
 // The attributes of one inode, stored as one versioned key.

@@ -205,6 +205,17 @@ TEST(StoreTest, BlocksWithTrailingZerosReadBackExactly) {
   }
 }
 
+TEST(StoreTest, StoredSizeIsUpToTheLastNonZeroByte) {
+  // (What the compute's write budget charges: arborfs's BudgetBytes.)
+  for (size_t last : {0, 1, 6, 7, 8, 9, 15, 16, 17, 4095, 8183, 8184, 8190, 8191}) {
+    std::string b(kBlockSize, '\0');
+    b[last] = 'x';
+    EXPECT_EQ(StoredSize(std::span<const char>(b)), last + 1) << last;
+  }
+  EXPECT_EQ(StoredSize(std::span<const char>(std::string(kBlockSize, '\0'))), 0u);
+  EXPECT_EQ(StoredSize(std::span<const char>()), 0u);
+}
+
 TEST(StoreTest, TruncateThenExtendReadsZerosOnBranchAndParent) {
   TempDir dir;
   auto st = OpenStore(dir.path());
