@@ -48,6 +48,7 @@
 #   SETTLE_S=3    pause after each churn, before the next window
 #   PACE_S=15     A1's seconds per round (about A's round, with branches at 0.25 CU)
 #   ROWS=50000    rows of 1000 bytes written on each branch (~50 MB)
+#   ARBOR_UP_ARGS=""  more flags for both daemons' `arbor up` (e.g. "--write-mb-per-cu 32")
 set -euo pipefail
 ARBOR=$(realpath "${1:-build/arbor}")
 CLIENTS=${CLIENTS:-4}
@@ -235,7 +236,7 @@ wal_share() {  # LABEL
 # each VARIANT ("ID:MODE") in turn; the figures into R; the daemon stopped and removed.
 phase() {  # ID PORT [VARIANT...]
   local id=$1 ep v r t0 out ids=("$1:full" "${@:3}")
-  bench_daemon "sizes-$id" "$2" 20
+  bench_daemon "sizes-$id" "$2" 20 ${ARBOR_UP_ARGS:-}
   R[$id.limits]=$(api GET status | jq -r .compute_limits)
   ep=$(api PATCH projects/default/branches/production/endpoints/primary \
     '{"spec": {"autoscaling_limit_min_cu": 2, "autoscaling_limit_max_cu": 2}}')
