@@ -46,7 +46,8 @@
 #   CHURN_S=25    length of each window during a churn (A, A1, A2, B)
 #   ROUNDS=2      quiet + churn pairs of each of A, A1, A2 and B
 #   SETTLE_S=3    pause after each churn, before the next window
-#   PACE_S=15     A1's seconds per round (about A's round, with branches at 0.25 CU)
+#   PACE_S=15     A1's seconds per round (A's round at --write-mb-per-cu 32; at the default
+#                 16, A's round is about 27 s, so A1 makes about twice A's creates)
 #   ROWS=50000    rows of 1000 bytes written on each branch (~50 MB)
 #   ARBOR_UP_ARGS=""  more flags for both daemons' `arbor up` (e.g. "--write-mb-per-cu 32")
 set -euo pipefail
@@ -214,7 +215,7 @@ figures() {  # ID
 # What production's backends wait for: every 0.1 s, the wait events of its active client
 # backends, one line per event "<epoch s> <type:event or CPU> <backends>", in $work/waits.
 wait_sampler() {
-  echo "select extract(epoch from clock_timestamp())::bigint,
+  echo "select floor(extract(epoch from clock_timestamp()))::bigint,
       coalesce(wait_event_type || ':' || wait_event, 'CPU'), count(*)
     from pg_stat_activity
     where backend_type = 'client backend' and pid <> pg_backend_pid() and state = 'active'
@@ -228,7 +229,8 @@ wal_share() {  # LABEL
   awk -v label="$1" 'NR == FNR {if ($1 == label) {s[++n] = $2; e[n] = $3}; next}
     {for (i = 1; i <= n; i++) if ($1 >= s[i] && $1 < e[i]) {
        all += $3; if ($2 == "IO:WALSync" || $2 == "LWLock:WALWrite") wal += $3; break}}
-    END {printf "%.2f", all ? wal / all : 0}' "$work/windows" "$work/waits" 2>/dev/null || echo "-"
+    END {if (all) printf "%.2f", wal / all; else printf "-"}' "$work/windows" "$work/waits" \
+    2>/dev/null || echo "-"
 }
 
 # One daemon (ARBOR_COMPUTE_LIMITS as set), production at 2 CU, loaded, one branch made and

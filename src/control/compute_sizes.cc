@@ -37,7 +37,7 @@ bool Engine::ProtectedLocked(const Live& live) {
   return live.starting || (live.running && live.syncing);
 }
 
-bool Engine::OthersRunLocked(const EndpointKey& self) const {
+bool Engine::OthersProtectedLocked(const EndpointKey& self) const {
   for (const auto& [k, live] : live_) {
     if (k != self && ProtectedLocked(live)) return true;
   }

@@ -1674,7 +1674,7 @@ Result<std::variant<EndpointState, Engine::StartPlan>> Engine::PlanStartLocked(
   // catalog loads) is not slowed to a quarter core. The autoscaler fits it into the host
   // once it runs (Autoscale: smaller computes give back what the host cannot hold).
   plan.start_cu = StartCu(plan.size);
-  plan.start_write_rate = OthersRunLocked(key) ? WriteRateFor(plan.start_cu) : 0;
+  plan.start_write_rate = OthersProtectedLocked(key) ? WriteRateFor(plan.start_cu) : 0;
   live.current_cu = plan.start_cu;  // held from now: counted while it starts
   spec.cgroup = ep.uid;
   spec.limits = LimitsFor(plan.size, plan.start_cu);
@@ -1858,9 +1858,14 @@ Result<EndpointState> Engine::StartWithLock(std::unique_lock<std::mutex>& l,
   // parallel. Claims of its branch wait for it (ClaimBranchLocked).
   StartPlan& plan = std::get<StartPlan>(planned);
   live_[key].starting = true;
+  RefreshWriteRatesLocked();  // the others' budgets bind while it starts
   Status st = Unlocked(l, [&] { return RunStart(plan); });
   live_[key].starting = false;
-  if (st.ok()) CountStart(key);
+  if (st.ok()) {
+    CountStart(key);
+  } else {
+    RefreshWriteRatesLocked();  // nothing started: the others' budgets as before
+  }
   return FinishStartLocked(plan, st);
 }
 

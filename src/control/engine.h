@@ -379,6 +379,8 @@ class Engine {
   // Every `autoscale_window_us` (a second): reads each running compute's CPU time from its control
   // group, raises or lowers its CPU limit between its min and max size (logged), and adds
   // its CU-seconds and its branch's written bytes to the hour's usage (written to the store).
+  // Each call also notes which computes sent an fsync since the last (Live::syncing) and
+  // sets the write budgets by it. The daemon calls it every second.
   void Autoscale(int64_t now_us);
   // The usage records of the project whose hour overlaps [start_us, end_us), with what is
   // not yet written; sorted by hour, branch, endpoint.
@@ -626,10 +628,11 @@ class Engine {
   using BranchKey = std::pair<std::string, std::string>;
   // Whether `live` is a compute the others' write budgets protect: it starts, or it runs and
   // has sent an fsync in the last second (Live::syncing). An idle one needs no protection.
+  // REQUIRES: mu_ held (it reads `live`).
   static bool ProtectedLocked(const Live& live);
   // Whether a compute other than `self` is one the write budgets protect (ProtectedLocked).
   // REQUIRES: mu_ held.
-  bool OthersRunLocked(const EndpointKey& self) const;
+  bool OthersProtectedLocked(const EndpointKey& self) const;
   // Sets every mounted compute's write budget: its current CU's while another compute starts
   // or commits (ProtectedLocked), none while the others idle or it is alone, or while the
   // engine checkpoints it. REQUIRES: mu_ held.

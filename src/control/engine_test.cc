@@ -13,6 +13,8 @@
 #include <condition_variable>
 #include <filesystem>
 #include <future>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -80,11 +82,40 @@ class Gate {
   bool armed_ = false, open_ = false, entered_ = false;
 };
 
+// A mount's fsync count, which a test sets, and the write budget the engine gave it.
+struct FakeMountState {
+  std::atomic<uint64_t> fsyncs{0};
+  std::atomic<uint64_t> write_rate{0};
+};
+
+class FakeMount : public MountHandle {
+ public:
+  explicit FakeMount(std::shared_ptr<FakeMountState> s) : s_(std::move(s)) {}
+  void SetWriteRate(uint64_t bytes_per_s) override { s_->write_rate = bytes_per_s; }
+  uint64_t Fsyncs() const override { return s_->fsyncs; }
+
+ private:
+  std::shared_ptr<FakeMountState> s_;
+};
+
 class FakeMounter : public Mounter {
  public:
-  Result<std::unique_ptr<MountHandle>> Mount(TimelineId, const std::string&) override {
-    return std::unique_ptr<MountHandle>(std::make_unique<MountHandle>());
+  Result<std::unique_ptr<MountHandle>> Mount(TimelineId, const std::string& path) override {
+    auto s = std::make_shared<FakeMountState>();
+    std::lock_guard l(mu_);
+    mounts_[path] = s;
+    return std::unique_ptr<MountHandle>(std::make_unique<FakeMount>(s));
   }
+  // The state of the last mount at `path`; null if none was made there.
+  std::shared_ptr<FakeMountState> At(const std::string& path) {
+    std::lock_guard l(mu_);
+    auto it = mounts_.find(path);
+    return it == mounts_.end() ? nullptr : it->second;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<FakeMountState>> mounts_;
 };
 
 // Computes that start, stop and checkpoint at once, unless a gate holds them.
@@ -866,6 +897,55 @@ TEST_F(EngineTest, TheScheduleTakesSnapshotsAndKeepsOnlyTheNewest) {
   // Without a schedule nothing more is taken.
   ASSERT_TRUE(engine_->SetSnapshotSchedule("default", {}).ok());
   EXPECT_TRUE(engine_->RunSnapshotSchedules(t + 10 * hour).empty());
+}
+
+// The write budgets protect a compute that starts or commits, and no compute that idles: a
+// branch's budget binds while production sends fsyncs, and is lifted once production has sent
+// none since the engine's last look.
+TEST_F(EngineTest, WriteBudgetsBindOnlyWhileAnotherComputeCommits) {
+  // The same engine with a write budget, started afresh.
+  ASSERT_TRUE(engine_->StopEndpoint("default", "production", "primary").ok());
+  engine_.reset();
+  EngineOptions eo;
+  eo.data_dir = dir_.path() + "/data";
+  eo.runtime_dir = eo.data_dir;
+  eo.write_bytes_per_cu = 16 << 20;
+  engine_ = std::make_unique<Engine>(eo, store_.get(), &mounter_, &sup_);
+  ASSERT_TRUE(engine_->Open().ok());
+  auto woke = engine_->Wake("default", "production", "primary");
+  ASSERT_TRUE(woke.ok()) << woke.status().ToString();
+  ASSERT_TRUE(engine_->CreateBranch("default", "dev", BranchRequest{}).ok());
+  ASSERT_TRUE(engine_->Wake("default", "dev", "primary").ok());
+  auto mount_of = [&](const std::string& branch) {
+    auto ep = engine_->GetEndpoint("default", branch, "primary");
+    return ep.ok() ? mounter_.At(eo.runtime_dir + "/mnt/" + ep->uid) : nullptr;
+  };
+  auto prod = mount_of("production");
+  auto dev = mount_of("dev");
+  ASSERT_TRUE(prod && dev);
+  // Each started a moment ago: both count as committing until the engine looks.
+  EXPECT_GT(dev->write_rate.load(), 0u);
+  EXPECT_GT(prod->write_rate.load(), 0u);
+
+  int64_t now = WallMicros();
+  auto look = [&] { engine_->Autoscale(now += 1'000'000); };
+  prod->fsyncs += 3;  // production commits; dev idles
+  look();
+  EXPECT_GT(dev->write_rate.load(), 0u) << "production commits: dev's budget binds";
+  EXPECT_EQ(prod->write_rate.load(), 0u) << "dev idles: production writes unlimited";
+
+  look();  // no fsync from either since the last look
+  EXPECT_EQ(dev->write_rate.load(), 0u) << "production idles: dev writes unlimited";
+  EXPECT_EQ(prod->write_rate.load(), 0u);
+
+  dev->fsyncs += 1;
+  look();
+  EXPECT_GT(prod->write_rate.load(), 0u) << "dev commits: production's budget binds";
+  EXPECT_EQ(dev->write_rate.load(), 0u);
+
+  // A compute stopped is protected no more, whatever it sent last.
+  ASSERT_TRUE(engine_->StopEndpoint("default", "dev", "primary").ok());
+  EXPECT_EQ(prod->write_rate.load(), 0u) << "alone: production writes unlimited";
 }
 
 }  // namespace

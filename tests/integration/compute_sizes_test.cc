@@ -393,19 +393,21 @@ class Committer {
   explicit Committer(std::string conninfo)
       : thread_([this, c = std::move(conninfo)] {
           Pg pg(c);
-          (void)pg.TryExec("create table if not exists beat (at timestamptz)");
-          while (!stop_.load()) {
-            (void)pg.TryExec("insert into beat values (now())");
+          error_ = pg.TryExec("create table if not exists beat (at timestamptz)");
+          while (!stop_.load() && error_.empty()) {
+            error_ = pg.TryExec("insert into beat values (now())");
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
           }
         }) {}
   ~Committer() {
     stop_ = true;
     thread_.join();
+    EXPECT_EQ(error_, "") << "the committer stopped committing";
   }
 
  private:
   std::atomic<bool> stop_{false};
+  std::string error_;  // the first error; written by the thread only, read after the join
   std::thread thread_;
 };
 
