@@ -288,9 +288,12 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
       return fuse_reply_write(req, size), void();
     }
     // The compute's write budget: the kernel's write-back of this mount waits, and the
-    // writer behind it waits in the kernel's dirty-page throttling, not the store.
-    (void)Ctx(req).write_limiter.Acquire(
-        BudgetBytes(static_cast<uint64_t>(off), std::span<const char>(buf, size)));
+    // writer behind it waits in the kernel's dirty-page throttling, not the store. Without
+    // one (the compute alone, or its neighbours idle) the data is not scanned for its cost.
+    if (RateLimiter& budget = Ctx(req).write_limiter; budget.rate() != 0) {
+      (void)budget.Acquire(
+          BudgetBytes(static_cast<uint64_t>(off), std::span<const char>(buf, size)));
+    }
     auto n =
         Fs(req).Write(InodeId(ino), static_cast<uint64_t>(off), std::span<const char>(buf, size));
     if (!n.ok()) return ReplyErr(req, n.status());
