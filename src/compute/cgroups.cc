@@ -16,6 +16,9 @@ namespace arbor::compute {
 namespace {
 
 constexpr uint64_t kPeriodMicros = 100'000;
+// A paced process runs in slices of at most a tenth of this (Pace): short bursts of its
+// writes rather than one long one.
+constexpr uint64_t kPacePeriodMicros = 10'000;
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -220,8 +223,53 @@ std::vector<std::string> Cgroups::ProcsFiles(const std::string& name) const {
   return out;
 }
 
+// v1: a child of the group in the cpu hierarchy; v2: a sibling (a group with processes has
+// no children with controllers).
+std::string Cgroups::PacedDir(const std::string& name) const {
+  return version_ == Version::kV2 ? Dir("", name) + ".paced" : Dir("cpu", name) + "/paced";
+}
+
+Status Cgroups::Pace(const std::string& name, pid_t pid, double cpus) {
+  if (version_ == Version::kNone) return Status::Ok();
+  const uint64_t quota = std::max<uint64_t>(
+      1000, std::llround(std::max(cpus, 0.1) * static_cast<double>(kPacePeriodMicros)));
+  const std::string d = PacedDir(name);
+  ARBOR_RETURN_IF_ERROR(MakeDir(d));
+  if (version_ == Version::kV2) {
+    ARBOR_RETURN_IF_ERROR(WriteFile(
+        d + "/cpu.max", std::to_string(quota) + " " + std::to_string(kPacePeriodMicros)));
+    // Not out of its compute's memory limits meanwhile.
+    for (const char* f : {"memory.high", "memory.max"}) {
+      std::string v = Slurp(Dir("", name) + "/" + f);
+      while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
+      if (!v.empty()) ARBOR_RETURN_IF_ERROR(WriteFile(d + "/" + f, v));
+    }
+  } else {
+    ARBOR_RETURN_IF_ERROR(WriteFile(d + "/cpu.cfs_period_us", std::to_string(kPacePeriodMicros)));
+    ARBOR_RETURN_IF_ERROR(WriteFile(d + "/cpu.cfs_quota_us", std::to_string(quota)));
+  }
+  return WriteFile(d + "/cgroup.procs", std::to_string(pid));
+}
+
+Status Cgroups::Unpace(const std::string& name, pid_t pid) {
+  if (version_ == Version::kNone) return Status::Ok();
+  const std::string back = (version_ == Version::kV2 ? Dir("", name) : Dir("cpu", name));
+  Status st = WriteFile(back + "/cgroup.procs", std::to_string(pid));
+  // A process that has exited has nothing to move back.
+  if (!st.ok() && Exists("/proc/" + std::to_string(pid))) return st;
+  const std::string d = PacedDir(name);
+  if (rmdir(d.c_str()) != 0 && errno != ENOENT) return Status::IOError(Errno("removing " + d));
+  return Status::Ok();
+}
+
 Status Cgroups::Remove(const std::string& name) {
   Status first;
+  if (version_ != Version::kNone) {
+    const std::string paced = PacedDir(name);
+    if (rmdir(paced.c_str()) != 0 && errno != ENOENT) {
+      first = Status::IOError(Errno("removing " + paced));
+    }
+  }
   for (const auto& [c, parent] : parents_) {
     std::string d = parent + "/" + name;
     if (rmdir(d.c_str()) != 0 && errno != ENOENT && first.ok()) {

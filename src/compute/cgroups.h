@@ -62,7 +62,16 @@ class Cgroups {
   // The `cgroup.procs` files a process writes "0" to, to join the group, one per hierarchy.
   // Opened before fork by the caller; the child writes to them before it execs.
   std::vector<std::string> ProcsFiles(const std::string& name) const;
-  // Removes the group; its processes must have exited. NotFound is not an error.
+  // Holds the process `pid` of group `name` to `cpus` CPUs (at least 0.1) in a group of its
+  // own, over a 10 ms period so that it runs in short slices: v1's `NAME/paced` in the cpu
+  // hierarchy (its CPU time still counts to NAME in cpuacct), v2's sibling `NAME.paced`
+  // (no-internal-processes rule) with NAME's memory limits copied. Until Unpace. The caller
+  // has checked that `pid` is one of the group's processes. With kNone, does nothing.
+  [[nodiscard]] Status Pace(const std::string& name, pid_t pid, double cpus);
+  // Moves `pid` back into group `name` (if it still lives) and removes the paced group.
+  [[nodiscard]] Status Unpace(const std::string& name, pid_t pid);
+  // Removes the group (and a paced group left of it); its processes must have exited.
+  // NotFound is not an error.
   [[nodiscard]] Status Remove(const std::string& name);
   // CPU time the group's processes have used, in microseconds (v2 cpu.stat usage_usec, v1
   // cpuacct.usage). NotFound if there is no such group; FailedPrecondition with kNone.
@@ -78,6 +87,7 @@ class Cgroups {
  private:
   Cgroups() = default;
   std::string Dir(const std::string& controller, const std::string& name) const;
+  std::string PacedDir(const std::string& name) const;
 
   Version version_ = Version::kNone;
   std::string why_not_;

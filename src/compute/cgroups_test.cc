@@ -79,6 +79,39 @@ TEST_F(CgroupsTest, V1HierarchiesNestUnderTheDaemonsOwnGroups) {
   ASSERT_TRUE(used.ok());
   EXPECT_EQ(*used, 2'500'000u);
   EXPECT_EQ(g->CpuUsageMicros("nosuch").status().code(), Code::kNotFound);
+
+  // Pacing one process (the checkpointer): a child group in the cpu hierarchy only, 0.25
+  // CPUs in 10 ms periods; then back into its own group, and the child gone.
+  V1Group("fs/cpu/arbor-x/ep1/paced");
+  ASSERT_TRUE(g->Pace("ep1", 4242, 0.25).ok());
+  EXPECT_EQ(Get("fs/cpu/arbor-x/ep1/paced/cpu.cfs_period_us"), "10000");
+  EXPECT_EQ(Get("fs/cpu/arbor-x/ep1/paced/cpu.cfs_quota_us"), "2500");
+  EXPECT_EQ(Get("fs/cpu/arbor-x/ep1/paced/cgroup.procs"), "4242");
+  EXPECT_FALSE(fs::exists(root_ + "/fs/cpuacct/arbor-x/ep1/paced")) << "accounting unchanged";
+  EXPECT_FALSE(fs::exists(root_ + "/fs/memory/box/a/arbor-x/ep1/paced"));
+  // The kernel removes a group's files with it; the fake's must go first.
+  for (const auto& f : fs::directory_iterator(root_ + "/fs/cpu/arbor-x/ep1/paced")) {
+    fs::remove(f.path());
+  }
+  Put("fs/cpu/arbor-x/ep1/cgroup.procs", "");
+  ASSERT_TRUE(g->Unpace("ep1", 4242).ok());
+  EXPECT_EQ(Get("fs/cpu/arbor-x/ep1/cgroup.procs"), "4242");
+  EXPECT_FALSE(fs::exists(root_ + "/fs/cpu/arbor-x/ep1/paced"));
+  // Never below a tenth of a CPU (the kernel's shortest quota is 1 ms).
+  V1Group("fs/cpu/arbor-x/ep1/paced");
+  ASSERT_TRUE(g->Pace("ep1", 4242, 0.01).ok());
+  EXPECT_EQ(Get("fs/cpu/arbor-x/ep1/paced/cpu.cfs_quota_us"), "1000");
+  // A paced group left behind (a daemon killed meanwhile) goes with its compute's group.
+  for (const auto& f : fs::directory_iterator(root_ + "/fs/cpu/arbor-x/ep1/paced")) {
+    fs::remove(f.path());
+  }
+  for (const char* c : {"fs/cpu/arbor-x/ep1", "fs/cpuacct/arbor-x/ep1", "fs/memory/box/a/arbor-x/ep1"}) {
+    for (const auto& f : fs::directory_iterator(root_ + "/" + c)) {
+      if (!fs::is_directory(f.path())) fs::remove(f.path());
+    }
+  }
+  ASSERT_TRUE(g->Remove("ep1").ok());
+  EXPECT_FALSE(fs::exists(root_ + "/fs/cpu/arbor-x/ep1"));
 }
 
 TEST_F(CgroupsTest, V2NeedsCpuAndMemoryDelegated) {
@@ -100,6 +133,23 @@ TEST_F(CgroupsTest, V2NeedsCpuAndMemoryDelegated) {
   Put("fs/arbor-y/ep2/cpu.stat", "usage_usec 1234\nuser_usec 1000\nnr_throttled 7\n");
   EXPECT_EQ(*g->CpuUsageMicros("ep2"), 1234u);
   EXPECT_EQ(*g->ThrottledPeriods("ep2"), 7u);
+
+  // Pacing one process: a sibling group (v2 allows no processes in a group with children),
+  // with the compute's memory limits, 0.25 CPUs in 10 ms periods.
+  for (const char* f : {"cpu.max", "memory.max", "memory.high", "cgroup.procs"}) {
+    Put(std::string("fs/arbor-y/ep2.paced/") + f, "");
+  }
+  ASSERT_TRUE(g->Pace("ep2", 77, 0.25).ok());
+  EXPECT_EQ(Get("fs/arbor-y/ep2.paced/cpu.max"), "2500 10000");
+  EXPECT_EQ(Get("fs/arbor-y/ep2.paced/memory.max"), std::to_string(4ull << 30));
+  EXPECT_EQ(Get("fs/arbor-y/ep2.paced/memory.high"), std::to_string(3ull << 30));
+  EXPECT_EQ(Get("fs/arbor-y/ep2.paced/cgroup.procs"), "77");
+  for (const auto& f : fs::directory_iterator(root_ + "/fs/arbor-y/ep2.paced")) {
+    fs::remove(f.path());
+  }
+  ASSERT_TRUE(g->Unpace("ep2", 77).ok());
+  EXPECT_EQ(Get("fs/arbor-y/ep2/cgroup.procs"), "77");
+  EXPECT_FALSE(fs::exists(root_ + "/fs/arbor-y/ep2.paced"));
 }
 
 TEST_F(CgroupsTest, HybridWithoutV2ControllersFallsBackToV1OrSaysWhyNot) {

@@ -409,7 +409,30 @@ Status Supervisor::Stop(const std::string& id, std::chrono::milliseconds timeout
   return Status::Ok();
 }
 
-Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes) {
+pid_t Supervisor::CheckpointerPid(pg_conn* conn, pid_t postmaster) {
+  PGresult* r = PQexec(conn,
+                       "select pid from pg_catalog.pg_stat_activity "
+                       "where backend_type = 'checkpointer'");
+  pid_t pid = -1;
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+    pid = static_cast<pid_t>(std::atol(PQgetvalue(r, 0, 0)));
+  }
+  PQclear(r);
+  if (pid <= 0) return -1;
+  // Only a child of this compute's postmaster is moved: /proc/PID/stat's fourth field, after
+  // the parenthesized name (which may hold spaces).
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(stat.substr(close + 1));
+  std::string state;
+  long ppid = -1;
+  rest >> state >> ppid;
+  return ppid == postmaster ? pid : -1;
+}
+
+Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes, double pace_cpus) {
   ComputeSpec spec;
   pid_t pid = -1;
   std::shared_ptr<PGconn> conn;
@@ -452,7 +475,54 @@ Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes) {
         break;
       }
     }
+    // Pacing: the first of concurrent calls moves the checkpointer, the last moves it back.
+    pid_t moved_pid = -1;
+    const bool pace = pace_cpus > 0 && cgroups_ != nullptr && !spec.cgroup.empty() &&
+                      cgroups_->version() != Cgroups::Version::kNone;
+    if (pace) {
+      bool first = false;
+      {
+        std::lock_guard l(mu_);
+        auto it = computes_.find(id);
+        if (it != computes_.end() && it->second.pid == pid) first = it->second.paced++ == 0;
+      }
+      if (first) {
+        moved_pid = CheckpointerPid(conn.get(), pid);
+        Status moved = moved_pid > 0 ? cgroups_->Pace(spec.cgroup, moved_pid, pace_cpus)
+                                 : Status::NotFound("no checkpointer process found");
+        if (!moved.ok()) {
+          log::warn("compute {}: CHECKPOINT not paced: {}", id, moved.ToString());
+          if (moved_pid > 0) (void)cgroups_->Unpace(spec.cgroup, moved_pid);
+          moved_pid = -1;
+        }
+      }
+    }
+    const auto started = std::chrono::steady_clock::now();
     PGresult* r = PQexec(conn.get(), "CHECKPOINT");
+    if (pace) {
+      bool last = false;
+      {
+        std::lock_guard l(mu_);
+        auto it = computes_.find(id);
+        last = it == computes_.end() || it->second.pid != pid || --it->second.paced == 0;
+      }
+      if (moved_pid > 0) {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - started)
+                            .count();
+        log::info("compute {}: CHECKPOINT with its checkpointer paced at {} CPUs: {} ms", id,
+                  pace_cpus, ms);
+      }
+      // A later call still pacing it moves it back itself; this one only if it is the last.
+      // (If this call moved nothing, a concurrent first one did and will find `last` its own.)
+      if (last) {
+        pid_t back = moved_pid > 0 ? moved_pid : CheckpointerPid(conn.get(), pid);
+        if (back > 0) {
+          Status st = cgroups_->Unpace(spec.cgroup, back);
+          if (!st.ok()) log::warn("compute {}: checkpointer not moved back: {}", id, st.ToString());
+        }
+      }
+    }
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     st = ok ? Status::Ok()
             : Status::Internal("CHECKPOINT on " + id + ": " + PQresultErrorMessage(r));

@@ -93,9 +93,13 @@ class Supervisor {
   // Runs CHECKPOINT on a running compute (through its private socket, as the compute user),
   // so that a branch taken right after starts with almost no WAL to replay. With
   // `min_wal_bytes`, only if its WAL has moved at least that far past the last checkpoint's
-  // redo point (a branch then replays at most that much). NotFound if it does not run;
-  // Internal if the checkpoint fails.
-  [[nodiscard]] virtual Status Checkpoint(const std::string& id, uint64_t min_wal_bytes = 0);
+  // redo point (a branch then replays at most that much). With `pace_cpus` > 0 and the
+  // compute in a control group, its checkpointer process is held to that much CPU while the
+  // CHECKPOINT runs (Cgroups::Pace), so that its writes reach the store in short bursts
+  // rather than all at once, and moved back after. NotFound if it does not run; Internal if
+  // the checkpoint fails.
+  [[nodiscard]] virtual Status Checkpoint(const std::string& id, uint64_t min_wal_bytes = 0,
+                                          double pace_cpus = 0);
   // Runs `sql` in database `dbname` of a running compute as Arbor's superuser (peer
   // authentication over the private socket), and returns the rows of its last statement as
   // text (NULL as ""). NotFound if the compute does not run; Internal with PostgreSQL's
@@ -137,7 +141,11 @@ class Supervisor {
     // the branch-creation path checkpoints the parent each time.
     std::shared_ptr<pg_conn> admin;
     Phase phase = Phase::kRunning;  // kStarting and kStopping: a call works on it unlocked
+    int paced = 0;  // Checkpoint calls that pace its checkpointer now (the first moves it)
   };
+  // The pid of the checkpointer of the compute whose postmaster is `postmaster`, asked on
+  // `conn` and checked against /proc (a child of that postmaster); -1 if not found.
+  static pid_t CheckpointerPid(pg_conn* conn, pid_t postmaster);
   // Spawns postgres and waits until it is ready; stops it again on failure. No lock held.
   Status Launch(const ComputeSpec& spec, std::chrono::milliseconds timeout, pid_t* pid);
   // Fast, then immediate shutdown of `pid`'s tree; reaps it. No lock held.

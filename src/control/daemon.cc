@@ -733,6 +733,22 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
                   c);
       }
     }
+    // ARBOR_BRANCH_CHECKPOINT_PACE_CPUS=N: that CHECKPOINT runs with the parent's checkpointer
+    // held to N CPUs while other computes commit (0: not held; EngineOptions::checkpoint_pace_cpus).
+    if (const char* c = getenv("ARBOR_BRANCH_CHECKPOINT_PACE_CPUS"); c && *c) {
+      char* end = nullptr;
+      double cpus = std::strtod(c, &end);
+      if (end != nullptr && end != c && *end == '\0' && cpus >= 0 && cpus <= 64) {
+        eo.checkpoint_pace_cpus = cpus;
+      } else {
+        log::warn("daemon: ignoring ARBOR_BRANCH_CHECKPOINT_PACE_CPUS={}: not a number of CPUs "
+                  "from 0 to 64", c);
+      }
+    }
+    if (eo.checkpoint_pace_cpus > 0) {
+      log::info("daemon: a fork's CHECKPOINT of its parent runs with the checkpointer held to {} "
+                "CPUs while computes commit", eo.checkpoint_pace_cpus);
+    }
     auto guard = InstallGuard(runtime_dir);
     if (guard.ok()) eo.guard_library = *guard;
     Engine engine(eo, store->get(), mounter.get(), &supervisor);

@@ -494,8 +494,19 @@ void Engine::Checkpoint(const std::vector<std::string>& computes) {
   // A running parent checkpoints before a fork at its head, so the branch's first start has
   // almost nothing to redo (measured: a parent busy with autovacuum left seconds of redo
   // without it).
+  // Paced only while some compute commits or starts: an idle daemon has no one to protect.
+  double pace = 0;
+  if (options_.checkpoint_pace_cpus > 0) {
+    std::lock_guard g(mu_);
+    for (const auto& [k, live] : live_) {
+      if (ProtectedLocked(live)) {
+        pace = options_.checkpoint_pace_cpus;
+        break;
+      }
+    }
+  }
   for (const std::string& cid : computes) {
-    Status st = supervisor_->Checkpoint(cid, options_.checkpoint_min_wal_bytes);
+    Status st = supervisor_->Checkpoint(cid, options_.checkpoint_min_wal_bytes, pace);
     if (!st.ok()) log::warn("engine: {} (branching without it)", st.ToString());
   }
 }

@@ -136,7 +136,8 @@ class FakeSupervisor : public compute::Supervisor {
     if (!running_.erase(id)) return Status::NotFound("no compute " + id);
     return Status::Ok();
   }
-  Status Checkpoint(const std::string& id, uint64_t = 0) override {
+  Status Checkpoint(const std::string& id, uint64_t = 0, double pace = 0) override {
+    last_pace = pace;
     checkpoint_gate.Pass(id);
     if (fail_checkpoints) return Status::IOError("checkpoint failed (test)");
     std::lock_guard l(mu_);
@@ -163,6 +164,7 @@ class FakeSupervisor : public compute::Supervisor {
 
   Gate start_gate, stop_gate, checkpoint_gate, initdb_gate;
   std::atomic<bool> fail_checkpoints{false};
+  std::atomic<double> last_pace{-1};  // the pace_cpus of the last Checkpoint call
 
  private:
   std::mutex mu_;
@@ -937,11 +939,18 @@ TEST_F(EngineTest, WriteBudgetsBindOnlyWhileAnotherComputeCommits) {
   look();  // no fsync from either since the last look
   EXPECT_EQ(dev->write_rate.load(), 0u) << "production idles: dev writes unlimited";
   EXPECT_EQ(prod->write_rate.load(), 0u);
+  // A fork's CHECKPOINT of production: nobody commits, so its checkpointer is not held.
+  sup_.last_pace = -1;
+  ASSERT_TRUE(engine_->CreateBranch("default", "idle-fork", BranchRequest{}).ok());
+  EXPECT_EQ(sup_.last_pace.load(), 0) << "paced with nobody to protect";
 
   dev->fsyncs += 1;
   look();
   EXPECT_GT(prod->write_rate.load(), 0u) << "dev commits: production's budget binds";
   EXPECT_EQ(dev->write_rate.load(), 0u);
+  // ... and now someone commits: held to the default 0.25 CPUs.
+  ASSERT_TRUE(engine_->CreateBranch("default", "busy-fork", BranchRequest{}).ok());
+  EXPECT_EQ(sup_.last_pace.load(), 0.25) << "not paced while dev commits";
 
   // A compute stopped is protected no more, whatever it sent last.
   ASSERT_TRUE(engine_->StopEndpoint("default", "dev", "primary").ok());

@@ -512,6 +512,48 @@ TEST_F(ComputeSizes, ABranchGetsOnlyWhatTheHostHasLeftAndWritesWithinItsBudget) 
   EXPECT_NE(Slurp(d_->home() + "/daemon.out")
                 .find("production/endpoints/primary: write budget lifted", log_before),
             std::string::npos);
+  // The branch commits, so that CHECKPOINT ran with production's checkpointer held to a
+  // quarter of a CPU (docs/compute-sizes.md, "The create's checkpoint"), and the
+  // checkpointer is back in production's own group after it, the paced group gone.
+  EXPECT_NE(Slurp(d_->home() + "/daemon.out")
+                .find("production/endpoints/primary: CHECKPOINT with its checkpointer paced at "
+                      "0.25 CPUs",
+                      log_before),
+            std::string::npos)
+      << "the fork's CHECKPOINT was not paced while the branch committed";
+  {
+    // Production's checkpointer: the process named so whose memory group (never moved) is
+    // production's.
+    const std::string uid = Endpoint("production").value("uid", "");
+    ASSERT_FALSE(uid.empty());
+    const bool v1 = limits_.rfind("cgroup v1", 0) == 0;
+    std::string ckpt, cpu_group;
+    for (const auto& proc : fs::directory_iterator("/proc")) {
+      const std::string pid = proc.path().filename().string();
+      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (Slurp(proc.path().string() + "/cmdline").rfind("postgres: checkpointer", 0) != 0) continue;
+      std::istringstream groups(Slurp(proc.path().string() + "/cgroup"));
+      std::string line, cpu, memory;
+      while (std::getline(groups, line)) {
+        // v1: "N:cpu:/path" (or "N:cpu,cpuacct:/path"); v2: "0::/path".
+        const auto a = line.find(':'), b = line.find(':', a + 1);
+        const std::string controllers = line.substr(a + 1, b - a - 1);
+        if ((v1 && (controllers == "cpu" || controllers.rfind("cpu,", 0) == 0)) ||
+            (!v1 && controllers.empty())) {
+          cpu = line.substr(b + 1);
+        }
+        if (controllers == "memory" || (!v1 && controllers.empty())) memory = line.substr(b + 1);
+      }
+      if (memory.find("/" + uid) == std::string::npos) continue;
+      ckpt = pid;
+      cpu_group = cpu;
+    }
+    ASSERT_FALSE(ckpt.empty()) << "no checkpointer in production's group";
+    const std::string tail = "/" + uid;
+    EXPECT_TRUE(cpu_group.size() > tail.size() &&
+                cpu_group.compare(cpu_group.size() - tail.size(), tail.size(), tail) == 0)
+        << "production's checkpointer " << ckpt << " is in " << cpu_group;
+  }
 
   branch_commits.reset();
   ASSERT_EQ(d_->Call("POST", Ep("cu-host", ":stop"), json::object()).status, 200);
