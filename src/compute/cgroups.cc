@@ -16,8 +16,8 @@ namespace arbor::compute {
 namespace {
 
 constexpr uint64_t kPeriodMicros = 100'000;
-// A paced process runs in slices of at most a tenth of this (Pace): short bursts of its
-// writes rather than one long one.
+// A paced process runs in slices of `cpus` times this (Pace; 2.5 ms at 0.25 CPUs, never
+// under 1 ms): short bursts of its writes rather than long ones.
 constexpr uint64_t kPacePeriodMicros = 10'000;
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
@@ -178,6 +178,9 @@ std::string Cgroups::Dir(const std::string& controller, const std::string& name)
 Status Cgroups::Create(const std::string& name, const Limits& limits) {
   if (version_ == Version::kNone) return Status::Ok();
   for (const auto& [c, parent] : parents_) ARBOR_RETURN_IF_ERROR(MakeDir(parent + "/" + name));
+  // A paced group left by a daemon killed meanwhile (empty: its processes died with it) would
+  // make v1 refuse a quota below its own.
+  if (version_ == Version::kV1) (void)rmdir(PacedDir(name).c_str());
   return Update(name, limits);
 }
 
@@ -223,38 +226,26 @@ std::vector<std::string> Cgroups::ProcsFiles(const std::string& name) const {
   return out;
 }
 
-// v1: a child of the group in the cpu hierarchy; v2: a sibling (a group with processes has
-// no children with controllers).
-std::string Cgroups::PacedDir(const std::string& name) const {
-  return version_ == Version::kV2 ? Dir("", name) + ".paced" : Dir("cpu", name) + "/paced";
-}
+// A child of the group in v1's cpu hierarchy.
+std::string Cgroups::PacedDir(const std::string& name) const { return Dir("cpu", name) + "/paced"; }
 
 Status Cgroups::Pace(const std::string& name, pid_t pid, double cpus) {
-  if (version_ == Version::kNone) return Status::Ok();
+  if (version_ != Version::kV1) {
+    return Status::FailedPrecondition("pacing one process needs cgroup v1 (here: " + Describe() +
+                                      ")");
+  }
   const uint64_t quota = std::max<uint64_t>(
       1000, std::llround(std::max(cpus, 0.1) * static_cast<double>(kPacePeriodMicros)));
   const std::string d = PacedDir(name);
   ARBOR_RETURN_IF_ERROR(MakeDir(d));
-  if (version_ == Version::kV2) {
-    ARBOR_RETURN_IF_ERROR(WriteFile(
-        d + "/cpu.max", std::to_string(quota) + " " + std::to_string(kPacePeriodMicros)));
-    // Not out of its compute's memory limits meanwhile.
-    for (const char* f : {"memory.high", "memory.max"}) {
-      std::string v = Slurp(Dir("", name) + "/" + f);
-      while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
-      if (!v.empty()) ARBOR_RETURN_IF_ERROR(WriteFile(d + "/" + f, v));
-    }
-  } else {
-    ARBOR_RETURN_IF_ERROR(WriteFile(d + "/cpu.cfs_period_us", std::to_string(kPacePeriodMicros)));
-    ARBOR_RETURN_IF_ERROR(WriteFile(d + "/cpu.cfs_quota_us", std::to_string(quota)));
-  }
+  ARBOR_RETURN_IF_ERROR(WriteFile(d + "/cpu.cfs_period_us", std::to_string(kPacePeriodMicros)));
+  ARBOR_RETURN_IF_ERROR(WriteFile(d + "/cpu.cfs_quota_us", std::to_string(quota)));
   return WriteFile(d + "/cgroup.procs", std::to_string(pid));
 }
 
 Status Cgroups::Unpace(const std::string& name, pid_t pid) {
-  if (version_ == Version::kNone) return Status::Ok();
-  const std::string back = (version_ == Version::kV2 ? Dir("", name) : Dir("cpu", name));
-  Status st = WriteFile(back + "/cgroup.procs", std::to_string(pid));
+  if (version_ != Version::kV1) return Status::Ok();
+  Status st = WriteFile(Dir("cpu", name) + "/cgroup.procs", std::to_string(pid));
   // A process that has exited has nothing to move back.
   if (!st.ok() && Exists("/proc/" + std::to_string(pid))) return st;
   const std::string d = PacedDir(name);
@@ -264,7 +255,7 @@ Status Cgroups::Unpace(const std::string& name, pid_t pid) {
 
 Status Cgroups::Remove(const std::string& name) {
   Status first;
-  if (version_ != Version::kNone) {
+  if (version_ == Version::kV1) {
     const std::string paced = PacedDir(name);
     if (rmdir(paced.c_str()) != 0 && errno != ENOENT) {
       first = Status::IOError(Errno("removing " + paced));

@@ -36,7 +36,7 @@ struct Limits {
 };
 
 // The control groups of this daemon's computes. Thread-safe (every call writes its own
-// files). Does not own the processes in its groups; Remove needs them gone.
+// files), except Pace and Unpace of one group, which the caller serializes. Does not own the processes in its groups; Remove needs them gone.
 class Cgroups {
  public:
   enum class Version { kNone, kV1, kV2 };
@@ -62,11 +62,13 @@ class Cgroups {
   // The `cgroup.procs` files a process writes "0" to, to join the group, one per hierarchy.
   // Opened before fork by the caller; the child writes to them before it execs.
   std::vector<std::string> ProcsFiles(const std::string& name) const;
-  // Holds the process `pid` of group `name` to `cpus` CPUs (at least 0.1) in a group of its
-  // own, over a 10 ms period so that it runs in short slices: v1's `NAME/paced` in the cpu
-  // hierarchy (its CPU time still counts to NAME in cpuacct), v2's sibling `NAME.paced`
-  // (no-internal-processes rule) with NAME's memory limits copied. Until Unpace. The caller
-  // has checked that `pid` is one of the group's processes. With kNone, does nothing.
+  // Holds the process `pid` of group `name` to `cpus` CPUs (raised to 0.1 at least), over a
+  // 10 ms period so that it runs in short slices, in the child group `NAME/paced` of v1's cpu
+  // hierarchy (cpuacct and memory still count it to NAME, and NAME's quota still bounds it;
+  // `cpus` must not exceed NAME's), until Unpace. The caller has checked that `pid` is one of
+  // the group's processes, and serializes Pace and Unpace of one group. FailedPrecondition
+  // under v2, where a group with processes can have no child with controllers (the compute's
+  // processes would need a leaf of their own), and with kNone.
   [[nodiscard]] Status Pace(const std::string& name, pid_t pid, double cpus);
   // Moves `pid` back into group `name` (if it still lives) and removes the paced group.
   [[nodiscard]] Status Unpace(const std::string& name, pid_t pid);

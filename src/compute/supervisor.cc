@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -17,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "common/log.h"
 
@@ -409,6 +411,20 @@ Status Supervisor::Stop(const std::string& id, std::chrono::milliseconds timeout
   return Status::Ok();
 }
 
+// The parent of process `pid` (/proc/PID/stat's fourth field, after the parenthesized name,
+// which may hold spaces); -1 if it has gone.
+static long ParentOf(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto name_end = text.rfind(')');
+  if (name_end == std::string::npos) return -1;
+  std::istringstream rest(text.substr(name_end + 1));
+  std::string state;
+  long ppid = -1;
+  rest >> state >> ppid;
+  return ppid;
+}
+
 pid_t Supervisor::CheckpointerPid(pg_conn* conn, pid_t postmaster) {
   PGresult* r = PQexec(conn,
                        "select pid from pg_catalog.pg_stat_activity "
@@ -418,18 +434,8 @@ pid_t Supervisor::CheckpointerPid(pg_conn* conn, pid_t postmaster) {
     pid = static_cast<pid_t>(std::atol(PQgetvalue(r, 0, 0)));
   }
   PQclear(r);
-  if (pid <= 0) return -1;
-  // Only a child of this compute's postmaster is moved: /proc/PID/stat's fourth field, after
-  // the parenthesized name (which may hold spaces).
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto close = stat.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::istringstream rest(stat.substr(close + 1));
-  std::string state;
-  long ppid = -1;
-  rest >> state >> ppid;
-  return ppid == postmaster ? pid : -1;
+  // Only a child of this compute's postmaster is ever moved.
+  return pid > 0 && ParentOf(pid) == postmaster ? pid : -1;
 }
 
 Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes, double pace_cpus) {
@@ -475,51 +481,66 @@ Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes, dou
         break;
       }
     }
-    // Pacing: the first of concurrent calls moves the checkpointer, the last moves it back.
-    pid_t moved_pid = -1;
+    // Pacing (cgroup v1 only, see Cgroups::Pace): the first of concurrent calls moves the
+    // checkpointer, the last to end moves it back, both under pace_mu_ (which never covers
+    // the CHECKPOINT itself).
     const bool pace = pace_cpus > 0 && cgroups_ != nullptr && !spec.cgroup.empty() &&
-                      cgroups_->version() != Cgroups::Version::kNone;
+                      cgroups_->version() == Cgroups::Version::kV1;
+    // Never above the compute's own limit: v1 refuses a child's quota over its parent's.
+    const double cpus = spec.limits.cpus > 0 ? std::min(pace_cpus, spec.limits.cpus) : pace_cpus;
+    bool counted = false;  // this call holds one of the compute's `paced` counts
+    bool moved = false;    // ... and moved the checkpointer itself
     if (pace) {
+      std::lock_guard p(pace_mu_);
       bool first = false;
       {
         std::lock_guard l(mu_);
         auto it = computes_.find(id);
-        if (it != computes_.end() && it->second.pid == pid) first = it->second.paced++ == 0;
+        if (it != computes_.end() && it->second.pid == pid && !it->second.exited) {
+          counted = true;
+          first = it->second.paced++ == 0;
+        }
       }
       if (first) {
-        moved_pid = CheckpointerPid(conn.get(), pid);
-        Status moved = moved_pid > 0 ? cgroups_->Pace(spec.cgroup, moved_pid, pace_cpus)
-                                 : Status::NotFound("no checkpointer process found");
-        if (!moved.ok()) {
-          log::warn("compute {}: CHECKPOINT not paced: {}", id, moved.ToString());
-          if (moved_pid > 0) (void)cgroups_->Unpace(spec.cgroup, moved_pid);
-          moved_pid = -1;
+        const pid_t ckpt = CheckpointerPid(conn.get(), pid);
+        Status paced = ckpt > 0 ? cgroups_->Pace(spec.cgroup, ckpt, cpus)
+                                : Status::NotFound("no checkpointer process found");
+        if (paced.ok()) {
+          moved = true;
+          std::lock_guard l(mu_);
+          auto it = computes_.find(id);
+          if (it != computes_.end() && it->second.pid == pid) it->second.paced_pid = ckpt;
+        } else {
+          log::warn("compute {}: CHECKPOINT not paced: {}", id, paced.ToString());
+          if (ckpt > 0) (void)cgroups_->Unpace(spec.cgroup, ckpt);
         }
       }
     }
     const auto started = std::chrono::steady_clock::now();
     PGresult* r = PQexec(conn.get(), "CHECKPOINT");
-    if (pace) {
-      bool last = false;
+    if (moved) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+      log::info("compute {}: CHECKPOINT with its checkpointer paced at {} CPUs: {} ms", id, cpus,
+                ms);
+    }
+    if (counted) {
+      std::lock_guard p(pace_mu_);
+      pid_t back = -1;
       {
         std::lock_guard l(mu_);
         auto it = computes_.find(id);
-        last = it == computes_.end() || it->second.pid != pid || --it->second.paced == 0;
+        // A compute stopped meanwhile: its stop removed the groups, and a new one is not ours.
+        if (it != computes_.end() && it->second.pid == pid && --it->second.paced == 0) {
+          back = std::exchange(it->second.paced_pid, -1);
+        }
       }
-      if (moved_pid > 0) {
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::steady_clock::now() - started)
-                            .count();
-        log::info("compute {}: CHECKPOINT with its checkpointer paced at {} CPUs: {} ms", id,
-                  pace_cpus, ms);
-      }
-      // A later call still pacing it moves it back itself; this one only if it is the last.
-      // (If this call moved nothing, a concurrent first one did and will find `last` its own.)
-      if (last) {
-        pid_t back = moved_pid > 0 ? moved_pid : CheckpointerPid(conn.get(), pid);
-        if (back > 0) {
-          Status st = cgroups_->Unpace(spec.cgroup, back);
-          if (!st.ok()) log::warn("compute {}: checkpointer not moved back: {}", id, st.ToString());
+      // Still this postmaster's child (not a pid reused since).
+      if (back > 0 && ParentOf(back) == pid) {
+        Status unpaced = cgroups_->Unpace(spec.cgroup, back);
+        if (!unpaced.ok()) {
+          log::warn("compute {}: checkpointer not moved back: {}", id, unpaced.ToString());
         }
       }
     }

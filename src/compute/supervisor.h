@@ -94,9 +94,9 @@ class Supervisor {
   // so that a branch taken right after starts with almost no WAL to replay. With
   // `min_wal_bytes`, only if its WAL has moved at least that far past the last checkpoint's
   // redo point (a branch then replays at most that much). With `pace_cpus` > 0 and the
-  // compute in a control group, its checkpointer process is held to that much CPU while the
-  // CHECKPOINT runs (Cgroups::Pace), so that its writes reach the store in short bursts
-  // rather than all at once, and moved back after. NotFound if it does not run; Internal if
+  // compute in a cgroup v1 group, its checkpointer process is held to that much CPU (at most
+  // the compute's own limit) while the CHECKPOINT runs (Cgroups::Pace), so that its writes
+  // reach the store in short bursts rather than all at once, and moved back after. NotFound if it does not run; Internal if
   // the checkpoint fails.
   [[nodiscard]] virtual Status Checkpoint(const std::string& id, uint64_t min_wal_bytes = 0,
                                           double pace_cpus = 0);
@@ -141,7 +141,8 @@ class Supervisor {
     // the branch-creation path checkpoints the parent each time.
     std::shared_ptr<pg_conn> admin;
     Phase phase = Phase::kRunning;  // kStarting and kStopping: a call works on it unlocked
-    int paced = 0;  // Checkpoint calls that pace its checkpointer now (the first moves it)
+    int paced = 0;        // Checkpoint calls that pace its checkpointer now (the first moves it)
+    pid_t paced_pid = -1;  // the checkpointer they moved, which the last moves back
   };
   // The pid of the checkpointer of the compute whose postmaster is `postmaster`, asked on
   // `conn` and checked against /proc (a child of that postmaster); -1 if not found.
@@ -160,6 +161,9 @@ class Supervisor {
   Cgroups* cgroups_ = nullptr;
   std::mutex mu_;
   std::map<std::string, Running> computes_;  // guarded by mu_
+  // Serializes the pacing's group moves (Checkpoint), so that one call's move back never
+  // undoes another's move. Taken before mu_; never held across a CHECKPOINT.
+  std::mutex pace_mu_;
 };
 
 // Runs initdb on an empty `pgdata` as `user`, with the superuser `postgres` and `password`.

@@ -738,12 +738,18 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
     if (const char* c = getenv("ARBOR_BRANCH_CHECKPOINT_PACE_CPUS"); c && *c) {
       char* end = nullptr;
       double cpus = std::strtod(c, &end);
-      if (end != nullptr && end != c && *end == '\0' && cpus >= 0 && cpus <= 64) {
+      // The checkpointer is one process: more than one CPU means nothing.
+      if (end != nullptr && end != c && *end == '\0' && cpus >= 0 && cpus <= 1) {
         eo.checkpoint_pace_cpus = cpus;
       } else {
         log::warn("daemon: ignoring ARBOR_BRANCH_CHECKPOINT_PACE_CPUS={}: not a number of CPUs "
-                  "from 0 to 64", c);
+                  "from 0 to 1",
+                  c);
       }
+    }
+    // Only a compute in a cgroup v1 group can be paced (Cgroups::Pace).
+    if (!limited || cgroups->version() != compute::Cgroups::Version::kV1) {
+      eo.checkpoint_pace_cpus = 0;
     }
     if (eo.checkpoint_pace_cpus > 0) {
       log::info("daemon: a fork's CHECKPOINT of its parent runs with the checkpointer held to {} "

@@ -95,12 +95,13 @@ struct EngineOptions {
   // (bench/branch_load_bench.sh: 3.7 s against 6.0 s with 800 ms and 5.2-6.4 s with 500 ms;
   // docs/point-in-time.md). Data diffs and snapshots always wait.
   int64_t checkpoint_wait_ms = -1;
-  // While another compute commits or starts (or the parent itself commits), that CHECKPOINT
+  // While any compute commits or starts (the parent included), that CHECKPOINT
   // runs with the parent's checkpointer held to this many CPUs
   // (ARBOR_BRANCH_CHECKPOINT_PACE_CPUS; 0: not held; computes in no control group are not
   // held either): its 60-100 MB of dirty buffers then reach the store's log in short bursts
   // instead of one, and the commits that sync that log meanwhile wait less
-  // (docs/compute-sizes.md, "The create's checkpoint"). An idle daemon's forks are not held.
+  // (docs/compute-sizes.md, "Pacing the checkpointer"). An idle daemon's forks are not held.
+  // The daemon sets 0 where computes cannot be paced (no cgroup v1).
   double checkpoint_pace_cpus = 0.25;
   // Each running compute's writes into the store are limited to this many bytes per second
   // per CU of its max size (docs/compute-sizes.md, "Writes"); 0: unlimited.
