@@ -36,7 +36,8 @@ struct Limits {
 };
 
 // The control groups of this daemon's computes. Thread-safe (every call writes its own
-// files), except Pace and Unpace of one group, which the caller serializes. Does not own the processes in its groups; Remove needs them gone.
+// files), except Pace and Unpace of one group, which the caller serializes. Does not own the
+// processes in its groups; Remove needs them gone.
 class Cgroups {
  public:
   enum class Version { kNone, kV1, kV2 };

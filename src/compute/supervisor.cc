@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/proc.h"
 
 namespace arbor::compute {
 namespace {
@@ -411,18 +412,10 @@ Status Supervisor::Stop(const std::string& id, std::chrono::milliseconds timeout
   return Status::Ok();
 }
 
-// The parent of process `pid` (/proc/PID/stat's fourth field, after the parenthesized name,
-// which may hold spaces); -1 if it has gone.
-static long ParentOf(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto name_end = text.rfind(')');
-  if (name_end == std::string::npos) return -1;
-  std::istringstream rest(text.substr(name_end + 1));
-  std::string state;
-  long ppid = -1;
-  rest >> state >> ppid;
-  return ppid;
+// Whether process `pid` is a child of `parent` now (common/proc.h).
+static bool ChildOf(pid_t pid, pid_t parent) {
+  auto st = ReadProcStat(pid);
+  return st && st->parent == parent;
 }
 
 pid_t Supervisor::CheckpointerPid(pg_conn* conn, pid_t postmaster) {
@@ -435,7 +428,7 @@ pid_t Supervisor::CheckpointerPid(pg_conn* conn, pid_t postmaster) {
   }
   PQclear(r);
   // Only a child of this compute's postmaster is ever moved.
-  return pid > 0 && ParentOf(pid) == postmaster ? pid : -1;
+  return pid > 0 && ChildOf(pid, postmaster) ? pid : -1;
 }
 
 Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes, double pace_cpus) {
@@ -537,7 +530,7 @@ Status Supervisor::Checkpoint(const std::string& id, uint64_t min_wal_bytes, dou
         }
       }
       // Still this postmaster's child (not a pid reused since).
-      if (back > 0 && ParentOf(back) == pid) {
+      if (back > 0 && ChildOf(back, pid)) {
         Status unpaced = cgroups_->Unpace(spec.cgroup, back);
         if (!unpaced.ok()) {
           log::warn("compute {}: checkpointer not moved back: {}", id, unpaced.ToString());

@@ -96,8 +96,8 @@ class Supervisor {
   // redo point (a branch then replays at most that much). With `pace_cpus` > 0 and the
   // compute in a cgroup v1 group, its checkpointer process is held to that much CPU (at most
   // the compute's own limit) while the CHECKPOINT runs (Cgroups::Pace), so that its writes
-  // reach the store in short bursts rather than all at once, and moved back after. NotFound if it does not run; Internal if
-  // the checkpoint fails.
+  // reach the store in short bursts rather than all at once, and moved back after. NotFound if it
+  // does not run; Internal if the checkpoint fails.
   [[nodiscard]] virtual Status Checkpoint(const std::string& id, uint64_t min_wal_bytes = 0,
                                           double pace_cpus = 0);
   // Runs `sql` in database `dbname` of a running compute as Arbor's superuser (peer
@@ -141,7 +141,7 @@ class Supervisor {
     // the branch-creation path checkpoints the parent each time.
     std::shared_ptr<pg_conn> admin;
     Phase phase = Phase::kRunning;  // kStarting and kStopping: a call works on it unlocked
-    int paced = 0;        // Checkpoint calls that pace its checkpointer now (the first moves it)
+    int paced = 0;         // Checkpoint calls that pace its checkpointer now (the first moves it)
     pid_t paced_pid = -1;  // the checkpointer they moved, which the last moves back
   };
   // The pid of the checkpointer of the compute whose postmaster is `postmaster`, asked on

@@ -734,7 +734,8 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       }
     }
     // ARBOR_BRANCH_CHECKPOINT_PACE_CPUS=N: that CHECKPOINT runs with the parent's checkpointer
-    // held to N CPUs while other computes commit (0: not held; EngineOptions::checkpoint_pace_cpus).
+    // held to N CPUs while computes commit, the parent included (0: not held;
+    // EngineOptions::checkpoint_pace_cpus).
     if (const char* c = getenv("ARBOR_BRANCH_CHECKPOINT_PACE_CPUS"); c && *c) {
       char* end = nullptr;
       double cpus = std::strtod(c, &end);
@@ -742,9 +743,10 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       if (end != nullptr && end != c && *end == '\0' && cpus >= 0 && cpus <= 1) {
         eo.checkpoint_pace_cpus = cpus;
       } else {
-        log::warn("daemon: ignoring ARBOR_BRANCH_CHECKPOINT_PACE_CPUS={}: not a number of CPUs "
-                  "from 0 to 1",
-                  c);
+        log::warn(
+            "daemon: ignoring ARBOR_BRANCH_CHECKPOINT_PACE_CPUS={}: not a number of CPUs "
+            "from 0 to 1",
+            c);
       }
     }
     // Only a compute in a cgroup v1 group can be paced (Cgroups::Pace).
@@ -752,8 +754,10 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
       eo.checkpoint_pace_cpus = 0;
     }
     if (eo.checkpoint_pace_cpus > 0) {
-      log::info("daemon: a fork's CHECKPOINT of its parent runs with the checkpointer held to {} "
-                "CPUs while computes commit", eo.checkpoint_pace_cpus);
+      log::info(
+          "daemon: a fork's CHECKPOINT of its parent runs with the checkpointer held to {} "
+          "CPUs while computes commit",
+          eo.checkpoint_pace_cpus);
     }
     auto guard = InstallGuard(runtime_dir);
     if (guard.ok()) eo.guard_library = *guard;

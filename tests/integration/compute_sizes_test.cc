@@ -532,7 +532,8 @@ TEST_F(ComputeSizes, ABranchGetsOnlyWhatTheHostHasLeftAndWritesWithinItsBudget) 
     for (const auto& proc : fs::directory_iterator("/proc")) {
       const std::string pid = proc.path().filename().string();
       if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-      if (Slurp(proc.path().string() + "/cmdline").rfind("postgres: checkpointer", 0) != 0) continue;
+      if (Slurp(proc.path().string() + "/cmdline").rfind("postgres: checkpointer", 0) != 0)
+        continue;
       std::istringstream groups(Slurp(proc.path().string() + "/cgroup"));
       std::string line, cpu, memory;
       while (std::getline(groups, line)) {
