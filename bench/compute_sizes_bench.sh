@@ -29,8 +29,11 @@
 # churn/quiet <= 2.0.
 #
 # On A's daemon (limits on), in the same alternation (each with quiet windows of its own),
-# two bound variants of the churn loop that isolate the two costs outside any compute's
-# control group:
+# a control and two bound variants of the churn loop that isolate the two costs outside any
+# compute's control group:
+#   A0 no churn at all: its "churn" windows are production alone; their ratios to its quiet
+#      windows are the noise floor of the figures (windows of different lengths at different
+#      moments of a shared host), against which A's ratios and the targets are read;
 #   A1 create+delete only: create a branch from production's head (a CHECKPOINT on
 #      production) and delete it with ?purge=true; no compute start, no write; paced to one
 #      round every PACE_S seconds, about A's round, so that it makes as many creates as A;
@@ -43,8 +46,8 @@
 # Usage: bench/compute_sizes_bench.sh [path/to/arbor]
 #   CLIENTS=4     production's pgbench clients
 #   QUIET_S=12    length of each quiet window
-#   CHURN_S=25    length of each window during a churn (A, A1, A2, B)
-#   ROUNDS=2      quiet + churn pairs of each of A, A1, A2 and B
+#   CHURN_S=25    length of each window during a churn (A, A0, A1, A2, B)
+#   ROUNDS=2      quiet + churn pairs of each of A, A0, A1, A2 and B
 #   SETTLE_S=3    pause after each churn, before the next window
 #   PACE_S=15     A1's seconds per round (A's round at --write-mb-per-cu 32; at the default
 #                 16, A's round is about 27 s, so A1 makes about twice A's creates)
@@ -127,10 +130,14 @@ p99() { cat "$work/$1"-[0-9]*.tx.* | awk '{print $3 / 1000}' | pct 99; }  # PREF
 # <start ms>" (the start: its endpoint's start and a token, until it accepts logins);
 # the API calls in $work/calls.ID. MODE: full (the above), bare (create and delete only: no
 # compute, no write) or past (as full, but each branch from production's state 2 seconds
-# ago: no checkpoint of production).
+# ago: no checkpoint of production) or none (nothing: the control).
 churn() {  # MODE PREFIX ID
   local mode=$1 calls="$work/calls.$3" i=0 name out conn t0 t1 write_ms ep limit spec start_ms
   while [[ -e "$work/churning" ]]; do
+    if [[ $mode == none ]]; then
+      sleep 0.2
+      continue
+    fi
     i=$((i + 1))
     name=$2-$i
     t0=$(now_ms)
@@ -197,6 +204,9 @@ figures() {  # ID
   R[$id.q_p99]=$(p99 "quiet-$id")
   R[$id.c_tps]=$(tps "churn-$id")
   R[$id.c_p99]=$(p99 "churn-$id")
+  R[$id.q_wal]=$(wal_share "quiet-$id")
+  R[$id.c_wal]=$(wal_share "churn-$id")
+  [[ $id == A0 ]] && return 0  # the control makes no rounds
   R[$id.rounds]=$(cat "$work/rounds.$id" 2>/dev/null | wc -l)
   if [[ ${R[$id.rounds]} == 0 ]]; then
     echo "$id: no churn round completed (see the errors above)" >&2
@@ -208,8 +218,6 @@ figures() {  # ID
   R[$id.br_cpu]=$(awk '{print $3}' "$work/rounds.$id" | sort -u | paste -sd/ -)
   R[$id.br_cu]=$(awk '{print $4}' "$work/rounds.$id" | sort -u | paste -sd/ -)
   R[$id.slowest]=$(sort -n "$work/calls.$id" | tail -1)
-  R[$id.q_wal]=$(wal_share "quiet-$id")
-  R[$id.c_wal]=$(wal_share "churn-$id")
 }
 
 # What production's backends wait for: every 0.1 s, the wait events of its active client
@@ -272,7 +280,7 @@ phase() {  # ID PORT [VARIANT...]
 }
 
 start_s=$SECONDS
-phase A $((30000 + RANDOM % 1000)) A1:bare A2:past  # below the ephemeral range (32768+)
+phase A $((30000 + RANDOM % 1000)) A0:none A1:bare A2:past  # below the ephemeral range (32768+)
 if [[ "${R[A.limits]}" == none* ]]; then
   echo "A should limit its computes, but: compute_limits: ${R[A.limits]}" >&2
   exit 1
@@ -293,10 +301,12 @@ verdict() {  # VALUE OP TARGET
 echo "== production (pgbench TPC-B scale 10, $CLIENTS clients, unthrottled; $ROUNDS rounds of" \
   "${QUIET_S} s quiet then ${CHURN_S} s during the churn) while branches churn (create, write" \
   "$ROWS rows of 1000 B, delete with purge) =="
-for id in A B A1 A2; do
+for id in A B A0 A1 A2; do
   case $id in
     A) echo "A  limits on: production 2 CU fixed, branches at their default (0.25-1 CU)" ;;
     B) echo "B  baseline, limits off (ARBOR_COMPUTE_LIMITS=off), the same sizes on paper" ;;
+    A0) echo "A0 control, limits on (A's daemon, quiet windows of its own): no churn at all, production" \
+      "alone in both kinds of window: the noise floor of the ratios" ;;
     A1) echo "A1 bound, limits on (A's daemon, quiet windows of its own): create from production's head +" \
       "delete only, no compute, no write: the cost of production's CHECKPOINT at each create" ;;
     A2) echo "A2 bound, limits on (A's daemon, quiet windows of its own): create from production 2 s ago" \
@@ -305,7 +315,7 @@ for id in A B A1 A2; do
   echo "   compute_limits: ${R[$id.limits]}"
   [[ $id == A || $id == B ]] &&
     echo "   settling create after the load (not in any window): ${R[$id.settle_ms]} ms"
-  if [[ $id == A1 ]]; then
+  if [[ $id == A1 || $id == A0 ]]; then
     echo "   CPU limit by control group: production ${R[$id.prod_cpu]}; branches: no compute"
   else
     echo "   CPU limit by control group: production ${R[$id.prod_cpu]}; each branch after its" \
@@ -322,21 +332,25 @@ for id in A B A1 A2; do
   printf '   %-12s %9s %9s %8s   %s\n' tps "${R[$id.q_tps]}" "${R[$id.c_tps]}" "$tr" "$t_note"
   printf '   %-12s %9.1f %9.1f %8s   %s\n' "tx p99 ms" "${R[$id.q_p99]}" "${R[$id.c_p99]}" "$pr" \
     "$p_note"
+  echo "   production's active backends waiting for the WAL's fsync (IO:WALSync," \
+    "LWLock:WALWrite; pg_stat_activity every 0.1 s): ${R[$id.q_wal]} quiet, ${R[$id.c_wal]} churn"
+  [[ $id == A0 ]] && continue  # no rounds, no API calls
   read -r s_ms s_method s_path <<<"${R[$id.slowest]}"
   if [[ $id == A1 ]]; then
     parts=""  # no compute, no write
   else
     parts=" (its start ${R[$id.start_s]} s, its write ${R[$id.write_s]} s)"
   fi
-  echo "   production's active backends waiting for the WAL's fsync (IO:WALSync," \
-    "LWLock:WALWrite; pg_stat_activity every 0.1 s): ${R[$id.q_wal]} quiet, ${R[$id.c_wal]} churn"
   echo "   churn: ${R[$id.rounds]} rounds, median round ${R[$id.round_s]} s$parts; slowest API" \
     "call ${s_ms} ms: $s_method $s_path"
 done
 echo "A vs B during the churn: tps $(ratio "${R[A.c_tps]}" "${R[B.c_tps]}")," \
   "tx p99 $(ratio "${R[A.c_p99]}" "${R[B.c_p99]}") (limits on / off)"
+a0=$(ratio "${R[A0.c_tps]}" "${R[A0.q_tps]}")
+a0p=$(ratio "${R[A0.c_p99]}" "${R[A0.q_p99]}")
 a1=$(ratio "${R[A1.c_tps]}" "${R[A1.q_tps]}")
 a2=$(ratio "${R[A2.c_tps]}" "${R[A2.q_tps]}")
+echo "control, churn/quiet with no churn: tps $a0, tx p99 $a0p (the noise floor)"
 echo "bounds, tps churn/quiet at about A's pace: A1 creates and deletes alone $a1 (${R[A1.rounds]}" \
   "rounds), A2 writes without the parent's checkpoint $a2 (${R[A2.rounds]} rounds); A full" \
   "churn $(ratio "${R[A.c_tps]}" "${R[A.q_tps]}") (${R[A.rounds]} rounds); whole run" \
