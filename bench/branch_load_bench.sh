@@ -18,7 +18,11 @@
 #   head        ARBOR_BRANCH_CHECKPOINT=0: the fork takes the parent's state as the store
 #               holds it (every acknowledged commit) at once, and the child's first start
 #               replays the WAL since the parent's last checkpoint, as after a crash (in
-#               standby mode, promoted at the end of the WAL: docs/point-in-time.md).
+#               standby mode, promoted at the end of the WAL: docs/point-in-time.md);
+#   promote     as always, but ARBOR_BRANCH_RECOVERY=promote: the child's first start
+#               promotes (copying its last WAL segment into a new PostgreSQL timeline) even
+#               when its replay stays in one segment, where the default recovers as after a
+#               crash.
 # Prints, for each: create through the API (p50, p99: the call as curl times it; and the
 # client's wall time around it, p50, which adds curl's and date's process starts),
 # create + first query (p50, p99),
@@ -30,7 +34,7 @@
 #                          longer than the parents' checkpoint_timeout (5 min), so the head's
 #                          replay covers a whole checkpoint cycle
 #   CLIENTS=4 QUIET_S=20   production's pgbench clients; the quiet run's length
-#   SIDES="always threshold head"  which daemons to run (also: full, wait-N)
+#   SIDES="always threshold head"  which daemons to run (also: full, wait-N, promote)
 #   --quick                6 samples, 5 s apart
 set -euo pipefail
 ARBOR=$(realpath "${1:-build/arbor}")
@@ -118,19 +122,22 @@ phase() {  # ID PORT
 
 port=$((29000 + RANDOM % 500))  # below the ephemeral range (32768+)
 for side in $SIDES; do
-  unset ARBOR_BRANCH_CHECKPOINT ARBOR_BRANCH_CHECKPOINT_MIN_MB ARBOR_BRANCH_CHECKPOINT_WAIT_MS
+  unset ARBOR_BRANCH_CHECKPOINT ARBOR_BRANCH_CHECKPOINT_MIN_MB ARBOR_BRANCH_CHECKPOINT_WAIT_MS \
+    ARBOR_BRANCH_RECOVERY
   case $side in
     always) ;;  # the default
     full) export ARBOR_BRANCH_CHECKPOINT_WAIT_MS=-1 ;;
     wait-[0-9]*) export ARBOR_BRANCH_CHECKPOINT_WAIT_MS=${side#wait-} ;;
     threshold) export ARBOR_BRANCH_CHECKPOINT_MIN_MB=64 ;;
     head) export ARBOR_BRANCH_CHECKPOINT=0 ;;
+    promote) export ARBOR_BRANCH_RECOVERY=promote ;;
     *) echo "unknown side $side" >&2; exit 2 ;;
   esac
   phase "$side" "$port"
   port=$((port + 100))
 done
-unset ARBOR_BRANCH_CHECKPOINT ARBOR_BRANCH_CHECKPOINT_MIN_MB ARBOR_BRANCH_CHECKPOINT_WAIT_MS
+unset ARBOR_BRANCH_CHECKPOINT ARBOR_BRANCH_CHECKPOINT_MIN_MB ARBOR_BRANCH_CHECKPOINT_WAIT_MS \
+  ARBOR_BRANCH_RECOVERY
 
 echo "== branch of a busy parent (production: pgbench TPC-B scale 10, $CLIENTS clients;" \
   "a branch every $EVERY_S s, $SAMPLES per daemon) =="

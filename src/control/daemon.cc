@@ -733,6 +733,16 @@ int RunDaemon(const DaemonOptions& o, const MounterFactory& make_mounter) {
                   c);
       }
     }
+    // ARBOR_BRANCH_RECOVERY=promote: every start that replays promotes, however short its
+    // replay (EngineOptions::crash_recovery_in_one_segment).
+    if (const char* c = getenv("ARBOR_BRANCH_RECOVERY"); c && *c) {
+      if (std::string(c) == "promote") {
+        eo.crash_recovery_in_one_segment = false;
+        log::info("daemon: a start that replays WAL promotes, however short its replay");
+      } else if (std::string(c) != "auto") {
+        log::warn("daemon: ignoring ARBOR_BRANCH_RECOVERY={}: not auto or promote", c);
+      }
+    }
     // ARBOR_BRANCH_CHECKPOINT_PACE_CPUS=N: that CHECKPOINT runs with the parent's checkpointer
     // held to N CPUs while computes commit, the parent included (0: not held;
     // EngineOptions::checkpoint_pace_cpus).

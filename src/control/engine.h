@@ -95,6 +95,13 @@ struct EngineOptions {
   // (bench/branch_load_bench.sh: 3.7 s against 6.0 s with 800 ms and 5.2-6.4 s with 500 ms;
   // docs/point-in-time.md). Data diffs and snapshots always wait.
   int64_t checkpoint_wait_ms = -1;
+  // A cluster left running (a branch's first start, a restart after a crash) whose replay
+  // stays in one WAL segment recovers as after a crash, in an immediate end-of-recovery
+  // CHECKPOINT of the pages it touched; a longer replay runs in standby mode and promotes,
+  // which copies the last segment into a new PostgreSQL timeline and spreads that checkpoint
+  // (docs/point-in-time.md, section 3). False (ARBOR_BRANCH_RECOVERY=promote): every such
+  // start promotes, the other side of bench/branch_load_bench.sh.
+  bool crash_recovery_in_one_segment = true;
   // While any compute commits or starts (the parent included), that CHECKPOINT
   // runs with the parent's checkpointer held to this many CPUs
   // (ARBOR_BRANCH_CHECKPOINT_PACE_CPUS; 0: not held; computes in no control group are not

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <span>
 #include <string_view>
 
 #include "api/names.h"
@@ -74,6 +75,38 @@ Status StandbySignal(const std::string& pgdata, bool present) {
   return SignalFile(pgdata, "standby.signal", present);
 }
 
+// True if the replay of PGDATA after a crash ends in the WAL segment where it starts: the one
+// that holds the redo point of pg_control's last checkpoint. It does not if the next segment
+// holds WAL that follows it, or if a later PostgreSQL timeline began after that checkpoint (a
+// promotion whose spread checkpoint never completed). False when in doubt.
+bool ReplayStaysInOneSegment(const std::string& pgdata) {
+  // ControlFileData: checkPointCopy.redo at byte 40, checkPointCopy.ThisTimeLineID at 48.
+  unsigned char control[52];
+  constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+  int fd = open((pgdata + "/global/pg_control").c_str(), kFlags);
+  if (fd < 0) return false;
+  ssize_t n = pread(fd, control, sizeof control, 0);
+  close(fd);
+  if (n != static_cast<ssize_t>(sizeof control)) return false;
+  uint64_t redo;
+  uint32_t tli;
+  std::memcpy(&redo, control + 40, 8);
+  std::memcpy(&tli, control + 48, 4);
+  if (tli == 0 || tli == ~uint32_t{0}) return false;
+  char history[32];
+  snprintf(history, sizeof history, "%08X.history", tli + 1);
+  struct stat st;
+  if (lstat((pgdata + "/pg_wal/" + history).c_str(), &st) == 0) return false;
+  uint64_t next = (redo / fs::kWalSegmentSize + 1) * fs::kWalSegmentSize;
+  fd = open((pgdata + "/pg_wal/" + fs::WalFileName(tli, next)).c_str(), kFlags);
+  if (fd < 0) return errno == ENOENT;
+  char head[16];
+  n = pread(fd, head, sizeof head, 0);
+  close(fd);
+  if (n < 0) return false;
+  return !fs::StartsWalSegment(std::span<const char>(head, static_cast<size_t>(n)), next);
+}
+
 }  // namespace
 
 Result<bool> Engine::RolesMatch(const std::string& cid, const StartPlan& plan) {
@@ -136,10 +169,20 @@ Status Engine::PromoteAfterReplay(StartPlan& plan) {
     // A clean start (or no cluster yet: initdb's). No standby.signal outlives its start.
     return StandbySignal(pgdata, false);
   }
-  // Crash recovery would end in an immediate CHECKPOINT that writes every page the replay
-  // touched before the first client gets in. In standby mode with the promote trigger
-  // already there, postgres replays the same WAL, promotes at its end, writes an
-  // end-of-recovery record and leaves the checkpoint to run spread in the background.
+  // Crash recovery ends in an immediate CHECKPOINT that writes every page the replay touched
+  // before the first client gets in. In standby mode with the promote trigger already there,
+  // postgres replays the same WAL, promotes at its end, writes an end-of-recovery record and
+  // leaves that checkpoint to run spread in the background; but the promotion first copies
+  // the WAL segment where the replay ended into the new PostgreSQL timeline: up to 16 MiB,
+  // written and synced before the first client gets in, through the store's one WAL that
+  // every other compute's commits sync. A replay that stays in one segment touches about as
+  // many pages as that WAL holds, and no more than the copy would write (a page's first
+  // change after a checkpoint logs its full image), so such a cluster (a branch made at its
+  // parent's head, just after the parent's CHECKPOINT) recovers as after a crash: no new
+  // PostgreSQL timeline, no copy. docs/point-in-time.md, section 3.
+  if (options_.crash_recovery_in_one_segment && ReplayStaysInOneSegment(pgdata)) {
+    return StandbySignal(pgdata, false);
+  }
   // hot_standby off: no client gets in before the promotion.
   ARBOR_RETURN_IF_ERROR(StandbySignal(pgdata, true));
   ARBOR_RETURN_IF_ERROR(SignalFile(pgdata, "arbor.promote", true));

@@ -1,6 +1,7 @@
 #include "fs/wal.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -138,6 +139,26 @@ uint64_t WalRecordsEnd(uint64_t from, uint64_t begin, std::span<const char> wal)
       end = (end + kWalSegmentSize - 1) / kWalSegmentSize * kWalSegmentSize;
     }
   }
+}
+
+std::string WalFileName(uint32_t tli, uint64_t lsn) {
+  constexpr uint64_t kPerId = (uint64_t{1} << 32) / kWalSegmentSize;  // segments per xlogid
+  uint64_t segno = lsn / kWalSegmentSize;
+  char name[32];
+  snprintf(name, sizeof name, "%08X%08X%08X", tli, static_cast<uint32_t>(segno / kPerId),
+           static_cast<uint32_t>(segno % kPerId));
+  return name;
+}
+
+bool StartsWalSegment(std::span<const char> head, uint64_t segment_start) {
+  constexpr uint16_t kLongHeaderFlag = 0x0002;  // XLP_LONG_HEADER
+  if (head.size() < 16) return false;
+  uint16_t magic, info;
+  uint64_t pageaddr;
+  std::memcpy(&magic, head.data(), 2);
+  std::memcpy(&info, head.data() + 2, 2);
+  std::memcpy(&pageaddr, head.data() + 8, 8);
+  return magic == kWalPageMagic && (info & kLongHeaderFlag) != 0 && pageaddr == segment_start;
 }
 
 }  // namespace arbor::fs

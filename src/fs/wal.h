@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 
 namespace arbor::fs {
 
@@ -29,5 +30,15 @@ std::optional<uint64_t> WalEndOfWrite(uint64_t offset, std::span<const char> dat
 // pages, a page starts with a header, an XLOG_SWITCH record ends its segment), and it stops at
 // zeros, a torn record or a page that does not belong there.
 uint64_t WalRecordsEnd(uint64_t from, uint64_t begin, std::span<const char> wal);
+
+// The name of the file in pg_wal that holds `lsn` on PostgreSQL timeline `tli`
+// ("000000010000000000000009" for 0/9000000 on timeline 1).
+std::string WalFileName(uint32_t tli, uint64_t lsn);
+
+// True if `head`, the first bytes of a WAL segment file, is the header of its first page as
+// PostgreSQL writes it for the segment that starts at `segment_start`: the WAL magic, the long
+// header's flag and that page address. False for a recycled segment not yet rewritten (it
+// still holds an older segment's pages), for zeros and for anything shorter than a header.
+bool StartsWalSegment(std::span<const char> head, uint64_t segment_start);
 
 }  // namespace arbor::fs

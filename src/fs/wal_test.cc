@@ -29,6 +29,29 @@ TEST(WalTest, EndIsTheLastWrittenByteOfTheLastPage) {
   EXPECT_EQ(*end, seg + 4 * kWalPageSize + 104);  // 100 rounded up to 8
 }
 
+TEST(WalTest, FileNamesFollowPostgres) {
+  EXPECT_EQ(WalFileName(1, 0x9000000), "000000010000000000000009");
+  EXPECT_EQ(WalFileName(2, 0x9FFFFFF), "000000020000000000000009");
+  EXPECT_EQ(WalFileName(0x1A, (uint64_t{3} << 32) + 0xFF000000), "0000001A00000003000000FF");
+}
+
+TEST(WalTest, ASegmentStartsWithItsOwnLongHeader) {
+  uint64_t seg = 10 * kWalSegmentSize;
+  std::string first = Page(seg, 40);
+  uint16_t info = 0x2 | 0x1;  // long header, continuation
+  std::memcpy(first.data() + 2, &info, 2);
+  EXPECT_TRUE(StartsWalSegment(first, seg));
+  // A recycled segment still holds an older segment's pages.
+  EXPECT_FALSE(StartsWalSegment(first, seg + kWalSegmentSize));
+  std::string short_header = Page(seg, 40);
+  info = 0x1;
+  std::memcpy(short_header.data() + 2, &info, 2);
+  EXPECT_FALSE(StartsWalSegment(short_header, seg));
+  EXPECT_FALSE(StartsWalSegment(Page(seg, 40, 0xD10D), seg));
+  EXPECT_FALSE(StartsWalSegment(std::string(kWalPageSize, '\0'), 0));
+  EXPECT_FALSE(StartsWalSegment(first.substr(0, 15), seg));
+}
+
 TEST(WalTest, NotWalIsNotMarked) {
   std::string p = Page(kWalPageSize, 500);
   EXPECT_FALSE(WalEndOfWrite(kWalPageSize, std::string_view(p).substr(0, 4096)));  // partial

@@ -262,6 +262,48 @@ TEST_F(BranchTest, BranchAtLsn) {
   prod.Query("drop table lsn_rows");
 }
 
+// A branch's first start recovers as after a crash when its replay stays in one WAL segment
+// (a branch at the head: its parent checkpointed just before), and promotes onto a new
+// PostgreSQL timeline when it is longer (docs/point-in-time.md, section 3). Either way the
+// branch holds what the parent had.
+TEST_F(BranchTest, AShortReplayRecoversInPlaceAndALongOnePromotes) {
+  // The PostgreSQL timeline a cluster writes its WAL on: the first 8 hex digits of its file.
+  auto tli = [](Pg& pg) {
+    return std::stoul(pg.One("select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"),
+                      nullptr, 16);
+  };
+  Pg prod(daemon_->Connect("production"));
+  prod.Query("create table replay(n int, pad text)");
+  prod.Query("insert into replay values (1, '')");
+  unsigned long parent = tli(prod);
+  {
+    Pg b(CreateOk("short-replay", json::object()));
+    EXPECT_EQ(b.One("select count(*) from replay"), "1");
+    EXPECT_EQ(tli(b), parent) << "a branch at the head promoted instead of recovering in place";
+  }
+  Delete("short-replay");
+  // 24 MB of rows after that checkpoint: the replay of a branch made after them crosses a
+  // 16 MiB segment. A timed checkpoint of production in between would shorten it; so up to
+  // three tries, of which one must promote.
+  bool promoted = false;
+  for (int i = 2; i <= 4 && !promoted; ++i) {
+    prod.Query("insert into replay select " + std::to_string(i) +
+               ", repeat('x', 1000) from generate_series(1, 24000)");
+    int64_t t = testutil::NowMicros();
+    std::string name = "long-replay-" + std::to_string(i);
+    {
+      Pg b(CreateOk(name, {{"source_branch_time", testutil::Rfc3339(t)}}));
+      EXPECT_EQ(b.One("select max(n) from replay"), std::to_string(i));
+      promoted = tli(b) == parent + 1;
+      b.Query("insert into replay values (100, 'branch only')");
+    }
+    Delete(name);
+  }
+  EXPECT_TRUE(promoted) << "a replay of 24 MB recovered in place three times";
+  EXPECT_EQ(prod.One("select count(*) from replay where n = 100"), "0");
+  prod.Query("drop table replay");
+}
+
 // Restore in place: the branch goes back to its own past; what it had is kept as a backup.
 TEST_F(BranchTest, RestoreInPlaceKeepsTheReplacedStateAsBackup) {
   std::string conn = CreateOk("incident", json::object());
