@@ -30,23 +30,38 @@ std::string BranchName(const std::string& p, const std::string& b) {
 
 namespace {
 
-// DBState of pg_control (u64 system identifier, u32 version, u32 catalog version, state).
-Result<uint32_t> ClusterState(const std::string& pgdata) {
+// The head of pg_control (ControlFileData): u64 system identifier, u32 version, u32 catalog
+// version, then DBState at byte 16; checkPointCopy.redo at byte 40 and its ThisTimeLineID at
+// byte 48.
+struct ControlHead {
+  uint32_t state;
+  uint64_t redo;
+  uint32_t tli;
+};
+
+Result<ControlHead> ReadControl(const std::string& pgdata) {
   std::string control = pgdata + "/global/pg_control";
   int fd = open(control.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return Status::FailedPrecondition("the branch holds no PostgreSQL cluster at that point (" +
                                       control + ": " + std::strerror(errno) + ")");
   }
-  unsigned char head[20];
+  unsigned char head[52];
   ssize_t n = read(fd, head, sizeof head);
   close(fd);
   if (n != static_cast<ssize_t>(sizeof head)) {
     return Status::FailedPrecondition("the branch's pg_control at that point is incomplete");
   }
-  uint32_t state;
-  std::memcpy(&state, head + 16, 4);
-  return state;
+  ControlHead out;
+  std::memcpy(&out.state, head + 16, 4);
+  std::memcpy(&out.redo, head + 40, 8);
+  std::memcpy(&out.tli, head + 48, 4);
+  return out;
+}
+
+Result<uint32_t> ClusterState(const std::string& pgdata) {
+  ARBOR_ASSIGN_OR_RETURN(ControlHead c, ReadControl(pgdata));
+  return c.state;
 }
 
 // The empty file `name` in PGDATA, owned as PGDATA is (postgres removes it); `present` false
@@ -75,33 +90,22 @@ Status StandbySignal(const std::string& pgdata, bool present) {
   return SignalFile(pgdata, "standby.signal", present);
 }
 
-// True if the replay of PGDATA after a crash ends in the WAL segment where it starts: the one
-// that holds the redo point of pg_control's last checkpoint. It does not if the next segment
-// holds WAL that follows it, or if a later PostgreSQL timeline began after that checkpoint (a
+// True if the replay of PGDATA after a crash, from the redo point of its last checkpoint
+// (`control`), ends in the WAL segment where it starts. It does not if the next segment holds
+// WAL that follows it, or if a later PostgreSQL timeline began after that checkpoint (a
 // promotion whose spread checkpoint never completed). False when in doubt.
-bool ReplayStaysInOneSegment(const std::string& pgdata) {
-  // ControlFileData: checkPointCopy.redo at byte 40, checkPointCopy.ThisTimeLineID at 48.
-  unsigned char control[52];
-  constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
-  int fd = open((pgdata + "/global/pg_control").c_str(), kFlags);
-  if (fd < 0) return false;
-  ssize_t n = pread(fd, control, sizeof control, 0);
-  close(fd);
-  if (n != static_cast<ssize_t>(sizeof control)) return false;
-  uint64_t redo;
-  uint32_t tli;
-  std::memcpy(&redo, control + 40, 8);
-  std::memcpy(&tli, control + 48, 4);
-  if (tli == 0 || tli == ~uint32_t{0}) return false;
+bool ReplayStaysInOneSegment(const std::string& pgdata, const ControlHead& control) {
+  if (control.tli == 0 || control.tli == ~uint32_t{0}) return false;
   char history[32];
-  snprintf(history, sizeof history, "%08X.history", tli + 1);
+  snprintf(history, sizeof history, "%08X.history", control.tli + 1);
   struct stat st;
   if (lstat((pgdata + "/pg_wal/" + history).c_str(), &st) == 0) return false;
-  uint64_t next = (redo / fs::kWalSegmentSize + 1) * fs::kWalSegmentSize;
-  fd = open((pgdata + "/pg_wal/" + fs::WalFileName(tli, next)).c_str(), kFlags);
+  uint64_t next = (control.redo / fs::kWalSegmentSize + 1) * fs::kWalSegmentSize;
+  int fd = open((pgdata + "/pg_wal/" + fs::WalFileName(control.tli, next)).c_str(),
+                O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return errno == ENOENT;
   char head[16];
-  n = pread(fd, head, sizeof head, 0);
+  ssize_t n = pread(fd, head, sizeof head, 0);
   close(fd);
   if (n < 0) return false;
   return !fs::StartsWalSegment(std::span<const char>(head, static_cast<size_t>(n)), next);
@@ -164,8 +168,8 @@ Status Engine::StartStandby(StartPlan& plan) {
 Status Engine::PromoteAfterReplay(StartPlan& plan) {
   const std::string& pgdata = plan.mountpoint;
   constexpr uint32_t kShutdowned = 1;  // DB_SHUTDOWNED
-  auto state = ClusterState(pgdata);
-  if (!state.ok() || *state == kShutdowned) {
+  auto control = ReadControl(pgdata);
+  if (!control.ok() || control->state == kShutdowned) {
     // A clean start (or no cluster yet: initdb's). No standby.signal outlives its start.
     return StandbySignal(pgdata, false);
   }
@@ -180,7 +184,7 @@ Status Engine::PromoteAfterReplay(StartPlan& plan) {
   // change after a checkpoint logs its full image), so such a cluster (a branch made at its
   // parent's head, just after the parent's CHECKPOINT) recovers as after a crash: no new
   // PostgreSQL timeline, no copy. docs/point-in-time.md, section 3.
-  if (options_.crash_recovery_in_one_segment && ReplayStaysInOneSegment(pgdata)) {
+  if (options_.crash_recovery_in_one_segment && ReplayStaysInOneSegment(pgdata, *control)) {
     return StandbySignal(pgdata, false);
   }
   // hot_standby off: no client gets in before the promotion.

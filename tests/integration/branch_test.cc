@@ -269,8 +269,8 @@ TEST_F(BranchTest, BranchAtLsn) {
 TEST_F(BranchTest, AShortReplayRecoversInPlaceAndALongOnePromotes) {
   // The PostgreSQL timeline a cluster writes its WAL on: the first 8 hex digits of its file.
   auto tli = [](Pg& pg) {
-    return std::stoul(pg.One("select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"),
-                      nullptr, 16);
+    return std::stoul(pg.One("select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"), nullptr,
+                      16);
   };
   Pg prod(daemon_->Connect("production"));
   prod.Query("create table replay(n int, pad text)");
