@@ -25,7 +25,9 @@
 #               crash.
 # Prints, for each: create through the API (p50, p99: the call as curl times it; and the
 # client's wall time around it, p50, which adds curl's and date's process starts),
-# create + first query (p50, p99),
+# create + first query (p50, p99), each branch's postgres start (p50 and max, from its
+# compute's log: "starting PostgreSQL" to "ready to accept connections") and how many of
+# those starts recovered in place (an end-of-recovery checkpoint) instead of promoting,
 # production's TPS during the samples against a quiet run of the same daemon, and the ratios
 # to `always`. Targets: create p50 <= 10 ms; create + first query p99 the lowest.
 #
@@ -66,6 +68,19 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; 
 tps() { awk '/^tps = / {printf "%.0f\n", $3; exit}' "$1"; }
 
 declare -A R
+# From the computes' own logs, one line per branch: its postgres's start to ready (ms), and 1
+# if it recovered in place (an end-of-recovery checkpoint) rather than promoting, else 0.
+starts() {
+  local f
+  for f in "$ARBOR_HOME"/logs/default.b[0-9]*.primary.log; do
+    [[ -e "$f" ]] || continue
+    awk 'function ms(t, a) {split(t, a, ":"); return (a[1] * 3600 + a[2] * 60 + a[3]) * 1000}
+      /starting PostgreSQL/ && !s {s = ms($2)}
+      /ready to accept connections/ && !r {r = ms($2)}
+      /end-of-recovery/ {inplace = 1}
+      END {if (s && r) {d = r - s; if (d < 0) d += 86400000; printf "%d %d\n", d, inplace}}' "$f"
+  done
+}
 # One daemon: production loaded, a quiet pgbench, then the samples under load. $work/ID.samples
 # gets "<create call ms> <create + first query ms> <create wall ms>" per branch.
 phase() {  # ID PORT
@@ -117,6 +132,10 @@ phase() {  # ID PORT
   R[$id.f50]=$(awk '{print $2}' "$work/$id.samples" | pct 50)
   R[$id.f99]=$(awk '{print $2}' "$work/$id.samples" | pct 99)
   R[$id.w50]=$(awk '{print $3}' "$work/$id.samples" | pct 50)
+  starts >"$work/$id.starts"
+  R[$id.s50]=$(awk '{print $1}' "$work/$id.starts" | pct 50)
+  R[$id.s_max]=$(awk '{print $1}' "$work/$id.starts" | pct 100)
+  R[$id.inplace]=$(awk '{n += $2} END {print n + 0}' "$work/$id.starts")
   bench_cleanup
 }
 
@@ -158,6 +177,9 @@ row "create through the API p99 ms" c99
 row "create, the client's wall time p50" w50
 row "create + first query p50 ms" f50
 row "create + first query p99 ms" f99
+row "a branch's postgres start p50 ms" s50
+row "a branch's postgres start max ms" s_max
+row "starts that recovered in place" inplace
 row "production TPS, quiet" q_tps
 row "production TPS, during the samples" l_tps
 for side in "${sides[@]}"; do
